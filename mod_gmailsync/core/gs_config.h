@@ -1,0 +1,64 @@
+/* gs_config.h -- settings shared by the module, the daemon and the worker, and the parsers that
+ * validate them. Pure: no httpd headers, so `apachectl -t` and the unit tests run the same checks.
+ */
+#ifndef GS_CONFIG_H
+#define GS_CONFIG_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include <apr_tables.h>
+
+#define GS_DEFAULT_PREFIX             "/api/gmail/sync"
+#define GS_DEFAULT_API_BASE           "https://gmail.googleapis.com"
+#define GS_DEFAULT_TOKEN_URL          "https://oauth2.googleapis.com/token"
+#define GS_DEFAULT_SESSION_COOKIE     "session"
+#define GS_DEFAULT_MAX_WORKERS        4
+#define GS_DEFAULT_HEARTBEAT          apr_time_from_sec(5)
+#define GS_DEFAULT_STUCK_AFTER        apr_time_from_sec(300)
+#define GS_DEFAULT_PROGRESS_INTERVAL  apr_time_from_sec(1)
+#define GS_DEFAULT_METRICS_WINDOW     apr_time_from_sec(3600)
+#define GS_DEFAULT_BATCH_SIZE         50
+#define GS_MAX_BATCH_SIZE             100
+#define GS_DEFAULT_QUOTA_UNITS        250
+#define GS_DEFAULT_ALERT_SUCCESS_RATE 95.0   /* percent: alert below */
+#define GS_DEFAULT_ALERT_MEAN_DURATION apr_time_from_sec(300) /* alert above */
+#define GS_DEFAULT_ALERT_STUCK_TASKS  0      /* alert above */
+#define GS_DEFAULT_ALERT_ERROR_RATE   5.0    /* percent: alert above */
+
+/* Upper bound for every duration directive: long enough for any sane setting, small enough that
+ * adding two of them never overflows apr_interval_time_t. */
+#define GS_MAX_DURATION               apr_time_from_sec(30 * 86400)
+
+typedef enum { GS_SYNC_SMART = 0, GS_SYNC_FULL = 1 } gs_sync_mode_t;
+typedef enum { GS_USER_FROM_SESSION = 0, GS_USER_FROM_REMOTE_USER = 1 } gs_user_from_t;
+
+/* Parses "250ms", "5s", "5m", "1h", "2d" or a bare number of seconds into microseconds.
+ * Rejects empty input, signs, fractions, unknown units, trailing text and values above
+ * GS_MAX_DURATION. On failure returns APR_EINVAL and, when `why` is given, a static reason. */
+apr_status_t gs_parse_duration(const char *text, apr_interval_time_t *out, const char **why);
+
+/* Parses a decimal integer in [min, max]. Rejects empty input, trailing text and overflow. */
+apr_status_t gs_parse_int(const char *text, long min, long max, long *out, const char **why);
+
+/* Parses a percentage "95", "95%", "99.5%" in [0, 100]. */
+apr_status_t gs_parse_percent(const char *text, double *out, const char **why);
+
+/* Accepts only absolute http:// or https:// URLs with a host and no user info or fragment.
+ * A trailing '/' is removed from *normalized (allocated from p). */
+apr_status_t gs_parse_http_url(apr_pool_t *p, const char *text, const char **normalized,
+                               const char **why);
+
+/* Accepts "https://host[:port]" or "http://host[:port]" (an Origin header value, no path). */
+apr_status_t gs_parse_origin(apr_pool_t *p, const char *text, const char **normalized,
+                             const char **why);
+
+/* Accepts an absolute path prefix such as "/api/gmail/sync": no trailing '/', no "..", no
+ * query, no whitespace. */
+apr_status_t gs_parse_uri_prefix(const char *text, const char **why);
+
+/* Formats a duration the way the parser reads it back, choosing the largest exact unit. */
+const char *gs_format_duration(apr_pool_t *p, apr_interval_time_t d);
+
+const char *gs_sync_mode_name(gs_sync_mode_t mode);
+
+#endif /* GS_CONFIG_H */

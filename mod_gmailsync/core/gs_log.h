@@ -1,0 +1,41 @@
+/* gs_log.h -- logging injected into the core library.
+ *
+ * The core never includes httpd headers; whoever hosts it (mod_gmailsync, the worker, unit tests)
+ * installs a callback. Levels mirror httpd's APLOG_* numbers so the glue can pass them through.
+ * Log lines are structured: "event=<name> key=value ..."; never pass a token or secret.
+ */
+#ifndef GS_LOG_H
+#define GS_LOG_H
+
+#include <apr_pools.h>
+#include <apr_errno.h>
+
+typedef enum {
+    GS_LOG_EMERG = 0, GS_LOG_ALERT, GS_LOG_CRIT, GS_LOG_ERR, GS_LOG_WARNING,
+    GS_LOG_NOTICE, GS_LOG_INFO, GS_LOG_DEBUG, GS_LOG_TRACE1
+} gs_log_level_t;
+
+#define GS_LOG_MARK __FILE__, __LINE__
+
+/* Writes one finished message. `rv` is APR_SUCCESS or the status the message is about. */
+typedef void gs_log_print_cb(void *baton, const char *file, int line, gs_log_level_t level,
+                             apr_status_t rv, const char *msg);
+/* Answers whether `level` would be written, so callers can skip formatting. */
+typedef int gs_log_is_level_cb(void *baton, gs_log_level_t level);
+
+/* Installs the sink; NULL callbacks restore the default (stderr, levels up to INFO). Not thread-safe:
+ * call once at startup before threads exist. */
+void gs_log_set(gs_log_print_cb *print, gs_log_is_level_cb *is_level, void *baton);
+
+int gs_log_is_level(gs_log_level_t level);
+
+/* Formats into `p` (a scratch pool; NULL uses a small stack buffer) and hands the line to the sink. */
+void gs_log_perror(const char *file, int line, gs_log_level_t level, apr_status_t rv,
+                   apr_pool_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#define gs_log_error(level, p, ...) gs_log_perror(GS_LOG_MARK, (level), APR_SUCCESS, (p), __VA_ARGS__)
+
+const char *gs_log_level_name(gs_log_level_t level);
+
+#endif /* GS_LOG_H */

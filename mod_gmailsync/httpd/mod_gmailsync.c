@@ -1,0 +1,129 @@
+/* mod_gmailsync.c -- the module record and its hooks.
+ *
+ * Keeps to wiring: configuration checks, logging injection into the core, statement registration
+ * with mod_dbd, and the handler. The work itself lives in the core library (mod_gmailsync/core).
+ */
+#include <apr_optional.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
+
+#include "gs_log.h"
+#include "gs_sql.h"
+#include "mod_gmailsync.h"
+
+static void log_to_httpd(void *baton, const char *file, int line, gs_log_level_t level,
+                         apr_status_t rv, const char *msg)
+{
+    server_rec *s = baton;
+
+    ap_log_error(file, line, APLOG_MODULE_INDEX, (int)level, rv, s, "%s", msg);
+}
+
+static int log_is_level_httpd(void *baton, gs_log_level_t level)
+{
+    server_rec *s = baton;
+
+    return APLOG_IS_LEVEL(s, (int)level);
+}
+
+/* Checks what single directives cannot: relations between settings. Runs before `Syntax OK` and
+ * at every (re)start, after virtual hosts have inherited from the main server. */
+static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    server_rec *vs;
+
+    (void)pconf;
+    (void)plog;
+    gs_httpd_conf_finalize(s);
+    for (vs = s; vs; vs = vs->next) {
+        gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
+
+        if (conf->stuck_after < 2 * conf->heartbeat) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s (%s) must be at least twice %s (%s) in %s:%d",
+                         GS_DIR_STUCK_AFTER, gs_format_duration(ptemp, conf->stuck_after),
+                         GS_DIR_HEARTBEAT, gs_format_duration(ptemp, conf->heartbeat),
+                         vs->defn_name ? vs->defn_name : "(main server)", vs->defn_line_number);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+/* Registers every catalogue statement with mod_dbd so that each pooled connection prepares them.
+ * Must run before mod_dbd's own post_config, which builds the connection groups. */
+static int gs_register_statements(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                  server_rec *s)
+{
+    APR_OPTIONAL_FN_TYPE(ap_dbd_prepare) *dbd_prepare = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_prepare);
+    const gs_sql_stmt_t *stmt;
+    server_rec *vs;
+
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    if (!dbd_prepare) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                     "mod_gmailsync needs mod_dbd: add LoadModule dbd_module before it, "
+                     "with DBDriver pgsql and DBDParams");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    for (vs = s; vs; vs = vs->next) {
+        for (stmt = gs_sql_statements; stmt->label; stmt++) {
+            dbd_prepare(vs, stmt->sql, stmt->label);
+        }
+    }
+    return OK;
+}
+
+static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    gs_log_set(log_to_httpd, log_is_level_httpd, s);
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK; /* the configuration dry run: start nothing */
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 "event=module.configured version=%s mode=%s", GS_VERSION,
+                 gs_sync_mode_name((gs_sync_mode_t)gs_httpd_srv_conf(s)->mode));
+    return OK;
+}
+
+static int gs_handler_hook(request_rec *r)
+{
+    if (!r->handler || strcmp(r->handler, GS_HANDLER_NAME)) {
+        return DECLINED;
+    }
+    return gs_httpd_handler(r);
+}
+
+static void gs_register_hooks(apr_pool_t *p)
+{
+    static const char *const run_before_dbd[] = { "mod_dbd.c", NULL };
+
+    (void)p;
+    ap_hook_check_config(gs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(gs_register_statements, NULL, run_before_dbd, APR_HOOK_MIDDLE);
+    ap_hook_post_config(gs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(gs_handler_hook, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(gmailsync) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,                        /* per-directory config: all settings are per server */
+    NULL,
+    gs_httpd_create_srv_conf,
+    gs_httpd_merge_srv_conf,
+    gs_httpd_cmds,
+    gs_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,361 @@
+/* mod_gmailsync_config.c -- the directives: parsing, validation, inheritance and defaults.
+ *
+ * Every value is checked when the configuration is read, so a mistake is a startup error that
+ * names the directive (httpd adds the file and line), never a crash or a surprise at run time.
+ */
+#include <unistd.h>
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_file_info.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+/* Bounds for a numeric or duration directive, stored as the command's `info`. */
+typedef struct {
+    size_t offset;
+    apr_int64_t min;
+    apr_int64_t max;
+} gs_bounds_t;
+
+#define BOUNDS(field, lo, hi) { APR_OFFSETOF(gs_srv_conf_t, field), (lo), (hi) }
+
+static gs_bounds_t max_workers_bounds  = BOUNDS(max_workers, 0, 256);
+static gs_bounds_t batch_size_bounds   = BOUNDS(batch_size, 1, GS_MAX_BATCH_SIZE);
+static gs_bounds_t quota_units_bounds  = BOUNDS(quota_units, 1, 1000000);
+static gs_bounds_t stuck_tasks_bounds  = BOUNDS(alert_stuck_tasks, 0, 1000000);
+static gs_bounds_t heartbeat_bounds    = BOUNDS(heartbeat, 100 * 1000, apr_time_from_sec(3600));
+static gs_bounds_t stuck_after_bounds  = BOUNDS(stuck_after, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t progress_bounds     = BOUNDS(progress_interval, 50 * 1000, apr_time_from_sec(600));
+static gs_bounds_t window_bounds       = BOUNDS(metrics_window, apr_time_from_sec(60), GS_MAX_DURATION);
+static gs_bounds_t mean_dur_bounds     = BOUNDS(alert_mean_duration, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t success_rate_offset = BOUNDS(alert_success_rate, 0, 100);
+static gs_bounds_t error_rate_offset   = BOUNDS(alert_error_rate, 0, 100);
+
+void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    gs_srv_conf_t *conf = apr_pcalloc(p, sizeof *conf);
+
+    (void)s;
+    conf->enabled = GS_UNSET;
+    conf->mode = GS_UNSET;
+    conf->max_workers = GS_UNSET;
+    conf->heartbeat = GS_UNSET;
+    conf->stuck_after = GS_UNSET;
+    conf->progress_interval = GS_UNSET;
+    conf->metrics_window = GS_UNSET;
+    conf->user_from = GS_UNSET;
+    conf->batch_size = GS_UNSET;
+    conf->quota_units = GS_UNSET;
+    conf->alert_success_rate = GS_UNSET;
+    conf->alert_mean_duration = GS_UNSET;
+    conf->alert_stuck_tasks = GS_UNSET;
+    conf->alert_error_rate = GS_UNSET;
+    return conf;
+}
+
+#define PICK(field) conf->field = (add->field != GS_UNSET) ? add->field : base->field
+#define PICK_PTR(field) conf->field = add->field ? add->field : base->field
+
+void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    const gs_srv_conf_t *base = basev, *add = addv;
+    gs_srv_conf_t *conf = apr_pcalloc(p, sizeof *conf);
+
+    PICK(enabled);
+    PICK_PTR(prefix);
+    PICK(mode);
+    PICK_PTR(worker_path);
+    PICK(max_workers);
+    PICK(heartbeat);
+    PICK(stuck_after);
+    PICK(progress_interval);
+    PICK(metrics_window);
+    PICK_PTR(api_base);
+    PICK_PTR(token_url);
+    PICK_PTR(client_id);
+    PICK_PTR(client_secret_file);
+    PICK(user_from);
+    PICK_PTR(session_cookie);
+    PICK_PTR(allow_origins);
+    PICK(batch_size);
+    PICK(quota_units);
+    PICK(alert_success_rate);
+    PICK(alert_mean_duration);
+    PICK(alert_stuck_tasks);
+    PICK(alert_error_rate);
+    return conf;
+}
+
+#define DEFAULT(field, value) do { if (conf->field == GS_UNSET) conf->field = (value); } while (0)
+#define DEFAULT_PTR(field, value) do { if (!conf->field) conf->field = (value); } while (0)
+
+void gs_httpd_conf_finalize(server_rec *s)
+{
+    for (; s; s = s->next) {
+        gs_srv_conf_t *conf = gs_httpd_srv_conf(s);
+
+        DEFAULT(enabled, 1);
+        DEFAULT_PTR(prefix, GS_DEFAULT_PREFIX);
+        DEFAULT(mode, GS_SYNC_SMART);
+        DEFAULT_PTR(worker_path, GS_WORKER_DEFAULT);
+        DEFAULT(max_workers, GS_DEFAULT_MAX_WORKERS);
+        DEFAULT(heartbeat, GS_DEFAULT_HEARTBEAT);
+        DEFAULT(stuck_after, GS_DEFAULT_STUCK_AFTER);
+        DEFAULT(progress_interval, GS_DEFAULT_PROGRESS_INTERVAL);
+        DEFAULT(metrics_window, GS_DEFAULT_METRICS_WINDOW);
+        DEFAULT_PTR(api_base, GS_DEFAULT_API_BASE);
+        DEFAULT_PTR(token_url, GS_DEFAULT_TOKEN_URL);
+        DEFAULT(user_from, GS_USER_FROM_SESSION);
+        DEFAULT_PTR(session_cookie, GS_DEFAULT_SESSION_COOKIE);
+        DEFAULT(batch_size, GS_DEFAULT_BATCH_SIZE);
+        DEFAULT(quota_units, GS_DEFAULT_QUOTA_UNITS);
+        DEFAULT(alert_success_rate, GS_DEFAULT_ALERT_SUCCESS_RATE);
+        DEFAULT(alert_mean_duration, GS_DEFAULT_ALERT_MEAN_DURATION);
+        DEFAULT(alert_stuck_tasks, GS_DEFAULT_ALERT_STUCK_TASKS);
+        DEFAULT(alert_error_rate, GS_DEFAULT_ALERT_ERROR_RATE);
+    }
+}
+
+static const char *bad_value(cmd_parms *cmd, const char *arg, const char *why)
+{
+    return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s", cmd->cmd->name, arg, why);
+}
+
+static const char *set_flag(cmd_parms *cmd, void *dconf, int flag)
+{
+    (void)dconf;
+    gs_httpd_srv_conf(cmd->server)->enabled = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_prefix(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *why;
+
+    (void)dconf;
+    if (gs_parse_uri_prefix(arg, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    gs_httpd_srv_conf(cmd->server)->prefix = arg;
+    return NULL;
+}
+
+static const char *set_mode(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
+
+    (void)dconf;
+    if (!strcasecmp(arg, "smart")) {
+        conf->mode = GS_SYNC_SMART;
+    }
+    else if (!strcasecmp(arg, "full")) {
+        conf->mode = GS_SYNC_FULL;
+    }
+    else {
+        return bad_value(cmd, arg, "expected smart or full");
+    }
+    return NULL;
+}
+
+static const char *set_user_from(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
+
+    (void)dconf;
+    if (!strcasecmp(arg, "session")) {
+        conf->user_from = GS_USER_FROM_SESSION;
+    }
+    else if (!strcasecmp(arg, "remote-user")) {
+        conf->user_from = GS_USER_FROM_REMOTE_USER;
+    }
+    else {
+        return bad_value(cmd, arg, "expected session or remote-user");
+    }
+    return NULL;
+}
+
+static const char *set_number(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const gs_bounds_t *b = cmd->info;
+    const char *why;
+    long value;
+
+    (void)dconf;
+    if (gs_parse_int(arg, (long)b->min, (long)b->max, &value, &why) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s (expected %ld to %ld)",
+                            cmd->cmd->name, arg, why, (long)b->min, (long)b->max);
+    }
+    *(long *)((char *)gs_httpd_srv_conf(cmd->server) + b->offset) = value;
+    return NULL;
+}
+
+static const char *set_duration(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const gs_bounds_t *b = cmd->info;
+    const char *why;
+    apr_interval_time_t value;
+
+    (void)dconf;
+    if (gs_parse_duration(arg, &value, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    if (value < b->min || value > b->max) {
+        return apr_psprintf(cmd->pool, "%s: invalid value '%s': must be between %s and %s",
+                            cmd->cmd->name, arg, gs_format_duration(cmd->pool, b->min),
+                            gs_format_duration(cmd->pool, b->max));
+    }
+    *(apr_interval_time_t *)((char *)gs_httpd_srv_conf(cmd->server) + b->offset) = value;
+    return NULL;
+}
+
+static const char *set_percent(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const gs_bounds_t *b = cmd->info;
+    const char *why;
+    double value;
+
+    (void)dconf;
+    if (gs_parse_percent(arg, &value, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    *(double *)((char *)gs_httpd_srv_conf(cmd->server) + b->offset) = value;
+    return NULL;
+}
+
+static const char *set_url(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *why, *url;
+
+    (void)dconf;
+    if (gs_parse_http_url(cmd->pool, arg, &url, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    *(const char **)((char *)gs_httpd_srv_conf(cmd->server) + (size_t)cmd->info) = url;
+    return NULL;
+}
+
+static const char *set_token(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *c;
+
+    (void)dconf;
+    if (!*arg || strlen(arg) > 512) {
+        return bad_value(cmd, arg, "must be 1 to 512 characters");
+    }
+    for (c = arg; *c; c++) {
+        if (!apr_isgraph(*c) || *c == ';' || *c == ',' || *c == '=') {
+            return bad_value(cmd, arg, "only visible ASCII characters except ; , and = are allowed");
+        }
+    }
+    *(const char **)((char *)gs_httpd_srv_conf(cmd->server) + (size_t)cmd->info) = arg;
+    return NULL;
+}
+
+static const char *set_worker(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    apr_finfo_t finfo;
+    apr_status_t rv;
+
+    (void)dconf;
+    if (!ap_os_is_path_absolute(cmd->pool, arg)) {
+        return bad_value(cmd, arg, "the worker must be given as an absolute path");
+    }
+    if ((rv = apr_stat(&finfo, arg, APR_FINFO_TYPE, cmd->pool)) != APR_SUCCESS) {
+        return bad_value(cmd, arg, "no such file");
+    }
+    if (finfo.filetype != APR_REG || access(arg, X_OK) != 0) {
+        return bad_value(cmd, arg, "not an executable file");
+    }
+    gs_httpd_srv_conf(cmd->server)->worker_path = arg;
+    return NULL;
+}
+
+static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_finfo_t finfo;
+
+    (void)dconf;
+    if (!path) {
+        return bad_value(cmd, arg, "invalid path");
+    }
+    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
+        || finfo.filetype != APR_REG) {
+        return bad_value(cmd, arg, "no such file");
+    }
+    gs_httpd_srv_conf(cmd->server)->client_secret_file = path;
+    return NULL;
+}
+
+static const char *add_origin(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
+    const char *why, *origin;
+
+    (void)dconf;
+    if (gs_parse_origin(cmd->pool, arg, &origin, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    if (!conf->allow_origins) {
+        conf->allow_origins = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(conf->allow_origins, const char *) = origin;
+    return NULL;
+}
+
+#define URL_FIELD(field) ((void *)APR_OFFSETOF(gs_srv_conf_t, field))
+
+const command_rec gs_httpd_cmds[] = {
+    AP_INIT_FLAG(GS_DIR_ENABLE, set_flag, NULL, RSRC_CONF,
+                 "On|Off: Off answers 503 and starts no new sync (running tasks finish)"),
+    AP_INIT_TAKE1(GS_DIR_PREFIX, set_prefix, NULL, RSRC_CONF,
+                  "URI prefix of the API (default " GS_DEFAULT_PREFIX ")"),
+    AP_INIT_TAKE1(GS_DIR_MODE, set_mode, NULL, RSRC_CONF,
+                  "smart|full: full forces full syncs"),
+    AP_INIT_TAKE1(GS_DIR_WORKER, set_worker, NULL, RSRC_CONF,
+                  "absolute path of the gmailsync-worker binary"),
+    AP_INIT_TAKE1(GS_DIR_MAX_WORKERS, set_number, &max_workers_bounds, RSRC_CONF,
+                  "concurrent sync workers on this host (0 pauses)"),
+    AP_INIT_TAKE1(GS_DIR_HEARTBEAT, set_duration, &heartbeat_bounds, RSRC_CONF,
+                  "worker heartbeat interval, e.g. 5s"),
+    AP_INIT_TAKE1(GS_DIR_STUCK_AFTER, set_duration, &stuck_after_bounds, RSRC_CONF,
+                  "heartbeat age at which a running task is STUCK, e.g. 5m"),
+    AP_INIT_TAKE1(GS_DIR_PROGRESS_INTERVAL, set_duration, &progress_bounds, RSRC_CONF,
+                  "minimum interval between progress writes to the database, e.g. 1s"),
+    AP_INIT_TAKE1(GS_DIR_METRICS_WINDOW, set_duration, &window_bounds, RSRC_CONF,
+                  "window over which health computes the monitoring metrics, e.g. 1h"),
+    AP_INIT_TAKE1(GS_DIR_API_BASE, set_url, URL_FIELD(api_base), RSRC_CONF,
+                  "base URL of the Gmail API"),
+    AP_INIT_TAKE1(GS_DIR_TOKEN_URL, set_url, URL_FIELD(token_url), RSRC_CONF,
+                  "URL of the OAuth2 token endpoint"),
+    AP_INIT_TAKE1(GS_DIR_CLIENT_ID, set_token, URL_FIELD(client_id), RSRC_CONF,
+                  "OAuth2 client id"),
+    AP_INIT_TAKE1(GS_DIR_CLIENT_SECRET_FILE, set_secret_file, NULL, RSRC_CONF,
+                  "file holding the OAuth2 client secret"),
+    AP_INIT_TAKE1(GS_DIR_USER_FROM, set_user_from, NULL, RSRC_CONF,
+                  "session|remote-user: where the user identity comes from"),
+    AP_INIT_TAKE1(GS_DIR_SESSION_COOKIE, set_token, URL_FIELD(session_cookie), RSRC_CONF,
+                  "name of the session cookie (default " GS_DEFAULT_SESSION_COOKIE ")"),
+    AP_INIT_ITERATE(GS_DIR_ALLOW_ORIGIN, add_origin, NULL, RSRC_CONF,
+                    "origins (scheme://host[:port]) allowed to POST besides this site"),
+    AP_INIT_TAKE1(GS_DIR_BATCH_SIZE, set_number, &batch_size_bounds, RSRC_CONF,
+                  "messages per Gmail batch request (default 50)"),
+    AP_INIT_TAKE1(GS_DIR_QUOTA_UNITS, set_number, &quota_units_bounds, RSRC_CONF,
+                  "Gmail quota units per second per user the worker allows itself (default 250)"),
+    AP_INIT_TAKE1(GS_DIR_ALERT_SUCCESS_RATE, set_percent, &success_rate_offset, RSRC_CONF,
+                  "alert when the success rate falls below this percentage (default 95)"),
+    AP_INIT_TAKE1(GS_DIR_ALERT_MEAN_DURATION, set_duration, &mean_dur_bounds, RSRC_CONF,
+                  "alert when the mean task duration exceeds this (default 5m)"),
+    AP_INIT_TAKE1(GS_DIR_ALERT_STUCK_TASKS, set_number, &stuck_tasks_bounds, RSRC_CONF,
+                  "alert when more tasks than this are stuck (default 0)"),
+    AP_INIT_TAKE1(GS_DIR_ALERT_ERROR_RATE, set_percent, &error_rate_offset, RSRC_CONF,
+                  "alert when the error rate exceeds this percentage (default 5)"),
+    { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
+};

@@ -1,0 +1,66 @@
+# shellcheck shell=bash disable=SC2034
+# common.sh -- shared helpers for the mod_gmailsync scripts (sourced, not executed).
+
+GS_ROOT=${GS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+GS_PYTHON=/usr/bin/python3   # Debian's python3, with python3-psycopg2 / -pytest / -requests
+
+gs_die()  { echo "${GS_PROG:-gmailsync}: $*" >&2; exit 1; }
+gs_info() { echo "${GS_PROG:-gmailsync}: $*" >&2; }
+
+gs_is_root() { [ "$(id -u)" = 0 ]; }
+
+# Debian packages every script may need, by command or file they provide.
+GS_APT_PACKAGES=(
+  build-essential autoconf pkg-config apache2 apache2-dev libaprutil1-dbd-pgsql
+  libcurl4-openssl-dev libjson-c-dev libpq-dev check postgresql postgresql-contrib
+  python3-pytest python3-requests python3-psycopg2 python3-prometheus-client curl ca-certificates
+)
+
+# Installs missing Debian packages (only as root; otherwise names what is missing).
+gs_ensure_packages() {
+  local missing=() p
+  for p in "${GS_APT_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if gs_is_root; then
+    gs_info "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || gs_die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || gs_die "apt-get install failed for: ${missing[*]}"
+  else
+    gs_die "missing Debian packages (install them as root): apt-get install -y ${missing[*]}"
+  fi
+}
+
+# The newest installed PostgreSQL server binaries.
+gs_pg_bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/initdb" ] || gs_die "PostgreSQL server not found: install the Debian package postgresql"
+  echo "$d"
+}
+
+# Configures (if needed) and builds; extra args go to make.
+gs_build() {
+  cd "$GS_ROOT" || gs_die "cannot cd to $GS_ROOT"
+  if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+    autoreconf -fi >/dev/null || gs_die "autoreconf failed"
+  fi
+  if [ ! -f Makefile ] || [ Makefile.in -nt Makefile ] || [ configure -nt Makefile ]; then
+    ./configure -q || gs_die "configure failed"
+  fi
+  make -s -j"$(nproc)" "$@" || gs_die "build failed"
+}
+
+# Polls a command until it succeeds or the deadline (seconds) passes.
+gs_wait_for() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+gs_pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }

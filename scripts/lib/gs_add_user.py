@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""Creates a user of the local stack: a Gmail mailbox in the fake API, the linked account and a
+web session. Prints {"user_id", "session", "email"} as JSON on stdout.
+
+Environment: GS_PG_DSN, GS_GMAIL_URL (set by scripts/gmailsync-dev).
+"""
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import sys
+import urllib.request
+
+import psycopg2
+
+
+def create_mailbox(gmail_url, email, messages, seed, refresh_token):
+    body = json.dumps({"email": email, "messages": messages, "seed": seed,
+                       "refresh_token": refresh_token}).encode()
+    req = urllib.request.Request(gmail_url + "/_control/mailboxes", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.load(resp)
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="gmailsync-dev add-user")
+    ap.add_argument("--messages", type=int, default=100, help="messages in the mailbox (default 100)")
+    ap.add_argument("--email", help="Gmail address (default: derived from the user id)")
+    ap.add_argument("--seed", type=int, default=None, help="mailbox generator seed (default: random)")
+    ap.add_argument("--user-id", help="user id (default: random)")
+    ap.add_argument("--session-hours", type=float, default=24.0, help="session lifetime (default 24)")
+    ap.add_argument("--no-account", action="store_true", help="create the session only, no Gmail link")
+    args = ap.parse_args()
+    if args.messages < 0:
+        ap.error("--messages must be >= 0")
+
+    dsn = os.environ.get("GS_PG_DSN")
+    gmail_url = os.environ.get("GS_GMAIL_URL")
+    if not dsn or not gmail_url:
+        ap.error("GS_PG_DSN and GS_GMAIL_URL must be set (use scripts/gmailsync-dev add-user)")
+
+    user_id = args.user_id or "user-" + secrets.token_hex(6)
+    email = args.email or f"{user_id}@example.test"
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    session = secrets.token_urlsafe(32)
+    token_sha256 = hashlib.sha256(session.encode()).digest()
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        if not args.no_account:
+            refresh_token = "1//dev-" + secrets.token_urlsafe(24)
+            create_mailbox(gmail_url, email, args.messages, seed, refresh_token)
+            cur.execute(
+                """INSERT INTO gmailsync.accounts (user_id, email, refresh_token)
+                   VALUES (%s, %s, %s)
+                   ON CONFLICT (user_id) DO UPDATE
+                      SET email = EXCLUDED.email, refresh_token = EXCLUDED.refresh_token,
+                          access_token = NULL, access_token_expires_at = NULL,
+                          history_id = NULL, updated_at = now()""",
+                (user_id, email, refresh_token))
+        cur.execute(
+            """INSERT INTO gmailsync.sessions (token_sha256, user_id, expires_at)
+               VALUES (%s, %s, now() + make_interval(secs => %s))""",
+            (psycopg2.Binary(token_sha256), user_id, args.session_hours * 3600))
+    conn.close()
+    json.dump({"user_id": user_id, "session": session, "email": email}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Integration test harness: one real stack (PostgreSQL, fake Gmail, httpd with the module) per
+test session, brought up with scripts/gmailsync-dev under run/test-stack on its own ports.
+
+Like httpd's own pytest suite, every test fails if it leaves an unexpected [warn] or [error] line
+in the httpd error log; a test that provokes one on purpose declares it with `expect_log`.
+"""
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import psycopg2
+import pytest
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEV = os.path.join(ROOT, "scripts", "gmailsync-dev")
+RUN_DIR = os.environ.get("GS_TEST_RUN_DIR", os.path.join(ROOT, "run", "test-stack"))
+PORTS = {
+    "GS_HTTP_PORT": os.environ.get("GS_TEST_HTTP_PORT", "59080"),
+    "GS_PG_PORT": os.environ.get("GS_TEST_PG_PORT", "59432"),
+    "GS_GMAIL_PORT": os.environ.get("GS_TEST_GMAIL_PORT", "59081"),
+}
+LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
+
+
+def dev_env(extra_conf=None):
+    env = dict(os.environ, GS_RUN_DIR=RUN_DIR, **PORTS)
+    env.pop("GS_EXTRA_CONF", None)
+    if extra_conf:
+        env["GS_EXTRA_CONF"] = extra_conf
+    return env
+
+
+def run_dev(*args, extra_conf=None, check=True, timeout=300):
+    return subprocess.run([DEV, *args], env=dev_env(extra_conf), check=check, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+class Stack:
+    """The running stack and what the tests need to reach it."""
+
+    def __init__(self):
+        self.env = {}
+        self.refresh_env()
+
+    def refresh_env(self):
+        out = run_dev("env").stdout
+        self.env = {k: v for k, _, v in (shlex.split(line)[0].partition("=")
+                                         for line in out.splitlines() if line)}
+        self.base_url = self.env["GS_BASE_URL"]
+        self.api = self.base_url + "/api/gmail/sync"
+        self.pg_dsn = self.env["GS_PG_DSN"]
+        self.pg_admin_dsn = self.env["GS_PG_ADMIN_DSN"]
+        self.gmail_url = self.env["GS_GMAIL_URL"]
+        self.error_log = self.env["GS_ERROR_LOG"]
+        self.httpd_conf = self.env["GS_HTTPD_CONF"]
+        self.httpd_bin = self.env["GS_HTTPD_BIN"]
+
+    def db(self):
+        conn = psycopg2.connect(self.pg_dsn)
+        conn.autocommit = True
+        return conn
+
+    def query(self, sql, args=()):
+        with self.db() as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall() if cur.description else []
+        conn.close()
+        return rows
+
+    def add_user(self, messages=10, **kw):
+        args = ["add-user", "--messages", str(messages)]
+        for k, v in kw.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        return json.loads(run_dev(*args).stdout)
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.error_log)
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset):
+        with open(self.error_log, "r", encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            return f.read()
+
+    def reconfigure(self, extra_conf=None):
+        """Applies GS_EXTRA_CONF (or removes it) with a graceful restart; waits until it took."""
+        run_dev("up", extra_conf=extra_conf)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    proc = run_dev("up", check=False)
+    if proc.returncode != 0:
+        pytest.fail("scripts/gmailsync-dev up failed:\n" + proc.stdout + proc.stderr)
+    s = Stack()
+    yield s
+    proc = run_dev("down", check=False)
+    assert proc.returncode == 0, "gmailsync-dev down failed:\n" + proc.stdout + proc.stderr
+
+
+class LogExpectations:
+    def __init__(self):
+        self.patterns = []
+
+    def __call__(self, pattern):
+        self.patterns.append(re.compile(pattern))
+
+
+@pytest.fixture
+def expect_log():
+    """Declares error-log lines (regexes) that the test provokes on purpose."""
+    return LogExpectations()
+
+
+@pytest.fixture(autouse=True)
+def error_log_guard(request, stack, expect_log):
+    start = stack.log_size()
+    yield
+    # give httpd a moment to flush lines for requests that just completed
+    deadline = time.time() + 0.5
+    text = stack.log_since(start)
+    while time.time() < deadline and not text.endswith("\n") and text:
+        time.sleep(0.05)
+        text = stack.log_since(start)
+    unexpected = [line for line in text.splitlines()
+                  if LOG_LINE_LEVEL.match(line)
+                  and not any(p.search(line) for p in expect_log.patterns)]
+    if unexpected:
+        pytest.fail("unexpected [warn]/[error] lines in the httpd error log:\n" + "\n".join(unexpected))
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as s:
+        yield s

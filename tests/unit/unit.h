@@ -1,0 +1,10 @@
+/* unit.h -- the suites of the core unit tests. */
+#ifndef GS_UNIT_H
+#define GS_UNIT_H
+
+#include <check.h>
+
+Suite *gs_config_suite(void);
+Suite *gs_json_suite(void);
+
+#endif

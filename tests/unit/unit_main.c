@@ -1,0 +1,24 @@
+/* unit_main.c -- runs every Check suite of the core library. */
+#include <stdlib.h>
+
+#include <apr_general.h>
+#include <check.h>
+
+#include "unit.h"
+
+int main(void)
+{
+    SRunner *runner;
+    int failed;
+
+    if (apr_initialize() != APR_SUCCESS) {
+        return EXIT_FAILURE;
+    }
+    runner = srunner_create(gs_config_suite());
+    srunner_add_suite(runner, gs_json_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    apr_terminate();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
