@@ -15,6 +15,7 @@
 #include <apr_dbd.h>
 #include <mod_dbd.h>
 
+#include "gs_db.h"
 #include "gs_json.h"
 #include "gs_sql.h"
 #include "mod_gmailsync.h"
@@ -66,57 +67,48 @@ static int send_problem(request_rec *r, int status, const char *slug, const char
     return send_json(r, status, body);
 }
 
+/* A gs_db_t over the request's pooled mod_dbd connection, or NULL when the database is down. */
+static gs_db_t *request_db(request_rec *r)
+{
+    ap_dbd_t *dbd = ap_dbd_acquire(r);
+
+    return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared) : NULL;
+}
+
 /* GET /health: liveness of the module and its database. Operators restrict it with Require. */
 static int handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
-    ap_dbd_t *dbd;
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    apr_dbd_prepared_t *stmt;
-    const char *schema, *db_now;
-    json_object *body, *db;
+    gs_db_t *db;
+    gs_db_rows_t *rows;
+    json_object *body, *dbj;
     long schema_version;
-    int rc;
 
     (void)arg;
-    if (!(dbd = ap_dbd_acquire(r))) {
+    if (!(db = request_db(r))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_unavailable");
         return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
                             "the database cannot be reached");
     }
-    stmt = apr_hash_get(dbd->prepared, GS_SQL_SCHEMA_VERSION, APR_HASH_KEY_STRING);
-    if (!stmt) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "event=health.db_error reason=\"statement %s not prepared (schema missing?)\"",
-                      GS_SQL_SCHEMA_VERSION);
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
-                            "the gmailsync schema is missing: run gmailsync-migrate up");
-    }
-    rc = apr_dbd_pselect(dbd->driver, r->pool, dbd->handle, &res, stmt, 0, 0, NULL);
-    if (rc != 0 || apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) != 0) {
+    if (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &rows, 0, NULL) != APR_SUCCESS
+        || rows->nrows != 1) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
-                      apr_dbd_error(dbd->driver, dbd->handle, rc));
+                      db->last_error ? db->last_error : "no row");
         return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
-                            "the database did not answer the health query");
+                            "the database did not answer the health query "
+                            "(is the schema installed? gmailsync-migrate up)");
     }
-    /* copy: draining the result below frees the row */
-    schema = apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 0));
-    db_now = apr_pstrdup(r->pool, apr_dbd_get_entry(dbd->driver, row, 1));
-    /* drain the single-row result so the connection is clean for the next user */
-    while (apr_dbd_get_row(dbd->driver, r->pool, res, &row, -1) == 0) {
-    }
-    schema_version = schema ? strtol(schema, NULL, 10) : 0;
+    schema_version = strtol(gs_db_cell(rows, 0, 0), NULL, 10);
 
     body = gs_json_object(r->pool);
-    db = json_object_new_object();
+    dbj = json_object_new_object();
     gs_json_set_string(body, "status", schema_version >= GS_SQL_MIN_SCHEMA ? "ok" : "degraded");
     gs_json_set_string(body, "version", GS_VERSION);
     gs_json_set_bool(body, "enabled", conf->enabled);
     gs_json_set_string(body, "mode", gs_sync_mode_name((gs_sync_mode_t)conf->mode));
-    gs_json_set_bool(db, "ok", 1);
-    gs_json_set_int(db, "schema_version", schema_version);
-    gs_json_set_string(db, "now", db_now);
-    gs_json_set_object(body, "database", db);
+    gs_json_set_bool(dbj, "ok", 1);
+    gs_json_set_int(dbj, "schema_version", schema_version);
+    gs_json_set_string(dbj, "now", gs_db_cell(rows, 0, 1));
+    gs_json_set_object(body, "database", dbj);
     return send_json(r, HTTP_OK, body);
 }
 
