@@ -161,7 +161,9 @@ apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_r
     if (!db->handle || !(stmt = statement(db, label))) {
         return APR_EGENERAL;
     }
-    rc = apr_dbd_pselect(db->driver, p, db->handle, &res, stmt, 0, nargs, (const char **)args);
+    /* random access (seek=1): the whole result arrives at once and its column count is known;
+     * the sequential mode streams rows but reports 0 columns until the first row is fetched */
+    rc = apr_dbd_pselect(db->driver, p, db->handle, &res, stmt, 1, nargs, (const char **)args);
     if (rc != 0) {
         remember_error(db, rc);
         gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_EGENERAL, p, "event=db.error statement=%s "
@@ -171,7 +173,7 @@ apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_r
     rows = apr_pcalloc(p, sizeof *rows);
     rows->ncols = apr_dbd_num_cols(db->driver, res);
     cells = apr_array_make(p, 8, sizeof(const char *));
-    /* read to the end: the sequential pgsql result is freed by the final get_row */
+    /* read to the end: the final get_row frees the driver's result */
     while (apr_dbd_get_row(db->driver, p, res, &row, -1) == 0) {
         for (col = 0; col < rows->ncols; col++) {
             const char *v = apr_dbd_get_entry(db->driver, row, col);

@@ -10,6 +10,24 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_SCHEMA_VERSION,
       "SELECT COALESCE(max(version), 0)::text, " RFC3339("now()")
       " FROM gmailsync.schema_migrations" },
+
+    /* ---------------------------------------------------------------- identity and start */
+    { GS_SQL_SESSION_USER,
+      "SELECT user_id FROM gmailsync.sessions"
+      " WHERE token_sha256 = decode(%s, 'hex') AND expires_at > now()" },
+    { GS_SQL_START_TIMEOUTS,
+      "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)" },
+    { GS_SQL_START_LOCK,
+      "SELECT pg_advisory_xact_lock(" GS_SQL_LOCK_NAMESPACE ", hashtext(%s))" },
+    { GS_SQL_ACCOUNT_EXISTS,
+      "SELECT 1 FROM gmailsync.accounts WHERE user_id = %s" },
+    { GS_SQL_ACTIVE_TASK_LOCK,
+      "SELECT task_id, state FROM gmailsync.sync_tasks"
+      " WHERE user_id = %s AND " GS_SQL_ACTIVE_PREDICATE " FOR UPDATE" },
+    { GS_SQL_INSERT_TASK,
+      "INSERT INTO gmailsync.sync_tasks (user_id, force_full) VALUES (%s, %s::boolean)"
+      " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
+      " RETURNING task_id, state" },
     { NULL, NULL }
 };
 

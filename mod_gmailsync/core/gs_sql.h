@@ -15,6 +15,21 @@ typedef struct {
 /* Returns: the newest applied migration number and the database clock (RFC 3339 UTC). */
 #define GS_SQL_SCHEMA_VERSION "gs_schema_version"
 
+/* The predicate of the partial unique index sync_tasks_one_active_per_user. Statements that
+ * rely on the index (ON CONFLICT targets) must repeat it exactly. */
+#define GS_SQL_ACTIVE_PREDICATE "state IN ('CREATED', 'RUNNING')"
+
+/* First key of the transaction-level advisory lock that serialises starts per user ('GMSY'). */
+#define GS_SQL_LOCK_NAMESPACE "1196249945"
+
+/* Identity and start (see gs_start.h). */
+#define GS_SQL_SESSION_USER      "gs_session_user"       /* (sha256 hex) -> user_id */
+#define GS_SQL_START_TIMEOUTS    "gs_start_timeouts"     /* (lock ms, statement ms) */
+#define GS_SQL_START_LOCK        "gs_start_lock"         /* (user_id) */
+#define GS_SQL_ACCOUNT_EXISTS    "gs_account_exists"     /* (user_id) -> 1 row if linked */
+#define GS_SQL_ACTIVE_TASK_LOCK  "gs_active_task_lock"   /* (user_id) -> task_id, state */
+#define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full) -> task_id, state */
+
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
 

@@ -10,6 +10,8 @@
 #include <http_config.h>
 
 #include "gs_config.h"
+#include "gs_db.h"
+#include "gs_json.h"
 
 #define GS_HANDLER_NAME                "gmailsync"
 
@@ -78,7 +80,32 @@ static inline gs_srv_conf_t *gs_httpd_srv_conf(const server_rec *s)
     return ap_get_module_config(s->module_config, &gmailsync_module);
 }
 
-/* The request handler (mod_gmailsync_handler.c). */
+/* The request handler and its answers (mod_gmailsync_handler.c). */
 int gs_httpd_handler(request_rec *r);
+/* Sends `body` as JSON (problem+json for status >= 400), no-store; returns OK. */
+int gs_httpd_send_json(request_rec *r, int status, json_object *body);
+/* Sends an RFC 9457 problem; `slug` names the type (urn:gmailsync:problem:<slug>); detail may be
+ * NULL. A 503 carries Retry-After. Returns OK. */
+int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail);
+/* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. */
+gs_db_t *gs_httpd_request_db(request_rec *r);
+
+#define GS_RETRY_AFTER_SECONDS "5"
+#define GS_MAX_BODY 4096
+
+/* Identity (mod_gmailsync_identity.c). */
+typedef enum { GS_ID_OK, GS_ID_UNAUTHENTICATED, GS_ID_DB_UNAVAILABLE } gs_id_result_t;
+/* Who is calling: the session cookie looked up in gmailsync.sessions, or r->user with
+ * GmailSyncUserFrom remote-user. On GS_ID_OK, *user_id is set and *db (when non-NULL on return)
+ * is the request's database connection. */
+gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf,
+                                 gs_db_t **db, const char **user_id);
+/* Sends the problem matching a failed identification; returns OK. */
+int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why);
+/* Cross-site request check: an Origin header must be this site or a GmailSyncAllowOrigin. */
+int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf);
+
+/* POST {prefix}/smart (mod_gmailsync_start.c). */
+int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 
 #endif /* MOD_GMAILSYNC_H */

@@ -22,8 +22,6 @@
 
 APLOG_USE_MODULE(gmailsync);
 
-#define RETRY_AFTER_SECONDS "5"
-
 typedef int gs_route_fn(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 
 typedef struct {
@@ -34,7 +32,7 @@ typedef struct {
     gs_route_fn *fn;
 } gs_route_t;
 
-static int send_json(request_rec *r, int status, json_object *body)
+int gs_httpd_send_json(request_rec *r, int status, json_object *body)
 {
     const char *text = gs_json_to_string(r->pool, body);
 
@@ -49,8 +47,7 @@ static int send_json(request_rec *r, int status, json_object *body)
     return OK;
 }
 
-/* Answers an error as problem+json. `slug` names the problem type; `detail` may be NULL. */
-static int send_problem(request_rec *r, int status, const char *slug, const char *detail)
+int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail)
 {
     json_object *body = gs_json_object(r->pool);
     const char *title = ap_get_status_line(status);
@@ -62,13 +59,12 @@ static int send_problem(request_rec *r, int status, const char *slug, const char
         gs_json_set_string(body, "detail", detail);
     }
     if (status == HTTP_SERVICE_UNAVAILABLE) {
-        apr_table_setn(r->headers_out, "Retry-After", RETRY_AFTER_SECONDS);
+        apr_table_setn(r->headers_out, "Retry-After", GS_RETRY_AFTER_SECONDS);
     }
-    return send_json(r, status, body);
+    return gs_httpd_send_json(r, status, body);
 }
 
-/* A gs_db_t over the request's pooled mod_dbd connection, or NULL when the database is down. */
-static gs_db_t *request_db(request_rec *r)
+gs_db_t *gs_httpd_request_db(request_rec *r)
 {
     ap_dbd_t *dbd = ap_dbd_acquire(r);
 
@@ -84,16 +80,16 @@ static int handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *
     long schema_version;
 
     (void)arg;
-    if (!(db = request_db(r))) {
+    if (!(db = gs_httpd_request_db(r))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_unavailable");
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
                             "the database cannot be reached");
     }
     if (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &rows, 0, NULL) != APR_SUCCESS
-        || rows->nrows != 1) {
+        || rows->nrows != 1 || !gs_db_cell(rows, 0, 0)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
                       db->last_error ? db->last_error : "no row");
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
                             "the database did not answer the health query "
                             "(is the schema installed? gmailsync-migrate up)");
     }
@@ -109,10 +105,11 @@ static int handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *
     gs_json_set_int(dbj, "schema_version", schema_version);
     gs_json_set_string(dbj, "now", gs_db_cell(rows, 0, 1));
     gs_json_set_object(body, "database", dbj);
-    return send_json(r, HTTP_OK, body);
+    return gs_httpd_send_json(r, HTTP_OK, body);
 }
 
 static const gs_route_t routes[] = {
+    { "/smart", "POST", AP_METHOD_BIT << M_POST, 1, gs_httpd_handle_start },
     { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, handle_health },
     { NULL, NULL, 0, 0, NULL }
 };
@@ -125,7 +122,7 @@ int gs_httpd_handler(request_rec *r)
     const gs_route_t *route;
 
     if (strncmp(r->uri, conf->prefix, plen) || (r->uri[plen] && r->uri[plen] != '/')) {
-        return send_problem(r, HTTP_NOT_FOUND, "not-found",
+        return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found",
                             apr_pstrcat(r->pool, "this handler serves ", conf->prefix, "/...",
                                         NULL));
     }
@@ -145,14 +142,14 @@ int gs_httpd_handler(request_rec *r)
         }
         if (!(route->methods & (AP_METHOD_BIT << r->method_number))) {
             apr_table_setn(r->headers_out, "Allow", route->allow);
-            return send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
+            return gs_httpd_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
                                 apr_pstrcat(r->pool, "allowed: ", route->allow, NULL));
         }
         if (route->needs_enabled && !conf->enabled) {
-            return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "disabled",
+            return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "disabled",
                                 "Gmail sync is switched off on this server (GmailSync Off)");
         }
         return route->fn(r, conf, arg);
     }
-    return send_problem(r, HTTP_NOT_FOUND, "not-found", "no such endpoint");
+    return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found", "no such endpoint");
 }

@@ -6,5 +6,6 @@
 
 Suite *gs_config_suite(void);
 Suite *gs_json_suite(void);
+Suite *gs_sha256_suite(void);
 
 #endif

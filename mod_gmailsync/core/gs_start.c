@@ -1,0 +1,87 @@
+/* gs_start.c -- see gs_start.h */
+#include <apr_strings.h>
+
+#include "gs_log.h"
+#include "gs_sql.h"
+#include "gs_start.h"
+
+static const char *millis(apr_pool_t *p, apr_interval_time_t t)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT, (apr_int64_t)(t / 1000));
+}
+
+apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
+                           const gs_start_opts_t *opts, gs_start_result_t *out)
+{
+    const char *timeouts[2], *user[1] = { user_id }, *insert[2];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    timeouts[0] = millis(p, opts->lock_timeout);
+    timeouts[1] = millis(p, opts->statement_timeout);
+    insert[0] = user_id;
+    insert[1] = force_full ? "true" : "false";
+
+    if (APR_SUCCESS != (rv = gs_db_begin(db, p))
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TIMEOUTS, &rows, 2, timeouts))
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_LOCK, &rows, 1, user))
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACTIVE_TASK_LOCK, &rows, 1, user))) {
+        goto leave;
+    }
+    gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p,
+                  "event=active.check user=%s active=%s", user_id,
+                  rows->nrows ? gs_db_cell(rows, 0, 0) : "none");
+    if (rows->nrows == 0) {
+        if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACCOUNT_EXISTS, &rows, 1, user))) {
+            goto leave;
+        }
+        if (rows->nrows == 0) {
+            rv = APR_NOTFOUND;
+            goto leave;
+        }
+        if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_INSERT_TASK, &rows, 2, insert))) {
+            goto leave;
+        }
+        out->reused = rows->nrows == 0;
+        if (out->reused) {
+            /* ON CONFLICT DO NOTHING returns nothing: someone without the lock got there first */
+            rv = gs_db_select(db, p, GS_SQL_ACTIVE_TASK_LOCK, &rows, 1, user);
+            if (rv == APR_SUCCESS && rows->nrows == 0) {
+                db->last_error = "active task vanished during start";
+                rv = APR_EGENERAL;
+            }
+            if (rv != APR_SUCCESS) {
+                goto leave;
+            }
+        }
+    }
+    else {
+        out->reused = 1;
+    }
+    out->task_id = gs_db_cell(rows, 0, 0);
+    out->state = gs_db_cell(rows, 0, 1);
+    rv = gs_db_commit(db);
+
+leave:
+    if (rv != APR_SUCCESS) {
+        gs_db_rollback(db);
+    }
+    return rv;
+}
+
+apr_status_t gs_session_user(gs_db_t *db, apr_pool_t *p, const char *token_sha256_hex,
+                             const char **user_id)
+{
+    const char *args[1] = { token_sha256_hex };
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_SESSION_USER, &rows, 1, args))) {
+        return rv;
+    }
+    if (rows->nrows == 0) {
+        return APR_NOTFOUND;
+    }
+    *user_id = gs_db_cell(rows, 0, 0);
+    return APR_SUCCESS;
+}

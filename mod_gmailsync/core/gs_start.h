@@ -1,0 +1,39 @@
+/* gs_start.h -- the idempotent start of a sync: one transaction that returns the user's active
+ * task or creates exactly one.
+ *
+ * Guarantee: the partial unique index sync_tasks_one_active_per_user. The transaction-level
+ * advisory lock only serialises concurrent starts of one user so that bursts queue instead of
+ * conflicting; READ COMMITTED is forced so that the check after the lock sees the row the
+ * previous lock holder committed. Works the same across any number of httpd hosts.
+ */
+#ifndef GS_START_H
+#define GS_START_H
+
+#include <apr_pools.h>
+
+#include "gs_db.h"
+
+typedef struct {
+    apr_interval_time_t lock_timeout;       /* wait for the per-user lock at most this long */
+    apr_interval_time_t statement_timeout;  /* any statement of the start at most this long */
+} gs_start_opts_t;
+
+typedef struct {
+    const char *task_id;   /* UUID text */
+    const char *state;     /* CREATED or RUNNING */
+    int reused;            /* 1 when the user already had an active task */
+} gs_start_result_t;
+
+/* Starts (or finds) the user's sync. Returns APR_SUCCESS with *out filled; APR_NOTFOUND when the
+ * user has no linked Gmail account (nothing is written); APR_EGENERAL on a database error or
+ * timeout (nothing is written; db->last_error says why). Strings are allocated from p; the
+ * transaction never outlives the call. */
+apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
+                           const gs_start_opts_t *opts, gs_start_result_t *out);
+
+/* Looks up the user of a session token digest (64 hex chars). APR_SUCCESS with *user_id, or
+ * APR_NOTFOUND for an unknown or expired session, or APR_EGENERAL on a database error. */
+apr_status_t gs_session_user(gs_db_t *db, apr_pool_t *p, const char *token_sha256_hex,
+                             const char **user_id);
+
+#endif /* GS_START_H */

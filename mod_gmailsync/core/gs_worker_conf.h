@@ -1,0 +1,72 @@
+/* gs_worker_conf.h -- the configuration of one gmailsync-worker run.
+ *
+ * The daemon hands the worker its settings as "key = value" lines on stdin (`--config -`), so
+ * that secrets never appear in argv or the environment; operators may use a file instead, or,
+ * without --config, the environment (GS_PG_DSN, GS_API_BASE, GS_TOKEN_URL, GS_CLIENT_ID,
+ * GS_CLIENT_SECRET_FILE). The format:
+ *
+ *     # comment (whole lines only; '#' inside a value is part of the value)
+ *     key = value            surrounding blanks are trimmed; values are not quoted
+ *
+ * Unknown keys, repeated keys and bad values are errors that name the line and the key, never
+ * the value (values may be secrets). See mod_gmailsync/worker/README.md for every key.
+ */
+#ifndef GS_WORKER_CONF_H
+#define GS_WORKER_CONF_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+
+#include "gs_config.h"
+
+#define GS_WORKER_DEFAULT_PARALLEL        2
+#define GS_WORKER_MAX_PARALLEL            16
+#define GS_WORKER_DEFAULT_RETRIES         8
+#define GS_WORKER_DEFAULT_BACKOFF_BASE    apr_time_from_msec(500)
+#define GS_WORKER_DEFAULT_BACKOFF_MAX     apr_time_from_sec(32)
+#define GS_WORKER_DEFAULT_TIMEOUT         apr_time_from_sec(60)
+#define GS_WORKER_DEFAULT_CONNECT_TIMEOUT apr_time_from_sec(10)
+#define GS_WORKER_DEFAULT_LOW_SPEED_TIME  apr_time_from_sec(20)
+
+typedef struct {
+    const char *db;                  /* libpq conninfo or URI (may hold a password) */
+    const char *api_base;            /* normalized, no trailing '/' */
+    const char *token_url;
+    const char *client_id;
+    const char *client_secret;       /* the value; from client_secret or client_secret_file */
+    const char *client_secret_file;  /* as given, for messages */
+    gs_sync_mode_t mode;
+    int batch_size;                  /* messages per Gmail batch request, 1..GS_MAX_BATCH_SIZE */
+    int quota_units;                 /* Gmail quota units per second this worker allows itself; 0 = no limit */
+    int parallel;                    /* Gmail requests in flight at once */
+    int retries;                     /* retry budget of one request (or one batch part) */
+    apr_interval_time_t heartbeat;
+    apr_interval_time_t progress_interval;
+    apr_interval_time_t backoff_base;
+    apr_interval_time_t backoff_max;
+    apr_interval_time_t timeout;          /* whole HTTP request */
+    apr_interval_time_t connect_timeout;
+    apr_interval_time_t low_speed_time;   /* abort a transfer slower than 1 byte/s for this long */
+    const char *host;                /* recorded as sync_tasks.worker_host */
+    int debug;                       /* log_level = debug */
+} gs_worker_conf_t;
+
+/* A configuration with every default set and no database, client id or secret. */
+gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p);
+
+/* Applies the "key = value" lines of text (len bytes) to conf. On failure returns APR_EINVAL
+ * and *err (from p) names the line and the key. Reading client_secret_file happens here. */
+apr_status_t gs_worker_conf_parse(gs_worker_conf_t *conf, apr_pool_t *p, const char *text,
+                                  apr_size_t len, const char **err);
+
+/* Applies the GS_* environment variables that are set. */
+apr_status_t gs_worker_conf_from_env(gs_worker_conf_t *conf, apr_pool_t *p, const char **err);
+
+/* Reads a whole configuration file, or stdin when path is "-", and parses it. */
+apr_status_t gs_worker_conf_load(gs_worker_conf_t *conf, apr_pool_t *p, const char *path,
+                                 const char **err);
+
+/* Checks that what a run needs is there (db, client id and secret); fills the host default. */
+apr_status_t gs_worker_conf_check(gs_worker_conf_t *conf, apr_pool_t *p, const char **err);
+
+#endif /* GS_WORKER_CONF_H */

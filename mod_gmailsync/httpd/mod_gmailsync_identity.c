@@ -1,0 +1,111 @@
+/* mod_gmailsync_identity.c -- who is calling, and from where.
+ *
+ * The session cookie is hashed (SHA-256) before it is looked up, so neither the database nor any
+ * log ever holds a usable token. A malformed, unknown or expired session is simply unauthenticated.
+ */
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <util_cookies.h>
+
+#include "gs_db.h"
+#include "gs_sha256.h"
+#include "gs_start.h"
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+#define GS_MAX_COOKIE_LEN 512
+
+static int token_is_plausible(const char *token)
+{
+    const char *c;
+
+    if (!*token || strlen(token) > GS_MAX_COOKIE_LEN) {
+        return 0;
+    }
+    for (c = token; *c; c++) {
+        if (!apr_isgraph(*c) || *c == ';' || *c == ',' || *c == '"' || *c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_db_t **db,
+                                 const char **user_id)
+{
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    char hex[65];
+    const char *token = NULL;
+    apr_status_t rv;
+
+    *db = NULL;
+    if (conf->user_from == GS_USER_FROM_REMOTE_USER) {
+        if (!r->user || !*r->user || strlen(r->user) > 256) {
+            return GS_ID_UNAUTHENTICATED;
+        }
+        *user_id = r->user;
+        return GS_ID_OK;
+    }
+    if (ap_cookie_read(r, conf->session_cookie, &token, 0) != APR_SUCCESS || !token
+        || !token_is_plausible(token)) {
+        return GS_ID_UNAUTHENTICATED;
+    }
+    gs_sha256(token, strlen(token), digest);
+    gs_sha256_hex(digest, hex);
+    if (!(*db = gs_httpd_request_db(r))) {
+        return GS_ID_DB_UNAVAILABLE;
+    }
+    rv = gs_session_user(*db, r->pool, hex, user_id);
+    if (rv == APR_NOTFOUND) {
+        return GS_ID_UNAUTHENTICATED;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=session.lookup_failed reason=\"%s\"",
+                      (*db)->last_error);
+        return GS_ID_DB_UNAVAILABLE;
+    }
+    return GS_ID_OK;
+}
+
+int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why)
+{
+    if (why == GS_ID_DB_UNAVAILABLE) {
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+                                     "the database cannot be reached");
+    }
+    apr_table_setn(r->headers_out, "WWW-Authenticate", "Cookie realm=\"gmailsync\"");
+    return gs_httpd_send_problem(r, HTTP_UNAUTHORIZED, "unauthenticated",
+                                 "a valid session is required");
+}
+
+int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf)
+{
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+    const char *host = apr_table_get(r->headers_in, "Host");
+    const char *self;
+    int i;
+
+    if (!origin) {
+        return 1; /* not a browser cross-site request (curl, server-to-server) */
+    }
+    if (host) {
+        self = apr_pstrcat(r->pool, ap_http_scheme(r), "://", host, NULL);
+        if (!strcasecmp(origin, self)) {
+            return 1;
+        }
+    }
+    if (conf->allow_origins) {
+        for (i = 0; i < conf->allow_origins->nelts; i++) {
+            if (!strcasecmp(origin, APR_ARRAY_IDX(conf->allow_origins, i, const char *))) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,190 @@
+/* mod_gmailsync_start.c -- POST {prefix}/smart: start the caller's sync, or return the one running.
+ *
+ * Checks run cheapest first and nothing is written for a rejected request: origin (403),
+ * identity (401), body size (413), media type (415), JSON shape (400). The start itself is the
+ * core's single transaction (gs_start.h).
+ */
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+
+#include "gs_db.h"
+#include "gs_json.h"
+#include "gs_start.h"
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+#define GS_START_LOCK_TIMEOUT      apr_time_from_sec(5)
+#define GS_START_STATEMENT_TIMEOUT apr_time_from_sec(10)
+
+/* Reads at most GS_MAX_BODY bytes. Returns OK, or the status to answer (400, 413). */
+static int read_body(request_rec *r, char **data, apr_size_t *len)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_size_t total = 0;
+    long n;
+    char *buf;
+    int status;
+
+    *data = NULL;
+    *len = 0;
+    if (cl) {
+        apr_off_t declared;
+        char *end;
+        if (apr_strtoff(&declared, cl, &end, 10) != APR_SUCCESS || *end || declared < 0) {
+            return HTTP_BAD_REQUEST;
+        }
+        if (declared > GS_MAX_BODY) {
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+    if ((status = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return status == HTTP_REQUEST_ENTITY_TOO_LARGE ? status : HTTP_BAD_REQUEST;
+    }
+    if (!ap_should_client_block(r)) {
+        return OK;
+    }
+    buf = apr_palloc(r->pool, GS_MAX_BODY + 1);
+    while ((n = ap_get_client_block(r, buf + total, GS_MAX_BODY + 1 - total)) > 0) {
+        total += (apr_size_t)n;
+        if (total > GS_MAX_BODY) {
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+    }
+    if (n < 0) {
+        return HTTP_BAD_REQUEST;
+    }
+    buf[total] = '\0';
+    *data = buf;
+    *len = total;
+    return OK;
+}
+
+static int is_json_media_type(const char *ct)
+{
+    const char *semi;
+    size_t len;
+
+    if (!ct) {
+        return 0;
+    }
+    while (apr_isspace(*ct)) {
+        ct++;
+    }
+    semi = ap_strchr_c(ct, ';');
+    len = semi ? (size_t)(semi - ct) : strlen(ct);
+    while (len > 0 && apr_isspace(ct[len - 1])) {
+        len--;
+    }
+    return len == strlen("application/json") && !strncasecmp(ct, "application/json", len);
+}
+
+/* Parses the optional body into *force_full. Returns OK or answers the problem itself. */
+static int parse_start_body(request_rec *r, int *force_full, int *answered)
+{
+    const char *err = NULL;
+    json_object *doc, *value;
+    apr_size_t len;
+    char *data;
+    int status;
+
+    *answered = 1;
+    if ((status = read_body(r, &data, &len)) != OK) {
+        r->connection->keepalive = AP_CONN_CLOSE; /* do not read the rest of a refused body */
+        if (status == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return gs_httpd_send_problem(r, status, "body-too-large",
+                                         "the request body is limited to 4096 bytes");
+        }
+        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "bad-body",
+                                     "the request body could not be read");
+    }
+    *force_full = 0;
+    if (len == 0) {
+        *answered = 0;
+        return OK;
+    }
+    if (!is_json_media_type(apr_table_get(r->headers_in, "Content-Type"))) {
+        return gs_httpd_send_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
+                                     "the body must be application/json");
+    }
+    if (!(doc = gs_json_parse(r->pool, data, len, &err))) {
+        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "malformed-json",
+                                     apr_pstrcat(r->pool, "malformed JSON: ", err, NULL));
+    }
+    if (!json_object_is_type(doc, json_type_object)) {
+        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "invalid-request",
+                                     "the body must be a JSON object");
+    }
+    if (json_object_object_get_ex(doc, "force_full", &value)) {
+        if (!json_object_is_type(value, json_type_boolean)) {
+            return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "invalid-request",
+                                         "force_full must be true or false");
+        }
+        *force_full = json_object_get_boolean(value) ? 1 : 0;
+    }
+    *answered = 0;
+    return OK;
+}
+
+int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    gs_start_opts_t opts = { GS_START_LOCK_TIMEOUT, GS_START_STATEMENT_TIMEOUT };
+    gs_start_result_t result = { NULL, NULL, 0 };
+    const char *user_id = NULL, *progress_url;
+    gs_id_result_t who;
+    json_object *body;
+    gs_db_t *db = NULL;
+    int force_full = 0, answered = 0, status;
+    apr_status_t rv;
+
+    (void)arg;
+    if (!gs_httpd_origin_allowed(r, conf)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected reason=origin");
+        return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "cross-site-request",
+                                     "the Origin of this request is not allowed to start syncs");
+    }
+    if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
+        return gs_httpd_identify_failed(r, who);
+    }
+    status = parse_start_body(r, &force_full, &answered);
+    if (answered) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected user=%s status=%d",
+                      user_id, r->status);
+        return status;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.requested user=%s force_full=%s",
+                  user_id, force_full ? "true" : "false");
+    if (!db && !(db = gs_httpd_request_db(r))) {
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    rv = gs_start_sync(db, r->pool, user_id, force_full, &opts, &result);
+    if (rv == APR_NOTFOUND) {
+        return gs_httpd_send_problem(r, HTTP_CONFLICT, "account-not-linked",
+                                     "no Gmail account is linked to this user");
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=start.failed user=%s reason=\"%s\"",
+                      user_id, db->last_error ? db->last_error : "unknown");
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+                                     "the sync could not be started now; retry shortly");
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=%s user=%s task=%s state=%s",
+                  result.reused ? "task.reused" : "task.created", user_id, result.task_id,
+                  result.state);
+
+    progress_url = apr_pstrcat(r->pool, conf->prefix, "/progress/", result.task_id, NULL);
+    body = gs_json_object(r->pool);
+    gs_json_set_string(body, "task_id", result.task_id);
+    gs_json_set_string(body, "state", result.state);
+    gs_json_set_bool(body, "reused", result.reused);
+    gs_json_set_string(body, "progress_url", progress_url);
+    if (!result.reused) {
+        apr_table_setn(r->headers_out, "Location", progress_url);
+    }
+    return gs_httpd_send_json(r, result.reused ? HTTP_OK : HTTP_ACCEPTED, body);
+}
