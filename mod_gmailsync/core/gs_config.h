@@ -24,6 +24,8 @@
 #define GS_DEFAULT_ALERT_MEAN_DURATION apr_time_from_sec(300) /* alert above */
 #define GS_DEFAULT_ALERT_STUCK_TASKS  0      /* alert above */
 #define GS_DEFAULT_ALERT_ERROR_RATE   5.0    /* percent: alert above */
+#define GS_DEFAULT_REGISTRY_SIZE      1024
+#define GS_DEFAULT_SESSION_CACHE_TTL  apr_time_from_sec(5)
 
 /* Upper bound for every duration directive: long enough for any sane setting, small enough that
  * adding two of them never overflows apr_interval_time_t. */

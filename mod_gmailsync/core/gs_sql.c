@@ -13,7 +13,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
 
     /* ---------------------------------------------------------------- identity and start */
     { GS_SQL_SESSION_USER,
-      "SELECT user_id FROM gmailsync.sessions"
+      "SELECT user_id, (extract(epoch FROM expires_at) * 1000000)::bigint::text"
+      " FROM gmailsync.sessions"
       " WHERE token_sha256 = decode(%s, 'hex') AND expires_at > now()" },
     { GS_SQL_START_TIMEOUTS,
       "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)" },
@@ -28,8 +29,15 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "INSERT INTO gmailsync.sync_tasks (user_id, force_full) VALUES (%s, %s::boolean)"
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
+
     { NULL, NULL }
 };
+
+int gs_sql_for_httpd(const gs_sql_stmt_t *stmt)
+{
+    return strncmp(stmt->label, GS_SQL_WORKER_PREFIX, strlen(GS_SQL_WORKER_PREFIX))
+           && strncmp(stmt->label, GS_SQL_DAEMON_PREFIX, strlen(GS_SQL_DAEMON_PREFIX));
+}
 
 const gs_sql_stmt_t *gs_sql_find(const char *label)
 {

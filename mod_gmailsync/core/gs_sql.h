@@ -23,7 +23,7 @@ typedef struct {
 #define GS_SQL_LOCK_NAMESPACE "1196249945"
 
 /* Identity and start (see gs_start.h). */
-#define GS_SQL_SESSION_USER      "gs_session_user"       /* (sha256 hex) -> user_id */
+#define GS_SQL_SESSION_USER      "gs_session_user"       /* (sha256 hex) -> user_id, expiry us */
 #define GS_SQL_START_TIMEOUTS    "gs_start_timeouts"     /* (lock ms, statement ms) */
 #define GS_SQL_START_LOCK        "gs_start_lock"         /* (user_id) */
 #define GS_SQL_ACCOUNT_EXISTS    "gs_account_exists"     /* (user_id) -> 1 row if linked */
@@ -32,6 +32,14 @@ typedef struct {
 
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
+
+/* Labels starting with these are prepared only by the worker or the daemon, on their own
+ * connections; httpd's mod_dbd pool prepares every other statement. */
+#define GS_SQL_WORKER_PREFIX "gs_w_"
+#define GS_SQL_DAEMON_PREFIX "gs_d_"
+
+/* Does httpd's connection pool need this statement? */
+int gs_sql_for_httpd(const gs_sql_stmt_t *stmt);
 
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);

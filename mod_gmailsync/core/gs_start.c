@@ -70,7 +70,7 @@ leave:
 }
 
 apr_status_t gs_session_user(gs_db_t *db, apr_pool_t *p, const char *token_sha256_hex,
-                             const char **user_id)
+                             const char **user_id, apr_time_t *expires)
 {
     const char *args[1] = { token_sha256_hex };
     gs_db_rows_t *rows;
@@ -83,5 +83,6 @@ apr_status_t gs_session_user(gs_db_t *db, apr_pool_t *p, const char *token_sha25
         return APR_NOTFOUND;
     }
     *user_id = gs_db_cell(rows, 0, 0);
+    *expires = (apr_time_t)apr_atoi64(gs_db_cell(rows, 0, 1));
     return APR_SUCCESS;
 }

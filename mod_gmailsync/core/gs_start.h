@@ -31,9 +31,10 @@ typedef struct {
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out);
 
-/* Looks up the user of a session token digest (64 hex chars). APR_SUCCESS with *user_id, or
- * APR_NOTFOUND for an unknown or expired session, or APR_EGENERAL on a database error. */
+/* Looks up the user of a session token digest (64 hex chars). APR_SUCCESS with *user_id and
+ * *expires (the session's end, APR time), or APR_NOTFOUND for an unknown or expired session, or
+ * APR_EGENERAL on a database error. */
 apr_status_t gs_session_user(gs_db_t *db, apr_pool_t *p, const char *token_sha256_hex,
-                             const char **user_id);
+                             const char **user_id, apr_time_t *expires);
 
 #endif /* GS_START_H */

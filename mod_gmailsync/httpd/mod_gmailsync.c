@@ -69,7 +69,7 @@ static int gs_register_statements(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
     (void)pconf;
     (void)plog;
     (void)ptemp;
-    if (!dbd_prepare) {
+    if (!dbd_prepare || !gs_httpd_dbd_bind()) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
                      "mod_gmailsync needs mod_dbd: add LoadModule dbd_module before it, "
                      "with DBDriver pgsql and DBDParams");
@@ -77,25 +77,43 @@ static int gs_register_statements(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
     }
     for (vs = s; vs; vs = vs->next) {
         for (stmt = gs_sql_statements; stmt->label; stmt++) {
-            dbd_prepare(vs, stmt->sql, stmt->label);
+            if (gs_sql_for_httpd(stmt)) {
+                dbd_prepare(vs, stmt->sql, stmt->label);
+            }
         }
     }
     return OK;
 }
 
+static int gs_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    return gs_httpd_shm_pre_config(pconf);
+}
+
 static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
-    (void)pconf;
+    int rc;
+
     (void)plog;
     (void)ptemp;
     gs_log_set(log_to_httpd, log_is_level_httpd, s);
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK; /* the configuration dry run: start nothing */
     }
+    if ((rc = gs_httpd_shm_post_config(pconf, s)) != OK) {
+        return rc;
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  "event=module.configured version=%s mode=%s", GS_VERSION,
                  gs_sync_mode_name((gs_sync_mode_t)gs_httpd_srv_conf(s)->mode));
     return OK;
+}
+
+static void gs_child_init(apr_pool_t *p, server_rec *s)
+{
+    gs_httpd_shm_child_init(p, s);
 }
 
 static int gs_handler_hook(request_rec *r)
@@ -111,9 +129,11 @@ static void gs_register_hooks(apr_pool_t *p)
     static const char *const run_before_dbd[] = { "mod_dbd.c", NULL };
 
     (void)p;
+    ap_hook_pre_config(gs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(gs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(gs_register_statements, NULL, run_before_dbd, APR_HOOK_MIDDLE);
     ap_hook_post_config(gs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(gs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(gs_handler_hook, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

@@ -12,6 +12,7 @@
 #include "gs_config.h"
 #include "gs_db.h"
 #include "gs_json.h"
+#include "gs_registry.h"
 
 #define GS_HANDLER_NAME                "gmailsync"
 
@@ -37,6 +38,8 @@
 #define GS_DIR_ALERT_MEAN_DURATION     "GmailSyncAlertMeanDuration"
 #define GS_DIR_ALERT_STUCK_TASKS       "GmailSyncAlertStuckTasks"
 #define GS_DIR_ALERT_ERROR_RATE        "GmailSyncAlertErrorRate"
+#define GS_DIR_REGISTRY_SIZE           "GmailSyncRegistrySize"
+#define GS_DIR_SESSION_CACHE_TTL       "GmailSyncSessionCacheTTL"
 
 #define GS_UNSET (-1)
 
@@ -65,6 +68,8 @@ typedef struct {
     apr_interval_time_t alert_mean_duration;
     long alert_stuck_tasks;
     double alert_error_rate;
+    long registry_size;                    /* main server only */
+    apr_interval_time_t session_cache_ttl;
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;
@@ -89,6 +94,8 @@ int gs_httpd_send_json(request_rec *r, int status, json_object *body);
 int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail);
 /* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. */
 gs_db_t *gs_httpd_request_db(request_rec *r);
+/* Binds mod_dbd's optional functions; 0 when mod_dbd is not loaded. */
+int gs_httpd_dbd_bind(void);
 
 #define GS_RETRY_AFTER_SECONDS "5"
 #define GS_MAX_BODY 4096
@@ -104,6 +111,16 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf,
 int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why);
 /* Cross-site request check: an Origin header must be this site or a GmailSyncAllowOrigin. */
 int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf);
+
+/* The per-host registry in shared memory (mod_gmailsync_shm.c). Every accessor degrades to
+ * "not found" when the registry is unavailable. */
+int gs_httpd_shm_pre_config(apr_pool_t *pconf);
+int gs_httpd_shm_post_config(apr_pool_t *pconf, server_rec *s);
+void gs_httpd_shm_child_init(apr_pool_t *p, server_rec *s);
+int gs_httpd_session_cache_get(const unsigned char *digest, char *user_out);
+void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id,
+                                apr_time_t expires);
+int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out);
 
 /* POST {prefix}/smart (mod_gmailsync_start.c). */
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);

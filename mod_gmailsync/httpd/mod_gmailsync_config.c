@@ -35,6 +35,8 @@ static gs_bounds_t stuck_after_bounds  = BOUNDS(stuck_after, apr_time_from_sec(1
 static gs_bounds_t progress_bounds     = BOUNDS(progress_interval, 50 * 1000, apr_time_from_sec(600));
 static gs_bounds_t window_bounds       = BOUNDS(metrics_window, apr_time_from_sec(60), GS_MAX_DURATION);
 static gs_bounds_t mean_dur_bounds     = BOUNDS(alert_mean_duration, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t registry_bounds     = BOUNDS(registry_size, 16, 1000000);
+static gs_bounds_t session_ttl_bounds  = BOUNDS(session_cache_ttl, 0, apr_time_from_sec(300));
 static gs_bounds_t success_rate_offset = BOUNDS(alert_success_rate, 0, 100);
 static gs_bounds_t error_rate_offset   = BOUNDS(alert_error_rate, 0, 100);
 
@@ -57,6 +59,8 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->alert_mean_duration = GS_UNSET;
     conf->alert_stuck_tasks = GS_UNSET;
     conf->alert_error_rate = GS_UNSET;
+    conf->registry_size = GS_UNSET;
+    conf->session_cache_ttl = GS_UNSET;
     return conf;
 }
 
@@ -90,6 +94,8 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(alert_mean_duration);
     PICK(alert_stuck_tasks);
     PICK(alert_error_rate);
+    PICK(registry_size);
+    PICK(session_cache_ttl);
     return conf;
 }
 
@@ -120,6 +126,8 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(alert_mean_duration, GS_DEFAULT_ALERT_MEAN_DURATION);
         DEFAULT(alert_stuck_tasks, GS_DEFAULT_ALERT_STUCK_TASKS);
         DEFAULT(alert_error_rate, GS_DEFAULT_ALERT_ERROR_RATE);
+        DEFAULT(registry_size, GS_DEFAULT_REGISTRY_SIZE);
+        DEFAULT(session_cache_ttl, GS_DEFAULT_SESSION_CACHE_TTL);
     }
 }
 
@@ -357,5 +365,9 @@ const command_rec gs_httpd_cmds[] = {
                   "alert when more tasks than this are stuck (default 0)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_ERROR_RATE, set_percent, &error_rate_offset, RSRC_CONF,
                   "alert when the error rate exceeds this percentage (default 5)"),
+    AP_INIT_TAKE1(GS_DIR_REGISTRY_SIZE, set_number, &registry_bounds, RSRC_CONF,
+                  "slots of the per-host shared-memory registry (main server; default 1024)"),
+    AP_INIT_TAKE1(GS_DIR_SESSION_CACHE_TTL, set_duration, &session_ttl_bounds, RSRC_CONF,
+                  "how long a session lookup may be answered from shared memory (default 5s, 0 off)"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

@@ -64,9 +64,19 @@ int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const ch
     return gs_httpd_send_json(r, status, body);
 }
 
+/* mod_dbd's functions are optional functions, so that a missing mod_dbd is a clear startup
+ * error of ours instead of an unresolved symbol at LoadModule. */
+static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *dbd_acquire;
+
+int gs_httpd_dbd_bind(void)
+{
+    dbd_acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    return dbd_acquire != NULL;
+}
+
 gs_db_t *gs_httpd_request_db(request_rec *r)
 {
-    ap_dbd_t *dbd = ap_dbd_acquire(r);
+    ap_dbd_t *dbd = dbd_acquire ? dbd_acquire(r) : NULL;
 
     return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared) : NULL;
 }

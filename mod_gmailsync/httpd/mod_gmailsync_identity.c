@@ -40,8 +40,9 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
                                  const char **user_id)
 {
     unsigned char digest[GS_SHA256_DIGEST_LEN];
-    char hex[65];
+    char hex[65], cached[GS_REGISTRY_USER_MAX + 1];
     const char *token = NULL;
+    apr_time_t expires = 0;
     apr_status_t rv;
 
     *db = NULL;
@@ -57,11 +58,15 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
         return GS_ID_UNAUTHENTICATED;
     }
     gs_sha256(token, strlen(token), digest);
+    if (conf->session_cache_ttl > 0 && gs_httpd_session_cache_get(digest, cached)) {
+        *user_id = apr_pstrdup(r->pool, cached);
+        return GS_ID_OK;
+    }
     gs_sha256_hex(digest, hex);
     if (!(*db = gs_httpd_request_db(r))) {
         return GS_ID_DB_UNAVAILABLE;
     }
-    rv = gs_session_user(*db, r->pool, hex, user_id);
+    rv = gs_session_user(*db, r->pool, hex, user_id, &expires);
     if (rv == APR_NOTFOUND) {
         return GS_ID_UNAUTHENTICATED;
     }
@@ -69,6 +74,12 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=session.lookup_failed reason=\"%s\"",
                       (*db)->last_error);
         return GS_ID_DB_UNAVAILABLE;
+    }
+    if (conf->session_cache_ttl > 0) {
+        /* never beyond the session's own end */
+        gs_httpd_session_cache_put(digest, *user_id,
+                                   apr_time_now() + conf->session_cache_ttl < expires
+                                       ? apr_time_now() + conf->session_cache_ttl : expires);
     }
     return GS_ID_OK;
 }

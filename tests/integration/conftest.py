@@ -74,7 +74,10 @@ class Stack:
     def add_user(self, messages=10, **kw):
         args = ["add-user", "--messages", str(messages)]
         for k, v in kw.items():
-            args += ["--" + k.replace("_", "-"), str(v)]
+            if v is True:
+                args.append("--" + k.replace("_", "-"))
+            elif v is not False and v is not None:
+                args += ["--" + k.replace("_", "-"), str(v)]
         return json.loads(run_dev(*args).stdout)
 
     def log_size(self):
@@ -133,6 +136,18 @@ def error_log_guard(request, stack, expect_log):
                   and not any(p.search(line) for p in expect_log.patterns)]
     if unexpected:
         pytest.fail("unexpected [warn]/[error] lines in the httpd error log:\n" + "\n".join(unexpected))
+
+
+@pytest.fixture
+def shared_tmp(tmp_path):
+    """A scratch directory that httpd's children (www-data when started as root) can read."""
+    import shutil
+    import uuid
+    d = os.path.join(RUN_DIR, "tmp", uuid.uuid4().hex[:12])
+    os.makedirs(d, mode=0o755)
+    os.chmod(os.path.dirname(d), 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

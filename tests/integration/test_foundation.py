@@ -49,7 +49,7 @@ def test_wrong_method_is_405_problem_with_allow(stack, http, method):
     assert problem["type"].startswith("urn:gmailsync:problem:")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/health/x", "/", "", "/HEALTH", "/%2e%2e/health"])
+@pytest.mark.parametrize("path", ["/nope", "/health/x", "/", "", "/HEALTH", "/smart/x", "/progress"])
 def test_unknown_paths_are_404_problem(stack, http, path):
     r = http.get(stack.api + path, timeout=10)
     assert r.status_code == 404, (path, r.status_code, r.text)
@@ -121,6 +121,8 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncAlertMeanDuration 10m
         GmailSyncAlertStuckTasks 2
         GmailSyncAlertErrorRate 1
+        GmailSyncRegistrySize 4096
+        GmailSyncSessionCacheTTL 0
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -157,6 +159,8 @@ BAD_DIRECTIVES = [
     ("GmailSyncAlertMeanDuration 0", "GmailSyncAlertMeanDuration"),
     ("GmailSyncAlertStuckTasks -3", "GmailSyncAlertStuckTasks"),
     ("GmailSyncPrefix api/sync", "GmailSyncPrefix"),
+    ("GmailSyncRegistrySize 2", "GmailSyncRegistrySize"),
+    ("GmailSyncSessionCacheTTL 1h", "GmailSyncSessionCacheTTL"),
     ("GmailSyncPrefix /api/sync/", "GmailSyncPrefix"),
 ]
 
@@ -193,7 +197,8 @@ def test_module_without_mod_dbd_is_refused_at_start(stack, tmp_path):
     proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-X"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
-    log = (tmp_path / "logs" / "error_log").read_text() + proc.stderr
+    log_file = tmp_path / "logs" / "error_log"
+    log = (log_file.read_text() if log_file.exists() else "") + proc.stderr
     assert "needs mod_dbd" in log
 
 

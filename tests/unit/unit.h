@@ -7,5 +7,6 @@
 Suite *gs_config_suite(void);
 Suite *gs_json_suite(void);
 Suite *gs_sha256_suite(void);
+Suite *gs_registry_suite(void);
 
 #endif

@@ -17,6 +17,7 @@ int main(void)
     runner = srunner_create(gs_config_suite());
     srunner_add_suite(runner, gs_json_suite());
     srunner_add_suite(runner, gs_sha256_suite());
+    srunner_add_suite(runner, gs_registry_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

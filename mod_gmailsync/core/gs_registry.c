@@ -1,0 +1,228 @@
+/* gs_registry.c -- see gs_registry.h */
+#include <string.h>
+
+#include "gs_registry.h"
+
+#define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
+#define REGISTRY_VERSION 1u
+
+typedef struct {
+    apr_uint32_t used;
+    apr_time_t expires;
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    char user_id[GS_REGISTRY_USER_MAX + 1];
+} session_slot_t;
+
+typedef struct {
+    apr_uint32_t used;
+    gs_registry_task_t task;
+} task_slot_t;
+
+struct gs_registry_t {
+    apr_uint32_t magic;
+    apr_uint32_t version;
+    apr_size_t slots;
+    apr_size_t bytes;
+    /* followed by `slots` session_slot_t, then `slots` task_slot_t */
+};
+
+#define ALIGNED(n) (((n) + 15) & ~(apr_size_t)15)
+
+static session_slot_t *session_slots(gs_registry_t *reg)
+{
+    return (session_slot_t *)((char *)reg + ALIGNED(sizeof *reg));
+}
+
+static task_slot_t *task_slots(gs_registry_t *reg)
+{
+    return (task_slot_t *)((char *)session_slots(reg) + ALIGNED(reg->slots * sizeof(session_slot_t)));
+}
+
+apr_status_t gs_registry_bytes(apr_size_t slots, apr_size_t *bytes)
+{
+    const apr_size_t max = (apr_size_t)1 << 30;
+    apr_size_t per_slot = sizeof(session_slot_t) + sizeof(task_slot_t);
+
+    if (slots == 0 || slots > max / per_slot) {
+        return APR_EINVAL;
+    }
+    *bytes = ALIGNED(sizeof(gs_registry_t)) + ALIGNED(slots * sizeof(session_slot_t))
+             + ALIGNED(slots * sizeof(task_slot_t));
+    return APR_SUCCESS;
+}
+
+gs_registry_t *gs_registry_format(void *base, apr_size_t bytes, apr_size_t slots)
+{
+    gs_registry_t *reg = base;
+    apr_size_t need;
+
+    if (gs_registry_bytes(slots, &need) != APR_SUCCESS || bytes < need) {
+        return NULL;
+    }
+    memset(base, 0, need);
+    reg->magic = REGISTRY_MAGIC;
+    reg->version = REGISTRY_VERSION;
+    reg->slots = slots;
+    reg->bytes = need;
+    return reg;
+}
+
+gs_registry_t *gs_registry_attach(void *base, apr_size_t bytes)
+{
+    gs_registry_t *reg = base;
+    apr_size_t need;
+
+    if (!base || bytes < sizeof *reg || reg->magic != REGISTRY_MAGIC
+        || reg->version != REGISTRY_VERSION
+        || gs_registry_bytes(reg->slots, &need) != APR_SUCCESS || need > bytes) {
+        return NULL;
+    }
+    return reg;
+}
+
+/* FNV-1a: user ids are not attacker-chosen keys into anything that matters (a bad spread only
+ * costs a fall-through to the database). */
+static apr_size_t hash_string(const char *s)
+{
+    apr_uint64_t h = 1469598103934665603ULL;
+
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    }
+    return (apr_size_t)h;
+}
+
+static apr_size_t hash_digest(const unsigned char *d)
+{
+    apr_size_t h;
+
+    memcpy(&h, d, sizeof h); /* a SHA-256 digest is already uniform */
+    return h;
+}
+
+int gs_registry_session_get(gs_registry_t *reg, const unsigned char digest[GS_SHA256_DIGEST_LEN],
+                            apr_time_t now, char user_out[GS_REGISTRY_USER_MAX + 1])
+{
+    session_slot_t *slots = session_slots(reg);
+    apr_size_t start = hash_digest(digest), i;
+
+    for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
+        session_slot_t *s = &slots[(start + i) % reg->slots];
+
+        if (s->used && !memcmp(s->digest, digest, GS_SHA256_DIGEST_LEN)) {
+            if (s->expires <= now) {
+                s->used = 0;
+                return 0;
+            }
+            memcpy(user_out, s->user_id, sizeof s->user_id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int gs_registry_session_put(gs_registry_t *reg, const unsigned char digest[GS_SHA256_DIGEST_LEN],
+                            const char *user_id, apr_time_t now, apr_time_t expires)
+{
+    session_slot_t *slots = session_slots(reg), *match = NULL, *vacant = NULL, *oldest = NULL;
+    apr_size_t start = hash_digest(digest), i;
+
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX) {
+        return 0;
+    }
+    for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
+        session_slot_t *s = &slots[(start + i) % reg->slots];
+
+        if (s->used && !memcmp(s->digest, digest, GS_SHA256_DIGEST_LEN)) {
+            match = s;
+            break;
+        }
+        if (!s->used || s->expires <= now) {
+            vacant = vacant ? vacant : s;
+        }
+        else if (!oldest || s->expires < oldest->expires) {
+            oldest = s;
+        }
+    }
+    /* the same token, else a free slot, else the live entry closest to expiry */
+    if (!(match = match ? match : vacant ? vacant : oldest)) {
+        return 0;
+    }
+    memcpy(match->digest, digest, GS_SHA256_DIGEST_LEN);
+    memset(match->user_id, 0, sizeof match->user_id);
+    memcpy(match->user_id, user_id, strlen(user_id));
+    match->expires = expires;
+    match->used = 1;
+    return 1;
+}
+
+static task_slot_t *task_slot_for(gs_registry_t *reg, const char *user_id, int create)
+{
+    task_slot_t *slots = task_slots(reg), *free_slot = NULL;
+    apr_size_t start = hash_string(user_id), i;
+
+    for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
+        task_slot_t *t = &slots[(start + i) % reg->slots];
+
+        if (t->used && !strcmp(t->task.user_id, user_id)) {
+            return t;
+        }
+        if (!t->used && !free_slot) {
+            free_slot = t;
+        }
+    }
+    return create ? free_slot : NULL;
+}
+
+int gs_registry_task_get(gs_registry_t *reg, const char *user_id, gs_registry_task_t *out)
+{
+    task_slot_t *t;
+
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(t = task_slot_for(reg, user_id, 0))) {
+        return 0;
+    }
+    *out = t->task;
+    return 1;
+}
+
+int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task)
+{
+    task_slot_t *t;
+    apr_uint32_t generation;
+
+    if (!memchr(task->user_id, '\0', sizeof task->user_id) || !task->user_id[0]
+        || !(t = task_slot_for(reg, task->user_id, 1))) {
+        return 0;
+    }
+    generation = t->used ? t->task.generation : 0;
+    t->task = *task;
+    t->task.generation = generation + 1;
+    t->used = 1;
+    return 1;
+}
+
+int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id)
+{
+    task_slot_t *t;
+
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(t = task_slot_for(reg, user_id, 0))
+        || strcmp(t->task.task_id, task_id)) {
+        return 0;
+    }
+    t->used = 0;
+    return 1;
+}
+
+int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out)
+{
+    task_slot_t *slots = task_slots(reg);
+    apr_size_t i;
+
+    for (i = 0; i < reg->slots; i++) {
+        if (slots[i].used && !strcmp(slots[i].task.task_id, task_id)) {
+            *out = slots[i].task;
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,142 @@
+/* mod_gmailsync_shm.c -- the per-host registry (gs_registry.h) in shared memory.
+ *
+ * Created in post_config from pconf (not in the configuration dry run), inherited by every child
+ * and by the daemon through fork, guarded by a global mutex (`Mutex gmailsync-shm ...` configures
+ * it), and destroyed in a *pre*-cleanup of pconf: every restart, graceful or not, starts with an
+ * empty registry that is rebuilt from PostgreSQL, and the parent never touches a segment its
+ * children may still map while pconf's later cleanups run (mod_auth_openidc #458, #1208).
+ */
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <util_mutex.h>
+
+#include "gs_registry.h"
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+#define GS_MUTEX_TYPE "gmailsync-shm"
+
+/* Process-wide: one segment per httpd generation, shared by all virtual hosts. */
+static struct {
+    apr_shm_t *shm;
+    apr_global_mutex_t *mutex;
+    gs_registry_t *reg;
+} registry_state;
+
+static apr_status_t destroy_registry(void *data)
+{
+    (void)data;
+    registry_state.reg = NULL;
+    if (registry_state.shm) {
+        apr_shm_destroy(registry_state.shm);
+        registry_state.shm = NULL;
+    }
+    registry_state.mutex = NULL; /* destroyed by its own pconf cleanup */
+    return APR_SUCCESS;
+}
+
+int gs_httpd_shm_pre_config(apr_pool_t *pconf)
+{
+    return ap_mutex_register(pconf, GS_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0) == APR_SUCCESS
+               ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+int gs_httpd_shm_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    const gs_srv_conf_t *conf = gs_httpd_srv_conf(s);
+    apr_size_t bytes;
+    apr_status_t rv;
+
+    if (gs_registry_bytes((apr_size_t)conf->registry_size, &bytes) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s %ld is too large", GS_DIR_REGISTRY_SIZE,
+                     conf->registry_size);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if ((rv = apr_shm_create(&registry_state.shm, bytes, NULL, pconf)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot create the shared registry (%"
+                     APR_SIZE_T_FMT " bytes)", bytes);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_pre_cleanup_register(pconf, NULL, destroy_registry);
+    registry_state.reg = gs_registry_format(apr_shm_baseaddr_get(registry_state.shm),
+                                            apr_shm_size_get(registry_state.shm),
+                                            (apr_size_t)conf->registry_size);
+    if (!registry_state.reg) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "cannot format the shared registry");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rv = ap_global_mutex_create(&registry_state.mutex, NULL, GS_MUTEX_TYPE, NULL, s, pconf, 0);
+    if (rv != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR; /* ap_global_mutex_create logged why */
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "event=registry.created slots=%ld bytes=%"
+                 APR_SIZE_T_FMT, conf->registry_size, bytes);
+    return OK;
+}
+
+void gs_httpd_shm_child_init(apr_pool_t *p, server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!registry_state.mutex) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&registry_state.mutex,
+                                     apr_global_mutex_lockfile(registry_state.mutex), p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "cannot reopen the registry mutex: the per-host cache is disabled");
+        registry_state.reg = NULL;
+    }
+}
+
+static int lock_registry(void)
+{
+    return registry_state.reg && apr_global_mutex_lock(registry_state.mutex) == APR_SUCCESS;
+}
+
+static void unlock_registry(void)
+{
+    apr_global_mutex_unlock(registry_state.mutex);
+}
+
+int gs_httpd_session_cache_get(const unsigned char *digest, char *user_out)
+{
+    int found;
+
+    if (!lock_registry()) {
+        return 0;
+    }
+    found = gs_registry_session_get(registry_state.reg, digest, apr_time_now(), user_out);
+    unlock_registry();
+    return found;
+}
+
+void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id,
+                                apr_time_t expires)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_session_put(registry_state.reg, digest, user_id, apr_time_now(), expires);
+    unlock_registry();
+}
+
+int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out)
+{
+    int found;
+
+    if (!lock_registry()) {
+        return 0;
+    }
+    found = gs_registry_task_get(registry_state.reg, user_id, out);
+    unlock_registry();
+    return found;
+}

@@ -1,0 +1,176 @@
+/* test_registry.c -- the shared-memory registry's tables, on plain memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <check.h>
+
+#include "gs_registry.h"
+#include "unit.h"
+
+static void *block;
+static apr_size_t block_bytes;
+
+static gs_registry_t *fresh(apr_size_t slots)
+{
+    ck_assert(gs_registry_bytes(slots, &block_bytes) == APR_SUCCESS);
+    free(block);
+    block = calloc(1, block_bytes);
+    ck_assert_ptr_nonnull(block);
+    return gs_registry_format(block, block_bytes, slots);
+}
+
+static void teardown(void)
+{
+    free(block);
+    block = NULL;
+}
+
+static void digest_of(const char *token, unsigned char d[GS_SHA256_DIGEST_LEN])
+{
+    gs_sha256(token, strlen(token), d);
+}
+
+START_TEST(sizing_rejects_overflow)
+{
+    apr_size_t bytes;
+
+    ck_assert(gs_registry_bytes(0, &bytes) == APR_EINVAL);
+    ck_assert(gs_registry_bytes((apr_size_t)-1, &bytes) == APR_EINVAL);
+    ck_assert(gs_registry_bytes((apr_size_t)1 << 40, &bytes) == APR_EINVAL);
+    ck_assert(gs_registry_bytes(1024, &bytes) == APR_SUCCESS && bytes > 1024);
+}
+END_TEST
+
+START_TEST(attach_checks_the_header)
+{
+    gs_registry_t *reg = fresh(16);
+
+    ck_assert_ptr_nonnull(reg);
+    ck_assert_ptr_eq(gs_registry_attach(block, block_bytes), reg);
+    ck_assert_ptr_null(gs_registry_attach(block, 8));
+    memset(block, 0xff, 4);
+    ck_assert_ptr_null(gs_registry_attach(block, block_bytes));
+    ck_assert_ptr_null(gs_registry_format(block, 16, 16));
+}
+END_TEST
+
+START_TEST(sessions_expire)
+{
+    gs_registry_t *reg = fresh(64);
+    unsigned char d[GS_SHA256_DIGEST_LEN], other[GS_SHA256_DIGEST_LEN];
+    char user[GS_REGISTRY_USER_MAX + 1];
+
+    digest_of("token-1", d);
+    digest_of("token-2", other);
+    ck_assert(gs_registry_session_put(reg, d, "alice", 100, 200));
+    ck_assert(gs_registry_session_get(reg, d, 150, user));
+    ck_assert_str_eq(user, "alice");
+    ck_assert(!gs_registry_session_get(reg, other, 150, user));
+    ck_assert(!gs_registry_session_get(reg, d, 200, user)); /* expired at its deadline */
+    ck_assert(!gs_registry_session_get(reg, d, 150, user)); /* and gone */
+}
+END_TEST
+
+START_TEST(sessions_survive_a_full_table)
+{
+    gs_registry_t *reg = fresh(4);
+    unsigned char d[GS_SHA256_DIGEST_LEN];
+    char user[GS_REGISTRY_USER_MAX + 1], token[32];
+    int i, found = 0;
+
+    for (i = 0; i < 100; i++) {
+        apr_snprintf(token, sizeof token, "t%d", i);
+        digest_of(token, d);
+        ck_assert(gs_registry_session_put(reg, d, "u", 0, 1000 + i));
+    }
+    for (i = 0; i < 100; i++) {
+        apr_snprintf(token, sizeof token, "t%d", i);
+        digest_of(token, d);
+        found += gs_registry_session_get(reg, d, 1, user);
+    }
+    ck_assert_int_le(found, 4); /* evicted entries fall through, never a wrong answer */
+    ck_assert_int_ge(found, 1);
+}
+END_TEST
+
+START_TEST(long_user_ids_are_not_cached)
+{
+    gs_registry_t *reg = fresh(8);
+    unsigned char d[GS_SHA256_DIGEST_LEN];
+    char longid[GS_REGISTRY_USER_MAX + 2];
+
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    digest_of("t", d);
+    ck_assert(!gs_registry_session_put(reg, d, longid, 0, 10));
+}
+END_TEST
+
+START_TEST(tasks_by_user)
+{
+    gs_registry_t *reg = fresh(32);
+    gs_registry_task_t t, got;
+
+    memset(&t, 0, sizeof t);
+    apr_cpystrn(t.user_id, "alice", sizeof t.user_id);
+    apr_cpystrn(t.task_id, "11111111-1111-4111-8111-111111111111", sizeof t.task_id);
+    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+    ck_assert(gs_registry_task_put(reg, &t));
+    ck_assert(gs_registry_task_get(reg, "alice", &got));
+    ck_assert_str_eq(got.task_id, t.task_id);
+    ck_assert_uint_eq(got.generation, 1);
+    t.processed = 10;
+    ck_assert(gs_registry_task_put(reg, &t));
+    ck_assert(gs_registry_task_get(reg, "alice", &got));
+    ck_assert_uint_eq(got.generation, 2);
+    ck_assert(gs_registry_task_find(reg, t.task_id, &got) && got.processed == 10);
+    ck_assert(!gs_registry_task_get(reg, "bob", &got));
+    ck_assert(!gs_registry_task_remove(reg, "alice", "22222222-2222-4222-8222-222222222222"));
+    ck_assert(gs_registry_task_remove(reg, "alice", t.task_id));
+    ck_assert(!gs_registry_task_get(reg, "alice", &got));
+    ck_assert(!gs_registry_task_find(reg, t.task_id, &got));
+}
+END_TEST
+
+START_TEST(task_table_full_falls_through)
+{
+    gs_registry_t *reg = fresh(4);
+    gs_registry_task_t t, got;
+    int i, stored = 0;
+
+    memset(&t, 0, sizeof t);
+    for (i = 0; i < 50; i++) {
+        apr_snprintf(t.user_id, sizeof t.user_id, "user-%d", i);
+        apr_snprintf(t.task_id, sizeof t.task_id, "task-%d", i);
+        stored += gs_registry_task_put(reg, &t);
+    }
+    ck_assert_int_eq(stored, 4);
+    for (i = 0, stored = 0; i < 50; i++) {
+        char user[32];
+        apr_snprintf(user, sizeof user, "user-%d", i);
+        if (gs_registry_task_get(reg, user, &got)) {
+            ck_assert_str_eq(got.user_id, user);
+            stored++;
+        }
+    }
+    ck_assert_int_eq(stored, 4);
+}
+END_TEST
+
+Suite *gs_registry_suite(void)
+{
+    Suite *s = suite_create("gs_registry");
+    TCase *tc = tcase_create("registry");
+
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, sizing_rejects_overflow);
+    tcase_add_test(tc, attach_checks_the_header);
+    tcase_add_test(tc, sessions_expire);
+    tcase_add_test(tc, sessions_survive_a_full_table);
+    tcase_add_test(tc, long_user_ids_are_not_cached);
+    tcase_add_test(tc, tasks_by_user);
+    tcase_add_test(tc, task_table_full_falls_through);
+    suite_add_tcase(s, tc);
+    return s;
+}
