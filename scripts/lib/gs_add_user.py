@@ -16,8 +16,9 @@ import psycopg2
 
 
 def create_mailbox(gmail_url, email, messages, seed, refresh_token):
+    # large mailboxes are rendered up front so that the fake is never the bottleneck
     body = json.dumps({"email": email, "messages": messages, "seed": seed,
-                       "refresh_token": refresh_token}).encode()
+                       "refresh_token": refresh_token, "prerender": messages >= 1000}).encode()
     req = urllib.request.Request(gmail_url + "/_control/mailboxes", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:

@@ -1,0 +1,682 @@
+"""Tests of the fake Gmail API: real HTTP against a running fake_gmail.py.
+
+Run: /usr/bin/python3 -m pytest -q tests/fake_gmail
+"""
+
+import base64
+import email
+import email.policy
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "fake_gmail.py")
+CLIENT_ID = "test-client.apps.example"
+CLIENT_SECRET = "test-secret"
+DEFAULTS = {"quota_units_per_sec": 0, "quota_units_per_minute": 0, "max_concurrent_per_user": 0,
+            "max_batch": 100, "history_retention": 0, "shuffle_batch": False, "token_ttl": 3600,
+            "minute_quota_style": "legacy"}
+AUTH_401 = {"error": {"code": 401, "message": (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
+    "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."),
+    "errors": [{"message": "Invalid Credentials", "domain": "global", "reason": "authError",
+                "location": "Authorization", "locationType": "header"}], "status": "UNAUTHENTICATED"}}
+NOT_FOUND_404 = {"error": {"code": 404, "message": "Requested entity was not found.", "errors": [
+    {"message": "Requested entity was not found.", "domain": "global", "reason": "notFound"}],
+    "status": "NOT_FOUND"}}
+
+
+def start_server(*extra, pidfile=None):
+    cmd = ["/usr/bin/python3", SERVER, "--port", "0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
+    if pidfile:
+        cmd += ["--pidfile", pidfile]
+    proc = subprocess.Popen(cmd + list(extra), stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line, "fake_gmail did not start"
+    return proc, json.loads(line)
+
+
+class Fake:
+    def __init__(self, base):
+        self.base = base
+        self.http = requests.Session()
+
+    def ctl(self, method, path, body=None, expect=None):
+        resp = self.http.request(method, self.base + "/_control/" + path, json=body)
+        if expect is not None:
+            assert resp.status_code == expect, resp.text
+        return resp.json()
+
+    def mailbox(self, mail, messages=50, seed=1, **kw):
+        body = dict({"email": mail, "messages": messages, "seed": seed}, **kw)
+        return self.ctl("POST", "mailboxes", body, expect=201)
+
+    def token(self, refresh_token):
+        resp = self.http.post(self.base + "/token", data={
+            "grant_type": "refresh_token", "refresh_token": refresh_token,
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["access_token"]
+
+    def get(self, path, token, **params):
+        return self.http.get(self.base + "/gmail/v1/users/me/" + path, params=params,
+                             headers={"Authorization": "Bearer " + token})
+
+    def batch(self, token, requests_, boundary="test_boundary_1", auth=True):
+        body = []
+        for cid, target, extra in requests_:
+            body.append("--%s\r\nContent-Type: application/http\r\nContent-ID: <%s>\r\n\r\n"
+                        "GET %s HTTP/1.1\r\n%s\r\n" % (boundary, cid, target, extra))
+        body.append("--%s--\r\n" % boundary)
+        headers = {"Content-Type": "multipart/mixed; boundary=" + boundary}
+        if auth:
+            headers["Authorization"] = "Bearer " + token
+        return self.http.post(self.base + "/batch/gmail/v1", data="".join(body).encode(), headers=headers)
+
+
+def parse_batch_response(resp):
+    """[(content-id, status, inner headers, body bytes)] in answer order."""
+    ctype = resp.headers["Content-Type"]
+    assert ctype.startswith("multipart/mixed; boundary=batch_"), ctype
+    boundary = ctype.split("boundary=", 1)[1].encode()
+    out = []
+    for chunk in resp.content.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, rest = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        part_headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n"))
+        status_and_headers, _, body = rest.partition(b"\r\n\r\n")
+        lines = status_and_headers.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        inner = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            inner[name.decode().lower()] = value.decode()
+        if body.endswith(b"\r\n"):
+            body = body[:-2]
+        out.append((part_headers.get(b"Content-ID", b"").decode(), status, inner, body))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, ready = start_server("--quota-units-per-sec", "0")
+    yield Fake(ready["url"])
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def clean(server):
+    server.ctl("DELETE", "faults", expect=200)
+    server.ctl("POST", "config", DEFAULTS, expect=200)
+    server.ctl("POST", "stats/reset", expect=200)
+    yield
+
+
+@pytest.fixture
+def box(server, request):
+    mail = "%s@example.com" % request.node.name.replace("[", "-").replace("]", "").lower()[:50]
+    info = server.mailbox(mail, messages=60, seed=3)
+    return mail, info, server.token(info["refresh_token"])
+
+
+def all_ids(server, token, **params):
+    ids, pages, page = [], [], None
+    while True:
+        query = dict(params)
+        if page:
+            query["pageToken"] = page
+        doc = server.get("messages", token, **query).json()
+        pages.append(doc)
+        ids += [m["id"] for m in doc.get("messages", [])]
+        page = doc.get("nextPageToken")
+        if not page:
+            return ids, pages
+
+
+# --- basics ----------------------------------------------------------------------------------
+
+def test_health_profile_and_email_in_place_of_me(server, box):
+    mail, info, token = box
+    assert server.ctl("GET", "health") == {"ok": True}
+    prof = server.get("profile", token).json()
+    assert prof["emailAddress"] == mail and prof["messagesTotal"] == 60
+    assert prof["historyId"] == info["history_id"] and isinstance(prof["historyId"], str)
+    assert 0 < prof["threadsTotal"] < 60
+    by_email = server.http.get(server.base + "/gmail/v1/users/%s/profile" % mail,
+                               headers={"Authorization": "Bearer " + token})
+    assert by_email.json() == prof
+    other = server.http.get(server.base + "/gmail/v1/users/someone@else.com/profile",
+                            headers={"Authorization": "Bearer " + token})
+    assert other.status_code == 403 and other.json()["error"]["errors"][0]["reason"] == "forbidden"
+
+
+def test_every_response_has_content_length_and_keep_alive(server, box):
+    mail, info, token = box
+    conn = http.client.HTTPConnection(server.base.split("//")[1])
+    for _ in range(5):   # five requests on one connection
+        conn.request("GET", "/gmail/v1/users/me/profile", headers={"Authorization": "Bearer " + token})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200 and int(resp.getheader("Content-Length")) == len(body)
+        assert resp.getheader("Connection") != "close"
+    conn.close()
+
+
+def test_unknown_parameters_ids_and_formats_are_rejected_like_gmail(server, box):
+    mail, info, token = box
+    mid = server.get("messages", token, maxResults=1).json()["messages"][0]["id"]
+    resp = server.get("messages/" + mid, token, format="metadata", metadataHeader="Subject")
+    assert resp.status_code == 400 and 'Unknown name "metadataHeader"' in resp.json()["error"]["message"]
+    assert server.get("messages/" + mid, token, format="bogus").status_code == 400
+    assert server.get("messages/not-hex!", token).json()["error"]["message"] == "Invalid id value"
+    assert server.get("messages/0123456789abcdef", token).json() == NOT_FOUND_404
+    compact = server.get("messages/" + mid, token, format="minimal", prettyPrint="false")
+    assert b"\n" not in compact.content and compact.json()["id"] == mid
+    pretty = server.get("messages/" + mid, token, format="minimal")
+    assert pretty.content.startswith(b'{\n  "id": ') and pretty.json() == compact.json()
+    part = server.get("messages/" + mid, token, format="full", fields="id,payload/headers")
+    assert set(part.json()) == {"id", "payload"} and set(part.json()["payload"]) == {"headers"}
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+def test_paging_covers_every_id_once_newest_first(server):
+    info = server.mailbox("pager@example.com", messages=1234, seed=9)
+    token = server.token(info["refresh_token"])
+    truth = server.ctl("GET", "mailboxes/pager@example.com?ids=1")["ids"]
+    for size in (None, 7, 500, 100000):
+        ids, pages = all_ids(server, token, **({"maxResults": size} if size else {}))
+        assert ids == truth and len(set(ids)) == 1234
+        per_page = min(size or 100, 500)
+        assert all(len(p["messages"]) == per_page for p in pages[:-1])
+        assert all(p["resultSizeEstimate"] == 201 for p in pages[:-1])   # Gmail's saturated estimate
+        assert pages[-1]["resultSizeEstimate"] == 1234 and "nextPageToken" not in pages[-1]
+        tokens = [p["nextPageToken"] for p in pages[:-1]]
+        assert all(len(t) == 20 and t.isdigit() for t in tokens)     # opaque, Gmail-like, may exceed int64
+    # internalDate strictly descending in list order (checked through a metadata batch)
+    resp = server.batch(token, [(str(i), "/gmail/v1/users/me/messages/%s?format=minimal" % mid, "")
+                                for i, mid in enumerate(truth[:100])])
+    dates = {int(cid[len("<response-"):-1]): int(json.loads(body)["internalDate"])
+             for cid, status, _, body in parse_batch_response(resp)}
+    assert [dates[i] for i in range(100)] == sorted(dates.values(), reverse=True)
+    bad = server.get("messages", token, pageToken="100")
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid pageToken"
+    assert bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_list_filters_and_empty_mailbox(server):
+    info = server.mailbox("empty@example.com", messages=0)
+    token = server.token(info["refresh_token"])
+    assert server.get("messages", token).json() == {"resultSizeEstimate": 0}
+    info = server.mailbox("spam@example.com", messages=80, seed=4, spam_trash=10)
+    token = server.token(info["refresh_token"])
+    visible, _ = all_ids(server, token)
+    everything, _ = all_ids(server, token, includeSpamTrash="true")
+    assert len(visible) == 70 and len(everything) == 80
+    assert server.get("profile", token).json()["messagesTotal"] == 80   # counts spam and trash too
+    inbox, _ = all_ids(server, token, labelIds="INBOX", q="is:anything ignored")
+    summary = server.ctl("GET", "mailboxes/spam@example.com")
+    assert len(inbox) == summary["label_counts"]["INBOX"]
+
+
+# --- messages.get ----------------------------------------------------------------------------
+
+def test_formats_and_metadata_headers(server, box):
+    mail, info, token = box
+    mid = server.get("messages", token, maxResults=1).json()["messages"][0]["id"]
+    minimal = server.get("messages/" + mid, token, format="minimal").json()
+    assert set(minimal) <= {"id", "threadId", "labelIds", "snippet", "sizeEstimate", "historyId", "internalDate"}
+    meta = server.get("messages/" + mid, token, format="metadata",
+                      metadataHeaders=["subject", "From", "X-Nope"]).json()
+    assert [h["name"] for h in meta["payload"]["headers"]] in (["Subject", "From"], ["From", "Subject"])
+    assert meta["payload"]["mimeType"].startswith(("text/", "multipart/"))
+    allh = server.get("messages/" + mid, token, format="metadata").json()["payload"]["headers"]
+    assert {"Date", "Message-ID", "Subject", "From", "To"} <= {h["name"] for h in allh}
+    full = server.get("messages/" + mid, token).json()     # default format is full
+    assert full["payload"]["partId"] == "" and full["payload"]["headers"] == allh
+    raw = base64.urlsafe_b64decode(server.get("messages/" + mid, token, format="raw").json()["raw"])
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Message-ID"] == [h["value"] for h in allh if h["name"] == "Message-ID"][0]
+    for doc in (minimal, meta, full):
+        assert doc["historyId"].isdigit() and doc["internalDate"].isdigit()
+        assert isinstance(doc["sizeEstimate"], int)
+    assert abs(len(raw) - full["sizeEstimate"]) <= 0.06 * len(raw)
+
+
+def test_full_format_and_attachments(server):
+    info = server.mailbox("att@example.com", messages=300, seed=5)
+    token = server.token(info["refresh_token"])
+    sample = server.ctl("GET", "mailboxes/att@example.com")["samples"]["attachment"]
+    full = server.get("messages/" + sample, token, format="full").json()
+    assert full["payload"]["mimeType"] == "multipart/mixed"
+    att = full["payload"]["parts"][-1]
+    assert att["filename"] and att["partId"] == "1" and set(att["body"]) == {"attachmentId", "size"}
+    text = full["payload"]["parts"][0]
+    text = text["parts"][0] if "parts" in text else text
+    assert base64.urlsafe_b64decode(text["body"]["data"]).decode("utf-8")
+    got = server.get("messages/%s/attachments/%s" % (sample, att["body"]["attachmentId"]), token).json()
+    assert got["size"] == att["body"]["size"] == len(base64.urlsafe_b64decode(got["data"]))
+
+
+def test_non_ascii_and_long_subjects_round_trip_as_utf8(server):
+    info = server.mailbox("utf8@example.com", messages=200, seed=11)
+    token = server.token(info["refresh_token"])
+    samples = server.ctl("GET", "mailboxes/utf8@example.com")["samples"]
+    seen = {}
+    for kind in ("cjk", "emoji", "accents", "long", "long_non_ascii", "html_chars"):
+        mid = samples[kind]
+        resp = server.get("messages/" + mid, token, format="metadata", metadataHeaders="Subject")
+        subject = resp.json()["payload"]["headers"][0]["value"]
+        if kind != "html_chars":
+            assert subject.encode("utf-8") in resp.content          # raw UTF-8, not \u escapes
+        raw = base64.urlsafe_b64decode(server.get("messages/" + mid, token, format="raw").json()["raw"])
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 998   # RFC 5322 line limit (folded)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert str(parsed["Subject"]) == subject
+        seen[kind] = subject
+    assert any("\u4e00" <= c <= "\u9fff" for c in seen["cjk"]) or any("\uac00" <= c for c in seen["cjk"])
+    assert any(ord(c) > 0xFFFF or c in "✈❤" for c in seen["emoji"])
+    assert len(seen["long"]) > 1000 and len(seen["long_non_ascii"]) > 1000
+    html = server.get("messages/" + samples["html_chars"], token, format="metadata", metadataHeaders="Subject")
+    assert b"\\u003c" in html.content or b"\\u0026" in html.content   # Google escapes <>&=' in JSON
+
+
+def test_large_message_has_megabytes(server):
+    info = server.mailbox("large@example.com", messages=40, seed=2)
+    token = server.token(info["refresh_token"])
+    mid = server.ctl("GET", "mailboxes/large@example.com")["samples"]["large"]
+    meta = server.get("messages/" + mid, token, format="metadata").json()
+    assert meta["sizeEstimate"] > 1000000
+    raw = server.get("messages/" + mid, token, format="raw").json()["raw"]
+    assert abs(len(base64.urlsafe_b64decode(raw)) - meta["sizeEstimate"]) < 0.01 * meta["sizeEstimate"]
+
+
+def test_same_seed_same_bytes(server):
+    def snapshot(seed, prerender=False):
+        info = server.mailbox("det@example.com", messages=120, seed=seed, prerender=prerender)
+        token = server.token(info["refresh_token"])
+        ids, _ = all_ids(server, token)
+        bodies = [server.get("messages/" + mid, token, format=fmt).content
+                  for mid in ids[:15] for fmt in ("metadata", "raw", "full")]
+        return info["history_id"], ids, bodies
+    first, second, other = snapshot(77), snapshot(77, prerender=True), snapshot(78)
+    assert first == second          # prerendering changes speed, never bytes
+    assert other[1] != first[1]
+    assert all(len(i) == 16 and int(i, 16) for i in first[1])
+
+
+# --- history ---------------------------------------------------------------------------------
+
+def history_pages(server, token, start, **params):
+    records, pages, page = [], [], None
+    while True:
+        query = dict(params, startHistoryId=start)
+        if page:
+            query["pageToken"] = page
+        resp = server.get("history", token, **query)
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        pages.append(doc)
+        records += doc.get("history", [])
+        page = doc.get("nextPageToken")
+        if not page:
+            return records, pages
+
+
+def test_history_replays_adds_deletes_and_label_changes_in_order(server, box):
+    mail, info, token = box
+    start = server.get("profile", token).json()["historyId"]
+    added = server.ctl("POST", "mailboxes/%s/messages" % mail, {"count": 3, "labels": ["INBOX", "UNREAD"]})
+    old = server.get("messages", token).json()["messages"][-1]["id"]
+    deleted = server.ctl("POST", "mailboxes/%s/delete" % mail, {"ids": [added["ids"][0]]})
+    relabeled = server.ctl("POST", "mailboxes/%s/labels" % mail,
+                           {"ids": [old, added["ids"][1]], "add": ["Label_8", "Label_9"], "remove": ["INBOX"]})
+    records, pages = history_pages(server, token, start, maxResults=2)
+    assert len(pages) > 1
+    assert pages[-1]["historyId"] == relabeled["history_id"]
+    ids = [int(r["id"]) for r in records]
+    assert ids == sorted(ids) and ids[0] > int(start) and len(set(ids)) == len(ids)
+    kinds = [[k for k in r if k not in ("id", "messages")] for r in records]
+    assert [k[0] for k in kinds[:4]] == ["messagesAdded"] * 3 + ["messagesDeleted"]
+    assert [r["messagesAdded"][0]["message"]["id"] for r in records[:3]] == added["ids"]
+    assert records[3]["messagesDeleted"][0]["message"]["id"] == added["ids"][0]
+    label_records = records[4:]
+    assert [r["messages"][0]["id"] for r in label_records] == [old, added["ids"][1]]
+    for rec in label_records:
+        assert rec["labelsAdded"][0]["labelIds"] == ["Label_8", "Label_9"]
+        assert "Label_9" in rec["labelsAdded"][0]["message"]["labelIds"]
+    assert "labelsRemoved" in label_records[1]          # the new message had INBOX
+    got = server.get("messages/" + old, token, format="minimal").json()
+    assert got["historyId"] == label_records[0]["id"] and "Label_8" in got["labelIds"]
+    assert server.get("messages/" + added["ids"][0], token).status_code == 404
+    # filtered by type: pages may be empty yet carry nextPageToken, as in Gmail
+    only_deleted, pages = history_pages(server, token, start, maxResults=1, historyTypes="messageDeleted")
+    assert [list(r)[-1] for r in only_deleted] == ["messagesDeleted"]
+    assert any("history" not in p and "nextPageToken" in p for p in pages)
+    nothing_new = server.get("history", token, startHistoryId=relabeled["history_id"]).json()
+    assert nothing_new == {"historyId": relabeled["history_id"]}
+
+
+def test_history_too_old_start_is_404_and_missing_start_is_400(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"history_retention": 3}, expect=200)
+    start = server.get("profile", token).json()["historyId"]
+    server.ctl("POST", "mailboxes/%s/messages" % mail, {"count": 6})
+    resp = server.get("history", token, startHistoryId=start)
+    assert resp.status_code == 404 and resp.json() == NOT_FOUND_404
+    assert server.get("history", token, startHistoryId=str(int(start) - 1000)).status_code == 404
+    summary = server.ctl("GET", "mailboxes/" + mail)
+    assert summary["history_records"] == 3
+    ok = server.get("history", token, startHistoryId=summary["history_floor"])
+    assert ok.status_code == 200 and len(ok.json()["history"]) == 3
+    missing = server.get("history", token)
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == 400
+    assert server.get("history", token, startHistoryId="abc").status_code == 400
+
+
+# --- batch -----------------------------------------------------------------------------------
+
+def test_batch_over_the_limit_is_400(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"max_batch": 5}, expect=200)
+    parts = [(str(i), "/gmail/v1/users/me/profile", "") for i in range(6)]
+    resp = server.batch(token, parts)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == "Inner request count exceeds the limit. Limit: 5"
+    assert resp.json()["error"]["code"] == 400
+    assert server.batch(token, parts[:5]).status_code == 200
+
+
+def test_batch_per_part_errors_matched_by_content_id_when_shuffled(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"shuffle_batch": True}, expect=200)
+    ids = server.get("messages", token, maxResults=50).json()["messages"]
+    ids = [m["id"] for m in ids]
+    server.ctl("POST", "faults", {"method": "messages.get", "batch_part_status": 500, "ids": [ids[5]]}, expect=201)
+    parts = [("item-%d" % i, "/gmail/v1/users/me/messages/%s?format=metadata&metadataHeaders=Subject" % mid, "")
+             for i, mid in enumerate(ids)]
+    parts.append(("missing", "/gmail/v1/users/me/messages/0000000000000001?format=minimal", ""))
+    parts.append(("badformat", "/gmail/v1/users/me/messages/%s?format=nope" % ids[0], ""))
+    parts.append(("other-token", "/gmail/v1/users/me/profile", "Authorization: Bearer nope\r\n"))
+    resp = server.batch(token, parts)
+    assert resp.status_code == 200
+    answers = parse_batch_response(resp)
+    assert len(answers) == len(parts)
+    order = [cid for cid, _, _, _ in answers]
+    assert order != ["<response-%s>" % p[0] for p in parts]            # shuffled
+    by_cid = {cid: (status, inner, body) for cid, status, inner, body in answers}
+    for i, mid in enumerate(ids):
+        status, inner, body = by_cid["<response-item-%d>" % i]
+        if i == 5:
+            assert status == 500 and json.loads(body)["error"]["errors"][0]["reason"] == "backendError"
+        else:
+            assert status == 200 and json.loads(body)["id"] == mid
+            assert inner["content-type"] == "application/json; charset=UTF-8"
+    assert by_cid["<response-missing>"][0] == 404 and json.loads(by_cid["<response-missing>"][2]) == NOT_FOUND_404
+    assert by_cid["<response-badformat>"][0] == 400
+    assert by_cid["<response-other-token>"][0] == 401
+
+
+def test_batch_auth_inherited_and_outer_401(server, box):
+    mail, info, token = box
+    ok = server.batch(token, [("a", "/gmail/v1/users/me/profile", "")])
+    assert parse_batch_response(ok)[0][1] == 200
+    bad = server.batch("nope", [("a", "/gmail/v1/users/me/profile", "")])
+    assert bad.status_code == 401 and bad.json() == AUTH_401
+    own = server.batch(None, [("a", "/gmail/v1/users/me/profile", "Authorization: Bearer %s\r\n" % token),
+                              ("b", "/gmail/v1/users/me/profile", "")], auth=False)
+    assert [s for _, s, _, _ in parse_batch_response(own)] == [200, 401]
+
+
+# --- quotas ----------------------------------------------------------------------------------
+
+def test_per_second_quota_gives_429_and_per_part_429(server, box):
+    mail, info, token = box
+    mid = server.get("messages", token, maxResults=1).json()["messages"][0]["id"]
+    server.ctl("POST", "config", {"quota_units_per_sec": 10}, expect=200)
+    for _ in range(7):   # 5 units each: at most 4 fit in two adjacent 1-s windows
+        resp = server.get("messages/" + mid, token, format="minimal")
+        if resp.status_code == 429:
+            break
+    assert resp.status_code == 429
+    err = resp.json()["error"]
+    assert err["status"] == "RESOURCE_EXHAUSTED" and err["errors"][0]["reason"] == "rateLimitExceeded"
+    assert resp.headers["Retry-After"] == "1"
+    server.ctl("POST", "config", {"quota_units_per_sec": 25}, expect=200)
+    answers = parse_batch_response(server.batch(token, [(str(i), "/gmail/v1/users/me/messages/%s" % mid, "")
+                                                        for i in range(20)]))
+    statuses = [s for _, s, _, _ in answers]
+    assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}
+    limited = [a for a in answers if a[1] == 429][0]
+    assert json.loads(limited[3])["error"]["errors"][0]["reason"] == "rateLimitExceeded"
+    assert limited[2]["retry-after"] == "1"
+    stats = server.ctl("GET", "stats")
+    assert stats["status_counts"]["429"] >= 11 and stats["quota_units"] > 0
+
+
+def test_minute_quota_gives_403_user_rate_limit(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"quota_units_per_minute": 10}, expect=200)
+    for _ in range(6):
+        resp = server.get("profile", token)
+        if resp.status_code == 403:
+            break
+        resp = server.get("messages", token, maxResults=1)
+        if resp.status_code == 403:
+            break
+    assert resp.status_code == 403
+    assert resp.json() == {"error": {"code": 403, "message": "User Rate Limit Exceeded", "errors": [
+        {"message": "User Rate Limit Exceeded", "domain": "usageLimits", "reason": "userRateLimitExceeded"}],
+        "status": "PERMISSION_DENIED"}}
+
+
+def test_concurrent_requests_limit_gives_429_per_part(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"max_concurrent_per_user": 3}, expect=200)
+    answers = parse_batch_response(server.batch(token, [(str(i), "/gmail/v1/users/me/profile", "")
+                                                        for i in range(5)]))
+    assert [s for _, s, _, _ in answers] == [200, 200, 200, 429, 429]
+    assert json.loads(answers[3][3])["error"]["message"] == "Too many concurrent requests for user."
+    assert server.ctl("GET", "stats")["per_mailbox"][mail]["max_in_flight"] == 3
+
+
+# --- auth ------------------------------------------------------------------------------------
+
+def test_unknown_expired_and_missing_tokens_get_401(server, box):
+    mail, info, token = box
+    resp = server.get("profile", "ya29.unknown")
+    assert resp.status_code == 401 and resp.json() == AUTH_401
+    assert "WWW-Authenticate" in resp.headers
+    assert server.get("profile", token).status_code == 200
+    assert server.ctl("POST", "mailboxes/%s/expire-tokens" % mail, expect=200)["expired"] >= 1
+    resp = server.get("profile", token)
+    assert resp.status_code == 401 and resp.json() == AUTH_401
+    fresh = server.token(info["refresh_token"])
+    assert server.get("profile", fresh).status_code == 200
+    missing = server.http.get(server.base + "/gmail/v1/users/me/profile")
+    assert missing.status_code == 401 and missing.json()["error"]["errors"][0]["reason"] == "required"
+
+
+def test_token_endpoint(server, box):
+    mail, info, token = box
+    server.ctl("POST", "stats/reset", expect=200)
+    url = server.base + "/token"
+    good = {"grant_type": "refresh_token", "refresh_token": info["refresh_token"], "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET}
+    resp = server.http.post(url, data=good)
+    doc = resp.json()
+    assert resp.status_code == 200 and set(doc) == {"access_token", "expires_in", "scope", "token_type"}
+    assert doc["token_type"] == "Bearer" and doc["scope"] == "https://www.googleapis.com/auth/gmail.readonly"
+    second = server.http.post(url, data=good).json()["access_token"]
+    assert second != doc["access_token"]
+    assert server.get("profile", doc["access_token"]).status_code == 200       # old ones stay valid
+    basic = server.http.post(url, data={"grant_type": "refresh_token", "refresh_token": info["refresh_token"]},
+                             auth=(CLIENT_ID, CLIENT_SECRET))
+    assert basic.status_code == 200
+    wrong = server.http.post(url, data=dict(good, client_secret="nope"))
+    assert wrong.status_code == 401 and wrong.json() == {"error": "invalid_client", "error_description": "Unauthorized"}
+    assert server.http.post(url, data=dict(good, grant_type="password")).json()["error"] == "unsupported_grant_type"
+    unknown = server.http.post(url, data=dict(good, refresh_token="1//nope"))
+    assert unknown.status_code == 400 and unknown.json() == {
+        "error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+    server.ctl("POST", "mailboxes/%s/revoke" % mail, expect=200)
+    revoked = server.http.post(url, data=good)
+    assert revoked.status_code == 400 and revoked.json()["error"] == "invalid_grant"
+    assert server.get("profile", second).status_code == 401
+    stats = server.ctl("GET", "stats")
+    assert stats["requests"]["token"] == 7
+
+
+# --- faults ----------------------------------------------------------------------------------
+
+def test_status_faults_fire_in_order_with_after_and_count(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 503, "after": 1, "count": 2}, expect=201)
+    server.ctl("POST", "faults", {"method": "*", "status": 500}, expect=201)
+    codes = [server.get("profile", token).status_code for _ in range(5)]
+    # request 1: the 503 fault is still skipping ("after"), so the next armed fault (any method) fires
+    assert codes == [500, 503, 503, 200, 200]
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 503}, expect=201)
+    resp = server.get("profile", token)
+    assert resp.json()["error"] == {"code": 503, "message": "The service is currently unavailable.", "errors": [
+        {"message": "The service is currently unavailable.", "domain": "global", "reason": "backendError"}],
+        "status": "UNAVAILABLE"}
+    server.ctl("POST", "faults", {"method": "messages.list", "status": 500}, expect=201)
+    assert server.get("messages", token).json()["error"]["message"] == "Backend Error"
+    server.ctl("POST", "faults", {"method": "batch", "status": 502}, expect=201)
+    resp = server.batch(token, [("a", "/gmail/v1/users/me/profile", "")])
+    assert resp.status_code == 502 and resp.headers["Content-Type"].startswith("text/html")
+    server.ctl("POST", "faults", {"method": "token", "status": 500}, expect=201)
+    assert server.http.post(server.base + "/token", data={}).status_code == 500
+    assert server.ctl("GET", "faults")["faults"] == []
+
+
+def test_reset_fault_aborts_the_connection(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "mode": "reset"}, expect=201)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(server.base + "/gmail/v1/users/me/profile", headers={"Authorization": "Bearer " + token})
+    assert server.get("profile", token).status_code == 200
+
+
+def test_truncate_fault_sends_short_body(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "messages.list", "mode": "truncate"}, expect=201)
+    host, port = server.base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request("GET", "/gmail/v1/users/me/messages", headers={"Authorization": "Bearer " + token})
+    resp = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        resp.read()
+    conn.close()
+
+
+def test_malformed_fault_sends_invalid_json_with_200(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "mode": "malformed"}, expect=201)
+    resp = server.get("profile", token)
+    assert resp.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(resp.content)
+    mid = server.get("messages", token, maxResults=1).json()["messages"][0]["id"]
+    server.ctl("POST", "faults", {"method": "messages.get", "mode": "malformed"}, expect=201)
+    answers = parse_batch_response(server.batch(token, [("a", "/gmail/v1/users/me/messages/" + mid, ""),
+                                                        ("b", "/gmail/v1/users/me/messages/" + mid, "")]))
+    assert answers[0][1] == 200 and answers[1][1] == 200
+    with pytest.raises(ValueError):
+        json.loads(answers[0][3])
+    assert json.loads(answers[1][3])["id"] == mid
+
+
+def test_stall_does_not_block_other_clients(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "messages.list", "mode": "stall", "seconds": 2.5}, expect=201)
+    done = {}
+
+    def stalled():
+        t0 = time.monotonic()
+        done["status"] = requests.get(server.base + "/gmail/v1/users/me/messages",
+                                      headers={"Authorization": "Bearer " + token}, timeout=30).status_code
+        done["took"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=stalled)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not server.ctl("GET", "faults")["faults"] == [] and time.monotonic() < deadline:
+        time.sleep(0.01)          # wait until the stalled request has taken the fault
+    t0 = time.monotonic()
+    assert requests.get(server.base + "/gmail/v1/users/me/profile",
+                        headers={"Authorization": "Bearer " + token}, timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 1.0 and "took" not in done
+    thread.join(10)
+    assert done["status"] == 200 and done["took"] >= 2.4
+
+
+def test_latency_fault_and_stats(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "mode": "latency", "seconds": 0.3}, expect=201)
+    t0 = time.monotonic()
+    assert server.get("profile", token).status_code == 200
+    assert time.monotonic() - t0 >= 0.29
+    ids = [m["id"] for m in server.get("messages", token, maxResults=3).json()["messages"]]
+    server.batch(token, [(i, "/gmail/v1/users/me/messages/" + i, "") for i in ids])
+    stats = server.ctl("GET", "stats")
+    assert stats["requests"]["getProfile"] == 1 and stats["requests"]["messages.list"] == 1
+    assert stats["requests"]["messages.get"] == 3 and stats["requests"]["batch"] == 1
+    assert stats["quota_units"] == 1 + 5 + 15
+    assert stats["per_mailbox"][mail]["quota_units"] == 21
+
+
+def test_control_api_validation(server):
+    assert server.http.post(server.base + "/_control/mailboxes", json={"messages": 3}).status_code == 400
+    assert server.http.post(server.base + "/_control/faults", json={"mode": "explode"}).status_code == 400
+    assert server.http.post(server.base + "/_control/config", json={"max_batch": 0}).status_code == 400
+    assert server.http.get(server.base + "/_control/mailboxes/nobody@example.com").status_code == 404
+    server.mailbox("gone@example.com", messages=5)
+    assert server.http.delete(server.base + "/_control/mailboxes/gone@example.com").status_code == 200
+    assert server.http.get(server.base + "/_control/mailboxes/gone@example.com").status_code == 404
+
+
+def test_sigterm_exits_cleanly_and_removes_pidfile(tmp_path):
+    pidfile = str(tmp_path / "fake.pid")
+    proc, ready = start_server(pidfile=pidfile)
+    assert int(open(pidfile).read()) == proc.pid
+    # a keep-alive client connected while we stop the server must not keep it alive
+    sock = socket.create_connection(("127.0.0.1", ready["port"]))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    sock.close()
+    assert not os.path.exists(pidfile)
+
+
+def test_stall_body_sends_headers_then_waits(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "mode": "stall_body", "seconds": 0.6}, expect=201)
+    host, port = server.base.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    t0 = time.monotonic()
+    conn.request("GET", "/gmail/v1/users/me/profile", headers={"Authorization": "Bearer " + token})
+    resp = conn.getresponse()                 # headers arrive at once
+    headers_at = time.monotonic() - t0
+    body = resp.read()
+    assert headers_at < 0.5 <= time.monotonic() - t0
+    assert json.loads(body)["emailAddress"] == mail
+    conn.close()
+
+
+def test_labels_list(server, box):
+    mail, info, token = box
+    labels = {l["id"]: l for l in server.get("labels", token).json()["labels"]}
+    assert labels["INBOX"]["type"] == "system" and labels["Label_4"]["type"] == "user"
+    assert labels["Label_4"]["name"] == "家庭"
