@@ -176,7 +176,16 @@ apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_r
     /* read to the end: the final get_row frees the driver's result */
     while (apr_dbd_get_row(db->driver, p, res, &row, -1) == 0) {
         for (col = 0; col < rows->ncols; col++) {
-            const char *v = apr_dbd_get_entry(db->driver, row, col);
+            /* get_entry would hand SQL NULL out as "": datum_get tells the two apart */
+            char *v = NULL;
+            apr_status_t drv = apr_dbd_datum_get(db->driver, row, col, APR_DBD_TYPE_STRING, &v);
+
+            if (drv == APR_ENOENT) {
+                v = NULL;
+            }
+            else if (drv != APR_SUCCESS) {
+                v = (char *)apr_dbd_get_entry(db->driver, row, col);
+            }
             APR_ARRAY_PUSH(cells, const char *) = v ? apr_pstrdup(p, v) : NULL;
         }
         rows->nrows++;

@@ -30,6 +30,148 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
 
+    /* ---------------------------------------------------------------- daemon */
+    { GS_SQL_D_CLAIM_NEXT,
+      /* FIFO over every host; SKIP LOCKED lets daemons on several hosts claim side by side */
+      "UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
+      " worker_host = %s, worker_pid = NULL, started_at = now(), heartbeat_at = now(),"
+      " updated_at = now()"
+      " WHERE task_id = (SELECT task_id FROM gmailsync.sync_tasks WHERE state = 'CREATED'"
+      "                  ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
+      " AND state = 'CREATED'"
+      " RETURNING task_id::text, lease::text, user_id,"
+      " (extract(epoch FROM now() - created_at) * 1000)::bigint::text" },
+    { GS_SQL_D_FAIL_LEASED,
+      "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = %s, error_message = %s,"
+      " finished_at = now(), updated_at = now()"
+      " WHERE task_id = %s::uuid AND lease = %s::uuid AND state IN ('RUNNING', 'STUCK')"
+      " RETURNING user_id, (extract(epoch FROM now() - started_at) * 1000)::bigint::text" },
+    { GS_SQL_D_MARK_STUCK,
+      "UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
+      " WHERE state = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s::double precision)"
+      " RETURNING task_id::text, user_id, COALESCE(worker_host, ''), COALESCE(worker_pid, 0)::text,"
+      " lease::text, (extract(epoch FROM now() - heartbeat_at))::bigint::text" },
+    { GS_SQL_D_STUCK_TASKS,
+      /* STUCK tasks this host should finalise: its own, or anyone's stuck for twice as long */
+      "SELECT task_id::text, user_id, COALESCE(worker_pid, 0)::text, lease::text,"
+      " (extract(epoch FROM now() - heartbeat_at))::bigint::text"
+      " FROM gmailsync.sync_tasks WHERE state = 'STUCK'"
+      " AND (worker_host = %s OR heartbeat_at < now() - make_interval(secs => %s::double precision))"
+      " ORDER BY heartbeat_at LIMIT 100" },
+    { GS_SQL_D_FAIL_STUCK,
+      "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'stuck', error_message = %s,"
+      " finished_at = now(), updated_at = now()"
+      " WHERE task_id = %s::uuid AND state = 'STUCK'" },
+    { GS_SQL_D_FAIL_UNCLAIMED,
+      "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'not_started',"
+      " error_message = 'no worker claimed the task in time', finished_at = now(), updated_at = now()"
+      " WHERE state = 'CREATED' AND created_at < now() - make_interval(secs => %s::double precision)"
+      " RETURNING task_id::text, user_id" },
+    /* ---------------------------------------------------------------- worker (issue 4) */
+#define W_GUARD "task_id = %s::uuid AND lease = %s::uuid AND state = 'RUNNING'"
+#define W_DURATION_MS "(extract(epoch FROM now() - started_at) * 1000)::bigint::text"
+    { GS_SQL_W_APP_NAME,
+      "SELECT set_config('application_name', %s, false)" },
+    { GS_SQL_W_TASK_CLAIM,
+      "UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
+      " worker_host = %s, worker_pid = %s::integer, started_at = now(), heartbeat_at = now(),"
+      " updated_at = now()"
+      " WHERE task_id = %s::uuid AND state = 'CREATED'"
+      " RETURNING lease::text, user_id, force_full::integer::text" },
+    { GS_SQL_W_TASK_ADOPT,
+      "UPDATE gmailsync.sync_tasks SET worker_host = %s, worker_pid = %s::integer,"
+      " started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
+      " WHERE " W_GUARD
+      " RETURNING lease::text, user_id, force_full::integer::text" },
+    { GS_SQL_W_TASK_HEARTBEAT,
+      "UPDATE gmailsync.sync_tasks SET heartbeat_at = now(), updated_at = now() WHERE " W_GUARD },
+    { GS_SQL_W_TASK_PROGRESS,
+      /* never backwards, and below 100 until SUCCEEDED (the schema's CHECK agrees) */
+      "UPDATE gmailsync.sync_tasks SET mode = COALESCE(%s, mode),"
+      " processed = GREATEST(processed, %s::bigint), total = GREATEST(%s::bigint, processed),"
+      " progress_percentage = GREATEST(progress_percentage, LEAST(99, %s::numeric)),"
+      " heartbeat_at = now(), updated_at = now()"
+      " WHERE " W_GUARD },
+    { GS_SQL_W_TASK_SUCCEED,
+      "UPDATE gmailsync.sync_tasks SET state = 'SUCCEEDED', progress_percentage = 100,"
+      " mode = COALESCE(%s, mode), processed = GREATEST(processed, %s::bigint),"
+      " total = GREATEST(processed, %s::bigint),"
+      " heartbeat_at = now(), finished_at = now(), updated_at = now()"
+      " WHERE " W_GUARD " RETURNING " W_DURATION_MS },
+    { GS_SQL_W_TASK_FAIL,
+      "UPDATE gmailsync.sync_tasks SET state = 'FAILED', mode = COALESCE(%s, mode),"
+      " error_code = %s, error_message = %s,"
+      " heartbeat_at = now(), finished_at = now(), updated_at = now()"
+      " WHERE " W_GUARD " RETURNING " W_DURATION_MS },
+    { GS_SQL_W_ACCOUNT_LOAD,
+      /* a pending full sync older than Gmail's history retention (a week at least) is not
+       * resumed */
+      "SELECT refresh_token, access_token,"
+      " GREATEST(0, floor(extract(epoch FROM access_token_expires_at - now())))::bigint::text,"
+      " history_id::text, full_sync_task::text, full_sync_history_id::text,"
+      " (full_sync_started_at > now() - interval '7 days')::integer::text"
+      " FROM gmailsync.accounts WHERE user_id = %s" },
+    { GS_SQL_W_ACCOUNT_TOKEN,
+      "UPDATE gmailsync.accounts SET access_token = %s,"
+      " access_token_expires_at = now() + make_interval(secs => %s::integer),"
+      " refresh_token = COALESCE(%s, refresh_token), updated_at = now()"
+      " WHERE user_id = %s" },
+    { GS_SQL_W_FULL_BEGIN,
+      "UPDATE gmailsync.accounts SET full_sync_task = %s::uuid, full_sync_history_id = %s::numeric,"
+      " full_sync_started_at = now(), updated_at = now()"
+      " WHERE user_id = %s AND EXISTS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD ")" },
+    { GS_SQL_W_MESSAGES_SEEN,
+      /* which listed ids this full sync already stored; marks them as listed by this task
+       * (only while the lease holds: a stale stamp could make the end delete a live row) */
+      "UPDATE gmailsync.messages SET seen_by = %s::uuid"
+      " WHERE user_id = %s AND gmail_id = ANY (%s::text[]) AND fetched_in = %s::uuid"
+      " AND EXISTS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD ")"
+      " RETURNING gmail_id" },
+    { GS_SQL_W_MESSAGES_UPSERT,
+      /* one round trip per batch; writes nothing once the lease is gone (FOR SHARE holds off a
+       * concurrent cancel until this commits) */
+      "WITH lease AS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD " FOR SHARE)"
+      " INSERT INTO gmailsync.messages AS m (user_id, gmail_id, thread_id, history_id,"
+      "   internal_date, label_ids, subject, from_addr, to_addr, snippet, size_estimate,"
+      "   fetched_in, seen_by, synced_at)"
+      " SELECT %s, r.id, r.thread_id, r.history_id::numeric,"
+      "   timestamptz 'epoch' + r.internal_date * interval '1 millisecond',"
+      "   COALESCE(r.labels, '{}'::text[]), r.subject, r.\"from\", r.\"to\", r.snippet, r.size,"
+      "   %s::uuid, %s::uuid, now()"
+      " FROM json_to_recordset(%s::json) AS r(id text, thread_id text, history_id text,"
+      "   internal_date bigint, labels text[], subject text, \"from\" text, \"to\" text,"
+      "   snippet text, size bigint)"
+      " WHERE EXISTS (SELECT 1 FROM lease)"
+      " ON CONFLICT (user_id, gmail_id) DO UPDATE SET thread_id = EXCLUDED.thread_id,"
+      "   history_id = EXCLUDED.history_id, internal_date = EXCLUDED.internal_date,"
+      "   label_ids = EXCLUDED.label_ids, subject = EXCLUDED.subject,"
+      "   from_addr = EXCLUDED.from_addr, to_addr = EXCLUDED.to_addr, snippet = EXCLUDED.snippet,"
+      "   size_estimate = EXCLUDED.size_estimate, fetched_in = EXCLUDED.fetched_in,"
+      "   seen_by = EXCLUDED.seen_by, synced_at = now()" },
+    { GS_SQL_W_MESSAGES_DELETE,
+      "DELETE FROM gmailsync.messages WHERE user_id = %s AND gmail_id = ANY (%s::text[])" },
+    { GS_SQL_W_MESSAGES_LABELS,
+      /* in Gmail's order: the old labels minus the removed ones, then the added ones that are
+       * not kept (a label removed and added again moves to the end, as in Gmail) */
+      "UPDATE gmailsync.messages AS m SET label_ids ="
+      "   ARRAY(SELECT l FROM unnest(m.label_ids) WITH ORDINALITY AS x(l, i)"
+      "         WHERE l <> ALL (COALESCE(o.remove, '{}')) ORDER BY i)"
+      "   || ARRAY(SELECT a FROM unnest(COALESCE(o.add, '{}')) WITH ORDINALITY AS y(a, j)"
+      "            WHERE a <> ALL (m.label_ids) OR a = ANY (COALESCE(o.remove, '{}')) ORDER BY j),"
+      "   history_id = GREATEST(m.history_id, o.history_id::numeric), synced_at = now()"
+      " FROM json_to_recordset(%s::json) AS o(id text, history_id text, add text[], remove text[])"
+      " WHERE m.user_id = %s AND m.gmail_id = o.id" },
+    { GS_SQL_W_MESSAGES_UNSEEN,
+      "DELETE FROM gmailsync.messages WHERE user_id = %s AND seen_by IS DISTINCT FROM %s::uuid" },
+    { GS_SQL_W_CURSOR_ADVANCE,
+      "UPDATE gmailsync.accounts SET history_id = GREATEST(COALESCE(history_id, 0), %s::numeric),"
+      " updated_at = now() WHERE user_id = %s" },
+    { GS_SQL_W_FULL_FINISH,
+      "UPDATE gmailsync.accounts SET history_id = %s::numeric, last_full_sync_at = now(),"
+      " full_sync_task = NULL, full_sync_history_id = NULL, full_sync_started_at = NULL,"
+      " updated_at = now() WHERE user_id = %s" },
+#undef W_GUARD
+#undef W_DURATION_MS
     { NULL, NULL }
 };
 

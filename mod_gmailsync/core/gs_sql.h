@@ -30,6 +30,47 @@ typedef struct {
 #define GS_SQL_ACTIVE_TASK_LOCK  "gs_active_task_lock"   /* (user_id) -> task_id, state */
 #define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full) -> task_id, state */
 
+/* ------------------------------------------------------------------ worker (issue 4)
+ * The sync worker's statements (gs_task.c, gs_store.c). Every write on behalf of a task is
+ * guarded by (task_id, lease, state='RUNNING'): a worker that lost its task changes nothing.
+ * Times come from now(). They use the columns of migration 002. Arguments -> results: */
+#define GS_SQL_W_APP_NAME        "gs_w_app_name"        /* (name) */
+#define GS_SQL_W_TASK_CLAIM      "gs_w_task_claim"      /* (host, pid, task)
+                                                           -> lease, user_id, force_full 0/1 */
+#define GS_SQL_W_TASK_ADOPT      "gs_w_task_adopt"      /* (host, pid, task, lease) -> same */
+#define GS_SQL_W_TASK_HEARTBEAT  "gs_w_task_heartbeat"  /* (task, lease) */
+#define GS_SQL_W_TASK_PROGRESS   "gs_w_task_progress"   /* (mode, processed, total, pct, task,
+                                                           lease) */
+#define GS_SQL_W_TASK_SUCCEED    "gs_w_task_succeed"    /* (mode, processed, processed, task,
+                                                           lease) -> duration ms */
+#define GS_SQL_W_TASK_FAIL       "gs_w_task_fail"       /* (mode, code, message, task, lease)
+                                                           -> duration ms */
+#define GS_SQL_W_ACCOUNT_LOAD    "gs_w_account_load"    /* (user_id) -> refresh, access, ttl s,
+                                                           history_id, pending task, pending
+                                                           history_id, pending fresh 0/1 */
+#define GS_SQL_W_ACCOUNT_TOKEN   "gs_w_account_token"   /* (access, expires_in s, new refresh
+                                                           or NULL, user_id) */
+#define GS_SQL_W_FULL_BEGIN      "gs_w_full_begin"      /* (task, history_id, user_id, task,
+                                                           lease) */
+#define GS_SQL_W_MESSAGES_SEEN   "gs_w_messages_seen"   /* (task, user_id, ids text[],
+                                                           generation, task, lease)
+                                                           -> gmail_id */
+#define GS_SQL_W_MESSAGES_UPSERT "gs_w_messages_upsert" /* (task, lease, user_id, generation,
+                                                           seen_by, rows json) */
+#define GS_SQL_W_MESSAGES_DELETE "gs_w_messages_delete" /* (user_id, ids text[]) */
+#define GS_SQL_W_MESSAGES_LABELS "gs_w_messages_labels" /* (ops json, user_id) */
+#define GS_SQL_W_MESSAGES_UNSEEN "gs_w_messages_unseen" /* (user_id, task): rows not listed */
+#define GS_SQL_W_CURSOR_ADVANCE  "gs_w_cursor_advance"  /* (history_id, user_id) */
+#define GS_SQL_W_FULL_FINISH     "gs_w_full_finish"     /* (history_id, user_id) */
+
+/* The daemon (gs_queue.h); prepared on the daemon's own connection. */
+#define GS_SQL_D_CLAIM_NEXT      "gs_d_claim_next"      /* (host) -> task, lease, user, queued ms */
+#define GS_SQL_D_FAIL_LEASED     "gs_d_fail_leased"     /* (code, message, task, lease) -> user, ms */
+#define GS_SQL_D_MARK_STUCK      "gs_d_mark_stuck"      /* (stuck_after s) -> task, user, host, pid, lease, age */
+#define GS_SQL_D_STUCK_TASKS     "gs_d_stuck_tasks"     /* (host, abandon_after s) -> task, user, pid, lease, age */
+#define GS_SQL_D_FAIL_STUCK      "gs_d_fail_stuck"      /* (message, task) */
+#define GS_SQL_D_FAIL_UNCLAIMED  "gs_d_fail_unclaimed"  /* (claim_timeout s) -> task, user */
+
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
 
@@ -44,7 +85,8 @@ int gs_sql_for_httpd(const gs_sql_stmt_t *stmt);
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);
 
-/* Oldest schema migration this build works with. */
-#define GS_SQL_MIN_SCHEMA 1
+/* Oldest schema migration this build works with (2: the worker's statements use the columns
+ * of sql/002_resumable_full_sync). */
+#define GS_SQL_MIN_SCHEMA 2
 
 #endif /* GS_SQL_H */

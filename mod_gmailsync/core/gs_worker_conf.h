@@ -37,7 +37,7 @@ typedef struct {
     const char *client_secret_file;  /* as given, for messages */
     gs_sync_mode_t mode;
     int batch_size;                  /* messages per Gmail batch request, 1..GS_MAX_BATCH_SIZE */
-    int quota_units;                 /* Gmail quota units per second this worker allows itself; 0 = no limit */
+    int quota_units;                 /* Gmail quota units/s this worker allows itself; 0: no limit */
     int parallel;                    /* Gmail requests in flight at once */
     int retries;                     /* retry budget of one request (or one batch part) */
     apr_interval_time_t heartbeat;

@@ -1,20 +1,55 @@
 /* gmailsync_worker.c -- main() of gmailsync-worker, the process that runs one sync task.
  *
- * The daemon inside httpd starts one worker per task; operators can also run it by hand.
- * This file only parses the command line and sets up APR; the sync itself lives in the core.
+ *   gmailsync-worker --task UUID [--lease UUID] [--config FILE|-]
+ *
+ * Without --lease it claims a CREATED task itself (CREATED -> RUNNING with a fresh lease); with
+ * --lease it adopts a task the daemon already moved to RUNNING under that lease. The configuration
+ * comes from FILE, from stdin ("-", how the daemon passes secrets), or without --config from the
+ * environment (GS_PG_DSN, GS_API_BASE, GS_TOKEN_URL, GS_CLIENT_ID, GS_CLIENT_SECRET_FILE).
+ *
+ * stdout carries the live-progress protocol of gs_board.h; stderr the log (key=value events).
+ * This file only wires things up; the sync itself lives in the core (gs_sync.c).
+ *
+ * Exit codes (see README.md beside this file):
+ *   0  the task ended SUCCEEDED          1  the task ended FAILED (error_code recorded)
+ *   2  usage error                       3  the task was not ours: not claimable, or lost mid-run
+ *   4  could not start (configuration, database), or could not record the end
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <apr_getopt.h>
+#include <apr_dbd.h>
 #include <apr_general.h>
+#include <apr_lib.h>
 #include <apr_pools.h>
+#include <apr_signal.h>
+#include <apr_strings.h>
 
+#include "gs_board.h"
+#include "gs_db.h"
+#include "gs_http.h"
 #include "gs_log.h"
+#include "gs_sync.h"
+#include "gs_task.h"
+#include "gs_worker_conf.h"
 
-#define EXIT_USAGE 2
+#define EXIT_SUCCEEDED 0
+#define EXIT_FAILED    1
+#define EXIT_USAGE     2
+#define EXIT_LOST      3
+#define EXIT_NOSTART   4
 
 static const apr_getopt_option_t options[] = {
+    { "task", 't', 1, "UUID of the sync task to run (required)" },
+    { "lease", 'l', 1, "adopt a RUNNING task under this lease instead of claiming a CREATED one" },
+    { "config", 'c', 1, "key = value configuration file, or - for stdin (default: environment)" },
     { "version", 'V', 0, "print the version and exit" },
     { "help", 'h', 0, "print this help and exit" },
     { NULL, 0, 0, NULL }
@@ -24,51 +59,224 @@ static void usage(FILE *out, const char *argv0)
 {
     const apr_getopt_option_t *o;
 
-    fprintf(out, "usage: %s [options]\n", argv0);
+    fprintf(out, "usage: %s --task UUID [--lease UUID] [--config FILE|-]\n", argv0);
     for (o = options; o->name; o++) {
-        fprintf(out, "  --%-12s %s\n", o->name, o->description);
+        fprintf(out, "  --%-8s %s\n", o->name, o->description);
     }
 }
+
+static int is_uuid(const char *s)
+{
+    int i;
+
+    if (!s || strlen(s) != 36) {
+        return 0;
+    }
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return 0;
+            }
+        }
+        else if (!apr_isxdigit(s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ log sink: stderr */
+
+static int log_debug;
+
+static void stderr_print(void *baton, const char *file, int line, gs_log_level_t level,
+                         apr_status_t rv, const char *msg)
+{
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)rv;
+    /* one write per line, so lines of a log pipeline never interleave */
+    dprintf(STDERR_FILENO, "[gmailsync:%s] [pid %d] %s\n", gs_log_level_name(level), (int)getpid(),
+            msg);
+}
+
+static int stderr_is_level(void *baton, gs_log_level_t level)
+{
+    (void)baton;
+    return level <= (log_debug ? GS_LOG_DEBUG : GS_LOG_INFO);
+}
+
+/* ------------------------------------------------------------------ board sink: stdout */
+
+typedef struct {
+    int closed;     /* EPIPE: nobody reads; stop trying */
+} board_t;
+
+static void board_write(void *baton, const char *line, int len)
+{
+    board_t *b = baton;
+    ssize_t n;
+
+    if (b->closed) {
+        return;
+    }
+    do {
+        n = write(STDOUT_FILENO, line, (size_t)len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        b->closed = 1;   /* EPIPE and friends: the database stays the truth, keep syncing */
+    }
+}
+
+static void board_init(board_t *b)
+{
+    struct stat st;
+
+    memset(b, 0, sizeof *b);
+    /* A pipe nobody drains must not stall the sync: drop lines instead of blocking. Only for a
+     * pipe, which is ours alone; a terminal or file is shared with others. */
+    if (fstat(STDOUT_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        int flags = fcntl(STDOUT_FILENO, F_GETFL);
+        if (flags >= 0 && fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK) != 0) {
+            gs_log_error(GS_LOG_DEBUG, NULL,
+                         "event=worker.stdout reason=\"cannot make it non-blocking\"");
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ main */
 
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *pool;
     apr_getopt_t *opt;
     apr_status_t rv;
-    const char *arg;
+    const char *arg, *task_id = NULL, *lease = NULL, *config = NULL, *err = NULL;
+    gs_worker_conf_t *conf;
+    gs_failure_t failure = { NULL, NULL };
+    gs_http_settings_t hs;
+    gs_http_t *http;
+    gs_db_t *db;
+    gs_task_t *task;
+    gs_sync_t *sync;
+    board_t board;
+    char line[GS_BOARD_LINE_MAX];
     int ch;
 
     if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS) {
         fprintf(stderr, "gmailsync-worker: cannot initialize APR\n");
-        return EXIT_FAILURE;
+        return EXIT_NOSTART;
     }
     atexit(apr_terminate);
     if (apr_pool_create(&pool, NULL) != APR_SUCCESS) {
         fprintf(stderr, "gmailsync-worker: out of memory\n");
-        return EXIT_FAILURE;
+        return EXIT_NOSTART;
     }
+    /* the parent may go away and close our stdout: a write must fail with EPIPE, not kill us */
+    apr_signal(SIGPIPE, SIG_IGN);
+    gs_log_set(stderr_print, stderr_is_level, NULL);
+
     if ((rv = apr_getopt_init(&opt, pool, argc, argv)) != APR_SUCCESS) {
-        gs_log_perror(GS_LOG_MARK, GS_LOG_ERR, rv, pool, "cannot parse the command line");
-        return EXIT_FAILURE;
+        return EXIT_USAGE;
     }
     opt->errfn = NULL;
     while ((rv = apr_getopt_long(opt, options, &ch, &arg)) == APR_SUCCESS) {
         switch (ch) {
+        case 't':
+            task_id = arg;
+            break;
+        case 'l':
+            lease = arg;
+            break;
+        case 'c':
+            config = arg;
+            break;
         case 'V':
             printf("gmailsync-worker %s\n", GS_VERSION);
-            return EXIT_SUCCESS;
+            return EXIT_SUCCEEDED;
         case 'h':
             usage(stdout, argv[0]);
-            return EXIT_SUCCESS;
+            return EXIT_SUCCEEDED;
         default:
             break;
         }
     }
-    if (rv != APR_EOF || opt->ind < argc) {
-        fprintf(stderr, "gmailsync-worker: unknown option or argument\n");
+    if (rv != APR_EOF || opt->ind < argc || !task_id) {
+        fprintf(stderr, "gmailsync-worker: %s\n", !task_id && rv == APR_EOF && opt->ind >= argc
+                ? "--task is required" : "unknown option or argument");
         usage(stderr, argv[0]);
         return EXIT_USAGE;
     }
-    usage(stderr, argv[0]);
-    return EXIT_USAGE;
+    if (!is_uuid(task_id) || (lease && !is_uuid(lease))) {
+        fprintf(stderr, "gmailsync-worker: --task and --lease take UUIDs\n");
+        return EXIT_USAGE;
+    }
+
+    conf = gs_worker_conf_make(pool);
+    rv = config ? gs_worker_conf_load(conf, pool, config, &err)
+                : gs_worker_conf_from_env(conf, pool, &err);
+    if (rv == APR_SUCCESS) {
+        rv = gs_worker_conf_check(conf, pool, &err);
+    }
+    if (rv != APR_SUCCESS) {
+        gs_log_error(GS_LOG_ERR, pool, "event=worker.error task=%s reason=\"configuration: %s\"",
+                     task_id, err);
+        return EXIT_NOSTART;
+    }
+    log_debug = conf->debug;
+
+    if ((rv = apr_dbd_init(pool)) != APR_SUCCESS
+        || (rv = gs_db_open(&db, pool, conf->db, &err)) != APR_SUCCESS) {
+        if (!err) {
+            err = "cannot initialise apr_dbd";
+        }
+        gs_log_error(GS_LOG_ERR, pool, "event=worker.error task=%s reason=\"%s\"", task_id, err);
+        return EXIT_NOSTART;
+    }
+    rv = gs_task_acquire(&task, pool, db, &failure, task_id, lease, conf->host, (int)getpid());
+    if (rv == GS_ELOST) {
+        gs_log_error(GS_LOG_NOTICE, pool, "event=worker.not_claimed task=%s reason=\"%s\"", task_id,
+                     lease ? "the task is not RUNNING under this lease"
+                           : "the task does not exist or is not CREATED");
+        return EXIT_LOST;
+    }
+    if (rv != APR_SUCCESS) {
+        gs_log_error(GS_LOG_ERR, pool, "event=worker.error task=%s reason=\"%s\"", task_id,
+                     failure.message ? failure.message : "cannot claim the task");
+        return EXIT_NOSTART;
+    }
+
+    board_init(&board);
+    gs_task_set_announce(task, board_write, &board);
+    apr_snprintf(line, sizeof line, "pid=%d", (int)getpid());
+    gs_task_announce_state(task, "RUNNING", line);
+    gs_log_error(GS_LOG_INFO, pool, "event=worker.started task=%s user=%s pid=%d host=%s how=%s "
+                 "version=%s", task->task_id, task->user_id, (int)getpid(), conf->host,
+                 lease ? "adopted" : "claimed", GS_VERSION);
+
+    /* from here on every way out records an end state (or leaves it to the daemon: exit 4) */
+    memset(&hs, 0, sizeof hs);
+    hs.timeout = conf->timeout;
+    hs.connect_timeout = conf->connect_timeout;
+    hs.low_speed_time = conf->low_speed_time;
+    hs.max_parallel = conf->parallel;
+    hs.user_agent = "gmailsync-worker/" GS_VERSION;
+    if (gs_curl_global_init() != APR_SUCCESS
+        || gs_curl_create(&http, pool, &hs, &err) != APR_SUCCESS) {
+        apr_int64_t ms;
+        gs_fail(&failure, pool, GS_ERR_INTERNAL, "cannot initialise libcurl");
+        return gs_task_fail(task, pool, &ms) == APR_SUCCESS ? EXIT_FAILED : EXIT_NOSTART;
+    }
+    sync = gs_sync_create(pool, conf, task, http, &failure);
+    switch (gs_sync_run(sync)) {
+    case GS_SYNC_SUCCEEDED:
+        return EXIT_SUCCEEDED;
+    case GS_SYNC_FAILED:
+        return EXIT_FAILED;
+    case GS_SYNC_LOST:
+        return EXIT_LOST;
+    default:
+        return EXIT_NOSTART;
+    }
 }

@@ -18,6 +18,12 @@ int main(void)
     srunner_add_suite(runner, gs_json_suite());
     srunner_add_suite(runner, gs_sha256_suite());
     srunner_add_suite(runner, gs_registry_suite());
+    /* worker (issue 4) */
+    srunner_add_suite(runner, gs_worker_conf_suite());
+    srunner_add_suite(runner, gs_quota_suite());
+    srunner_add_suite(runner, gs_batch_suite());
+    srunner_add_suite(runner, gs_gmail_parse_suite());
+    srunner_add_suite(runner, gs_board_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -1,0 +1,119 @@
+/* gs_board.c -- see gs_board.h */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include "gs_board.h"
+
+static int finish(char *buf, int n)
+{
+    if (n < 0 || n >= GS_BOARD_LINE_MAX) {
+        n = GS_BOARD_LINE_MAX - 1;
+    }
+    buf[n] = '\n';
+    return n + 1;
+}
+
+int gs_board_progress(char *buf, const char *task, const char *mode, apr_int64_t processed,
+                      apr_int64_t total, int pct)
+{
+    return finish(buf, apr_snprintf(buf, GS_BOARD_LINE_MAX - 1,
+                                    "gs1 progress task=%s mode=%s processed=%" APR_INT64_T_FMT
+                                    " total=%" APR_INT64_T_FMT " pct=%d.%02d", task,
+                                    mode ? mode : "-", processed, total, pct / 100, pct % 100));
+}
+
+int gs_board_state(char *buf, const char *task, const char *state, const char *extra)
+{
+    return finish(buf, apr_snprintf(buf, GS_BOARD_LINE_MAX - 1, "gs1 state task=%s state=%s%s%s",
+                                    task, state, extra && *extra ? " " : "", extra ? extra : ""));
+}
+
+static void copy_field(char *dst, size_t size, const char *v, size_t len)
+{
+    if (len >= size) {
+        len = size - 1;
+    }
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+/* "12.34" -> 1234; -1 when malformed */
+static int parse_pct(const char *v, size_t len)
+{
+    char tmp[16];
+    char *end;
+    double d;
+
+    if (!len || len >= sizeof tmp) {
+        return -1;
+    }
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    d = strtod(tmp, &end);
+    if (*end || d < 0.0 || d > 100.0) {
+        return -1;
+    }
+    return (int)(d * 100.0 + 0.5);
+}
+
+apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
+{
+    const char *p = line;
+
+    memset(out, 0, sizeof *out);
+    out->pct = -1;
+    if (strncmp(p, "gs1 ", 4)) {
+        return APR_EINVAL;
+    }
+    p += 4;
+    {
+        size_t n = strcspn(p, " \n");
+        copy_field(out->event, sizeof out->event, p, n);
+        p += n;
+    }
+    if (strcmp(out->event, "state") && strcmp(out->event, "progress")) {
+        return APR_EINVAL;
+    }
+    while (*p == ' ') {
+        const char *key = ++p, *eq, *v;
+        size_t klen, vlen;
+
+        vlen = strcspn(p, " \n");
+        eq = memchr(key, '=', vlen);
+        p += vlen;
+        if (!eq) {
+            continue;
+        }
+        klen = (size_t)(eq - key);
+        v = eq + 1;
+        vlen = (size_t)(p - v);
+        if (klen == 4 && !strncmp(key, "task", 4)) {
+            copy_field(out->task, sizeof out->task, v, vlen);
+        }
+        else if (klen == 5 && !strncmp(key, "state", 5)) {
+            copy_field(out->state, sizeof out->state, v, vlen);
+        }
+        else if (klen == 4 && !strncmp(key, "mode", 4)) {
+            copy_field(out->mode, sizeof out->mode, v, vlen);
+        }
+        else if (klen == 4 && !strncmp(key, "code", 4)) {
+            copy_field(out->code, sizeof out->code, v, vlen);
+        }
+        else if (klen == 9 && !strncmp(key, "processed", 9)) {
+            out->processed = apr_atoi64(v);
+        }
+        else if (klen == 5 && !strncmp(key, "total", 5)) {
+            out->total = apr_atoi64(v);
+        }
+        else if (klen == 3 && !strncmp(key, "pct", 3)) {
+            out->pct = parse_pct(v, vlen);
+        }
+        else if (klen == 3 && !strncmp(key, "pid", 3)) {
+            out->pid = atol(v);
+        }
+    }
+    return out->task[0] ? APR_SUCCESS : APR_EINVAL;
+}

@@ -1,0 +1,296 @@
+/* gs_curl.c -- the libcurl implementation of gs_http.h.
+ *
+ * One multi handle per client keeps connections alive between requests (its connection cache),
+ * and carries several requests at once. Every transfer has connect, total and low-speed
+ * timeouts, no signals (CURLOPT_NOSIGNAL), and may only speak http/https.
+ */
+#include <string.h>
+#include <stdlib.h>
+
+#include <apr_strings.h>
+#include <curl/curl.h>
+
+#include "gs_http.h"
+
+typedef struct {
+    CURLM *multi;
+} curl_client_t;
+
+typedef struct {
+    gs_http_request_t *req;
+    apr_pool_t *p;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *buf;            /* malloc'ed; freed by the transfer cleanup */
+    size_t len, cap;
+    int too_large;
+    int done;
+    char errbuf[CURL_ERROR_SIZE];
+} transfer_t;
+
+apr_status_t gs_curl_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? APR_SUCCESS : APR_EGENERAL;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
+{
+    transfer_t *t = baton;
+    size_t n = size * nmemb;
+
+    if (t->len + n > GS_HTTP_MAX_BODY) {
+        t->too_large = 1;
+        return 0;   /* aborts the transfer */
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 16384;
+        char *bigger;
+        while (cap < t->len + n + 1) {
+            cap *= 2;
+        }
+        if (!(bigger = realloc(t->buf, cap))) {
+            return 0;
+        }
+        t->buf = bigger;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    return n;
+}
+
+static const char *header_value(apr_pool_t *p, const char *line, size_t n, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *v, *end = line + n;
+
+    if (n <= nlen || strncasecmp(line, name, nlen) || line[nlen] != ':') {
+        return NULL;
+    }
+    for (v = line + nlen + 1; v < end && (*v == ' ' || *v == '\t'); v++) {
+    }
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) {
+        end--;
+    }
+    return apr_pstrmemdup(p, v, (apr_size_t)(end - v));
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *baton)
+{
+    transfer_t *t = baton;
+    size_t n = size * nmemb;
+    const char *v;
+
+    if (n >= 5 && !strncmp(line, "HTTP/", 5)) {
+        /* a new response (after a 100 Continue, say): forget the previous one's headers */
+        t->req->content_type = t->req->retry_after = NULL;
+    }
+    else if ((v = header_value(t->p, line, n, "Content-Type"))) {
+        t->req->content_type = v;
+    }
+    else if ((v = header_value(t->p, line, n, "Retry-After"))) {
+        t->req->retry_after = v;
+    }
+    return n;
+}
+
+static apr_status_t transfer_cleanup(void *data)
+{
+    transfer_t *t = data;
+
+    if (t->easy) {
+        curl_easy_cleanup(t->easy);
+        t->easy = NULL;
+    }
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+    free(t->buf);
+    t->buf = NULL;
+    return APR_SUCCESS;
+}
+
+#define SETOPT(opt, val) \
+    do {                                                                          \
+        if (curl_easy_setopt(t->easy, (opt), (val)) != CURLE_OK) {               \
+            return APR_EGENERAL;                                                  \
+        }                                                                         \
+    } while (0)
+
+static apr_status_t transfer_setup(gs_http_t *http, transfer_t *t)
+{
+    const gs_http_settings_t *s = &http->settings;
+    gs_http_request_t *req = t->req;
+    int i;
+
+    if (!(t->easy = curl_easy_init())) {
+        return APR_ENOMEM;
+    }
+    SETOPT(CURLOPT_URL, req->url);
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_TIMEOUT_MS, (long)apr_time_as_msec(s->timeout));
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)apr_time_as_msec(s->connect_timeout));
+    SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
+    SETOPT(CURLOPT_LOW_SPEED_TIME, (long)apr_time_sec(s->low_speed_time));
+    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(CURLOPT_ACCEPT_ENCODING, "");
+    SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, t);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, t);
+    SETOPT(CURLOPT_PRIVATE, t);
+    if (s->user_agent) {
+        SETOPT(CURLOPT_USERAGENT, s->user_agent);
+    }
+    if (!strcmp(req->method, "POST")) {
+        SETOPT(CURLOPT_POST, 1L);
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        SETOPT(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    }
+    else if (strcmp(req->method, "GET")) {
+        return APR_ENOTIMPL;
+    }
+    /* no "Expect: 100-continue" round trip for our small POST bodies */
+    if (!(t->headers = curl_slist_append(t->headers, "Expect:"))) {
+        return APR_ENOMEM;
+    }
+    for (i = 0; req->headers && i < req->headers->nelts; i++) {
+        struct curl_slist *l = curl_slist_append(t->headers,
+                                                 APR_ARRAY_IDX(req->headers, i, char *));
+        if (!l) {
+            return APR_ENOMEM;
+        }
+        t->headers = l;
+    }
+    SETOPT(CURLOPT_HTTPHEADER, t->headers);
+    return APR_SUCCESS;
+}
+
+static void transfer_finish(transfer_t *t, CURLcode code)
+{
+    gs_http_request_t *req = t->req;
+    long status = 0;
+
+    t->done = 1;
+    if (code == CURLE_OK
+        && curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
+        req->status = (int)status;
+        req->resp_body = t->buf ? apr_pstrmemdup(t->p, t->buf, t->len) : "";
+        req->resp_len = t->len;
+    }
+    else if (t->too_large) {
+        req->transport_error = "response too large";
+    }
+    else {
+        req->timed_out = code == CURLE_OPERATION_TIMEDOUT;
+        req->transport_error = apr_pstrdup(t->p, t->errbuf[0] ? t->errbuf
+                                                               : curl_easy_strerror(code));
+    }
+    free(t->buf);
+    t->buf = NULL;
+    t->len = t->cap = 0;
+}
+
+static apr_status_t curl_perform(gs_http_t *http, apr_pool_t *p, gs_http_request_t **reqs, int n)
+{
+    curl_client_t *c = http->impl_data;
+    transfer_t *ts = apr_pcalloc(p, sizeof *ts * (apr_size_t)n);
+    apr_status_t rv = APR_SUCCESS;
+    int i, running = 0, added = 0, left = n;
+
+    for (i = 0; i < n; i++) {
+        transfer_t *t = &ts[i];
+        t->req = reqs[i];
+        t->p = p;
+        apr_pool_cleanup_register(p, t, transfer_cleanup, apr_pool_cleanup_null);
+        if ((rv = transfer_setup(http, t)) != APR_SUCCESS) {
+            t->req->transport_error = "cannot set up the transfer";
+            t->done = 1;
+            left--;
+            continue;
+        }
+        if (curl_multi_add_handle(c->multi, t->easy) != CURLM_OK) {
+            t->req->transport_error = "cannot start the transfer";
+            t->done = 1;
+            left--;
+            continue;
+        }
+        added++;
+    }
+    rv = APR_SUCCESS;
+    while (left > 0) {
+        CURLMsg *msg;
+        int queued;
+
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
+            rv = APR_EGENERAL;
+            break;
+        }
+        while ((msg = curl_multi_info_read(c->multi, &queued))) {
+            transfer_t *t = NULL;
+            if (msg->msg != CURLMSG_DONE) {
+                continue;
+            }
+            if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t) == CURLE_OK
+                && t && !t->done) {
+                transfer_finish(t, msg->data.result);
+                left--;
+            }
+        }
+        if (left <= 0) {
+            break;
+        }
+        if ((rv = gs_http_run_tick(http)) != APR_SUCCESS) {
+            break;
+        }
+        if (curl_multi_poll(c->multi, NULL, 0, (int)apr_time_as_msec(GS_HTTP_TICK), NULL)
+            != CURLM_OK) {
+            rv = APR_EGENERAL;
+            break;
+        }
+    }
+    for (i = 0; i < n && added; i++) {
+        if (ts[i].easy) {
+            curl_multi_remove_handle(c->multi, ts[i].easy);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        apr_pool_cleanup_run(p, &ts[i], transfer_cleanup);
+    }
+    return rv;
+}
+
+static void curl_destroy(gs_http_t *http)
+{
+    curl_client_t *c = http->impl_data;
+
+    if (c->multi) {
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
+    }
+}
+
+static const gs_http_impl_t curl_impl = { curl_perform, curl_destroy };
+
+apr_status_t gs_curl_create(gs_http_t **phttp, apr_pool_t *p, const gs_http_settings_t *settings,
+                            const char **err)
+{
+    curl_client_t *c = apr_pcalloc(p, sizeof *c);
+
+    if (!(c->multi = curl_multi_init())) {
+        *err = "cannot create a curl multi handle";
+        return APR_ENOMEM;
+    }
+    /* keep one connection per request in flight alive between requests */
+    if (curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)(settings->max_parallel + 2))
+        != CURLM_OK) {
+        curl_multi_cleanup(c->multi);
+        *err = "cannot configure the curl multi handle";
+        return APR_EGENERAL;
+    }
+    *phttp = gs_http_create(p, &curl_impl, c, settings);
+    return APR_SUCCESS;
+}

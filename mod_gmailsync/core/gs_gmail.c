@@ -1,0 +1,324 @@
+/* gs_gmail.c -- see gs_gmail.h: the client, its retry decisions, and the single calls. */
+#include <string.h>
+
+#include <apr_random.h>
+#include <apr_strings.h>
+#include <apr_uri.h>
+
+#include "gs_gmail.h"
+#include "gs_gmail_retry.h"
+#include "gs_json.h"
+#include "gs_log.h"
+
+gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
+                          const gs_worker_conf_t *conf, gs_failure_t *failure,
+                          const char *log_ctx)
+{
+    gs_gmail_t *gm = apr_pcalloc(p, sizeof *gm);
+    apr_uri_t uri;
+
+    gm->http = http;
+    gm->oauth = oauth;
+    gm->failure = failure;
+    gm->api_base = conf->api_base;
+    gm->api_path = "";
+    if (apr_uri_parse(p, conf->api_base, &uri) == APR_SUCCESS && uri.path
+        && strcmp(uri.path, "/")) {
+        gm->api_path = uri.path;
+    }
+    gm->batch_size = conf->batch_size;
+    gm->parallel = conf->parallel;
+    /* more parts at once than one second of quota would land in one of Gmail's windows */
+    gm->max_round_parts = conf->quota_units > 0 ? conf->quota_units / GS_UNITS_MESSAGES_GET : 0;
+    if (conf->quota_units > 0 && gm->max_round_parts < 1) {
+        gm->max_round_parts = 1;
+    }
+    gm->retries = conf->retries;
+    gm->backoff_base = conf->backoff_base;
+    gm->backoff_max = conf->backoff_max;
+    gs_bucket_init(&gm->bucket, conf->quota_units, apr_time_now());
+    gm->log_ctx = log_ctx;
+    if (apr_generate_random_bytes((unsigned char *)&gm->rand_state, sizeof gm->rand_state)
+        != APR_SUCCESS || !gm->rand_state) {
+        gm->rand_state = (apr_uint64_t)apr_time_now() | 1;
+    }
+    return gm;
+}
+
+/* xorshift64*: jitter only, no need for more */
+static double random01(gs_gmail_t *gm)
+{
+    apr_uint64_t x = gm->rand_state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    gm->rand_state = x;
+    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+apr_status_t gs_gmail_wait_quota(gs_gmail_t *gm, int units)
+{
+    apr_interval_time_t d;
+    apr_status_t rv;
+
+    while ((d = gs_bucket_take(&gm->bucket, (double)units, apr_time_now())) > 0) {
+        if ((rv = gs_http_sleep(gm->http, d)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    gm->units += units;
+    return APR_SUCCESS;
+}
+
+static const char *status_text(apr_pool_t *p, const gs_attempt_t *a)
+{
+    if (a->status == 0) {
+        return apr_psprintf(p, "no answer (%s)", a->reason);
+    }
+    return apr_psprintf(p, "%d %s", a->status, a->reason);
+}
+
+/* After a retryable failure: fail the task when the budget is spent, else log and back off.
+ * `attempt` is the number of consecutive failures so far (1 after the first). */
+apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method,
+                               const gs_attempt_t *a, int attempt, int parts)
+{
+    apr_interval_time_t wait;
+
+    if (a->cls == GS_GM_RATE_LIMITED) {
+        gm->rate_limited++;
+        gs_bucket_drain(&gm->bucket, apr_time_now());
+    }
+    if (attempt > gm->retries) {
+        if (a->cls == GS_GM_RATE_LIMITED) {
+            return gs_fail(gm->failure, p, GS_ERR_QUOTA_EXHAUSTED,
+                           "Gmail kept refusing requests over quota (%s, %s) after %d retries; "
+                           "try again later", method, status_text(p, a), gm->retries);
+        }
+        return gs_fail(gm->failure, p, GS_ERR_GMAIL_UNAVAILABLE,
+                       "Gmail was unavailable (%s, %s) after %d retries; try again later",
+                       method, status_text(p, a), gm->retries);
+    }
+    wait = gs_backoff_delay(attempt, gm->backoff_base, gm->backoff_max, a->retry_after,
+                            random01(gm));
+    gm->retries_done++;
+    gs_log_error(GS_LOG_NOTICE, p, "event=gmail.retry %s method=%s status=%d reason=\"%s\" "
+                 "attempt=%d parts=%d wait_ms=%" APR_INT64_T_FMT, gm->log_ctx, method, a->status,
+                 gs_error_clean(p, a->reason, 200), attempt, parts,
+                 (apr_int64_t)apr_time_as_msec(wait));
+    return gs_http_sleep(gm->http, wait);
+}
+
+/* Classifies a finished top-level request into *a. */
+void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a)
+{
+    a->status = req->status;
+    a->retry_after = gs_parse_retry_after(req->retry_after, apr_time_now());
+    if (req->status == 0) {
+        a->cls = GS_GM_TRANSIENT;
+        a->reason = req->transport_error ? req->transport_error : "transfer failed";
+        if (req->timed_out) {
+            a->reason = apr_pstrcat(p, "timeout: ", a->reason, NULL);
+        }
+        return;
+    }
+    a->cls = gs_gmail_classify(p, req->status, req->resp_body, req->resp_len, &a->reason);
+}
+
+apr_status_t gs_gmail_fail_for(gs_gmail_t *gm, apr_pool_t *p, const char *method,
+                               const gs_attempt_t *a)
+{
+    if (a->cls == GS_GM_FORBIDDEN || a->cls == GS_GM_UNAUTHORIZED) {
+        return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
+                       "Gmail refused access to the mailbox (%s, %s): link the Gmail account again",
+                       method, status_text(p, a));
+    }
+    return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail rejected a request (%s, %s)",
+                   method, status_text(p, a));
+}
+
+apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p)
+{
+    int attempt = 0;
+
+    while (gs_oauth_needs_refresh(gm->oauth, apr_time_now())) {
+        apr_pool_t *rp;
+        gs_http_request_t *req;
+        gs_oauth_outcome_t out;
+        const char *why = NULL, *new_refresh = NULL;
+        long expires_in = 0;
+        gs_attempt_t a;
+        apr_status_t rv;
+
+        if (!gm->oauth->refresh_token) {
+            return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
+                           "the Gmail account has no refresh token: link the Gmail account again");
+        }
+        if ((rv = apr_pool_create(&rp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        req = gs_oauth_refresh_request(gm->oauth, rp);
+        if ((rv = gs_http_perform(gm->http, rp, &req, 1)) != APR_SUCCESS) {
+            apr_pool_destroy(rp);
+            return rv;
+        }
+        gm->calls++;
+        gm->refreshes++;
+        out = gs_oauth_parse(gm->oauth, p, req, apr_time_now(), &expires_in, &new_refresh, &why);
+        memset((char *)req->body, 0, req->body_len); /* held the refresh token and secret */
+        a.status = req->status;
+        a.retry_after = gs_parse_retry_after(req->retry_after, apr_time_now());
+        a.reason = why;
+        a.cls = req->status == 429 ? GS_GM_RATE_LIMITED : GS_GM_TRANSIENT;
+        apr_pool_destroy(rp);
+        switch (out) {
+        case GS_OAUTH_OK:
+            gs_log_error(GS_LOG_INFO, p, "event=oauth.refreshed %s expires_in=%ld", gm->log_ctx,
+                         expires_in);
+            return gm->token_saved ? gm->token_saved(gm->token_baton, p, gm->oauth->access_token,
+                                                     expires_in, new_refresh)
+                                   : APR_SUCCESS;
+        case GS_OAUTH_REVOKED:
+            return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
+                           "Google no longer accepts this account's authorization (%s): "
+                           "link the Gmail account again", why);
+        case GS_OAUTH_CLIENT:
+            return gs_fail(gm->failure, p, GS_ERR_INTERNAL,
+                           "the OAuth token endpoint rejected this server's client (%s): "
+                           "an operator must check the client id and secret", why);
+        case GS_OAUTH_RETRY:
+            if ((rv = gs_gmail_back_off(gm, p, "token", &a, ++attempt, 0)) != APR_SUCCESS) {
+                return rv;
+            }
+            break;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+void gs_gmail_authorize(gs_gmail_t *gm, gs_http_request_t *req, apr_pool_t *p)
+{
+    gs_http_add_header(req, p, "Authorization",
+                       apr_pstrcat(p, "Bearer ", gm->oauth->access_token, NULL));
+}
+
+/* GET url and parse the JSON answer into p, retrying what is transient. */
+static apr_status_t get_json(gs_gmail_t *gm, apr_pool_t *p, const char *method, const char *url,
+                             int units, json_object **doc)
+{
+    int attempt = 0, refreshed = 0;
+
+    for (;;) {
+        apr_pool_t *rp;
+        gs_http_request_t *req;
+        gs_attempt_t a;
+        apr_status_t rv;
+
+        if ((rv = gs_gmail_ensure_token(gm, p)) != APR_SUCCESS
+            || (rv = gs_gmail_wait_quota(gm, units)) != APR_SUCCESS
+            || (rv = apr_pool_create(&rp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        req = gs_http_request(rp, "GET", url);
+        gs_gmail_authorize(gm, req, rp);
+        gs_http_add_header(req, rp, "Accept", "application/json");
+        if ((rv = gs_http_perform(gm->http, rp, &req, 1)) != APR_SUCCESS) {
+            apr_pool_destroy(rp);
+            return rv;
+        }
+        gm->calls++;
+        gs_gmail_judge(p, req, &a);
+        if (a.cls == GS_GM_OK) {
+            const char *perr = NULL;
+            if ((*doc = gs_json_parse(p, req->resp_body, req->resp_len, &perr))
+                && json_object_is_type(*doc, json_type_object)) {
+                apr_pool_destroy(rp);
+                return APR_SUCCESS;
+            }
+            a.cls = GS_GM_TRANSIENT;
+            a.reason = apr_pstrcat(p, "malformed answer: ", perr ? perr : "not an object", NULL);
+        }
+        apr_pool_destroy(rp);
+        switch (a.cls) {
+        case GS_GM_NOT_FOUND:
+            return GS_ENOTFOUND;
+        case GS_GM_UNAUTHORIZED:
+            if (refreshed) {
+                return gs_gmail_fail_for(gm, p, method, &a);
+            }
+            refreshed = 1;   /* once per request: a fresh token that is refused means revoked */
+            gs_oauth_invalidate(gm->oauth);
+            continue;
+        case GS_GM_RATE_LIMITED:
+        case GS_GM_TRANSIENT:
+            if ((rv = gs_gmail_back_off(gm, p, method, &a, ++attempt, 0)) != APR_SUCCESS) {
+                return rv;
+            }
+            continue;
+        default:
+            return gs_gmail_fail_for(gm, p, method, &a);
+        }
+    }
+}
+
+static apr_status_t malformed(gs_gmail_t *gm, apr_pool_t *p, const char *method, const char *err)
+{
+    return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail sent an unexpected %s answer: %s",
+                   method, err);
+}
+
+apr_status_t gs_gmail_profile(gs_gmail_t *gm, apr_pool_t *p, gs_profile_t *out)
+{
+    json_object *doc;
+    const char *err;
+    apr_status_t rv;
+
+    rv = get_json(gm, p, "getProfile", apr_pstrcat(p, gm->api_base, USERS_ME "/profile", NULL),
+                  GS_UNITS_GET_PROFILE, &doc);
+    if (rv == GS_ENOTFOUND) {
+        return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
+                       "Gmail does not know this mailbox (getProfile 404): link the account again");
+    }
+    if (rv == APR_SUCCESS && gs_gmail_parse_profile(doc, out, &err) != APR_SUCCESS) {
+        return malformed(gm, p, "getProfile", err);
+    }
+    return rv;
+}
+
+apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,
+                                    gs_list_page_t *out)
+{
+    json_object *doc;
+    const char *err, *url;
+    apr_status_t rv;
+
+    url = apr_pstrcat(p, gm->api_base, USERS_ME "/messages?maxResults=500&includeSpamTrash=true",
+                      page_token ? "&pageToken=" : "",
+                      page_token ? gs_http_escape(p, page_token) : "", NULL);
+    rv = get_json(gm, p, "messages.list", url, GS_UNITS_MESSAGES_LIST, &doc);
+    if (rv == GS_ENOTFOUND) {
+        return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail answered 404 to messages.list");
+    }
+    if (rv == APR_SUCCESS && gs_gmail_parse_list(p, doc, out, &err) != APR_SUCCESS) {
+        return malformed(gm, p, "messages.list", err);
+    }
+    return rv;
+}
+
+apr_status_t gs_gmail_list_history(gs_gmail_t *gm, apr_pool_t *p, const char *start_history_id,
+                                   const char *page_token, gs_history_page_t *out)
+{
+    json_object *doc;
+    const char *err, *url;
+    apr_status_t rv;
+
+    url = apr_pstrcat(p, gm->api_base, USERS_ME "/history?maxResults=500&startHistoryId=",
+                      start_history_id, page_token ? "&pageToken=" : "",
+                      page_token ? gs_http_escape(p, page_token) : "", NULL);
+    rv = get_json(gm, p, "history.list", url, GS_UNITS_HISTORY_LIST, &doc);
+    if (rv == APR_SUCCESS && gs_gmail_parse_history(p, doc, out, &err) != APR_SUCCESS) {
+        return malformed(gm, p, "history.list", err);
+    }
+    return rv;
+}

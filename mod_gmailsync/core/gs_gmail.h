@@ -1,0 +1,73 @@
+/* gs_gmail.h -- the Gmail API client of the sync engine: the calls it needs, each with the
+ * access token refreshed when due, the quota bucket respected, and transient failures retried
+ * with capped exponential backoff and jitter (honouring Retry-After) until a retry budget runs
+ * out. Then the task fails: quota_exhausted when the last answers were rate limits,
+ * gmail_unavailable otherwise; a revoked grant fails it at once with auth_revoked.
+ *
+ * Every function returns APR_SUCCESS, GS_EFAILED (the failure record is set), GS_ENOTFOUND
+ * where documented, or whatever the tick returned (GS_ELOST) while waiting.
+ */
+#ifndef GS_GMAIL_H
+#define GS_GMAIL_H
+
+#include <apr_pools.h>
+#include <json-c/json.h>
+
+#include "gs_error.h"
+#include "gs_gmail_parse.h"
+#include "gs_http.h"
+#include "gs_oauth.h"
+#include "gs_quota.h"
+#include "gs_worker_conf.h"
+
+/* A new access token was obtained: persist it (the cache in gmailsync.accounts). */
+typedef apr_status_t gs_gmail_token_cb(void *baton, apr_pool_t *p, const char *access_token,
+                                       long expires_in, const char *new_refresh_token);
+
+/* One batch of fetched messages: `rows` is a JSON array of gs_gmail_message_row objects (owned by
+ * p), `gone` the ids of the batch that no longer exist (404). Called once per batch request. */
+typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *rows, int nrows,
+                                       int gone);
+
+typedef struct {
+    gs_http_t *http;
+    gs_oauth_t *oauth;
+    gs_failure_t *failure;
+    const char *api_base;        /* scheme://host[:port][/prefix] */
+    const char *api_path;        /* "/prefix" or "": inner batch requests are paths */
+    int batch_size, parallel, retries;
+    int max_round_parts;         /* batch parts in flight at once: one second of quota at most */
+    apr_interval_time_t backoff_base, backoff_max;
+    gs_bucket_t bucket;
+    gs_gmail_token_cb *token_saved;
+    void *token_baton;
+    const char *log_ctx;         /* "task=<uuid>" for log lines */
+    apr_uint64_t rand_state;
+    /* counters for the final log line and the benchmark */
+    apr_int64_t calls, batch_parts, units, retries_done, rate_limited, refreshes;
+} gs_gmail_t;
+
+gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
+                          const gs_worker_conf_t *conf, gs_failure_t *failure,
+                          const char *log_ctx);
+
+/* Makes sure a usable access token is in place (refreshing it if due). */
+apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p);
+
+apr_status_t gs_gmail_profile(gs_gmail_t *gm, apr_pool_t *p, gs_profile_t *out);
+
+/* One page (up to 500) of message ids, spam and trash included; page_token NULL for the first. */
+apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,
+                                    gs_list_page_t *out);
+
+/* One page of history after start_history_id. GS_ENOTFOUND: the id is older than Gmail keeps. */
+apr_status_t gs_gmail_list_history(gs_gmail_t *gm, apr_pool_t *p, const char *start_history_id,
+                                   const char *page_token, gs_history_page_t *out);
+
+/* Fetches the messages ids[0..n-1] (format=metadata) in batch requests of batch_size, up to
+ * `parallel` at once, and hands each batch's results to store. Failed parts (429, 5xx, missing)
+ * are asked again, alone, after a backoff; 404 parts are counted as gone. */
+apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,
+                            gs_gmail_store_cb *store, void *baton);
+
+#endif /* GS_GMAIL_H */

@@ -1,0 +1,242 @@
+/* gs_gmail_fetch.c -- see gs_gmail.h: batched messages.get with per-part retries.
+ *
+ * The ids are asked in batch requests of batch_size, up to `parallel` at once. Each batch answer
+ * is split by Content-ID: messages are handed to the store callback (one call per batch), 404s
+ * are counted as gone, and only the parts that failed (429, 403 rate limits, 5xx, malformed or
+ * missing) go back into the queue, to be asked again after a backoff. An id that keeps failing
+ * past the retry budget fails the task.
+ */
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "gs_batch.h"
+#include "gs_gmail.h"
+#include "gs_gmail_retry.h"
+#include "gs_json.h"
+#include "gs_log.h"
+
+#define METADATA_QUERY "?format=metadata&metadataHeaders=Subject&metadataHeaders=From" \
+                       "&metadataHeaders=To&metadataHeaders=Date"
+
+typedef struct {
+    const char *id;
+    int attempts;       /* failed tries so far */
+} pending_t;
+
+/* The outcome of one round of batch requests. */
+typedef struct {
+    int need_auth;       /* a 401 was seen */
+    int max_attempts;    /* highest attempt count among requeued ids */
+    int requeued;
+    gs_attempt_t worst;  /* the failure to report (rate limits win over other transients) */
+} round_t;
+
+static void requeue(apr_array_header_t *queue, const pending_t *item, int count_it, round_t *r,
+                    const gs_attempt_t *a)
+{
+    pending_t *again = apr_array_push(queue);
+
+    again->id = item->id;
+    again->attempts = item->attempts + (count_it ? 1 : 0);
+    if (!count_it) {
+        return;
+    }
+    r->requeued++;
+    if (again->attempts > r->max_attempts) {
+        r->max_attempts = again->attempts;
+    }
+    if (!r->worst.reason || a->cls == GS_GM_RATE_LIMITED || a->retry_after > r->worst.retry_after) {
+        r->worst = *a;
+    }
+}
+
+/* Handles one batch answer: stores what came back, requeues what must be asked again. */
+static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t *req,
+                               const pending_t *items, int n, apr_array_header_t *queue,
+                               round_t *r, gs_gmail_store_cb *store, void *baton)
+{
+    apr_array_header_t *parts;
+    json_object *rows;
+    char *answered;
+    const char *err = NULL;
+    gs_attempt_t a;
+    int i, nrows = 0, gone = 0;
+
+    gs_gmail_judge(p, req, &a);
+    if (a.cls == GS_GM_OK && gs_batch_parse(p, req->content_type, req->resp_body, req->resp_len,
+                                            n, &parts, &err) != APR_SUCCESS) {
+        a.cls = GS_GM_TRANSIENT;
+        a.reason = apr_pstrcat(p, "malformed batch answer: ", err, NULL);
+    }
+    if (a.cls == GS_GM_BAD_REQUEST && n > 1 && strstr(req->resp_body, "Inner request count")) {
+        /* "Inner request count exceeds the limit": Gmail has refused batches of 100 and even
+         * fewer; halve the batch size for the rest of the run and ask again */
+        gm->batch_size = n / 2;
+        gs_log_error(GS_LOG_WARNING, p, "event=gmail.batch_limit %s parts=%d batch_size=%d",
+                     gm->log_ctx, n, gm->batch_size);
+        for (i = 0; i < n; i++) {
+            requeue(queue, &items[i], 0, r, &a);
+        }
+        return APR_SUCCESS;
+    }
+    switch (a.cls) {
+    case GS_GM_OK:
+        break;
+    case GS_GM_UNAUTHORIZED:
+        r->need_auth = 1;
+        /* the whole batch is asked again */
+        /* fall through */
+    case GS_GM_RATE_LIMITED:
+    case GS_GM_TRANSIENT:
+        for (i = 0; i < n; i++) {
+            requeue(queue, &items[i], a.cls != GS_GM_UNAUTHORIZED, r, &a);
+        }
+        return APR_SUCCESS;
+    default:
+        return gs_gmail_fail_for(gm, p, "batch", &a);
+    }
+
+    rows = gs_json_own(p, json_object_new_array());
+    answered = apr_pcalloc(p, (apr_size_t)n);
+    for (i = 0; i < parts->nelts; i++) {
+        const gs_batch_part_t *part = &APR_ARRAY_IDX(parts, i, gs_batch_part_t);
+        const pending_t *item = &items[part->index];
+        gs_attempt_t pa;
+
+        answered[part->index] = 1;
+        pa.status = part->status;
+        pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
+        pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
+        if (pa.cls == GS_GM_OK) {
+            json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
+            if (msg && (row = gs_gmail_message_row(p, msg, &err))) {
+                json_object_array_add(rows, row);
+                nrows++;
+                continue;
+            }
+            pa.cls = GS_GM_TRANSIENT;
+            pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
+        }
+        switch (pa.cls) {
+        case GS_GM_NOT_FOUND:
+            gone++;          /* deleted since it was listed */
+            break;
+        case GS_GM_UNAUTHORIZED:
+            r->need_auth = 1;
+            requeue(queue, item, 0, r, &pa);
+            break;
+        case GS_GM_RATE_LIMITED:
+        case GS_GM_TRANSIENT:
+            requeue(queue, item, 1, r, &pa);
+            break;
+        case GS_GM_FORBIDDEN:
+            return gs_gmail_fail_for(gm, p, "messages.get", &pa);
+        default:
+            /* a 400 for one id cannot be fixed by asking again: skip it, say so */
+            gs_log_error(GS_LOG_WARNING, p, "event=gmail.skipped %s id=%s status=%d reason=\"%s\"",
+                         gm->log_ctx, item->id, pa.status, pa.reason);
+            gone++;
+            break;
+        }
+    }
+    a.cls = GS_GM_TRANSIENT;
+    a.status = req->status;
+    a.reason = "part missing from the batch answer";
+    a.retry_after = 0;
+    for (i = 0; i < n; i++) {
+        if (!answered[i]) {
+            requeue(queue, &items[i], 1, r, &a);
+        }
+    }
+    return nrows || gone ? store(baton, p, rows, nrows, gone) : APR_SUCCESS;
+}
+
+apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,
+                            gs_gmail_store_cb *store, void *baton)
+{
+    apr_array_header_t *queue = apr_array_make(p, n > 0 ? n : 1, sizeof(pending_t));
+    const char *batch_url = apr_pstrcat(p, gm->api_base, "/batch/gmail/v1", NULL);
+    int head = 0, i, refreshed_last_round = 0;
+
+    for (i = 0; i < n; i++) {
+        pending_t *item = apr_array_push(queue);
+        item->id = ids[i];
+        item->attempts = 0;
+    }
+    while (head < queue->nelts) {
+        gs_http_request_t *reqs[GS_WORKER_MAX_PARALLEL];
+        const pending_t *chunk[GS_WORKER_MAX_PARALLEL];
+        int sizes[GS_WORKER_MAX_PARALLEL], nreq = 0, total = 0, k;
+        round_t r;
+        apr_pool_t *rp;
+        apr_status_t rv;
+
+        memset(&r, 0, sizeof r);
+        while (nreq < gm->parallel && head < queue->nelts) {
+            int size = queue->nelts - head < gm->batch_size ? queue->nelts - head : gm->batch_size;
+            if (gm->max_round_parts) {
+                if (total >= gm->max_round_parts) {
+                    break;
+                }
+                if (size > gm->max_round_parts - total) {
+                    size = gm->max_round_parts - total;
+                }
+            }
+            chunk[nreq] = &APR_ARRAY_IDX(queue, head, pending_t);
+            sizes[nreq++] = size;
+            head += size;
+            total += size;
+        }
+        if ((rv = gs_gmail_ensure_token(gm, p)) != APR_SUCCESS
+            || (rv = gs_gmail_wait_quota(gm, total * GS_UNITS_MESSAGES_GET)) != APR_SUCCESS
+            || (rv = apr_pool_create(&rp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        /* the queue may grow (and move) while answers are taken: copy this round's items */
+        for (k = 0; k < nreq; k++) {
+            pending_t *copy = apr_pmemdup(rp, chunk[k], sizeof(pending_t) * (apr_size_t)sizes[k]);
+            const char **paths = apr_palloc(rp, sizeof(char *) * (apr_size_t)sizes[k]);
+            const char *ctype;
+            apr_size_t len;
+
+            chunk[k] = copy;
+            for (i = 0; i < sizes[k]; i++) {
+                paths[i] = apr_pstrcat(rp, gm->api_path, USERS_ME "/messages/", copy[i].id,
+                                       METADATA_QUERY, NULL);
+            }
+            reqs[k] = gs_http_request(rp, "POST", batch_url);
+            reqs[k]->body = gs_batch_build(rp, paths, sizes[k], &ctype, &len);
+            reqs[k]->body_len = len;
+            gs_http_add_header(reqs[k], rp, "Content-Type", ctype);
+            gs_gmail_authorize(gm, reqs[k], rp);
+        }
+        if ((rv = gs_http_perform(gm->http, rp, reqs, nreq)) != APR_SUCCESS) {
+            apr_pool_destroy(rp);
+            return rv;
+        }
+        gm->calls += nreq;
+        gm->batch_parts += total;
+        for (k = 0; k < nreq; k++) {
+            if ((rv = take_batch(gm, rp, reqs[k], chunk[k], sizes[k], queue, &r, store, baton))
+                != APR_SUCCESS) {
+                apr_pool_destroy(rp);
+                return rv;
+            }
+        }
+        apr_pool_destroy(rp);
+        if (r.need_auth) {
+            gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0 };
+            if (refreshed_last_round) {
+                return gs_gmail_fail_for(gm, p, "batch", &a);
+            }
+            gs_oauth_invalidate(gm->oauth);
+        }
+        refreshed_last_round = r.need_auth;
+        if (r.requeued && (rv = gs_gmail_back_off(gm, p, "messages.get", &r.worst, r.max_attempts,
+                                         r.requeued)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}

@@ -1,0 +1,105 @@
+/* gs_quota.c -- see gs_quota.h */
+#include <apr_date.h>
+#include <apr_lib.h>
+
+#include "gs_quota.h"
+
+void gs_bucket_init(gs_bucket_t *b, int units_per_sec, apr_time_t now)
+{
+    b->capacity = units_per_sec > 0 ? (double)units_per_sec : 0.0;
+    b->rate = b->capacity * GS_QUOTA_HEADROOM;
+    b->tokens = b->capacity;
+    b->last = now;
+}
+
+static void refill(gs_bucket_t *b, apr_time_t now)
+{
+    if (now > b->last) {
+        b->tokens += b->rate * (double)(now - b->last) / (double)APR_USEC_PER_SEC;
+        if (b->tokens > b->capacity) {
+            b->tokens = b->capacity;
+        }
+    }
+    b->last = now;
+}
+
+apr_interval_time_t gs_bucket_take(gs_bucket_t *b, double units, apr_time_t now)
+{
+    double need;
+
+    if (b->rate <= 0.0) {
+        return 0;
+    }
+    refill(b, now);
+    need = units < b->capacity ? units : b->capacity;
+    if (b->tokens >= need) {
+        b->tokens -= units;
+        return 0;
+    }
+    /* round up, and wait at least 1ms so that callers do not spin */
+    need = (need - b->tokens) / b->rate * (double)APR_USEC_PER_SEC + 1.0;
+    return need < 1000.0 ? 1000 : (apr_interval_time_t)need;
+}
+
+void gs_bucket_drain(gs_bucket_t *b, apr_time_t now)
+{
+    refill(b, now);
+    if (b->tokens > 0.0) {
+        b->tokens = 0.0;
+    }
+}
+
+apr_interval_time_t gs_backoff_delay(int attempt, apr_interval_time_t base,
+                                     apr_interval_time_t max, apr_interval_time_t retry_after,
+                                     double random01)
+{
+    apr_interval_time_t d = base;
+    int i;
+
+    for (i = 1; i < attempt && d < max; i++) {
+        d *= 2;
+    }
+    if (d > max) {
+        d = max;
+    }
+    if (random01 < 0.0 || random01 >= 1.0) {
+        random01 = 0.5;
+    }
+    d = d / 2 + (apr_interval_time_t)((double)(d / 2) * random01);
+    if (retry_after > GS_RETRY_AFTER_MAX) {
+        retry_after = GS_RETRY_AFTER_MAX;
+    }
+    return d > retry_after ? d : retry_after;
+}
+
+apr_interval_time_t gs_parse_retry_after(const char *value, apr_time_t now)
+{
+    apr_int64_t secs = 0;
+    apr_time_t when;
+
+    if (!value) {
+        return 0;
+    }
+    while (apr_isspace(*value)) {
+        value++;
+    }
+    if (apr_isdigit(*value)) {
+        const char *c;
+
+        for (c = value; apr_isdigit(*c); c++) {
+            if (secs > 86400) {
+                return GS_RETRY_AFTER_MAX;
+            }
+            secs = secs * 10 + (*c - '0');
+        }
+        while (apr_isspace(*c)) {
+            c++;
+        }
+        return *c ? 0 : apr_time_from_sec(secs);
+    }
+    when = apr_date_parse_http(value);
+    if (when == APR_DATE_BAD || when <= now) {
+        return 0;
+    }
+    return when - now;
+}

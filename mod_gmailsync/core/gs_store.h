@@ -1,0 +1,66 @@
+/* gs_store.h -- what a sync writes besides the task row: messages, the account's token cache,
+ * its history cursor and the bookkeeping of a resumable full sync (migration 002).
+ *
+ * Every statement runs through gs_task_exec (one reconnect on a broken connection; failures
+ * become db_unavailable/internal). Message upserts are guarded by the lease inside the statement
+ * itself, so a worker that lost its task cannot overwrite newer data, in one round trip per batch.
+ */
+#ifndef GS_STORE_H
+#define GS_STORE_H
+
+#include <apr_hash.h>
+#include <apr_pools.h>
+
+#include "gs_task.h"
+
+typedef struct {
+    const char *refresh_token;        /* NULL: not linked */
+    const char *access_token;         /* cached, or NULL */
+    apr_int64_t access_ttl;           /* seconds the cached token still lives (database clock) */
+    const char *history_id;           /* the incremental cursor, or NULL */
+    const char *pending_task;         /* generation of an unfinished full sync, or NULL */
+    const char *pending_history_id;   /* the historyId its first attempt recorded */
+    int pending_fresh;                /* it began recently enough to be resumed */
+} gs_account_t;
+
+/* Loads the task user's account. GS_EFAILED (auth_revoked) when the user has none. */
+apr_status_t gs_store_load_account(gs_task_t *t, apr_pool_t *p, gs_account_t *out);
+
+/* Caches a new access token (and a rotated refresh token, if any). */
+apr_status_t gs_store_save_token(gs_task_t *t, apr_pool_t *p, const char *access_token,
+                                 long expires_in, const char *new_refresh);
+
+/* Begins a new full sync: this task is the generation, history_id its cursor-to-be. Guarded. */
+apr_status_t gs_store_full_begin(gs_task_t *t, apr_pool_t *p, const char *history_id);
+
+/* Of ids[0..n-1], which are already stored by full-sync generation `gen`? They are stamped as
+ * listed by this task; *existing maps each of them to itself. With the lease gone none are
+ * (the fetches that follow then find out, at their guarded upsert). */
+apr_status_t gs_store_mark_seen(gs_task_t *t, apr_pool_t *p, const char *gen,
+                                const char *const *ids, int n, apr_hash_t **existing);
+
+/* Upserts rows (a JSON array of gs_gmail_message_row objects), one statement. gen and seen_by
+ * are the full-sync stamps (NULL for incremental syncs). GS_ELOST if the lease is gone. */
+apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,
+                             const char *rows_json, int nrows);
+
+/* Deletes the given messages. */
+apr_status_t gs_store_delete(gs_task_t *t, apr_pool_t *p, const char *const *ids, int n,
+                             int *deleted);
+
+/* Applies label changes: a JSON array of {"id","history_id","add":[...],"remove":[...]}; the
+ * row's history_id moves up to the record's. */
+apr_status_t gs_store_relabel(gs_task_t *t, apr_pool_t *p, const char *ops_json, int *changed);
+
+/* Moves the incremental cursor forward (never backward). */
+apr_status_t gs_store_advance_cursor(gs_task_t *t, apr_pool_t *p, const char *history_id);
+
+/* The end of a full sync (inside the finishing transaction): deletes the rows this task did not
+ * list, sets the cursor to history_id and clears the pending full sync. */
+apr_status_t gs_store_full_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
+                                  int *removed);
+
+/* "{a,b,c}" for ids that gs_gmail_valid_id accepted (no quoting needed, quoted anyway). */
+const char *gs_store_text_array(apr_pool_t *p, const char *const *ids, int n);
+
+#endif /* GS_STORE_H */

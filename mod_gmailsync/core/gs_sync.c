@@ -1,0 +1,196 @@
+/* gs_sync.c -- see gs_sync.h */
+#include <string.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+
+#include "gs_json.h"
+#include "gs_log.h"
+#include "gs_sync.h"
+#include "gs_sync_int.h"
+
+static apr_status_t heartbeat_tick(void *baton)
+{
+    return gs_task_tick(baton);
+}
+
+static apr_status_t save_token(void *baton, apr_pool_t *p, const char *access_token,
+                               long expires_in, const char *new_refresh)
+{
+    return gs_store_save_token(baton, p, access_token, expires_in, new_refresh);
+}
+
+gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t *task,
+                          gs_http_t *http, gs_failure_t *failure)
+{
+    gs_sync_t *s = apr_pcalloc(p, sizeof *s);
+    gs_oauth_t *oauth = gs_oauth_make(p, conf->token_url, conf->client_id, conf->client_secret,
+                                      NULL);
+
+    s->pool = p;
+    s->conf = conf;
+    s->task = task;
+    s->failure = failure;
+    task->heartbeat = conf->heartbeat;
+    task->progress_interval = conf->progress_interval;
+    gs_http_set_tick(http, heartbeat_tick, task);
+    s->gm = gs_gmail_make(p, http, oauth, conf, failure,
+                          apr_pstrcat(p, "task=", task->task_id, NULL));
+    s->gm->token_saved = save_token;
+    s->gm->token_baton = task;
+    return s;
+}
+
+apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, int nrows, int gone)
+{
+    gs_sync_store_ctx_t *ctx = baton;
+    gs_sync_t *s = ctx->s;
+    apr_status_t rv;
+
+    rv = gs_store_upsert(s->task, p, ctx->gen, ctx->seen_by, gs_json_to_string(p, rows), nrows);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    s->fetched += nrows;
+    s->gone += gone;
+    return ctx->count_progress ? gs_task_progress(s->task, NULL, s->task->total, nrows + gone)
+                               : APR_SUCCESS;
+}
+
+apr_status_t gs_sync_commit(gs_sync_t *s, apr_pool_t *p, apr_status_t rv)
+{
+    if (rv == APR_SUCCESS && gs_db_commit(s->task->db) != APR_SUCCESS) {
+        return gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database did not commit: %s",
+                       s->task->db->last_error ? s->task->db->last_error : "unknown error");
+    }
+    if (rv != APR_SUCCESS) {
+        gs_db_rollback(s->task->db);
+    }
+    return rv;
+}
+
+apr_status_t gs_sync_begin(gs_sync_t *s, apr_pool_t *p)
+{
+    if (gs_db_begin(s->task->db, p) != APR_SUCCESS) {
+        return gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database did not begin a "
+                       "transaction: %s", s->task->db->last_error ? s->task->db->last_error : "");
+    }
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ the task */
+
+static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
+{
+    gs_task_t *t = s->task;
+    gs_account_t *acc = &s->account;
+    apr_status_t rv;
+
+    if ((rv = gs_store_load_account(t, p, acc)) != APR_SUCCESS) {
+        return rv;
+    }
+    s->gm->oauth->refresh_token = acc->refresh_token;
+    if (acc->access_token && acc->access_ttl > 0) {
+        gs_oauth_set_token(s->gm->oauth, acc->access_token, apr_time_from_sec(acc->access_ttl),
+                           apr_time_now());
+    }
+    if ((rv = gs_gmail_ensure_token(s->gm, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (t->force_full) {
+        s->reason = "force_full";
+    }
+    else if (s->conf->mode == GS_SYNC_FULL) {
+        s->reason = "mode_full";
+    }
+    else if (acc->pending_task && acc->pending_fresh) {
+        s->reason = "resume";
+    }
+    else if (!acc->history_id) {
+        s->reason = "no_cursor";
+    }
+    else {
+        s->reason = "cursor";
+        rv = gs_sync_incremental(s, p);
+        if (rv != GS_ENOTFOUND) {
+            return rv;
+        }
+        gs_log_error(GS_LOG_NOTICE, p, "event=sync.fallback task=%s reason=history_expired "
+                     "start_history_id=%s", t->task_id, acc->history_id);
+        s->reason = "history_expired";
+    }
+    return gs_sync_full(s, p);
+}
+
+static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
+{
+    gs_gmail_t *gm = s->gm;
+
+    gs_log_error(s->failure->code ? GS_LOG_WARNING : GS_LOG_INFO, p,
+                 "event=%s task=%s user=%s mode=%s duration_ms=%" APR_INT64_T_FMT
+                 " processed=%" APR_INT64_T_FMT " fetched=%" APR_INT64_T_FMT
+                 " skipped=%" APR_INT64_T_FMT " gone=%" APR_INT64_T_FMT " deleted=%" APR_INT64_T_FMT
+                 " relabeled=%" APR_INT64_T_FMT " removed=%" APR_INT64_T_FMT
+                 " gmail_calls=%" APR_INT64_T_FMT " batch_parts=%" APR_INT64_T_FMT
+                 " quota_units=%" APR_INT64_T_FMT " retries=%" APR_INT64_T_FMT
+                 " rate_limited=%" APR_INT64_T_FMT " progress_writes=%" APR_INT64_T_FMT
+                 "%s%s%s%s%s",
+                 event, s->task->task_id, s->task->user_id, s->mode ? s->mode : "-",
+                 s->duration_ms, s->task->processed, s->fetched, s->skipped, s->gone, s->deleted,
+                 s->relabeled, s->removed, gm->calls, gm->batch_parts, gm->units,
+                 gm->retries_done, gm->rate_limited, s->task->progress_writes,
+                 s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
+                 s->failure->code ? " message=\"" : "",
+                 s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");
+}
+
+gs_sync_outcome_t gs_sync_run(gs_sync_t *s)
+{
+    gs_task_t *t = s->task;
+    apr_pool_t *p;
+    apr_status_t rv;
+    char extra[128];
+
+    if (apr_pool_create(&p, s->pool) != APR_SUCCESS) {
+        return GS_SYNC_UNRECORDED;
+    }
+    rv = run(s, p);
+    if (rv == APR_SUCCESS) {
+        apr_snprintf(extra, sizeof extra, "processed=%" APR_INT64_T_FMT " total=%" APR_INT64_T_FMT
+                     " pct=100.00", t->processed, t->processed);
+        gs_task_announce_state(t, "SUCCEEDED", extra);
+        log_end(s, p, "task.succeeded");
+        apr_pool_destroy(p);
+        return GS_SYNC_SUCCEEDED;
+    }
+    if (rv != GS_ELOST) {
+        if (rv != GS_EFAILED) {
+            char buf[120];
+            gs_fail(s->failure, p, GS_ERR_INTERNAL, "unexpected error: %s",
+                    apr_strerror(rv, buf, sizeof buf));
+        }
+        gs_db_rollback(t->db);
+        rv = gs_task_fail(t, p, &s->duration_ms);
+        if (rv == APR_SUCCESS) {
+            apr_snprintf(extra, sizeof extra, "code=%s", s->failure->code);
+            gs_task_announce_state(t, "FAILED", extra);
+            log_end(s, p, "task.failed");
+            apr_pool_destroy(p);
+            return GS_SYNC_FAILED;
+        }
+        if (rv != GS_ELOST) {
+            log_end(s, p, "task.failed");
+            gs_log_error(GS_LOG_ERR, p, "event=task.unrecorded task=%s reason=\"the FAILED state "
+                         "could not be written; the daemon or cleanup will finish the task\"",
+                         t->task_id);
+            apr_pool_destroy(p);
+            return GS_SYNC_UNRECORDED;
+        }
+    }
+    gs_task_announce_state(t, "LOST", NULL);
+    gs_log_error(GS_LOG_NOTICE, p, "event=task.lost task=%s mode=%s processed=%" APR_INT64_T_FMT
+                 " reason=\"the task was cancelled or taken over; stopped without writing\"",
+                 t->task_id, s->mode ? s->mode : "-", t->processed);
+    apr_pool_destroy(p);
+    return GS_SYNC_LOST;
+}

@@ -1,0 +1,98 @@
+/* gs_sync_full.c -- the full sync (see gs_sync.h and sql/002 for the resume rules). */
+#include <string.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+
+#include "gs_json.h"
+#include "gs_log.h"
+#include "gs_sync.h"
+#include "gs_sync_int.h"
+
+apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
+{
+    gs_task_t *t = s->task;
+    const gs_account_t *acc = &s->account;
+    gs_sync_store_ctx_t ctx = { s, NULL, NULL, 1 };
+    gs_profile_t profile;
+    const char *cursor, *token = NULL;
+    apr_pool_t *fp;
+    apr_status_t rv;
+    int removed = 0;
+
+    s->mode = "full";
+    if ((rv = gs_gmail_profile(s->gm, p, &profile)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (acc->pending_task && acc->pending_history_id && acc->pending_fresh) {
+        s->resumed = 1;
+        ctx.gen = acc->pending_task;
+        cursor = acc->pending_history_id;   /* changes since the FIRST attempt get replayed */
+    }
+    else {
+        ctx.gen = t->task_id;
+        cursor = apr_pstrdup(p, profile.history_id);
+        if ((rv = gs_store_full_begin(t, p, cursor)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    ctx.seen_by = t->task_id;
+    gs_log_error(GS_LOG_INFO, p, "event=sync.mode task=%s mode=full reason=%s resumed=%d "
+                 "messages_total=%" APR_INT64_T_FMT, t->task_id, s->reason, s->resumed,
+                 profile.messages_total);
+    if ((rv = gs_task_progress(t, "full", profile.messages_total, 0)) != APR_SUCCESS) {
+        return rv;
+    }
+    do {
+        apr_pool_t *pp;
+        gs_list_page_t page;
+        apr_hash_t *existing = NULL;
+
+        if ((rv = apr_pool_create(&pp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        rv = gs_gmail_list_messages(s->gm, pp, token, &page);
+        /* only a resumed sync can have stored some of these already */
+        if (rv == APR_SUCCESS && s->resumed) {
+            rv = gs_store_mark_seen(t, pp, ctx.gen, (const char *const *)page.ids->elts,
+                                    page.ids->nelts, &existing);
+        }
+        if (rv == APR_SUCCESS) {
+            const char **todo;
+            int i, n = 0;
+
+            todo = apr_palloc(pp, sizeof(char *) * (apr_size_t)(page.ids->nelts + 1));
+            for (i = 0; i < page.ids->nelts; i++) {
+                const char *id = APR_ARRAY_IDX(page.ids, i, const char *);
+                if (!existing || !apr_hash_get(existing, id, APR_HASH_KEY_STRING)) {
+                    todo[n++] = id;
+                }
+            }
+            s->skipped += page.ids->nelts - n;
+            s->pages++;
+            rv = gs_task_progress(t, NULL, t->total, page.ids->nelts - n);
+            if (rv == APR_SUCCESS) {
+                rv = gs_gmail_fetch(s->gm, pp, todo, n, gs_sync_store_rows, &ctx);
+            }
+            token = page.next_token ? apr_pstrdup(p, page.next_token) : NULL;
+        }
+        apr_pool_destroy(pp);
+    } while (rv == APR_SUCCESS && token);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+
+    if ((rv = apr_pool_create(&fp, p)) != APR_SUCCESS
+        || (rv = gs_sync_begin(s, fp)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = gs_task_succeed(t, fp, &s->duration_ms);
+    if (rv == APR_SUCCESS) {
+        rv = gs_store_full_finish(t, fp, cursor, &removed);
+    }
+    rv = gs_sync_commit(s, fp, rv);
+    apr_pool_destroy(fp);
+    s->removed = removed;
+    return rv;
+}
+

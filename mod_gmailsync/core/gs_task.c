@@ -1,0 +1,283 @@
+/* gs_task.c -- see gs_task.h */
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "gs_board.h"
+#include "gs_log.h"
+#include "gs_sql.h"
+#include "gs_task.h"
+
+int gs_task_pct(apr_int64_t processed, apr_int64_t total)
+{
+    apr_int64_t pct;
+
+    if (total <= 0 || processed <= 0) {
+        return 0;
+    }
+    pct = processed >= total ? 10000 : processed * 10000 / total;
+    return pct > 9900 ? 9900 : (int)pct;
+}
+
+/* Is the connection usable? libpq may still call a connection OK right after the server
+ * closed it (a FATAL message read, the EOF not yet): a trivial query tells for sure. */
+static int alive(gs_task_t *t, apr_pool_t *p)
+{
+    gs_db_rows_t *rows;
+    const char *saved = t->db->last_error;
+    int ok = gs_db_ping(t->db, p)
+             && (t->db->in_transaction
+                 || gs_db_select(t->db, p, GS_SQL_SCHEMA_VERSION, &rows, 0, NULL) == APR_SUCCESS);
+
+    t->db->last_error = saved;   /* keep the error of the statement that failed */
+    return ok;
+}
+
+static apr_status_t db_failure(gs_task_t *t, apr_pool_t *p, const char *label)
+{
+    const char *why = t->db->last_error ? t->db->last_error : "unknown error";
+
+    if (!alive(t, p)) {
+        return gs_fail(t->failure, p, GS_ERR_DB_UNAVAILABLE,
+                       "the database connection was lost (%s): %s", label, why);
+    }
+    return gs_fail(t->failure, p, GS_ERR_INTERNAL, "a database statement failed (%s): %s", label,
+                   why);
+}
+
+/* Names the connection after the task, so that operators can find it in pg_stat_activity. */
+static void name_connection(gs_task_t *t, apr_pool_t *p)
+{
+    const char *args[1] = { apr_pstrcat(p, "gmailsync-worker ", t->task_id, NULL) };
+    gs_db_rows_t *rows;
+
+    if (gs_db_select(t->db, p, GS_SQL_W_APP_NAME, &rows, 1, args) != APR_SUCCESS) {
+        gs_log_error(GS_LOG_DEBUG, p, "event=db.app_name_failed task=%s", t->task_id);
+    }
+}
+
+/* Outside a transaction a broken connection is worth one reconnect before giving up. */
+static int reconnected(gs_task_t *t, apr_pool_t *p)
+{
+    const char *err = NULL;
+
+    if (t->db->in_transaction || alive(t, p)) {
+        return 0;
+    }
+    if (gs_db_reconnect(t->db, &err) != APR_SUCCESS) {
+        return 0;
+    }
+    name_connection(t, p);
+    gs_log_error(GS_LOG_WARNING, p, "event=db.reconnected task=%s", t->task_id);
+    return 1;
+}
+
+apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
+                          int *affected, int nargs, const char *const *args)
+{
+    int n = 0;
+    apr_status_t rv = gs_db_exec(t->db, p, label, &n, nargs, args);
+
+    if (rv != APR_SUCCESS && reconnected(t, p)) {
+        rv = gs_db_exec(t->db, p, label, &n, nargs, args);
+    }
+    if (rv != APR_SUCCESS) {
+        return db_failure(t, p, label);
+    }
+    if (affected) {
+        *affected = n;
+    }
+    return guarded && n == 0 ? GS_ELOST : APR_SUCCESS;
+}
+
+apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_db_rows_t **rows,
+                            int nargs, const char *const *args)
+{
+    apr_status_t rv = gs_db_select(t->db, p, label, rows, nargs, args);
+
+    if (rv != APR_SUCCESS && reconnected(t, p)) {
+        rv = gs_db_select(t->db, p, label, rows, nargs, args);
+    }
+    return rv == APR_SUCCESS ? APR_SUCCESS : db_failure(t, p, label);
+}
+
+apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_failure_t *failure,
+                             const char *task_id, const char *lease, const char *host, int pid)
+{
+    gs_task_t *t = apr_pcalloc(p, sizeof *t);
+    const char *pid_s = apr_itoa(p, pid);
+    const char *args[4] = { host, pid_s, task_id, lease };
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    t->pool = p;
+    t->db = db;
+    t->failure = failure;
+    t->task_id = apr_pstrdup(p, task_id);
+    name_connection(t, p);
+    rv = gs_task_select(t, p, lease ? GS_SQL_W_TASK_ADOPT : GS_SQL_W_TASK_CLAIM, &rows,
+                        lease ? 4 : 3, args);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (rows->nrows != 1) {
+        return GS_ELOST;
+    }
+    t->lease = gs_db_cell(rows, 0, 0);
+    t->user_id = gs_db_cell(rows, 0, 1);
+    t->force_full = gs_db_cell(rows, 0, 2) && !strcmp(gs_db_cell(rows, 0, 2), "1");
+    t->heartbeat = apr_time_from_sec(5);
+    t->progress_interval = apr_time_from_sec(1);
+    t->last_beat = apr_time_now();
+    *pt = t;
+    return APR_SUCCESS;
+}
+
+void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton)
+{
+    t->announce = cb;
+    t->announce_baton = baton;
+}
+
+void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra)
+{
+    if (t->announce) {
+        char line[GS_BOARD_LINE_MAX];
+
+        t->announce(t->announce_baton, line, gs_board_state(line, t->task_id, state, extra));
+    }
+}
+
+static void announce_progress(gs_task_t *t, apr_time_t now)
+{
+    if (t->announce && t->mode) {
+        char line[GS_BOARD_LINE_MAX];
+
+        t->last_announce = now;
+        t->announce(t->announce_baton, line,
+                    gs_board_progress(line, t->task_id, t->mode, t->processed,
+                                      t->total > t->processed ? t->total : t->processed, t->pct));
+    }
+}
+
+static apr_status_t write_progress(gs_task_t *t, apr_time_t now)
+{
+    apr_pool_t *p;
+    apr_status_t rv;
+    const char *args[6];
+
+    if ((rv = apr_pool_create(&p, t->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    args[0] = t->mode;
+    args[1] = apr_ltoa(p, (long)t->processed);
+    args[2] = apr_ltoa(p, (long)(t->total > t->processed ? t->total : t->processed));
+    args[3] = apr_psprintf(p, "%d.%02d", t->pct / 100, t->pct % 100);
+    args[4] = t->task_id;
+    args[5] = t->lease;
+    rv = gs_task_exec(t, p, GS_SQL_W_TASK_PROGRESS, 1, NULL, 6, args);
+    if (rv == APR_SUCCESS) {
+        t->dirty = 0;
+        t->last_progress = t->last_beat = now;
+        t->progress_writes++;
+        gs_log_error(GS_LOG_INFO, p, "event=progress task=%s mode=%s processed=%s total=%s pct=%s",
+                     t->task_id, t->mode ? t->mode : "-", args[1], args[2], args[3]);
+    }
+    apr_pool_destroy(p);
+    return rv;
+}
+
+apr_status_t gs_task_tick(gs_task_t *t)
+{
+    apr_time_t now = apr_time_now();
+    const char *args[2] = { t->task_id, t->lease };
+    apr_status_t rv;
+    apr_pool_t *p;
+
+    if (t->dirty && (!t->last_progress || now - t->last_progress >= t->progress_interval)) {
+        return write_progress(t, now);
+    }
+    if (now - t->last_beat < t->heartbeat) {
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_pool_create(&p, t->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = gs_task_exec(t, p, GS_SQL_W_TASK_HEARTBEAT, 1, NULL, 2, args);
+    if (rv == APR_SUCCESS) {
+        t->last_beat = now;
+        t->heartbeats++;
+        gs_log_error(GS_LOG_DEBUG, p, "event=heartbeat task=%s", t->task_id);
+    }
+    apr_pool_destroy(p);
+    return rv;
+}
+
+apr_status_t gs_task_progress(gs_task_t *t, const char *mode, apr_int64_t total,
+                              apr_int64_t done)
+{
+    apr_time_t now = apr_time_now();
+    int pct;
+
+    if (mode && (!t->mode || strcmp(mode, t->mode))) {
+        t->mode = mode;
+        t->dirty = 1;
+    }
+    if (total != t->total || done) {
+        t->dirty = 1;
+    }
+    t->total = total;
+    t->processed += done;
+    pct = gs_task_pct(t->processed, t->total);
+    if (pct > t->pct) {
+        t->pct = pct;
+    }
+    if (now - t->last_announce >= GS_BOARD_MIN_GAP) {
+        announce_progress(t, now);
+    }
+    return gs_task_tick(t);
+}
+
+apr_status_t gs_task_hold(gs_task_t *t, apr_pool_t *p)
+{
+    const char *args[2] = { t->task_id, t->lease };
+    apr_status_t rv = gs_task_exec(t, p, GS_SQL_W_TASK_HEARTBEAT, 1, NULL, 2, args);
+
+    if (rv == APR_SUCCESS) {
+        t->last_beat = apr_time_now();
+    }
+    return rv;
+}
+
+static apr_status_t finish(gs_task_t *t, apr_pool_t *p, const char *label, int nargs,
+                           const char *const *args, apr_int64_t *duration_ms)
+{
+    gs_db_rows_t *rows;
+    apr_status_t rv = gs_task_select(t, p, label, &rows, nargs, args);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (rows->nrows != 1) {
+        return GS_ELOST;
+    }
+    *duration_ms = gs_db_cell(rows, 0, 0) ? apr_atoi64(gs_db_cell(rows, 0, 0)) : 0;
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_task_succeed(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms)
+{
+    const char *n = apr_ltoa(p, (long)t->processed);
+    const char *args[5] = { t->mode, n, n, t->task_id, t->lease };
+
+    return finish(t, p, GS_SQL_W_TASK_SUCCEED, 5, args, duration_ms);
+}
+
+apr_status_t gs_task_fail(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms)
+{
+    const char *args[5] = { t->mode, t->failure->code ? t->failure->code : GS_ERR_INTERNAL,
+                            t->failure->message ? t->failure->message : "unknown error",
+                            t->task_id, t->lease };
+
+    return finish(t, p, GS_SQL_W_TASK_FAIL, 5, args, duration_ms);
+}

@@ -1,0 +1,85 @@
+/* gs_task.h -- a worker's hold on one sync_tasks row: claim or adopt, heartbeat, progress,
+ * and the final SUCCEEDED/FAILED, each a compare-and-set guarded by (task_id, lease, RUNNING).
+ *
+ * A guarded write that changes 0 rows means the task was taken away (cancelled, rescued as
+ * STUCK): the functions then return GS_ELOST and the worker must stop without writing anything.
+ * Times are the database's now(); the local clock only paces the writes:
+ *   - heartbeat: at least every `heartbeat` (gs_task_tick, called from every wait);
+ *   - progress: at most once per `progress_interval`, plus the final write. A progress write
+ *     also beats the heart. processed never decreases; the percentage never decreases and stays
+ *     at most 99.00 until SUCCEEDED, which writes exactly 100.
+ * Progress is also announced on the board (gs_board.h) through a callback.
+ */
+#ifndef GS_TASK_H
+#define GS_TASK_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+
+#include "gs_db.h"
+#include "gs_error.h"
+
+typedef void gs_task_announce_cb(void *baton, const char *line, int len);
+
+typedef struct {
+    apr_pool_t *pool;
+    gs_db_t *db;
+    gs_failure_t *failure;
+    const char *task_id;
+    const char *lease;
+    const char *user_id;
+    int force_full;
+    apr_interval_time_t heartbeat, progress_interval;
+    apr_time_t last_beat;       /* local clock: last write that beat the heart */
+    apr_time_t last_progress;   /* last progress write (0: none yet) */
+    apr_time_t last_announce;
+    const char *mode;           /* "full", "incremental", or NULL before the decision */
+    apr_int64_t processed, total;
+    int pct;                    /* hundredths; the highest so far */
+    int dirty;                  /* progress changed since the last write */
+    gs_task_announce_cb *announce;
+    void *announce_baton;
+    apr_int64_t progress_writes, heartbeats;
+} gs_task_t;
+
+/* Claims a CREATED task (lease NULL: a fresh random lease is drawn by the database) or adopts a
+ * RUNNING one whose lease the daemon gave us; records host and pid either way. GS_ELOST when the
+ * task is not (or no longer) ours to run; GS_EFAILED with the failure set on database errors. */
+apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_failure_t *failure,
+                             const char *task_id, const char *lease, const char *host, int pid);
+
+void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton);
+
+/* Announces a state line on the board (after the state is committed). */
+void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra);
+
+/* Beats the heart if it is due, and writes pending progress if its interval has passed. */
+apr_status_t gs_task_tick(gs_task_t *t);
+
+/* Sets the mode ("full"/"incremental") and the total, and adds `done` to processed. Writes
+ * progress when the interval allows (else later, from a tick or the next call). */
+apr_status_t gs_task_progress(gs_task_t *t, const char *mode, apr_int64_t total,
+                              apr_int64_t done);
+
+/* Inside the caller's transaction: proves the lease still holds (and locks the row until commit,
+ * so no cancel slips in between). GS_ELOST otherwise. */
+apr_status_t gs_task_hold(gs_task_t *t, apr_pool_t *p);
+
+/* Inside the caller's transaction: SUCCEEDED with progress 100. *duration_ms from the database. */
+apr_status_t gs_task_succeed(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms);
+
+/* FAILED with the failure record (its own statement, outside any transaction). */
+apr_status_t gs_task_fail(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms);
+
+/* Runs a guarded catalogue write; reconnects once if the connection broke (outside
+ * transactions). 0 rows changed and `guarded` -> GS_ELOST. Database errors -> GS_EFAILED with
+ * db_unavailable. */
+apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
+                          int *affected, int nargs, const char *const *args);
+apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_db_rows_t **rows,
+                            int nargs, const char *const *args);
+
+/* Percentage in hundredths for processed/total, capped at 9900 (100 is for SUCCEEDED only). */
+int gs_task_pct(apr_int64_t processed, apr_int64_t total);
+
+#endif /* GS_TASK_H */

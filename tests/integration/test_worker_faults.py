@@ -1,0 +1,186 @@
+"""gmailsync-worker against a misbehaving Gmail: transient faults end SUCCEEDED with the table equal
+to the mailbox; permanent ones end FAILED with the documented error_code; nothing crashes.
+
+Backoff is shortened through the worker configuration (backoff_base/backoff_max) so that the fault
+matrix runs in seconds; Retry-After (1 s from the fake) is still honoured.
+"""
+import pytest
+
+from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused,
+                      gmail, new_task, stored, task, worker)  # noqa: F401  (fixtures)
+
+TRANSIENT = [
+    ("500 burst on batches", dict(method="batch", status=500, count=3)),
+    ("502 HTML page on list", dict(method="messages.list", status=502, count=2)),
+    ("503 with Retry-After on profile", dict(method="getProfile", status=503, count=1)),
+    ("429 on batches", dict(method="batch", status=429, count=2)),
+    ("403 userRateLimitExceeded on list", dict(method="messages.list", status=403, count=2)),
+    ("403 rateLimitExceeded (modern body)",
+     dict(method="messages.list", status=403, reason="rateLimitExceeded", count=1)),
+    ("connection reset on batch", dict(method="batch", mode="reset", count=2)),
+    ("connection reset on token endpoint", dict(method="token", mode="reset", count=1)),
+    ("truncated batch answer", dict(method="batch", mode="truncate", count=1)),
+    ("malformed batch answer", dict(method="batch", mode="malformed", count=1)),
+    ("malformed list answer", dict(method="messages.list", mode="malformed", count=1)),
+    ("truncated profile answer", dict(method="getProfile", mode="truncate", count=1)),
+    ("malformed batch parts", dict(method="messages.get", mode="malformed", count=3)),
+    ("token endpoint 500", dict(method="token", status=500, count=2)),
+    ("stall beyond the timeout", dict(method="messages.list", mode="stall", seconds=5, count=1)),
+    ("body stalls mid-way", dict(method="batch", mode="stall_body", seconds=5, count=1)),
+]
+
+
+@pytest.mark.parametrize("name, spec", TRANSIENT, ids=[t[0] for t in TRANSIENT])
+def test_transient_faults_end_succeeded_with_the_table_equal_to_the_mailbox(stack, gmail, worker,
+                                                                            name, spec):
+    user = stack.add_user(messages=240)
+    gmail.fault(**spec)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, wait=60, timeout="1500ms", low_speed_time="1s")
+    assert run.rc == EXIT_SUCCEEDED, run.stderr
+    assert gmail.stats() and not [f for f in gmail._call("GET", "/faults")["faults"]], "fault never fired"
+    assert task(stack, tid)["state"] == "SUCCEEDED"
+    assert run.events("gmail.retry"), "a retry should have been logged"
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_per_part_404_is_skipped_and_not_asked_again(stack, gmail, worker):
+    user = stack.add_user(messages=120)
+    ids = gmail.ids(user["email"])
+    gone = ids[5:8]
+    gmail.fault(method="messages.get", batch_part_status=404, ids=gone, count=-1)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid)
+    assert run.rc == EXIT_SUCCEEDED, run.stderr
+    assert gmail.requests_of(user["email"], "messages.get") == 120
+    assert set(stored(stack, user["user_id"])) == set(ids) - set(gone)
+    t = task(stack, tid)
+    assert t["processed"] == 120 and float(t["progress"]) == 100.0
+    assert "gone=3 " in run.events("task.succeeded")[0]
+
+
+def test_per_part_429_and_5xx_are_retried_for_just_those_ids(stack, gmail, worker):
+    user = stack.add_user(messages=300)
+    ids = gmail.ids(user["email"])
+    gmail.fault(method="messages.get", batch_part_status=429, ids=ids[0:4], count=4)
+    gmail.fault(method="messages.get", batch_part_status=503, ids=ids[120:123], count=3)
+    gmail.fault(method="messages.get", batch_part_status=500, ids=ids[250:251], count=1)
+    gmail.fault(method="messages.get", batch_part_status=403, ids=ids[260:261], count=1)  # rate limit
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid)
+    assert run.rc == EXIT_SUCCEEDED, run.stderr
+    # each failed part asked once more, alone: 300 + 9 messages.get, no whole batch repeated
+    assert gmail.requests_of(user["email"], "messages.get") == 309
+    assert gmail.total_requests("batch") <= 300 // 50 + 4
+    retries = run.events("gmail.retry")
+    assert retries and all("method=messages.get" in r for r in retries)
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_expired_token_is_refreshed_once_on_401_and_cached_tokens_are_reused(stack, gmail, worker):
+    user = stack.add_user(messages=40)
+    assert worker.run(new_task(stack, user["user_id"])).rc == EXIT_SUCCEEDED
+    gmail.reset_stats()
+    assert worker.run(new_task(stack, user["user_id"])).rc == EXIT_SUCCEEDED
+    assert gmail.total_requests("token") == 0                    # the cached token was still good
+    assert gmail.expire_tokens(user["email"])["expired"] >= 1
+    gmail.add(user["email"], 3)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid)
+    assert run.rc == EXIT_SUCCEEDED, run.stderr
+    assert gmail.total_requests("token") == 1
+    assert gmail.total_status(401) >= 1
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_a_401_after_a_fresh_token_fails_with_auth_revoked(stack, gmail, worker):
+    user = stack.add_user(messages=10)
+    gmail.fault(method="getProfile", status=401, count=-1)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid)
+    assert run.rc == EXIT_FAILED
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "auth_revoked")
+    assert gmail.total_requests("token") == 2                   # the first token, one refresh, no more
+    assert gmail.total_requests("getProfile") == 2
+
+
+def test_invalid_grant_fails_with_auth_revoked_and_no_secret_in_sight(stack, gmail, worker):
+    user = stack.add_user(messages=10)
+    assert worker.run(new_task(stack, user["user_id"])).rc == EXIT_SUCCEEDED
+    refresh = stack.query("SELECT refresh_token, access_token FROM gmailsync.accounts WHERE user_id = %s",
+                          (user["user_id"],))[0]
+    gmail.revoke(user["email"])
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid)
+    assert run.rc == EXIT_FAILED
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "auth_revoked")
+    assert "invalid_grant" in t["error_message"] and "link the Gmail account" in t["error_message"]
+    for secret in list(refresh) + [worker.client_secret]:
+        assert secret not in t["error_message"] and secret not in run.stderr + run.stdout
+    assert run.board()[-1] == {"event": "state", "task": tid, "state": "FAILED", "code": "auth_revoked"}
+
+
+def test_a_rejected_client_fails_as_internal(stack, gmail, worker):
+    user = stack.add_user(messages=5)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, client_secret="not-the-secret")
+    assert run.rc == EXIT_FAILED
+    t = task(stack, tid)
+    assert t["error_code"] == "internal" and "invalid_client" in t["error_message"]
+    assert "not-the-secret" not in t["error_message"] + run.stderr
+
+
+@pytest.mark.parametrize("status, reason, code", [
+    (500, None, "gmail_unavailable"),
+    (429, None, "quota_exhausted"),
+    (403, "userRateLimitExceeded", "quota_exhausted"),
+])
+def test_persistent_errors_fail_after_the_retry_budget_and_a_rerun_recovers(stack, gmail, worker,
+                                                                            status, reason, code):
+    user = stack.add_user(messages=80)
+    spec = dict(method="messages.list", status=status, count=-1)
+    if reason:
+        spec["reason"] = reason
+    gmail.fault(**spec)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, retries=2)
+    assert run.rc == EXIT_FAILED, run.stderr
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", code)
+    assert str(status) in t["error_message"] and "after 2 retries" in t["error_message"]
+    assert float(t["progress"]) < 100 and t["finished_at"] is not None
+    assert gmail.total_requests("messages.list") == 3            # first try + the budget of 2
+    assert len(run.events("gmail.retry")) == 2
+    gmail.clear_faults()
+    tid = new_task(stack, user["user_id"])
+    assert worker.run(tid).rc == EXIT_SUCCEEDED
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+
+
+def test_a_part_that_keeps_failing_fails_the_task(stack, gmail, worker):
+    user = stack.add_user(messages=60)
+    bad = gmail.ids(user["email"])[7]
+    gmail.fault(method="messages.get", batch_part_status=500, ids=[bad], count=-1)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, retries=3)
+    assert run.rc == EXIT_FAILED
+    t = task(stack, tid)
+    assert t["error_code"] == "gmail_unavailable" and "messages.get" in t["error_message"]
+    assert len(stored(stack, user["user_id"])) == 59              # everything else was kept
+
+
+def test_gmail_unreachable_fails_with_gmail_unavailable(stack, gmail, worker):
+    user = stack.add_user(messages=5)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, api_base="http://127.0.0.1:9", token_url="http://127.0.0.1:9/token",
+                     retries=1)
+    assert run.rc == EXIT_FAILED
+    t = task(stack, tid)
+    assert t["error_code"] == "gmail_unavailable" and "token" in t["error_message"]

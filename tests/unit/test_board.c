@@ -1,0 +1,71 @@
+/* test_board.c -- the gs1 stdout protocol reads back what the worker writes. */
+#include <string.h>
+
+#include <apr_pools.h>
+#include <check.h>
+
+#include "gs_board.h"
+#include "gs_task.h"
+#include "unit.h"
+
+START_TEST(progress_lines_round_trip)
+{
+    char buf[GS_BOARD_LINE_MAX];
+    gs_board_line_t l;
+    int n = gs_board_progress(buf, "6f1c0d2e-0000-4000-8000-000000000001", "full", 1234, 5000, 2468);
+
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(buf[n - 1], '\n');
+    ck_assert(!strncmp(buf, "gs1 progress task=6f1c0d2e-0000-4000-8000-000000000001 mode=full "
+                            "processed=1234 total=5000 pct=24.68\n", (size_t)n));
+    buf[n] = '\0';
+    ck_assert_int_eq(gs_board_parse(buf, &l), APR_SUCCESS);
+    ck_assert_str_eq(l.event, "progress");
+    ck_assert_str_eq(l.mode, "full");
+    ck_assert_int_eq((int)l.processed, 1234);
+    ck_assert_int_eq((int)l.total, 5000);
+    ck_assert_int_eq(l.pct, 2468);
+}
+END_TEST
+
+START_TEST(state_lines_round_trip_and_unknown_keys_pass)
+{
+    char buf[GS_BOARD_LINE_MAX];
+    gs_board_line_t l;
+    int n = gs_board_state(buf, "t-1", "FAILED", "code=quota_exhausted");
+
+    buf[n] = '\0';
+    ck_assert_int_eq(gs_board_parse(buf, &l), APR_SUCCESS);
+    ck_assert_str_eq(l.state, "FAILED");
+    ck_assert_str_eq(l.code, "quota_exhausted");
+    ck_assert_int_eq(gs_board_parse("gs1 state task=t-2 state=RUNNING pid=42 future=yes", &l),
+                     APR_SUCCESS);
+    ck_assert_int_eq((int)l.pid, 42);
+    ck_assert_int_ne(gs_board_parse("gs2 state task=t", &l), APR_SUCCESS);
+    ck_assert_int_ne(gs_board_parse("gs1 wobble task=t", &l), APR_SUCCESS);
+    ck_assert_int_ne(gs_board_parse("gs1 state state=RUNNING", &l), APR_SUCCESS);
+}
+END_TEST
+
+START_TEST(percentage_stays_below_100_until_done)
+{
+    ck_assert_int_eq(gs_task_pct(0, 0), 0);
+    ck_assert_int_eq(gs_task_pct(5, 0), 0);
+    ck_assert_int_eq(gs_task_pct(1, 3), 3333);
+    ck_assert_int_eq(gs_task_pct(999, 1000), 9900);
+    ck_assert_int_eq(gs_task_pct(1000, 1000), 9900);
+    ck_assert_int_eq(gs_task_pct(2000, 1000), 9900);
+}
+END_TEST
+
+Suite *gs_board_suite(void)
+{
+    Suite *s = suite_create("gs_board");
+    TCase *tc = tcase_create("protocol");
+
+    tcase_add_test(tc, progress_lines_round_trip);
+    tcase_add_test(tc, state_lines_round_trip_and_unknown_keys_pass);
+    tcase_add_test(tc, percentage_stays_below_100_until_done);
+    suite_add_tcase(s, tc);
+    return s;
+}

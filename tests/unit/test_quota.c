@@ -1,0 +1,114 @@
+/* test_quota.c -- the token bucket keeps the long-run rate; backoff grows, caps, jitters and
+ * honours Retry-After. */
+#include <apr_time.h>
+#include <check.h>
+
+#include "gs_quota.h"
+#include "unit.h"
+
+#define SEC APR_USEC_PER_SEC
+
+START_TEST(bucket_allows_a_burst_then_the_rate)
+{
+    gs_bucket_t b;
+    apr_time_t now = 1000 * SEC;
+    int i, granted = 0;
+
+    gs_bucket_init(&b, 250, now);
+    for (i = 0; i < 100; i++) {
+        if (gs_bucket_take(&b, 5, now) == 0) {
+            granted++;
+        }
+    }
+    ck_assert_int_eq(granted, 50);                        /* one second's worth */
+    ck_assert(gs_bucket_take(&b, 5, now) > 0);
+    ck_assert(gs_bucket_take(&b, 5, now + SEC / 50) > 0);  /* 20 ms refill 4.75 units... */
+    ck_assert(gs_bucket_take(&b, 5, now + SEC / 45) == 0); /* ...22 ms refill 5.3 */
+}
+END_TEST
+
+START_TEST(bucket_rate_holds_over_time)
+{
+    gs_bucket_t b;
+    apr_time_t now = 0, start = 0;
+    double units = 0;
+
+    gs_bucket_init(&b, 250, now);
+    /* a 250-unit batch at a time, as fast as the bucket lets us, for 10 simulated seconds */
+    while (now - start < 10 * SEC) {
+        apr_interval_time_t d = gs_bucket_take(&b, 250, now);
+        if (d == 0) {
+            units += 250;
+        }
+        else {
+            now += d;
+        }
+    }
+    /* the burst, then GS_QUOTA_HEADROOM of the rate */
+    ck_assert_msg(units <= 250.0 + 10 * 250 * GS_QUOTA_HEADROOM + 1 && units >= 250.0 * 9,
+                  "units %f", units);
+}
+END_TEST
+
+START_TEST(bucket_large_requests_pass_when_full_and_unlimited_is_free)
+{
+    gs_bucket_t b;
+
+    gs_bucket_init(&b, 100, 0);
+    ck_assert(gs_bucket_take(&b, 500, 0) == 0);            /* bigger than the burst: let through */
+    ck_assert(gs_bucket_take(&b, 1, 0) > 4 * SEC);         /* then it owes over 4 s */
+    gs_bucket_init(&b, 0, 0);
+    ck_assert(gs_bucket_take(&b, 1e9, 0) == 0);
+    gs_bucket_init(&b, 100, 0);
+    gs_bucket_drain(&b, 0);
+    ck_assert(gs_bucket_take(&b, 50, 0) >= SEC / 2);
+}
+END_TEST
+
+START_TEST(backoff_grows_caps_and_jitters)
+{
+    apr_interval_time_t base = SEC / 2, max = 8 * SEC, d;
+    int a;
+
+    for (a = 1; a <= 10; a++) {
+        apr_interval_time_t full = base << (a - 1);
+        if (full > max) {
+            full = max;
+        }
+        d = gs_backoff_delay(a, base, max, 0, 0.0);
+        ck_assert(d == full / 2);
+        d = gs_backoff_delay(a, base, max, 0, 0.999);
+        ck_assert(d <= full && d > full / 2);
+    }
+    ck_assert(gs_backoff_delay(1, base, max, 3 * SEC, 0.5) == 3 * SEC);      /* Retry-After wins */
+    ck_assert(gs_backoff_delay(1, base, max, 3600 * SEC, 0.5) == GS_RETRY_AFTER_MAX);
+}
+END_TEST
+
+START_TEST(retry_after_parses_seconds_and_dates)
+{
+    apr_time_t now = apr_time_from_sec(1700000000);
+
+    ck_assert(gs_parse_retry_after("1", now) == SEC);
+    ck_assert(gs_parse_retry_after(" 30 ", now) == 30 * SEC);
+    ck_assert(gs_parse_retry_after(NULL, now) == 0);
+    ck_assert(gs_parse_retry_after("soon", now) == 0);
+    ck_assert(gs_parse_retry_after("5x", now) == 0);
+    /* Tue, 14 Nov 2023 22:13:30 GMT is 10 s after 1700000000 */
+    ck_assert(gs_parse_retry_after("Tue, 14 Nov 2023 22:13:30 GMT", now) == 10 * SEC);
+}
+END_TEST
+
+Suite *gs_quota_suite(void)
+{
+    Suite *s = suite_create("gs_quota");
+    TCase *tc = tcase_create("bucket");
+
+    tcase_add_test(tc, bucket_allows_a_burst_then_the_rate);
+    tcase_add_test(tc, bucket_rate_holds_over_time);
+    tcase_add_test(tc, bucket_large_requests_pass_when_full_and_unlimited_is_free);
+    tcase_add_test(tc, backoff_grows_caps_and_jitters);
+    tcase_add_test(tc, retry_after_parses_seconds_and_dates);
+    suite_add_tcase(s, tc);
+    return s;
+}
