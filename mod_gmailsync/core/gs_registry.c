@@ -226,3 +226,8 @@ int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_t
     }
     return 0;
 }
+
+void gs_registry_tasks_clear(gs_registry_t *reg)
+{
+    memset(task_slots(reg), 0, reg->slots * sizeof(task_slot_t));
+}

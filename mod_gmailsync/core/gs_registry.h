@@ -63,6 +63,8 @@ int gs_registry_task_get(gs_registry_t *reg, const char *user_id, gs_registry_ta
 int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task);
 /* Removes the user's entry if it is for `task_id`; returns 1 if removed. */
 int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id);
+/* Empties the task board (a new daemon does not know its predecessor's workers). */
+void gs_registry_tasks_clear(gs_registry_t *reg);
 /* Finds an entry by task id (for progress readers); linear in the table size. */
 int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out);
 

@@ -102,7 +102,8 @@ static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK; /* the configuration dry run: start nothing */
     }
-    if ((rc = gs_httpd_shm_post_config(pconf, s)) != OK) {
+    if ((rc = gs_httpd_shm_post_config(pconf, s)) != OK
+        || (rc = gs_httpd_daemon_post_config(pconf, s)) != OK) {
         return rc;
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,

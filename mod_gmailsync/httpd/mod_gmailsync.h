@@ -121,6 +121,15 @@ int gs_httpd_session_cache_get(const unsigned char *digest, char *user_out);
 void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id,
                                 apr_time_t expires);
 int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out);
+void gs_httpd_registry_task_put(const gs_registry_task_t *task);
+void gs_httpd_registry_task_remove(const char *user_id, const char *task_id);
+int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out);
+void gs_httpd_registry_tasks_clear(void);
+
+/* The sync daemon (mod_gmailsync_daemon.c). */
+int gs_httpd_daemon_post_config(apr_pool_t *pconf, server_rec *s);
+/* Wakes this host's daemon for a new task; never fails the request (the daemon also polls). */
+void gs_httpd_daemon_notify(request_rec *r, const char *task_id, const char *user_id);
 
 /* POST {prefix}/smart (mod_gmailsync_start.c). */
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);

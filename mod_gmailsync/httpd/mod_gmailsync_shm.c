@@ -140,3 +140,42 @@ int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out)
     unlock_registry();
     return found;
 }
+
+void gs_httpd_registry_task_put(const gs_registry_task_t *task)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_task_put(registry_state.reg, task);
+    unlock_registry();
+}
+
+void gs_httpd_registry_task_remove(const char *user_id, const char *task_id)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_task_remove(registry_state.reg, user_id, task_id);
+    unlock_registry();
+}
+
+int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out)
+{
+    int found;
+
+    if (!lock_registry()) {
+        return 0;
+    }
+    found = gs_registry_task_find(registry_state.reg, task_id, out);
+    unlock_registry();
+    return found;
+}
+
+void gs_httpd_registry_tasks_clear(void)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_tasks_clear(registry_state.reg);
+    unlock_registry();
+}

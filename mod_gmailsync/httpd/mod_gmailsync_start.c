@@ -196,6 +196,7 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     gs_json_set_string(body, "progress_url", progress_url);
     if (!result.reused) {
         apr_table_setn(r->headers_out, "Location", progress_url);
+        gs_httpd_daemon_notify(r, result.task_id, user_id);
     }
     return gs_httpd_send_json(r, result.reused ? HTTP_OK : HTTP_ACCEPTED, body);
 }

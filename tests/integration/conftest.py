@@ -19,9 +19,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEV = os.path.join(ROOT, "scripts", "gmailsync-dev")
 RUN_DIR = os.environ.get("GS_TEST_RUN_DIR", os.path.join(ROOT, "run", "test-stack"))
 PORTS = {
-    "GS_HTTP_PORT": os.environ.get("GS_TEST_HTTP_PORT", "59080"),
-    "GS_PG_PORT": os.environ.get("GS_TEST_PG_PORT", "59432"),
-    "GS_GMAIL_PORT": os.environ.get("GS_TEST_GMAIL_PORT", "59081"),
+    "GS_HTTP_PORT": os.environ.get("GS_TEST_HTTP_PORT", "19080"),
+    "GS_PG_PORT": os.environ.get("GS_TEST_PG_PORT", "19432"),
+    "GS_GMAIL_PORT": os.environ.get("GS_TEST_GMAIL_PORT", "19081"),
 }
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
@@ -44,6 +44,8 @@ class Stack:
 
     def __init__(self):
         self.env = {}
+        self.base_conf = ""   # directives every reconfigure keeps (e.g. a paused daemon)
+        self.extra_path = None
         self.refresh_env()
 
     def refresh_env(self):
@@ -92,12 +94,32 @@ class Stack:
             return f.read()
 
     def reconfigure(self, extra_conf=None):
-        """Applies GS_EXTRA_CONF (or removes it) with a graceful restart; waits until it took."""
-        run_dev("up", extra_conf=extra_conf)
+        """Applies base_conf plus the directives in the file extra_conf (None: base_conf only)
+        with a graceful restart; returns when the new generation answers."""
+        text = self.base_conf
+        if extra_conf:
+            with open(extra_conf) as f:
+                text += "\n" + f.read()
+        path = None
+        if text.strip():
+            os.makedirs(os.path.join(RUN_DIR, "tmp"), exist_ok=True)
+            path = os.path.join(RUN_DIR, "tmp", "extra.conf")
+            with open(path, "w") as f:
+                f.write(text + "\n")
+            os.chmod(path, 0o644)
+        self.extra_path = path
+        run_dev("up", extra_conf=path)
+
+    def up(self):
+        """`gmailsync-dev up` with the configuration currently applied."""
+        return run_dev("up", extra_conf=self.extra_path)
 
 
 @pytest.fixture(scope="session")
 def stack():
+    # a fresh stack per session: the fake Gmail API keeps mailboxes in memory only, and tasks
+    # left queued by an earlier session would sit in front of this session's
+    run_dev("down", "--purge", check=False)
     proc = run_dev("up", check=False)
     if proc.returncode != 0:
         pytest.fail("scripts/gmailsync-dev up failed:\n" + proc.stdout + proc.stderr)
@@ -136,6 +158,20 @@ def error_log_guard(request, stack, expect_log):
                   and not any(p.search(line) for p in expect_log.patterns)]
     if unexpected:
         pytest.fail("unexpected [warn]/[error] lines in the httpd error log:\n" + "\n".join(unexpected))
+
+
+@pytest.fixture(scope="module")
+def paused_daemon(stack):
+    """GmailSyncMaxWorkers 0 for a module: tasks stay CREATED, so tests of the start path see
+    the active task they created instead of racing a worker that already finished it."""
+    stack.base_conf = "GmailSyncMaxWorkers 0\n"
+    stack.reconfigure(None)
+    yield
+    # the module's queued tasks are test artefacts: end them before workers may run again
+    stack.query("UPDATE gmailsync.sync_tasks SET state = 'CANCELLED', finished_at = now() "
+                "WHERE state = 'CREATED'")
+    stack.base_conf = ""
+    stack.reconfigure(None)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import ROOT, run_dev
 
+pytestmark = pytest.mark.usefixtures("paused_daemon")
+
 VERSION = open(os.path.join(ROOT, "VERSION")).read().strip()
 MODULES = "/usr/lib/apache2/modules"
 LATEST_MIGRATION = max(int(os.path.basename(p)[:3])
@@ -204,7 +206,7 @@ def test_module_without_mod_dbd_is_refused_at_start(stack, tmp_path):
 
 def test_health_is_503_problem_when_database_is_unreachable(stack, tmp_path, http):
     """A second httpd whose DBDParams point at a closed port answers 503 with Retry-After."""
-    port = 59099
+    port = 19099
     conf = tmp_path / "httpd.conf"
     (tmp_path / "logs").mkdir()
     user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
@@ -363,7 +365,7 @@ def test_broken_migration_leaves_nothing_behind(stack, tmp_path):
 
 def test_up_twice_is_harmless(stack, http):
     pid_before = open(os.path.join(stack.env["GS_RUN_DIR"], "httpd", "httpd.pid")).read()
-    proc = run_dev("up")
+    proc = stack.up()
     assert proc.returncode == 0
     pid_after = open(os.path.join(stack.env["GS_RUN_DIR"], "httpd", "httpd.pid")).read()
     assert pid_before == pid_after

@@ -14,6 +14,8 @@ import requests
 
 from conftest import RUN_DIR
 
+pytestmark = pytest.mark.usefixtures("paused_daemon")
+
 JSON = {"Content-Type": "application/json"}
 
 

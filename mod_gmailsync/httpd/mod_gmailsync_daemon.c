@@ -1,0 +1,242 @@
+/* mod_gmailsync_daemon.c -- the sync daemon: a process httpd forks at post_config (after
+ * mod_cgid's model) that claims queued tasks, runs one gmailsync-worker per task with
+ * apr_proc_create, reads their live progress into the shared registry, reaps them, and rescues
+ * tasks whose worker stopped beating.
+ *
+ * Lifecycle
+ *  - The parent forks the daemon in post_config (never in the configuration dry run) and watches
+ *    it with apr_proc_other_child_register: if it dies while httpd runs, it is started again,
+ *    unless it exited with GS_DAEMON_STARTUP_ERROR (no restart loops).
+ *  - Graceful or plain restart: the parent sends SIGHUP; the daemon exits and leaves its workers
+ *    running. They hold their leases and write to PostgreSQL directly, so the syncs complete; the
+ *    next generation's daemon does not adopt their pipes (no live board for them, progress is
+ *    read from the database) and its rescuer fails them if they stop beating.
+ *  - Stop: the parent sends SIGINT; the daemon sends SIGTERM to its workers, gives them
+ *    GS_STOP_GRACE to exit, kills the rest, and moves every task it leased that is still RUNNING
+ *    to FAILED (error_code shutdown). No task is left RUNNING and no worker outlives httpd.
+ *
+ * Hand-off: request handlers write "gs1 start task=<uuid> user=<id>\n" to a Unix socket in
+ * DefaultRuntimeDir (mode 0600, owned by httpd's User; the daemon checks SO_PEERCRED). The
+ * message only wakes the daemon: PostgreSQL is the queue, so a lost message delays a task by
+ * at most GS_POLL_INTERVAL, and a task created on a host whose daemon is gone is claimed by any
+ * other host's daemon.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* SO_PEERCRED, struct ucred, accept4 */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <apr_file_io.h>
+#include <apr_portable.h>
+#include <apr_signal.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <ap_listen.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <unixd.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
+
+#include "gs_board.h"
+#include "gs_db.h"
+#include "gs_log.h"
+#include "gs_queue.h"
+#include "mod_gmailsync.h"
+#include "mod_gmailsync_daemon.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+/* ------------------------------------------------------------------ parent side */
+
+/* mod_dbd's per-server record starts with its dbd_cfg_t (mod_dbd.c, svr_cfg), unchanged since
+ * 2.2: how the daemon and workers get "the same parameters" as mod_dbd's pool. */
+typedef struct {
+    dbd_cfg_t *cfg;
+} mod_dbd_svr_prefix_t;
+
+/* One per httpd generation, set in post_config; read by request handlers (the socket name) and
+ * by the forked daemon. */
+static gs_daemon_ctx_t *daemon_ctx;
+
+static void daemon_maint(int reason, void *data, apr_wait_t status);
+
+static int daemon_fork(gs_daemon_ctx_t *ctx)
+{
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, ctx->s, "event=daemon.fork_failed");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (pid == 0) {
+        exit(gs_daemon_main(ctx));
+    }
+    ctx->proc = apr_pcalloc(ctx->pconf, sizeof *ctx->proc);
+    ctx->proc->pid = pid;
+    apr_pool_note_subprocess(ctx->pconf, ctx->proc, APR_KILL_AFTER_TIMEOUT);
+    apr_proc_other_child_register(ctx->proc, daemon_maint, ctx, NULL, ctx->pconf);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.started pid=%d", (int)pid);
+    return OK;
+}
+
+static void daemon_maint(int reason, void *data, apr_wait_t status)
+{
+    gs_daemon_ctx_t *ctx = data;
+    int mpm_state = AP_MPMQ_STOPPING;
+
+    switch (reason) {
+    case APR_OC_REASON_DEATH:
+    case APR_OC_REASON_LOST:
+        apr_proc_other_child_unregister(ctx);
+        if (ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state) != APR_SUCCESS
+            || mpm_state == AP_MPMQ_STOPPING) {
+            break;
+        }
+        if (reason == APR_OC_REASON_DEATH && WIFEXITED(status)
+            && WEXITSTATUS(status) == GS_DAEMON_STARTUP_ERROR) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, ctx->s,
+                         "event=daemon.startup_failed: not restarting it; see the lines above");
+            break;
+        }
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ctx->s,
+                     "event=daemon.died status=%d: starting a new one", (int)status);
+        daemon_fork(ctx);
+        break;
+    case APR_OC_REASON_RESTART:
+        apr_proc_other_child_unregister(ctx);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Runs before the subprocess kill of pconf: tells the daemon whether httpd stops (workers must
+ * go too) or only starts a new generation (workers carry on). */
+static apr_status_t daemon_notify_end(void *data)
+{
+    gs_daemon_ctx_t *ctx = data;
+
+    if (ctx->proc && ctx->proc->pid > 0) {
+        kill(ctx->proc->pid,
+             ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING ? SIGINT : SIGHUP);
+    }
+    if (daemon_ctx == ctx) {
+        daemon_ctx = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static const char *read_secret(apr_pool_t *p, const char *path, server_rec *s)
+{
+    apr_file_t *f;
+    char buf[1024];
+    apr_size_t len = sizeof buf - 1;
+    apr_status_t rv;
+
+    if (!path) {
+        return NULL;
+    }
+    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot read %s %s", GS_DIR_CLIENT_SECRET_FILE,
+                     path);
+        return NULL;
+    }
+    rv = apr_file_read(f, buf, &len);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return NULL;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
+        len--;
+    }
+    return apr_pstrmemdup(p, buf, len);
+}
+
+int gs_httpd_daemon_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    module *dbd = ap_find_linked_module("mod_dbd.c");
+    const mod_dbd_svr_prefix_t *dbd_conf;
+    gs_daemon_ctx_t *ctx;
+    struct sockaddr_un sa;
+
+    ctx = apr_pcalloc(pconf, sizeof *ctx);
+    ctx->s = s;
+    ctx->pconf = pconf;
+    ctx->sockname = ap_runtime_dir_relative(
+        pconf, apr_psprintf(pconf, "gmailsync.%" APR_PID_T_FMT ".sock", getpid()));
+    if (!ctx->sockname || strlen(ctx->sockname) >= sizeof sa.sun_path) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "the daemon socket path %s is too long: "
+                     "shorten DefaultRuntimeDir", ctx->sockname ? ctx->sockname : "(null)");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    dbd_conf = dbd ? ap_get_module_config(s->module_config, dbd) : NULL;
+    if (!dbd_conf || !dbd_conf->cfg || !dbd_conf->cfg->name
+        || strcmp(dbd_conf->cfg->name, "pgsql") || !dbd_conf->cfg->params) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "mod_gmailsync needs DBDriver pgsql and DBDParams in the main server");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ctx->db_params = dbd_conf->cfg->params;
+    /* read while still root: the secret file may be readable by root only */
+    ctx->client_secret = read_secret(pconf, gs_httpd_srv_conf(s)->client_secret_file, s);
+    daemon_ctx = ctx;
+    apr_pool_cleanup_register(pconf, ctx, daemon_notify_end, apr_pool_cleanup_null);
+    return daemon_fork(ctx);
+}
+
+/* ------------------------------------------------------------------ hand-off (request side) */
+
+void gs_httpd_daemon_notify(request_rec *r, const char *task_id, const char *user_id)
+{
+    static const apr_interval_time_t backoff[] = { 0, 20000, 80000 };
+    struct sockaddr_un sa;
+    char msg[GS_HANDOFF_MAX];
+    size_t i;
+    int len;
+
+    if (!daemon_ctx) {
+        return;
+    }
+    len = apr_snprintf(msg, sizeof msg, "gs1 start task=%s user=%s\n", task_id, user_id);
+    if (len <= 0 || len >= (int)sizeof msg) {
+        return;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    apr_cpystrn(sa.sun_path, daemon_ctx->sockname, sizeof sa.sun_path);
+    for (i = 0; i < sizeof backoff / sizeof backoff[0]; i++) {
+        int fd;
+
+        if (backoff[i]) {
+            apr_sleep(backoff[i]);
+        }
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+            break;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0
+            && write(fd, msg, (size_t)len) == len) {
+            close(fd);
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "event=daemon.notified task=%s",
+                          task_id);
+            return;
+        }
+        close(fd);
+    }
+    /* the daemon's periodic pick-up will claim the task from the database */
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, errno, r, "event=daemon.unreachable task=%s "
+                  "(the task waits in CREATED for the next pick-up)", task_id);
+}

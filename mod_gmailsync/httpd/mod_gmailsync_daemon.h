@@ -1,0 +1,82 @@
+/* mod_gmailsync_daemon.h -- internals shared by the daemon's files:
+ *   mod_gmailsync_daemon.c       the parent side (fork, watch, restart) and the request hand-off
+ *   mod_gmailsync_daemon_main.c  the daemon process: signals, socket, main loop, rescue
+ *   mod_gmailsync_workers.c      the workers: claim, spawn, live board, reap, stop
+ * See mod_gmailsync_daemon.c for the lifecycle.
+ */
+#ifndef MOD_GMAILSYNC_DAEMON_H
+#define MOD_GMAILSYNC_DAEMON_H
+
+#include <signal.h>
+
+#include <apr_thread_proc.h>
+
+#include "gs_board.h"
+#include "gs_db.h"
+#include "mod_gmailsync.h"
+
+#define GS_DAEMON_STARTUP_ERROR 86
+#define GS_MAX_WORKER_SLOTS     256
+#define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
+#define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
+#define GS_CLAIM_TIMEOUT        apr_time_from_sec(3600)   /* CREATED longer -> FAILED */
+#define GS_STOP_GRACE           apr_time_from_msec(2500)
+#define GS_HANDOFF_MAX          512
+#define GS_LINE_MAX             2048
+
+typedef struct {
+    server_rec *s;
+    apr_pool_t *pconf;
+    apr_proc_t *proc;
+    const char *sockname;
+    const char *db_params;
+    const char *client_secret;
+} gs_daemon_ctx_t;
+
+typedef struct {
+    char buf[GS_LINE_MAX];
+    apr_size_t len;
+} line_buf_t;
+
+typedef struct {
+    int used;
+    apr_pool_t *pool;
+    apr_proc_t proc;
+    int out_fd, err_fd;       /* -1 once closed */
+    line_buf_t out, err;
+    char task_id[40];
+    char lease[40];
+    char user_id[GS_REGISTRY_USER_MAX + 1];
+    apr_time_t started;
+} worker_t;
+
+typedef struct {
+    gs_daemon_ctx_t *ctx;
+    const gs_srv_conf_t *conf;
+    apr_pool_t *pool;
+    apr_pool_t *tick;
+    gs_db_t *db;
+    apr_time_t db_retry_at;
+    int listen_fd;
+    const char *host;
+    worker_t workers[GS_MAX_WORKER_SLOTS];
+    int running;
+} daemon_t;
+
+extern volatile sig_atomic_t gs_daemon_should_exit;   /* restart: leave workers */
+extern volatile sig_atomic_t gs_daemon_should_stop;   /* httpd stops: stop workers */
+
+/* The daemon process; returns its exit status (GS_DAEMON_STARTUP_ERROR: do not restart). */
+int gs_daemon_main(gs_daemon_ctx_t *ctx);
+/* Is the daemon's database connection usable (reconnecting with a back-off)? */
+int gs_daemon_ensure_db(daemon_t *d);
+
+/* Workers (mod_gmailsync_workers.c). */
+void gs_workers_claim_and_spawn(daemon_t *d);
+void gs_workers_reap(daemon_t *d, const char *code_if_running);
+int gs_workers_drain(daemon_t *d, worker_t *w, int is_err);
+void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
+                            const char *lease, apr_int64_t age);
+void gs_workers_stop(daemon_t *d);
+
+#endif /* MOD_GMAILSYNC_DAEMON_H */

@@ -1,0 +1,268 @@
+/* mod_gmailsync_daemon_main.c -- the daemon process: its signals, its hand-off socket, its
+ * database connection, the main loop (poll the socket and the workers' pipes; claim, reap and
+ * rescue on timers) and the rescue of stale tasks.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* SO_PEERCRED, struct ucred, accept4 */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <apr_file_io.h>
+#include <apr_portable.h>
+#include <apr_signal.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <ap_listen.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <unixd.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
+
+#include "gs_board.h"
+#include "gs_db.h"
+#include "gs_log.h"
+#include "gs_queue.h"
+#include "mod_gmailsync.h"
+#include "mod_gmailsync_daemon.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+volatile sig_atomic_t gs_daemon_should_exit;
+volatile sig_atomic_t gs_daemon_should_stop;
+
+static void daemon_signal(int sig)
+{
+    if (sig == SIGINT) {
+        gs_daemon_should_stop = 1;
+    }
+    gs_daemon_should_exit = 1;
+}
+
+static void daemon_log(void *baton, const char *file, int line, gs_log_level_t level,
+                       apr_status_t rv, const char *msg)
+{
+    ap_log_error(file, line, APLOG_MODULE_INDEX, (int)level, rv, (server_rec *)baton, "%s", msg);
+}
+
+static int daemon_log_level(void *baton, gs_log_level_t level)
+{
+    return APLOG_IS_LEVEL((server_rec *)baton, (int)level);
+}
+
+static int open_socket(daemon_t *d)
+{
+    struct sockaddr_un sa;
+    mode_t omask;
+    int fd, rc;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    apr_cpystrn(sa.sun_path, d->ctx->sockname, sizeof sa.sun_path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+        return -1;
+    }
+    unlink(sa.sun_path);
+    omask = umask(0077);
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(omask);
+    if (rc < 0 || chmod(sa.sun_path, 0600) < 0 || listen(fd, 128) < 0
+        || (!geteuid() && chown(sa.sun_path, ap_unixd_config.user_id, -1) < 0)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, errno, d->ctx->s, "cannot listen on %s",
+                     sa.sun_path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Accepts one hand-off. Only httpd's User (or root) may talk to the daemon. */
+static void accept_handoff(daemon_t *d)
+{
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    char buf[GS_HANDOFF_MAX];
+    struct pollfd pfd;
+    ssize_t n;
+    int fd;
+
+    while ((fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0
+            || (cred.uid != 0 && cred.uid != geteuid() && cred.uid != ap_unixd_config.user_id)) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
+                         "event=daemon.handoff_refused uid=%ld", (long)cred.uid);
+            close(fd);
+            continue;
+        }
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        n = poll(&pfd, 1, 100) == 1 ? read(fd, buf, sizeof buf - 1) : -1;
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strncmp(buf, "gs1 start ", 10) || !memchr(buf, '\n', (size_t)n)) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
+                             "event=daemon.handoff_malformed bytes=%ld", (long)n);
+            }
+        }
+    }
+}
+
+int gs_daemon_ensure_db(daemon_t *d)
+{
+    const char *err = NULL;
+
+    if (d->db && gs_db_ping(d->db, d->tick)) {
+        return 1;
+    }
+    if (apr_time_now() < d->db_retry_at) {
+        return 0;
+    }
+    if (d->db) {
+        if (gs_db_reconnect(d->db, &err) == APR_SUCCESS) {
+            return 1;
+        }
+    }
+    else if (gs_db_open(&d->db, d->pool, d->ctx->db_params, &err) == APR_SUCCESS) {
+        return 1;
+    }
+    d->db_retry_at = apr_time_now() + apr_time_from_sec(2);
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.db_unavailable reason=\"%s\"",
+                 err ? err : "unknown");
+    return 0;
+}
+
+static void rescue(daemon_t *d)
+{
+    gs_rescue_counts_t counts;
+
+    if (!gs_daemon_ensure_db(d)) {
+        return;
+    }
+    if (gs_queue_rescue(d->db, d->tick, d->host, d->conf->stuck_after, GS_CLAIM_TIMEOUT,
+                        gs_workers_kill_frozen, d, &counts) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.rescue_failed "
+                     "reason=\"%s\"", d->db->last_error);
+    }
+}
+
+int gs_daemon_main(gs_daemon_ctx_t *ctx)
+{
+    struct pollfd pfds[1 + 2 * GS_MAX_WORKER_SLOTS];
+    worker_t *owner[1 + 2 * GS_MAX_WORKER_SLOTS];
+    apr_time_t next_poll = 0, next_rescue = 0;
+    char hostname[256];
+    daemon_t *d;
+    int rc;
+
+    apr_signal(SIGTERM, daemon_signal);
+    apr_signal(SIGHUP, daemon_signal);
+    apr_signal(SIGINT, daemon_signal);
+    apr_signal(SIGUSR1, SIG_IGN);   /* AP_SIG_GRACEFUL sent to the process group */
+    apr_signal(SIGWINCH, SIG_IGN);  /* AP_SIG_GRACEFUL_STOP */
+    apr_signal(SIGPIPE, SIG_IGN);
+    apr_signal(SIGCHLD, SIG_DFL);   /* we need our workers' exit statuses */
+    /* a process group of our own, inherited by the workers: httpd signals its group on restarts
+     * (SIGUSR1, SIGHUP), and those must not kill running syncs. The parent tells this daemon
+     * explicitly what to do (daemon_notify_end) */
+    if (setpgid(0, 0) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ctx->s, "event=daemon.setpgid_failed");
+    }
+    ap_close_listeners();
+
+    d = calloc(1, sizeof *d);
+    if (!d || apr_pool_create(&d->pool, ctx->pconf) != APR_SUCCESS
+        || apr_pool_create(&d->tick, d->pool) != APR_SUCCESS) {
+        return GS_DAEMON_STARTUP_ERROR;
+    }
+    d->ctx = ctx;
+    d->conf = gs_httpd_srv_conf(ctx->s);
+    gs_log_set(daemon_log, daemon_log_level, ctx->s);
+    gs_httpd_shm_child_init(d->pool, ctx->s);
+    /* entries of a previous daemon of this generation (it died) describe workers this one does
+     * not watch: drop them, so that starts consult PostgreSQL */
+    gs_httpd_registry_tasks_clear();
+    if (gethostname(hostname, sizeof hostname) != 0) {
+        apr_cpystrn(hostname, "localhost", sizeof hostname);
+    }
+    hostname[sizeof hostname - 1] = '\0';
+    d->host = apr_pstrdup(d->pool, hostname);
+    if ((d->listen_fd = open_socket(d)) < 0) {
+        return GS_DAEMON_STARTUP_ERROR;
+    }
+    if ((rc = ap_run_drop_privileges(d->pool, ctx->s)) != 0) {
+        return GS_DAEMON_STARTUP_ERROR;
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.ready pid=%d host=%s "
+                 "max_workers=%ld socket=%s", (int)getpid(), d->host, d->conf->max_workers,
+                 ctx->sockname);
+
+    while (!gs_daemon_should_exit) {
+        int n = 1, i, ready;
+        apr_time_t now;
+
+        apr_pool_clear(d->tick);
+        pfds[0].fd = d->listen_fd;
+        pfds[0].events = POLLIN;
+        owner[0] = NULL;
+        for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+            worker_t *w = &d->workers[i];
+            if (w->used && w->out_fd >= 0) {
+                pfds[n].fd = w->out_fd;
+                pfds[n].events = POLLIN;
+                owner[n++] = w;
+            }
+            if (w->used && w->err_fd >= 0) {
+                pfds[n].fd = w->err_fd;
+                pfds[n].events = POLLIN;
+                owner[n++] = w;
+            }
+        }
+        ready = poll(pfds, (nfds_t)n, 100);
+        if (ready > 0) {
+            if (pfds[0].revents) {
+                accept_handoff(d);
+                next_poll = 0; /* a new task: claim now */
+            }
+            for (i = 1; i < n; i++) {
+                if (pfds[i].revents) {
+                    gs_workers_drain(d, owner[i], pfds[i].fd == owner[i]->err_fd);
+                }
+            }
+        }
+        gs_workers_reap(d, NULL);
+        now = apr_time_now();
+        if (now >= next_poll) {
+            gs_workers_claim_and_spawn(d);
+            next_poll = now + GS_POLL_INTERVAL;
+        }
+        if (now >= next_rescue) {
+            rescue(d);
+            next_rescue = now + GS_RESCUE_INTERVAL;
+        }
+    }
+    close(d->listen_fd);
+    unlink(ctx->sockname);
+    if (gs_daemon_should_stop) {
+        gs_workers_stop(d);
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.exit reason=%s workers=%d",
+                 gs_daemon_should_stop ? "stop" : "restart", d->running);
+    if (d->db) {
+        gs_db_close(d->db);
+    }
+    return 0;
+}

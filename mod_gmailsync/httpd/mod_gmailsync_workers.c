@@ -1,0 +1,366 @@
+/* mod_gmailsync_workers.c -- the daemon's workers: claim a queued task, spawn
+ * gmailsync-worker for it with apr_proc_create (configuration through stdin), read its gs1
+ * progress lines into the shared-memory board and its log lines into the error log, reap it and
+ * fail its task if it ended without finalising it, and stop them all when httpd stops.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* SO_PEERCRED, struct ucred, accept4 */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <apr_file_io.h>
+#include <apr_portable.h>
+#include <apr_signal.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <ap_listen.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <unixd.h>
+#include <apr_dbd.h>
+#include <mod_dbd.h>
+
+#include "gs_board.h"
+#include "gs_db.h"
+#include "gs_log.h"
+#include "gs_queue.h"
+#include "mod_gmailsync.h"
+#include "mod_gmailsync_daemon.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+static void board_put(worker_t *w, const char *state, const gs_board_line_t *line)
+{
+    gs_registry_task_t t;
+
+    memset(&t, 0, sizeof t);
+    apr_cpystrn(t.user_id, w->user_id, sizeof t.user_id);
+    apr_cpystrn(t.task_id, w->task_id, sizeof t.task_id);
+    apr_cpystrn(t.state, state, sizeof t.state);
+    t.total = -1;
+    if (line && !strcmp(line->event, "progress")) {
+        apr_cpystrn(t.mode, line->mode, sizeof t.mode);
+        t.processed = line->processed;
+        t.total = line->total;
+        t.progress_percentage = line->pct >= 0 ? line->pct / 100.0 : 0;
+    }
+    t.updated = apr_time_now();
+    gs_httpd_registry_task_put(&t);
+}
+
+static void handle_worker_line(daemon_t *d, worker_t *w, int is_err, char *line)
+{
+    gs_board_line_t parsed;
+
+    if (is_err) {
+        /* the worker logs "[gmailsync:<level>] [pid N] message": keep its level */
+        static const char *const names[] = { "emerg", "alert", "crit", "error", "warn", "notice",
+                                             "info", "debug" };
+        int level = APLOG_NOTICE, i;
+        char *msg = line;
+
+        if (!strncmp(line, "[gmailsync:", 11)) {
+            char *end = strchr(line, ']');
+            for (i = 0; end && i < (int)(sizeof names / sizeof names[0]); i++) {
+                if ((size_t)(end - line - 11) == strlen(names[i])
+                    && !strncmp(line + 11, names[i], strlen(names[i]))) {
+                    level = i;
+                    break;
+                }
+            }
+            msg = end ? end + 1 : line;
+            while (*msg == ' ') {
+                msg++;
+            }
+        }
+        ap_log_error(APLOG_MARK, level, 0, d->ctx->s, "worker: %s", msg);
+        return;
+    }
+    if (gs_board_parse(line, &parsed) != APR_SUCCESS || strcmp(parsed.task, w->task_id)) {
+        return;
+    }
+    if (!strcmp(parsed.event, "progress")) {
+        board_put(w, "RUNNING", &parsed);
+    }
+    else if (!strcmp(parsed.event, "state") && strcmp(parsed.state, "RUNNING")) {
+        /* SUCCEEDED, FAILED, LOST: the task is no longer this host's to answer for */
+        gs_httpd_registry_task_remove(w->user_id, w->task_id);
+    }
+}
+
+/* Reads what a worker wrote; returns 0 at EOF. */
+int gs_workers_drain(daemon_t *d, worker_t *w, int is_err)
+{
+    int *fd = is_err ? &w->err_fd : &w->out_fd;
+    line_buf_t *lb = is_err ? &w->err : &w->out;
+    ssize_t n;
+
+    while (*fd >= 0) {
+        char *nl;
+
+        n = read(*fd, lb->buf + lb->len, sizeof lb->buf - 1 - lb->len);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            *fd = -1; /* the apr_file_t in w->proc closes it with w->pool */
+            return 0;
+        }
+        if (n < 0) {
+            return 1;
+        }
+        lb->len += (apr_size_t)n;
+        lb->buf[lb->len] = '\0';
+        while ((nl = strchr(lb->buf, '\n'))) {
+            *nl = '\0';
+            handle_worker_line(d, w, is_err, lb->buf);
+            lb->len -= (apr_size_t)(nl + 1 - lb->buf);
+            memmove(lb->buf, nl + 1, lb->len + 1);
+        }
+        if (lb->len == sizeof lb->buf - 1) {
+            handle_worker_line(d, w, is_err, lb->buf); /* an overlong line: pass it on whole */
+            lb->len = 0;
+        }
+    }
+    return 0;
+}
+
+static const char *worker_config(daemon_t *d, apr_pool_t *p)
+{
+    const gs_srv_conf_t *c = d->conf;
+
+    return apr_pstrcat(p,
+        "db = ", d->ctx->db_params, "\n",
+        "api_base = ", c->api_base, "\n",
+        "token_url = ", c->token_url, "\n",
+        c->client_id ? "client_id = " : "", c->client_id ? c->client_id : "",
+        c->client_id ? "\n" : "",
+        d->ctx->client_secret ? "client_secret = " : "",
+        d->ctx->client_secret ? d->ctx->client_secret : "", d->ctx->client_secret ? "\n" : "",
+        "mode = ", gs_sync_mode_name((gs_sync_mode_t)c->mode), "\n",
+        "batch_size = ", apr_ltoa(p, c->batch_size), "\n",
+        "quota_units = ", apr_ltoa(p, c->quota_units), "\n",
+        "heartbeat = ", gs_format_duration(p, c->heartbeat), "\n",
+        "progress_interval = ", gs_format_duration(p, c->progress_interval), "\n",
+        "host = ", d->host, "\n", NULL);
+}
+
+static void worker_errfn(apr_pool_t *p, apr_status_t err, const char *description)
+{
+    (void)p;
+    ap_log_error(APLOG_MARK, APLOG_ERR, err, NULL, "event=worker.exec_failed %s", description);
+}
+
+static void fail_task(daemon_t *d, const char *task, const char *lease, const char *user,
+                      const char *code, const char *message)
+{
+    apr_int64_t ms = 0;
+
+    if (gs_daemon_ensure_db(d) && gs_queue_fail(d->db, d->tick, task, lease, code, message, &ms)
+                            == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s,
+                     "event=task.failed task=%s user=%s error=%s duration_ms=%" APR_INT64_T_FMT
+                     " reason=\"%s\"", task, user, code, ms, message);
+    }
+}
+
+static apr_status_t spawn_worker(daemon_t *d, worker_t *w)
+{
+    const char *argv[8], *config;
+    static const char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C.UTF-8",
+                                       NULL };
+    apr_procattr_t *attr;
+    apr_size_t len;
+    apr_os_file_t fd;
+    apr_status_t rv;
+
+    argv[0] = d->conf->worker_path;
+    argv[1] = "--task";
+    argv[2] = w->task_id;
+    argv[3] = "--lease";
+    argv[4] = w->lease;
+    argv[5] = "--config";
+    argv[6] = "-";
+    argv[7] = NULL;
+    if (APR_SUCCESS != (rv = apr_procattr_create(&attr, w->pool))
+        || APR_SUCCESS != (rv = apr_procattr_io_set(attr, APR_CHILD_BLOCK, APR_CHILD_BLOCK,
+                                                    APR_CHILD_BLOCK))
+        || APR_SUCCESS != (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM))
+        || APR_SUCCESS != (rv = apr_procattr_dir_set(attr, "/"))
+        || APR_SUCCESS != (rv = apr_procattr_error_check_set(attr, 1))
+        || APR_SUCCESS != (rv = apr_procattr_child_errfn_set(attr, worker_errfn))
+        || APR_SUCCESS != (rv = apr_proc_create(&w->proc, argv[0], argv, env, attr, w->pool))) {
+        return rv;
+    }
+    /* the configuration (with the OAuth secret) goes through the pipe, never argv or env */
+    config = worker_config(d, d->tick);
+    len = strlen(config);
+    rv = apr_file_write_full(w->proc.in, config, len, NULL);
+    apr_file_close(w->proc.in);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s, "event=worker.config_failed task=%s",
+                     w->task_id);
+    }
+    apr_os_file_get(&fd, w->proc.out);
+    w->out_fd = fd;
+    apr_os_file_get(&fd, w->proc.err);
+    w->err_fd = fd;
+    w->out.len = w->err.len = 0;
+    w->started = apr_time_now();
+    return APR_SUCCESS;
+}
+
+static worker_t *free_slot(daemon_t *d)
+{
+    int i;
+
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        if (!d->workers[i].used) {
+            return &d->workers[i];
+        }
+    }
+    return NULL;
+}
+
+void gs_workers_claim_and_spawn(daemon_t *d)
+{
+    while (d->running < d->conf->max_workers && !gs_daemon_should_exit) {
+        gs_claim_t claim;
+        worker_t *w = free_slot(d);
+        apr_status_t rv;
+
+        if (!w || !gs_daemon_ensure_db(d)) {
+            return;
+        }
+        rv = gs_queue_claim(d->db, d->tick, d->host, &claim);
+        if (rv == APR_NOTFOUND) {
+            return;
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.claim_failed "
+                         "reason=\"%s\"", d->db->last_error);
+            return;
+        }
+        memset(w, 0, sizeof *w);
+        if (apr_pool_create(&w->pool, d->pool) != APR_SUCCESS) {
+            return;
+        }
+        w->used = 1;
+        apr_cpystrn(w->task_id, claim.task_id, sizeof w->task_id);
+        apr_cpystrn(w->lease, claim.lease, sizeof w->lease);
+        apr_cpystrn(w->user_id, claim.user_id, sizeof w->user_id);
+        board_put(w, "RUNNING", NULL);
+        if ((rv = spawn_worker(d, w)) != APR_SUCCESS) {
+            char err[128];
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s,
+                         "event=worker.spawn_failed task=%s binary=%s", w->task_id,
+                         d->conf->worker_path);
+            gs_httpd_registry_task_remove(w->user_id, w->task_id);
+            fail_task(d, w->task_id, w->lease, w->user_id, "worker_spawn_failed",
+                      apr_strerror(rv, err, sizeof err));
+            apr_pool_destroy(w->pool);
+            w->used = 0;
+            continue;
+        }
+        d->running++;
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s,
+                     "event=worker.spawned task=%s user=%s pid=%d binary=%s queued_ms=%"
+                     APR_INT64_T_FMT, w->task_id, w->user_id, (int)w->proc.pid,
+                     d->conf->worker_path, claim.queued_ms);
+    }
+}
+
+/* Collects exited workers; a task its worker left RUNNING is failed as worker_crashed. */
+void gs_workers_reap(daemon_t *d, const char *code_if_running)
+{
+    int i;
+
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        worker_t *w = &d->workers[i];
+        apr_exit_why_e why;
+        int code;
+
+        if (!w->used || apr_proc_wait(&w->proc, &code, &why, APR_NOWAIT) != APR_CHILD_DONE) {
+            continue;
+        }
+        gs_workers_drain(d, w, 0);
+        gs_workers_drain(d, w, 1);
+        gs_httpd_registry_task_remove(w->user_id, w->task_id);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->ctx->s, "event=worker.exited task=%s pid=%d "
+                     "%s=%d", w->task_id, (int)w->proc.pid,
+                     APR_PROC_CHECK_SIGNALED(why) ? "signal" : "exit_code", code);
+        /* a worker that ended without finalising its task (crash, signal, lost database): the
+         * lease-guarded update changes nothing if the worker did finish it */
+        fail_task(d, w->task_id, w->lease, w->user_id,
+                  code_if_running ? code_if_running : "worker_crashed",
+                  apr_psprintf(d->tick, "worker pid %d %s %d", (int)w->proc.pid,
+                               APR_PROC_CHECK_SIGNALED(why) ? "killed by signal"
+                                                            : "exited with code", code));
+        apr_pool_destroy(w->pool);
+        w->used = 0;
+        d->running--;
+    }
+}
+
+void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
+                            const char *lease, apr_int64_t age)
+{
+    daemon_t *d = baton;
+    int i;
+
+    (void)lease;
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        worker_t *w = &d->workers[i];
+
+        /* only a process this daemon started: a recorded pid alone could have been reused */
+        if (w->used && !strcmp(w->task_id, task_id)) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
+                         "event=worker.killed task=%s user=%s pid=%d reason=stuck "
+                         "heartbeat_age_s=%" APR_INT64_T_FMT, task_id, user_id,
+                         (int)w->proc.pid, age);
+            kill(w->proc.pid, SIGKILL);
+            gs_httpd_registry_task_remove(w->user_id, w->task_id);
+            return;
+        }
+    }
+    (void)pid;
+}
+
+/* httpd stops: every worker gets SIGTERM, then SIGKILL after the grace period; every task this
+ * daemon leased and that is still RUNNING ends FAILED (shutdown). */
+void gs_workers_stop(daemon_t *d)
+{
+    apr_time_t deadline = apr_time_now() + GS_STOP_GRACE;
+    int i;
+
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        if (d->workers[i].used) {
+            kill(d->workers[i].proc.pid, SIGTERM);
+        }
+    }
+    while (d->running > 0 && apr_time_now() < deadline) {
+        apr_pool_clear(d->tick);
+        gs_workers_reap(d, "shutdown");
+        apr_sleep(apr_time_from_msec(20));
+    }
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        worker_t *w = &d->workers[i];
+        if (w->used) {
+            kill(w->proc.pid, SIGKILL);
+            apr_proc_wait(&w->proc, NULL, NULL, APR_WAIT);
+            fail_task(d, w->task_id, w->lease, w->user_id, "shutdown", "httpd stopped");
+            w->used = 0;
+            d->running--;
+        }
+    }
+}

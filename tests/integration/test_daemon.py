@@ -1,0 +1,242 @@
+"""Managed background execution (issue 6): the daemon httpd forks, the workers it spawns, and
+what crashes, hangs and restarts leave behind (nothing)."""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+JSON = {"Content-Type": "application/json"}
+
+
+def wait_for(what, predicate, timeout, interval=0.02):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def start(stack, user, force_full=False):
+    r = requests.post(stack.api + "/smart", json={"force_full": force_full},
+                      cookies={"session": user["session"]}, timeout=30)
+    assert r.status_code in (200, 202), r.text
+    return r.json()["task_id"]
+
+
+def task(stack, task_id):
+    rows = stack.query("SELECT state, processed, total, progress_percentage, error_code, "
+                       "error_message, worker_pid, started_at - created_at FROM "
+                       "gmailsync.sync_tasks WHERE task_id=%s", (task_id,))
+    return rows[0] if rows else None
+
+
+def state(stack, task_id):
+    return task(stack, task_id)[0]
+
+
+def worker_pids(task_id):
+    out = subprocess.run(["pgrep", "-f", f"gmailsync-worker --task {task_id}"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def message_count(stack, user_id):
+    return stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id=%s", (user_id,))[0][0]
+
+
+def daemon_pids(stack, offset=0):
+    return [int(p) for p in re.findall(r"event=daemon\.ready pid=(\d+)", stack.log_since(offset))]
+
+
+def current_daemon(stack):
+    pids = daemon_pids(stack)
+    for pid in reversed(pids):
+        try:
+            os.kill(pid, 0)
+            return pid
+        except ProcessLookupError:
+            continue
+    return None
+
+
+def slow_down(stack, seconds=0.3, count=1000, email=None):
+    body = {"method": "messages.get", "mode": "latency", "seconds": seconds, "count": count}
+    if email:
+        body["email"] = email
+    r = requests.post(stack.gmail_url + "/_control/faults", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def no_faults(stack):
+    yield
+    requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+
+
+def test_seed_1_created_running_succeeded_with_every_message(stack):
+    u = stack.add_user(messages=400)
+    t0 = time.time()
+    tid = start(stack, u)
+    wait_for("RUNNING", lambda: state(stack, tid) != "CREATED", 3)
+    running_after = time.time() - t0
+    assert running_after < 3, running_after
+    wait_for("SUCCEEDED", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
+    st, processed, total, pct, code, msg, pid, queue = task(stack, tid)
+    assert (st, code) == ("SUCCEEDED", None), msg
+    assert float(pct) == 100.0 and processed == total == 400
+    assert message_count(stack, u["user_id"]) == 400
+    assert queue.total_seconds() < 3
+    # the worker is gone and the user's slot is free
+    wait_for("worker exit", lambda: not worker_pids(tid), 5)
+    assert stack.query("SELECT is_syncing FROM gmailsync.user_sync_status WHERE user_id=%s",
+                       (u["user_id"],)) == [(False,)]
+
+
+def test_five_concurrent_starts_run_exactly_one_worker(stack, no_faults):
+    u = stack.add_user(messages=300)
+    slow_down(stack, seconds=0.2, email=u["email"])
+    barrier = threading.Barrier(5)
+    ids = []
+
+    def go():
+        barrier.wait()
+        ids.append(start(stack, u))
+
+    threads = [threading.Thread(target=go) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(set(ids)) == 1 and len(ids) == 5
+    tid = ids[0]
+    wait_for("worker", lambda: worker_pids(tid), 3)
+    seen = set()
+    deadline = time.time() + 1.5
+    while time.time() < deadline:
+        pids = worker_pids(tid)
+        assert len(pids) <= 1, pids
+        seen.update(pids)
+        time.sleep(0.05)
+    assert len(seen) == 1
+    assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id=%s",
+                       (u["user_id"],)) == [(1,)]
+    requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+    wait_for("end", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
+    assert state(stack, tid) == "SUCCEEDED"
+
+
+def test_killed_worker_fails_the_task_fast_and_a_rerun_completes(stack, no_faults, expect_log):
+    expect_log(r"event=task\.failed .*error=worker_crashed")
+    u = stack.add_user(messages=1000)
+    slow_down(stack, seconds=0.3, email=u["email"])
+    tid = start(stack, u)
+    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+    wait_for("some progress", lambda: task(stack, tid)[1] > 0 or message_count(stack, u["user_id"]) > 0, 20)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    wait_for("FAILED", lambda: state(stack, tid) == "FAILED", 2)
+    assert time.time() - killed <= 2
+    st, _, _, _, code, msg, _, _ = task(stack, tid)
+    assert code == "worker_crashed" and "signal 9" in msg
+    requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+    again = start(stack, u)
+    assert again != tid
+    wait_for("rerun", lambda: state(stack, again) in ("SUCCEEDED", "FAILED"), 60)
+    assert state(stack, again) == "SUCCEEDED", task(stack, again)
+    assert message_count(stack, u["user_id"]) == 1000
+
+
+def test_killed_daemon_is_replaced_and_work_goes_on(stack, no_faults, expect_log):
+    expect_log(r"event=daemon\.died")
+    u = stack.add_user(messages=500)
+    slow_down(stack, seconds=0.2, email=u["email"])
+    tid = start(stack, u)
+    wait_for("worker", lambda: worker_pids(tid), 3)
+    old = current_daemon(stack)
+    assert old
+    offset = stack.log_size()
+    os.kill(old, signal.SIGKILL)
+    t0 = time.time()
+    new = wait_for("new daemon", lambda: [p for p in daemon_pids(stack, offset) if p != old], 2.5)
+    assert time.time() - t0 <= 2.5
+    assert new
+    requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+    # the orphaned worker finishes its task on its own
+    wait_for("orphan finishes", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
+    assert state(stack, tid) == "SUCCEEDED", task(stack, tid)
+    # and new starts are run by the new daemon
+    u2 = stack.add_user(messages=50)
+    t2 = start(stack, u2)
+    wait_for("new sync", lambda: state(stack, t2) == "SUCCEEDED", 30)
+
+
+def test_frozen_worker_is_stuck_then_failed_and_user_can_restart(stack, tmp_path, no_faults,
+                                                                 expect_log):
+    expect_log(r"event=task\.stuck|event=worker\.killed|event=task\.failed .*error=stuck")
+    extra = tmp_path / "stuck.conf"
+    extra.write_text("GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 3s\n")
+    stack.reconfigure(str(extra))
+    try:
+        u = stack.add_user(messages=800)
+        slow_down(stack, seconds=0.3, email=u["email"])
+        tid = start(stack, u)
+        pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+        wait_for("heartbeat", lambda: task(stack, tid)[0] == "RUNNING", 3)
+        os.kill(pid, signal.SIGSTOP)
+        wait_for("STUCK or FAILED", lambda: state(stack, tid) in ("STUCK", "FAILED"), 10)
+        wait_for("FAILED stuck", lambda: task(stack, tid)[4] == "stuck", 5)
+        wait_for("frozen worker killed", lambda: not worker_pids(tid), 5)
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        again = start(stack, u)
+        assert again != tid
+        wait_for("rerun", lambda: state(stack, again) == "SUCCEEDED", 60)
+    finally:
+        stack.reconfigure(None)
+
+
+def test_graceful_restart_lets_running_syncs_finish(stack, tmp_path, no_faults):
+    u = stack.add_user(messages=1500)
+    slow_down(stack, seconds=0.4, email=u["email"])
+    tid = start(stack, u)
+    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+    extra = tmp_path / "graceful.conf"
+    extra.write_text("# force a graceful restart\nGmailSyncProgressInterval 900ms\n")
+    try:
+        stack.reconfigure(str(extra))
+        assert state(stack, tid) == "RUNNING", "the test needs a sync still running here"
+        assert worker_pids(tid) == [pid], "the worker did not survive the graceful restart"
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        wait_for("finish", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
+        assert state(stack, tid) == "SUCCEEDED", task(stack, tid)
+        assert message_count(stack, u["user_id"]) == 1500
+    finally:
+        stack.reconfigure(None)
+
+
+def test_stop_leaves_no_worker_and_no_running_task(stack, no_faults):
+    u = stack.add_user(messages=800)
+    slow_down(stack, seconds=0.3, email=u["email"])
+    tid = start(stack, u)
+    wait_for("worker", lambda: worker_pids(tid), 3)
+    conf = stack.httpd_conf
+    subprocess.run([stack.httpd_bin, "-d", os.path.dirname(conf), "-f", conf, "-k", "stop"],
+                   check=True, timeout=30)
+    stopped = time.time()
+    try:
+        wait_for("no worker", lambda: not worker_pids(tid), 5)
+        assert time.time() - stopped < 5
+        st, _, _, _, code, _, _, _ = task(stack, tid)
+        assert st == "FAILED" and code == "shutdown", (st, code)
+        assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE state='RUNNING' "
+                           "AND user_id=%s", (u["user_id"],)) == [(0,)]
+    finally:
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        stack.up()
