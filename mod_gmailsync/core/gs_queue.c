@@ -7,6 +7,11 @@
 #include "gs_queue.h"
 #include "gs_sql.h"
 
+static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
+                           apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
+                           int finalise, gs_queue_stuck_cb *on_stuck, void *baton,
+                           gs_rescue_counts_t *counts);
+
 static const char *seconds(apr_pool_t *p, apr_interval_time_t t)
 {
     return apr_psprintf(p, "%.3f", (double)t / APR_USEC_PER_SEC);
@@ -28,6 +33,8 @@ apr_status_t gs_queue_claim(gs_db_t *db, apr_pool_t *p, const char *host, gs_cla
     claim->lease = gs_db_cell(rows, 0, 1);
     claim->user_id = gs_db_cell(rows, 0, 2);
     claim->queued_ms = apr_atoi64(gs_db_cell(rows, 0, 3));
+    claim->created_at = gs_db_cell(rows, 0, 4);
+    claim->started_at = gs_db_cell(rows, 0, 5);
     return APR_SUCCESS;
 }
 
@@ -54,6 +61,20 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                              apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
                              gs_queue_stuck_cb *on_stuck, void *baton, gs_rescue_counts_t *counts)
 {
+    return rescue(db, p, host, stuck_after, claim_timeout, 1, on_stuck, baton, counts);
+}
+
+apr_status_t gs_queue_mark_stuck(gs_db_t *db, apr_pool_t *p, apr_interval_time_t stuck_after,
+                                 apr_interval_time_t claim_timeout, gs_rescue_counts_t *counts)
+{
+    return rescue(db, p, NULL, stuck_after, claim_timeout, 0, NULL, NULL, counts);
+}
+
+static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
+                           apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
+                           int finalise, gs_queue_stuck_cb *on_stuck, void *baton,
+                           gs_rescue_counts_t *counts)
+{
     const char *stuck_args[1], *list_args[2], *unclaimed_args[1];
     gs_db_rows_t *rows;
     apr_status_t rv;
@@ -61,7 +82,7 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
 
     counts->marked_stuck = counts->failed_stuck = counts->failed_unclaimed = 0;
     stuck_args[0] = seconds(p, stuck_after);
-    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_MARK_STUCK, &rows, 1, stuck_args))) {
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_MARK_STUCK, &rows, 1, stuck_args))) {
         return rv;
     }
     for (i = 0; i < rows->nrows; i++) {
@@ -71,6 +92,9 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                       gs_db_cell(rows, i, 3), gs_db_cell(rows, i, 5));
     }
     counts->marked_stuck = rows->nrows;
+    if (!finalise) {
+        goto unclaimed;
+    }
 
     list_args[0] = host;
     list_args[1] = seconds(p, 2 * stuck_after);
@@ -99,8 +123,9 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
         }
     }
 
+unclaimed:
     unclaimed_args[0] = seconds(p, claim_timeout);
-    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_FAIL_UNCLAIMED, &rows, 1,
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_FAIL_UNCLAIMED, &rows, 1,
                                           unclaimed_args))) {
         return rv;
     }

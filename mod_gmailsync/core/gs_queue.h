@@ -18,6 +18,8 @@ typedef struct {
     const char *lease;
     const char *user_id;
     apr_int64_t queued_ms;     /* CREATED -> RUNNING latency of this claim */
+    const char *created_at;    /* RFC 3339 */
+    const char *started_at;
 } gs_claim_t;
 
 /* Claims the oldest CREATED task for `host`. APR_SUCCESS with *claim, APR_NOTFOUND when the
@@ -46,5 +48,11 @@ typedef struct {
 apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                              apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
                              gs_queue_stuck_cb *on_stuck, void *baton, gs_rescue_counts_t *counts);
+
+/* The part of a rescue pass that needs no local process: RUNNING -> STUCK and CREATED too long ->
+ * FAILED. /health runs it; STUCK -> FAILED stays with the daemon (it kills frozen workers first)
+ * and with scripts/gmailsync-cleanup. */
+apr_status_t gs_queue_mark_stuck(gs_db_t *db, apr_pool_t *p, apr_interval_time_t stuck_after,
+                                 apr_interval_time_t claim_timeout, gs_rescue_counts_t *counts);
 
 #endif /* GS_QUEUE_H */

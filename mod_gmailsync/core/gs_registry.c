@@ -1,10 +1,12 @@
 /* gs_registry.c -- see gs_registry.h */
 #include <string.h>
 
+#include <apr_atomic.h>
+
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 1u
+#define REGISTRY_VERSION 2u
 
 typedef struct {
     apr_uint32_t used;
@@ -23,6 +25,7 @@ struct gs_registry_t {
     apr_uint32_t version;
     apr_size_t slots;
     apr_size_t bytes;
+    volatile apr_uint64_t counters[GS_CTR_MAX];
     /* followed by `slots` session_slot_t, then `slots` task_slot_t */
 };
 
@@ -201,6 +204,21 @@ int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task)
     return 1;
 }
 
+int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task)
+{
+    task_slot_t *t;
+    apr_uint32_t generation;
+
+    if (!memchr(task->user_id, '\0', sizeof task->user_id)
+        || !(t = task_slot_for(reg, task->user_id, 0)) || strcmp(t->task.task_id, task->task_id)) {
+        return 0;
+    }
+    generation = t->task.generation;
+    t->task = *task;
+    t->task.generation = generation + 1;
+    return 1;
+}
+
 int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id)
 {
     task_slot_t *t;
@@ -230,4 +248,43 @@ int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_t
 void gs_registry_tasks_clear(gs_registry_t *reg)
 {
     memset(task_slots(reg), 0, reg->slots * sizeof(task_slot_t));
+}
+
+void gs_registry_tasks_sweep(gs_registry_t *reg, apr_time_t before)
+{
+    task_slot_t *slots = task_slots(reg);
+    apr_size_t i;
+
+    for (i = 0; i < reg->slots; i++) {
+        if (slots[i].used && slots[i].task.finished && slots[i].task.finished < before) {
+            slots[i].used = 0;
+        }
+    }
+}
+
+void gs_registry_count(gs_registry_t *reg, gs_counter_t c, apr_uint64_t delta)
+{
+    if ((unsigned)c < GS_CTR_MAX) {
+        apr_atomic_add64(&reg->counters[c], delta);
+    }
+}
+
+apr_uint64_t gs_registry_counter(gs_registry_t *reg, gs_counter_t c)
+{
+    return (unsigned)c < GS_CTR_MAX ? apr_atomic_read64(&reg->counters[c]) : 0;
+}
+
+void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency)
+{
+    static const double bounds[] = GS_START_BUCKETS;
+    double seconds = (double)latency / APR_USEC_PER_SEC;
+    unsigned i;
+
+    apr_atomic_add64(&reg->counters[GS_CTR_START_SECONDS_US], (apr_uint64_t)(latency > 0 ? latency : 0));
+    apr_atomic_inc64(&reg->counters[GS_CTR_START_COUNT]);
+    for (i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+        if (seconds <= bounds[i]) {
+            apr_atomic_inc64(&reg->counters[GS_CTR_START_BUCKET0 + i]);
+        }
+    }
 }

@@ -27,6 +27,20 @@
 
 typedef struct gs_registry_t gs_registry_t;
 
+/* Per-host counters (Prometheus counters: they restart at 0 with each httpd generation). */
+typedef enum {
+    GS_CTR_START_CREATED = 0,
+    GS_CTR_START_REUSED,
+    GS_CTR_START_REJECTED,
+    GS_CTR_START_SECONDS_US,          /* sum of start latencies, microseconds */
+    GS_CTR_START_COUNT,
+    GS_CTR_START_BUCKET0,             /* then one per GS_START_BUCKETS bound, cumulative */
+    GS_CTR_MAX = GS_CTR_START_BUCKET0 + 8
+} gs_counter_t;
+
+/* Upper bounds (seconds) of the start latency histogram buckets; +Inf is START_COUNT. */
+#define GS_START_BUCKETS { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0 }
+
 /* One task as the daemon's board shows it. */
 typedef struct {
     char user_id[GS_REGISTRY_USER_MAX + 1];
@@ -36,7 +50,10 @@ typedef struct {
     apr_int64_t processed;
     apr_int64_t total;              /* -1 unknown */
     double progress_percentage;
+    char created_at[32];            /* RFC 3339, from the database at claim time */
+    char started_at[32];
     apr_time_t updated;             /* local clock of the last change */
+    apr_time_t finished;            /* SUCCEEDED entries: when (they linger for watchers) */
     apr_uint32_t generation;        /* bumped on every change (watchers compare it) */
 } gs_registry_task_t;
 
@@ -48,6 +65,12 @@ gs_registry_t *gs_registry_format(void *base, apr_size_t bytes, apr_size_t slots
 
 /* Returns the registry at `base` if it carries a valid header, else NULL. */
 gs_registry_t *gs_registry_attach(void *base, apr_size_t bytes);
+
+/* Adds to a counter (atomic: no lock needed) and reads one. */
+void gs_registry_count(gs_registry_t *reg, gs_counter_t c, apr_uint64_t delta);
+apr_uint64_t gs_registry_counter(gs_registry_t *reg, gs_counter_t c);
+/* Records one start's latency in the histogram. */
+void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency);
 
 /* Session cache. get returns 1 and copies the user when a live entry exists. */
 int gs_registry_session_get(gs_registry_t *reg, const unsigned char digest[GS_SHA256_DIGEST_LEN],
@@ -61,8 +84,13 @@ int gs_registry_task_get(gs_registry_t *reg, const char *user_id, gs_registry_ta
 /* Inserts or replaces the user's entry; returns 0 if the table had no room (the caller then
  * simply has no fast path for this task). */
 int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task);
+/* Replaces the user's entry only if it exists and is for the same task (a late progress line
+ * must not bring back an entry that a cancel removed); returns 1 if updated. */
+int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task);
 /* Removes the user's entry if it is for `task_id`; returns 1 if removed. */
 int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id);
+/* Drops terminal entries finished before `before` (the daemon sweeps them). */
+void gs_registry_tasks_sweep(gs_registry_t *reg, apr_time_t before);
 /* Empties the task board (a new daemon does not know its predecessor's workers). */
 void gs_registry_tasks_clear(gs_registry_t *reg);
 /* Finds an entry by task id (for progress readers); linear in the table size. */

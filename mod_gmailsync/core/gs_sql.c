@@ -30,6 +30,52 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
 
+    /* ---------------------------------------------------------------- progress, status, health */
+#define TASK_COLUMNS "t.task_id::text, t.state, t.mode, t.progress_percentage::text," \
+    " t.processed::text, t.total::text, t.error_code, t.error_message, " RFC3339("t.created_at") \
+    ", " RFC3339("t.started_at") ", " RFC3339("t.heartbeat_at") ", " RFC3339("t.finished_at")
+    { GS_SQL_TASK_GET,
+      "SELECT " TASK_COLUMNS " FROM gmailsync.sync_tasks t"
+      " WHERE t.task_id = %s::uuid AND t.user_id = %s" },
+    { GS_SQL_TASK_CANCEL,
+      "UPDATE gmailsync.sync_tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now()"
+      " WHERE t.task_id = %s::uuid AND t.user_id = %s AND t." GS_SQL_ACTIVE_PREDICATE
+      " RETURNING " TASK_COLUMNS },
+    { GS_SQL_USER_STATUS,
+      "SELECT s.is_syncing::text, " RFC3339("s.updated_at") ", " TASK_COLUMNS
+      " FROM gmailsync.user_sync_status s"
+      " LEFT JOIN gmailsync.sync_tasks t ON t.task_id = s.task_id WHERE s.user_id = %s" },
+    { GS_SQL_HEALTH_STATES,
+      "SELECT state, count(*)::text FROM gmailsync.sync_tasks"
+      " WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') GROUP BY state" },
+    { GS_SQL_HEALTH_STUCK,
+      "SELECT task_id::text, user_id, state,"
+      " (extract(epoch FROM now() - heartbeat_at))::bigint::text"
+      " FROM gmailsync.sync_tasks"
+      " WHERE state = 'STUCK' OR (state = 'RUNNING'"
+      "   AND heartbeat_at < now() - make_interval(secs => %s::double precision))"
+      " ORDER BY heartbeat_at LIMIT 50" },
+    { GS_SQL_HEALTH_WINDOW,
+      /* tasks created in the window; durations of those that finished */
+      "SELECT count(*)::text,"
+      " (count(*) FILTER (WHERE state = 'SUCCEEDED'))::text,"
+      " (count(*) FILTER (WHERE state = 'FAILED'))::text,"
+      " (count(*) FILTER (WHERE state = 'CANCELLED'))::text,"
+      " (avg(extract(epoch FROM finished_at - started_at)) FILTER (WHERE state = 'SUCCEEDED'))::text,"
+      " (avg(extract(epoch FROM started_at - created_at)) FILTER (WHERE started_at IS NOT NULL))::text"
+      " FROM gmailsync.sync_tasks"
+      " WHERE created_at > now() - make_interval(secs => %s::double precision)" },
+    { GS_SQL_METRICS_TOTALS,
+      "SELECT state, count(*)::text, COALESCE(sum(processed) FILTER (WHERE state = 'SUCCEEDED'), 0)::text,"
+      " (count(*) FILTER (WHERE error_code IN ('stuck', 'not_started', 'worker_crashed')))::text,"
+      " COALESCE(max(extract(epoch FROM now() - heartbeat_at)) FILTER (WHERE state = 'RUNNING'), 0)::text"
+      " FROM gmailsync.sync_tasks GROUP BY state" },
+    { GS_SQL_METRICS_DURATIONS,
+      "SELECT extract(epoch FROM finished_at - started_at)::text,"
+      " extract(epoch FROM started_at - created_at)::text"
+      " FROM gmailsync.sync_tasks"
+      " WHERE finished_at > now() - interval '1 day' AND started_at IS NOT NULL" },
+
     /* ---------------------------------------------------------------- daemon */
     { GS_SQL_D_CLAIM_NEXT,
       /* FIFO over every host; SKIP LOCKED lets daemons on several hosts claim side by side */
@@ -40,13 +86,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "                  ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
       " AND state = 'CREATED'"
       " RETURNING task_id::text, lease::text, user_id,"
-      " (extract(epoch FROM now() - created_at) * 1000)::bigint::text" },
+      " (extract(epoch FROM now() - created_at) * 1000)::bigint::text, "
+      RFC3339("created_at") ", " RFC3339("started_at") },
     { GS_SQL_D_FAIL_LEASED,
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = %s, error_message = %s,"
       " finished_at = now(), updated_at = now()"
       " WHERE task_id = %s::uuid AND lease = %s::uuid AND state IN ('RUNNING', 'STUCK')"
       " RETURNING user_id, (extract(epoch FROM now() - started_at) * 1000)::bigint::text" },
-    { GS_SQL_D_MARK_STUCK,
+    { GS_SQL_MARK_STUCK,
       "UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
       " WHERE state = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s::double precision)"
       " RETURNING task_id::text, user_id, COALESCE(worker_host, ''), COALESCE(worker_pid, 0)::text,"
@@ -62,7 +109,7 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'stuck', error_message = %s,"
       " finished_at = now(), updated_at = now()"
       " WHERE task_id = %s::uuid AND state = 'STUCK'" },
-    { GS_SQL_D_FAIL_UNCLAIMED,
+    { GS_SQL_FAIL_UNCLAIMED,
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'not_started',"
       " error_message = 'no worker claimed the task in time', finished_at = now(), updated_at = now()"
       " WHERE state = 'CREATED' AND created_at < now() - make_interval(secs => %s::double precision)"

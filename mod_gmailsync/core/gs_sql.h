@@ -63,13 +63,25 @@ typedef struct {
 #define GS_SQL_W_CURSOR_ADVANCE  "gs_w_cursor_advance"  /* (history_id, user_id) */
 #define GS_SQL_W_FULL_FINISH     "gs_w_full_finish"     /* (history_id, user_id) */
 
+/* Task JSON columns (gs_taskview.h): task_id, state, mode, progress_percentage, processed, total,
+ * error_code, error_message, created_at, started_at, heartbeat_at, finished_at (RFC 3339). */
+#define GS_SQL_TASK_GET          "gs_task_get"          /* (task_id, user_id) -> task columns */
+#define GS_SQL_TASK_CANCEL       "gs_task_cancel"       /* (task_id, user_id) -> task columns */
+#define GS_SQL_USER_STATUS       "gs_user_status"       /* (user_id) -> is_syncing, updated_at, task columns */
+#define GS_SQL_HEALTH_STATES     "gs_health_states"     /* () -> state, count */
+#define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state, heartbeat age s */
+#define GS_SQL_HEALTH_WINDOW     "gs_health_window"     /* (window s) -> created, succeeded, failed, cancelled,
+                                                           mean duration s, queue latency s */
+#define GS_SQL_METRICS_TOTALS    "gs_metrics_totals"    /* () -> state, count, messages, rescues */
+#define GS_SQL_METRICS_DURATIONS "gs_metrics_durations" /* () -> duration s, queue s of finished tasks in the last day */
+
 /* The daemon (gs_queue.h); prepared on the daemon's own connection. */
-#define GS_SQL_D_CLAIM_NEXT      "gs_d_claim_next"      /* (host) -> task, lease, user, queued ms */
+#define GS_SQL_D_CLAIM_NEXT      "gs_d_claim_next"      /* (host) -> task, lease, user, queued ms, created, started */
 #define GS_SQL_D_FAIL_LEASED     "gs_d_fail_leased"     /* (code, message, task, lease) -> user, ms */
-#define GS_SQL_D_MARK_STUCK      "gs_d_mark_stuck"      /* (stuck_after s) -> task, user, host, pid, lease, age */
+#define GS_SQL_MARK_STUCK        "gs_mark_stuck"        /* (stuck_after s) -> task, user, host, pid, lease, age */
 #define GS_SQL_D_STUCK_TASKS     "gs_d_stuck_tasks"     /* (host, abandon_after s) -> task, user, pid, lease, age */
 #define GS_SQL_D_FAIL_STUCK      "gs_d_fail_stuck"      /* (message, task) */
-#define GS_SQL_D_FAIL_UNCLAIMED  "gs_d_fail_unclaimed"  /* (claim_timeout s) -> task, user */
+#define GS_SQL_FAIL_UNCLAIMED    "gs_fail_unclaimed"    /* (claim_timeout s) -> task, user */
 
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];

@@ -122,14 +122,34 @@ void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id
                                 apr_time_t expires);
 int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out);
 void gs_httpd_registry_task_put(const gs_registry_task_t *task);
+void gs_httpd_registry_task_update(const gs_registry_task_t *task);
 void gs_httpd_registry_task_remove(const char *user_id, const char *task_id);
 int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out);
 void gs_httpd_registry_tasks_clear(void);
+void gs_httpd_registry_tasks_sweep(apr_time_t before);
+/* Per-host counters in shared memory (0 when the registry is unavailable). */
+void gs_httpd_count(gs_counter_t c, apr_uint64_t delta);
+apr_uint64_t gs_httpd_counter(gs_counter_t c);
+void gs_httpd_observe_start(apr_interval_time_t latency);
+
+/* GET {prefix}/health and {prefix}/metrics (mod_gmailsync_health.c). */
+int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 
 /* The sync daemon (mod_gmailsync_daemon.c). */
 int gs_httpd_daemon_post_config(apr_pool_t *pconf, server_rec *s);
 /* Wakes this host's daemon for a new task; never fails the request (the daemon also polls). */
 void gs_httpd_daemon_notify(request_rec *r, const char *task_id, const char *user_id);
+
+/* Progress, status, cancel (mod_gmailsync_progress.c) and the SSE stream (..._stream.c). */
+int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+/* The owner's task JSON from the board or the database: OK, HTTP_NOT_FOUND or 503. */
+int gs_httpd_load_task(request_rec *r, gs_db_t **db, const char *user_id, const char *task_id,
+                       json_object **task);
+int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
+                             const char *user_id, const char *task_id);
 
 /* POST {prefix}/smart (mod_gmailsync_start.c). */
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);

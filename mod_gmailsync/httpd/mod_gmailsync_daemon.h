@@ -19,7 +19,7 @@
 #define GS_MAX_WORKER_SLOTS     256
 #define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
 #define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
-#define GS_CLAIM_TIMEOUT        apr_time_from_sec(3600)   /* CREATED longer -> FAILED */
+#define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
 #define GS_STOP_GRACE           apr_time_from_msec(2500)
 #define GS_HANDOFF_MAX          512
 #define GS_LINE_MAX             2048
@@ -47,6 +47,10 @@ typedef struct {
     char task_id[40];
     char lease[40];
     char user_id[GS_REGISTRY_USER_MAX + 1];
+    char created_at[32];
+    char started_at[32];
+    char mode[16];
+    int succeeded;            /* the board shows its SUCCEEDED state for a while */
     apr_time_t started;
 } worker_t;
 

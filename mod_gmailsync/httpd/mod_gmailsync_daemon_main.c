@@ -251,6 +251,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         }
         if (now >= next_rescue) {
             rescue(d);
+            gs_httpd_registry_tasks_sweep(now - GS_BOARD_LINGER);
             next_rescue = now + GS_RESCUE_INTERVAL;
         }
     }

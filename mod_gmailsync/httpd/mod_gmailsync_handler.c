@@ -81,46 +81,13 @@ gs_db_t *gs_httpd_request_db(request_rec *r)
     return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared) : NULL;
 }
 
-/* GET /health: liveness of the module and its database. Operators restrict it with Require. */
-static int handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
-{
-    gs_db_t *db;
-    gs_db_rows_t *rows;
-    json_object *body, *dbj;
-    long schema_version;
-
-    (void)arg;
-    if (!(db = gs_httpd_request_db(r))) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_unavailable");
-        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
-                            "the database cannot be reached");
-    }
-    if (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &rows, 0, NULL) != APR_SUCCESS
-        || rows->nrows != 1 || !gs_db_cell(rows, 0, 0)) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
-                      db->last_error ? db->last_error : "no row");
-        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
-                            "the database did not answer the health query "
-                            "(is the schema installed? gmailsync-migrate up)");
-    }
-    schema_version = strtol(gs_db_cell(rows, 0, 0), NULL, 10);
-
-    body = gs_json_object(r->pool);
-    dbj = json_object_new_object();
-    gs_json_set_string(body, "status", schema_version >= GS_SQL_MIN_SCHEMA ? "ok" : "degraded");
-    gs_json_set_string(body, "version", GS_VERSION);
-    gs_json_set_bool(body, "enabled", conf->enabled);
-    gs_json_set_string(body, "mode", gs_sync_mode_name((gs_sync_mode_t)conf->mode));
-    gs_json_set_bool(dbj, "ok", 1);
-    gs_json_set_int(dbj, "schema_version", schema_version);
-    gs_json_set_string(dbj, "now", gs_db_cell(rows, 0, 1));
-    gs_json_set_object(body, "database", dbj);
-    return gs_httpd_send_json(r, HTTP_OK, body);
-}
-
 static const gs_route_t routes[] = {
     { "/smart", "POST", AP_METHOD_BIT << M_POST, 1, gs_httpd_handle_start },
-    { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, handle_health },
+    { "/progress/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_progress },
+    { "/status", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_status },
+    { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, gs_httpd_handle_cancel },
+    { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_health },
+    { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_metrics },
     { NULL, NULL, 0, 0, NULL }
 };
 

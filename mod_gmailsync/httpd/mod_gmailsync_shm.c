@@ -150,6 +150,15 @@ void gs_httpd_registry_task_put(const gs_registry_task_t *task)
     unlock_registry();
 }
 
+void gs_httpd_registry_task_update(const gs_registry_task_t *task)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_task_update(registry_state.reg, task);
+    unlock_registry();
+}
+
 void gs_httpd_registry_task_remove(const char *user_id, const char *task_id)
 {
     if (!lock_registry()) {
@@ -178,4 +187,32 @@ void gs_httpd_registry_tasks_clear(void)
     }
     gs_registry_tasks_clear(registry_state.reg);
     unlock_registry();
+}
+
+void gs_httpd_registry_tasks_sweep(apr_time_t before)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_tasks_sweep(registry_state.reg, before);
+    unlock_registry();
+}
+
+void gs_httpd_count(gs_counter_t c, apr_uint64_t delta)
+{
+    if (registry_state.reg) {
+        gs_registry_count(registry_state.reg, c, delta);
+    }
+}
+
+apr_uint64_t gs_httpd_counter(gs_counter_t c)
+{
+    return registry_state.reg ? gs_registry_counter(registry_state.reg, c) : 0;
+}
+
+void gs_httpd_observe_start(apr_interval_time_t latency)
+{
+    if (registry_state.reg) {
+        gs_registry_observe_start(registry_state.reg, latency);
+    }
 }

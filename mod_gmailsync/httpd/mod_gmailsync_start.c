@@ -145,23 +145,27 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
 
     (void)arg;
     if (!gs_httpd_origin_allowed(r, conf)) {
+        gs_httpd_count(GS_CTR_START_REJECTED, 1);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected reason=origin");
         return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "cross-site-request",
                                      "the Origin of this request is not allowed to start syncs");
     }
     if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
+        gs_httpd_count(GS_CTR_START_REJECTED, 1);
         return gs_httpd_identify_failed(r, who);
     }
     status = parse_start_body(r, &force_full, &answered);
     if (answered) {
+        gs_httpd_count(GS_CTR_START_REJECTED, 1);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected user=%s status=%d",
                       user_id, r->status);
         return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.requested user=%s force_full=%s",
                   user_id, force_full ? "true" : "false");
-    if (gs_httpd_registry_task_get(user_id, &running)) {
-        /* only this host's daemon writes entries, for tasks its workers run (gs_registry.h) */
+    if (gs_httpd_registry_task_get(user_id, &running) && !strcmp(running.state, "RUNNING")) {
+        /* only this host's daemon writes entries, for tasks its workers run (gs_registry.h);
+         * a SUCCEEDED entry lingers for progress watchers and is not an active task */
         result.task_id = apr_pstrdup(r->pool, running.task_id);
         result.state = apr_pstrdup(r->pool, running.state);
         result.reused = 1;
@@ -169,10 +173,14 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
                       "source=registry", user_id, result.task_id);
     }
     else if (!db && !(db = gs_httpd_request_db(r))) {
+        gs_httpd_count(GS_CTR_START_REJECTED, 1);
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     else {
         rv = gs_start_sync(db, r->pool, user_id, force_full, &opts, &result);
+        if (rv != APR_SUCCESS) {
+            gs_httpd_count(GS_CTR_START_REJECTED, 1);
+        }
         if (rv == APR_NOTFOUND) {
             return gs_httpd_send_problem(r, HTTP_CONFLICT, "account-not-linked",
                                          "no Gmail account is linked to this user");
@@ -184,6 +192,8 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
                                          "the sync could not be started now; retry shortly");
         }
     }
+    gs_httpd_count(result.reused ? GS_CTR_START_REUSED : GS_CTR_START_CREATED, 1);
+    gs_httpd_observe_start(apr_time_now() - r->request_time);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=%s user=%s task=%s state=%s",
                   result.reused ? "task.reused" : "task.created", user_id, result.task_id,
                   result.state);

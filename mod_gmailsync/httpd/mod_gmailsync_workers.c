@@ -42,23 +42,52 @@
 
 APLOG_USE_MODULE(gmailsync);
 
-static void board_put(worker_t *w, const char *state, const gs_board_line_t *line)
+/* The live board: an entry appears when the task is claimed, follows the worker's progress
+ * lines and goes when the task ends (or is cancelled: then a late line must not bring it back). */
+static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_t *line)
 {
     gs_registry_task_t t;
 
     memset(&t, 0, sizeof t);
     apr_cpystrn(t.user_id, w->user_id, sizeof t.user_id);
     apr_cpystrn(t.task_id, w->task_id, sizeof t.task_id);
-    apr_cpystrn(t.state, state, sizeof t.state);
+    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+    apr_cpystrn(t.created_at, w->created_at, sizeof t.created_at);
+    apr_cpystrn(t.started_at, w->started_at, sizeof t.started_at);
     t.total = -1;
-    if (line && !strcmp(line->event, "progress")) {
+    if (line) {
+        apr_cpystrn(w->mode, line->mode, sizeof w->mode);
         apr_cpystrn(t.mode, line->mode, sizeof t.mode);
         t.processed = line->processed;
         t.total = line->total;
         t.progress_percentage = line->pct >= 0 ? line->pct / 100.0 : 0;
     }
     t.updated = apr_time_now();
-    gs_httpd_registry_task_put(&t);
+    if (claim) {
+        gs_httpd_registry_task_put(&t);
+    }
+    else {
+        gs_httpd_registry_task_update(&t);
+    }
+}
+
+static void board_finish(worker_t *w, const gs_board_line_t *line)
+{
+    gs_registry_task_t t;
+
+    memset(&t, 0, sizeof t);
+    apr_cpystrn(t.user_id, w->user_id, sizeof t.user_id);
+    apr_cpystrn(t.task_id, w->task_id, sizeof t.task_id);
+    apr_cpystrn(t.state, "SUCCEEDED", sizeof t.state);
+    apr_cpystrn(t.mode, w->mode, sizeof t.mode);
+    apr_cpystrn(t.created_at, w->created_at, sizeof t.created_at);
+    apr_cpystrn(t.started_at, w->started_at, sizeof t.started_at);
+    t.processed = line->processed;
+    t.total = line->total;
+    t.progress_percentage = 100.0;
+    t.updated = t.finished = apr_time_now();
+    gs_httpd_registry_task_update(&t);
+    w->succeeded = 1;
 }
 
 static void handle_worker_line(daemon_t *d, worker_t *w, int is_err, char *line)
@@ -93,10 +122,14 @@ static void handle_worker_line(daemon_t *d, worker_t *w, int is_err, char *line)
         return;
     }
     if (!strcmp(parsed.event, "progress")) {
-        board_put(w, "RUNNING", &parsed);
+        board_put(w, NULL, &parsed);
+    }
+    else if (!strcmp(parsed.event, "state") && !strcmp(parsed.state, "SUCCEEDED")) {
+        /* kept a little while, so that progress watchers see the end without a query each */
+        board_finish(w, &parsed);
     }
     else if (!strcmp(parsed.event, "state") && strcmp(parsed.state, "RUNNING")) {
-        /* SUCCEEDED, FAILED, LOST: the task is no longer this host's to answer for */
+        /* FAILED, LOST (cancelled, rescued): the database has the details */
         gs_httpd_registry_task_remove(w->user_id, w->task_id);
     }
 }
@@ -259,7 +292,9 @@ void gs_workers_claim_and_spawn(daemon_t *d)
         apr_cpystrn(w->task_id, claim.task_id, sizeof w->task_id);
         apr_cpystrn(w->lease, claim.lease, sizeof w->lease);
         apr_cpystrn(w->user_id, claim.user_id, sizeof w->user_id);
-        board_put(w, "RUNNING", NULL);
+        apr_cpystrn(w->created_at, claim.created_at ? claim.created_at : "", sizeof w->created_at);
+        apr_cpystrn(w->started_at, claim.started_at ? claim.started_at : "", sizeof w->started_at);
+        board_put(w, &claim, NULL);
         if ((rv = spawn_worker(d, w)) != APR_SUCCESS) {
             char err[128];
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s,
@@ -295,7 +330,9 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
         }
         gs_workers_drain(d, w, 0);
         gs_workers_drain(d, w, 1);
-        gs_httpd_registry_task_remove(w->user_id, w->task_id);
+        if (!w->succeeded) {
+            gs_httpd_registry_task_remove(w->user_id, w->task_id);
+        }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->ctx->s, "event=worker.exited task=%s pid=%d "
                      "%s=%d", w->task_id, (int)w->proc.pid,
                      APR_PROC_CHECK_SIGNALED(why) ? "signal" : "exit_code", code);

@@ -1,0 +1,324 @@
+/* mod_gmailsync_health.c -- what operators watch.
+ *
+ * GET {prefix}/health runs the rescue step that needs no local process (RUNNING tasks without a
+ * heartbeat for GmailSyncStuckAfter become STUCK, which frees their users; CREATED tasks nobody
+ * claimed become FAILED), then reports the task counts, the stuck tasks, and the seed's four
+ * metrics over GmailSyncMetricsWindow, each with its threshold and whether its alert fires:
+ *   success_rate     SUCCEEDED / (SUCCEEDED + FAILED) of the tasks created in the window, %
+ *   mean_duration_s  mean finished_at - started_at of the SUCCEEDED ones
+ *   stuck_tasks      STUCK now, plus RUNNING ones whose heartbeat is already too old
+ *   error_rate       FAILED / all tasks created in the window, %
+ * "degraded" when any alert fires. A metric without data (no task in the window) is null and
+ * does not fire.
+ *
+ * GET {prefix}/metrics is the Prometheus text format. Task figures come from PostgreSQL (the same
+ * for every host and MPM); start counters and the start latency histogram live in this host's
+ * shared memory (restart at 0 with each httpd generation, as Prometheus counters may).
+ */
+#include <stdlib.h>
+
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+
+#include "gs_db.h"
+#include "gs_json.h"
+#include "gs_queue.h"
+#include "gs_sql.h"
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+static const char *const all_states[] = { "CREATED", "RUNNING", "STUCK", "SUCCEEDED", "FAILED",
+                                          "CANCELLED", NULL };
+
+static const char *seconds_text(apr_pool_t *p, apr_interval_time_t t)
+{
+    return apr_psprintf(p, "%.3f", (double)t / APR_USEC_PER_SEC);
+}
+
+static json_object *metric(double value, int has_value, double threshold, int fires)
+{
+    json_object *m = json_object_new_object();
+
+    json_object_object_add(m, "value", has_value ? json_object_new_double(value) : NULL);
+    json_object_object_add(m, "threshold", json_object_new_double(threshold));
+    json_object_object_add(m, "alert", json_object_new_boolean(has_value && fires));
+    return m;
+}
+
+static int db_unavailable(request_rec *r, gs_db_t *db)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
+                  db && db->last_error ? db->last_error : "the database cannot be reached");
+    return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+                                 "the database cannot be reached (or the schema is missing: "
+                                 "gmailsync-migrate up)");
+}
+
+int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    const char *stuck_args[1], *window_args[1];
+    gs_db_rows_t *version, *states, *stuck, *window;
+    gs_rescue_counts_t rescued;
+    json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts;
+    double success = 0, errors = 0, mean = 0;
+    apr_int64_t created, succeeded, failed;
+    long schema_version;
+    int has_success, has_mean, degraded = 0, i;
+    gs_db_t *db;
+
+    (void)arg;
+    if (!(db = gs_httpd_request_db(r))) {
+        return db_unavailable(r, NULL);
+    }
+    if (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
+        || version->nrows != 1 || !gs_db_cell(version, 0, 0)) {
+        return db_unavailable(r, db);
+    }
+    schema_version = strtol(gs_db_cell(version, 0, 0), NULL, 10);
+    if (gs_queue_mark_stuck(db, r->pool, conf->stuck_after, GS_CLAIM_TIMEOUT, &rescued)
+        != APR_SUCCESS) {
+        return db_unavailable(r, db);
+    }
+    stuck_args[0] = seconds_text(r->pool, conf->stuck_after);
+    window_args[0] = seconds_text(r->pool, conf->metrics_window);
+    if (gs_db_select(db, r->pool, GS_SQL_HEALTH_STATES, &states, 0, NULL) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK, &stuck, 1, stuck_args) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_HEALTH_WINDOW, &window, 1, window_args)
+               != APR_SUCCESS) {
+        return db_unavailable(r, db);
+    }
+
+    body = gs_json_object(r->pool);
+    gs_json_set_string(body, "version", GS_VERSION);
+    gs_json_set_bool(body, "enabled", conf->enabled);
+    gs_json_set_string(body, "mode", gs_sync_mode_name((gs_sync_mode_t)conf->mode));
+    gs_json_set_int(body, "max_workers", conf->max_workers);
+
+    dbj = json_object_new_object();
+    gs_json_set_bool(dbj, "ok", 1);
+    gs_json_set_int(dbj, "schema_version", schema_version);
+    gs_json_set_string(dbj, "now", gs_db_cell(version, 0, 1));
+    gs_json_set_object(body, "database", dbj);
+
+    tasks = json_object_new_object();
+    for (i = 0; i < 3; i++) { /* the non-terminal states, 0 when absent */
+        gs_json_set_int(tasks, all_states[i], 0);
+    }
+    for (i = 0; i < states->nrows; i++) {
+        gs_json_set_int(tasks, gs_db_cell(states, i, 0), apr_atoi64(gs_db_cell(states, i, 1)));
+    }
+    gs_json_set_object(body, "tasks", tasks);
+
+    stuck_list = json_object_new_array();
+    for (i = 0; i < stuck->nrows; i++) {
+        json_object *t = json_object_new_object();
+        gs_json_set_string(t, "task_id", gs_db_cell(stuck, i, 0));
+        gs_json_set_string(t, "user_id", gs_db_cell(stuck, i, 1));
+        gs_json_set_string(t, "state", gs_db_cell(stuck, i, 2));
+        gs_json_set_int(t, "heartbeat_age_s", apr_atoi64(gs_db_cell(stuck, i, 3)));
+        json_object_array_add(stuck_list, t);
+    }
+    gs_json_set_object(body, "stuck", stuck_list);
+
+    created = apr_atoi64(gs_db_cell(window, 0, 0));
+    succeeded = apr_atoi64(gs_db_cell(window, 0, 1));
+    failed = apr_atoi64(gs_db_cell(window, 0, 2));
+    has_success = succeeded + failed > 0;
+    if (has_success) {
+        success = 100.0 * (double)succeeded / (double)(succeeded + failed);
+    }
+    if (created > 0) {
+        errors = 100.0 * (double)failed / (double)created;
+    }
+    has_mean = gs_db_cell(window, 0, 4) != NULL;
+    if (has_mean) {
+        mean = atof(gs_db_cell(window, 0, 4));
+    }
+
+    metrics = json_object_new_object();
+    alerts = json_object_new_array();
+#define METRIC(name, value, has, threshold, fires)                                              \
+    do {                                                                                         \
+        json_object_object_add(metrics, name, metric(value, has, threshold, fires));            \
+        if ((has) && (fires)) {                                                                  \
+            json_object_array_add(alerts, json_object_new_string(name));                         \
+            degraded = 1;                                                                        \
+        }                                                                                        \
+    } while (0)
+    METRIC("success_rate", success, has_success, conf->alert_success_rate,
+           success < conf->alert_success_rate);
+    METRIC("mean_duration_s", mean, has_mean,
+           (double)conf->alert_mean_duration / APR_USEC_PER_SEC,
+           mean > (double)conf->alert_mean_duration / APR_USEC_PER_SEC);
+    METRIC("stuck_tasks", (double)stuck->nrows, 1, (double)conf->alert_stuck_tasks,
+           stuck->nrows > conf->alert_stuck_tasks);
+    METRIC("error_rate", errors, created > 0, conf->alert_error_rate,
+           errors > conf->alert_error_rate);
+#undef METRIC
+    gs_json_set_object(body, "metrics", metrics);
+    gs_json_set_object(body, "alerts", alerts);
+
+    dbj = json_object_new_object();
+    gs_json_set_int(dbj, "seconds", conf->metrics_window / APR_USEC_PER_SEC);
+    gs_json_set_int(dbj, "tasks_created", created);
+    gs_json_set_int(dbj, "succeeded", succeeded);
+    gs_json_set_int(dbj, "failed", failed);
+    gs_json_set_int(dbj, "cancelled", apr_atoi64(gs_db_cell(window, 0, 3)));
+    gs_json_set_object(body, "window", dbj);
+
+    if (schema_version < GS_SQL_MIN_SCHEMA) {
+        degraded = 1;
+    }
+    gs_json_set_string(body, "status", degraded ? "degraded" : "ok");
+    if (rescued.marked_stuck || rescued.failed_unclaimed) {
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "event=health.rescued stuck=%d "
+                      "unclaimed=%d", rescued.marked_stuck, rescued.failed_unclaimed);
+    }
+    return gs_httpd_send_json(r, HTTP_OK, body);
+}
+
+/* ------------------------------------------------------------------ Prometheus */
+
+static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, const char *help,
+                      const gs_db_rows_t *rows, int col)
+{
+    static const double bounds[] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600 };
+    apr_uint64_t counts[sizeof bounds / sizeof bounds[0]] = { 0 };
+    double sum = 0;
+    unsigned b;
+    int i;
+
+    for (i = 0; i < rows->nrows; i++) {
+        const char *cell = gs_db_cell(rows, i, col);
+        double v = cell ? atof(cell) : 0;
+        sum += v;
+        for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+            if (v <= bounds[b]) {
+                counts[b]++;
+            }
+        }
+    }
+    apr_brigade_printf(bb, NULL, NULL, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+        apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"%g\"} %" APR_UINT64_T_FMT "\n", name,
+                           bounds[b], counts[b]);
+    }
+    apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %.3f\n%s_count %d\n",
+                       name, rows->nrows, name, sum, name, rows->nrows);
+    (void)r;
+}
+
+int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    static const double start_bounds[] = GS_START_BUCKETS;
+    gs_db_rows_t *totals, *durations;
+    apr_bucket_brigade *bb;
+    apr_int64_t messages = 0, rescues = 0;
+    double oldest = 0;
+    const char *state;
+    unsigned b;
+    int i, j;
+    gs_db_t *db;
+
+    (void)arg;
+    (void)conf;
+    if (!(db = gs_httpd_request_db(r))) {
+        return db_unavailable(r, NULL);
+    }
+    if (gs_db_select(db, r->pool, GS_SQL_METRICS_TOTALS, &totals, 0, NULL) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_METRICS_DURATIONS, &durations, 0, NULL)
+               != APR_SUCCESS) {
+        return db_unavailable(r, db);
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_info Version of mod_gmailsync on this host.\n"
+        "# TYPE gmailsync_info gauge\ngmailsync_info{version=\"%s\"} 1\n", GS_VERSION);
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_starts_total Start requests on this host by result.\n"
+        "# TYPE gmailsync_starts_total counter\n"
+        "gmailsync_starts_total{result=\"created\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_starts_total{result=\"reused\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_starts_total{result=\"rejected\"} %" APR_UINT64_T_FMT "\n",
+        gs_httpd_counter(GS_CTR_START_CREATED), gs_httpd_counter(GS_CTR_START_REUSED),
+        gs_httpd_counter(GS_CTR_START_REJECTED));
+
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_tasks Tasks by state (all hosts).\n# TYPE gmailsync_tasks gauge\n");
+    for (j = 0; all_states[j]; j++) {
+        const char *count = "0";
+        for (i = 0; i < totals->nrows; i++) {
+            if (!strcmp(gs_db_cell(totals, i, 0), all_states[j])) {
+                count = gs_db_cell(totals, i, 1);
+            }
+        }
+        apr_brigade_printf(bb, NULL, NULL, "gmailsync_tasks{state=\"%s\"} %s\n", all_states[j],
+                           count);
+    }
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_tasks_finished_total Finished tasks by final state (all hosts).\n"
+        "# TYPE gmailsync_tasks_finished_total counter\n");
+    for (j = 3; all_states[j]; j++) {
+        const char *count = "0";
+        for (i = 0; i < totals->nrows; i++) {
+            if (!strcmp(gs_db_cell(totals, i, 0), all_states[j])) {
+                count = gs_db_cell(totals, i, 1);
+            }
+        }
+        apr_brigade_printf(bb, NULL, NULL, "gmailsync_tasks_finished_total{state=\"%s\"} %s\n",
+                           all_states[j], count);
+    }
+    for (i = 0; i < totals->nrows; i++) {
+        state = gs_db_cell(totals, i, 0);
+        messages += apr_atoi64(gs_db_cell(totals, i, 2));
+        rescues += apr_atoi64(gs_db_cell(totals, i, 3));
+        if (!strcmp(state, "RUNNING")) {
+            oldest = atof(gs_db_cell(totals, i, 4));
+        }
+    }
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_messages_synced_total Messages processed by succeeded tasks.\n"
+        "# TYPE gmailsync_messages_synced_total counter\n"
+        "gmailsync_messages_synced_total %" APR_INT64_T_FMT "\n"
+        "# HELP gmailsync_rescues_total Tasks ended by the rescuer (stuck, not started, crashed).\n"
+        "# TYPE gmailsync_rescues_total counter\ngmailsync_rescues_total %" APR_INT64_T_FMT "\n"
+        "# HELP gmailsync_oldest_heartbeat_age_seconds Age of the oldest running heartbeat.\n"
+        "# TYPE gmailsync_oldest_heartbeat_age_seconds gauge\n"
+        "gmailsync_oldest_heartbeat_age_seconds %.3f\n", messages, rescues, oldest);
+
+    histogram(bb, r, "gmailsync_task_duration_seconds",
+              "Duration of tasks finished in the last day (started to finished).", durations, 0);
+    histogram(bb, r, "gmailsync_queue_latency_seconds",
+              "CREATED to RUNNING latency of tasks finished in the last day.", durations, 1);
+
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_start_latency_seconds Handling time of POST /smart on this host.\n"
+        "# TYPE gmailsync_start_latency_seconds histogram\n");
+    for (b = 0; b < sizeof start_bounds / sizeof start_bounds[0]; b++) {
+        apr_brigade_printf(bb, NULL, NULL,
+                           "gmailsync_start_latency_seconds_bucket{le=\"%g\"} %" APR_UINT64_T_FMT
+                           "\n", start_bounds[b], gs_httpd_counter(GS_CTR_START_BUCKET0 + b));
+    }
+    apr_brigade_printf(bb, NULL, NULL,
+        "gmailsync_start_latency_seconds_bucket{le=\"+Inf\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_start_latency_seconds_sum %.6f\n"
+        "gmailsync_start_latency_seconds_count %" APR_UINT64_T_FMT "\n",
+        gs_httpd_counter(GS_CTR_START_COUNT),
+        (double)gs_httpd_counter(GS_CTR_START_SECONDS_US) / APR_USEC_PER_SEC,
+        gs_httpd_counter(GS_CTR_START_COUNT));
+
+    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (r->header_only) {
+        return OK;
+    }
+    if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "event=metrics.client_gone");
+    }
+    return OK;
+}

@@ -1,0 +1,188 @@
+/* mod_gmailsync_progress.c -- what a user sees of their syncs:
+ *   GET  {prefix}/progress/{task_id}   the task JSON (owner only; another user's id is a 404 with
+ *                                      the same body as an unknown one)
+ *   GET  {prefix}/status               the user's user_sync_status row and latest task
+ *   POST {prefix}/cancel/{task_id}     CANCELLED (202), 409 if it already ended
+ * A task this host's daemon runs is answered from the shared-memory board without a query.
+ */
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+
+#include "gs_db.h"
+#include "gs_json.h"
+#include "gs_sql.h"
+#include "gs_taskview.h"
+#include "mod_gmailsync.h"
+
+APLOG_USE_MODULE(gmailsync);
+
+static int no_such_task(request_rec *r)
+{
+    return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "no-such-task", "no such task");
+}
+
+/* Lower-cases a task id from the URL (UUIDs compare case-insensitively; the board stores them
+ * as PostgreSQL prints them). NULL if it is not a UUID. */
+static const char *task_id_arg(request_rec *r, const char *arg)
+{
+    char *id, *c;
+
+    if (!gs_is_uuid(arg)) {
+        return NULL;
+    }
+    id = apr_pstrdup(r->pool, arg);
+    for (c = id; *c; c++) {
+        *c = (char)apr_tolower(*c);
+    }
+    return id;
+}
+
+/* The task JSON for the owner, from the board or the database. Returns OK with *task, or an
+ * HTTP status (404, 503) after logging. */
+int gs_httpd_load_task(request_rec *r, gs_db_t **db, const char *user_id, const char *task_id,
+                       json_object **task)
+{
+    const char *args[2] = { task_id, user_id };
+    gs_registry_task_t live;
+    gs_db_rows_t *rows;
+
+    if (gs_httpd_registry_task_find(task_id, &live) && !strcmp(live.user_id, user_id)) {
+        *task = gs_json_own(r->pool, gs_taskview_from_board(r->pool, &live));
+        return OK;
+    }
+    if (!*db && !(*db = gs_httpd_request_db(r))) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (gs_db_select(*db, r->pool, GS_SQL_TASK_GET, &rows, 2, args) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=progress.db_error reason=\"%s\"",
+                      (*db)->last_error);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (rows->nrows == 0) {
+        return HTTP_NOT_FOUND;
+    }
+    *task = gs_json_own(r->pool, gs_taskview_from_row(rows, 0, 0));
+    return OK;
+}
+
+static int answer_load_failure(request_rec *r, int status)
+{
+    if (status == HTTP_NOT_FOUND) {
+        return no_such_task(r);
+    }
+    return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+                                 "the database cannot be reached");
+}
+
+int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    const char *user_id = NULL, *task_id, *accept;
+    gs_id_result_t who;
+    json_object *task;
+    gs_db_t *db = NULL;
+    int status;
+
+    if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
+        return gs_httpd_identify_failed(r, who);
+    }
+    if (!(task_id = task_id_arg(r, arg))) {
+        return no_such_task(r);
+    }
+    accept = apr_table_get(r->headers_in, "Accept");
+    if (accept && ap_strcasestr(accept, "text/event-stream")) {
+        return gs_httpd_progress_stream(r, conf, db, user_id, task_id);
+    }
+    if ((status = gs_httpd_load_task(r, &db, user_id, task_id, &task)) != OK) {
+        return answer_load_failure(r, status);
+    }
+    return gs_httpd_send_json(r, HTTP_OK, task);
+}
+
+int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    const char *user_id = NULL, *args[1];
+    gs_id_result_t who;
+    gs_db_rows_t *rows;
+    json_object *body, *task = NULL;
+    gs_db_t *db = NULL;
+
+    (void)arg;
+    if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
+        return gs_httpd_identify_failed(r, who);
+    }
+    if (!db && !(db = gs_httpd_request_db(r))) {
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    args[0] = user_id;
+    if (gs_db_select(db, r->pool, GS_SQL_USER_STATUS, &rows, 1, args) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=status.db_error reason=\"%s\"",
+                      db->last_error);
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    body = gs_json_object(r->pool);
+    gs_json_set_string(body, "user_id", user_id);
+    if (rows->nrows) {
+        task = gs_taskview_from_row(rows, 0, 2);
+    }
+    gs_json_set_bool(body, "is_syncing", rows->nrows && !strcmp(gs_db_cell(rows, 0, 0), "true"));
+    gs_json_set_string(body, "task_id", task ? gs_db_cell(rows, 0, 2) : NULL);
+    json_object_object_add(body, "progress_percentage",
+                           task ? json_object_get(json_object_object_get(task,
+                                                                         "progress_percentage"))
+                                : json_object_new_double(0));
+    json_object_object_add(body, "started_at",
+                           task ? json_object_get(json_object_object_get(task, "started_at"))
+                                : NULL);
+    gs_json_set_string(body, "updated_at", rows->nrows ? gs_db_cell(rows, 0, 1) : NULL);
+    gs_json_set_object(body, "task", task);
+    return gs_httpd_send_json(r, HTTP_OK, body);
+}
+
+int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
+{
+    const char *user_id = NULL, *task_id, *args[2];
+    gs_id_result_t who;
+    gs_db_rows_t *rows;
+    json_object *task;
+    gs_db_t *db = NULL;
+    int status;
+
+    if (!gs_httpd_origin_allowed(r, conf)) {
+        return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "cross-site-request",
+                                     "the Origin of this request is not allowed");
+    }
+    if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
+        return gs_httpd_identify_failed(r, who);
+    }
+    if (!(task_id = task_id_arg(r, arg))) {
+        return no_such_task(r);
+    }
+    if (!db && !(db = gs_httpd_request_db(r))) {
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    args[0] = task_id;
+    args[1] = user_id;
+    if (gs_db_select(db, r->pool, GS_SQL_TASK_CANCEL, &rows, 2, args) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=cancel.db_error reason=\"%s\"",
+                      db->last_error);
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    if (rows->nrows == 1) {
+        /* the worker sees its lease-guarded writes fail and stops; the board forgets it now */
+        gs_httpd_registry_task_remove(user_id, task_id);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s",
+                      user_id, task_id);
+        return gs_httpd_send_json(r, HTTP_ACCEPTED,
+                                  gs_json_own(r->pool, gs_taskview_from_row(rows, 0, 0)));
+    }
+    if ((status = gs_httpd_load_task(r, &db, user_id, task_id, &task)) != OK) {
+        return answer_load_failure(r, status);
+    }
+    return gs_httpd_send_problem(r, HTTP_CONFLICT, "task-finished",
+                                 "the task has already ended and cannot be cancelled");
+}
