@@ -26,7 +26,8 @@ def test_health_reports_version_and_schema(stack, http):
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("application/json")
     body = r.json()
-    assert body["status"] == "ok"
+    # other tests' failed syncs may fire the seed's alerts: then, and only then, "degraded"
+    assert body["status"] == ("degraded" if body["alerts"] else "ok"), body
     assert body["version"] == VERSION
     assert body["database"]["ok"] is True
     assert body["database"]["schema_version"] == LATEST_MIGRATION
