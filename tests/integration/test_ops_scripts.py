@@ -1,0 +1,514 @@
+"""Operator scripts (issue 7): scripts/gmailsync-status and scripts/gmailsync-cleanup against the
+real stack's PostgreSQL, with rows crafted by SQL and stand-in worker processes.
+
+The daemon is paused (GmailSyncMaxWorkers 0), but it still runs its rescue every second, which
+would race the cleanup script for the very rows these tests craft (it marks stale tasks STUCK,
+fails its host's STUCK tasks and CREATED tasks older than an hour). So every test here also
+freezes the daemon with SIGSTOP while it runs (`daemon_frozen`) and ends the tasks it crafted
+before the daemon resumes.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.usefixtures("paused_daemon")
+
+STATUS = os.path.join(ROOT, "scripts", "gmailsync-status")
+CLEANUP = os.path.join(ROOT, "scripts", "gmailsync-cleanup")
+HOST = socket.gethostname()
+SUMMARY_ZERO = ("summary: marked_stuck=0 workers_killed=0 failed_stuck=0 failed_not_started=0 "
+                "left_stuck=0")
+
+
+def wait_for(what, predicate, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    return stat[stat.rfind(b")") + 2:][:1].decode()
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def run(stack, script, *args, env=None):
+    """Runs an operator script with GS_PG_DSN in the environment; checks it prints no secret."""
+    e = dict(os.environ, GS_PG_DSN=stack.pg_dsn)
+    e.update(env or {})
+    p = subprocess.run([script, *args], env=e, capture_output=True, text=True, timeout=120)
+    password = urlsplit(stack.pg_dsn).password
+    assert password and password not in p.stdout + p.stderr, "a script printed the DB password"
+    return p
+
+
+def status(stack, user_id, *args):
+    return run(stack, STATUS, user_id, *args)
+
+
+def status_json(stack, user_id):
+    p = status(stack, user_id, "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("\n") == 1, "one JSON object on one line"
+    return json.loads(p.stdout)
+
+
+def fields(text):
+    """The human-readable status as {label: value}."""
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(":")
+        assert sep, line
+        out[k] = v.strip()
+    return out
+
+
+def cleanup(stack, *args):
+    return run(stack, CLEANUP, *args)
+
+
+def actions(output, task_id):
+    return [line.split(": ", 1)[1] for line in output.splitlines()
+            if line.startswith(f"task {task_id} ")]
+
+
+def task(stack, task_id):
+    rows = stack.query("SELECT state, error_code, error_message, finished_at IS NOT NULL"
+                       " FROM gmailsync.sync_tasks WHERE task_id = %s", (task_id,))
+    return rows[0] if rows else None
+
+
+def task_user(stack, task_id):
+    return stack.query("SELECT user_id FROM gmailsync.sync_tasks WHERE task_id = %s",
+                       (task_id,))[0][0]
+
+
+def snapshot(stack):
+    return stack.query("SELECT task_id::text, state, error_code, error_message, updated_at,"
+                       " finished_at, heartbeat_at FROM gmailsync.sync_tasks ORDER BY task_id")
+
+
+def start(stack, user):
+    return requests.post(stack.api + "/smart", json={"force_full": False},
+                         cookies={"session": user["session"]}, timeout=30)
+
+
+def current_daemon(stack):
+    """The pid of this generation's daemon (the newest `event=daemon.ready` still alive)."""
+    for pid in reversed([int(p) for p in re.findall(r"event=daemon\.ready pid=(\d+)",
+                                                     stack.log_since(0))]):
+        if proc_state(pid) not in (None, "Z"):
+            return pid
+    return None
+
+
+class Frozen:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def thaw(self):
+        if self.pid:
+            os.kill(self.pid, signal.SIGCONT)
+            self.pid = None
+
+
+class Crafted:
+    """Tasks and stand-in processes a test makes; whatever is left is ended afterwards."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.task_ids = []
+        self.procs = []
+
+    def task(self, user_id=None, state="RUNNING", heartbeat_age="0 s", created_age="1 min",
+             host="elsewhere.invalid", pid=None, task_id=None, **columns):
+        task_id = task_id or str(uuid.uuid4())
+        user_id = user_id or "ops-" + uuid.uuid4().hex[:12]
+        running = state in ("RUNNING", "STUCK")
+        finished = state in ("SUCCEEDED", "FAILED", "CANCELLED")
+        cols = {"task_id": task_id, "user_id": user_id, "state": state,
+                "worker_host": host if running else None, "worker_pid": pid}
+        cols.update(columns)
+        names = list(cols) + ["created_at", "lease", "started_at", "heartbeat_at", "finished_at"]
+        values = ["%s"] * len(cols) + [
+            "now() - %s::interval",
+            "gen_random_uuid()" if running else "NULL",
+            "now() - %s::interval" if state != "CREATED" else "NULL",
+            "now() - %s::interval" if state != "CREATED" else "NULL",
+            "now()" if finished else "NULL"]
+        args = list(cols.values()) + [created_age]
+        if state != "CREATED":
+            args += [created_age, heartbeat_age]
+        self.stack.query(f"INSERT INTO gmailsync.sync_tasks ({', '.join(names)})"
+                         f" VALUES ({', '.join(values)})", args)
+        self.task_ids.append(task_id)
+        return task_id
+
+    def process(self, argv0, program=("sleep", "300"), frozen=True):
+        """A harmless process whose command line starts with argv0 (bash's `exec -a`)."""
+        p = subprocess.Popen(["bash", "-c", 'exec -a "$0" "$@"', argv0, *program],
+                             start_new_session=True)
+        self.procs.append(p)
+        wait_for("exec of the stand-in", lambda: cmdline(p.pid).startswith(argv0 + " "), 5)
+        if frozen:   # a frozen worker: SIGKILL must still end it
+            os.kill(p.pid, signal.SIGSTOP)
+            wait_for("stand-in stopped", lambda: proc_state(p.pid) == "T", 5)
+        return p
+
+    def close(self):
+        if self.task_ids:
+            self.stack.query("UPDATE gmailsync.sync_tasks SET state = 'CANCELLED',"
+                             " finished_at = now(), updated_at = now()"
+                             " WHERE task_id = ANY(%s::uuid[])"
+                             " AND state IN ('CREATED', 'RUNNING', 'STUCK')", (self.task_ids,))
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon_frozen(stack):
+    pid = wait_for("the daemon", lambda: current_daemon(stack), 10)
+    os.kill(pid, signal.SIGSTOP)
+    frozen = Frozen(pid)
+    try:
+        wait_for("daemon stopped", lambda: proc_state(pid) == "T", 5)
+        yield frozen
+    finally:
+        frozen.thaw()
+
+
+@pytest.fixture
+def crafted(stack, daemon_frozen):
+    c = Crafted(stack)
+    yield c
+    c.close()   # before the daemon resumes (fixtures end in reverse order)
+
+
+# ------------------------------------------------------------------ gmailsync-status
+
+def test_status_user_without_task(stack):
+    u = stack.add_user(messages=1)
+    p = status(stack, u["user_id"])
+    assert p.returncode == 0, p.stderr
+    f = fields(p.stdout)
+    for label in ("task_id", "is_syncing", "progress", "started_at", "updated_at", "state",
+                  "mode", "processed", "error", "heartbeat_age"):
+        assert label in f, p.stdout
+    assert f["user_id"] == u["user_id"]
+    assert f["task_id"].startswith("-")
+    assert f["is_syncing"] == "false"
+    assert f["progress"] == "0.00%"
+    assert f["started_at"] == "-" and f["state"] == "-"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", f["updated_at"])
+    j = status_json(stack, u["user_id"])
+    assert j["user_id"] == u["user_id"]
+    assert j["task_id"] is None and j["is_syncing"] is False and j["state"] is None
+    assert j["progress_percentage"] == 0 and j["error"] is None
+
+
+def test_status_of_a_task_queued_over_http(stack):
+    u = stack.add_user(messages=1)
+    r = start(stack, u)
+    assert r.status_code == 202, r.text
+    tid = r.json()["task_id"]
+    f = fields(status(stack, u["user_id"]).stdout)
+    assert f["task_id"] == tid
+    assert f["is_syncing"] == "true"
+    assert f["state"] == "CREATED"
+    assert f["error"] == "none"
+    j = status_json(stack, u["user_id"])
+    assert (j["task_id"], j["is_syncing"], j["state"]) == (tid, True, "CREATED")
+
+
+def test_status_of_a_running_task_shows_progress_and_heartbeat(stack, crafted):
+    tid = crafted.task(state="RUNNING", heartbeat_age="3 s", created_age="2 min", mode="full",
+                       processed=250, total=1000, progress_percentage=25)
+    user = task_user(stack, tid)
+    p = status(stack, user)
+    assert p.returncode == 0, p.stderr
+    f = fields(p.stdout)
+    assert f["task_id"] == tid
+    assert f["is_syncing"] == "true"
+    assert f["progress"] == "25.00%"
+    assert f["state"] == "RUNNING" and f["mode"] == "full"
+    assert f["processed"] == "250/1000"
+    assert re.fullmatch(r"\d+s", f["heartbeat_age"]) and 2 <= int(f["heartbeat_age"][:-1]) < 60
+    assert f["started_at"] != "-"
+    j = status_json(stack, user)
+    assert j["is_syncing"] is True and j["state"] == "RUNNING"
+    assert j["progress_percentage"] == 25 and (j["processed"], j["total"]) == (250, 1000)
+    assert 2 <= j["heartbeat_age_s"] < 60
+    assert j["error"] is None
+
+
+def test_status_after_failure_shows_the_error(stack, crafted):
+    message = "Gmail answered 403 userRateLimitExceeded"
+    tid = crafted.task(state="FAILED", heartbeat_age="1 min", created_age="5 min",
+                       error_code="gmail_api", error_message=message, processed=7, total=50)
+    user = task_user(stack, tid)
+    f = fields(status(stack, user).stdout)
+    assert f["task_id"] == tid
+    assert f["is_syncing"] == "false"
+    assert f["state"] == "FAILED"
+    assert f["error"] == "gmail_api: " + message
+    assert f["processed"] == "7/50"
+    assert f["heartbeat_age"] == "-", "a finished task has no heartbeat age"
+    assert f["finished_at"] != "-"
+    j = status_json(stack, user)
+    assert j["error"] == {"code": "gmail_api", "message": message}
+    assert j["is_syncing"] is False and j["state"] == "FAILED"
+
+
+def test_status_unknown_user_exits_1(stack):
+    p = status(stack, "no-such-user-" + uuid.uuid4().hex)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert "unknown user" in p.stderr
+    p = status(stack, "no-such-user", "--json")
+    assert p.returncode == 1 and p.stdout == ""
+
+
+def test_status_usage_and_database_errors(stack):
+    assert status(stack, "--help").returncode == 0
+    p = run(stack, STATUS)
+    assert p.returncode == 2 and "USER" in p.stderr
+    p = run(stack, STATUS, "someone", "--bogus")
+    assert p.returncode == 2
+    p = run(stack, STATUS, "someone", env={"GS_PG_DSN": ""})
+    assert p.returncode == 2 and "GS_PG_DSN" in p.stderr
+    wrong = stack.pg_dsn.replace(urlsplit(stack.pg_dsn).password, "wrong-secret-0123")
+    p = run(stack, STATUS, "someone", "--dsn", wrong)
+    assert p.returncode == 1 and "cannot connect" in p.stderr
+    assert "wrong-secret-0123" not in p.stdout + p.stderr
+
+
+# ------------------------------------------------------------------ gmailsync-cleanup
+
+def test_cleanup_fails_a_stale_running_task_and_leaves_a_fresh_one_alone(stack, crafted):
+    stale = crafted.task(state="RUNNING", heartbeat_age="10 minutes", created_age="20 minutes")
+    fresh = crafted.task(state="RUNNING", heartbeat_age="2 s", created_age="20 minutes")
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    acts = actions(p.stdout, stale)
+    assert re.fullmatch(r"RUNNING -> STUCK \(no heartbeat for 6\d\d s\)", acts[0]), acts
+    assert "not this host" in acts[1], acts
+    assert acts[2] == "STUCK -> FAILED (stuck)", acts
+    state, code, message, finished = task(stack, stale)
+    assert (state, code, finished) == ("FAILED", "stuck", True)
+    assert re.search(r"no heartbeat for 6\d\d s", message)
+    assert "finalised by gmailsync-cleanup" in message
+    assert actions(p.stdout, fresh) == []
+    assert task(stack, fresh)[:2] == ("RUNNING", None)
+    assert re.search(r"^summary: marked_stuck=\d+ workers_killed=\d+ failed_stuck=\d+ "
+                     r"failed_not_started=\d+ left_stuck=0$", p.stdout, re.M)
+
+
+def test_cleanup_finalises_a_task_already_stuck(stack, crafted):
+    # marked STUCK by /health or a daemon, on a host whose daemon is gone
+    tid = crafted.task(state="STUCK", heartbeat_age="6 minutes", created_age="9 minutes",
+                       host="gone.invalid", pid=4242)
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert actions(p.stdout, tid) == [
+        "worker on host gone.invalid: not this host (%s), nothing stopped" % HOST,
+        "STUCK -> FAILED (stuck)"]
+    assert task(stack, tid)[:2] == ("FAILED", "stuck")
+
+
+def test_cleanup_dry_run_changes_nothing(stack, crafted):
+    stale_id = str(uuid.uuid4())
+    worker = crafted.process(f"gmailsync-worker --task {stale_id}")
+    stale = crafted.task(task_id=stale_id, state="RUNNING", heartbeat_age="10 minutes",
+                         created_age="20 minutes", host=HOST, pid=worker.pid)
+    stuck = crafted.task(state="STUCK", heartbeat_age="7 minutes", created_age="20 minutes")
+    old = crafted.task(state="CREATED", created_age="2 hours")
+    before = snapshot(stack)
+    p = cleanup(stack, "--dry-run")
+    assert p.returncode == 0, p.stdout + p.stderr
+    acts = actions(p.stdout, stale)
+    assert re.fullmatch(r"would move RUNNING -> STUCK \(no heartbeat for 60[01] s\)", acts[0])
+    assert acts[1:] == [f"would kill worker pid {worker.pid} (SIGKILL)",
+                        "would move STUCK -> FAILED (stuck)"]
+    assert actions(p.stdout, stuck)[-1] == "would move STUCK -> FAILED (stuck)"
+    assert re.fullmatch(r"would move CREATED -> FAILED \(not_started; created 720[01] s ago\)",
+                        actions(p.stdout, old)[0])
+    assert re.search(r"^dry run, nothing changed: would do marked_stuck=\d+ workers_killed=1 ",
+                     p.stdout, re.M)
+    assert snapshot(stack) == before
+    assert worker.poll() is None and proc_state(worker.pid) == "T", "dry run killed the worker"
+    # and the real run does what the dry run announced
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert worker.wait(timeout=10) == -signal.SIGKILL
+    assert task(stack, stale)[:2] == ("FAILED", "stuck")
+    assert task(stack, stuck)[:2] == ("FAILED", "stuck")
+    assert task(stack, old)[:2] == ("FAILED", "not_started")
+
+
+def test_cleanup_second_run_is_a_noop(stack, crafted):
+    stale = crafted.task(state="RUNNING", heartbeat_age="10 minutes", created_age="20 minutes")
+    old = crafted.task(state="CREATED", created_age="3 hours")
+    first = cleanup(stack)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert actions(first.stdout, stale) and actions(first.stdout, old)
+    before = snapshot(stack)
+    second = cleanup(stack)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout == SUMMARY_ZERO + "\n"
+    assert snapshot(stack) == before
+    dry = cleanup(stack, "--dry-run")
+    assert dry.returncode == 0
+    assert "task " not in dry.stdout
+
+
+@pytest.mark.parametrize("shape", ["exec-a", "worker-argv"])
+def test_cleanup_kills_a_frozen_local_worker(stack, crafted, shape):
+    tid = str(uuid.uuid4())
+    if shape == "exec-a":
+        worker = crafted.process(f"gmailsync-worker --task {tid}")
+    else:   # the daemon's argv: BINARY --task T --lease L --config -
+        worker = crafted.process("/usr/libexec/mod_gmailsync/9.9/gmailsync-worker",
+                                 ("perl", "-e", "sleep 300", "--", "--task", tid,
+                                  "--lease", str(uuid.uuid4()), "--config", "-"))
+    crafted.task(task_id=tid, state="RUNNING", heartbeat_age="10 minutes",
+                 created_age="15 minutes", host=HOST, pid=worker.pid)
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    acts = actions(p.stdout, tid)
+    assert acts[1:] == [f"killed worker pid {worker.pid} (SIGKILL)", "STUCK -> FAILED (stuck)"]
+    assert worker.wait(timeout=10) == -signal.SIGKILL
+    state, code, message, _ = task(stack, tid)
+    assert (state, code) == ("FAILED", "stuck")
+    assert f"worker pid {worker.pid} killed" in message
+    assert re.search(r"^summary: .*workers_killed=1 ", p.stdout, re.M)
+
+
+def test_cleanup_never_kills_a_process_that_is_not_the_tasks_worker(stack, crafted):
+    cases = {}
+    # a pid recorded for the task, but running something else
+    other = crafted.process("sleep", ("sleep", "300"), frozen=False)
+    cases["other program"] = (crafted.task(state="RUNNING", heartbeat_age="10 minutes",
+                                           created_age="20 minutes", host=HOST, pid=other.pid),
+                              other)
+    # a worker, but of another task
+    foreign = crafted.process(f"gmailsync-worker --task {uuid.uuid4()}")
+    cases["another task's worker"] = (crafted.task(state="STUCK", heartbeat_age="10 minutes",
+                                                   created_age="20 minutes", host=HOST,
+                                                   pid=foreign.pid), foreign)
+    # the task id in the command line, but not the worker binary
+    tid = str(uuid.uuid4())
+    lookalike = crafted.process(f"not-gmailsync-worker --task {tid}")
+    cases["another binary"] = (crafted.task(task_id=tid, state="RUNNING",
+                                            heartbeat_age="10 minutes", created_age="20 minutes",
+                                            host=HOST, pid=lookalike.pid), lookalike)
+    # the right worker command line, but the task ran on another host
+    tid = str(uuid.uuid4())
+    remote = crafted.process(f"gmailsync-worker --task {tid}")
+    cases["another host"] = (crafted.task(task_id=tid, state="RUNNING",
+                                          heartbeat_age="10 minutes", created_age="20 minutes",
+                                          host="remote.invalid", pid=remote.pid), remote)
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for what, (task_id, proc) in cases.items():
+        assert proc.poll() is None and proc_state(proc.pid) in ("S", "T"), \
+            f"{what}: pid {proc.pid} was killed"
+        acts = actions(p.stdout, task_id)
+        assert not any(a.startswith("killed") for a in acts), (what, acts)
+        assert acts[-1] == "STUCK -> FAILED (stuck)", (what, acts)
+        assert task(stack, task_id)[:2] == ("FAILED", "stuck"), what
+    assert f"pid {other.pid} is not a gmailsync-worker of this task: left alone" in \
+        actions(p.stdout, cases["other program"][0])
+    assert re.search(r"^summary: .*workers_killed=0 ", p.stdout, re.M)
+
+
+def test_cleanup_fails_created_tasks_older_than_an_hour(stack, crafted):
+    old = crafted.task(state="CREATED", created_age="2 hours")
+    young = crafted.task(state="CREATED", created_age="30 minutes")
+    # --older-than larger than an hour raises the bar for CREATED tasks too
+    p = cleanup(stack, "--older-than", "3h")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert actions(p.stdout, old) == [] and task(stack, old)[0] == "CREATED"
+    p = cleanup(stack, "--older-than", "10m")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert len(actions(p.stdout, old)) == 1
+    assert re.fullmatch(r"CREATED -> FAILED \(not_started; created 720[01] s ago\)",
+                        actions(p.stdout, old)[0])
+    state, code, message, finished = task(stack, old)
+    assert (state, code, finished) == ("FAILED", "not_started", True)
+    assert "gmailsync-cleanup" in message
+    assert actions(p.stdout, young) == [] and task(stack, young)[:2] == ("CREATED", None)
+
+
+def test_user_can_sync_again_after_cleanup(stack, crafted, daemon_frozen):
+    u = stack.add_user(messages=1)
+    r = start(stack, u)
+    assert r.status_code == 202, r.text
+    tid = r.json()["task_id"]
+    crafted.task_ids.append(tid)
+    # its worker (on another host) stopped beating ten minutes ago
+    stack.query("UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
+                " worker_host = 'dead.invalid', worker_pid = 99999, started_at = now() - "
+                "interval '11 minutes', heartbeat_at = now() - interval '10 minutes'"
+                " WHERE task_id = %s", (tid,))
+    r = start(stack, u)
+    assert (r.status_code, r.json()["task_id"], r.json()["reused"]) == (200, tid, True)
+    p = cleanup(stack)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert actions(p.stdout, tid)[-1] == "STUCK -> FAILED (stuck)"
+    assert status_json(stack, u["user_id"])["is_syncing"] is False
+    daemon_frozen.thaw()
+    r = start(stack, u)
+    assert r.status_code == 202, r.text
+    new = r.json()
+    crafted.task_ids.append(new["task_id"])
+    assert new["task_id"] != tid and new["reused"] is False
+    j = status_json(stack, u["user_id"])
+    assert (j["task_id"], j["is_syncing"]) == (new["task_id"], True)
+
+
+def test_cleanup_usage_and_database_errors(stack):
+    p = cleanup(stack, "--help")
+    assert p.returncode == 0 and "--dry-run" in p.stdout
+    for bad in (["--older-than", "5x"], ["--older-than", "0s"], ["--older-than", "31d"],
+                ["--older-than", "-5m"], ["--older-than", "250ms"], ["--bogus"], ["extra"]):
+        p = cleanup(stack, *bad)
+        assert p.returncode == 2, (bad, p.stderr)
+        assert p.stdout == ""
+    p = run(stack, CLEANUP, env={"GS_PG_DSN": ""})
+    assert p.returncode == 2 and "GS_PG_DSN" in p.stderr
+    wrong = stack.pg_dsn.replace(urlsplit(stack.pg_dsn).password, "wrong-secret-0123")
+    p = run(stack, CLEANUP, "--dsn", wrong)
+    assert p.returncode == 1 and "cannot connect" in p.stderr
+    assert "wrong-secret-0123" not in p.stdout + p.stderr
+    for ok in ("1500ms", "5s", "5m", "1h", "2d", "30"):
+        p = cleanup(stack, "--dry-run", "--older-than", ok)
+        assert p.returncode == 0, (ok, p.stderr)
