@@ -41,6 +41,14 @@ static void copy_field(char *dst, size_t size, const char *v, size_t len)
 }
 
 /* "12.34" -> 1234; -1 when malformed */
+static apr_int64_t parse_count(const char *v, size_t len)
+{
+    char buf[24];
+
+    copy_field(buf, sizeof buf, v, len);
+    return apr_atoi64(buf);
+}
+
 static int parse_pct(const char *v, size_t len)
 {
     char tmp[16];
@@ -59,6 +67,33 @@ static int parse_pct(const char *v, size_t len)
     return (int)(d * 100.0 + 0.5);
 }
 
+const char *const gs_board_call_class_names[GS_BOARD_CALL_CLASSES] = {
+    "2xx", "4xx", "429", "5xx", "error"
+};
+
+int gs_board_call_class(int status)
+{
+    if (status == 0) {
+        return 4;
+    }
+    if (status == 429) {
+        return 2;
+    }
+    if (status >= 500) {
+        return 3;
+    }
+    return status >= 400 ? 1 : 0;
+}
+
+int gs_board_calls(char *buf, const char *task, const apr_int64_t calls[GS_BOARD_CALL_CLASSES])
+{
+    return finish(buf, apr_snprintf(buf, GS_BOARD_LINE_MAX - 1,
+                                    "gs1 calls task=%s 2xx=%" APR_INT64_T_FMT " 4xx=%"
+                                    APR_INT64_T_FMT " 429=%" APR_INT64_T_FMT " 5xx=%"
+                                    APR_INT64_T_FMT " error=%" APR_INT64_T_FMT, task, calls[0],
+                                    calls[1], calls[2], calls[3], calls[4]));
+}
+
 apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
 {
     const char *p = line;
@@ -74,7 +109,8 @@ apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
         copy_field(out->event, sizeof out->event, p, n);
         p += n;
     }
-    if (strcmp(out->event, "state") && strcmp(out->event, "progress")) {
+    if (strcmp(out->event, "state") && strcmp(out->event, "progress")
+        && strcmp(out->event, "calls")) {
         return APR_EINVAL;
     }
     while (*p == ' ') {
@@ -92,6 +128,15 @@ apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
         vlen = (size_t)(p - v);
         if (klen == 4 && !strncmp(key, "task", 4)) {
             copy_field(out->task, sizeof out->task, v, vlen);
+        }
+        else if (!strcmp(out->event, "calls")) {
+            int c;
+            for (c = 0; c < GS_BOARD_CALL_CLASSES; c++) {
+                if (klen == strlen(gs_board_call_class_names[c])
+                    && !strncmp(key, gs_board_call_class_names[c], klen)) {
+                    out->calls[c] = parse_count(v, vlen);
+                }
+            }
         }
         else if (klen == 5 && !strncmp(key, "state", 5)) {
             copy_field(out->state, sizeof out->state, v, vlen);

@@ -14,6 +14,8 @@
  *   gs1 state task=<uuid> state=FAILED code=<error_code>
  *   gs1 state task=<uuid> state=LOST
  *       the task was taken away (cancelled, rescued): nothing more was written
+ *   gs1 calls task=<uuid> 2xx=<N> 4xx=<N> 429=<N> 5xx=<N> error=<N>
+ *       at the end: Gmail's answers (requests and batch parts) by class; error = no answer
  *
  * The database stays the truth: the board is a best-effort cache, and the worker keeps syncing
  * when nobody reads its stdout (EPIPE) or the pipe is full (lines are dropped, never waited for).
@@ -27,6 +29,12 @@
 #define GS_BOARD_LINE_MAX 256
 #define GS_BOARD_MIN_GAP  apr_time_from_msec(200)
 
+/* Classes of Gmail answers, in the order of the calls line. */
+#define GS_BOARD_CALL_CLASSES 5
+extern const char *const gs_board_call_class_names[GS_BOARD_CALL_CLASSES];
+/* 2xx (and other non-error statuses) -> 0, 4xx except 429 -> 1, 429 -> 2, 5xx -> 3, 0 -> 4 */
+int gs_board_call_class(int status);
+
 typedef struct {
     char event[16];          /* "state" or "progress" */
     char task[40];
@@ -36,12 +44,15 @@ typedef struct {
     apr_int64_t processed, total;
     int pct;                 /* hundredths of a percent; -1 if absent */
     long pid;                /* RUNNING; 0 if absent */
+    apr_int64_t calls[GS_BOARD_CALL_CLASSES];   /* calls events */
 } gs_board_line_t;
 
 /* Formats lines into buf (GS_BOARD_LINE_MAX); returns the length including the '\n'. */
 int gs_board_progress(char *buf, const char *task, const char *mode, apr_int64_t processed,
                       apr_int64_t total, int pct);
 int gs_board_state(char *buf, const char *task, const char *state, const char *extra);
+
+int gs_board_calls(char *buf, const char *task, const apr_int64_t calls[GS_BOARD_CALL_CLASSES]);
 
 /* Parses one line (with or without its '\n'). APR_EINVAL if it is not a gs1 line. */
 apr_status_t gs_board_parse(const char *line, gs_board_line_t *out);

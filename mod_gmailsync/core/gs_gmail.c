@@ -110,6 +110,11 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
     return gs_http_sleep(gm->http, wait);
 }
 
+void gs_gmail_count_answer(gs_gmail_t *gm, int status)
+{
+    gm->answers[gs_board_call_class(status)]++;
+}
+
 /* Classifies a finished top-level request into *a. */
 void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a)
 {
@@ -229,6 +234,7 @@ static apr_status_t get_json(gs_gmail_t *gm, apr_pool_t *p, const char *method, 
         }
         gm->calls++;
         gs_gmail_judge(p, req, &a);
+        gs_gmail_count_answer(gm, req->status);
         if (a.cls == GS_GM_OK) {
             const char *perr = NULL;
             if ((*doc = gs_json_parse(p, req->resp_body, req->resp_len, &perr))

@@ -11,6 +11,8 @@
 #define GS_GMAIL_H
 
 #include <apr_pools.h>
+
+#include "gs_board.h"
 #include <json-c/json.h>
 
 #include "gs_error.h"
@@ -45,7 +47,12 @@ typedef struct {
     apr_uint64_t rand_state;
     /* counters for the final log line and the benchmark */
     apr_int64_t calls, batch_parts, units, retries_done, rate_limited, refreshes;
+    /* Gmail's answers (top-level requests and batch parts) by class, see gs_board_calls() */
+    apr_int64_t answers[GS_BOARD_CALL_CLASSES];
 } gs_gmail_t;
+
+/* Counts one answer of Gmail by its HTTP status (0: no answer, a transport error). */
+void gs_gmail_count_answer(gs_gmail_t *gm, int status);
 
 gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
                           const gs_worker_conf_t *conf, gs_failure_t *failure,

@@ -64,6 +64,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     int i, nrows = 0, gone = 0;
 
     gs_gmail_judge(p, req, &a);
+    gs_gmail_count_answer(gm, req->status);
     if (a.cls == GS_GM_OK && gs_batch_parse(p, req->content_type, req->resp_body, req->resp_len,
                                             n, &parts, &err) != APR_SUCCESS) {
         a.cls = GS_GM_TRANSIENT;
@@ -106,6 +107,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
 
         answered[part->index] = 1;
         pa.status = part->status;
+        gs_gmail_count_answer(gm, part->status);
         pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
         pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
         if (pa.cls == GS_GM_OK) {

@@ -6,7 +6,7 @@
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 2u
+#define REGISTRY_VERSION 3u
 
 typedef struct {
     apr_uint32_t used;

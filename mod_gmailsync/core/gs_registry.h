@@ -35,7 +35,8 @@ typedef enum {
     GS_CTR_START_SECONDS_US,          /* sum of start latencies, microseconds */
     GS_CTR_START_COUNT,
     GS_CTR_START_BUCKET0,             /* then one per GS_START_BUCKETS bound, cumulative */
-    GS_CTR_MAX = GS_CTR_START_BUCKET0 + 8
+    GS_CTR_GMAIL0 = GS_CTR_START_BUCKET0 + 8,   /* Gmail answers by gs_board_call_class() */
+    GS_CTR_MAX = GS_CTR_GMAIL0 + 5
 } gs_counter_t;
 
 /* Upper bounds (seconds) of the start latency histogram buckets; +Inf is START_COUNT. */

@@ -126,6 +126,7 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
 {
     gs_gmail_t *gm = s->gm;
 
+    gs_task_announce_calls(s->task, gm->answers);
     gs_log_error(s->failure->code ? GS_LOG_WARNING : GS_LOG_INFO, p,
                  "event=%s task=%s user=%s mode=%s duration_ms=%" APR_INT64_T_FMT
                  " processed=%" APR_INT64_T_FMT " fetched=%" APR_INT64_T_FMT

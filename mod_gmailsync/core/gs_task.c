@@ -148,6 +148,15 @@ void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra)
     }
 }
 
+void gs_task_announce_calls(gs_task_t *t, const apr_int64_t calls[GS_BOARD_CALL_CLASSES])
+{
+    if (t->announce) {
+        char line[GS_BOARD_LINE_MAX];
+
+        t->announce(t->announce_baton, line, gs_board_calls(line, t->task_id, calls));
+    }
+}
+
 static void announce_progress(gs_task_t *t, apr_time_t now)
 {
     if (t->announce && t->mode) {

@@ -16,6 +16,7 @@
 #include <apr_pools.h>
 #include <apr_time.h>
 
+#include "gs_board.h"
 #include "gs_db.h"
 #include "gs_error.h"
 
@@ -50,6 +51,8 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
 
 void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton);
 
+/* Announces the calls line (Gmail's answers by class) on the board. */
+void gs_task_announce_calls(gs_task_t *t, const apr_int64_t calls[GS_BOARD_CALL_CLASSES]);
 /* Announces a state line on the board (after the state is committed). */
 void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra);
 

@@ -24,6 +24,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 
+#include "gs_board.h"
 #include "gs_db.h"
 #include "gs_json.h"
 #include "gs_queue.h"
@@ -248,6 +249,15 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         gs_httpd_counter(GS_CTR_START_CREATED), gs_httpd_counter(GS_CTR_START_REUSED),
         gs_httpd_counter(GS_CTR_START_REJECTED));
 
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_gmail_calls_total Gmail answers to this host's workers (requests and "
+        "batch parts) by status class; error = no answer.\n"
+        "# TYPE gmailsync_gmail_calls_total counter\n");
+    for (b = 0; b < GS_BOARD_CALL_CLASSES; b++) {
+        apr_brigade_printf(bb, NULL, NULL, "gmailsync_gmail_calls_total{status=\"%s\"} %"
+                           APR_UINT64_T_FMT "\n", gs_board_call_class_names[b],
+                           gs_httpd_counter((gs_counter_t)(GS_CTR_GMAIL0 + b)));
+    }
     apr_brigade_printf(bb, NULL, NULL,
         "# HELP gmailsync_tasks Tasks by state (all hosts).\n# TYPE gmailsync_tasks gauge\n");
     for (j = 0; all_states[j]; j++) {

@@ -44,14 +44,15 @@ APLOG_USE_MODULE(gmailsync);
 
 /* The live board: an entry appears when the task is claimed, follows the worker's progress
  * lines and goes when the task ends (or is cancelled: then a late line must not bring it back). */
-static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_t *line)
+static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_t *line,
+                      const char *state)
 {
     gs_registry_task_t t;
 
     memset(&t, 0, sizeof t);
     apr_cpystrn(t.user_id, w->user_id, sizeof t.user_id);
     apr_cpystrn(t.task_id, w->task_id, sizeof t.task_id);
-    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+    apr_cpystrn(t.state, state, sizeof t.state);
     apr_cpystrn(t.created_at, w->created_at, sizeof t.created_at);
     apr_cpystrn(t.started_at, w->started_at, sizeof t.started_at);
     t.total = -1;
@@ -63,6 +64,9 @@ static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_
         t.progress_percentage = line->pct >= 0 ? line->pct / 100.0 : 0;
     }
     t.updated = apr_time_now();
+    if (!strcmp(state, "SUCCEEDED")) {
+        t.finished = t.updated;
+    }
     if (claim) {
         gs_httpd_registry_task_put(&t);
     }
@@ -71,22 +75,15 @@ static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_
     }
 }
 
+/* A SUCCEEDED task stays on the board for GS_BOARD_LINGER, so that its watchers see the end
+ * without a query each; starts ignore such entries. */
 static void board_finish(worker_t *w, const gs_board_line_t *line)
 {
-    gs_registry_task_t t;
+    gs_board_line_t done = *line;
 
-    memset(&t, 0, sizeof t);
-    apr_cpystrn(t.user_id, w->user_id, sizeof t.user_id);
-    apr_cpystrn(t.task_id, w->task_id, sizeof t.task_id);
-    apr_cpystrn(t.state, "SUCCEEDED", sizeof t.state);
-    apr_cpystrn(t.mode, w->mode, sizeof t.mode);
-    apr_cpystrn(t.created_at, w->created_at, sizeof t.created_at);
-    apr_cpystrn(t.started_at, w->started_at, sizeof t.started_at);
-    t.processed = line->processed;
-    t.total = line->total;
-    t.progress_percentage = 100.0;
-    t.updated = t.finished = apr_time_now();
-    gs_httpd_registry_task_update(&t);
+    apr_cpystrn(done.mode, w->mode, sizeof done.mode);
+    done.pct = 10000;
+    board_put(w, NULL, &done, "SUCCEEDED");
     w->succeeded = 1;
 }
 
@@ -121,8 +118,14 @@ static void handle_worker_line(daemon_t *d, worker_t *w, int is_err, char *line)
     if (gs_board_parse(line, &parsed) != APR_SUCCESS || strcmp(parsed.task, w->task_id)) {
         return;
     }
-    if (!strcmp(parsed.event, "progress")) {
-        board_put(w, NULL, &parsed);
+    if (!strcmp(parsed.event, "calls")) {
+        int c;
+        for (c = 0; c < GS_BOARD_CALL_CLASSES; c++) {
+            gs_httpd_count((gs_counter_t)(GS_CTR_GMAIL0 + c), (apr_uint64_t)parsed.calls[c]);
+        }
+    }
+    else if (!strcmp(parsed.event, "progress")) {
+        board_put(w, NULL, &parsed, "RUNNING");
     }
     else if (!strcmp(parsed.event, "state") && !strcmp(parsed.state, "SUCCEEDED")) {
         /* kept a little while, so that progress watchers see the end without a query each */
@@ -294,7 +297,7 @@ void gs_workers_claim_and_spawn(daemon_t *d)
         apr_cpystrn(w->user_id, claim.user_id, sizeof w->user_id);
         apr_cpystrn(w->created_at, claim.created_at ? claim.created_at : "", sizeof w->created_at);
         apr_cpystrn(w->started_at, claim.started_at ? claim.started_at : "", sizeof w->started_at);
-        board_put(w, &claim, NULL);
+        board_put(w, &claim, NULL, "RUNNING");
         if ((rv = spawn_worker(d, w)) != APR_SUCCESS) {
             char err[128];
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s,

@@ -38,6 +38,7 @@
 #include "gs_log.h"
 #include "gs_sync.h"
 #include "gs_task.h"
+#include "gs_taskview.h"
 #include "gs_worker_conf.h"
 
 #define EXIT_SUCCEEDED 0
@@ -63,26 +64,6 @@ static void usage(FILE *out, const char *argv0)
     for (o = options; o->name; o++) {
         fprintf(out, "  --%-8s %s\n", o->name, o->description);
     }
-}
-
-static int is_uuid(const char *s)
-{
-    int i;
-
-    if (!s || strlen(s) != 36) {
-        return 0;
-    }
-    for (i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') {
-                return 0;
-            }
-        }
-        else if (!apr_isxdigit(s[i])) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 /* ------------------------------------------------------------------ log sink: stderr */
@@ -208,7 +189,7 @@ int main(int argc, const char *const *argv)
         usage(stderr, argv[0]);
         return EXIT_USAGE;
     }
-    if (!is_uuid(task_id) || (lease && !is_uuid(lease))) {
+    if (!gs_is_uuid(task_id) || (lease && !gs_is_uuid(lease))) {
         fprintf(stderr, "gmailsync-worker: --task and --lease take UUIDs\n");
         return EXIT_USAGE;
     }

@@ -26,6 +26,18 @@ PORTS = {
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
 
+def wait_for(what, predicate, timeout, interval=0.02):
+    """Polls predicate() until it returns something truthy; fails naming `what` at the deadline."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def dev_env(extra_conf=None):
     env = dict(os.environ, GS_RUN_DIR=RUN_DIR, **PORTS)
     env.pop("GS_EXTRA_CONF", None)

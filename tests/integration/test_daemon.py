@@ -10,18 +10,9 @@ import time
 import pytest
 import requests
 
+from conftest import wait_for
+
 JSON = {"Content-Type": "application/json"}
-
-
-def wait_for(what, predicate, timeout, interval=0.02):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def start(stack, user, force_full=False):

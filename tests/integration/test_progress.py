@@ -11,23 +11,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TASK_FIELDS = {"task_id", "state", "mode", "progress_percentage", "processed", "total", "error",
                "created_at", "started_at", "heartbeat_at", "finished_at"}
-
-
-def wait_for(what, predicate, timeout, interval=0.02):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def start(stack, user):
@@ -193,6 +182,12 @@ def test_200_sse_watchers_cost_no_more_queries_than_one(stack, throttled):
     assert many <= one, (one, many)
 
 
+def gmail_calls(stack):
+    text = requests.get(stack.api + "/metrics", timeout=10).text
+    return {s.labels["status"]: s.value for f in text_string_to_metric_families(text)
+            if f.name == "gmailsync_gmail_calls" for s in f.samples}
+
+
 def test_health_error_rate_and_metrics_agree_with_the_database(stack, tmp_path, expect_log):
     expect_log(r"event=task\.failed .*error=auth_revoked")
     # age every earlier task out of the metrics window: this test owns the window
@@ -200,6 +195,8 @@ def test_health_error_rate_and_metrics_agree_with_the_database(stack, tmp_path, 
                 "started_at = started_at - interval '2 days', "
                 "finished_at = finished_at - interval '2 days' WHERE finished_at IS NOT NULL")
     users = [stack.add_user(messages=20) for _ in range(10)]
+    calls_before = gmail_calls(stack)
+    requests.post(stack.gmail_url + "/_control/stats/reset", timeout=10)
     for u in users[:2]:
         requests.post(f"{stack.gmail_url}/_control/mailboxes/{u['email']}/revoke", timeout=10)
     ids = [start(stack, u) for u in users]
@@ -218,6 +215,13 @@ def test_health_error_rate_and_metrics_agree_with_the_database(stack, tmp_path, 
     db = dict(stack.query("SELECT state, count(*) FROM gmailsync.sync_tasks "
                           "WHERE state IN ('SUCCEEDED','FAILED','CANCELLED') GROUP BY state"))
     assert finished == {k: float(db.get(k, 0)) for k in ("SUCCEEDED", "FAILED", "CANCELLED")}
+    # Gmail's answers, counted by the workers, reported through the daemon, agree with the fake's
+    stats = requests.get(stack.gmail_url + "/_control/stats", timeout=10).json()
+    token_ok = stats["method_status_counts"].get("token", {}).get("200", 0)
+    fake_ok = stats["status_counts"].get("200", 0) - token_ok   # OAuth is not a Gmail call
+    assert fake_ok > 0
+    wait_for("gmail call counters",
+             lambda: gmail_calls(stack)["2xx"] - calls_before["2xx"] == fake_ok, 5)
     starts = {s.labels["result"]: s.value for s in families["gmailsync_starts"].samples}
     assert starts["created"] >= 10
     assert "gmailsync_task_duration_seconds" in families

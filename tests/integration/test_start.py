@@ -1,9 +1,6 @@
 """Idempotent start (issue 5): POST /api/gmail/sync/smart against a real httpd and PostgreSQL."""
-import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import threading
 import time

@@ -47,6 +47,29 @@ START_TEST(state_lines_round_trip_and_unknown_keys_pass)
 }
 END_TEST
 
+START_TEST(calls_lines_round_trip_by_class)
+{
+    static const int statuses[] = { 200, 204, 400, 401, 404, 429, 429, 500, 503, 0 };
+    apr_int64_t calls[GS_BOARD_CALL_CLASSES] = { 0 };
+    char line[GS_BOARD_LINE_MAX];
+    gs_board_line_t parsed;
+    size_t i;
+
+    for (i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        calls[gs_board_call_class(statuses[i])]++;
+    }
+    ck_assert(calls[0] == 2 && calls[1] == 3 && calls[2] == 2 && calls[3] == 2 && calls[4] == 1);
+    gs_board_calls(line, "11111111-1111-4111-8111-111111111111", calls);
+    ck_assert_str_eq(line, "gs1 calls task=11111111-1111-4111-8111-111111111111 "
+                           "2xx=2 4xx=3 429=2 5xx=2 error=1\n");
+    ck_assert(gs_board_parse(line, &parsed) == APR_SUCCESS);
+    ck_assert_str_eq(parsed.event, "calls");
+    for (i = 0; i < GS_BOARD_CALL_CLASSES; i++) {
+        ck_assert_int_eq(parsed.calls[i], calls[i]);
+    }
+}
+END_TEST
+
 START_TEST(percentage_stays_below_100_until_done)
 {
     ck_assert_int_eq(gs_task_pct(0, 0), 0);
@@ -66,6 +89,7 @@ Suite *gs_board_suite(void)
     tcase_add_test(tc, progress_lines_round_trip);
     tcase_add_test(tc, state_lines_round_trip_and_unknown_keys_pass);
     tcase_add_test(tc, percentage_stays_below_100_until_done);
+    tcase_add_test(tc, calls_lines_round_trip_by_class);
     suite_add_tcase(s, tc);
     return s;
 }
