@@ -126,7 +126,6 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
 {
     gs_gmail_t *gm = s->gm;
 
-    gs_task_announce_calls(s->task, gm->answers);
     gs_log_error(s->failure->code ? GS_LOG_WARNING : GS_LOG_INFO, p,
                  "event=%s task=%s user=%s mode=%s duration_ms=%" APR_INT64_T_FMT
                  " processed=%" APR_INT64_T_FMT " fetched=%" APR_INT64_T_FMT
@@ -156,6 +155,8 @@ gs_sync_outcome_t gs_sync_run(gs_sync_t *s)
         return GS_SYNC_UNRECORDED;
     }
     rv = run(s, p);
+    /* before the final state line, whatever the outcome: the daemon counts Gmail's answers */
+    gs_task_announce_calls(t, s->gm->answers);
     if (rv == APR_SUCCESS) {
         apr_snprintf(extra, sizeof extra, "processed=%" APR_INT64_T_FMT " total=%" APR_INT64_T_FMT
                      " pct=100.00", t->processed, t->processed);

@@ -172,6 +172,58 @@ def error_log_guard(request, stack, expect_log):
         pytest.fail("unexpected [warn]/[error] lines in the httpd error log:\n" + "\n".join(unexpected))
 
 
+class OtherHttpd:
+    """Another httpd on the stack's PostgreSQL: its own ServerRoot, shared memory and port,
+    from the stack's configuration passed through `transform` (e.g. another MPM)."""
+
+    def __init__(self, stack, name, port, transform=None):
+        first_dir = os.path.dirname(stack.httpd_conf)
+        self.stack = stack
+        self.dir = os.path.join(RUN_DIR, name)
+        os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "runtime"), exist_ok=True)
+        conf = open(stack.httpd_conf).read().replace(first_dir, self.dir)
+        conf = re.sub(r"127\.0\.0\.1:\d+\n", f"127.0.0.1:{port}\n", conf)
+        if transform:
+            conf = transform(conf)
+        self.conf = os.path.join(self.dir, "httpd.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.log = os.path.join(self.dir, "logs", "error_log")
+        self.log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        self.api = f"http://127.0.0.1:{port}/api/gmail/sync"
+
+    def start(self):
+        subprocess.run([self.stack.httpd_bin, "-d", self.dir, "-f", self.conf, "-k", "start"],
+                       check=True, timeout=30)
+
+        def healthy():
+            try:
+                return requests.get(self.api + "/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for("the other httpd", healthy, 30)
+        return self
+
+    def stop(self):
+        """Stops it and returns the [warn]/[error] lines it logged."""
+        pid = int(open(os.path.join(self.dir, "httpd.pid")).read())
+        subprocess.run([self.stack.httpd_bin, "-d", self.dir, "-f", self.conf, "-k", "stop"],
+                       check=True, timeout=30)
+
+        def gone():
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+        wait_for("the other httpd to stop", gone, 30)
+        with open(self.log) as f:
+            f.seek(self.log_start)
+            return [l for l in f.read().splitlines()
+                    if re.search(r"\[[a-z_0-9]+:(error|warn|crit|alert|emerg)\]", l)]
+
+
 @pytest.fixture(scope="module")
 def paused_daemon(stack):
     """GmailSyncMaxWorkers 0 for a module: tasks stay CREATED, so tests of the start path see

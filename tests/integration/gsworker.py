@@ -127,7 +127,8 @@ class Run:
         out = []
         for line in self.stdout.splitlines():
             parts = line.split(" ")
-            assert parts[0] == "gs1" and parts[1] in ("state", "progress"), "bad line %r" % line
+            assert parts[0] == "gs1" and parts[1] in ("state", "progress", "calls"), \
+                "bad line %r" % line
             fields = dict(p.split("=", 1) for p in parts[2:])
             fields["event"] = parts[1]
             out.append(fields)

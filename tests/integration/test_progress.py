@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, wait_for
+from conftest import ROOT, OtherHttpd, wait_for
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -289,3 +289,38 @@ def test_one_sync_logs_every_event_in_order_without_secrets(stack):
                           "WHERE user_id=%s", (u["user_id"],))[0]
     for s in (secret, u["session"], *[x for x in refresh if x]):
         assert s not in text
+
+
+def test_start_counters_are_per_host_not_per_process_under_prefork(stack):
+    """The shm counters behind /metrics add up across processes: prefork serves these starts
+    from several processes, one connection each, and the counters still see every one."""
+    def prefork(conf):
+        return re.sub(r"LoadModule mpm_event_module\s+(\S+)/mod_mpm_event\.so",
+                      r"LoadModule mpm_prefork_module \1/mod_mpm_prefork.so", conf)
+
+    other = OtherHttpd(stack, "httpd-prefork", int(stack.base_url.rsplit(":", 1)[1]) + 3,
+                       prefork).start()
+    try:
+        users = [stack.add_user(messages=0) for _ in range(30)]
+        for u in users:
+            r = requests.post(other.api + "/smart", cookies={"session": u["session"]},
+                              headers={"Connection": "close"}, timeout=30)
+            assert r.status_code == 202, r.text
+        for u in users[:10]:
+            r = requests.post(other.api + "/smart", cookies={"session": u["session"]},
+                              headers={"Connection": "close"}, timeout=30)
+            assert r.status_code in (200, 202), r.text
+        children = subprocess.run(["pgrep", "-f", other.conf], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) >= 3, children   # parent, daemon, several prefork children
+        text = requests.get(other.api + "/metrics", timeout=10).text
+        starts = {s.labels["result"]: s.value for f in text_string_to_metric_families(text)
+                  if f.name == "gmailsync_starts" for s in f.samples}
+        assert starts["created"] + starts["reused"] == 40, starts
+        assert starts["created"] >= 30, starts
+        latency = {s.name: s.value for f in text_string_to_metric_families(text)
+                   if f.name == "gmailsync_start_latency_seconds" for s in f.samples}
+        assert latency["gmailsync_start_latency_seconds_count"] == 40
+    finally:
+        errors = other.stop()
+    assert not errors, errors

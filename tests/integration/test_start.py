@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import RUN_DIR
+from conftest import OtherHttpd
 
 pytestmark = pytest.mark.usefixtures("paused_daemon")
 
@@ -281,44 +281,10 @@ GmailSyncUserFrom remote-user
 @pytest.fixture(scope="module")
 def second_httpd(stack):
     """A second httpd (own ServerRoot, own shm, own port) on the same PostgreSQL."""
-    first_dir = os.path.dirname(stack.httpd_conf)
-    second_dir = os.path.join(RUN_DIR, "httpd2")
-    os.makedirs(os.path.join(second_dir, "logs"), exist_ok=True)
-    os.makedirs(os.path.join(second_dir, "runtime"), exist_ok=True)
-    port = int(stack.base_url.rsplit(":", 1)[1]) + 2
-    conf = open(stack.httpd_conf).read().replace(first_dir, second_dir)
-    conf = re.sub(r"127\.0\.0\.1:\d+\n", f"127.0.0.1:{port}\n", conf)
-    path = os.path.join(second_dir, "httpd.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    log_path = os.path.join(second_dir, "logs", "error_log")
-    log_start = os.path.getsize(log_path) if os.path.exists(log_path) else 0
-    subprocess.run([stack.httpd_bin, "-d", second_dir, "-f", path, "-k", "start"], check=True)
-    base = f"http://127.0.0.1:{port}/api/gmail/sync"
-    deadline = time.time() + 30
-    while True:
-        try:
-            if requests.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.time() < deadline, "second httpd did not start"
-        time.sleep(0.1)
-    yield base, os.path.join(second_dir, "logs", "error_log")
-    pid = int(open(os.path.join(second_dir, "httpd.pid")).read())
-    subprocess.run([stack.httpd_bin, "-d", second_dir, "-f", path, "-k", "stop"], check=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    with open(log_path) as f:
-        f.seek(log_start)
-        lines = f.read().splitlines(True)
-    errors = [l for l in lines if re.search(r"\[[a-z_0-9]+:(error|warn|crit|alert|emerg)\]", l)]
-    assert not errors, "second httpd logged:\n" + "".join(errors)
+    other = OtherHttpd(stack, "httpd2", int(stack.base_url.rsplit(":", 1)[1]) + 2).start()
+    yield other.api, other.log
+    errors = other.stop()
+    assert not errors, "second httpd logged:\n" + "\n".join(errors)
 
 
 def burst(stack, bases, session, n):

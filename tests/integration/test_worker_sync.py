@@ -44,6 +44,9 @@ def test_stdout_protocol_progress_never_decreases_and_ends_at_100(stack, gmail, 
     assert board[0] == {"event": "state", "task": tid, "state": "RUNNING", "pid": str(run.proc.pid)}
     assert board[-1]["event"] == "state" and board[-1]["state"] == "SUCCEEDED"
     assert board[-1]["pct"] == "100.00" and board[-1]["processed"] == "600"
+    calls = [f for f in board if f["event"] == "calls"]
+    assert len(calls) == 1 and board[-2] is calls[0] and int(calls[0]["2xx"]) > 600
+    assert calls[0]["5xx"] == calls[0]["429"] == calls[0]["error"] == "0"
     progress = [f for f in board if f["event"] == "progress"]
     assert len(progress) >= 2 and all(f["task"] == tid and f["mode"] == "full" for f in progress)
     pcts = progress_values(run)
