@@ -58,21 +58,21 @@ apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
                                     page.ids->nelts, &existing);
         }
         if (rv == APR_SUCCESS) {
-            const char **todo;
+            const char **to_fetch;
             int i, n = 0;
 
-            todo = apr_palloc(pp, sizeof(char *) * (apr_size_t)(page.ids->nelts + 1));
+            to_fetch = apr_palloc(pp, sizeof(char *) * (apr_size_t)(page.ids->nelts + 1));
             for (i = 0; i < page.ids->nelts; i++) {
                 const char *id = APR_ARRAY_IDX(page.ids, i, const char *);
                 if (!existing || !apr_hash_get(existing, id, APR_HASH_KEY_STRING)) {
-                    todo[n++] = id;
+                    to_fetch[n++] = id;
                 }
             }
             s->skipped += page.ids->nelts - n;
             s->pages++;
             rv = gs_task_progress(t, NULL, t->total, page.ids->nelts - n);
             if (rv == APR_SUCCESS) {
-                rv = gs_gmail_fetch(s->gm, pp, todo, n, gs_sync_store_rows, &ctx);
+                rv = gs_gmail_fetch(s->gm, pp, to_fetch, n, gs_sync_store_rows, &ctx);
             }
             token = page.next_token ? apr_pstrdup(p, page.next_token) : NULL;
         }

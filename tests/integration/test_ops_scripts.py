@@ -13,14 +13,13 @@ import re
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.usefixtures("paused_daemon")
 
@@ -29,17 +28,6 @@ CLEANUP = os.path.join(ROOT, "scripts", "gmailsync-cleanup")
 HOST = socket.gethostname()
 SUMMARY_ZERO = ("summary: marked_stuck=0 workers_killed=0 failed_stuck=0 failed_not_started=0 "
                 "left_stuck=0")
-
-
-def wait_for(what, predicate, timeout, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def proc_state(pid):
