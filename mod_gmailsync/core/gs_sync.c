@@ -78,6 +78,24 @@ apr_status_t gs_sync_begin(gs_sync_t *s, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
+apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *record,
+                             void *baton)
+{
+    apr_pool_t *fp;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create(&fp, p)) != APR_SUCCESS || (rv = gs_sync_begin(s, fp)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = gs_task_succeed(s->task, fp, &s->duration_ms);
+    if (rv == APR_SUCCESS) {
+        rv = record(s, fp, baton);
+    }
+    rv = gs_sync_commit(s, fp, rv);
+    apr_pool_destroy(fp);
+    return rv;
+}
+
 /* ------------------------------------------------------------------ the task */
 
 static apr_status_t run(gs_sync_t *s, apr_pool_t *p)

@@ -9,6 +9,16 @@
 #include "gs_sync.h"
 #include "gs_sync_int.h"
 
+/* The full sync's end: the cursor it recorded first, and the rows it did not list removed. */
+static apr_status_t record_full_end(gs_sync_t *s, apr_pool_t *p, void *cursor)
+{
+    int removed = 0;
+    apr_status_t rv = gs_store_full_finish(s->task, p, cursor, &removed);
+
+    s->removed = removed;
+    return rv;
+}
+
 apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
 {
     gs_task_t *t = s->task;
@@ -16,9 +26,7 @@ apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
     gs_sync_store_ctx_t ctx = { s, NULL, NULL, 1 };
     gs_profile_t profile;
     const char *cursor, *token = NULL;
-    apr_pool_t *fp;
     apr_status_t rv;
-    int removed = 0;
 
     s->mode = "full";
     if ((rv = gs_gmail_profile(s->gm, p, &profile)) != APR_SUCCESS) {
@@ -82,17 +90,6 @@ apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
         return rv;
     }
 
-    if ((rv = apr_pool_create(&fp, p)) != APR_SUCCESS
-        || (rv = gs_sync_begin(s, fp)) != APR_SUCCESS) {
-        return rv;
-    }
-    rv = gs_task_succeed(t, fp, &s->duration_ms);
-    if (rv == APR_SUCCESS) {
-        rv = gs_store_full_finish(t, fp, cursor, &removed);
-    }
-    rv = gs_sync_commit(s, fp, rv);
-    apr_pool_destroy(fp);
-    s->removed = removed;
-    return rv;
+    return gs_sync_succeed(s, p, record_full_end, (void *)cursor);
 }
 

@@ -145,12 +145,17 @@ static apr_status_t apply_history_page(gs_sync_t *s, apr_pool_t *p, const gs_his
     return rv;
 }
 
+/* The incremental sync's end: the cursor moves to the first history page's historyId. */
+static apr_status_t record_incremental_end(gs_sync_t *s, apr_pool_t *p, void *history_id)
+{
+    return gs_store_advance_cursor(s->task, p, history_id);
+}
+
 apr_status_t gs_sync_incremental(gs_sync_t *s, apr_pool_t *p)
 {
     gs_task_t *t = s->task;
     const char *token = NULL, *first_history_id = NULL;
     apr_int64_t total = 0;
-    apr_pool_t *fp;
     apr_status_t rv;
 
     s->mode = "incremental";
@@ -188,16 +193,6 @@ apr_status_t gs_sync_incremental(gs_sync_t *s, apr_pool_t *p)
         return rv;
     }
 
-    if ((rv = apr_pool_create(&fp, p)) != APR_SUCCESS
-        || (rv = gs_sync_begin(s, fp)) != APR_SUCCESS) {
-        return rv;
-    }
-    rv = gs_task_succeed(t, fp, &s->duration_ms);
-    if (rv == APR_SUCCESS) {
-        rv = gs_store_advance_cursor(t, fp, first_history_id);
-    }
-    rv = gs_sync_commit(s, fp, rv);
-    apr_pool_destroy(fp);
-    return rv;
+    return gs_sync_succeed(s, p, record_incremental_end, (void *)first_history_id);
 }
 

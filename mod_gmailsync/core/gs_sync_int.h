@@ -21,6 +21,14 @@ apr_status_t gs_sync_begin(gs_sync_t *s, apr_pool_t *p);
 /* Commits when rv is APR_SUCCESS, else rolls back; returns the outcome. */
 apr_status_t gs_sync_commit(gs_sync_t *s, apr_pool_t *p, apr_status_t rv);
 
+/* Writes, inside the final transaction, what the end of a sync covers (cursor, removals). */
+typedef apr_status_t gs_sync_record_fn(gs_sync_t *s, apr_pool_t *p, void *baton);
+
+/* Ends a sync in one transaction: SUCCEEDED (lease-guarded) and `record`, or neither, so the
+ * cursor never moves without the state and the state never without the cursor. */
+apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *record,
+                             void *baton);
+
 /* The two kinds of sync; each ends with SUCCEEDED committed together with the cursor.
  * gs_sync_incremental returns GS_ENOTFOUND when the cursor is older than Gmail's history. */
 apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p);
