@@ -2,11 +2,21 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include <libpq-fe.h>
+
 #include "gs_db.h"
 #include "gs_log.h"
 #include "gs_sql.h"
 
 static void end_transaction(gs_db_t *db);
+
+struct gs_db_conn_t {
+    apr_pool_t *pool;          /* the statements prepared for the current backend */
+    apr_hash_t *prepared;      /* label -> apr_dbd_prepared_t * */
+    int backend_pid;           /* the backend they were prepared on (0: none yet) */
+};
+
+#define GS_DB_CONN_KEY "gmailsync:gs_db_conn"
 
 static void remember_error(gs_db_t *db, int rc)
 {
@@ -15,26 +25,110 @@ static void remember_error(gs_db_t *db, int rc)
     db->last_error = apr_pstrdup(db->pool, msg && *msg ? msg : "database error");
 }
 
-static apr_status_t prepare_catalogue(gs_db_t *db, const char **err)
+static gs_db_conn_t *conn_make(apr_pool_t *parent)
 {
-    const gs_sql_stmt_t *s;
+    gs_db_conn_t *conn = apr_pcalloc(parent, sizeof *conn);
 
-    db->prepared = apr_hash_make(db->pool);
-    for (s = gs_sql_statements; s->label; s++) {
-        apr_dbd_prepared_t *stmt = NULL;
-        int rc = apr_dbd_prepare(db->driver, db->pool, db->handle, s->sql, s->label, &stmt);
+    if (apr_pool_create(&conn->pool, parent) != APR_SUCCESS) {
+        return NULL;
+    }
+    apr_pool_tag(conn->pool, "gs_db_statements");
+    conn->prepared = apr_hash_make(conn->pool);
+    return conn;
+}
 
-        if (rc != 0) {
-            remember_error(db, rc);
-            *err = apr_psprintf(db->pool, "cannot prepare %s: %s", s->label, db->last_error);
-            return APR_EGENERAL;
+/* libpq's connection, or NULL for another driver (then no reset detection: prepare once). */
+static PGconn *pg_conn(const gs_db_t *db)
+{
+    if (!db->handle || strcmp(apr_dbd_name(db->driver), "pgsql")) {
+        return NULL;
+    }
+    return apr_dbd_native_handle(db->driver, db->handle);
+}
+
+static int is_broken(const gs_db_t *db)
+{
+    PGconn *c = pg_conn(db);
+
+    return c && PQstatus(c) != CONNECTION_OK;
+}
+
+/* Forgets the statements when the backend is not the one they were prepared on: after a reset,
+ * by us or by mod_dbd's own check, the server no longer has them. Two local calls, no I/O. */
+static void conn_sync(gs_db_t *db)
+{
+    PGconn *c = pg_conn(db);
+    int pid = c ? PQbackendPID(c) : 0;
+
+    if (c && pid != db->conn->backend_pid) {
+        if (db->conn->backend_pid) {
+            gs_log_error(GS_LOG_DEBUG, NULL, "event=db.backend_changed old_pid=%d new_pid=%d",
+                         db->conn->backend_pid, pid);
         }
-        apr_hash_set(db->prepared, s->label, APR_HASH_KEY_STRING, stmt);
+        apr_pool_clear(db->conn->pool);
+        db->conn->prepared = apr_hash_make(db->conn->pool);
+        db->conn->backend_pid = pid;
+    }
+}
+
+/* Resets a broken connection in place (PQreset, through apr_dbd_check_conn). Outside a
+ * transaction only: inside one, the transaction died with the old backend and the caller must
+ * see the error. Returns 1 when the connection is usable again. */
+static int recover(gs_db_t *db, apr_pool_t *p)
+{
+    if (!db->handle || db->in_transaction
+        || apr_dbd_check_conn(db->driver, p, db->handle) != APR_SUCCESS) {
+        return 0;
+    }
+    conn_sync(db);
+    gs_log_error(GS_LOG_NOTICE, p, "event=db.reconnected backend_pid=%d", db->conn->backend_pid);
+    return 1;
+}
+
+/* Before a statement: a connection already known to be broken is reset now, and statements of a
+ * previous backend are forgotten. */
+static void before_use(gs_db_t *db, apr_pool_t *p)
+{
+    if (is_broken(db)) {
+        recover(db, p);
+    }
+    conn_sync(db);
+}
+
+static apr_dbd_prepared_t *statement(gs_db_t *db, const char *label)
+{
+    apr_dbd_prepared_t *stmt = apr_hash_get(db->conn->prepared, label, APR_HASH_KEY_STRING);
+    const gs_sql_stmt_t *def;
+    int rc;
+
+    if (stmt) {
+        return stmt;
+    }
+    if (!(def = gs_sql_find(label))) {
+        db->last_error = apr_psprintf(db->pool, "statement %s is not in the catalogue", label);
+        return NULL;
+    }
+    rc = apr_dbd_prepare(db->driver, db->conn->pool, db->handle, def->sql, def->label, &stmt);
+    if (rc != 0) {
+        remember_error(db, rc);
+        return NULL;
+    }
+    apr_hash_set(db->conn->prepared, def->label, APR_HASH_KEY_STRING, stmt);
+    return stmt;
+}
+
+static apr_status_t close_cleanup(void *data)
+{
+    gs_db_t *db = data;
+
+    if (db->handle) {
+        apr_dbd_close(db->driver, db->handle);
+        db->handle = NULL;
     }
     return APR_SUCCESS;
 }
 
-static apr_status_t connect_and_prepare(gs_db_t *db, const char **err)
+static apr_status_t db_connect(gs_db_t *db, const char **err)
 {
     const char *dbd_err = NULL;
     apr_status_t rv;
@@ -47,7 +141,8 @@ static apr_status_t connect_and_prepare(gs_db_t *db, const char **err)
                             dbd_err ? dbd_err : "unknown error");
         return rv;
     }
-    return prepare_catalogue(db, err);
+    conn_sync(db);
+    return APR_SUCCESS;
 }
 
 apr_status_t gs_db_open(gs_db_t **pdb, apr_pool_t *p, const char *params, const char **err)
@@ -64,12 +159,20 @@ apr_status_t gs_db_open(gs_db_t **pdb, apr_pool_t *p, const char *params, const 
     db = apr_pcalloc(pool, sizeof *db);
     db->pool = pool;
     db->params = apr_pstrdup(pool, params);
+    if (!(db->conn = conn_make(pool))) {
+        *err = "out of memory";
+        apr_pool_destroy(pool);
+        return APR_ENOMEM;
+    }
     if ((rv = apr_dbd_get_driver(pool, "pgsql", &db->driver)) != APR_SUCCESS) {
         *err = "cannot load the apr_dbd pgsql driver (Debian package libaprutil1-dbd-pgsql)";
         apr_pool_destroy(pool);
         return rv;
     }
-    if ((rv = connect_and_prepare(db, err)) != APR_SUCCESS) {
+    /* whoever destroys the pool (gs_db_close, or the process's last apr_terminate) closes the
+     * connection: libpq's buffers never outlive it */
+    apr_pool_cleanup_register(pool, db, close_cleanup, apr_pool_cleanup_null);
+    if ((rv = db_connect(db, err)) != APR_SUCCESS) {
         *err = apr_pstrdup(p, *err);
         gs_db_close(db);
         return rv;
@@ -84,23 +187,29 @@ apr_status_t gs_db_reconnect(gs_db_t *db, const char **err)
         *err = "this connection is owned by mod_dbd";
         return APR_ENOTIMPL;
     }
-    if (db->handle) {
-        apr_dbd_close(db->driver, db->handle);
-        db->handle = NULL;
-    }
+    close_cleanup(db);
     end_transaction(db);
-    return connect_and_prepare(db, err);
+    return db_connect(db, err);
 }
 
 gs_db_t *gs_db_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd_t *handle,
-                    apr_hash_t *prepared)
+                    apr_pool_t *conn_pool)
 {
     gs_db_t *db = apr_pcalloc(p, sizeof *db);
+    void *data = NULL;
 
     db->driver = driver;
     db->handle = handle;
-    db->prepared = prepared;
     db->pool = p;
+    /* one set of statements per physical connection, kept with it: mod_dbd hands a connection to
+     * one request at a time, so no lock is needed */
+    if (apr_pool_userdata_get(&data, GS_DB_CONN_KEY, conn_pool) != APR_SUCCESS || !data) {
+        if (!(data = conn_make(conn_pool))
+            || apr_pool_userdata_setn(data, GS_DB_CONN_KEY, NULL, conn_pool) != APR_SUCCESS) {
+            return NULL;
+        }
+    }
+    db->conn = data;
     return db;
 }
 
@@ -109,72 +218,81 @@ void gs_db_close(gs_db_t *db)
     if (!db || !db->params) {
         return;
     }
-    if (db->handle) {
-        apr_dbd_close(db->driver, db->handle);
-        db->handle = NULL;
-    }
-    apr_pool_destroy(db->pool);
+    apr_pool_destroy(db->pool); /* close_cleanup closes the connection */
 }
 
-static apr_dbd_prepared_t *statement(gs_db_t *db, const char *label)
-{
-    apr_dbd_prepared_t *stmt = apr_hash_get(db->prepared, label, APR_HASH_KEY_STRING);
+typedef struct {
+    int nrows;                  /* exec: rows affected */
+    apr_dbd_results_t *res;     /* select */
+} run_out_t;
 
-    if (!stmt) {
-        db->last_error = apr_psprintf(db->pool, "statement %s is not prepared", label);
+/* Runs a catalogue statement, once more on a reset connection if the first attempt found the
+ * connection broken (outside transactions; see gs_db.h). */
+static apr_status_t run(gs_db_t *db, apr_pool_t *p, const char *label, int is_select, int nargs,
+                        const char *const *args, run_out_t *out)
+{
+    int attempt, rc = -1;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        apr_dbd_prepared_t *stmt;
+
+        if (!db->handle) {
+            db->last_error = "no database connection";
+            return APR_EGENERAL;
+        }
+        before_use(db, p);
+        if ((stmt = statement(db, label))) {
+            out->res = NULL;
+            /* random access (seek=1) for selects: the whole result arrives at once and its
+             * column count is known; sequential mode reports 0 columns before the first row */
+            rc = is_select ? apr_dbd_pselect(db->driver, p, db->handle, &out->res, stmt, 1, nargs,
+                                             (const char **)args)
+                           : apr_dbd_pquery(db->driver, p, db->handle, &out->nrows, stmt, nargs,
+                                            (const char **)args);
+            if (rc == 0) {
+                return APR_SUCCESS;
+            }
+            remember_error(db, rc);
+        }
+        if (!is_broken(db) || !recover(db, p)) {
+            break;
+        }
     }
-    return stmt;
+    gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_EGENERAL, p, "event=db.error statement=%s "
+                  "reason=\"%s\"", label, db->last_error);
+    return APR_EGENERAL;
 }
 
 apr_status_t gs_db_exec(gs_db_t *db, apr_pool_t *p, const char *label, int *affected,
                         int nargs, const char *const *args)
 {
-    apr_dbd_prepared_t *stmt;
-    int nrows = 0, rc;
+    run_out_t out = { 0, NULL };
+    apr_status_t rv = run(db, p, label, 0, nargs, args, &out);
 
-    if (!db->handle || !(stmt = statement(db, label))) {
-        return APR_EGENERAL;
+    if (rv == APR_SUCCESS && affected) {
+        *affected = out.nrows;
     }
-    rc = apr_dbd_pquery(db->driver, p, db->handle, &nrows, stmt, nargs, (const char **)args);
-    if (rc != 0) {
-        remember_error(db, rc);
-        gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_EGENERAL, p, "event=db.error statement=%s "
-                      "reason=\"%s\"", label, db->last_error);
-        return APR_EGENERAL;
-    }
-    if (affected) {
-        *affected = nrows;
-    }
-    return APR_SUCCESS;
+    return rv;
 }
 
 apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_rows_t **prows,
                           int nargs, const char *const *args)
 {
-    apr_dbd_prepared_t *stmt;
-    apr_dbd_results_t *res = NULL;
+    run_out_t out = { 0, NULL };
     apr_dbd_row_t *row = NULL;
     apr_array_header_t *cells;
     gs_db_rows_t *rows;
-    int rc, col;
+    apr_status_t rv;
+    int col;
 
-    if (!db->handle || !(stmt = statement(db, label))) {
-        return APR_EGENERAL;
-    }
-    /* random access (seek=1): the whole result arrives at once and its column count is known;
-     * the sequential mode streams rows but reports 0 columns until the first row is fetched */
-    rc = apr_dbd_pselect(db->driver, p, db->handle, &res, stmt, 1, nargs, (const char **)args);
-    if (rc != 0) {
-        remember_error(db, rc);
-        gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_EGENERAL, p, "event=db.error statement=%s "
-                      "reason=\"%s\"", label, db->last_error);
-        return APR_EGENERAL;
+    if ((rv = run(db, p, label, 1, nargs, args, &out)) != APR_SUCCESS) {
+        return rv;
     }
     rows = apr_pcalloc(p, sizeof *rows);
-    rows->ncols = apr_dbd_num_cols(db->driver, res);
+    rows->ncols = apr_dbd_num_cols(db->driver, out.res);
     cells = apr_array_make(p, 8, sizeof(const char *));
     /* read to the end: the final get_row frees the driver's result */
-    while (apr_dbd_get_row(db->driver, p, res, &row, -1) == 0) {
+    while (apr_dbd_get_row(db->driver, p, out.res, &row, -1) == 0) {
         for (col = 0; col < rows->ncols; col++) {
             /* get_entry would hand SQL NULL out as "": datum_get tells the two apart */
             char *v = NULL;
@@ -239,10 +357,15 @@ static apr_status_t run_literal(gs_db_t *db, const char *sql)
 
 apr_status_t gs_db_begin(gs_db_t *db, apr_pool_t *p)
 {
+    /* READ COMMITTED explicitly: under REPEATABLE READ the snapshot would predate a lock wait */
+    static const char begin[] = "BEGIN ISOLATION LEVEL READ COMMITTED";
     apr_status_t rv;
 
-    /* READ COMMITTED explicitly: under REPEATABLE READ the snapshot would predate a lock wait */
-    if ((rv = run_literal(db, "BEGIN ISOLATION LEVEL READ COMMITTED")) != APR_SUCCESS) {
+    before_use(db, p);
+    /* a connection whose server restarted since its last use fails its first command: nothing
+     * has happened in this transaction yet, so reset it and begin again */
+    if ((rv = run_literal(db, begin)) != APR_SUCCESS
+        && (!is_broken(db) || !recover(db, p) || (rv = run_literal(db, begin)) != APR_SUCCESS)) {
         return rv;
     }
     db->in_transaction = 1;
@@ -276,5 +399,11 @@ apr_status_t gs_db_rollback(gs_db_t *db)
 
 int gs_db_ping(gs_db_t *db, apr_pool_t *p)
 {
-    return db->handle && apr_dbd_check_conn(db->driver, p, db->handle) == APR_SUCCESS;
+    if (!db->handle) {
+        return 0;
+    }
+    if (is_broken(db)) {
+        return recover(db, p);
+    }
+    return apr_dbd_check_conn(db->driver, p, db->handle) == APR_SUCCESS;
 }

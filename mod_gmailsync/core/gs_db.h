@@ -5,6 +5,14 @@
  * Only catalogue statements (gs_sql.h) are run with input; the few fixed transaction-control
  * commands are literals. Results are copied into the caller's pool: rows stay valid after the
  * next query.
+ *
+ * Surviving a PostgreSQL restart or failover: a broken connection is reset in place (PQreset, as
+ * apr_dbd_check_conn does), and a reset connection has lost every server-side prepared statement.
+ * So statements are prepared lazily, per physical connection, and the set is tied to the
+ * backend's process id: when the backend changes, the set is dropped and each statement is
+ * prepared again on first use. A statement that fails outside a transaction because the
+ * connection broke is run once more on the reset connection; inside a transaction the error is
+ * returned (the transaction is gone) and the next use of the connection recovers.
  */
 #ifndef GS_DB_H
 #define GS_DB_H
@@ -13,11 +21,14 @@
 #include <apr_hash.h>
 #include <apr_pools.h>
 
+/* The statements prepared on one physical connection (private to gs_db.c). */
+typedef struct gs_db_conn_t gs_db_conn_t;
+
 typedef struct gs_db_t {
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
-    apr_hash_t *prepared;      /* label -> apr_dbd_prepared_t * */
-    apr_pool_t *pool;          /* lives as long as the connection */
+    gs_db_conn_t *conn;        /* lives as long as the physical connection */
+    apr_pool_t *pool;          /* the wrapper's pool (owned: lives as long as the connection) */
     const char *params;        /* for reconnecting; NULL for wrapped connections */
     int in_transaction;
     apr_pool_t *tx_pool;       /* holds the rollback cleanup of the open transaction */
@@ -30,17 +41,20 @@ typedef struct {
     const char **cells;        /* nrows * ncols; NULL is SQL NULL */
 } gs_db_rows_t;
 
-/* Loads the pgsql driver, connects with `params` (a libpq conninfo string or URI) and prepares
- * every catalogue statement. Everything lives in a subpool of p; gs_db_close or destroying p
- * releases it. On failure *err says why (never containing the password). */
+/* Loads the pgsql driver and connects with `params` (a libpq conninfo string or URI).
+ * Everything lives in a subpool of p; gs_db_close or destroying p closes the connection. On
+ * failure *err says why (never containing the password). */
 apr_status_t gs_db_open(gs_db_t **pdb, apr_pool_t *p, const char *params, const char **err);
 
-/* Drops the connection and opens it again with the same parameters (statements re-prepared). */
+/* Drops the connection and opens it again with the same parameters (statements are prepared
+ * again on first use). */
 apr_status_t gs_db_reconnect(gs_db_t *db, const char **err);
 
-/* Wraps a connection someone else owns (mod_dbd). The wrapper is allocated from p. */
+/* Wraps a connection someone else owns (mod_dbd). The wrapper is allocated from p; the set of
+ * statements prepared on the connection lives in conn_pool, the pool that lives exactly as long
+ * as the physical connection (mod_dbd's ap_dbd_t.pool). */
 gs_db_t *gs_db_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd_t *handle,
-                    apr_hash_t *prepared);
+                    apr_pool_t *conn_pool);
 
 void gs_db_close(gs_db_t *db);
 
@@ -63,7 +77,7 @@ apr_status_t gs_db_commit(gs_db_t *db);
 /* Safe to call when no transaction is open. */
 apr_status_t gs_db_rollback(gs_db_t *db);
 
-/* Is the connection alive? */
+/* Is the connection usable? A connection known to be broken is reset first. */
 int gs_db_ping(gs_db_t *db, apr_pool_t *p);
 
 #endif /* GS_DB_H */

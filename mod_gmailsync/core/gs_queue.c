@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include <apr_strings.h>
+#include <apr_tables.h>
 
 #include "gs_log.h"
 #include "gs_queue.h"
@@ -35,6 +36,39 @@ apr_status_t gs_queue_claim(gs_db_t *db, apr_pool_t *p, const char *host, gs_cla
     claim->queued_ms = apr_atoi64(gs_db_cell(rows, 0, 3));
     claim->created_at = gs_db_cell(rows, 0, 4);
     claim->started_at = gs_db_cell(rows, 0, 5);
+    return APR_SUCCESS;
+}
+
+/* A PostgreSQL array literal of UUIDs (validated by the caller: no quoting needed). */
+static const char *uuid_array(apr_pool_t *p, const char *const *ids, int n)
+{
+    apr_array_header_t *parts = apr_array_make(p, n > 0 ? n : 1, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        APR_ARRAY_PUSH(parts, const char *) = ids[i];
+    }
+    return apr_pstrcat(p, "{", apr_array_pstrcat(p, parts, ','), "}", NULL);
+}
+
+apr_status_t gs_queue_leases_held(gs_db_t *db, apr_pool_t *p, const char *const *task_ids,
+                                  const char *const *leases, int n, apr_hash_t **held)
+{
+    const char *args[2];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+    int i;
+
+    args[0] = uuid_array(p, task_ids, n);
+    args[1] = uuid_array(p, leases, n);
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_LEASES_HELD, &rows, 2, args))) {
+        return rv;
+    }
+    *held = apr_hash_make(p);
+    for (i = 0; i < rows->nrows; i++) {
+        const char *id = gs_db_cell(rows, i, 0);
+        apr_hash_set(*held, id, APR_HASH_KEY_STRING, id);
+    }
     return APR_SUCCESS;
 }
 

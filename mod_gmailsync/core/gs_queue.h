@@ -11,6 +11,8 @@
 #include <apr_pools.h>
 #include <apr_time.h>
 
+#include <apr_hash.h>
+
 #include "gs_db.h"
 
 typedef struct {
@@ -25,6 +27,12 @@ typedef struct {
 /* Claims the oldest CREATED task for `host`. APR_SUCCESS with *claim, APR_NOTFOUND when the
  * queue is empty, APR_EGENERAL on a database error. */
 apr_status_t gs_queue_claim(gs_db_t *db, apr_pool_t *p, const char *host, gs_claim_t *claim);
+
+/* Which of the tasks this daemon runs (task_ids[i] under leases[i], UUIDs) are still RUNNING
+ * under their lease? *held maps each such task id to itself; a task missing from it was
+ * cancelled, rescued or finished elsewhere. */
+apr_status_t gs_queue_leases_held(gs_db_t *db, apr_pool_t *p, const char *const *task_ids,
+                                  const char *const *leases, int n, apr_hash_t **held);
 
 /* Moves a task this daemon leased to FAILED (worker crashed, could not start, ...). Returns
  * APR_SUCCESS if it did, APR_NOTFOUND if the task had already ended or moved on. */

@@ -2,11 +2,12 @@
 #include <string.h>
 
 #include <apr_atomic.h>
+#include <apr_strings.h>
 
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 3u
+#define REGISTRY_VERSION 4u
 
 typedef struct {
     apr_uint32_t used;
@@ -14,6 +15,10 @@ typedef struct {
     unsigned char digest[GS_SHA256_DIGEST_LEN];
     char user_id[GS_REGISTRY_USER_MAX + 1];
 } session_slot_t;
+
+/* A task slot is free, live, or a tombstone: the task left the board (cancelled, lost, failed)
+ * and must not come back, whatever late line or claim tries to put it there again. */
+enum { SLOT_FREE = 0, SLOT_LIVE = 1, SLOT_GONE = 2 };
 
 typedef struct {
     apr_uint32_t used;
@@ -159,6 +164,7 @@ int gs_registry_session_put(gs_registry_t *reg, const unsigned char digest[GS_SH
     return 1;
 }
 
+/* The user's slot (live or tombstone), else with `create` a free one. */
 static task_slot_t *task_slot_for(gs_registry_t *reg, const char *user_id, int create)
 {
     task_slot_t *slots = task_slots(reg), *free_slot = NULL;
@@ -167,10 +173,10 @@ static task_slot_t *task_slot_for(gs_registry_t *reg, const char *user_id, int c
     for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
         task_slot_t *t = &slots[(start + i) % reg->slots];
 
-        if (t->used && !strcmp(t->task.user_id, user_id)) {
+        if (t->used != SLOT_FREE && !strcmp(t->task.user_id, user_id)) {
             return t;
         }
-        if (!t->used && !free_slot) {
+        if (t->used == SLOT_FREE && !free_slot) {
             free_slot = t;
         }
     }
@@ -181,7 +187,8 @@ int gs_registry_task_get(gs_registry_t *reg, const char *user_id, gs_registry_ta
 {
     task_slot_t *t;
 
-    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(t = task_slot_for(reg, user_id, 0))) {
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(t = task_slot_for(reg, user_id, 0))
+        || t->used != SLOT_LIVE) {
         return 0;
     }
     *out = t->task;
@@ -197,10 +204,13 @@ int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task)
         || !(t = task_slot_for(reg, task->user_id, 1))) {
         return 0;
     }
-    generation = t->used ? t->task.generation : 0;
+    if (t->used == SLOT_GONE && !strcmp(t->task.task_id, task->task_id)) {
+        return 0; /* this task already left the board: it must not come back */
+    }
+    generation = t->used != SLOT_FREE ? t->task.generation : 0;
     t->task = *task;
     t->task.generation = generation + 1;
-    t->used = 1;
+    t->used = SLOT_LIVE;
     return 1;
 }
 
@@ -210,7 +220,8 @@ int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task)
     apr_uint32_t generation;
 
     if (!memchr(task->user_id, '\0', sizeof task->user_id)
-        || !(t = task_slot_for(reg, task->user_id, 0)) || strcmp(t->task.task_id, task->task_id)) {
+        || !(t = task_slot_for(reg, task->user_id, 0)) || t->used != SLOT_LIVE
+        || strcmp(t->task.task_id, task->task_id)) {
         return 0;
     }
     generation = t->task.generation;
@@ -219,15 +230,28 @@ int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task)
     return 1;
 }
 
-int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id)
+int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id,
+                            apr_time_t now)
 {
     task_slot_t *t;
 
-    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(t = task_slot_for(reg, user_id, 0))
-        || strcmp(t->task.task_id, task_id)) {
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || strlen(task_id) >= sizeof t->task.task_id) {
         return 0;
     }
-    t->used = 0;
+    if (!(t = task_slot_for(reg, user_id, 1))) {
+        return 0; /* no slot for a tombstone: nothing of this user is on the board either */
+    }
+    if (t->used == SLOT_LIVE && strcmp(t->task.task_id, task_id)) {
+        return 0; /* the user's entry is another (newer) task */
+    }
+    if (t->used == SLOT_FREE) {
+        /* a tombstone ahead of the entry: a claim about to put it must find it gone */
+        memset(&t->task, 0, sizeof t->task);
+        apr_cpystrn(t->task.user_id, user_id, sizeof t->task.user_id);
+        apr_cpystrn(t->task.task_id, task_id, sizeof t->task.task_id);
+    }
+    t->used = SLOT_GONE;
+    t->task.finished = now;
     return 1;
 }
 
@@ -237,7 +261,7 @@ int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_t
     apr_size_t i;
 
     for (i = 0; i < reg->slots; i++) {
-        if (slots[i].used && !strcmp(slots[i].task.task_id, task_id)) {
+        if (slots[i].used == SLOT_LIVE && !strcmp(slots[i].task.task_id, task_id)) {
             *out = slots[i].task;
             return 1;
         }

@@ -4,10 +4,11 @@
  * The registry is a cache in front of PostgreSQL, never the truth:
  *  - a session entry maps a token digest to a user for at most the configured TTL, so a repeat
  *    request need not query the database (a revoked session keeps working for at most the TTL);
- *  - a task entry is written only by this host's daemon, for a task whose worker it runs, and is
- *    removed before that task can end (the worker announces "finishing" before it commits a
- *    terminal state). Only such an entry may answer a repeat start without the database; any
- *    doubt (no entry, table full, wrong shape) falls through to PostgreSQL.
+ *  - a task entry is written only by this host's daemon, for a task whose worker it runs; it
+ *    shows live progress to watchers without a query. It never answers a start: a task can
+ *    leave RUNNING anywhere (a cancel on another host, a rescue, the cleanup script), so a start
+ *    always asks PostgreSQL. Once a task leaves the board it is a tombstone until swept, and
+ *    cannot come back.
  *
  * The memory block holds no pointers, only fixed slots found by index (open addressing with a
  * bounded probe), so it works at any address in any process. The caller serialises access
@@ -88,9 +89,13 @@ int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task);
 /* Replaces the user's entry only if it exists and is for the same task (a late progress line
  * must not bring back an entry that a cancel removed); returns 1 if updated. */
 int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task);
-/* Removes the user's entry if it is for `task_id`; returns 1 if removed. */
-int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id);
-/* Drops terminal entries finished before `before` (the daemon sweeps them). */
+/* Takes `task_id` off the board for good: its entry (or, if it has none yet, a free slot of the
+ * user) becomes a tombstone that refuses a later put of the same task, so that a claim or a late
+ * line racing with a cancel cannot bring it back. An entry of another task of the user is left
+ * alone. Returns 1 if the task is now marked gone. */
+int gs_registry_task_remove(gs_registry_t *reg, const char *user_id, const char *task_id,
+                            apr_time_t now);
+/* Drops terminal entries and tombstones older than `before` (the daemon sweeps them). */
 void gs_registry_tasks_sweep(gs_registry_t *reg, apr_time_t before);
 /* Empties the task board (a new daemon does not know its predecessor's workers). */
 void gs_registry_tasks_clear(gs_registry_t *reg);

@@ -22,6 +22,9 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT pg_advisory_xact_lock(" GS_SQL_LOCK_NAMESPACE ", hashtext(%s))" },
     { GS_SQL_ACCOUNT_EXISTS,
       "SELECT 1 FROM gmailsync.accounts WHERE user_id = %s" },
+    { GS_SQL_ACTIVE_TASK,
+      "SELECT task_id, state FROM gmailsync.sync_tasks"
+      " WHERE user_id = %s AND " GS_SQL_ACTIVE_PREDICATE },
     { GS_SQL_ACTIVE_TASK_LOCK,
       "SELECT task_id, state FROM gmailsync.sync_tasks"
       " WHERE user_id = %s AND " GS_SQL_ACTIVE_PREDICATE " FOR UPDATE" },
@@ -93,6 +96,10 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " finished_at = now(), updated_at = now()"
       " WHERE task_id = %s::uuid AND lease = %s::uuid AND state IN ('RUNNING', 'STUCK')"
       " RETURNING user_id, (extract(epoch FROM now() - started_at) * 1000)::bigint::text" },
+    { GS_SQL_D_LEASES_HELD,
+      "SELECT t.task_id::text FROM unnest(%s::uuid[], %s::uuid[]) AS w(task_id, lease)"
+      " JOIN gmailsync.sync_tasks t ON t.task_id = w.task_id AND t.lease = w.lease"
+      " WHERE t.state = 'RUNNING'" },
     { GS_SQL_MARK_STUCK,
       "UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
       " WHERE state = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s::double precision)"
@@ -221,12 +228,6 @@ const gs_sql_stmt_t gs_sql_statements[] = {
 #undef W_DURATION_MS
     { NULL, NULL }
 };
-
-int gs_sql_for_httpd(const gs_sql_stmt_t *stmt)
-{
-    return strncmp(stmt->label, GS_SQL_WORKER_PREFIX, strlen(GS_SQL_WORKER_PREFIX))
-           && strncmp(stmt->label, GS_SQL_DAEMON_PREFIX, strlen(GS_SQL_DAEMON_PREFIX));
-}
 
 const gs_sql_stmt_t *gs_sql_find(const char *label)
 {

@@ -1,8 +1,8 @@
 /* gs_sql.h -- every SQL statement the C code runs, each under a label, in one place.
  *
- * Statements use apr_dbd placeholders (%s, %d, %lld; a literal % is %%). The httpd glue registers
- * them with mod_dbd (ap_dbd_prepare); the daemon and workers prepare them on their own
- * connections. No SQL is ever assembled from input.
+ * Statements use apr_dbd placeholders (%s, %d, %lld; a literal % is %%). gs_db prepares each one
+ * on first use on every connection (mod_dbd's pooled ones in httpd, the daemon's and the
+ * workers' own), and again after a reset. No SQL is ever assembled from input.
  */
 #ifndef GS_SQL_H
 #define GS_SQL_H
@@ -27,6 +27,7 @@ typedef struct {
 #define GS_SQL_START_TIMEOUTS    "gs_start_timeouts"     /* (lock ms, statement ms) */
 #define GS_SQL_START_LOCK        "gs_start_lock"         /* (user_id) */
 #define GS_SQL_ACCOUNT_EXISTS    "gs_account_exists"     /* (user_id) -> 1 row if linked */
+#define GS_SQL_ACTIVE_TASK       "gs_active_task"        /* (user_id) -> task_id, state; no lock */
 #define GS_SQL_ACTIVE_TASK_LOCK  "gs_active_task_lock"   /* (user_id) -> task_id, state */
 #define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full) -> task_id, state */
 
@@ -78,6 +79,7 @@ typedef struct {
 /* The daemon (gs_queue.h); prepared on the daemon's own connection. */
 #define GS_SQL_D_CLAIM_NEXT      "gs_d_claim_next"      /* (host) -> task, lease, user, queued ms, created, started */
 #define GS_SQL_D_FAIL_LEASED     "gs_d_fail_leased"     /* (code, message, task, lease) -> user, ms */
+#define GS_SQL_D_LEASES_HELD     "gs_d_leases_held"     /* (task ids uuid[], leases uuid[]) -> the tasks still RUNNING under those leases */
 #define GS_SQL_MARK_STUCK        "gs_mark_stuck"        /* (stuck_after s) -> task, user, host, pid, lease, age */
 #define GS_SQL_D_STUCK_TASKS     "gs_d_stuck_tasks"     /* (host, abandon_after s) -> task, user, pid, lease, age */
 #define GS_SQL_D_FAIL_STUCK      "gs_d_fail_stuck"      /* (message, task) */
@@ -86,13 +88,9 @@ typedef struct {
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
 
-/* Labels starting with these are prepared only by the worker or the daemon, on their own
- * connections; httpd's mod_dbd pool prepares every other statement. */
+/* Labels starting with these are run only by the worker or the daemon. */
 #define GS_SQL_WORKER_PREFIX "gs_w_"
 #define GS_SQL_DAEMON_PREFIX "gs_d_"
-
-/* Does httpd's connection pool need this statement? */
-int gs_sql_for_httpd(const gs_sql_stmt_t *stmt);
 
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);

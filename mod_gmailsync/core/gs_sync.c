@@ -9,9 +9,18 @@
 #include "gs_sync.h"
 #include "gs_sync_int.h"
 
+/* Runs while the engine waits (on Gmail, or in a back-off): an answer from Gmail since the last
+ * tick is a forward step for the stall watchdog, then the task's heartbeat and progress. */
 static apr_status_t heartbeat_tick(void *baton)
 {
-    return gs_task_tick(baton);
+    gs_sync_t *s = baton;
+    apr_int64_t ok = s->gm->answers[0];
+
+    if (ok != s->answers_seen) {
+        s->answers_seen = ok;
+        gs_task_note_advance(s->task);
+    }
+    return gs_task_tick(s->task);
 }
 
 static apr_status_t save_token(void *baton, apr_pool_t *p, const char *access_token,
@@ -33,9 +42,11 @@ gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t
     s->failure = failure;
     task->heartbeat = conf->heartbeat;
     task->progress_interval = conf->progress_interval;
-    gs_http_set_tick(http, heartbeat_tick, task);
+    task->stall_limit = conf->stall_limit;
+    task->db_wait = conf->db_wait;
     s->gm = gs_gmail_make(p, http, oauth, conf, failure,
                           apr_pstrcat(p, "task=", task->task_id, NULL));
+    gs_http_set_tick(http, heartbeat_tick, s);
     s->gm->token_saved = save_token;
     s->gm->token_baton = task;
     return s;

@@ -56,20 +56,32 @@ static void name_connection(gs_task_t *t, apr_pool_t *p)
     }
 }
 
-/* Outside a transaction a broken connection is worth one reconnect before giving up. */
-static int reconnected(gs_task_t *t, apr_pool_t *p)
+/* The database went away (a restart, a failover): outside a transaction, wait for it to come
+ * back, with a bounded back-off, so that the statement can run again and the sync continues.
+ * Returns 1 when it is back; 0 for an ordinary SQL error, inside a transaction, or when the
+ * outage outlasts t->db_wait (the sync then fails with db_unavailable). */
+static int waited_for_db(gs_task_t *t, apr_pool_t *p)
 {
-    const char *err = NULL;
+    apr_time_t began = apr_time_now(), deadline = began + t->db_wait;
+    apr_interval_time_t delay = apr_time_from_msec(100);
 
     if (t->db->in_transaction || alive(t, p)) {
         return 0;
     }
-    if (gs_db_reconnect(t->db, &err) != APR_SUCCESS) {
-        return 0;
+    gs_log_error(GS_LOG_WARNING, p, "event=db.waiting task=%s max_wait_ms=%" APR_INT64_T_FMT
+                 " reason=\"%s\"", t->task_id, (apr_int64_t)apr_time_as_msec(t->db_wait),
+                 t->db->last_error ? gs_error_clean(p, t->db->last_error, 200) : "unknown");
+    while (apr_time_now() < deadline) {
+        apr_sleep(delay);
+        delay = delay * 2 > apr_time_from_sec(1) ? apr_time_from_sec(1) : delay * 2;
+        if (alive(t, p)) {
+            name_connection(t, p);
+            gs_log_error(GS_LOG_NOTICE, p, "event=db.back task=%s waited_ms=%" APR_INT64_T_FMT,
+                         t->task_id, (apr_int64_t)apr_time_as_msec(apr_time_now() - began));
+            return 1;
+        }
     }
-    name_connection(t, p);
-    gs_log_error(GS_LOG_WARNING, p, "event=db.reconnected task=%s", t->task_id);
-    return 1;
+    return 0;
 }
 
 apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
@@ -78,7 +90,7 @@ apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int gu
     int n = 0;
     apr_status_t rv = gs_db_exec(t->db, p, label, &n, nargs, args);
 
-    if (rv != APR_SUCCESS && reconnected(t, p)) {
+    if (rv != APR_SUCCESS && waited_for_db(t, p)) {
         rv = gs_db_exec(t->db, p, label, &n, nargs, args);
     }
     if (rv != APR_SUCCESS) {
@@ -95,7 +107,7 @@ apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_d
 {
     apr_status_t rv = gs_db_select(t->db, p, label, rows, nargs, args);
 
-    if (rv != APR_SUCCESS && reconnected(t, p)) {
+    if (rv != APR_SUCCESS && waited_for_db(t, p)) {
         rv = gs_db_select(t->db, p, label, rows, nargs, args);
     }
     return rv == APR_SUCCESS ? APR_SUCCESS : db_failure(t, p, label);
@@ -114,6 +126,7 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
     t->db = db;
     t->failure = failure;
     t->task_id = apr_pstrdup(p, task_id);
+    t->db_wait = GS_TASK_DB_WAIT;
     name_connection(t, p);
     rv = gs_task_select(t, p, lease ? GS_SQL_W_TASK_ADOPT : GS_SQL_W_TASK_CLAIM, &rows,
                         lease ? 4 : 3, args);
@@ -128,9 +141,16 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
     t->force_full = gs_db_cell(rows, 0, 2) && !strcmp(gs_db_cell(rows, 0, 2), "1");
     t->heartbeat = apr_time_from_sec(5);
     t->progress_interval = apr_time_from_sec(1);
-    t->last_beat = apr_time_now();
+    t->db_wait = GS_TASK_DB_WAIT;
+    t->last_beat = t->last_advance = apr_time_now();
     *pt = t;
     return APR_SUCCESS;
+}
+
+void gs_task_note_advance(gs_task_t *t)
+{
+    t->last_advance = apr_time_now();
+    t->stalled = 0;
 }
 
 void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton)
@@ -209,6 +229,18 @@ apr_status_t gs_task_tick(gs_task_t *t)
     if (now - t->last_beat < t->heartbeat) {
         return APR_SUCCESS;
     }
+    if (t->stall_limit > 0 && now - t->last_advance > t->stall_limit) {
+        /* alive but going nowhere: stop vouching for this worker, so that the task is found
+         * STUCK and finished off instead of blocking the user's syncs for good */
+        if (!t->stalled) {
+            t->stalled = 1;
+            gs_log_error(GS_LOG_WARNING, t->pool, "event=worker.stalled task=%s "
+                         "no_progress_ms=%" APR_INT64_T_FMT " processed=%" APR_INT64_T_FMT,
+                         t->task_id, (apr_int64_t)apr_time_as_msec(now - t->last_advance),
+                         t->processed);
+        }
+        return APR_SUCCESS;
+    }
     if ((rv = apr_pool_create(&p, t->pool)) != APR_SUCCESS) {
         return rv;
     }
@@ -234,6 +266,9 @@ apr_status_t gs_task_progress(gs_task_t *t, const char *mode, apr_int64_t total,
     }
     if (total != t->total || done) {
         t->dirty = 1;
+    }
+    if (t->dirty) {
+        gs_task_note_advance(t);
     }
     t->total = total;
     t->processed += done;

@@ -34,6 +34,10 @@ typedef struct {
     apr_time_t last_beat;       /* local clock: last write that beat the heart */
     apr_time_t last_progress;   /* last progress write (0: none yet) */
     apr_time_t last_announce;
+    apr_time_t last_advance;    /* last forward step: progress, or an answer from Gmail */
+    apr_interval_time_t stall_limit;  /* no heartbeat after this long without a step (0: off) */
+    apr_interval_time_t db_wait;      /* how long a statement waits for a lost database */
+    int stalled;
     const char *mode;           /* "full", "incremental", or NULL before the decision */
     apr_int64_t processed, total;
     int pct;                    /* hundredths; the highest so far */
@@ -42,6 +46,10 @@ typedef struct {
     void *announce_baton;
     apr_int64_t progress_writes, heartbeats;
 } gs_task_t;
+
+/* How long a statement outside a transaction waits for a database that went away (restart,
+ * failover) before the sync fails with db_unavailable. */
+#define GS_TASK_DB_WAIT apr_time_from_sec(60)
 
 /* Claims a CREATED task (lease NULL: a fresh random lease is drawn by the database) or adopts a
  * RUNNING one whose lease the daemon gave us; records host and pid either way. GS_ELOST when the
@@ -56,7 +64,13 @@ void gs_task_announce_calls(gs_task_t *t, const apr_int64_t calls[GS_BOARD_CALL_
 /* Announces a state line on the board (after the state is committed). */
 void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra);
 
-/* Beats the heart if it is due, and writes pending progress if its interval has passed. */
+/* Records a forward step that is not progress (an answer from Gmail). The heartbeat stops when
+ * no step was made for stall_limit: a worker that is alive but goes nowhere must not look
+ * healthy forever. */
+void gs_task_note_advance(gs_task_t *t);
+
+/* Beats the heart if it is due (and the worker is not stalled), and writes pending progress if
+ * its interval has passed. */
 apr_status_t gs_task_tick(gs_task_t *t);
 
 /* Sets the mode ("full"/"incremental") and the total, and adds `done` to processed. Writes
@@ -74,8 +88,8 @@ apr_status_t gs_task_succeed(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_
 /* FAILED with the failure record (its own statement, outside any transaction). */
 apr_status_t gs_task_fail(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms);
 
-/* Runs a guarded catalogue write; reconnects once if the connection broke (outside
- * transactions). 0 rows changed and `guarded` -> GS_ELOST. Database errors -> GS_EFAILED with
+/* Runs a guarded catalogue write; outside transactions, a lost database is waited for (up to
+ * db_wait) and the statement runs again. 0 rows changed and `guarded` -> GS_ELOST. Database errors -> GS_EFAILED with
  * db_unavailable. */
 apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
                           int *affected, int nargs, const char *const *args);

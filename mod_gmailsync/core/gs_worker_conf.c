@@ -40,6 +40,8 @@ static const key_t_ keys[] = {
     { "retries", K_INT, F(retries), 0, 100, 0 },
     { "heartbeat", K_DURATION, F(heartbeat), 0, 0, 1000 * 50 },
     { "progress_interval", K_DURATION, F(progress_interval), 0, 0, 0 },
+    { "stall_limit", K_DURATION, F(stall_limit), 0, 0, 0 },
+    { "db_wait", K_DURATION, F(db_wait), 0, 0, 0 },
     { "backoff_base", K_DURATION, F(backoff_base), 0, 0, 1000 },
     { "backoff_max", K_DURATION, F(backoff_max), 0, 0, 1000 },
     { "timeout", K_DURATION, F(timeout), 0, 0, 1000 * 100 },
@@ -64,6 +66,8 @@ gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p)
     conf->retries = GS_WORKER_DEFAULT_RETRIES;
     conf->heartbeat = GS_DEFAULT_HEARTBEAT;
     conf->progress_interval = GS_DEFAULT_PROGRESS_INTERVAL;
+    conf->stall_limit = GS_WORKER_DEFAULT_STALL_LIMIT;
+    conf->db_wait = GS_WORKER_DEFAULT_DB_WAIT;
     conf->backoff_base = GS_WORKER_DEFAULT_BACKOFF_BASE;
     conf->backoff_max = GS_WORKER_DEFAULT_BACKOFF_MAX;
     conf->timeout = GS_WORKER_DEFAULT_TIMEOUT;

@@ -27,6 +27,8 @@
 #define GS_WORKER_DEFAULT_TIMEOUT         apr_time_from_sec(60)
 #define GS_WORKER_DEFAULT_CONNECT_TIMEOUT apr_time_from_sec(10)
 #define GS_WORKER_DEFAULT_LOW_SPEED_TIME  apr_time_from_sec(20)
+#define GS_WORKER_DEFAULT_STALL_LIMIT     apr_time_from_sec(150)  /* half the default GmailSyncStuckAfter */
+#define GS_WORKER_DEFAULT_DB_WAIT         apr_time_from_sec(60)
 
 typedef struct {
     const char *db;                  /* libpq conninfo or URI (may hold a password) */
@@ -42,6 +44,9 @@ typedef struct {
     int retries;                     /* retry budget of one request (or one batch part) */
     apr_interval_time_t heartbeat;
     apr_interval_time_t progress_interval;
+    apr_interval_time_t stall_limit;      /* heartbeat stops after this long without a forward
+                                             step (progress or a Gmail answer); 0: never */
+    apr_interval_time_t db_wait;          /* a lost database is waited for this long */
     apr_interval_time_t backoff_base;
     apr_interval_time_t backoff_max;
     apr_interval_time_t timeout;          /* whole HTTP request */

@@ -57,30 +57,20 @@ static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     return OK;
 }
 
-/* Registers every catalogue statement with mod_dbd so that each pooled connection prepares them.
- * Must run before mod_dbd's own post_config, which builds the connection groups. */
-static int gs_register_statements(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
-                                  server_rec *s)
+/* Checks that mod_dbd is there. Statements are not registered with mod_dbd (ap_dbd_prepare): the
+ * core prepares them itself on each pooled connection, on first use, and again after the
+ * connection was reset by a database restart, which mod_dbd's own set would not survive. */
+static int gs_require_dbd(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
-    APR_OPTIONAL_FN_TYPE(ap_dbd_prepare) *dbd_prepare = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_prepare);
-    const gs_sql_stmt_t *stmt;
-    server_rec *vs;
-
     (void)pconf;
     (void)plog;
     (void)ptemp;
-    if (!dbd_prepare || !gs_httpd_dbd_bind()) {
+    (void)s;
+    if (!gs_httpd_dbd_bind()) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
                      "mod_gmailsync needs mod_dbd: add LoadModule dbd_module before it, "
                      "with DBDriver pgsql and DBDParams");
         return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    for (vs = s; vs; vs = vs->next) {
-        for (stmt = gs_sql_statements; stmt->label; stmt++) {
-            if (gs_sql_for_httpd(stmt)) {
-                dbd_prepare(vs, stmt->sql, stmt->label);
-            }
-        }
     }
     return OK;
 }
@@ -127,12 +117,10 @@ static int gs_handler_hook(request_rec *r)
 
 static void gs_register_hooks(apr_pool_t *p)
 {
-    static const char *const run_before_dbd[] = { "mod_dbd.c", NULL };
-
     (void)p;
     ap_hook_pre_config(gs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(gs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_config(gs_register_statements, NULL, run_before_dbd, APR_HOOK_MIDDLE);
+    ap_hook_post_config(gs_require_dbd, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(gs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(gs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(gs_handler_hook, NULL, NULL, APR_HOOK_MIDDLE);

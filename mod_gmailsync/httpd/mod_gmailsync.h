@@ -120,7 +120,6 @@ void gs_httpd_shm_child_init(apr_pool_t *p, server_rec *s);
 int gs_httpd_session_cache_get(const unsigned char *digest, char *user_out);
 void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id,
                                 apr_time_t expires);
-int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out);
 void gs_httpd_registry_task_put(const gs_registry_task_t *task);
 void gs_httpd_registry_task_update(const gs_registry_task_t *task);
 void gs_httpd_registry_task_remove(const char *user_id, const char *task_id);

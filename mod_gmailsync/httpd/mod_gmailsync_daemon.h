@@ -51,6 +51,9 @@ typedef struct {
     char started_at[32];
     char mode[16];
     int succeeded;            /* the board shows its SUCCEEDED state for a while */
+    int exited;               /* reaped; the slot waits for fail_code to be written */
+    int lost;                 /* its task left RUNNING elsewhere; told to stop */
+    const char *fail_code, *fail_message;
     apr_time_t started;
 } worker_t;
 
@@ -78,6 +81,7 @@ int gs_daemon_ensure_db(daemon_t *d);
 /* Workers (mod_gmailsync_workers.c). */
 void gs_workers_claim_and_spawn(daemon_t *d);
 void gs_workers_reap(daemon_t *d, const char *code_if_running);
+void gs_workers_reconcile(daemon_t *d);
 int gs_workers_drain(daemon_t *d, worker_t *w, int is_err);
 void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
                             const char *lease, apr_int64_t age);

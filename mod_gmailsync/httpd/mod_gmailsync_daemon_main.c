@@ -139,7 +139,7 @@ int gs_daemon_ensure_db(daemon_t *d)
     else if (gs_db_open(&d->db, d->pool, d->ctx->db_params, &err) == APR_SUCCESS) {
         return 1;
     }
-    d->db_retry_at = apr_time_now() + apr_time_from_sec(2);
+    d->db_retry_at = apr_time_now() + apr_time_from_sec(1);
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.db_unavailable reason=\"%s\"",
                  err ? err : "unknown");
     return 0;
@@ -251,6 +251,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         }
         if (now >= next_rescue) {
             rescue(d);
+            gs_workers_reconcile(d);
             gs_httpd_registry_tasks_sweep(now - GS_BOARD_LINGER);
             next_rescue = now + GS_RESCUE_INTERVAL;
         }

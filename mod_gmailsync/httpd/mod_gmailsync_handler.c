@@ -78,7 +78,7 @@ gs_db_t *gs_httpd_request_db(request_rec *r)
 {
     ap_dbd_t *dbd = dbd_acquire ? dbd_acquire(r) : NULL;
 
-    return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->prepared) : NULL;
+    return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->pool) : NULL;
 }
 
 static const gs_route_t routes[] = {

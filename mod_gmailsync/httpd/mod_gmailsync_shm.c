@@ -129,18 +129,6 @@ void gs_httpd_session_cache_put(const unsigned char *digest, const char *user_id
     unlock_registry();
 }
 
-int gs_httpd_registry_task_get(const char *user_id, gs_registry_task_t *out)
-{
-    int found;
-
-    if (!lock_registry()) {
-        return 0;
-    }
-    found = gs_registry_task_get(registry_state.reg, user_id, out);
-    unlock_registry();
-    return found;
-}
-
 void gs_httpd_registry_task_put(const gs_registry_task_t *task)
 {
     if (!lock_registry()) {
@@ -164,7 +152,7 @@ void gs_httpd_registry_task_remove(const char *user_id, const char *task_id)
     if (!lock_registry()) {
         return;
     }
-    gs_registry_task_remove(registry_state.reg, user_id, task_id);
+    gs_registry_task_remove(registry_state.reg, user_id, task_id, apr_time_now());
     unlock_registry();
 }
 

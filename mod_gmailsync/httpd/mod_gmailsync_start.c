@@ -135,7 +135,6 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
 {
     gs_start_opts_t opts = { GS_START_LOCK_TIMEOUT, GS_START_STATEMENT_TIMEOUT };
     gs_start_result_t result = { NULL, NULL, 0 };
-    gs_registry_task_t running;
     const char *user_id = NULL, *progress_url;
     gs_id_result_t who;
     json_object *body;
@@ -163,34 +162,25 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.requested user=%s force_full=%s",
                   user_id, force_full ? "true" : "false");
-    if (gs_httpd_registry_task_get(user_id, &running) && !strcmp(running.state, "RUNNING")) {
-        /* only this host's daemon writes entries, for tasks its workers run (gs_registry.h);
-         * a SUCCEEDED entry lingers for progress watchers and is not an active task */
-        result.task_id = apr_pstrdup(r->pool, running.task_id);
-        result.state = apr_pstrdup(r->pool, running.state);
-        result.reused = 1;
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=active.check user=%s active=%s "
-                      "source=registry", user_id, result.task_id);
-    }
-    else if (!db && !(db = gs_httpd_request_db(r))) {
+    if (!db && !(db = gs_httpd_request_db(r))) {
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
-    else {
-        rv = gs_start_sync(db, r->pool, user_id, force_full, &opts, &result);
-        if (rv != APR_SUCCESS) {
-            gs_httpd_count(GS_CTR_START_REJECTED, 1);
-        }
-        if (rv == APR_NOTFOUND) {
-            return gs_httpd_send_problem(r, HTTP_CONFLICT, "account-not-linked",
-                                         "no Gmail account is linked to this user");
-        }
-        if (rv != APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=start.failed user=%s "
-                          "reason=\"%s\"", user_id, db->last_error ? db->last_error : "unknown");
-            return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
-                                         "the sync could not be started now; retry shortly");
-        }
+    /* PostgreSQL answers every start: a task can leave RUNNING anywhere (a cancel on another
+     * host, a rescue, the cleanup script), so no per-host cache may say it is still running */
+    rv = gs_start_sync(db, r->pool, user_id, force_full, &opts, &result);
+    if (rv != APR_SUCCESS) {
+        gs_httpd_count(GS_CTR_START_REJECTED, 1);
+    }
+    if (rv == APR_NOTFOUND) {
+        return gs_httpd_send_problem(r, HTTP_CONFLICT, "account-not-linked",
+                                     "no Gmail account is linked to this user");
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=start.failed user=%s "
+                      "reason=\"%s\"", user_id, db->last_error ? db->last_error : "unknown");
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
+                                     "the sync could not be started now; retry shortly");
     }
     gs_httpd_count(result.reused ? GS_CTR_START_REUSED : GS_CTR_START_CREATED, 1);
     gs_httpd_observe_start(apr_time_now() - r->request_time);

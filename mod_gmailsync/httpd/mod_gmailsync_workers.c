@@ -188,6 +188,9 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         "quota_units = ", apr_ltoa(p, c->quota_units), "\n",
         "heartbeat = ", gs_format_duration(p, c->heartbeat), "\n",
         "progress_interval = ", gs_format_duration(p, c->progress_interval), "\n",
+        /* a worker without a forward step for half the stuck threshold stops beating, so that
+         * it is found STUCK and cleaned up */
+        "stall_limit = ", gs_format_duration(p, c->stuck_after / 2), "\n",
         "host = ", d->host, "\n", NULL);
 }
 
@@ -197,17 +200,25 @@ static void worker_errfn(apr_pool_t *p, apr_status_t err, const char *descriptio
     ap_log_error(APLOG_MARK, APLOG_ERR, err, NULL, "event=worker.exec_failed %s", description);
 }
 
-static void fail_task(daemon_t *d, const char *task, const char *lease, const char *user,
-                      const char *code, const char *message)
+/* Fails a task this daemon leased, if it is still RUNNING under that lease. Returns 1 when done
+ * (written, or nothing left to write) and 0 when the database could not be reached: the caller
+ * keeps the task and tries again, so that no task stays RUNNING because of an outage. */
+static int fail_task(daemon_t *d, const char *task, const char *lease, const char *user,
+                     const char *code, const char *message)
 {
     apr_int64_t ms = 0;
+    apr_status_t rv;
 
-    if (gs_daemon_ensure_db(d) && gs_queue_fail(d->db, d->tick, task, lease, code, message, &ms)
-                            == APR_SUCCESS) {
+    if (!gs_daemon_ensure_db(d)) {
+        return 0;
+    }
+    rv = gs_queue_fail(d->db, d->tick, task, lease, code, message, &ms);
+    if (rv == APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s,
                      "event=task.failed task=%s user=%s error=%s duration_ms=%" APR_INT64_T_FMT
                      " reason=\"%s\"", task, user, code, ms, message);
     }
+    return rv == APR_SUCCESS || rv == APR_NOTFOUND;
 }
 
 static apr_status_t spawn_worker(daemon_t *d, worker_t *w)
@@ -318,7 +329,16 @@ void gs_workers_claim_and_spawn(daemon_t *d)
     }
 }
 
-/* Collects exited workers; a task its worker left RUNNING is failed as worker_crashed. */
+static void release_slot(daemon_t *d, worker_t *w)
+{
+    apr_pool_destroy(w->pool);
+    w->used = 0;
+    (void)d;
+}
+
+/* Collects exited workers; a task its worker left RUNNING is failed as worker_crashed. A slot
+ * whose FAILED could not be written (the database was away) stays taken, and the write is tried
+ * again on every round until it lands. */
 void gs_workers_reap(daemon_t *d, const char *code_if_running)
 {
     int i;
@@ -328,7 +348,16 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
         apr_exit_why_e why;
         int code;
 
-        if (!w->used || apr_proc_wait(&w->proc, &code, &why, APR_NOWAIT) != APR_CHILD_DONE) {
+        if (!w->used) {
+            continue;
+        }
+        if (w->exited) {
+            if (fail_task(d, w->task_id, w->lease, w->user_id, w->fail_code, w->fail_message)) {
+                release_slot(d, w);
+            }
+            continue;
+        }
+        if (apr_proc_wait(&w->proc, &code, &why, APR_NOWAIT) != APR_CHILD_DONE) {
             continue;
         }
         gs_workers_drain(d, w, 0);
@@ -339,16 +368,63 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->ctx->s, "event=worker.exited task=%s pid=%d "
                      "%s=%d", w->task_id, (int)w->proc.pid,
                      APR_PROC_CHECK_SIGNALED(why) ? "signal" : "exit_code", code);
+        w->exited = 1;
+        d->running--;
         /* a worker that ended without finalising its task (crash, signal, lost database): the
          * lease-guarded update changes nothing if the worker did finish it */
-        fail_task(d, w->task_id, w->lease, w->user_id,
-                  code_if_running ? code_if_running : "worker_crashed",
-                  apr_psprintf(d->tick, "worker pid %d %s %d", (int)w->proc.pid,
-                               APR_PROC_CHECK_SIGNALED(why) ? "killed by signal"
-                                                            : "exited with code", code));
-        apr_pool_destroy(w->pool);
-        w->used = 0;
-        d->running--;
+        w->fail_code = apr_pstrdup(w->pool, code_if_running ? code_if_running : "worker_crashed");
+        w->fail_message = apr_psprintf(w->pool, "worker pid %d %s %d", (int)w->proc.pid,
+                                       APR_PROC_CHECK_SIGNALED(why) ? "killed by signal"
+                                                                    : "exited with code", code);
+        if (fail_task(d, w->task_id, w->lease, w->user_id, w->fail_code, w->fail_message)) {
+            release_slot(d, w);
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s, "event=task.fail_deferred "
+                         "task=%s user=%s reason=\"the database is unavailable; retrying\"",
+                         w->task_id, w->user_id);
+        }
+    }
+}
+
+/* Holds the board to the database: a task this daemon runs that was cancelled, rescued or
+ * cleaned up elsewhere (another host, the /health rescue, gmailsync-cleanup) leaves the board
+ * now, and its worker, whose writes would change nothing any more, is told to stop. One query
+ * per round for all workers. */
+void gs_workers_reconcile(daemon_t *d)
+{
+    const char *ids[GS_MAX_WORKER_SLOTS], *leases[GS_MAX_WORKER_SLOTS];
+    worker_t *who[GS_MAX_WORKER_SLOTS];
+    apr_hash_t *held;
+    int i, n = 0;
+
+    for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
+        worker_t *w = &d->workers[i];
+        if (w->used && !w->exited && !w->succeeded && !w->lost) {
+            ids[n] = w->task_id;
+            leases[n] = w->lease;
+            who[n++] = w;
+        }
+    }
+    if (n == 0 || !gs_daemon_ensure_db(d)) {
+        return;
+    }
+    if (gs_queue_leases_held(d->db, d->tick, ids, leases, n, &held) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.reconcile_failed "
+                     "reason=\"%s\"", d->db->last_error);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        worker_t *w = who[i];
+        if (apr_hash_get(held, w->task_id, APR_HASH_KEY_STRING) || w->succeeded) {
+            continue; /* still ours, or it just ended well (its line arrived meanwhile) */
+        }
+        gs_httpd_registry_task_remove(w->user_id, w->task_id);
+        w->lost = 1;
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s, "event=worker.lease_lost task=%s "
+                     "user=%s pid=%d reason=\"the task left RUNNING elsewhere\"", w->task_id,
+                     w->user_id, (int)w->proc.pid);
+        kill(w->proc.pid, SIGTERM);
     }
 }
 
@@ -363,7 +439,7 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
         worker_t *w = &d->workers[i];
 
         /* only a process this daemon started: a recorded pid alone could have been reused */
-        if (w->used && !strcmp(w->task_id, task_id)) {
+        if (w->used && !w->exited && !strcmp(w->task_id, task_id)) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
                          "event=worker.killed task=%s user=%s pid=%d reason=stuck "
                          "heartbeat_age_s=%" APR_INT64_T_FMT, task_id, user_id,
@@ -384,7 +460,7 @@ void gs_workers_stop(daemon_t *d)
     int i;
 
     for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
-        if (d->workers[i].used) {
+        if (d->workers[i].used && !d->workers[i].exited) {
             kill(d->workers[i].proc.pid, SIGTERM);
         }
     }
@@ -396,11 +472,14 @@ void gs_workers_stop(daemon_t *d)
     for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
         worker_t *w = &d->workers[i];
         if (w->used) {
-            kill(w->proc.pid, SIGKILL);
-            apr_proc_wait(&w->proc, NULL, NULL, APR_WAIT);
+            if (!w->exited) {
+                kill(w->proc.pid, SIGKILL);
+                apr_proc_wait(&w->proc, NULL, NULL, APR_WAIT);
+                d->running--;
+            }
+            /* last chance: a task left RUNNING now is finished by the stuck rescue */
             fail_task(d, w->task_id, w->lease, w->user_id, "shutdown", "httpd stopped");
-            w->used = 0;
-            d->running--;
+            release_slot(d, w);
         }
     }
 }

@@ -126,10 +126,52 @@ START_TEST(tasks_by_user)
     ck_assert_uint_eq(got.generation, 2);
     ck_assert(gs_registry_task_find(reg, t.task_id, &got) && got.processed == 10);
     ck_assert(!gs_registry_task_get(reg, "bob", &got));
-    ck_assert(!gs_registry_task_remove(reg, "alice", "22222222-2222-4222-8222-222222222222"));
-    ck_assert(gs_registry_task_remove(reg, "alice", t.task_id));
+    ck_assert(!gs_registry_task_remove(reg, "alice", "22222222-2222-4222-8222-222222222222", 5));
+    ck_assert(gs_registry_task_get(reg, "alice", &got));
+    ck_assert(gs_registry_task_remove(reg, "alice", t.task_id, 5));
     ck_assert(!gs_registry_task_get(reg, "alice", &got));
     ck_assert(!gs_registry_task_find(reg, t.task_id, &got));
+}
+END_TEST
+
+/* A cancel racing with the daemon's claim: whichever comes first, the cancelled task never
+ * shows up on the board again; the user's next task does. */
+START_TEST(removed_tasks_stay_gone)
+{
+    gs_registry_t *reg = fresh(32);
+    gs_registry_task_t t, next, got;
+
+    memset(&t, 0, sizeof t);
+    apr_cpystrn(t.user_id, "alice", sizeof t.user_id);
+    apr_cpystrn(t.task_id, "11111111-1111-4111-8111-111111111111", sizeof t.task_id);
+    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+
+    /* removed before it was ever put (cancel committed first, claim's put comes late) */
+    ck_assert(gs_registry_task_remove(reg, "alice", t.task_id, 10));
+    ck_assert(!gs_registry_task_put(reg, &t));
+    ck_assert(!gs_registry_task_update(reg, &t));
+    ck_assert(!gs_registry_task_get(reg, "alice", &got));
+    ck_assert(!gs_registry_task_find(reg, t.task_id, &got));
+
+    /* the user's next task replaces the tombstone */
+    next = t;
+    apr_cpystrn(next.task_id, "33333333-3333-4333-8333-333333333333", sizeof next.task_id);
+    ck_assert(gs_registry_task_put(reg, &next));
+    ck_assert(gs_registry_task_get(reg, "alice", &got));
+    ck_assert_str_eq(got.task_id, next.task_id);
+    /* a late remove of the old task leaves the new one alone */
+    ck_assert(!gs_registry_task_remove(reg, "alice", t.task_id, 11));
+    ck_assert(gs_registry_task_get(reg, "alice", &got));
+
+    /* removed after the put; a late progress line cannot bring it back */
+    ck_assert(gs_registry_task_remove(reg, "alice", next.task_id, 12));
+    ck_assert(!gs_registry_task_update(reg, &next));
+    ck_assert(!gs_registry_task_put(reg, &next));
+    ck_assert(!gs_registry_task_find(reg, next.task_id, &got));
+
+    /* tombstones are swept like finished entries */
+    gs_registry_tasks_sweep(reg, 13);
+    ck_assert(gs_registry_task_put(reg, &next));
 }
 END_TEST
 
@@ -170,6 +212,7 @@ Suite *gs_registry_suite(void)
     tcase_add_test(tc, sessions_survive_a_full_table);
     tcase_add_test(tc, long_user_ids_are_not_cached);
     tcase_add_test(tc, tasks_by_user);
+    tcase_add_test(tc, removed_tasks_stay_gone);
     tcase_add_test(tc, task_table_full_falls_through);
     suite_add_tcase(s, tc);
     return s;
