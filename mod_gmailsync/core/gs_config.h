@@ -25,6 +25,7 @@
 #define GS_DEFAULT_ALERT_STUCK_TASKS  0      /* alert above */
 #define GS_DEFAULT_ALERT_ERROR_RATE   5.0    /* percent: alert above */
 #define GS_DEFAULT_REGISTRY_SIZE      1024
+#define GS_DEFAULT_MAX_STREAMS_PER_USER 4
 #define GS_CLAIM_TIMEOUT              apr_time_from_sec(3600) /* CREATED longer -> FAILED */
 #define GS_DEFAULT_SESSION_CACHE_TTL  apr_time_from_sec(5)
 

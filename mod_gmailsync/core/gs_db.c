@@ -1,4 +1,6 @@
 /* gs_db.c -- see gs_db.h */
+#include <string.h>
+
 #include <apr_strings.h>
 #include <apr_tables.h>
 
@@ -192,12 +194,12 @@ apr_status_t gs_db_reconnect(gs_db_t *db, const char **err)
     return db_connect(db, err);
 }
 
-gs_db_t *gs_db_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd_t *handle,
-                    apr_pool_t *conn_pool)
+apr_status_t gs_db_wrap(gs_db_t *db, apr_pool_t *p, const apr_dbd_driver_t *driver,
+                        apr_dbd_t *handle, apr_pool_t *conn_pool)
 {
-    gs_db_t *db = apr_pcalloc(p, sizeof *db);
     void *data = NULL;
 
+    memset(db, 0, sizeof *db);
     db->driver = driver;
     db->handle = handle;
     db->pool = p;
@@ -206,11 +208,11 @@ gs_db_t *gs_db_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd_t *ha
     if (apr_pool_userdata_get(&data, GS_DB_CONN_KEY, conn_pool) != APR_SUCCESS || !data) {
         if (!(data = conn_make(conn_pool))
             || apr_pool_userdata_setn(data, GS_DB_CONN_KEY, NULL, conn_pool) != APR_SUCCESS) {
-            return NULL;
+            return APR_ENOMEM;
         }
     }
     db->conn = data;
-    return db;
+    return APR_SUCCESS;
 }
 
 void gs_db_close(gs_db_t *db)

@@ -50,11 +50,11 @@ apr_status_t gs_db_open(gs_db_t **pdb, apr_pool_t *p, const char *params, const 
  * again on first use). */
 apr_status_t gs_db_reconnect(gs_db_t *db, const char **err);
 
-/* Wraps a connection someone else owns (mod_dbd). The wrapper is allocated from p; the set of
- * statements prepared on the connection lives in conn_pool, the pool that lives exactly as long
- * as the physical connection (mod_dbd's ap_dbd_t.pool). */
-gs_db_t *gs_db_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd_t *handle,
-                    apr_pool_t *conn_pool);
+/* Makes *db a wrapper of a connection someone else owns (mod_dbd); error messages are kept in p.
+ * The set of statements prepared on the connection lives in conn_pool, the pool that lives
+ * exactly as long as the physical connection (mod_dbd's ap_dbd_t.pool). */
+apr_status_t gs_db_wrap(gs_db_t *db, apr_pool_t *p, const apr_dbd_driver_t *driver,
+                        apr_dbd_t *handle, apr_pool_t *conn_pool);
 
 void gs_db_close(gs_db_t *db);
 

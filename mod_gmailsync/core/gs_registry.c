@@ -7,7 +7,7 @@
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 4u
+#define REGISTRY_VERSION 5u
 
 typedef struct {
     apr_uint32_t used;
@@ -25,13 +25,20 @@ typedef struct {
     gs_registry_task_t task;
 } task_slot_t;
 
+/* Open progress streams of one user (count 0: free). */
+typedef struct {
+    apr_uint32_t count;
+    char user_id[GS_REGISTRY_USER_MAX + 1];
+} stream_slot_t;
+
 struct gs_registry_t {
     apr_uint32_t magic;
     apr_uint32_t version;
     apr_size_t slots;
     apr_size_t bytes;
     volatile apr_uint64_t counters[GS_CTR_MAX];
-    /* followed by `slots` session_slot_t, then `slots` task_slot_t */
+    apr_uint32_t streams;           /* open progress streams on this host */
+    /* followed by `slots` session_slot_t, `slots` task_slot_t, then `slots` stream_slot_t */
 };
 
 #define ALIGNED(n) (((n) + 15) & ~(apr_size_t)15)
@@ -46,16 +53,21 @@ static task_slot_t *task_slots(gs_registry_t *reg)
     return (task_slot_t *)((char *)session_slots(reg) + ALIGNED(reg->slots * sizeof(session_slot_t)));
 }
 
+static stream_slot_t *stream_slots(gs_registry_t *reg)
+{
+    return (stream_slot_t *)((char *)task_slots(reg) + ALIGNED(reg->slots * sizeof(task_slot_t)));
+}
+
 apr_status_t gs_registry_bytes(apr_size_t slots, apr_size_t *bytes)
 {
     const apr_size_t max = (apr_size_t)1 << 30;
-    apr_size_t per_slot = sizeof(session_slot_t) + sizeof(task_slot_t);
+    apr_size_t per_slot = sizeof(session_slot_t) + sizeof(task_slot_t) + sizeof(stream_slot_t);
 
     if (slots == 0 || slots > max / per_slot) {
         return APR_EINVAL;
     }
     *bytes = ALIGNED(sizeof(gs_registry_t)) + ALIGNED(slots * sizeof(session_slot_t))
-             + ALIGNED(slots * sizeof(task_slot_t));
+             + ALIGNED(slots * sizeof(task_slot_t)) + ALIGNED(slots * sizeof(stream_slot_t));
     return APR_SUCCESS;
 }
 
@@ -311,4 +323,63 @@ void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency)
             apr_atomic_inc64(&reg->counters[GS_CTR_START_BUCKET0 + i]);
         }
     }
+}
+
+static stream_slot_t *stream_slot_for(gs_registry_t *reg, const char *user_id, int create)
+{
+    stream_slot_t *slots = stream_slots(reg), *free_slot = NULL;
+    apr_size_t start = hash_string(user_id), i;
+
+    for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
+        stream_slot_t *st = &slots[(start + i) % reg->slots];
+
+        if (st->count && !strcmp(st->user_id, user_id)) {
+            return st;
+        }
+        if (!st->count && !free_slot) {
+            free_slot = st;
+        }
+    }
+    return create ? free_slot : NULL;
+}
+
+gs_stream_admission_t gs_registry_stream_enter(gs_registry_t *reg, const char *user_id,
+                                               apr_uint32_t per_user, apr_uint32_t per_host)
+{
+    stream_slot_t *st;
+
+    if (reg->streams >= per_host) {
+        return GS_STREAM_HOST_FULL;
+    }
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(st = stream_slot_for(reg, user_id, 1))) {
+        return GS_STREAM_HOST_FULL; /* no room to count it: as good as full */
+    }
+    if (st->count >= per_user) {
+        return GS_STREAM_USER_FULL;
+    }
+    if (!st->count) {
+        memset(st->user_id, 0, sizeof st->user_id);
+        memcpy(st->user_id, user_id, strlen(user_id));
+    }
+    st->count++;
+    reg->streams++;
+    return GS_STREAM_ADMITTED;
+}
+
+void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id)
+{
+    stream_slot_t *st;
+
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(st = stream_slot_for(reg, user_id, 0))) {
+        return;
+    }
+    st->count--;
+    if (reg->streams > 0) {
+        reg->streams--;
+    }
+}
+
+apr_uint32_t gs_registry_streams(gs_registry_t *reg)
+{
+    return reg->streams;
 }

@@ -1,5 +1,5 @@
-/* gs_registry.h -- the per-host registry in shared memory: a short-lived session cache and the
- * board of tasks this host's daemon runs.
+/* gs_registry.h -- the per-host registry in shared memory: a short-lived session cache, the
+ * board of tasks this host's daemon runs, and the count of open progress streams per user.
  *
  * The registry is a cache in front of PostgreSQL, never the truth:
  *  - a session entry maps a token digest to a user for at most the configured TTL, so a repeat
@@ -37,7 +37,9 @@ typedef enum {
     GS_CTR_START_COUNT,
     GS_CTR_START_BUCKET0,             /* then one per GS_START_BUCKETS bound, cumulative */
     GS_CTR_GMAIL0 = GS_CTR_START_BUCKET0 + 8,   /* Gmail answers by gs_board_call_class() */
-    GS_CTR_MAX = GS_CTR_GMAIL0 + 5
+    GS_CTR_STREAMS_REFUSED_USER = GS_CTR_GMAIL0 + 5,  /* progress streams over the user cap */
+    GS_CTR_STREAMS_REFUSED_HOST,                      /* ... over the host cap */
+    GS_CTR_MAX
 } gs_counter_t;
 
 /* Upper bounds (seconds) of the start latency histogram buckets; +Inf is START_COUNT. */
@@ -101,5 +103,18 @@ void gs_registry_tasks_sweep(gs_registry_t *reg, apr_time_t before);
 void gs_registry_tasks_clear(gs_registry_t *reg);
 /* Finds an entry by task id (for progress readers); linear in the table size. */
 int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out);
+
+/* Progress streams (SSE) each hold an httpd thread for their whole life: they are counted per
+ * user and per host, and refused beyond the limits. Every admitted stream must leave. */
+typedef enum {
+    GS_STREAM_ADMITTED = 0,
+    GS_STREAM_USER_FULL,            /* this user has per_user streams open */
+    GS_STREAM_HOST_FULL             /* this host has per_host streams open (or no room) */
+} gs_stream_admission_t;
+
+gs_stream_admission_t gs_registry_stream_enter(gs_registry_t *reg, const char *user_id,
+                                               apr_uint32_t per_user, apr_uint32_t per_host);
+void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id);
+apr_uint32_t gs_registry_streams(gs_registry_t *reg);
 
 #endif /* GS_REGISTRY_H */

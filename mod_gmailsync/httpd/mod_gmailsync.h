@@ -40,6 +40,8 @@
 #define GS_DIR_ALERT_ERROR_RATE        "GmailSyncAlertErrorRate"
 #define GS_DIR_REGISTRY_SIZE           "GmailSyncRegistrySize"
 #define GS_DIR_SESSION_CACHE_TTL       "GmailSyncSessionCacheTTL"
+#define GS_DIR_MAX_STREAMS             "GmailSyncMaxStreams"
+#define GS_DIR_MAX_STREAMS_PER_USER    "GmailSyncMaxStreamsPerUser"
 
 #define GS_UNSET (-1)
 
@@ -70,6 +72,8 @@ typedef struct {
     double alert_error_rate;
     long registry_size;                    /* main server only */
     apr_interval_time_t session_cache_ttl;
+    long max_streams;                      /* main server only; 0: half the MPM's threads */
+    long max_streams_per_user;
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;
@@ -92,8 +96,12 @@ int gs_httpd_send_json(request_rec *r, int status, json_object *body);
 /* Sends an RFC 9457 problem; `slug` names the type (urn:gmailsync:problem:<slug>); detail may be
  * NULL. A 503 carries Retry-After. Returns OK. */
 int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail);
-/* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. */
+/* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. It
+ * goes back to mod_dbd's pool when the request ends, or earlier with gs_httpd_release_db. */
 gs_db_t *gs_httpd_request_db(request_rec *r);
+/* Gives the request's connection back now (a long request must not hold one while it waits);
+ * an open transaction is rolled back. A later gs_httpd_request_db takes one again. */
+void gs_httpd_release_db(request_rec *r);
 /* Binds mod_dbd's optional functions; 0 when mod_dbd is not loaded. */
 int gs_httpd_dbd_bind(void);
 
@@ -130,6 +138,12 @@ void gs_httpd_registry_tasks_sweep(apr_time_t before);
 void gs_httpd_count(gs_counter_t c, apr_uint64_t delta);
 apr_uint64_t gs_httpd_counter(gs_counter_t c);
 void gs_httpd_observe_start(apr_interval_time_t latency);
+/* Admits one progress stream of user_id (GS_STREAM_ADMITTED: it must leave again). */
+gs_stream_admission_t gs_httpd_stream_enter(const char *user_id, long per_user);
+void gs_httpd_stream_leave(const char *user_id);
+/* Open streams on this host and the host's limit. */
+apr_uint32_t gs_httpd_streams_open(void);
+long gs_httpd_streams_limit(void);
 
 /* GET {prefix}/health and {prefix}/metrics (mod_gmailsync_health.c). */
 int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
@@ -144,9 +158,9 @@ void gs_httpd_daemon_notify(request_rec *r, const char *task_id, const char *use
 int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
-/* The owner's task JSON from the board or the database: OK, HTTP_NOT_FOUND or 503. */
-int gs_httpd_load_task(request_rec *r, gs_db_t **db, const char *user_id, const char *task_id,
-                       json_object **task);
+/* The owner's task JSON (from p) from the board or the database: OK, HTTP_NOT_FOUND or 503. */
+int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
+                       const char *task_id, json_object **task);
 int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
                              const char *user_id, const char *task_id);
 

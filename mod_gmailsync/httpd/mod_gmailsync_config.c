@@ -37,6 +37,8 @@ static gs_bounds_t window_bounds       = BOUNDS(metrics_window, apr_time_from_se
 static gs_bounds_t mean_dur_bounds     = BOUNDS(alert_mean_duration, apr_time_from_sec(1), GS_MAX_DURATION);
 static gs_bounds_t registry_bounds     = BOUNDS(registry_size, 16, 1000000);
 static gs_bounds_t session_ttl_bounds  = BOUNDS(session_cache_ttl, 0, apr_time_from_sec(300));
+static gs_bounds_t streams_bounds      = BOUNDS(max_streams, 0, 100000);
+static gs_bounds_t user_streams_bounds = BOUNDS(max_streams_per_user, 1, 1000);
 static gs_bounds_t success_rate_offset = BOUNDS(alert_success_rate, 0, 100);
 static gs_bounds_t error_rate_offset   = BOUNDS(alert_error_rate, 0, 100);
 
@@ -61,6 +63,8 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->alert_error_rate = GS_UNSET;
     conf->registry_size = GS_UNSET;
     conf->session_cache_ttl = GS_UNSET;
+    conf->max_streams = GS_UNSET;
+    conf->max_streams_per_user = GS_UNSET;
     return conf;
 }
 
@@ -96,6 +100,8 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(alert_error_rate);
     PICK(registry_size);
     PICK(session_cache_ttl);
+    PICK(max_streams);
+    PICK(max_streams_per_user);
     return conf;
 }
 
@@ -128,6 +134,8 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(alert_error_rate, GS_DEFAULT_ALERT_ERROR_RATE);
         DEFAULT(registry_size, GS_DEFAULT_REGISTRY_SIZE);
         DEFAULT(session_cache_ttl, GS_DEFAULT_SESSION_CACHE_TTL);
+        DEFAULT(max_streams, 0);
+        DEFAULT(max_streams_per_user, GS_DEFAULT_MAX_STREAMS_PER_USER);
     }
 }
 
@@ -369,5 +377,10 @@ const command_rec gs_httpd_cmds[] = {
                   "slots of the per-host shared-memory registry (main server; default 1024)"),
     AP_INIT_TAKE1(GS_DIR_SESSION_CACHE_TTL, set_duration, &session_ttl_bounds, RSRC_CONF,
                   "how long a session lookup may be answered from shared memory (default 5s, 0 off)"),
+    AP_INIT_TAKE1(GS_DIR_MAX_STREAMS, set_number, &streams_bounds, RSRC_CONF,
+                  "open progress streams (SSE) per host, each holding a thread (main server; "
+                  "default 0: half of MaxRequestWorkers)"),
+    AP_INIT_TAKE1(GS_DIR_MAX_STREAMS_PER_USER, set_number, &user_streams_bounds, RSRC_CONF,
+                  "open progress streams per user on this host (default 4)"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

@@ -65,20 +65,74 @@ int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const ch
 }
 
 /* mod_dbd's functions are optional functions, so that a missing mod_dbd is a clear startup
- * error of ours instead of an unresolved symbol at LoadModule. */
-static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *dbd_acquire;
+ * error of ours instead of an unresolved symbol at LoadModule. ap_dbd_open/ap_dbd_close rather
+ * than ap_dbd_acquire: a connection acquired for a request is held until the request ends,
+ * which a Server-Sent Events stream must not do. */
+static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *dbd_open;
+static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close;
 
 int gs_httpd_dbd_bind(void)
 {
-    dbd_acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
-    return dbd_acquire != NULL;
+    dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
+    dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
+    return dbd_open && dbd_close;
+}
+
+/* The request's connection, kept in its request_config. */
+typedef struct {
+    request_rec *r;
+    ap_dbd_t *dbd;
+    gs_db_t *db;             /* &wrapper while a connection is held */
+    gs_db_t wrapper;         /* reused: a stream takes and gives back connections many times */
+} request_db_t;
+
+static apr_status_t request_db_release(void *data)
+{
+    request_db_t *h = data;
+
+    if (h->dbd) {
+        dbd_close(h->r->server, h->dbd);
+        h->dbd = NULL;
+        h->db = NULL;
+    }
+    return APR_SUCCESS;
 }
 
 gs_db_t *gs_httpd_request_db(request_rec *r)
 {
-    ap_dbd_t *dbd = dbd_acquire ? dbd_acquire(r) : NULL;
+    request_db_t *h = ap_get_module_config(r->request_config, &gmailsync_module);
 
-    return dbd ? gs_db_wrap(r->pool, dbd->driver, dbd->handle, dbd->pool) : NULL;
+    if (h && h->db) {
+        return h->db;
+    }
+    if (!h) {
+        h = apr_pcalloc(r->pool, sizeof *h);
+        h->r = r;
+        ap_set_module_config(r->request_config, &gmailsync_module, h);
+    }
+    if (!dbd_open || !(h->dbd = dbd_open(r->pool, r->server))) {
+        return NULL;
+    }
+    if (gs_db_wrap(&h->wrapper, r->pool, h->dbd->driver, h->dbd->handle, h->dbd->pool)
+        != APR_SUCCESS) {
+        request_db_release(h);
+        return NULL;
+    }
+    h->db = &h->wrapper;
+    /* registered after the connection is taken: a transaction's rollback cleanup, registered
+     * later still, runs before the connection goes back */
+    apr_pool_cleanup_register(r->pool, h, request_db_release, apr_pool_cleanup_null);
+    return h->db;
+}
+
+void gs_httpd_release_db(request_rec *r)
+{
+    request_db_t *h = ap_get_module_config(r->request_config, &gmailsync_module);
+
+    if (h && h->db) {
+        gs_db_rollback(h->db);
+        apr_pool_cleanup_run(r->pool, h, request_db_release);
+    }
 }
 
 static const gs_route_t routes[] = {

@@ -248,6 +248,18 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "gmailsync_starts_total{result=\"rejected\"} %" APR_UINT64_T_FMT "\n",
         gs_httpd_counter(GS_CTR_START_CREATED), gs_httpd_counter(GS_CTR_START_REUSED),
         gs_httpd_counter(GS_CTR_START_REJECTED));
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_progress_streams Open progress streams (SSE) on this host.\n"
+        "# TYPE gmailsync_progress_streams gauge\ngmailsync_progress_streams %u\n"
+        "# HELP gmailsync_progress_streams_limit The host's limit (GmailSyncMaxStreams).\n"
+        "# TYPE gmailsync_progress_streams_limit gauge\ngmailsync_progress_streams_limit %ld\n"
+        "# HELP gmailsync_progress_streams_refused_total Streams refused by limit.\n"
+        "# TYPE gmailsync_progress_streams_refused_total counter\n"
+        "gmailsync_progress_streams_refused_total{limit=\"user\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_progress_streams_refused_total{limit=\"host\"} %" APR_UINT64_T_FMT "\n",
+        (unsigned)gs_httpd_streams_open(), gs_httpd_streams_limit(),
+        gs_httpd_counter(GS_CTR_STREAMS_REFUSED_USER),
+        gs_httpd_counter(GS_CTR_STREAMS_REFUSED_HOST));
 
     apr_brigade_printf(bb, NULL, NULL,
         "# HELP gmailsync_gmail_calls_total Gmail answers to this host's workers (requests and "

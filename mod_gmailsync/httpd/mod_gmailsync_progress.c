@@ -42,23 +42,23 @@ static const char *task_id_arg(request_rec *r, const char *arg)
     return id;
 }
 
-/* The task JSON for the owner, from the board or the database. Returns OK with *task, or an
- * HTTP status (404, 503) after logging. */
-int gs_httpd_load_task(request_rec *r, gs_db_t **db, const char *user_id, const char *task_id,
-                       json_object **task)
+/* The task JSON for the owner, from the board or the database, allocated from p. Returns OK
+ * with *task, or an HTTP status (404, 503) after logging. */
+int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
+                       const char *task_id, json_object **task)
 {
     const char *args[2] = { task_id, user_id };
     gs_registry_task_t live;
     gs_db_rows_t *rows;
 
     if (gs_httpd_registry_task_find(task_id, &live) && !strcmp(live.user_id, user_id)) {
-        *task = gs_json_own(r->pool, gs_taskview_from_board(r->pool, &live));
+        *task = gs_json_own(p, gs_taskview_from_board(p, &live));
         return OK;
     }
     if (!*db && !(*db = gs_httpd_request_db(r))) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (gs_db_select(*db, r->pool, GS_SQL_TASK_GET, &rows, 2, args) != APR_SUCCESS) {
+    if (gs_db_select(*db, p, GS_SQL_TASK_GET, &rows, 2, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=progress.db_error reason=\"%s\"",
                       (*db)->last_error);
         return HTTP_SERVICE_UNAVAILABLE;
@@ -66,7 +66,7 @@ int gs_httpd_load_task(request_rec *r, gs_db_t **db, const char *user_id, const 
     if (rows->nrows == 0) {
         return HTTP_NOT_FOUND;
     }
-    *task = gs_json_own(r->pool, gs_taskview_from_row(rows, 0, 0));
+    *task = gs_json_own(p, gs_taskview_from_row(rows, 0, 0));
     return OK;
 }
 
@@ -97,7 +97,7 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
     if (accept && ap_strcasestr(accept, "text/event-stream")) {
         return gs_httpd_progress_stream(r, conf, db, user_id, task_id);
     }
-    if ((status = gs_httpd_load_task(r, &db, user_id, task_id, &task)) != OK) {
+    if ((status = gs_httpd_load_task(r, r->pool, &db, user_id, task_id, &task)) != OK) {
         return answer_load_failure(r, status);
     }
     return gs_httpd_send_json(r, HTTP_OK, task);
@@ -180,7 +180,7 @@ int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char
         return gs_httpd_send_json(r, HTTP_ACCEPTED,
                                   gs_json_own(r->pool, gs_taskview_from_row(rows, 0, 0)));
     }
-    if ((status = gs_httpd_load_task(r, &db, user_id, task_id, &task)) != OK) {
+    if ((status = gs_httpd_load_task(r, r->pool, &db, user_id, task_id, &task)) != OK) {
         return answer_load_failure(r, status);
     }
     return gs_httpd_send_problem(r, HTTP_CONFLICT, "task-finished",

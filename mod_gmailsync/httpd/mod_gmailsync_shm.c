@@ -14,6 +14,7 @@
 #include <http_config.h>
 #include <http_core.h>
 #include <http_log.h>
+#include <ap_mpm.h>
 #include <util_mutex.h>
 
 #include "gs_registry.h"
@@ -28,6 +29,7 @@ static struct {
     apr_shm_t *shm;
     apr_global_mutex_t *mutex;
     gs_registry_t *reg;
+    long max_streams;          /* this host's limit of open progress streams */
 } registry_state;
 
 static apr_status_t destroy_registry(void *data)
@@ -76,8 +78,25 @@ int gs_httpd_shm_post_config(apr_pool_t *pconf, server_rec *s)
     if (rv != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR; /* ap_global_mutex_create logged why */
     }
+    registry_state.max_streams = conf->max_streams;
+    if (registry_state.max_streams == 0) {
+        /* each stream holds a thread (the event MPM cannot park a handler that waits): leave
+         * at least half of them to ordinary requests */
+        int daemons = 0, threads = 0;
+        if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons) != APR_SUCCESS || daemons < 1) {
+            daemons = 1;
+        }
+        if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS || threads < 1) {
+            threads = 1;
+        }
+        registry_state.max_streams = (long)daemons * threads / 2;
+        if (registry_state.max_streams < 1) {
+            registry_state.max_streams = 1;
+        }
+    }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "event=registry.created slots=%ld bytes=%"
-                 APR_SIZE_T_FMT, conf->registry_size, bytes);
+                 APR_SIZE_T_FMT " max_streams=%ld", conf->registry_size, bytes,
+                 registry_state.max_streams);
     return OK;
 }
 
@@ -203,4 +222,36 @@ void gs_httpd_observe_start(apr_interval_time_t latency)
     if (registry_state.reg) {
         gs_registry_observe_start(registry_state.reg, latency);
     }
+}
+
+gs_stream_admission_t gs_httpd_stream_enter(const char *user_id, long per_user)
+{
+    gs_stream_admission_t a;
+
+    if (!lock_registry()) {
+        return GS_STREAM_HOST_FULL; /* no way to count it: do not let streams pile up */
+    }
+    a = gs_registry_stream_enter(registry_state.reg, user_id, (apr_uint32_t)per_user,
+                                 (apr_uint32_t)registry_state.max_streams);
+    unlock_registry();
+    return a;
+}
+
+void gs_httpd_stream_leave(const char *user_id)
+{
+    if (!lock_registry()) {
+        return;
+    }
+    gs_registry_stream_leave(registry_state.reg, user_id);
+    unlock_registry();
+}
+
+apr_uint32_t gs_httpd_streams_open(void)
+{
+    return registry_state.reg ? gs_registry_streams(registry_state.reg) : 0;
+}
+
+long gs_httpd_streams_limit(void)
+{
+    return registry_state.max_streams;
 }

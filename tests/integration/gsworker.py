@@ -141,8 +141,10 @@ class Run:
 class Worker:
     """Runs gmailsync-worker against the test stack."""
 
-    def __init__(self, stack):
+    def __init__(self, stack, binary=None, env=None):
         self.stack = stack
+        self.binary = binary or WORKER_BIN
+        self.env = env
         with open(os.path.join(stack.env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
             self.client_secret = f.read().strip()
 
@@ -165,11 +167,11 @@ class Worker:
         return "".join("%s = %s\n" % kv for kv in conf.items() if kv[1] is not None)
 
     def start(self, task_id, lease=None, stdout=subprocess.PIPE, **conf):
-        args = [WORKER_BIN, "--task", task_id, "--config", "-"]
+        args = [self.binary, "--task", task_id, "--config", "-"]
         if lease:
             args += ["--lease", lease]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, env=self.env)
         proc.stdin.write(self.config(**conf))
         proc.stdin.close()
         proc.stdin = None        # so that communicate() does not touch it again

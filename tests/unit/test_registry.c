@@ -200,6 +200,39 @@ START_TEST(task_table_full_falls_through)
 }
 END_TEST
 
+START_TEST(streams_are_capped_per_user_and_host)
+{
+    gs_registry_t *reg = fresh(32);
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 3, 5), GS_STREAM_ADMITTED);
+    }
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 3, 5), GS_STREAM_USER_FULL);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "bob", 3, 5), GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "carol", 3, 5), GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 3, 5), GS_STREAM_HOST_FULL);
+    ck_assert_uint_eq(gs_registry_streams(reg), 5);
+    gs_registry_stream_leave(reg, "alice");
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 3, 5), GS_STREAM_ADMITTED);
+    gs_registry_stream_leave(reg, "dave");
+    gs_registry_stream_leave(reg, "dave");   /* a stray leave changes nothing */
+    gs_registry_stream_leave(reg, "nobody");
+    ck_assert_uint_eq(gs_registry_streams(reg), 4);
+    gs_registry_stream_leave(reg, "alice");
+    gs_registry_stream_leave(reg, "alice");
+    gs_registry_stream_leave(reg, "bob");
+    gs_registry_stream_leave(reg, "carol");
+    ck_assert_uint_eq(gs_registry_streams(reg), 0);
+    /* every slot is free again: a full round for a new set of users fits */
+    for (i = 0; i < 5; i++) {
+        char user[16];
+        apr_snprintf(user, sizeof user, "u%d", i);
+        ck_assert_int_eq(gs_registry_stream_enter(reg, user, 1, 5), GS_STREAM_ADMITTED);
+    }
+}
+END_TEST
+
 Suite *gs_registry_suite(void)
 {
     Suite *s = suite_create("gs_registry");
@@ -213,6 +246,7 @@ Suite *gs_registry_suite(void)
     tcase_add_test(tc, long_user_ids_are_not_cached);
     tcase_add_test(tc, tasks_by_user);
     tcase_add_test(tc, removed_tasks_stay_gone);
+    tcase_add_test(tc, streams_are_capped_per_user_and_host);
     tcase_add_test(tc, task_table_full_falls_through);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,219 @@
+"""What a deployment sees every week (issue 10): PostgreSQL restarted or stopped mid-sync, a
+click right after a cancel, a task another process marked STUCK, a worker that is alive but goes
+nowhere. No outage, no ghost task, the mailbox exact."""
+import glob
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import RUN_DIR, wait_for
+from gsworker import Gmail, assert_table_equals_mailbox
+
+# what a database outage legitimately writes to the error log, on every side
+OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile)_failed|event=daemon\.db_unavailable"
+              r"|event=db\.waiting|event=task\.fail_deferred|event=(session\.lookup|progress\.db"
+              r"|status\.db|health\.db|start|cancel\.db)_?\w*|event=task\.(failed|unrecorded)"
+              r"|event=health\.\w+|terminating connection|server closed the connection"
+              r"|event=worker\.(error|killed)|event=task\.stuck")
+
+PG_DIR = os.path.join(RUN_DIR, "pg")
+
+
+def pg_ctl(*args):
+    pg_ctl_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    cmd = [pg_ctl_bin, "-D", os.path.join(PG_DIR, "data"), "-l",
+           os.path.join(PG_DIR, "postgres.log"), "-w", "-t", "60", *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, timeout=90, capture_output=True)
+
+
+def start(stack, user, force_full=False):
+    return requests.post(stack.api + "/smart", json={"force_full": force_full},
+                         cookies={"session": user["session"]}, timeout=30)
+
+
+def row(stack, task_id):
+    return stack.query("SELECT state, processed, error_code FROM gmailsync.sync_tasks"
+                       " WHERE task_id = %s", (task_id,))[0]
+
+
+def answers(stack, user, task_id):
+    """Status codes of start (repeat), progress, status and health, in that order."""
+    c = {"session": user["session"]}
+    out = []
+    for method, url in (("POST", stack.api + "/smart"), ("GET", stack.api + "/progress/" + task_id),
+                        ("GET", stack.api + "/status"), ("GET", stack.api + "/health")):
+        try:
+            out.append(requests.request(method, url, cookies=c, timeout=5).status_code)
+        except requests.RequestException:
+            out.append(0)
+    return out
+
+
+def all_2xx(codes):
+    return all(200 <= c < 300 for c in codes)
+
+
+@pytest.fixture
+def gmail(stack):
+    g = Gmail(stack.gmail_url)
+    g.clear_faults()
+    yield g
+    g.clear_faults()
+
+
+def test_postgres_restarted_mid_sync_three_times(stack, gmail, expect_log):
+    expect_log(OUTAGE_LOG)
+    n = 3000
+    user = stack.add_user(messages=n)
+    # 60 batches of 50 at 0.15 s each: the sync runs long enough for three restarts
+    gmail.fault(method="messages.get", mode="latency", seconds=0.15, count=-1, email=user["email"])
+    r = start(stack, user, force_full=True)
+    assert r.status_code == 202, r.text
+    task_id = r.json()["task_id"]
+    recoveries = []
+    for i in range(3):
+        seen = row(stack, task_id)[1]
+        wait_for("the sync to move on", lambda: row(stack, task_id)[1] > seen
+                 or row(stack, task_id)[0] != "RUNNING", 30)
+        pg_ctl("restart", "-m", "fast")
+        back = time.monotonic()
+        codes = wait_for("2xx from start, progress, status and health",
+                         lambda: (lambda c: c if all_2xx(c) else None)(answers(stack, user, task_id)),
+                         10)
+        recoveries.append(time.monotonic() - back)
+        assert all_2xx(codes)
+    gmail.clear_faults()
+    # the interrupted task ends, never left RUNNING
+    final = wait_for("the task to end", lambda: (lambda s: s if s[0] in ("SUCCEEDED", "FAILED")
+                                                  else None)(row(stack, task_id)), 90)
+    if final[0] == "FAILED":
+        assert final[2] == "db_unavailable", final
+        r = start(stack, user)
+        assert r.status_code == 202 and r.json()["task_id"] != task_id, r.text
+        task_id = r.json()["task_id"]
+        wait_for("the rerun to succeed", lambda: row(stack, task_id)[0] == "SUCCEEDED", 90)
+    # the next sync completes too, and the mailbox is exact: same ids, no duplicates
+    r = start(stack, user)
+    assert r.status_code == 202, r.text
+    wait_for("the next sync", lambda: row(stack, r.json()["task_id"])[0] == "SUCCEEDED", 60)
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+    print("recovery after each restart (s):", ["%.2f" % s for s in recoveries])
+
+
+def test_postgres_down_for_seconds_503s_then_recovers_and_the_sync_finishes(stack, gmail,
+                                                                            expect_log):
+    expect_log(OUTAGE_LOG)
+    user = stack.add_user(messages=1500)
+    gmail.fault(method="messages.get", mode="latency", seconds=0.15, count=-1, email=user["email"])
+    r = start(stack, user, force_full=True)
+    task_id = r.json()["task_id"]
+    wait_for("a first batch stored", lambda: row(stack, task_id)[1] >= 100, 30)
+    pg_ctl("stop", "-m", "fast")
+    try:
+        # while it is down: only the documented 503, with Retry-After, as a JSON problem
+        for method, url in (("POST", "/smart"), ("GET", "/status"), ("GET", "/progress/" + task_id),
+                            ("GET", "/health")):
+            resp = requests.request(method, stack.api + url, cookies={"session": user["session"]},
+                                    timeout=10)
+            if resp.status_code != 200:   # progress may come from this host's board
+                assert resp.status_code == 503, (url, resp.status_code, resp.text)
+                assert resp.headers.get("Retry-After")
+                assert resp.headers["Content-Type"].startswith("application/problem+json")
+        time.sleep(3)    # an outage of a few seconds, well within the worker's wait
+    finally:
+        stack.up()       # starts PostgreSQL again (and nothing else changes)
+    wait_for("2xx again", lambda: all_2xx(answers(stack, user, task_id)), 10)
+    gmail.clear_faults()
+    # the worker waited for the database and carried on: the same task succeeds
+    wait_for("the task to succeed", lambda: row(stack, task_id)[0] == "SUCCEEDED", 90)
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+
+
+def test_a_worker_that_dies_during_an_outage_is_failed_once_the_database_is_back(
+        stack, gmail, expect_log):
+    expect_log(OUTAGE_LOG)
+    user = stack.add_user(messages=1500)
+    gmail.fault(method="messages.get", mode="latency", seconds=0.3, count=-1, email=user["email"])
+    task_id = start(stack, user, force_full=True).json()["task_id"]
+    wait_for("the worker", lambda: row(stack, task_id)[0] == "RUNNING", 10)
+    pids = wait_for("the worker pid", lambda: subprocess.run(
+        ["pgrep", "-f", "gmailsync-worker --task " + task_id], capture_output=True,
+        text=True).stdout.split(), 10)
+    pg_ctl("stop", "-m", "fast")
+    try:
+        for pid in pids:
+            os.kill(int(pid), 9)
+        time.sleep(1.5)  # the daemon reaps it while the database is away
+    finally:
+        stack.up()
+    state = wait_for("the task FAILED worker_crashed",
+                     lambda: (lambda s: s if s[0] != "RUNNING" else None)(row(stack, task_id)), 15)
+    assert state[0] == "FAILED" and state[2] == "worker_crashed", state
+    gmail.clear_faults()
+    r = start(stack, user)
+    assert r.status_code == 202, r.text
+
+
+def test_start_cancel_start_never_returns_the_cancelled_task(stack, gmail):
+    user = stack.add_user(messages=300)
+    gmail.fault(method="messages.get", mode="latency", seconds=0.05, count=-1, email=user["email"])
+    cookies = {"session": user["session"]}
+    reused_cancelled = 0
+    for _ in range(200):
+        first = start(stack, user)
+        assert first.status_code in (200, 202), first.text
+        tid = first.json()["task_id"]
+        c = requests.post(stack.api + "/cancel/" + tid, cookies=cookies, timeout=10)
+        assert c.status_code in (202, 409), c.text
+        second = start(stack, user)
+        assert second.status_code in (200, 202), second.text
+        if second.json()["task_id"] == tid and c.status_code == 202:
+            reused_cancelled += 1
+        # leave nothing running for the next round
+        requests.post(stack.api + "/cancel/" + second.json()["task_id"], cookies=cookies,
+                      timeout=10)
+    assert reused_cancelled == 0
+    assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id = %s AND state"
+                       " IN ('CREATED', 'RUNNING')", (user["user_id"],))[0][0] == 0
+
+
+def test_a_start_while_the_running_task_is_stuck_creates_a_new_task(stack, gmail):
+    user = stack.add_user(messages=2000)
+    gmail.fault(method="messages.get", mode="latency", seconds=0.5, count=-1, email=user["email"])
+    for _ in range(10):
+        r = start(stack, user)
+        assert r.status_code == 202, r.text
+        stuck = r.json()["task_id"]
+        wait_for("RUNNING on this host's board", lambda: requests.get(
+            stack.api + "/progress/" + stuck, cookies={"session": user["session"]},
+            timeout=5).json()["state"] == "RUNNING", 10)
+        # another host's /health (or the cleanup script) finds it stale
+        stack.query("UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
+                    " WHERE task_id = %s", (stuck,))
+        again = start(stack, user)
+        assert again.status_code == 202, again.text
+        assert again.json()["task_id"] != stuck
+        requests.post(stack.api + "/cancel/" + again.json()["task_id"],
+                      cookies={"session": user["session"]}, timeout=10)
+        stack.query("UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'stuck',"
+                    " finished_at = now() WHERE task_id = %s AND state = 'STUCK'", (stuck,))
+
+
+def test_the_board_drops_a_task_cancelled_elsewhere_and_its_worker_stops(stack, gmail):
+    user = stack.add_user(messages=2000)
+    gmail.fault(method="messages.get", mode="latency", seconds=0.5, count=-1, email=user["email"])
+    tid = start(stack, user).json()["task_id"]
+    wait_for("the worker", lambda: row(stack, tid)[0] == "RUNNING", 10)
+    # another host cancels it: the database changes, this host's shared memory does not know
+    stack.query("UPDATE gmailsync.sync_tasks SET state = 'CANCELLED', finished_at = now()"
+                " WHERE task_id = %s", (tid,))
+    wait_for("progress to say CANCELLED", lambda: requests.get(
+        stack.api + "/progress/" + tid, cookies={"session": user["session"]},
+        timeout=5).json()["state"] == "CANCELLED", 5)
+    wait_for("the worker to stop", lambda: not subprocess.run(
+        ["pgrep", "-f", "gmailsync-worker --task " + tid], capture_output=True).stdout, 5)
