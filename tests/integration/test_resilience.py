@@ -217,3 +217,34 @@ def test_the_board_drops_a_task_cancelled_elsewhere_and_its_worker_stops(stack, 
         timeout=5).json()["state"] == "CANCELLED", 5)
     wait_for("the worker to stop", lambda: not subprocess.run(
         ["pgrep", "-f", "gmailsync-worker --task " + tid], capture_output=True).stdout, 5)
+
+
+def test_a_worker_that_is_alive_but_goes_nowhere_stops_beating_and_ends_stuck(
+        stack, gmail, tmp_path, expect_log):
+    expect_log(r"event=worker\.stalled|event=task\.stuck|event=worker\.killed"
+               r"|event=task\.failed .*error=stuck")
+    extra = tmp_path / "stall.conf"
+    extra.write_text("GmailSyncHeartbeat 1s\nGmailSyncStuckAfter 4s\n")
+    stack.reconfigure(str(extra))
+    try:
+        user = stack.add_user(messages=500)
+        # Gmail accepts the request and never answers: no progress, no error, for 25 s
+        gmail.fault(method="messages.get", mode="stall", seconds=25, count=-1, email=user["email"])
+        tid = start(stack, user).json()["task_id"]
+        wait_for("RUNNING", lambda: row(stack, tid)[0] == "RUNNING", 10)
+        t0 = time.monotonic()
+        # the worker stops vouching for itself after 2 s without a step; the rescue finds the
+        # heartbeat 4 s old, kills the local worker and fails the task
+        final = wait_for("FAILED stuck", lambda: (lambda s: s if s[0] == "FAILED" else None)(
+            row(stack, tid)), 15)
+        assert final[2] == "stuck", final
+        assert time.monotonic() - t0 < 12
+        wait_for("the worker gone", lambda: not subprocess.run(
+            ["pgrep", "-f", "gmailsync-worker --task " + tid], capture_output=True).stdout, 5)
+        gmail.clear_faults()
+        r = start(stack, user)
+        assert r.status_code == 202, r.text
+        wait_for("the next sync", lambda: row(stack, r.json()["task_id"])[0] == "SUCCEEDED", 60)
+    finally:
+        gmail.clear_faults()
+        stack.reconfigure(None)
