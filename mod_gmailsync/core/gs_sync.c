@@ -10,14 +10,22 @@
 #include "gs_sync_int.h"
 
 /* Runs while the engine waits (on Gmail, or in a back-off): an answer from Gmail since the last
- * tick is a forward step for the stall watchdog, then the task's heartbeat and progress. */
+ * tick, whatever its status, is a forward step for the stall watchdog (errors and rate limits
+ * are bounded by the retry budget and end the sync with their own code); only silence is not:
+ * requests that time out or hang without an answer. Then the task's heartbeat and progress. */
 static apr_status_t heartbeat_tick(void *baton)
 {
     gs_sync_t *s = baton;
-    apr_int64_t ok = s->gm->answers[0];
+    apr_int64_t answered = 0;
+    int c;
 
-    if (ok != s->answers_seen) {
-        s->answers_seen = ok;
+    for (c = 0; c < GS_BOARD_CALL_CLASSES; c++) {
+        if (c != gs_board_call_class(0)) {      /* status 0: no answer at all */
+            answered += s->gm->answers[c];
+        }
+    }
+    if (answered != s->answers_seen) {
+        s->answers_seen = answered;
         gs_task_note_advance(s->task);
     }
     return gs_task_tick(s->task);

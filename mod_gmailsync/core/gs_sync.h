@@ -47,7 +47,7 @@ typedef struct {
     const char *reason;        /* why that mode */
     int resumed;               /* a full sync continued an interrupted one */
     apr_int64_t fetched, skipped, gone, deleted, relabeled, removed, pages;
-    apr_int64_t answers_seen;   /* successful Gmail answers at the last tick (stall watchdog) */
+    apr_int64_t answers_seen;   /* Gmail answers at the last tick (stall watchdog) */
     apr_int64_t duration_ms;
 } gs_sync_t;
 
