@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import RUN_DIR, wait_for
+from conftest import RUN_DIR, OtherHttpd, wait_for
 from gsworker import Gmail, assert_table_equals_mailbox
 
 # what a database outage legitimately writes to the error log, on every side
@@ -248,3 +248,30 @@ def test_a_worker_that_is_alive_but_goes_nowhere_stops_beating_and_ends_stuck(
     finally:
         gmail.clear_faults()
         stack.reconfigure(None)
+
+
+def test_a_cancel_on_another_host_is_seen_by_the_next_start_here(stack, gmail):
+    """Two hosts on one PostgreSQL: a task running on either is cancelled through host B; the
+    very next start through host A gets a new task, never the cancelled one."""
+    other = OtherHttpd(stack, "httpd-b", int(stack.base_url.rsplit(":", 1)[1]) + 4).start()
+    try:
+        user = stack.add_user(messages=1000)
+        gmail.fault(method="messages.get", mode="latency", seconds=0.2, count=-1,
+                    email=user["email"])
+        cookies = {"session": user["session"]}
+        for _ in range(30):
+            first = start(stack, user)
+            assert first.status_code in (200, 202), first.text
+            tid = first.json()["task_id"]
+            wait_for("running", lambda: row(stack, tid)[0] == "RUNNING", 10)
+            c = requests.post(other.api + "/cancel/" + tid, cookies=cookies, timeout=10)
+            assert c.status_code == 202, c.text
+            again = start(stack, user)
+            assert again.status_code == 202, again.text
+            assert again.json()["task_id"] != tid
+            requests.post(other.api + "/cancel/" + again.json()["task_id"], cookies=cookies,
+                          timeout=10)
+    finally:
+        gmail.clear_faults()
+        errors = other.stop()
+    assert not errors, "host B logged:\n" + "\n".join(errors)
