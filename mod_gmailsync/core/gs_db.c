@@ -48,11 +48,21 @@ static PGconn *pg_conn(const gs_db_t *db)
     return apr_dbd_native_handle(db->driver, db->handle);
 }
 
+/* Is the connection known to be gone? libpq notices that the server closed it only when it reads
+ * the EOF: after a FATAL ("terminating connection due to administrator command") the status can
+ * still say OK. Between statements nothing is in flight, so a non-blocking read of what is
+ * pending (nothing, usually: one recv that would block) settles it. */
 static int is_broken(const gs_db_t *db)
 {
     PGconn *c = pg_conn(db);
 
-    return c && PQstatus(c) != CONNECTION_OK;
+    if (!c) {
+        return 0;
+    }
+    if (PQstatus(c) == CONNECTION_OK && !PQisBusy(c)) {
+        (void)PQconsumeInput(c); /* on EOF libpq marks the connection bad */
+    }
+    return PQstatus(c) != CONNECTION_OK;
 }
 
 /* Forgets the statements when the backend is not the one they were prepared on: after a reset,
@@ -83,6 +93,7 @@ static int recover(gs_db_t *db, apr_pool_t *p)
         return 0;
     }
     conn_sync(db);
+    db->resets++;
     gs_log_error(GS_LOG_NOTICE, p, "event=db.reconnected backend_pid=%d", db->conn->backend_pid);
     return 1;
 }
@@ -191,6 +202,7 @@ apr_status_t gs_db_reconnect(gs_db_t *db, const char **err)
     }
     close_cleanup(db);
     end_transaction(db);
+    db->resets++;
     return db_connect(db, err);
 }
 

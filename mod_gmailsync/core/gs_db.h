@@ -33,6 +33,7 @@ typedef struct gs_db_t {
     int in_transaction;
     apr_pool_t *tx_pool;       /* holds the rollback cleanup of the open transaction */
     const char *last_error;    /* the driver's message for the last failure, or NULL */
+    unsigned long resets;      /* times this wrapper reset or reopened its connection */
 } gs_db_t;
 
 typedef struct {

@@ -58,15 +58,20 @@ static void name_connection(gs_task_t *t, apr_pool_t *p)
 
 /* The database went away (a restart, a failover): outside a transaction, wait for it to come
  * back, with a bounded back-off, so that the statement can run again and the sync continues.
- * Returns 1 when it is back; 0 for an ordinary SQL error, inside a transaction, or when the
- * outage outlasts t->db_wait (the sync then fails with db_unavailable). */
-static int waited_for_db(gs_task_t *t, apr_pool_t *p)
+ * `resets` is the connection's reset count before the statement ran: a connection that is alive
+ * now but was reset since lost the statement to the outage too. Returns 1 when it is back; 0 for
+ * an ordinary SQL error, inside a transaction, or when the outage outlasts t->db_wait (the sync
+ * then fails with db_unavailable). */
+static int waited_for_db(gs_task_t *t, apr_pool_t *p, unsigned long resets)
 {
     apr_time_t began = apr_time_now(), deadline = began + t->db_wait;
     apr_interval_time_t delay = apr_time_from_msec(100);
 
-    if (t->db->in_transaction || alive(t, p)) {
+    if (t->db->in_transaction) {
         return 0;
+    }
+    if (alive(t, p)) {
+        return t->db->resets != resets;
     }
     gs_log_error(GS_LOG_WARNING, p, "event=db.waiting task=%s max_wait_ms=%" APR_INT64_T_FMT
                  " reason=\"%s\"", t->task_id, (apr_int64_t)apr_time_as_msec(t->db_wait),
@@ -87,10 +92,11 @@ static int waited_for_db(gs_task_t *t, apr_pool_t *p)
 apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
                           int *affected, int nargs, const char *const *args)
 {
+    unsigned long resets = t->db->resets;
     int n = 0;
     apr_status_t rv = gs_db_exec(t->db, p, label, &n, nargs, args);
 
-    if (rv != APR_SUCCESS && waited_for_db(t, p)) {
+    if (rv != APR_SUCCESS && waited_for_db(t, p, resets)) {
         rv = gs_db_exec(t->db, p, label, &n, nargs, args);
     }
     if (rv != APR_SUCCESS) {
@@ -105,9 +111,10 @@ apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int gu
 apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_db_rows_t **rows,
                             int nargs, const char *const *args)
 {
+    unsigned long resets = t->db->resets;
     apr_status_t rv = gs_db_select(t->db, p, label, rows, nargs, args);
 
-    if (rv != APR_SUCCESS && waited_for_db(t, p)) {
+    if (rv != APR_SUCCESS && waited_for_db(t, p, resets)) {
         rv = gs_db_select(t->db, p, label, rows, nargs, args);
     }
     return rv == APR_SUCCESS ? APR_SUCCESS : db_failure(t, p, label);
