@@ -1,0 +1,150 @@
+"""Hostile requests: whatever a client sends under /api/gmail/sync, the answer is an RFC 9457
+problem (application/problem+json, no-store, nosniff) and never a 5xx but the documented 503.
+
+Requests go through raw sockets, so that they can be as malformed as a client likes: bad request
+lines and headers, bad framing, bodies cut short, TRACE; then strict JSON, the Origin rule and
+the Accept rule.
+"""
+import json
+import os
+import socket
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.usefixtures("paused_daemon")
+
+UUID = "00000000-0000-4000-8000-000000000000"
+PROBLEM = "application/problem+json"
+
+
+class Answer:
+    def __init__(self, raw):
+        self.raw = raw
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].startswith("HTTP/1."), raw[:300]
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers.setdefault(name.strip().lower(), []).append(value.strip())
+        if "content-length" in self.headers:
+            self.body = self.body[:int(self.headers["content-length"][0])]
+
+    def header(self, name):
+        values = self.headers.get(name.lower(), [])
+        assert len(values) <= 1, (name, values)
+        return values[0] if values else None
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def port(stack):
+    return int(stack.base_url.rsplit(":", 1)[1])
+
+
+def exchange(stack, data, shut_write=False, timeout=15):
+    """Sends data as is and reads the answer until httpd closes the connection."""
+    with socket.create_connection(("127.0.0.1", port(stack)), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            if shut_write:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # httpd may refuse before reading everything; its answer is still there
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return Answer(out)
+
+
+def assert_problem(answer, status):
+    assert answer.status == status, (answer.status, answer.raw[:600])
+    assert answer.header("Content-Type") == PROBLEM, answer.raw[:600]
+    assert answer.header("X-Content-Type-Options") == "nosniff", answer.raw[:600]
+    assert answer.header("Cache-Control") == "no-store", answer.raw[:600]
+    problem = answer.json()
+    assert problem["status"] == status, problem
+    assert problem["type"].startswith("urn:gmailsync:problem:"), problem
+    assert problem["title"] and isinstance(problem["title"], str), problem
+    assert b"<html" not in answer.body.lower() and b"additionally" not in answer.body.lower()
+    return problem
+
+
+@pytest.fixture(scope="module")
+def session(stack):
+    return stack.add_user(messages=0)["session"]
+
+
+H = b"Host: 127.0.0.1\r\nConnection: close\r\n"
+CANCEL = b"POST /api/gmail/sync/cancel/" + UUID.encode() + b" HTTP/1.1\r\n"
+SMART = b"POST /api/gmail/sync/smart HTTP/1.1\r\n"
+HEALTH = b"GET /api/gmail/sync/health HTTP/1.1\r\n"
+COOKIE = b"Cookie: session=@SESSION@\r\n"
+JSON_CT = b"Content-Type: application/json\r\n"
+
+
+# --------------------------------------------------------------------------- strict JSON
+
+MALFORMED_JSON = [
+    ("NaN", b'{"x":NaN}'),
+    ("Infinity", b'{"x":Infinity}'),
+    ("-Infinity", b'{"x":-Infinity}'),
+    ("raw control character", b'{"x":"a\x01b"}'),
+    ("raw tab", b'{"x":"a\tb"}'),
+    ("invalid UTF-8", b'{"x":"\xff\xfe\xc0\xaf"}'),
+    ("overlong slash", b'{"x":"\xc0\xaf"}'),
+    ("overlong 3 bytes", b'{"x":"\xe0\x80\xaf"}'),
+    ("overlong 4 bytes", b'{"x":"\xf0\x80\x80\xaf"}'),
+    ("UTF-8 surrogate", b'{"x":"\xed\xa0\x80"}'),
+    ("above U+10FFFF", b'{"x":"\xf4\x90\x80\x80"}'),
+    ("truncated sequence", b'{"x":"\xe2\x82"}'),
+    ("lone high surrogate escape", b'{"x":"\\ud800"}'),
+    ("lone low surrogate escape", b'{"x":"\\udc00"}'),
+    ("high surrogate then non-low", b'{"x":"\\ud800\\u0041"}'),
+    ("reversed surrogates", b'{"x":"\\udc00\\ud800"}'),
+    ("duplicate key, valid one last", b'{"force_full":1,"force_full":false}'),
+    ("duplicate key, valid one first", b'{"force_full":false,"force_full":1}'),
+    ("duplicate key through an escape", b'{"force_full":1,"force_ful\\u006c":false}'),
+    ("key cut at U+0000 by json-c", b'{"force_full\\u0000x":1,"force_full":false}'),
+    ("duplicate key nested", b'{"force_full":false,"x":{"a":1,"a":2}}'),
+    ("leading zero", b'{"x":01}'),
+    ("plus sign", b'{"x":+1}'),
+    ("bare dot", b'{"x":1.}'),
+    ("invalid escape", b'{"x":"\\x41"}'),
+    ("byte order mark", b'\xef\xbb\xbf{"force_full":false}'),
+    ("vertical tab after", b'{"force_full":false}\x0b'),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED_JSON, ids=[c[0] for c in MALFORMED_JSON])
+def test_malformed_json_is_400(stack, case):
+    name, body = case
+    u = stack.add_user(messages=0)
+    r = requests.post(stack.api + "/smart", data=body, headers={"Content-Type": "application/json"},
+                      cookies={"session": u["session"]}, timeout=30)
+    assert r.status_code == 400, (name, r.status_code, r.text)
+    assert r.headers["Content-Type"] == PROBLEM
+    assert r.json()["type"] == "urn:gmailsync:problem:malformed-json", r.json()
+    assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id=%s",
+                       (u["user_id"],)) == [(0,)]
+
+
+def test_strict_json_still_takes_valid_json(stack):
+    u = stack.add_user(messages=0)
+    body = '{"force_full": true, "note": "caf\u00e9 \U0001F600 \\ud83d\\ude00 \\u00e9 \\u0000", ' \
+           '"n": [0, -0.5, 1e-3, 12345678901234567890], "o": {"a": null}, "A": 1, "a": 2}'
+    r = requests.post(stack.api + "/smart", data=body.encode("utf-8"),
+                      headers={"Content-Type": "application/json"},
+                      cookies={"session": u["session"]}, timeout=30)
+    assert r.status_code == 202, r.text
+    assert stack.query("SELECT force_full FROM gmailsync.sync_tasks WHERE task_id=%s",
+                       (r.json()["task_id"],)) == [(True,)]
