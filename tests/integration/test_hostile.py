@@ -148,3 +148,43 @@ def test_strict_json_still_takes_valid_json(stack):
     assert r.status_code == 202, r.text
     assert stack.query("SELECT force_full FROM gmailsync.sync_tasks WHERE task_id=%s",
                        (r.json()["task_id"],)) == [(True,)]
+
+
+# --------------------------------------------------------------------------- Accept
+
+@pytest.fixture(scope="module")
+def task(stack):
+    u = stack.add_user(messages=0)
+    r = requests.post(stack.api + "/smart", cookies={"session": u["session"]}, timeout=30)
+    assert r.status_code == 202, r.text
+    return u["session"], r.json()["task_id"]
+
+
+@pytest.mark.parametrize("accept", [
+    None, "*/*", "text/*", "application/json", "text/event-streamx", "text/event-stream-x",
+    "xtext/event-stream", "text/event-stream;q=0", "text/event-stream; q=0.0",
+    "text/event-stream;q=0.5, application/json", "text/event-stream;q=0.5, */*",
+    "application/json, text/event-stream;q=0.9", "text/event-stream;q=2", "text/html",
+    "text/plain; x=\"text/event-stream\"",
+])
+def test_accept_without_a_real_event_stream_preference_gets_json(stack, task, accept):
+    session, tid = task
+    h = {"Accept": accept} if accept is not None else {}
+    # stream=True: a wrongly chosen event stream would otherwise be read until the task ends
+    with requests.get(f"{stack.api}/progress/{tid}", headers=h, cookies={"session": session},
+                      stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["Content-Type"] == "application/json", r.headers
+        assert r.json()["task_id"] == tid
+
+
+@pytest.mark.parametrize("accept", [
+    "text/event-stream", "Text/Event-Stream", "text/event-stream;q=0.5",
+    "application/json;q=0.5, text/event-stream", "text/event-stream, */*;q=0.1",
+])
+def test_accept_naming_the_event_stream_gets_the_stream(stack, task, accept):
+    session, tid = task
+    with requests.get(f"{stack.api}/progress/{tid}", headers={"Accept": accept},
+                      cookies={"session": session}, stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/event-stream")
