@@ -3,6 +3,7 @@
  * Keeps to wiring: configuration checks, logging injection into the core, statement registration
  * with mod_dbd, and the handler. The work itself lives in the core library (mod_gmailsync/core).
  */
+#include <apr_hash.h>
 #include <apr_optional.h>
 #include <apr_strings.h>
 
@@ -63,19 +64,32 @@ static int gs_register_statements(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
                                   server_rec *s)
 {
     APR_OPTIONAL_FN_TYPE(ap_dbd_prepare) *dbd_prepare = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_prepare);
+    module *dbd = ap_find_linked_module("mod_dbd.c");
+    apr_hash_t *done = apr_hash_make(ptemp);
     const gs_sql_stmt_t *stmt;
     server_rec *vs;
 
     (void)pconf;
     (void)plog;
-    (void)ptemp;
-    if (!dbd_prepare || !gs_httpd_dbd_bind()) {
+    if (!dbd_prepare || !dbd || !gs_httpd_dbd_bind()) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
                      "mod_gmailsync needs mod_dbd: add LoadModule dbd_module before it, "
                      "with DBDriver pgsql and DBDParams");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     for (vs = s; vs; vs = vs->next) {
+        /* A virtual host without DBD directives shares the main server's mod_dbd configuration
+         * (httpd hands it the same pointer): registering there again makes mod_dbd warn
+         * "conflicting SQL statements" once per label. Each configuration once is enough. */
+        void *dbd_conf = ap_get_module_config(vs->module_config, dbd);
+
+        if (dbd_conf) {
+            if (apr_hash_get(done, &dbd_conf, sizeof dbd_conf)) {
+                continue;
+            }
+            apr_hash_set(done, apr_pmemdup(ptemp, &dbd_conf, sizeof dbd_conf), sizeof dbd_conf,
+                         vs);
+        }
         for (stmt = gs_sql_statements; stmt->label; stmt++) {
             if (gs_sql_for_httpd(stmt)) {
                 dbd_prepare(vs, stmt->sql, stmt->label);
