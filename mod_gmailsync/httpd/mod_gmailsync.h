@@ -109,7 +109,8 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf,
                                  gs_db_t **db, const char **user_id);
 /* Sends the problem matching a failed identification; returns OK. */
 int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why);
-/* Cross-site request check: an Origin header must be this site or a GmailSyncAllowOrigin. */
+/* Cross-site request check: an Origin header must be a GmailSyncAllowOrigin, or this server's
+ * scheme and port with its ServerName or one of its ServerAliases (never the Host header). */
 int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf);
 
 /* The per-host registry in shared memory (mod_gmailsync_shm.c). Every accessor degrades to

@@ -150,6 +150,77 @@ def test_strict_json_still_takes_valid_json(stack):
                        (r.json()["task_id"],)) == [(True,)]
 
 
+# --------------------------------------------------------------------------- Origin
+
+def post_start(stack, session, origin=None, host=None, path="/smart"):
+    h = {"Content-Type": "application/json"}
+    if origin is not None:
+        h["Origin"] = origin
+    if host is not None:
+        h["Host"] = host
+    return requests.post(stack.api + path, data=b"{}", headers=h,
+                         cookies={"session": session}, timeout=30)
+
+
+def test_spoofed_host_does_not_make_an_origin_same_site(stack):
+    u = stack.add_user(messages=0)
+    for origin, host in [("http://evil.example", "evil.example"),
+                         ("http://evil.example:%d" % port(stack), "evil.example:%d" % port(stack)),
+                         ("https://evil.example", "evil.example")]:
+        r = post_start(stack, u["session"], origin=origin, host=host)
+        assert r.status_code == 403, (origin, r.status_code, r.text)
+        assert r.headers["Content-Type"] == PROBLEM
+        assert r.json()["type"] == "urn:gmailsync:problem:cross-site-request"
+    r = post_start(stack, u["session"], origin="http://evil.example", host="evil.example",
+                   path="/cancel/" + UUID)
+    assert r.status_code == 403
+    assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id=%s",
+                       (u["user_id"],)) == [(0,)]
+
+
+@pytest.mark.parametrize("origin", [
+    "null", "http://127.0.0.1", "https://127.0.0.1:{port}", "http://127.0.0.1:{port}/",
+    "http://127.0.0.1:{port}/x", "http://127.0.0.1:{port}, http://127.0.0.1:{port}",
+    "http://user@127.0.0.1:{port}", "http://127.0.0.1:{port}.evil.example", "http://localhost:{port}",
+    "ftp://127.0.0.1:{port}", "",
+])
+def test_origins_that_are_not_this_server(stack, session, origin):
+    r = post_start(stack, session, origin=origin.format(port=port(stack)))
+    assert r.status_code == 403, (origin, r.text)
+
+
+def test_this_servers_origin_passes_whatever_the_host(stack):
+    for origin, host in [(stack.base_url, None), (stack.base_url.upper(), None),
+                         (stack.base_url, "evil.example"), (None, "evil.example"), (None, None)]:
+        u = stack.add_user(messages=0)
+        r = post_start(stack, u["session"], origin=origin, host=host)
+        assert r.status_code == 202, (origin, host, r.text)
+
+
+def test_server_aliases_and_wildcards(stack, tmp_path):
+    p = port(stack)
+    extra = tmp_path / "alias.conf"
+    extra.write_text(f"<VirtualHost 127.0.0.1:{p}>\n"
+                     f"    ServerName 127.0.0.1:{p}\n"
+                     f"    ServerAlias app.gmailsync.test *.apps.gmailsync.test\n"
+                     f"</VirtualHost>\n")
+    try:
+        stack.reconfigure(str(extra))
+        for origin, status in [(f"http://app.gmailsync.test:{p}", 202),
+                               (f"http://x.apps.gmailsync.test:{p}", 202),
+                               (f"http://127.0.0.1:{p}", 202),
+                               (f"http://a.b.apps.gmailsync.test:{p}", 403),
+                               (f"http://apps.gmailsync.test:{p}", 403),
+                               (f"http://x.apps.gmailsync.test.evil.example:{p}", 403),
+                               ("http://app.gmailsync.test", 403),
+                               (f"https://app.gmailsync.test:{p}", 403)]:
+            u = stack.add_user(messages=0)
+            r = post_start(stack, u["session"], origin=origin, host="evil.example")
+            assert r.status_code == status, (origin, r.status_code, r.text)
+    finally:
+        stack.reconfigure(None)
+
+
 # --------------------------------------------------------------------------- Accept
 
 @pytest.fixture(scope="module")

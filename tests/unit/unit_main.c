@@ -18,6 +18,7 @@ int main(void)
     srunner_add_suite(runner, gs_json_suite());
     srunner_add_suite(runner, gs_json_check_suite());
     srunner_add_suite(runner, gs_accept_suite());
+    srunner_add_suite(runner, gs_origin_suite());
     srunner_add_suite(runner, gs_sha256_suite());
     srunner_add_suite(runner, gs_registry_suite());
     /* worker (issue 4) */
