@@ -150,6 +150,42 @@ def test_strict_json_still_takes_valid_json(stack):
                        (r.json()["task_id"],)) == [(True,)]
 
 
+# --------------------------------------------------------------------------- TRACE
+
+@pytest.mark.parametrize("path,allow", [
+    ("/smart", "POST"), ("/progress/" + UUID, "GET, HEAD"), ("/status", "GET, HEAD"),
+    ("/cancel/" + UUID, "POST"), ("/health", "GET, HEAD"), ("/metrics", "GET, HEAD"),
+])
+def test_trace_is_refused_under_the_prefix_without_echo(stack, path, allow):
+    answer = exchange(stack, b"TRACE /api/gmail/sync" + path.encode() + b" HTTP/1.1\r\n" + H
+                      + b"Cookie: session=secret-cookie\r\nMax-Forwards: 0\r\n\r\n")
+    assert_problem(answer, 405)
+    assert answer.header("Allow") == allow
+    assert b"secret-cookie" not in answer.raw
+
+
+def test_trace_is_off_server_wide_in_the_shipped_conf(stack):
+    answer = exchange(stack, b"TRACE /elsewhere HTTP/1.1\r\n" + H + b"Cookie: a=secret\r\n\r\n")
+    assert answer.status == 405 and b"secret" not in answer.raw
+
+
+def test_trace_is_refused_even_with_trace_enable_on(stack, tmp_path):
+    extra = tmp_path / "trace.conf"
+    extra.write_text("TraceEnable on\n")
+    try:
+        stack.reconfigure(str(extra))
+        # elsewhere, httpd now echoes TRACE ...
+        echoed = exchange(stack, b"TRACE /elsewhere HTTP/1.1\r\n" + H + b"Cookie: a=b\r\n\r\n")
+        assert echoed.status == 200 and echoed.header("Content-Type") == "message/http"
+        # ... but not under the prefix
+        answer = exchange(stack, b"TRACE /api/gmail/sync/smart HTTP/1.1\r\n" + H
+                          + b"Cookie: session=secret-cookie\r\n\r\n")
+        assert_problem(answer, 405)
+        assert answer.header("Allow") == "POST" and b"secret-cookie" not in answer.raw
+    finally:
+        stack.reconfigure(None)
+
+
 # --------------------------------------------------------------------------- Origin
 
 def post_start(stack, session, origin=None, host=None, path="/smart"):
