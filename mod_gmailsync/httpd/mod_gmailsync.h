@@ -92,7 +92,11 @@ int gs_httpd_send_json(request_rec *r, int status, json_object *body);
 /* Sends an RFC 9457 problem; `slug` names the type (urn:gmailsync:problem:<slug>); detail may be
  * NULL. A 503 carries Retry-After. Returns OK. */
 int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail);
-/* TRACE refused under the prefix (mod_gmailsync_errors.c). */
+/* The problem's body alone (type, title, status, detail), owned by r->pool. */
+json_object *gs_httpd_problem(request_rec *r, int status, const char *slug, const char *detail);
+
+/* httpd's own error answers under the prefix as problems, and TRACE refused there
+ * (mod_gmailsync_errors.c). */
 void gs_httpd_errors_register_hooks(void);
 /* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. */
 gs_db_t *gs_httpd_request_db(request_rec *r);

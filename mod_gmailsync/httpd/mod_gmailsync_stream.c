@@ -87,6 +87,7 @@ int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t 
     ap_set_content_type(r, "text/event-stream; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     apr_table_setn(r->headers_out, "X-Accel-Buffering", "no");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
     apr_table_setn(r->subprocess_env, "no-gzip", "1");   /* mod_deflate would buffer */
     r->connection->keepalive = AP_CONN_CLOSE;
     if (r->header_only) {

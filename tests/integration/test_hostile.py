@@ -186,6 +186,198 @@ def test_trace_is_refused_even_with_trace_enable_on(stack, tmp_path):
         stack.reconfigure(None)
 
 
+# --------------------------------------------------------------------------- httpd's own errors
+
+# (id, request bytes (@SESSION@ becomes a valid session), status, close our side after sending)
+HOSTILE = [
+    # request line
+    ("request line over LimitRequestLine", b"GET /api/gmail/sync/progress/" + b"a" * 10000
+     + b" HTTP/1.1\r\n" + H + b"\r\n", 414, False),
+    ("query over LimitRequestLine", b"GET /api/gmail/sync/health?" + b"x" * 9000 + b" HTTP/1.1\r\n"
+     + H + b"\r\n", 414, False),
+    ("two spaces in the request line", b"GET  /api/gmail/sync/health HTTP/1.1\r\n" + H + b"\r\n",
+     400, False),
+    ("text after the protocol", b"GET /api/gmail/sync/health HTTP/1.1 x\r\n" + H + b"\r\n", 400,
+     False),
+    ("lower-case protocol", b"GET /api/gmail/sync/health http/1.1\r\n" + H + b"\r\n", 400, False),
+    ("bare LF line ends", b"GET /api/gmail/sync/health HTTP/1.1\nHost: 127.0.0.1\n"
+     b"Connection: close\n\n", 400, False),
+    ("control character in the target", b"GET /api/gmail/sync/he\x01alth HTTP/1.1\r\n" + H
+     + b"\r\n", 400, False),
+    ("NUL in the request line", b"GET /api/gmail/sync/health\x00 HTTP/1.1\r\n" + H + b"\r\n", 400,
+     False),
+    ("bad character in the method", b"GE(T /api/gmail/sync/health HTTP/1.1\r\n" + H + b"\r\n", 400,
+     False),
+    ("tab as separator", b"GET\t/api/gmail/sync/health HTTP/1.1\r\n" + H + b"\r\n", 400, False),
+    ("ftp scheme in absolute form", b"GET ftp://127.0.0.1/api/gmail/sync/health HTTP/1.1\r\n" + H
+     + b"\r\n", 400, False),
+    # path encoding
+    ("%2F in the path", b"GET /api/gmail/sync/progress%2F" + UUID.encode() + b" HTTP/1.1\r\n" + H
+     + b"\r\n", 404, False),
+    ("%2f in a POST path", b"POST /api/gmail/sync/cancel%2f" + UUID.encode() + b" HTTP/1.1\r\n" + H
+     + b"Content-Length: 0\r\n\r\n", 404, False),
+    ("%00 in the path", b"GET /api/gmail/sync/health%00 HTTP/1.1\r\n" + H + b"\r\n", 404, False),
+    ("encoded traversal", b"GET /api/gmail/sync/..%2f..%2fetc/passwd HTTP/1.1\r\n" + H + b"\r\n",
+     404, False),
+    ("invalid percent escape", b"GET /api/gmail/sync/%zz HTTP/1.1\r\n" + H + b"\r\n", 400, False),
+    # header fields
+    ("no Host", HEALTH + b"Connection: close\r\n\r\n", 400, False),
+    ("two Host fields", HEALTH + b"Host: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400, False),
+    ("space in Host", HEALTH + b"Host: a b\r\nConnection: close\r\n\r\n", 400, False),
+    ("unclosed IPv6 Host", HEALTH + b"Host: [::1\r\nConnection: close\r\n\r\n", 400, False),
+    ("field without a colon", HEALTH + H + b"NoColonHere\r\n\r\n", 400, False),
+    ("space in a field name", HEALTH + H + b"Bad Header: x\r\n\r\n", 400, False),
+    ("empty field name", HEALTH + H + b": x\r\n\r\n", 400, False),
+    ("NUL in a field value", HEALTH + H + b"X-A: a\x00b\r\n\r\n", 400, False),
+    ("field over LimitRequestFieldSize", HEALTH + H + b"X-Long: " + b"a" * 9000 + b"\r\n\r\n", 400,
+     False),
+    ("cookie over LimitRequestFieldSize", b"GET /api/gmail/sync/status HTTP/1.1\r\n" + H
+     + b"Cookie: session=" + b"a" * 9000 + b"\r\n\r\n", 400, False),
+    ("more fields than LimitRequestFields", HEALTH + H
+     + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", 400, False),
+    ("headers cut short", HEALTH + b"Host: 127.0.0.1\r\nX-A: b", 400, True),
+    ("Expect: 200-ok", HEALTH + H + b"Expect: 200-ok\r\n\r\n", 417, False),
+    ("unknown expectation on a POST", SMART + H + b"Expect: x-y\r\nContent-Length: 2\r\n\r\n{}",
+     417, False),
+    # body framing
+    ("Content-Length: abc", SMART + H + b"Content-Length: abc\r\n\r\n", 400, False),
+    ("Content-Length: -1", SMART + H + b"Content-Length: -1\r\n\r\n", 400, False),
+    ("Content-Length: +2", SMART + H + b"Content-Length: +2\r\n\r\n{}", 400, False),
+    ("Content-Length: 1, 2", SMART + H + b"Content-Length: 1, 2\r\n\r\nx", 400, False),
+    ("two Content-Lengths", SMART + H + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400,
+     False),
+    ("Content-Length overflow", SMART + H + b"Content-Length: 99999999999999999999999\r\n\r\n{}",
+     400, False),
+    ("Content-Length over 4 KiB", SMART + H + COOKIE + JSON_CT + b"Content-Length: 5000\r\n\r\n"
+     + b" " * 5000, 413, False),
+    ("Transfer-Encoding: gzip", SMART + H + b"Transfer-Encoding: gzip\r\n\r\n", 400, False),
+    ("Transfer-Encoding: chunked, gzip", SMART + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n",
+     400, False),
+    ("Transfer-Encoding: identity", SMART + H + b"Transfer-Encoding: identity\r\n\r\n", 400,
+     False),
+    ("both Content-Length and chunked", CANCEL + H + COOKIE + b"Content-Length: 3\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 404, False),
+    ("bad chunk size on /smart", SMART + H + COOKIE + JSON_CT + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\n{}\r\n0\r\n\r\n", 400, False),
+    ("bad chunk size on /cancel", CANCEL + H + COOKIE + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\n{}\r\n0\r\n\r\n", 400, False),
+    ("negative chunk size", CANCEL + H + b"Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n",
+     400, False),
+    ("chunk size overflow", CANCEL + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"ffffffffffffffffffff\r\n{}\r\n0\r\n\r\n", 413, False),
+    ("chunk without CRLF", CANCEL + H + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", 400,
+     False),
+    ("bad chunk on a GET", HEALTH + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, False),
+    ("chunked body over 4 KiB", SMART + H + COOKIE + JSON_CT + b"Transfer-Encoding: chunked\r\n\r\n"
+     + b"1400\r\n" + b" " * 5120 + b"\r\n0\r\n\r\n", 413, False),
+    ("Content-Length body cut short on /cancel", CANCEL + b"Host: 127.0.0.1\r\n" + COOKIE
+     + b"Content-Length: 100\r\n\r\nabc", 400, True),
+    ("Content-Length body cut short on /smart", SMART + b"Host: 127.0.0.1\r\n" + COOKIE + JSON_CT
+     + b"Content-Length: 100\r\n\r\n{\"a\"", 400, True),
+    ("chunked body cut short", CANCEL + b"Host: 127.0.0.1\r\n" + COOKIE
+     + b"Transfer-Encoding: chunked\r\n\r\n5\r\nab", 400, True),
+    ("body cut short, no session", SMART + b"Host: 127.0.0.1\r\n" + JSON_CT
+     + b"Content-Length: 100\r\n\r\n{", 401, True),
+    # methods
+    ("TRACE", b"TRACE /api/gmail/sync/smart HTTP/1.1\r\n" + H + b"Cookie: session=secret\r\n\r\n",
+     405, False),
+    ("TRACE with a body", b"TRACE /api/gmail/sync/status HTTP/1.1\r\n" + H
+     + b"Content-Length: 2\r\n\r\nab", 405, False),
+    ("unknown method", b"FOO /api/gmail/sync/smart HTTP/1.1\r\n" + H + b"\r\n", 405, False),
+    ("CONNECT with a path", b"CONNECT /api/gmail/sync/smart HTTP/1.1\r\n" + H + b"\r\n", 400,
+     False),
+    ("OPTIONS", b"OPTIONS /api/gmail/sync/smart HTTP/1.1\r\n" + H + b"\r\n", 405, False),
+    ("PATCH", b"PATCH /api/gmail/sync/smart HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n", 405,
+     False),
+    ("DELETE with a body", b"DELETE /api/gmail/sync/status HTTP/1.1\r\n" + H
+     + b"Content-Length: 2\r\n\r\n{}", 405, False),
+    ("unknown endpoint", b"GET /api/gmail/sync/nope HTTP/1.1\r\n" + H + b"\r\n", 404, False),
+    ("HEAD on an unknown endpoint", b"HEAD /api/gmail/sync/nope HTTP/1.1\r\n" + H + b"\r\n", 404,
+     False),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_request_gets_a_problem(stack, session, expect_log, case):
+    name, data, status, shut_write = case
+    if name == "invalid percent escape":
+        expect_log(r"AH10244: invalid URI path")
+    answer = exchange(stack, data.replace(b"@SESSION@", session.encode()), shut_write)
+    if data.startswith(b"HEAD "):
+        assert answer.status == status and answer.header("Content-Type") == PROBLEM
+        assert answer.header("X-Content-Type-Options") == "nosniff"
+        assert answer.header("Cache-Control") == "no-store"
+        return
+    assert_problem(answer, status)
+    if status == 405:
+        assert answer.header("Allow"), answer.raw[:400]
+    assert b"secret" not in answer.body
+
+
+def test_the_list_is_broad():
+    assert len(HOSTILE) >= 40
+
+
+def test_requests_elsewhere_keep_httpd_pages(stack, expect_log):
+    """Only the API's answers change: the rest of the site keeps httpd's own error pages."""
+    expect_log(r"AH01630: client denied by server configuration: .*/api$")
+    answer = exchange(stack, b"GET /elsewhere HTTP/1.1\r\n" + H + b"Content-Length: abc\r\n\r\n")
+    assert answer.status == 400 and answer.header("Content-Type").startswith("text/html")
+    answer = exchange(stack, b"GET /elsewhere/" + b"a" * 10000 + b" HTTP/1.1\r\n" + H + b"\r\n")
+    assert answer.status == 414 and answer.header("Content-Type").startswith("text/html")
+    answer = exchange(stack, b"GET /api/gmail/synchronise HTTP/1.1\r\n" + H + b"\r\n")
+    assert answer.header("Content-Type").startswith("text/html")
+
+
+def test_a_site_error_document_does_not_replace_the_problem(stack, shared_tmp):
+    """The site's ErrorDocuments (a local page, a text) still leave the API's errors problems,
+    whether httpd finds the error before reading the headers through (400, 417) or after (404),
+    while the rest of the site gets them."""
+    os.makedirs(os.path.join(shared_tmp, "errors"))
+    for code in (400, 404):
+        with open(os.path.join(shared_tmp, "errors", f"{code}.html"), "w") as f:
+            f.write(f"<html>site page {code}</html>\n")
+    os.chmod(os.path.join(shared_tmp, "errors"), 0o755)
+    extra = os.path.join(shared_tmp, "errordoc.conf")
+    with open(extra, "w") as f:
+        f.write(f"""
+Alias /errors/ "{shared_tmp}/errors/"
+<Directory "{shared_tmp}/errors">
+    Require all granted
+</Directory>
+ErrorDocument 400 /errors/400.html
+ErrorDocument 404 /errors/404.html
+ErrorDocument 417 "<html>site text 417</html>"
+""")
+    try:
+        stack.reconfigure(extra)
+        elsewhere = exchange(stack, b"GET /elsewhere%2Fx HTTP/1.1\r\n" + H + b"\r\n")
+        assert elsewhere.status == 404 and b"site page 404" in elsewhere.body, elsewhere.raw
+        elsewhere = exchange(stack, b"GET /elsewhere HTTP/1.1\r\n" + H + b"Content-Length: x\r\n\r\n")
+        assert elsewhere.status == 400 and b"site page 400" in elsewhere.body, elsewhere.raw
+        # before the headers are through: a local page, a text
+        assert_problem(exchange(stack, HEALTH + H + b"Content-Length: abc\r\n\r\n"), 400)
+        assert_problem(exchange(stack, HEALTH + H + b"Expect: 200-ok\r\n\r\n"), 417)
+        # after: the per-request custom response wins over the site's page
+        assert_problem(exchange(stack, b"GET /api/gmail/sync/%2F HTTP/1.1\r\n" + H + b"\r\n"), 404)
+        assert_problem(exchange(stack, HEALTH + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
+                       400)
+    finally:
+        stack.reconfigure(None)
+
+
+def test_sse_and_metrics_answers_say_nosniff(stack):
+    r = requests.get(stack.api + "/metrics", timeout=10)
+    assert r.status_code == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+    u = stack.add_user(messages=0)
+    tid = requests.post(stack.api + "/smart", cookies={"session": u["session"]},
+                        timeout=30).json()["task_id"]
+    with requests.get(f"{stack.api}/progress/{tid}", cookies={"session": u["session"]},
+                      headers={"Accept": "text/event-stream"}, stream=True, timeout=30) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
 # --------------------------------------------------------------------------- Origin
 
 def post_start(stack, session, origin=None, host=None, path="/smart"):
