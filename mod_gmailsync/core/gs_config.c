@@ -8,6 +8,7 @@
 #include <apr_uri.h>
 
 #include "gs_config.h"
+#include "gs_origin.h"
 
 #define WHY(reason) do { if (why) { *why = (reason); } } while (0)
 
@@ -165,23 +166,15 @@ apr_status_t gs_parse_http_url(apr_pool_t *p, const char *text, const char **nor
 apr_status_t gs_parse_origin(apr_pool_t *p, const char *text, const char **normalized,
                              const char **why)
 {
-    apr_uri_t uri;
+    gs_origin_t origin;
     apr_status_t rv;
-    char *lower, *c;
 
-    if ((rv = parse_http_uri(p, text, &uri, why)) != APR_SUCCESS) {
+    /* the same parser as the Origin header, so that a configured origin and a request's compare
+     * in one spelling (lower case, no default port) */
+    if ((rv = gs_origin_parse(p, text, &origin, why)) != APR_SUCCESS) {
         return rv;
     }
-    if ((uri.path && *uri.path) || uri.query) {
-        WHY("an origin is scheme://host[:port] with no path or query");
-        return APR_EINVAL;
-    }
-    lower = apr_pstrcat(p, uri.scheme, "://", uri.hostname, uri.port_str ? ":" : "",
-                        uri.port_str ? uri.port_str : "", NULL);
-    for (c = lower; *c; c++) {
-        *c = (char)apr_tolower(*c);
-    }
-    *normalized = lower;
+    *normalized = gs_origin_format(p, &origin);
     return APR_SUCCESS;
 }
 

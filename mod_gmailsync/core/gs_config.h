@@ -52,7 +52,8 @@ apr_status_t gs_parse_percent(const char *text, double *out, const char **why);
 apr_status_t gs_parse_http_url(apr_pool_t *p, const char *text, const char **normalized,
                                const char **why);
 
-/* Accepts "https://host[:port]" or "http://host[:port]" (an Origin header value, no path). */
+/* Accepts "https://host[:port]" or "http://host[:port]" (an Origin header value, no path; see
+ * gs_origin_parse) and normalises it: lower case, no default port. */
 apr_status_t gs_parse_origin(apr_pool_t *p, const char *text, const char **normalized,
                              const char **why);
 

@@ -1,7 +1,6 @@
 /* gs_json.c -- see gs_json.h */
 #include <limits.h>
 
-#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "gs_json.h"
@@ -25,44 +24,20 @@ json_object *gs_json_object(apr_pool_t *p)
     return gs_json_own(p, json_object_new_object());
 }
 
-/* json-c's strict mode still takes 'single-quoted' strings; JSON does not. */
-static int has_single_quote_outside_strings(const char *data, apr_size_t len)
-{
-    int in_string = 0;
-    apr_size_t i;
-
-    for (i = 0; i < len; i++) {
-        if (in_string) {
-            if (data[i] == '\\') {
-                i++;
-            }
-            else if (data[i] == '"') {
-                in_string = 0;
-            }
-        }
-        else if (data[i] == '"') {
-            in_string = 1;
-        }
-        else if (data[i] == '\'') {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 json_object *gs_json_parse(apr_pool_t *p, const char *data, apr_size_t len, const char **err)
 {
     json_tokener *tok;
     json_object *obj;
     enum json_tokener_error jerr;
-    size_t used;
+    apr_size_t at = 0;
 
     if (len > (apr_size_t)INT_MAX) {
         *err = "document too large";
         return NULL;
     }
-    if (has_single_quote_outside_strings(data, len)) {
-        *err = "strings must use double quotes";
+    /* the validator decides what is JSON; json-c only builds what passed */
+    if (gs_json_validate(p, data, len, GS_JSON_MAX_DEPTH, err, &at) != APR_SUCCESS) {
+        *err = apr_psprintf(p, "%s (at byte %" APR_SIZE_T_FMT ")", *err, at);
         return NULL;
     }
     if (!(tok = json_tokener_new_ex(GS_JSON_MAX_DEPTH))) {
@@ -71,22 +46,18 @@ json_object *gs_json_parse(apr_pool_t *p, const char *data, apr_size_t len, cons
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     obj = json_tokener_parse_ex(tok, data, (int)len);
-    jerr = json_tokener_get_error(tok);
-    used = json_tokener_get_parse_end(tok);
+    if ((jerr = json_tokener_get_error(tok)) == json_tokener_continue) {
+        /* a bare top-level number ("12") is complete only once json-c sees what follows it;
+         * the validator has already seen that nothing does */
+        obj = json_tokener_parse_ex(tok, " ", 1);
+        jerr = json_tokener_get_error(tok);
+    }
     json_tokener_free(tok);
 
     if (jerr != json_tokener_success) {
         json_object_put(obj);
-        *err = jerr == json_tokener_continue ? "incomplete JSON document"
-                                             : json_tokener_error_desc(jerr);
+        *err = json_tokener_error_desc(jerr);
         return NULL;
-    }
-    for (; used < len; used++) {
-        if (!apr_isspace(data[used])) {
-            json_object_put(obj);
-            *err = "trailing data after the JSON document";
-            return NULL;
-        }
     }
     if (!obj) {
         *err = "the document is a bare null";

@@ -3,6 +3,7 @@
  * Keeps to wiring: configuration checks, logging injection into the core, statement registration
  * with mod_dbd, and the handler. The work itself lives in the core library (mod_gmailsync/core).
  */
+#include <apr_hash.h>
 #include <apr_optional.h>
 #include <apr_strings.h>
 
@@ -124,6 +125,7 @@ static void gs_register_hooks(apr_pool_t *p)
     ap_hook_post_config(gs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(gs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(gs_handler_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    gs_httpd_errors_register_hooks();
 }
 
 AP_DECLARE_MODULE(gmailsync) = {

@@ -96,6 +96,12 @@ int gs_httpd_send_json(request_rec *r, int status, json_object *body);
 /* Sends an RFC 9457 problem; `slug` names the type (urn:gmailsync:problem:<slug>); detail may be
  * NULL. A 503 carries Retry-After. Returns OK. */
 int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail);
+/* The problem's body alone (type, title, status, detail), owned by r->pool. */
+json_object *gs_httpd_problem(request_rec *r, int status, const char *slug, const char *detail);
+
+/* httpd's own error answers under the prefix as problems, and TRACE refused there
+ * (mod_gmailsync_errors.c). */
+void gs_httpd_errors_register_hooks(void);
 /* The request's pooled mod_dbd connection as a gs_db_t, or NULL when the database is down. It
  * goes back to mod_dbd's pool when the request ends, or earlier with gs_httpd_release_db. */
 gs_db_t *gs_httpd_request_db(request_rec *r);
@@ -117,7 +123,8 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf,
                                  gs_db_t **db, const char **user_id);
 /* Sends the problem matching a failed identification; returns OK. */
 int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why);
-/* Cross-site request check: an Origin header must be this site or a GmailSyncAllowOrigin. */
+/* Cross-site request check: an Origin header must be a GmailSyncAllowOrigin, or this server's
+ * scheme and port with its ServerName or one of its ServerAliases (never the Host header). */
 int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf);
 
 /* The per-host registry in shared memory (mod_gmailsync_shm.c). Every accessor degrades to

@@ -29,6 +29,7 @@ typedef struct {
     const char *allow;       /* the Allow header for 405 */
     apr_int64_t methods;     /* AP_METHOD_BIT masks */
     int needs_enabled;       /* answered with 503 under `GmailSync Off` */
+    int reads_body;          /* the route reads the request body itself */
     gs_route_fn *fn;
 } gs_route_t;
 
@@ -47,7 +48,7 @@ int gs_httpd_send_json(request_rec *r, int status, json_object *body)
     return OK;
 }
 
-int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail)
+json_object *gs_httpd_problem(request_rec *r, int status, const char *slug, const char *detail)
 {
     json_object *body = gs_json_object(r->pool);
     const char *title = ap_get_status_line(status);
@@ -58,10 +59,15 @@ int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const ch
     if (detail) {
         gs_json_set_string(body, "detail", detail);
     }
+    return body;
+}
+
+int gs_httpd_send_problem(request_rec *r, int status, const char *slug, const char *detail)
+{
     if (status == HTTP_SERVICE_UNAVAILABLE) {
         apr_table_setn(r->headers_out, "Retry-After", GS_RETRY_AFTER_SECONDS);
     }
-    return gs_httpd_send_json(r, status, body);
+    return gs_httpd_send_json(r, status, gs_httpd_problem(r, status, slug, detail));
 }
 
 /* mod_dbd's functions are optional functions, so that a missing mod_dbd is a clear startup
@@ -136,51 +142,98 @@ void gs_httpd_release_db(request_rec *r)
 }
 
 static const gs_route_t routes[] = {
-    { "/smart", "POST", AP_METHOD_BIT << M_POST, 1, gs_httpd_handle_start },
-    { "/progress/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_progress },
-    { "/status", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_status },
-    { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, gs_httpd_handle_cancel },
-    { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_health },
-    { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, gs_httpd_handle_metrics },
-    { NULL, NULL, 0, 0, NULL }
+    { "/smart", "POST", AP_METHOD_BIT << M_POST, 1, 1, gs_httpd_handle_start },
+    { "/progress/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_progress },
+    { "/status", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_status },
+    { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, 0, gs_httpd_handle_cancel },
+    { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
+    { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
+    { NULL, NULL, 0, 0, 0, NULL }
 };
 
-int gs_httpd_handler(request_rec *r)
+/* The route for r->uri (with its argument), or NULL. *under_prefix tells a foreign URI (a
+ * SetHandler that does not match GmailSyncPrefix) from an unknown endpoint. */
+static const gs_route_t *find_route(request_rec *r, const gs_srv_conf_t *conf, const char **arg,
+                                    int *under_prefix)
 {
-    const gs_srv_conf_t *conf = gs_httpd_srv_conf(r->server);
     size_t plen = strlen(conf->prefix);
     const char *sub;
     const gs_route_t *route;
 
-    if (strncmp(r->uri, conf->prefix, plen) || (r->uri[plen] && r->uri[plen] != '/')) {
-        return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found",
-                            apr_pstrcat(r->pool, "this handler serves ", conf->prefix, "/...",
-                                        NULL));
+    *under_prefix = !strncmp(r->uri, conf->prefix, plen) && (!r->uri[plen] || r->uri[plen] == '/');
+    if (!*under_prefix) {
+        return NULL;
     }
     sub = r->uri + plen;
     for (route = routes; route->path; route++) {
         size_t len = strlen(route->path);
-        const char *arg = NULL;
 
         if (route->path[len - 1] == '/') {
             if (strncmp(sub, route->path, len) || !sub[len] || ap_strchr_c(sub + len, '/')) {
                 continue;
             }
-            arg = sub + len;
+            *arg = sub + len;
+            return route;
         }
-        else if (strcmp(sub, route->path)) {
-            continue;
+        if (!strcmp(sub, route->path)) {
+            *arg = NULL;
+            return route;
         }
-        if (!(route->methods & (AP_METHOD_BIT << r->method_number))) {
-            apr_table_setn(r->headers_out, "Allow", route->allow);
-            return gs_httpd_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
-                                apr_pstrcat(r->pool, "allowed: ", route->allow, NULL));
-        }
-        if (route->needs_enabled && !conf->enabled) {
-            return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "disabled",
-                                "Gmail sync is switched off on this server (GmailSync Off)");
-        }
-        return route->fn(r, conf, arg);
     }
-    return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found", "no such endpoint");
+    return NULL;
+}
+
+/* Answers a request whose body could not be read (ap_discard_request_body's status). */
+static int body_unreadable(request_rec *r, int rc)
+{
+    if (rc == AP_FILTER_ERROR) {
+        return rc; /* HTTP_IN has answered already (as a problem: mod_gmailsync_errors.c) */
+    }
+    r->connection->keepalive = AP_CONN_CLOSE;
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        return gs_httpd_send_problem(r, rc, "body-too-large", "the request body is too large");
+    }
+    if (rc == HTTP_REQUEST_TIME_OUT) {
+        return gs_httpd_send_problem(r, rc, "request-timeout", "the request body did not arrive");
+    }
+    return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "bad-body",
+                                 "the request body could not be read (cut short or malformed)");
+}
+
+int gs_httpd_handler(request_rec *r)
+{
+    const gs_srv_conf_t *conf = gs_httpd_srv_conf(r->server);
+    const gs_route_t *route;
+    const char *arg = NULL;
+    int under_prefix, rc;
+
+    route = find_route(r, conf, &arg, &under_prefix);
+    /* A body nobody reads is read and dropped before answering: left unread, httpd reads it
+     * after our answer and, if it is malformed or cut short, appends an error page of its own
+     * ("Additionally, a 404 Not Found error was encountered..."). The route that reads its
+     * body (POST /smart) handles it itself. */
+    if (!route || !route->reads_body || !(route->methods & (AP_METHOD_BIT << r->method_number))
+        || (route->needs_enabled && !conf->enabled)) {
+        if ((rc = ap_discard_request_body(r)) != OK) {
+            return body_unreadable(r, rc);
+        }
+    }
+    if (!under_prefix) {
+        return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found",
+                            apr_pstrcat(r->pool, "this handler serves ", conf->prefix, "/...",
+                                        NULL));
+    }
+    if (!route) {
+        return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found", "no such endpoint");
+    }
+    if (!(route->methods & (AP_METHOD_BIT << r->method_number))) {
+        apr_table_setn(r->headers_out, "Allow", route->allow);
+        return gs_httpd_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
+                            apr_pstrcat(r->pool, "allowed: ", route->allow, NULL));
+    }
+    if (route->needs_enabled && !conf->enabled) {
+        return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "disabled",
+                            "Gmail sync is switched off on this server (GmailSync Off)");
+    }
+    return route->fn(r, conf, arg);
 }

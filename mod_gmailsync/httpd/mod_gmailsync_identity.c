@@ -13,6 +13,7 @@
 #include <util_cookies.h>
 
 #include "gs_db.h"
+#include "gs_origin.h"
 #include "gs_sha256.h"
 #include "gs_start.h"
 #include "mod_gmailsync.h"
@@ -95,28 +96,52 @@ int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why)
                                  "a valid session is required");
 }
 
-int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf)
+/* One of this server's own names: ServerName, a ServerAlias, or a ServerAlias wildcard. */
+static int is_server_name(const server_rec *s, const char *host)
 {
-    const char *origin = apr_table_get(r->headers_in, "Origin");
-    const char *host = apr_table_get(r->headers_in, "Host");
-    const char *self;
     int i;
 
-    if (!origin) {
-        return 1; /* not a browser cross-site request (curl, server-to-server) */
+    if (s->server_hostname && gs_host_equals(s->server_hostname, host)) {
+        return 1;
     }
-    if (host) {
-        self = apr_pstrcat(r->pool, ap_http_scheme(r), "://", host, NULL);
-        if (!strcasecmp(origin, self)) {
+    for (i = 0; s->names && i < s->names->nelts; i++) {
+        if (gs_host_equals(APR_ARRAY_IDX(s->names, i, const char *), host)) {
             return 1;
         }
     }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
+        if (gs_host_matches_pattern(APR_ARRAY_IDX(s->wild_names, i, const char *), host)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "Self" comes from the configuration, never from the Host header, which the client chooses:
+ * with `Host: evil.example` and `Origin: http://evil.example` a Host-derived "self" would call
+ * a foreign page same-origin. The port is ServerName's, else the port the request came in on. */
+int gs_httpd_origin_allowed(request_rec *r, const gs_srv_conf_t *conf)
+{
+    const char *header = apr_table_get(r->headers_in, "Origin"), *normalized;
+    apr_port_t port;
+    gs_origin_t origin;
+    int i;
+
+    if (!header) {
+        return 1; /* not a browser cross-site request (curl, server-to-server) */
+    }
+    if (gs_origin_parse(r->pool, header, &origin, NULL) != APR_SUCCESS) {
+        return 0; /* "null" (sandboxed frames, some redirects), lists, garbage */
+    }
     if (conf->allow_origins) {
+        normalized = gs_origin_format(r->pool, &origin);
         for (i = 0; i < conf->allow_origins->nelts; i++) {
-            if (!strcasecmp(origin, APR_ARRAY_IDX(conf->allow_origins, i, const char *))) {
+            if (!strcmp(normalized, APR_ARRAY_IDX(conf->allow_origins, i, const char *))) {
                 return 1;
             }
         }
     }
-    return 0;
+    port = r->server->port ? r->server->port : r->connection->local_addr->port;
+    return !strcmp(origin.scheme, ap_http_scheme(r)) && origin.port == port
+           && is_server_name(r->server, origin.host);
 }

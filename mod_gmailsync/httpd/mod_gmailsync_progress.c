@@ -13,6 +13,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 
+#include "gs_accept.h"
 #include "gs_db.h"
 #include "gs_json.h"
 #include "gs_sql.h"
@@ -81,7 +82,7 @@ static int answer_load_failure(request_rec *r, int status)
 
 int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
-    const char *user_id = NULL, *task_id, *accept;
+    const char *user_id = NULL, *task_id;
     gs_id_result_t who;
     json_object *task;
     gs_db_t *db = NULL;
@@ -93,8 +94,7 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
     if (!(task_id = task_id_arg(r, arg))) {
         return no_such_task(r);
     }
-    accept = apr_table_get(r->headers_in, "Accept");
-    if (accept && ap_strcasestr(accept, "text/event-stream")) {
+    if (gs_accept_wants_event_stream(apr_table_get(r->headers_in, "Accept"))) {
         return gs_httpd_progress_stream(r, conf, db, user_id, task_id);
     }
     if ((status = gs_httpd_load_task(r, r->pool, &db, user_id, task_id, &task)) != OK) {

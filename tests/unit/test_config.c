@@ -130,6 +130,8 @@ START_TEST(origins)
     ck_assert(gs_parse_origin(pool, "https://app.example.com/", &o, NULL) == APR_EINVAL);
     ck_assert(gs_parse_origin(pool, "https://app.example.com/x", &o, NULL) == APR_EINVAL);
     ck_assert(gs_parse_origin(pool, "app.example.com", &o, NULL) == APR_EINVAL);
+    ck_assert(gs_parse_origin(pool, "https://App.Example.com:443", &o, NULL) == APR_SUCCESS);
+    ck_assert_str_eq(o, "https://app.example.com");
 }
 END_TEST
 

@@ -6,6 +6,9 @@
 
 Suite *gs_config_suite(void);
 Suite *gs_json_suite(void);
+Suite *gs_json_check_suite(void);
+Suite *gs_accept_suite(void);
+Suite *gs_origin_suite(void);
 Suite *gs_sha256_suite(void);
 Suite *gs_registry_suite(void);
 /* worker (issue 4) */

@@ -16,6 +16,9 @@ int main(void)
     }
     runner = srunner_create(gs_config_suite());
     srunner_add_suite(runner, gs_json_suite());
+    srunner_add_suite(runner, gs_json_check_suite());
+    srunner_add_suite(runner, gs_accept_suite());
+    srunner_add_suite(runner, gs_origin_suite());
     srunner_add_suite(runner, gs_sha256_suite());
     srunner_add_suite(runner, gs_registry_suite());
     /* worker (issue 4) */
