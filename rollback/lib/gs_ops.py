@@ -266,6 +266,11 @@ class Lock:
     """One toggle or rollback at a time per Apache configuration (flock, released on exit)."""
 
     def __init__(self, gsdir, prog):
+        confdir = os.path.dirname(gsdir)
+        if not os.path.isfile(os.path.join(confdir, "apache2.conf")) and \
+                not os.path.isdir(os.path.join(confdir, "mods-available")):
+            raise Failure(f"{confdir} is not an Apache configuration directory (--confdir, "
+                          "APACHE_CONFDIR)")
         os.makedirs(gsdir, exist_ok=True)
         self.path = os.path.join(gsdir, ".lock")
         old = os.umask(0o077)

@@ -12,8 +12,9 @@ from gs_ops import Failure  # noqa: E402
 PROG = "gmailsync-toggle"
 HEADER = """\
 # mod_gmailsync incident toggles, included at the end of gmailsync.conf (what is set here wins).
-# Written by gmailsync-toggle ({when}, {what}); change it with gmailsync-toggle, which checks the
-# configuration, restarts gracefully, verifies /health and puts the previous file back on failure.
+# Written by gmailsync-toggle ({when}: {what}). Change it with gmailsync-toggle, which checks
+# the configuration, restarts gracefully, verifies /health and puts the previous file back on
+# failure.
 # A setting absent here keeps its value from gmailsync.conf.
 """
 NAMES = {"GmailSync": "enabled", "GmailSyncMode": "mode", "GmailSyncMaxWorkers": "max_workers"}
@@ -101,10 +102,10 @@ def apply(args, change):
     gs_ops.replace_file(args.toggles_file, new)
     ok, out = httpd.configtest()
     if not ok:
-        restore(f"apachectl -t failed:\n{out}\n", False)
+        restore(f"apachectl -t failed:\n{out}\n{PROG}", False)
     ok, out = httpd.graceful()
     if not ok:
-        restore(f"the graceful restart failed:\n{out}\n", False)
+        restore(f"the graceful restart failed:\n{out}\n{PROG}", False)
     if args.no_verify:
         gs_ops.say(PROG, f"{change[0]} {change[1]}: applied (not verified) in "
                          f"{time.monotonic() - t0:.2f} s")
