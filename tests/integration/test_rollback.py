@@ -224,7 +224,8 @@ def test_roll_forward_and_back_three_times_while_syncs_run(stack, deb, gmail, ca
                 assert r.status_code in (200, 202), r.text
                 if r.status_code == 202:
                     created.append(r.json()["task_id"])
-            return any(r[2] == "RUNNING" and r[4] == current for r in tasks_of(stack, ids))
+            h = deb.health()   # the version of running tasks' workers, from /health
+            return h and h["running"]["worker_versions"].get(current, 0) >= 1
         wait_for(f"a sync running under {current}", running, 30, interval=0.2)
 
     n = 0
@@ -242,8 +243,12 @@ def test_roll_forward_and_back_three_times_while_syncs_run(stack, deb, gmail, ca
             assert (s["from"], s["to"]) == ((V1, V2) if target == V2 else (V2, V1))
             assert float(s["switch_s"]) <= 10, s
             assert int(s["running"]) >= 1, s
-            assert deb.health()["version"] == target
-            assert deb.active() == target
+            h = deb.health()
+            assert h["version"] == target and deb.active() == target
+            assert set(h["running"]["worker_versions"]) <= {V1, V2}, h["running"]
+            assert all(t["worker_version"] in (V1, V2) for t in h["running"]["tasks"])
+            text = requests.get(deb.api + "/metrics", timeout=10).text
+            assert f'gmailsync_build_info{{version="{target}"}} 1' in text
             if n == 6:   # it waited for them: how each ended, by the version that ran it
                 ended = re.findall(r"^  task \S+ user=\S+ worker=(\S+) host=\S+: (\w+)",
                                    p.stdout, re.M)
@@ -433,6 +438,26 @@ def test_pause_keeps_tasks_created_and_resume_runs_them_in_order(stack, deb):
     assert [r[0] for r in rows] == ids, "resumed tasks ran oldest first"
 
 
+def test_kill_switch_also_keeps_queued_tasks_waiting(stack, deb):
+    u = stack.add_user(messages=20)
+    assert toggle(deb, "workers", "0").returncode == 0
+    try:
+        r = start(deb, u)
+        assert r.status_code == 202, r.text
+        tid = r.json()["task_id"]
+        assert toggle(deb, "off").returncode == 0
+        assert toggle(deb, "workers", "4").returncode == 0
+        deadline = time.monotonic() + 2.5   # Off: the daemon launches nothing
+        while time.monotonic() < deadline:
+            assert state(stack, tid) == "CREATED"
+            time.sleep(0.1)
+    finally:
+        toggle(deb, "workers", "4")
+        p = toggle(deb, "on")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert wait_state(stack, tid, ("SUCCEEDED", "FAILED"), 60) == "SUCCEEDED"
+
+
 def test_mode_full_toggle_forces_full_syncs(stack, deb):
     u = stack.add_user(messages=20)
     r = start(deb, u)
@@ -500,6 +525,7 @@ def test_incident_bundle_holds_the_files_and_no_secret(stack, deb):
     assert f"9.9.1" in members["versions.txt"] and "9.9.2" in members["versions.txt"]
     assert re.search(rf"^active:\s+{current}", members["versions.txt"], re.M)
     assert '"version": "%s"' % current in members["health.json"]
+    assert '"worker_versions"' in members["health.json"]
     assert f'gmailsync_build_info{{version="{current}"}} 1' in members["metrics.txt"]
     assert "event=" in members["error_log.txt"]
     assert "worker_version" in members["sync_tasks.csv"].splitlines()[0]
