@@ -182,7 +182,9 @@ def test_start_cancel_start_never_returns_the_cancelled_task(stack, gmail):
                        " IN ('CREATED', 'RUNNING')", (user["user_id"],))[0][0] == 0
 
 
-def test_a_start_while_the_running_task_is_stuck_creates_a_new_task(stack, gmail):
+def test_a_start_while_the_running_task_is_stuck_creates_a_new_task(stack, gmail, expect_log):
+    # the daemon finishes off a STUCK task of its own host: it kills the worker and fails it
+    expect_log(r"event=worker\.killed .*reason=stuck|event=task\.failed .*error=stuck")
     user = stack.add_user(messages=2000)
     gmail.fault(method="messages.get", mode="latency", seconds=0.5, count=-1, email=user["email"])
     for _ in range(10):
