@@ -68,6 +68,13 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " (avg(extract(epoch FROM started_at - created_at)) FILTER (WHERE started_at IS NOT NULL))::text"
       " FROM gmailsync.sync_tasks"
       " WHERE created_at > now() - make_interval(secs => %s::double precision)" },
+    { GS_SQL_HEALTH_RUNNING,
+      /* the partial index sync_tasks_running_heartbeat covers state = 'RUNNING' */
+      "SELECT task_id::text, user_id, worker_version, worker_host, " RFC3339("started_at")
+      " FROM gmailsync.sync_tasks WHERE state = 'RUNNING' ORDER BY started_at, task_id LIMIT 50" },
+    { GS_SQL_RUNNING_VERSIONS,
+      "SELECT COALESCE(worker_version, ''), count(*)::text FROM gmailsync.sync_tasks"
+      " WHERE state = 'RUNNING' GROUP BY 1 ORDER BY 1" },
     { GS_SQL_METRICS_TOTALS,
       "SELECT state, count(*)::text, COALESCE(sum(processed) FILTER (WHERE state = 'SUCCEEDED'), 0)::text,"
       " (count(*) FILTER (WHERE error_code IN ('stuck', 'not_started', 'worker_crashed')))::text,"
@@ -83,8 +90,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_D_CLAIM_NEXT,
       /* FIFO over every host; SKIP LOCKED lets daemons on several hosts claim side by side */
       "UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
-      " worker_host = %s, worker_pid = NULL, started_at = now(), heartbeat_at = now(),"
-      " updated_at = now()"
+      " worker_host = %s, worker_pid = NULL, worker_version = NULL, started_at = now(),"
+      " heartbeat_at = now(), updated_at = now()"
       " WHERE task_id = (SELECT task_id FROM gmailsync.sync_tasks WHERE state = 'CREATED'"
       "                  ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
       " AND state = 'CREATED'"
@@ -128,13 +135,13 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT set_config('application_name', %s, false)" },
     { GS_SQL_W_TASK_CLAIM,
       "UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
-      " worker_host = %s, worker_pid = %s::integer, started_at = now(), heartbeat_at = now(),"
-      " updated_at = now()"
+      " worker_host = %s, worker_pid = %s::integer, worker_version = %s, started_at = now(),"
+      " heartbeat_at = now(), updated_at = now()"
       " WHERE task_id = %s::uuid AND state = 'CREATED'"
       " RETURNING lease::text, user_id, force_full::integer::text" },
     { GS_SQL_W_TASK_ADOPT,
       "UPDATE gmailsync.sync_tasks SET worker_host = %s, worker_pid = %s::integer,"
-      " started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
+      " worker_version = %s, started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
       " WHERE " W_GUARD
       " RETURNING lease::text, user_id, force_full::integer::text" },
     { GS_SQL_W_TASK_HEARTBEAT,

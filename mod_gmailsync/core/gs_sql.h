@@ -34,11 +34,13 @@ typedef struct {
 /* ------------------------------------------------------------------ worker (issue 4)
  * The sync worker's statements (gs_task.c, gs_store.c). Every write on behalf of a task is
  * guarded by (task_id, lease, state='RUNNING'): a worker that lost its task changes nothing.
- * Times come from now(). They use the columns of migration 002. Arguments -> results: */
+ * Times come from now(). They use the columns of migrations 002 and 003 (worker_version).
+ * Arguments -> results: */
 #define GS_SQL_W_APP_NAME        "gs_w_app_name"        /* (name) */
-#define GS_SQL_W_TASK_CLAIM      "gs_w_task_claim"      /* (host, pid, task)
+#define GS_SQL_W_TASK_CLAIM      "gs_w_task_claim"      /* (host, pid, version, task)
                                                            -> lease, user_id, force_full 0/1 */
-#define GS_SQL_W_TASK_ADOPT      "gs_w_task_adopt"      /* (host, pid, task, lease) -> same */
+#define GS_SQL_W_TASK_ADOPT      "gs_w_task_adopt"      /* (host, pid, version, task, lease)
+                                                           -> same */
 #define GS_SQL_W_TASK_HEARTBEAT  "gs_w_task_heartbeat"  /* (task, lease) */
 #define GS_SQL_W_TASK_PROGRESS   "gs_w_task_progress"   /* (mode, processed, total, pct, task,
                                                            lease) */
@@ -73,6 +75,10 @@ typedef struct {
 #define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state, heartbeat age s */
 #define GS_SQL_HEALTH_WINDOW     "gs_health_window"     /* (window s) -> created, succeeded, failed, cancelled,
                                                            mean duration s, queue latency s */
+#define GS_SQL_HEALTH_RUNNING    "gs_health_running"    /* () -> task, user, worker version, host,
+                                                           started_at of the oldest 50 RUNNING */
+#define GS_SQL_RUNNING_VERSIONS  "gs_running_versions"  /* () -> worker version ('' unknown),
+                                                           RUNNING tasks */
 #define GS_SQL_METRICS_TOTALS    "gs_metrics_totals"    /* () -> state, count, messages, rescues */
 #define GS_SQL_METRICS_DURATIONS "gs_metrics_durations" /* () -> duration s, queue s of finished tasks in the last day */
 
@@ -95,8 +101,8 @@ extern const gs_sql_stmt_t gs_sql_statements[];
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);
 
-/* Oldest schema migration this build works with (2: the worker's statements use the columns
- * of sql/002_resumable_full_sync). */
-#define GS_SQL_MIN_SCHEMA 2
+/* Oldest schema migration this build works with (3: the worker's statements use the columns
+ * of sql/002_resumable_full_sync and sql/003_worker_version). */
+#define GS_SQL_MIN_SCHEMA 3
 
 #endif /* GS_SQL_H */

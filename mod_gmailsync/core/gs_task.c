@@ -121,11 +121,12 @@ apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_d
 }
 
 apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_failure_t *failure,
-                             const char *task_id, const char *lease, const char *host, int pid)
+                             const char *task_id, const char *lease, const char *host, int pid,
+                             const char *version)
 {
     gs_task_t *t = apr_pcalloc(p, sizeof *t);
     const char *pid_s = apr_itoa(p, pid);
-    const char *args[4] = { host, pid_s, task_id, lease };
+    const char *args[5] = { host, pid_s, version, task_id, lease };
     gs_db_rows_t *rows;
     apr_status_t rv;
 
@@ -136,7 +137,7 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
     t->db_wait = GS_TASK_DB_WAIT;
     name_connection(t, p);
     rv = gs_task_select(t, p, lease ? GS_SQL_W_TASK_ADOPT : GS_SQL_W_TASK_CLAIM, &rows,
-                        lease ? 4 : 3, args);
+                        lease ? 5 : 4, args);
     if (rv != APR_SUCCESS) {
         return rv;
     }

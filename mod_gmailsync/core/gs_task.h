@@ -52,10 +52,12 @@ typedef struct {
 #define GS_TASK_DB_WAIT apr_time_from_sec(60)
 
 /* Claims a CREATED task (lease NULL: a fresh random lease is drawn by the database) or adopts a
- * RUNNING one whose lease the daemon gave us; records host and pid either way. GS_ELOST when the
- * task is not (or no longer) ours to run; GS_EFAILED with the failure set on database errors. */
+ * RUNNING one whose lease the daemon gave us; records host, pid and the worker's version
+ * (sync_tasks.worker_version) either way. GS_ELOST when the task is not (or no longer) ours to
+ * run; GS_EFAILED with the failure set on database errors. */
 apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_failure_t *failure,
-                             const char *task_id, const char *lease, const char *host, int pid);
+                             const char *task_id, const char *lease, const char *host, int pid,
+                             const char *version);
 
 void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton);
 

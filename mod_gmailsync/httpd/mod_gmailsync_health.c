@@ -63,9 +63,10 @@ static int db_unavailable(request_rec *r, gs_db_t *db)
 int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *stuck_args[1], *window_args[1];
-    gs_db_rows_t *version, *states, *stuck, *window;
+    gs_db_rows_t *version, *states, *stuck, *window, *running, *versions;
     gs_rescue_counts_t rescued;
-    json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts;
+    json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
+    apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
     apr_int64_t created, succeeded, failed;
     long schema_version;
@@ -73,6 +74,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     gs_db_t *db;
 
     (void)arg;
+    /* the version that answers, even in a 503: a rollback can tell which generation serves */
+    apr_table_setn(r->headers_out, "X-GmailSync-Version", GS_VERSION);
     if (!(db = gs_httpd_request_db(r))) {
         return db_unavailable(r, NULL);
     }
@@ -90,6 +93,9 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     if (gs_db_select(db, r->pool, GS_SQL_HEALTH_STATES, &states, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK, &stuck, 1, stuck_args) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_WINDOW, &window, 1, window_args)
+               != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_HEALTH_RUNNING, &running, 0, NULL) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
@@ -125,6 +131,31 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         json_object_array_add(stuck_list, t);
     }
     gs_json_set_object(body, "stuck", stuck_list);
+
+    /* which version runs what (all hosts): RUNNING tasks by the worker version they recorded
+     * ("unknown": code older than migration 003, or the instant between claim and adopt) */
+    runj = json_object_new_object();
+    counts = json_object_new_object();
+    for (i = 0; i < versions->nrows; i++) {
+        const char *v = gs_db_cell(versions, i, 0);
+        apr_int64_t n = apr_atoi64(gs_db_cell(versions, i, 1));
+        gs_json_set_int(counts, v && *v ? v : "unknown", n);
+        running_count += n;
+    }
+    list = json_object_new_array();
+    for (i = 0; i < running->nrows; i++) {
+        json_object *t = json_object_new_object();
+        gs_json_set_string(t, "task_id", gs_db_cell(running, i, 0));
+        gs_json_set_string(t, "user_id", gs_db_cell(running, i, 1));
+        gs_json_set_string(t, "worker_version", gs_db_cell(running, i, 2));
+        gs_json_set_string(t, "worker_host", gs_db_cell(running, i, 3));
+        gs_json_set_string(t, "started_at", gs_db_cell(running, i, 4));
+        json_object_array_add(list, t);
+    }
+    gs_json_set_int(runj, "count", running_count);
+    gs_json_set_object(runj, "worker_versions", counts);
+    gs_json_set_object(runj, "tasks", list);
+    gs_json_set_object(body, "running", runj);
 
     created = apr_atoi64(gs_db_cell(window, 0, 0));
     succeeded = apr_atoi64(gs_db_cell(window, 0, 1));
@@ -185,6 +216,28 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
 
 /* ------------------------------------------------------------------ Prometheus */
 
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static const char *gs_prom_label(apr_pool_t *p, const char *v)
+{
+    char *out = apr_palloc(p, 2 * strlen(v) + 1), *o = out;
+
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"') {
+            *o++ = '\\';
+            *o++ = *v;
+        }
+        else if (*v == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        }
+        else {
+            *o++ = *v;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, const char *help,
                       const gs_db_rows_t *rows, int col)
 {
@@ -217,7 +270,7 @@ static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, 
 int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     static const double start_bounds[] = GS_START_BUCKETS;
-    gs_db_rows_t *totals, *durations;
+    gs_db_rows_t *totals, *durations, *versions;
     apr_bucket_brigade *bb;
     apr_int64_t messages = 0, rescues = 0;
     double oldest = 0;
@@ -233,13 +286,28 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
     }
     if (gs_db_select(db, r->pool, GS_SQL_METRICS_TOTALS, &totals, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_METRICS_DURATIONS, &durations, 0, NULL)
+               != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_info Version of mod_gmailsync on this host.\n"
-        "# TYPE gmailsync_info gauge\ngmailsync_info{version=\"%s\"} 1\n", GS_VERSION);
+        "# HELP gmailsync_build_info The mod_gmailsync version this host's httpd runs.\n"
+        "# TYPE gmailsync_build_info gauge\ngmailsync_build_info{version=\"%s\"} 1\n"
+        "# HELP gmailsync_info Version of mod_gmailsync on this host (old name of "
+        "gmailsync_build_info).\n"
+        "# TYPE gmailsync_info gauge\ngmailsync_info{version=\"%s\"} 1\n", GS_VERSION,
+        GS_VERSION);
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_running_tasks RUNNING tasks by the version of their worker (all hosts; "
+        "unknown: not recorded).\n# TYPE gmailsync_running_tasks gauge\n");
+    for (i = 0; i < versions->nrows; i++) {
+        const char *v = gs_db_cell(versions, i, 0);
+        apr_brigade_printf(bb, NULL, NULL, "gmailsync_running_tasks{worker_version=\"%s\"} %s\n",
+                           v && *v ? gs_prom_label(r->pool, v) : "unknown",
+                           gs_db_cell(versions, i, 1));
+    }
     apr_brigade_printf(bb, NULL, NULL,
         "# HELP gmailsync_starts_total Start requests on this host by result.\n"
         "# TYPE gmailsync_starts_total counter\n"

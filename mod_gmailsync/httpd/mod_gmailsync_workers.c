@@ -281,7 +281,9 @@ static worker_t *free_slot(daemon_t *d)
 
 void gs_workers_claim_and_spawn(daemon_t *d)
 {
-    while (d->running < d->conf->max_workers && !gs_daemon_should_exit) {
+    /* `GmailSync Off` (the kill switch) and `GmailSyncMaxWorkers 0` (pause) start nothing: queued
+     * tasks wait in CREATED; running ones finish */
+    while (d->conf->enabled && d->running < d->conf->max_workers && !gs_daemon_should_exit) {
         gs_claim_t claim;
         worker_t *w = free_slot(d);
         apr_status_t rv;

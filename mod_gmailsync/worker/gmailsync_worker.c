@@ -215,7 +215,8 @@ int main(int argc, const char *const *argv)
         gs_log_error(GS_LOG_ERR, pool, "event=worker.error task=%s reason=\"%s\"", task_id, err);
         return EXIT_NOSTART;
     }
-    rv = gs_task_acquire(&task, pool, db, &failure, task_id, lease, conf->host, (int)getpid());
+    rv = gs_task_acquire(&task, pool, db, &failure, task_id, lease, conf->host, (int)getpid(),
+                         GS_VERSION);
     if (rv == GS_ELOST) {
         gs_log_error(GS_LOG_NOTICE, pool, "event=worker.not_claimed task=%s reason=\"%s\"", task_id,
                      lease ? "the task is not RUNNING under this lease"
