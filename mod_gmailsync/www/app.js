@@ -478,7 +478,7 @@
         var ahead = Math.min(Date.now() - S.lastConfirmAt, 2000) * r * 100 / task.total;
         goal = Math.min(Math.max(goal, S.confirmed + ahead), 99.5);
       }
-      var next = reduceMotion ? goal : S.shown + (goal - S.shown) * (1 - Math.exp(-dt / 200));
+      var next = reduceMotion ? goal : S.shown + (goal - S.shown) * (1 - Math.exp(-dt / 150));
       if (goal - next < 0.05) { next = goal; }
       if (next > S.shown) {
         S.shown = next;

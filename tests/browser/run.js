@@ -146,6 +146,11 @@ pageTest('seed test 1 through the page: click, RUNNING within 3 s, a live bar, 1
   assert.match(await page.textContent('#counts'), /^\d+ of 500$/);
   assert.equal(await page.textContent('#channel'), 'Live updates');
   await page.waitForFunction(() => /^About \d+ (s|min)$/.test(document.getElementById('remaining').textContent));
+  // the drawn bar has caught up with the reported value (it eases towards it)
+  await page.waitForFunction(() => {
+    const m = /scaleX\(([\d.]+)\)/.exec(document.getElementById('bar-fill').style.transform);
+    return m && Number(m[1]) * 100 >= Number(document.getElementById('bar').getAttribute('aria-valuenow')) - 1;
+  });
   await screenshot(page, ARTIFACTS, 'running');
   assert.deepEqual(await audit(page), [], 'accessibility while running');
   await waitState(page, 'SUCCEEDED', 60000);
