@@ -165,7 +165,7 @@
         S.status = r.json;
         S.hasAccount = !!r.json.account;
         var task = r.json.task;
-        if (task && ACTIVE[task.state]) {
+        if (task && (ACTIVE[task.state] || (S.task && S.task.task_id === task.task_id))) {
           attach(task);
         }
         renderAll();
@@ -679,6 +679,10 @@
     if (S.task && ACTIVE[S.task.state]) { renderTimes(); }
   }, 1000);
   window.addEventListener('pagehide', closeChannel);
+  // back from the back/forward cache: the channel was closed on pagehide
+  window.addEventListener('pageshow', function (e) {
+    if (e.persisted) { loadStatus(); }
+  });
 
   setLanguage(pickLanguage(), false);
   loadStatus();
