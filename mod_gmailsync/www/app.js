@@ -305,7 +305,17 @@
                  : task.state === 'STUCK' ? 'announce_stuck' : 'announce_failed',
                  { message: t(errKey(code)) }));
     }
-    // the last result and the account come from the server
+    // the last result at once from the task, then from the server (with the account)
+    if (S.status) {
+      S.status.task = task;
+      if (task.state === 'SUCCEEDED' && task.finished_at) {
+        S.status.last_success = {
+          task_id: task.task_id, finished_at: task.finished_at, processed: task.processed || 0,
+          duration_s: task.started_at ? (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000 : 0
+        };
+      }
+      renderLast();
+    }
     refreshStatus();
   }
 
