@@ -297,6 +297,28 @@ pageTest('a stream refused by the caps (429 too-many-streams, Retry-After): the 
   assert.ok(polls.length >= 2 && polls.every((a) => !a.includes('text/event-stream')));
 });
 
+pageTest('a proxy that buffers the stream (no first event within 5 s): the page polls instead', async (session) => {
+  const user = stack.addUser({ messages: 700 });
+  const page = await session.open();
+  const held = [];
+  await page.route('**/api/gmail/sync/progress/**', (route) => {
+    const accept = route.request().headers().accept || '';
+    if (accept.includes('text/event-stream')) {
+      held.push(route);   // never answered, like a proxy that waits for the whole body
+      return undefined;
+    }
+    return route.continue();
+  });
+  await signIn(session, user, page);
+  await page.click('#sync');
+  await page.waitForFunction(() => document.getElementById('channel').textContent.startsWith('Updates every second'),
+                             null, { timeout: 10000 });
+  assert.equal(held.length, 1, 'one stream was tried');
+  await waitState(page, 'SUCCEEDED', 60000);
+  assert.equal((await bar(page)).v, 100);
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
 pageTest('keyboard only: Tab reaches Sync, Enter starts the sync, the focus order follows the page', async (session) => {
   const user = stack.addUser({ messages: 200 });
   const page = await signIn(session, user);
