@@ -48,6 +48,18 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT s.is_syncing::text, " RFC3339("s.updated_at") ", " TASK_COLUMNS
       " FROM gmailsync.user_sync_status s"
       " LEFT JOIN gmailsync.sync_tasks t ON t.task_id = s.task_id WHERE s.user_id = %s" },
+    { GS_SQL_USER_ACCOUNT,
+      /* always one row: the linked address (or NULL) and the newest SUCCEEDED task (through
+       * the index on (user_id, created_at DESC); one task is active at a time, so the newest
+       * created is the newest finished) */
+      "SELECT a.email, l.task_id::text, " RFC3339("l.finished_at") ", l.processed::text,"
+      " round(extract(epoch FROM l.finished_at - COALESCE(l.started_at, l.created_at))::numeric, 3)::text"
+      " FROM (SELECT %s::text AS user_id) u"
+      " LEFT JOIN gmailsync.accounts a ON a.user_id = u.user_id"
+      " LEFT JOIN LATERAL (SELECT st.task_id, st.finished_at, st.started_at, st.created_at,"
+      "   st.processed FROM gmailsync.sync_tasks st"
+      "   WHERE st.user_id = u.user_id AND st.state = 'SUCCEEDED'"
+      "   ORDER BY st.created_at DESC LIMIT 1) l ON true" },
     { GS_SQL_HEALTH_STATES,
       "SELECT state, count(*)::text FROM gmailsync.sync_tasks"
       " WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') GROUP BY state" },

@@ -71,6 +71,9 @@ typedef struct {
 #define GS_SQL_TASK_GET          "gs_task_get"          /* (task_id, user_id) -> task columns */
 #define GS_SQL_TASK_CANCEL       "gs_task_cancel"       /* (task_id, user_id) -> task columns */
 #define GS_SQL_USER_STATUS       "gs_user_status"       /* (user_id) -> is_syncing, updated_at, task columns */
+#define GS_SQL_USER_ACCOUNT      "gs_user_account"      /* (user_id) -> one row: email or NULL, last
+                                                           SUCCEEDED task_id, finished_at, processed,
+                                                           duration s (NULLs when none) */
 #define GS_SQL_HEALTH_STATES     "gs_health_states"     /* () -> state, count */
 #define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state, heartbeat age s */
 #define GS_SQL_HEALTH_WINDOW     "gs_health_window"     /* (window s) -> created, succeeded, failed, cancelled,

@@ -55,7 +55,7 @@ static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    return OK;
+    return gs_httpd_dev_login_check(s, ptemp);
 }
 
 /* Checks that mod_dbd is there. Statements are not registered with mod_dbd (ap_dbd_prepare): the

@@ -42,6 +42,10 @@
 #define GS_DIR_SESSION_CACHE_TTL       "GmailSyncSessionCacheTTL"
 #define GS_DIR_MAX_STREAMS             "GmailSyncMaxStreams"
 #define GS_DIR_MAX_STREAMS_PER_USER    "GmailSyncMaxStreamsPerUser"
+#define GS_DIR_DEV_LOGIN               "GmailSyncDevLogin"
+
+/* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
+#define GS_PAGE_PATH                   "/gmailsync/"
 
 #define GS_UNSET (-1)
 
@@ -74,6 +78,7 @@ typedef struct {
     apr_interval_time_t session_cache_ttl;
     long max_streams;                      /* main server only; 0: half the MPM's threads */
     long max_streams_per_user;
+    int dev_login;                         /* GmailSyncDevLogin: local stacks only */
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;
@@ -170,6 +175,11 @@ int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *
                        const char *task_id, json_object **task);
 int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
                              const char *user_id, const char *task_id);
+
+/* GET {prefix}/dev-login (mod_gmailsync_devlogin.c), and the startup check that refuses
+ * GmailSyncDevLogin On unless httpd listens on loopback addresses only. */
+int gs_httpd_handle_dev_login(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_dev_login_check(server_rec *s, apr_pool_t *ptemp);
 
 /* POST {prefix}/smart (mod_gmailsync_start.c). */
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);

@@ -65,6 +65,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->session_cache_ttl = GS_UNSET;
     conf->max_streams = GS_UNSET;
     conf->max_streams_per_user = GS_UNSET;
+    conf->dev_login = GS_UNSET;
     return conf;
 }
 
@@ -102,6 +103,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(session_cache_ttl);
     PICK(max_streams);
     PICK(max_streams_per_user);
+    PICK(dev_login);
     return conf;
 }
 
@@ -136,6 +138,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(session_cache_ttl, GS_DEFAULT_SESSION_CACHE_TTL);
         DEFAULT(max_streams, 0);
         DEFAULT(max_streams_per_user, GS_DEFAULT_MAX_STREAMS_PER_USER);
+        DEFAULT(dev_login, 0);
     }
 }
 
@@ -148,6 +151,13 @@ static const char *set_flag(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)dconf;
     gs_httpd_srv_conf(cmd->server)->enabled = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_dev_login(cmd_parms *cmd, void *dconf, int flag)
+{
+    (void)dconf;
+    gs_httpd_srv_conf(cmd->server)->dev_login = flag ? 1 : 0;
     return NULL;
 }
 
@@ -382,5 +392,8 @@ const command_rec gs_httpd_cmds[] = {
                   "default 0: half of MaxRequestWorkers)"),
     AP_INIT_TAKE1(GS_DIR_MAX_STREAMS_PER_USER, set_number, &user_streams_bounds, RSRC_CONF,
                   "open progress streams per user on this host (default 4)"),
+    AP_INIT_FLAG(GS_DIR_DEV_LOGIN, set_dev_login, NULL, RSRC_CONF,
+                 "On|Off: GET {prefix}/dev-login?token=SESSION sets the session cookie for "
+                 "loopback clients (local development only; default Off)"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

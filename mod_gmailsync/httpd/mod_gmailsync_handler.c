@@ -148,6 +148,7 @@ static const gs_route_t routes[] = {
     { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, 0, gs_httpd_handle_cancel },
     { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
     { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
+    { "/dev-login", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
     { NULL, NULL, 0, 0, 0, NULL }
 };
 

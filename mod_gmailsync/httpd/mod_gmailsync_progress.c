@@ -5,6 +5,8 @@
  *   POST {prefix}/cancel/{task_id}     CANCELLED (202), 409 if it already ended
  * A task this host's daemon runs is answered from the shared-memory board without a query.
  */
+#include <stdlib.h>
+
 #include <apr_lib.h>
 #include <apr_strings.h>
 
@@ -103,6 +105,42 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
     return gs_httpd_send_json(r, HTTP_OK, task);
 }
 
+/* {"email"} of the linked account (column 0 of GS_SQL_USER_ACCOUNT), or NULL. */
+static json_object *account_json(const gs_db_rows_t *rows)
+{
+    const char *email = gs_db_cell(rows, 0, 0);
+    json_object *account;
+
+    if (!email) {
+        return NULL;
+    }
+    account = json_object_new_object();
+    json_object_object_add(account, "email", json_object_new_string(email));
+    return account;
+}
+
+/* {"task_id","finished_at","processed","duration_s"} of the newest SUCCEEDED task (columns 1-4
+ * of GS_SQL_USER_ACCOUNT), or NULL. */
+static json_object *last_success_json(const gs_db_rows_t *rows)
+{
+    const char *task_id = gs_db_cell(rows, 0, 1), *finished = gs_db_cell(rows, 0, 2);
+    const char *processed = gs_db_cell(rows, 0, 3), *duration = gs_db_cell(rows, 0, 4);
+    json_object *last;
+
+    if (!task_id) {
+        return NULL;
+    }
+    last = json_object_new_object();
+    json_object_object_add(last, "task_id", json_object_new_string(task_id));
+    json_object_object_add(last, "finished_at", finished ? json_object_new_string(finished) : NULL);
+    json_object_object_add(last, "processed",
+                           json_object_new_int64(processed ? apr_atoi64(processed) : 0));
+    json_object_object_add(last, "duration_s",
+                           duration ? json_object_new_double_s(strtod(duration, NULL), duration)
+                                    : NULL);
+    return last;
+}
+
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *args[1];
@@ -140,6 +178,15 @@ int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char
                                 : NULL);
     gs_json_set_string(body, "updated_at", rows->nrows ? gs_db_cell(rows, 0, 1) : NULL);
     gs_json_set_object(body, "task", task);
+    /* what the sync page shows: the linked address and the last successful sync */
+    if (gs_db_select(db, r->pool, GS_SQL_USER_ACCOUNT, &rows, 1, args) != APR_SUCCESS
+        || rows->nrows != 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=status.db_error reason=\"%s\"",
+                      db->last_error ? db->last_error : "no row");
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
+    gs_json_set_object(body, "account", account_json(rows));
+    gs_json_set_object(body, "last_success", last_success_json(rows));
     return gs_httpd_send_json(r, HTTP_OK, body);
 }
 

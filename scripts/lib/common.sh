@@ -34,6 +34,27 @@ gs_ensure_packages() {
   fi
 }
 
+# The browser suite: Debian's chromium (driven by playwright-core, never a downloaded browser),
+# a small CJK font so that the Chinese page is readable in screenshots, Node.js and npm (when the
+# machine has no node/npm of its own), then tests/browser's npm packages from package-lock.json.
+GS_APT_BROWSER_PACKAGES=(chromium fonts-wqy-microhei)
+GS_BROWSER_DIR=$GS_ROOT/tests/browser
+
+gs_ensure_browser_tools() {
+  local extra=("${GS_APT_BROWSER_PACKAGES[@]}")
+  command -v node >/dev/null 2>&1 || extra+=(nodejs)
+  command -v npm >/dev/null 2>&1 || extra+=(npm)
+  gs_ensure_packages "${extra[@]}"
+  [ -x /usr/bin/chromium ] || gs_die "/usr/bin/chromium is missing: apt-get install -y chromium"
+  local stamp=$GS_BROWSER_DIR/node_modules/.package-lock.json
+  if [ ! -f "$stamp" ] || [ "$GS_BROWSER_DIR/package-lock.json" -nt "$stamp" ] \
+     || [ ! -d "$GS_BROWSER_DIR/node_modules/playwright-core" ] || [ ! -d "$GS_BROWSER_DIR/node_modules/axe-core" ]; then
+    gs_info "installing the browser suite's npm packages (npm ci in tests/browser)"
+    (cd "$GS_BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || gs_die "npm ci failed in $GS_BROWSER_DIR"
+  fi
+}
+
 # The newest installed PostgreSQL server binaries.
 gs_pg_bindir() {
   local d
