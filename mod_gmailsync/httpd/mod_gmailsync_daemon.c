@@ -11,9 +11,12 @@
  *    running. They hold their leases and write to PostgreSQL directly, so the syncs complete; the
  *    next generation's daemon does not adopt their pipes (no live board for them, progress is
  *    read from the database) and its rescuer fails them if they stop beating.
- *  - Stop: the parent sends SIGINT; the daemon sends SIGTERM to its workers, gives them
- *    GS_STOP_GRACE to exit, kills the rest, and moves every task it leased that is still RUNNING
- *    to FAILED (error_code shutdown). No task is left RUNNING and no worker outlives httpd.
+ *  - Stop: the parent sends SIGINT and waits for the daemon; the daemon sends SIGTERM to its
+ *    workers and to those an earlier daemon of this httpd left running (graceful restart), gives
+ *    them GS_STOP_GRACE to exit, kills the rest, and moves every task they held that is still
+ *    RUNNING to FAILED (error_code shutdown). The parent waits GS_STOP_GRACE + GS_STOP_FINISH at
+ *    most, then kills the daemon's process group. No task is left RUNNING (unless the database
+ *    cannot take the writes in time) and no worker outlives httpd.
  *
  * Hand-off: request handlers write "gs1 start task=<uuid> user=<id>\n" to a Unix socket in
  * DefaultRuntimeDir (mode 0600, owned by httpd's User; the daemon checks SO_PEERCRED). The
@@ -124,15 +127,49 @@ static void daemon_maint(int reason, void *data, apr_wait_t status)
     }
 }
 
+/* httpd stops: waits until the daemon has stopped its workers and failed their tasks. APR's
+ * subprocess kill of pconf, which runs next, sends it SIGTERM and SIGKILL 3 s later: less than
+ * the daemon needs once a worker ignores SIGTERM (GS_STOP_GRACE, then one write per task), and a
+ * daemon killed there leaves tasks RUNNING and, if it had not signalled them yet, workers alive
+ * (they are in its process group, which APR does not signal).
+ * After GS_STOP_GRACE + GS_STOP_FINISH the daemon's process group (the daemon and its workers)
+ * is killed, so that no worker outlives httpd whatever the daemon is blocked on. */
+static void daemon_wait_stopped(gs_daemon_ctx_t *ctx)
+{
+    apr_time_t deadline = apr_time_now() + GS_STOP_GRACE + GS_STOP_FINISH;
+
+    while (apr_proc_wait(ctx->proc, NULL, NULL, APR_NOWAIT) == APR_CHILD_NOTDONE) {
+        if (apr_time_now() >= deadline) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ctx->s, "event=daemon.stop_timeout pid=%d "
+                         "waited_ms=%" APR_TIME_T_FMT ": killing it and its workers; tasks it "
+                         "had not failed yet stay RUNNING until the rescue (stuck)",
+                         (int)ctx->proc->pid,
+                         apr_time_as_msec(GS_STOP_GRACE + GS_STOP_FINISH));
+            kill(-ctx->proc->pid, SIGKILL); /* its process group (setpgid in gs_daemon_main) */
+            kill(ctx->proc->pid, SIGKILL);
+            apr_proc_wait(ctx->proc, NULL, NULL, APR_WAIT);
+            return;
+        }
+        apr_sleep(apr_time_from_msec(10));
+    }
+}
+
 /* Runs before the subprocess kill of pconf: tells the daemon whether httpd stops (workers must
- * go too) or only starts a new generation (workers carry on). */
+ * go too; then waits for it) or only starts a new generation (workers carry on). Only signals
+ * its own child that has not been reaped: a pid already collected may belong to anyone. */
 static apr_status_t daemon_notify_end(void *data)
 {
     gs_daemon_ctx_t *ctx = data;
 
-    if (ctx->proc && ctx->proc->pid > 0) {
-        kill(ctx->proc->pid,
-             ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING ? SIGINT : SIGHUP);
+    if (ctx->proc && ctx->proc->pid > 0
+        && apr_proc_wait(ctx->proc, NULL, NULL, APR_NOWAIT) == APR_CHILD_NOTDONE) {
+        if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING) {
+            kill(ctx->proc->pid, SIGINT);
+            daemon_wait_stopped(ctx);
+        }
+        else {
+            kill(ctx->proc->pid, SIGHUP);
+        }
     }
     if (daemon_ctx == ctx) {
         daemon_ctx = NULL;

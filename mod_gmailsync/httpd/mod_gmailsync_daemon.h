@@ -20,7 +20,8 @@
 #define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
 #define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
 #define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
-#define GS_STOP_GRACE           apr_time_from_msec(2500)
+#define GS_STOP_GRACE           apr_time_from_msec(2500)  /* workers: SIGTERM .. SIGKILL */
+#define GS_STOP_FINISH          apr_time_from_msec(2500)  /* then the daemon's FAILED writes */
 #define GS_HANDOFF_MAX          512
 #define GS_LINE_MAX             2048
 

@@ -6,10 +6,12 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* SO_PEERCRED, struct ucred, accept4 */
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -454,21 +456,145 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
     (void)pid;
 }
 
-/* httpd stops: every worker gets SIGTERM, then SIGKILL after the grace period; every task this
- * daemon leased and that is still RUNNING ends FAILED (shutdown). */
+/* Workers that an earlier daemon of this httpd left running (a graceful restart leaves running
+ * syncs to finish; a daemon that died leaves its workers): in httpd's session, in another
+ * process group than this daemon's, with the worker's command line. Only when httpd's parent
+ * leads its session (it detached, as `httpd -k start`, apachectl and systemd run it): otherwise
+ * the session may hold other httpds' workers. */
+typedef struct {
+    pid_t pid;
+    int done;
+    char task_id[40];
+    char lease[40];
+} stray_t;
+
+/* Reads the command line of `pid` if it is such a worker (task and lease into *st). */
+static int stray_match(pid_t pid, pid_t sid, stray_t *st)
+{
+    char path[64], buf[1024], *p, *argv[16], state;
+    long ppid, pgrp, session;
+    int fd, argc = 0, i;
+    ssize_t n;
+
+    apr_snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the last ')' */
+    if (!(p = strrchr(buf, ')'))
+        || sscanf(p + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &session) != 4
+        || state == 'Z' || state == 'X' || (pid_t)session != sid || (pid_t)pgrp == getpgrp()) {
+        return 0;
+    }
+    apr_snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    for (p = buf; p < buf + n && argc < (int)(sizeof argv / sizeof argv[0]); p += strlen(p) + 1) {
+        argv[argc++] = p;
+    }
+    for (i = 0; i + 5 < argc; i++) {
+        if (!strcmp(argv[i], "--task") && !strcmp(argv[i + 2], "--lease")
+            && !strcmp(argv[i + 4], "--config")
+            && strlen(argv[i + 1]) < sizeof st->task_id && strlen(argv[i + 3]) < sizeof st->lease
+            && (!st->task_id[0] || !strcmp(st->task_id, argv[i + 1]))) {
+            apr_cpystrn(st->task_id, argv[i + 1], sizeof st->task_id);
+            apr_cpystrn(st->lease, argv[i + 3], sizeof st->lease);
+            st->pid = pid;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int strays_find(stray_t *strays, int max)
+{
+    pid_t sid = getsid(0);
+    struct dirent *e;
+    DIR *dir;
+    int n = 0;
+
+    if (sid != getppid() || !(dir = opendir("/proc"))) {
+        return 0;
+    }
+    while (n < max && (e = readdir(dir))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+
+        memset(&strays[n], 0, sizeof strays[n]);
+        if (pid > 0 && !*end && stray_match((pid_t)pid, sid, &strays[n])) {
+            n++;
+        }
+    }
+    closedir(dir);
+    return n;
+}
+
+/* Fails the tasks of the strays that are gone (they are not our children: the pid is checked
+ * again, not waited for); returns how many are left. */
+static int strays_reap(daemon_t *d, stray_t *strays, int n)
+{
+    int i, left = 0;
+
+    for (i = 0; i < n; i++) {
+        stray_t *st = &strays[i];
+
+        if (st->done) {
+            continue;
+        }
+        if (stray_match(st->pid, getsid(0), st)) {
+            left++;
+            continue;
+        }
+        st->done = 1;
+        fail_task(d, st->task_id, st->lease, "-", "shutdown",
+                  apr_psprintf(d->tick, "httpd stopped (worker pid %d of an earlier daemon)",
+                               (int)st->pid));
+    }
+    return left;
+}
+
+/* httpd stops: every worker (this daemon's and the strays) gets SIGTERM, then SIGKILL after the
+ * grace period; every task they held that is still RUNNING ends FAILED (shutdown). The parent
+ * waits GS_STOP_GRACE + GS_STOP_FINISH for this, then kills this daemon's process group. */
 void gs_workers_stop(daemon_t *d)
 {
+    stray_t strays[GS_MAX_WORKER_SLOTS];
+    int nstrays = strays_find(strays, GS_MAX_WORKER_SLOTS), left, i;
     apr_time_t deadline = apr_time_now() + GS_STOP_GRACE;
-    int i;
 
+    /* the writes below are the last chance: not skipped for a reconnection back-off */
+    d->db_retry_at = 0;
     for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
         if (d->workers[i].used && !d->workers[i].exited) {
             kill(d->workers[i].proc.pid, SIGTERM);
         }
     }
-    while (d->running > 0 && apr_time_now() < deadline) {
+    for (i = 0; i < nstrays; i++) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s, "event=worker.stopping task=%s pid=%d "
+                     "reason=\"left by an earlier daemon\"", strays[i].task_id,
+                     (int)strays[i].pid);
+        kill(strays[i].pid, SIGTERM);
+    }
+    for (;;) {
         apr_pool_clear(d->tick);
         gs_workers_reap(d, "shutdown");
+        left = strays_reap(d, strays, nstrays);
+        if ((d->running == 0 && left == 0) || apr_time_now() >= deadline) {
+            break;
+        }
         apr_sleep(apr_time_from_msec(20));
     }
     for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
@@ -482,6 +608,18 @@ void gs_workers_stop(daemon_t *d)
             /* last chance: a task left RUNNING now is finished by the stuck rescue */
             fail_task(d, w->task_id, w->lease, w->user_id, "shutdown", "httpd stopped");
             release_slot(d, w);
+        }
+    }
+    if (left > 0) {
+        for (i = 0; i < nstrays; i++) {
+            /* checked again right before the kill: a pid reused meanwhile is left alone */
+            if (!strays[i].done && stray_match(strays[i].pid, getsid(0), &strays[i])) {
+                kill(strays[i].pid, SIGKILL);
+            }
+        }
+        deadline = apr_time_now() + apr_time_from_msec(500);
+        while (strays_reap(d, strays, nstrays) > 0 && apr_time_now() < deadline) {
+            apr_sleep(apr_time_from_msec(10));
         }
     }
 }

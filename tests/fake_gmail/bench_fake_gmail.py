@@ -13,11 +13,14 @@ count, a failed request), never because of speed.
 """
 
 import argparse
+import atexit
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -26,9 +29,14 @@ HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
 
 def start_server(extra):
+    secret_dir = tempfile.mkdtemp(prefix="fake-gmail-bench-")
+    secret_file = os.path.join(secret_dir, "client_secret")
+    with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write("bench-secret\n")
+    atexit.register(shutil.rmtree, secret_dir, True)
     proc = subprocess.Popen(
         ["/usr/bin/python3", os.path.join(HERE, "fake_gmail.py"), "--port", "0", "--client-id", "bench",
-         "--client-secret", "bench-secret", "--quota-units-per-sec", "0"] + extra,
+         "--client-secret-file", secret_file, "--quota-units-per-sec", "0"] + extra,
         stdout=subprocess.PIPE, stderr=None, text=True)
     line = proc.stdout.readline()
     if not line:

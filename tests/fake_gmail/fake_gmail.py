@@ -1002,11 +1002,15 @@ class FakeGmailServer(ThreadingHTTPServer):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description="Fake Gmail REST API + OAuth token endpoint (loopback only).")
+    # no abbreviations: `--client-secret SECRET` must not pass for --client-secret-file
+    ap = argparse.ArgumentParser(description="Fake Gmail REST API + OAuth token endpoint (loopback only).",
+                                 allow_abbrev=False)
     ap.add_argument("--host", default="127.0.0.1", help="bind address; loopback only (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8089, help="TCP port, 0 picks a free one (default 8089)")
     ap.add_argument("--client-id", required=True)
-    ap.add_argument("--client-secret", required=True)
+    ap.add_argument("--client-secret-file", required=True, metavar="PATH",
+                    help="file holding the OAuth client secret (read once at startup; trailing "
+                         "whitespace ignored): never on the command line, where `ps` shows it")
     ap.add_argument("--quota-units-per-sec", type=int, default=250,
                     help="per-mailbox Gmail units per 1-s window, 0 = unlimited (default 250)")
     ap.add_argument("--quota-units-per-minute", type=int, default=0,
@@ -1035,6 +1039,13 @@ def parse_args(argv):
         ap.error("--host must be a loopback address")
     if args.max_batch < 1:
         ap.error("--max-batch must be at least 1")
+    try:
+        with open(args.client_secret_file, encoding="utf-8") as fh:
+            args.client_secret = fh.read().rstrip("\r\n\t ")
+    except OSError as exc:
+        ap.error("--client-secret-file: %s" % exc)
+    if not args.client_secret:
+        ap.error("--client-secret-file: %s is empty" % args.client_secret_file)
     return args
 
 

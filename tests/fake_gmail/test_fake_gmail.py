@@ -3,15 +3,18 @@
 Run: /usr/bin/python3 -m pytest -q tests/fake_gmail
 """
 
+import atexit
 import base64
 import email
 import email.policy
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -35,8 +38,16 @@ NOT_FOUND_404 = {"error": {"code": 404, "message": "Requested entity was not fou
     "status": "NOT_FOUND"}}
 
 
+SECRET_DIR = tempfile.mkdtemp(prefix="fake-gmail-test-")
+SECRET_FILE = os.path.join(SECRET_DIR, "client_secret")
+with open(os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as _fh:
+    _fh.write(CLIENT_SECRET + "\n")
+atexit.register(shutil.rmtree, SECRET_DIR, True)
+
+
 def start_server(*extra, pidfile=None):
-    cmd = ["/usr/bin/python3", SERVER, "--port", "0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
+    cmd = ["/usr/bin/python3", SERVER, "--port", "0", "--client-id", CLIENT_ID,
+           "--client-secret-file", SECRET_FILE]
     if pidfile:
         cmd += ["--pidfile", pidfile]
     proc = subprocess.Popen(cmd + list(extra), stdout=subprocess.PIPE, text=True)
@@ -658,6 +669,31 @@ def test_sigterm_exits_cleanly_and_removes_pidfile(tmp_path):
     assert proc.wait(10) == 0
     sock.close()
     assert not os.path.exists(pidfile)
+
+
+def test_client_secret_comes_from_a_file_never_the_command_line(tmp_path):
+    proc, ready = start_server()
+    try:
+        with open("/proc/%d/cmdline" % proc.pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        assert CLIENT_SECRET.encode() not in b" ".join(argv)
+        assert b"--client-secret-file" in argv
+        # (test_token_endpoint checks the secret read from the file, its trailing newline dropped)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path in (str(tmp_path / "missing"), str(empty)):
+        run = subprocess.run(["/usr/bin/python3", SERVER, "--port", "0", "--client-id", CLIENT_ID,
+                              "--client-secret-file", path], capture_output=True, text=True,
+                             timeout=30)
+        assert run.returncode == 2 and "--client-secret-file" in run.stderr, run.stderr
+    run = subprocess.run(["/usr/bin/python3", SERVER, "--port", "0", "--client-id", CLIENT_ID,
+                          "--client-secret-file", SECRET_FILE, "--client-secret", CLIENT_SECRET],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "unrecognized arguments: --client-secret" in run.stderr, \
+        "--client-secret is gone: a secret has no place in argv"
 
 
 def test_stall_body_sends_headers_then_waits(server, box):

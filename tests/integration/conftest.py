@@ -187,8 +187,10 @@ class OtherHttpd:
         if transform:
             conf = transform(conf)
         self.conf = os.path.join(self.dir, "httpd.conf")
-        with open(self.conf, "w") as f:
+        # it holds the database password, like the stack's: readable by its owner only
+        with open(os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(conf)
+        os.chmod(self.conf, 0o600)
         self.log = os.path.join(self.dir, "logs", "error_log")
         self.log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         self.api = f"http://127.0.0.1:{port}/api/gmail/sync"

@@ -212,22 +212,117 @@ def test_graceful_restart_lets_running_syncs_finish(stack, tmp_path, no_faults):
         stack.reconfigure(None)
 
 
+# After `httpd -k stop` returns: the daemon gives its workers GS_STOP_GRACE (2.5 s) after SIGTERM,
+# the parent gives the daemon GS_STOP_GRACE + GS_STOP_FINISH (5 s) in all, plus httpd's own stop.
+STOP_BOUND = 6.5
+
+
+def httpd_stop(stack):
+    conf = stack.httpd_conf
+    with open(os.path.join(os.path.dirname(conf), "httpd.pid")) as f:
+        parent = int(f.read())
+    subprocess.run([stack.httpd_bin, "-d", os.path.dirname(conf), "-f", conf, "-k", "stop"],
+                   check=True, timeout=30)
+    return time.time(), parent
+
+
+def alive(pid):
+    """Running (a zombie waiting for its parent to collect it is not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def assert_stopped_within_bound(stack, stopped, parent, tids):
+    """Within STOP_BOUND of `httpd -k stop`: httpd gone, no worker left, every task FAILED
+    (shutdown)."""
+    wait_for("httpd to exit", lambda: not alive(parent), STOP_BOUND)
+    wait_for("no worker", lambda: not any(worker_pids(t) for t in tids), STOP_BOUND)
+    wait_for("every task ended", lambda: all(state(stack, t) != "RUNNING" for t in tids),
+             STOP_BOUND)
+    assert time.time() - stopped < STOP_BOUND
+    for t in tids:
+        st, _, _, _, code, msg, _, _ = task(stack, t)
+        assert (st, code) == ("FAILED", "shutdown"), (t, st, code, msg)
+
+
 def test_stop_leaves_no_worker_and_no_running_task(stack, no_faults):
     u = stack.add_user(messages=800)
     slow_down(stack, seconds=0.3, email=u["email"])
     tid = start(stack, u)
     wait_for("worker", lambda: worker_pids(tid), 3)
-    conf = stack.httpd_conf
-    subprocess.run([stack.httpd_bin, "-d", os.path.dirname(conf), "-f", conf, "-k", "stop"],
-                   check=True, timeout=30)
-    stopped = time.time()
+    stopped, parent = httpd_stop(stack)
     try:
-        wait_for("no worker", lambda: not worker_pids(tid), 5)
-        assert time.time() - stopped < 5
-        st, _, _, _, code, _, _, _ = task(stack, tid)
-        assert st == "FAILED" and code == "shutdown", (st, code)
+        # the worker goes first, then the daemon writes FAILED: wait for both, never read once
+        assert_stopped_within_bound(stack, stopped, parent, [tid])
+        assert "killed by signal 15" in task(stack, tid)[5]
         assert stack.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE state='RUNNING' "
                            "AND user_id=%s", (u["user_id"],)) == [(0,)]
     finally:
         requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
         stack.up()
+
+
+def test_stop_fails_the_tasks_of_workers_that_ignore_sigterm_even_with_a_slow_database(
+        stack, no_faults):
+    """Two frozen workers use the whole grace period, and the first FAILED write waits ~1 s for
+    a row lock: the daemon's writes end ~3.6 s after the stop. httpd used to SIGKILL its daemon
+    3 s after the stop began (APR's subprocess kill), losing the second write: that task stayed
+    RUNNING with no worker until the rescue made it STUCK."""
+    import psycopg2
+    users = [stack.add_user(messages=800) for _ in range(2)]
+    tids, pids = [], []
+    for u in users:
+        slow_down(stack, seconds=0.3, email=u["email"])
+        tids.append(start(stack, u))
+        pids.append(wait_for("worker", lambda: worker_pids(tids[-1]), 3)[0])
+    for t in tids:
+        wait_for("RUNNING", lambda: state(stack, t) == "RUNNING", 5)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    locker = psycopg2.connect(stack.pg_dsn)
+    try:
+        stopped, parent = httpd_stop(stack)
+        time.sleep(1.0)  # the grace period runs; take the lock long before the writes begin
+        with locker.cursor() as cur:
+            cur.execute("SET lock_timeout = '5s'")
+            cur.execute("SELECT 1 FROM gmailsync.sync_tasks WHERE task_id=%s FOR UPDATE",
+                        (tids[0],))
+        time.sleep(max(0.0, stopped + 3.6 - time.time()))
+        locker.rollback()
+        assert_stopped_within_bound(stack, stopped, parent, tids)
+        for t in tids:
+            assert task(stack, t)[5] == "httpd stopped"
+    finally:
+        locker.close()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        stack.up()
+
+
+def test_stop_also_ends_the_workers_an_earlier_daemon_left_running(stack, tmp_path, no_faults):
+    """A graceful restart leaves running syncs to their workers; a stop afterwards must end
+    them too (they used to outlive httpd, their tasks RUNNING)."""
+    u = stack.add_user(messages=1500)
+    slow_down(stack, seconds=1.0, email=u["email"])
+    tid = start(stack, u)
+    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+    extra = tmp_path / "graceful.conf"
+    extra.write_text("# force a graceful restart\nGmailSyncProgressInterval 900ms\n")
+    try:
+        stack.reconfigure(str(extra))
+        assert worker_pids(tid) == [pid], "the worker did not survive the graceful restart"
+        assert state(stack, tid) == "RUNNING", "the test needs a sync still running here"
+        stopped, parent = httpd_stop(stack)
+        assert_stopped_within_bound(stack, stopped, parent, [tid])
+        assert not alive(pid)
+        assert "earlier daemon" in task(stack, tid)[5]
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        stack.reconfigure(None)
