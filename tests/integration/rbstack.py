@@ -93,7 +93,10 @@ export APACHE_LOCK_DIR={self.root}/lock
 export APACHE_LOG_DIR={self.log_dir}
 export APACHE_STATE_DIRECTORY={self.root}/apache2-state
 """)
-        with open(os.path.join(self.confdir, "conf-available", "gmailsync-site.conf"), "w") as f:
+        # DBDParams holds the database password: readable by its owner only (httpd reads its
+        # configuration before it drops privileges)
+        site = os.path.join(self.confdir, "conf-available", "gmailsync-site.conf")
+        with open(os.open(site, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(site_conf)
 
     def a2(self, *args):
