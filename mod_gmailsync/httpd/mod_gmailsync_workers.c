@@ -468,40 +468,43 @@ typedef struct {
     char lease[40];
 } stray_t;
 
+/* Reads /proc/PID/NAME into buf (NUL-terminated); returns the bytes read, <= 0 on failure. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+    int fd;
+
+    apr_snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        return -1;
+    }
+    n = read(fd, buf, size - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
 /* Reads the command line of `pid` if it is such a worker (task and lease into *st). */
 static int stray_match(pid_t pid, pid_t sid, stray_t *st)
 {
-    char path[64], buf[1024], *p, *argv[16], state;
+    char buf[1024], *p, *argv[16], state;
     long ppid, pgrp, session;
-    int fd, argc = 0, i;
+    int argc = 0, i;
     ssize_t n;
 
-    apr_snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    if (read_proc(pid, "stat", buf, sizeof buf) <= 0) {
         return 0;
     }
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
     /* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the last ')' */
     if (!(p = strrchr(buf, ')'))
         || sscanf(p + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &session) != 4
         || state == 'Z' || state == 'X' || (pid_t)session != sid || (pid_t)pgrp == getpgrp()) {
         return 0;
     }
-    apr_snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+    if ((n = read_proc(pid, "cmdline", buf, sizeof buf)) <= 0) {
         return 0;
     }
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) {
-        return 0;
-    }
-    buf[n] = '\0';
     for (p = buf; p < buf + n && argc < (int)(sizeof argv / sizeof argv[0]); p += strlen(p) + 1) {
         argv[argc++] = p;
     }
