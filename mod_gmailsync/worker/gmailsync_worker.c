@@ -126,6 +126,37 @@ static void board_init(board_t *b)
     }
 }
 
+/* ------------------------------------------------------------------ database */
+
+/* Opens the database connection. A database that is away at this moment (a restart, a failover)
+ * is waited for, like every later statement waits for it (db_wait, back-off 100 ms to 1 s): a
+ * worker started during an outage runs its sync when the database is back. */
+static apr_status_t open_db(gs_db_t **db, apr_pool_t *p, const gs_worker_conf_t *conf,
+                            const char *task_id, const char **err)
+{
+    apr_time_t began = apr_time_now();
+    apr_interval_time_t delay = apr_time_from_msec(100);
+    apr_status_t rv;
+    int logged = 0;
+
+    while ((rv = gs_db_open(db, p, conf->db, err)) != APR_SUCCESS
+           && apr_time_now() - began < conf->db_wait) {
+        if (!logged) {
+            logged = 1;
+            gs_log_error(GS_LOG_WARNING, p, "event=db.waiting task=%s max_wait_ms=%"
+                         APR_INT64_T_FMT " reason=\"%s\"", task_id,
+                         (apr_int64_t)apr_time_as_msec(conf->db_wait), *err);
+        }
+        apr_sleep(delay);
+        delay = delay * 2 > apr_time_from_sec(1) ? apr_time_from_sec(1) : delay * 2;
+    }
+    if (rv == APR_SUCCESS && logged) {
+        gs_log_error(GS_LOG_NOTICE, p, "event=db.back task=%s waited_ms=%" APR_INT64_T_FMT,
+                     task_id, (apr_int64_t)apr_time_as_msec(apr_time_now() - began));
+    }
+    return rv;
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, const char *const *argv)
@@ -208,7 +239,7 @@ int main(int argc, const char *const *argv)
     log_debug = conf->debug;
 
     if ((rv = apr_dbd_init(pool)) != APR_SUCCESS
-        || (rv = gs_db_open(&db, pool, conf->db, &err)) != APR_SUCCESS) {
+        || (rv = open_db(&db, pool, conf, task_id, &err)) != APR_SUCCESS) {
         if (!err) {
             err = "cannot initialise apr_dbd";
         }

@@ -183,7 +183,9 @@ def test_usage_and_startup_errors_have_their_exit_codes(stack, gmail, worker):
     r = subprocess.run([WORKER_BIN, "--task", "00000000-0000-4000-8000-000000000000", "--config", "-"],
                        input="db = x\nbogus = 1\n", capture_output=True, text=True)
     assert r.returncode == EXIT_NOSTART and "unknown key 'bogus'" in r.stderr
-    secret_conf = worker.config(db="postgresql://gmailsync:WRONGPASSWORD@127.0.0.1:1/gmailsync")
+    # db_wait: an unreachable database is waited for (a restart); here it never comes
+    secret_conf = worker.config(db="postgresql://gmailsync:WRONGPASSWORD@127.0.0.1:1/gmailsync",
+                                db_wait="1s")
     r = subprocess.run([WORKER_BIN, "--task", "00000000-0000-4000-8000-000000000000", "--config", "-"],
                        input=secret_conf, capture_output=True, text=True)
     assert r.returncode == EXIT_NOSTART and "WRONGPASSWORD" not in r.stderr
