@@ -13,6 +13,7 @@
 #include "gs_db.h"
 #include "gs_json.h"
 #include "gs_registry.h"
+#include "gs_tokenbox.h"
 
 #define GS_HANDLER_NAME                "gmailsync"
 
@@ -29,6 +30,7 @@
 #define GS_DIR_TOKEN_URL               "GmailSyncTokenURL"
 #define GS_DIR_CLIENT_ID               "GmailSyncClientId"
 #define GS_DIR_CLIENT_SECRET_FILE      "GmailSyncClientSecretFile"
+#define GS_DIR_TOKEN_KEY_FILE          "GmailSyncTokenKeyFile"
 #define GS_DIR_USER_FROM               "GmailSyncUserFrom"
 #define GS_DIR_SESSION_COOKIE          "GmailSyncSessionCookie"
 #define GS_DIR_ALLOW_ORIGIN            "GmailSyncAllowOrigin"
@@ -65,6 +67,8 @@ typedef struct {
     const char *token_url;
     const char *client_id;
     const char *client_secret_file;
+    const char *token_key_file;            /* GmailSyncTokenKeyFile, as resolved */
+    const gs_keyring_t *token_keys;        /* its keys, read at configuration (as root) */
     int user_from;                         /* gs_user_from_t */
     const char *session_cookie;
     apr_array_header_t *allow_origins;     /* const char * normalized origins */

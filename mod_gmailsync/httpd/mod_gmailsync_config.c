@@ -90,6 +90,8 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK_PTR(token_url);
     PICK_PTR(client_id);
     PICK_PTR(client_secret_file);
+    PICK_PTR(token_key_file);
+    PICK_PTR(token_keys);
     PICK(user_from);
     PICK_PTR(session_cookie);
     PICK_PTR(allow_origins);
@@ -320,6 +322,26 @@ static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+/* GmailSyncTokenKeyFile: read now, while httpd is still root, so that a key file readable by
+ * its owner alone works and configtest names what is wrong with it. */
+static const char *set_token_key_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg), *why = NULL;
+    gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
+    gs_keyring_t *kr;
+
+    (void)dconf;
+    if (!path) {
+        return bad_value(cmd, arg, "invalid path");
+    }
+    if (gs_keyring_load(&kr, cmd->pool, path, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    conf->token_key_file = path;
+    conf->token_keys = kr;
+    return NULL;
+}
+
 static const char *add_origin(cmd_parms *cmd, void *dconf, const char *arg)
 {
     gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
@@ -365,6 +387,8 @@ const command_rec gs_httpd_cmds[] = {
                   "OAuth2 client id"),
     AP_INIT_TAKE1(GS_DIR_CLIENT_SECRET_FILE, set_secret_file, NULL, RSRC_CONF,
                   "file holding the OAuth2 client secret"),
+    AP_INIT_TAKE1(GS_DIR_TOKEN_KEY_FILE, set_token_key_file, NULL, RSRC_CONF,
+                  "file of the keys that encrypt stored OAuth tokens (first line: current key)"),
     AP_INIT_TAKE1(GS_DIR_USER_FROM, set_user_from, NULL, RSRC_CONF,
                   "session|remote-user: where the user identity comes from"),
     AP_INIT_TAKE1(GS_DIR_SESSION_COOKIE, set_token, URL_FIELD(session_cookie), RSRC_CONF,

@@ -10,6 +10,7 @@ Suite *gs_json_check_suite(void);
 Suite *gs_accept_suite(void);
 Suite *gs_origin_suite(void);
 Suite *gs_sha256_suite(void);
+Suite *gs_tokenbox_suite(void);
 Suite *gs_registry_suite(void);
 /* worker (issue 4) */
 Suite *gs_worker_conf_suite(void);
