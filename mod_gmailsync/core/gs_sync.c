@@ -76,43 +76,83 @@ apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, i
                                : APR_SUCCESS;
 }
 
-apr_status_t gs_sync_commit(gs_sync_t *s, apr_pool_t *p, apr_status_t rv)
-{
-    if (rv == APR_SUCCESS && gs_db_commit(s->task->db) != APR_SUCCESS) {
-        return gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database did not commit: %s",
-                       s->task->db->last_error ? s->task->db->last_error : "unknown error");
-    }
-    if (rv != APR_SUCCESS) {
-        gs_db_rollback(s->task->db);
-    }
-    return rv;
-}
+/* How many times one transaction runs again after losing its connection. */
+#define TXN_REPLAYS 5
 
-apr_status_t gs_sync_begin(gs_sync_t *s, apr_pool_t *p)
+static apr_status_t txn_once(gs_sync_t *s, apr_pool_t *p, gs_sync_txn_fn *body, void *baton)
 {
-    if (gs_db_begin(s->task->db, p) != APR_SUCCESS) {
+    gs_db_t *db = s->task->db;
+    apr_status_t rv;
+
+    if (gs_db_begin(db, p) != APR_SUCCESS) {
         return gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database did not begin a "
-                       "transaction: %s", s->task->db->last_error ? s->task->db->last_error : "");
+                       "transaction: %s", db->last_error ? db->last_error : "unknown error");
+    }
+    if ((rv = body(s, p, baton)) != APR_SUCCESS) {
+        gs_db_rollback(db);
+        return rv;
+    }
+    if (gs_db_commit(db) != APR_SUCCESS) {
+        return gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database did not commit: %s",
+                       db->last_error ? db->last_error : "unknown error");
     }
     return APR_SUCCESS;
+}
+
+apr_status_t gs_sync_transaction(gs_sync_t *s, apr_pool_t *p, gs_sync_txn_fn *body, void *baton)
+{
+    gs_task_t *t = s->task;
+    apr_status_t rv;
+    int replays = 0;
+
+    for (;;) {
+        unsigned long resets = t->db->resets;
+        apr_pool_t *tp;
+
+        if ((rv = apr_pool_create(&tp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        rv = txn_once(s, tp, body, baton);
+        if (rv != GS_EFAILED || !s->failure->code
+            || strcmp(s->failure->code, GS_ERR_DB_UNAVAILABLE) || replays == TXN_REPLAYS
+            || !gs_task_db_back(t, p, resets)) {
+            /* the failure outlives the transaction's pool */
+            if (s->failure->message) {
+                s->failure->message = apr_pstrdup(p, s->failure->message);
+            }
+            apr_pool_destroy(tp);
+            return rv;
+        }
+        apr_pool_destroy(tp);
+        replays++;
+        gs_log_error(GS_LOG_NOTICE, p, "event=db.transaction_replayed task=%s replay=%d "
+                     "reason=\"the connection was lost during the transaction\"", t->task_id,
+                     replays);
+        s->failure->code = NULL;
+        s->failure->message = NULL;
+    }
+}
+
+/* The final transaction: SUCCEEDED (lease-guarded) and what the end records. */
+typedef struct {
+    gs_sync_record_fn *record;
+    void *baton;
+} succeed_ctx_t;
+
+static apr_status_t succeed_body(gs_sync_t *s, apr_pool_t *p, void *baton)
+{
+    succeed_ctx_t *ctx = baton;
+    apr_status_t rv = gs_task_succeed(s->task, p, &s->duration_ms);
+
+    return rv == APR_SUCCESS ? ctx->record(s, p, ctx->baton) : rv;
 }
 
 apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *record,
                              void *baton)
 {
-    apr_pool_t *fp;
-    apr_status_t rv;
+    succeed_ctx_t ctx = { record, baton };
 
-    if ((rv = apr_pool_create(&fp, p)) != APR_SUCCESS || (rv = gs_sync_begin(s, fp)) != APR_SUCCESS) {
-        return rv;
-    }
-    rv = gs_task_succeed(s->task, fp, &s->duration_ms);
-    if (rv == APR_SUCCESS) {
-        rv = record(s, fp, baton);
-    }
-    rv = gs_sync_commit(s, fp, rv);
-    apr_pool_destroy(fp);
-    return rv;
+    return gs_sync_transaction(s, p, succeed_body, &ctx);
 }
 
 /* ------------------------------------------------------------------ the task */

@@ -67,18 +67,46 @@ static json_object *labels_json(apr_array_header_t *a)
     return arr;
 }
 
+/* The page's transaction: deletions, label changes and the cursor, together. */
+typedef struct {
+    apr_array_header_t *dels;   /* of const char * */
+    const char *ops;            /* the relabel operations as JSON, NULL when none */
+    const char *cursor;         /* the page's last record, or NULL */
+    int deleted, changed;
+} page_txn_t;
+
+static apr_status_t apply_page_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
+{
+    page_txn_t *txn = baton;
+    gs_task_t *t = s->task;
+    apr_status_t rv = gs_task_hold(t, p);
+
+    txn->deleted = txn->changed = 0;
+    if (rv == APR_SUCCESS) {
+        rv = gs_store_delete(t, p, (const char *const *)txn->dels->elts, txn->dels->nelts,
+                             &txn->deleted);
+    }
+    if (rv == APR_SUCCESS && txn->ops) {
+        rv = gs_store_relabel(t, p, txn->ops, &txn->changed);
+    }
+    if (rv == APR_SUCCESS && txn->cursor) {
+        rv = gs_store_advance_cursor(t, p, txn->cursor);
+    }
+    return rv;
+}
+
 /* Applies one history page: fetch what was added, then delete and relabel in one transaction
  * that also moves the cursor to the page's last record. */
 static apr_status_t apply_history_page(gs_sync_t *s, apr_pool_t *p, const gs_history_page_t *page)
 {
-    gs_task_t *t = s->task;
+    page_txn_t txn;
     gs_sync_store_ctx_t ctx = { s, NULL, NULL, 0 };
     apr_hash_t *plans = apr_hash_make(p);
     apr_array_header_t *order = apr_array_make(p, 16, sizeof(msg_plan_t *));
     apr_array_header_t *fetch = apr_array_make(p, 16, sizeof(const char *));
     apr_array_header_t *dels = apr_array_make(p, 16, sizeof(const char *));
     json_object *ops = gs_json_own(p, json_object_new_array());
-    int i, j, nops = 0, deleted = 0, changed = 0;
+    int i, j, nops = 0;
     apr_status_t rv;
 
     for (i = 0; i < page->changes->nelts; i++) {
@@ -125,23 +153,16 @@ static apr_status_t apply_history_page(gs_sync_t *s, apr_pool_t *p, const gs_his
         }
     }
     if ((rv = gs_gmail_fetch(s->gm, p, (const char *const *)fetch->elts, fetch->nelts,
-                             gs_sync_store_rows, &ctx)) != APR_SUCCESS
-        || (rv = gs_sync_begin(s, p)) != APR_SUCCESS) {
+                             gs_sync_store_rows, &ctx)) != APR_SUCCESS) {
         return rv;
     }
-    rv = gs_task_hold(t, p);
-    if (rv == APR_SUCCESS) {
-        rv = gs_store_delete(t, p, (const char *const *)dels->elts, dels->nelts, &deleted);
+    txn.dels = dels;
+    txn.ops = nops ? gs_json_to_string(p, ops) : NULL;
+    txn.cursor = page->last_record_id;
+    if ((rv = gs_sync_transaction(s, p, apply_page_txn, &txn)) == APR_SUCCESS) {
+        s->deleted += txn.deleted;
+        s->relabeled += txn.changed;
     }
-    if (rv == APR_SUCCESS && nops) {
-        rv = gs_store_relabel(t, p, gs_json_to_string(p, ops), &changed);
-    }
-    if (rv == APR_SUCCESS && page->last_record_id) {
-        rv = gs_store_advance_cursor(t, p, page->last_record_id);
-    }
-    rv = gs_sync_commit(s, p, rv);
-    s->deleted += deleted;
-    s->relabeled += changed;
     return rv;
 }
 

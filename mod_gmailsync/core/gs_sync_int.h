@@ -15,14 +15,19 @@ typedef struct {
 /* gs_gmail_store_cb: one upsert per fetched batch. */
 apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, int nrows, int gone);
 
-/* BEGIN (READ COMMITTED, rolled back if p dies first); db_unavailable on failure. */
-apr_status_t gs_sync_begin(gs_sync_t *s, apr_pool_t *p);
+/* The statements of one transaction, run between BEGIN and COMMIT in a pool of their own. They
+ * must be safe to run twice: a transaction whose connection was lost runs again whole. */
+typedef apr_status_t gs_sync_txn_fn(gs_sync_t *s, apr_pool_t *p, void *baton);
 
-/* Commits when rv is APR_SUCCESS, else rolls back; returns the outcome. */
-apr_status_t gs_sync_commit(gs_sync_t *s, apr_pool_t *p, apr_status_t rv);
+/* BEGIN (READ COMMITTED), body, COMMIT; rolled back when body fails. When the connection is lost
+ * on the way (a restart, a failover) and the database is back within db_wait, the transaction
+ * runs again on the new connection: the lost one rolled back whole (or, when only the COMMIT's
+ * answer was lost, committed: bodies are idempotent, and a task end written already makes the
+ * rerun GS_ELOST, as for any task that ended elsewhere). db_unavailable when it stays away. */
+apr_status_t gs_sync_transaction(gs_sync_t *s, apr_pool_t *p, gs_sync_txn_fn *body, void *baton);
 
 /* Writes, inside the final transaction, what the end of a sync covers (cursor, removals). */
-typedef apr_status_t gs_sync_record_fn(gs_sync_t *s, apr_pool_t *p, void *baton);
+typedef gs_sync_txn_fn gs_sync_record_fn;
 
 /* Ends a sync in one transaction: SUCCEEDED (lease-guarded) and `record`, or neither, so the
  * cursor never moves without the state and the state never without the cursor. */

@@ -61,8 +61,8 @@ static void name_connection(gs_task_t *t, apr_pool_t *p)
  * `resets` is the connection's reset count before the statement ran: a connection that is alive
  * now but was reset since lost the statement to the outage too. Returns 1 when it is back; 0 for
  * an ordinary SQL error, inside a transaction, or when the outage outlasts t->db_wait (the sync
- * then fails with db_unavailable). */
-static int waited_for_db(gs_task_t *t, apr_pool_t *p, unsigned long resets)
+ * then fails with db_unavailable). See gs_task.h. */
+int gs_task_db_back(gs_task_t *t, apr_pool_t *p, unsigned long resets)
 {
     apr_time_t began = apr_time_now(), deadline = began + t->db_wait;
     apr_interval_time_t delay = apr_time_from_msec(100);
@@ -96,7 +96,7 @@ apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int gu
     int n = 0;
     apr_status_t rv = gs_db_exec(t->db, p, label, &n, nargs, args);
 
-    if (rv != APR_SUCCESS && waited_for_db(t, p, resets)) {
+    if (rv != APR_SUCCESS && gs_task_db_back(t, p, resets)) {
         rv = gs_db_exec(t->db, p, label, &n, nargs, args);
     }
     if (rv != APR_SUCCESS) {
@@ -114,7 +114,7 @@ apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_d
     unsigned long resets = t->db->resets;
     apr_status_t rv = gs_db_select(t->db, p, label, rows, nargs, args);
 
-    if (rv != APR_SUCCESS && waited_for_db(t, p, resets)) {
+    if (rv != APR_SUCCESS && gs_task_db_back(t, p, resets)) {
         rv = gs_db_select(t->db, p, label, rows, nargs, args);
     }
     return rv == APR_SUCCESS ? APR_SUCCESS : db_failure(t, p, label);

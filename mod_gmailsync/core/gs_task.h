@@ -90,6 +90,12 @@ apr_status_t gs_task_succeed(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_
 /* FAILED with the failure record (its own statement, outside any transaction). */
 apr_status_t gs_task_fail(gs_task_t *t, apr_pool_t *p, apr_int64_t *duration_ms);
 
+/* After a statement or a whole transaction failed: 1 when the connection was lost (reset since
+ * `resets`, the connection's db->resets before the work began, or broken now) and the database is
+ * back, waiting for it up to db_wait; the work can then run again on the new connection. 0 for
+ * an ordinary SQL error, inside a transaction, or an outage longer than db_wait. */
+int gs_task_db_back(gs_task_t *t, apr_pool_t *p, unsigned long resets);
+
 /* Runs a guarded catalogue write; outside transactions, a lost database is waited for (up to
  * db_wait) and the statement runs again. 0 rows changed and `guarded` -> GS_ELOST. Database errors -> GS_EFAILED with
  * db_unavailable. */

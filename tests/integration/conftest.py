@@ -26,15 +26,17 @@ PORTS = {
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
 
-def wait_for(what, predicate, timeout, interval=0.02):
-    """Polls predicate() until it returns something truthy; fails naming `what` at the deadline."""
+def wait_for(what, predicate, timeout, interval=0.02, diagnose=None):
+    """Polls predicate() until it returns something truthy; fails naming `what` at the deadline
+    (and what diagnose() returns then, if given)."""
     deadline = time.time() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            seen = f"; found {diagnose()!r}" if diagnose else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
         time.sleep(interval)
 
 
