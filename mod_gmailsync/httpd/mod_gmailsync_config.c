@@ -304,14 +304,16 @@ static const char *set_worker(cmd_parms *cmd, void *dconf, const char *arg)
     if (!ap_os_is_path_absolute(cmd->pool, arg)) {
         return bad_value(cmd, arg, "the worker must be given as an absolute path");
     }
-    if ((rv = apr_stat(&finfo, arg, APR_FINFO_TYPE, cmd->pool)) != APR_SUCCESS) {
+    if ((rv = apr_stat(&finfo, arg, APR_FINFO_TYPE | APR_FINFO_PROT, cmd->pool)) != APR_SUCCESS) {
         return bad_value(cmd, arg, "no such file");
     }
-    if (finfo.filetype != APR_REG) {
+    /* executable by nobody: said here, at the directive's line. Whether httpd's User may run it
+     * is checked once the whole configuration is read (User may come later):
+     * gs_httpd_worker_check */
+    if (finfo.filetype != APR_REG
+        || !(finfo.protection & (APR_UEXECUTE | APR_GEXECUTE | APR_WEXECUTE))) {
         return bad_value(cmd, arg, "not an executable file");
     }
-    /* whether httpd's User may run it is checked once the whole configuration is read (User
-     * may come later): gs_httpd_worker_check */
     gs_httpd_srv_conf(cmd->server)->worker_path = arg;
     gs_httpd_srv_conf(cmd->server)->worker_where =
         cmd->directive ? apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
