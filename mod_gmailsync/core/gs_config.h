@@ -23,6 +23,7 @@
 #define GS_DEFAULT_ALERT_SUCCESS_RATE 95.0   /* percent: alert below */
 #define GS_DEFAULT_ALERT_MEAN_DURATION apr_time_from_sec(300) /* alert above */
 #define GS_DEFAULT_ALERT_STUCK_TASKS  0      /* alert above */
+#define GS_DEFAULT_QUEUED_ALERT_AFTER apr_time_from_sec(60) /* oldest CREATED, last claim/rescue */
 #define GS_DEFAULT_ALERT_ERROR_RATE   5.0    /* percent: alert above */
 #define GS_DEFAULT_REGISTRY_SIZE      1024
 #define GS_DEFAULT_MAX_STREAMS_PER_USER 4

@@ -1,6 +1,7 @@
 /* gs_log.c -- see gs_log.h */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <apr_strings.h>
 
@@ -74,4 +75,78 @@ void gs_log_perror(const char *file, int line, gs_log_level_t level, apr_status_
     }
     va_end(ap);
     log_print(log_baton, file, line, level, rv, msg);
+}
+
+/* ------------------------------------------------------------------ repeat suppressor */
+
+static void rfc3339(apr_time_t t, char out[32])
+{
+    apr_time_exp_t e;
+    apr_size_t len;
+
+    if (apr_time_exp_gmt(&e, t) != APR_SUCCESS
+        || apr_strftime(out, &len, 32, "%Y-%m-%dT%H:%M:%SZ", &e) != APR_SUCCESS) {
+        apr_cpystrn(out, "unknown", 32);
+    }
+}
+
+static void repeat_summary(gs_log_repeat_t *rep, const char *file, int line, int ended)
+{
+    char first[32], last[32], buf[GS_LOG_REPEAT_KEY_MAX + 256];
+
+    if (rep->unreported == 0) {
+        return;
+    }
+    rfc3339(rep->first, first);
+    rfc3339(rep->last, last);
+    apr_snprintf(buf, sizeof buf, "event=log.repeated count=%" APR_UINT64_T_FMT " total=%"
+                 APR_UINT64_T_FMT " first=%s last=%s ended=%s message=%s", rep->unreported,
+                 rep->total, first, last, ended ? "yes" : "no", rep->msg);
+    rep->unreported = 0;
+    if (log_is_level(log_baton, rep->level)) {
+        log_print(log_baton, file, line, rep->level, APR_SUCCESS, buf);
+    }
+}
+
+int gs_log_repeat(gs_log_repeat_t *rep, const char *file, int line, gs_log_level_t level,
+                  apr_status_t rv, apr_time_t now, const char *fmt, ...)
+{
+    char msg[GS_LOG_REPEAT_KEY_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    apr_vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (rep->msg[0] && !strcmp(rep->msg, msg) && rep->level == level) {
+        rep->total++;
+        rep->unreported++;
+        rep->last = now;
+        if (now >= rep->next_summary) {
+            repeat_summary(rep, file, line, 0);
+            rep->next_summary = now + (rep->interval ? rep->interval : GS_LOG_REPEAT_INTERVAL);
+        }
+        return 0;
+    }
+    repeat_summary(rep, file, line, 1);  /* another message ends the previous run */
+    apr_cpystrn(rep->msg, msg, sizeof rep->msg);
+    rep->level = level;
+    rep->total = 1;
+    rep->unreported = 0;
+    rep->first = rep->last = now;
+    rep->next_summary = now + (rep->interval ? rep->interval : GS_LOG_REPEAT_INTERVAL);
+    if (log_is_level(log_baton, level)) {
+        log_print(log_baton, file, line, level, rv, msg);
+    }
+    return 1;
+}
+
+void gs_log_repeat_end(gs_log_repeat_t *rep, const char *file, int line, apr_time_t now)
+{
+    (void)now;
+    if (!rep->msg[0]) {
+        return;
+    }
+    repeat_summary(rep, file, line, 1);
+    rep->msg[0] = '\0';
+    rep->total = 0;
 }

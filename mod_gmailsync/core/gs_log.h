@@ -9,6 +9,7 @@
 
 #include <apr_pools.h>
 #include <apr_errno.h>
+#include <apr_time.h>
 
 typedef enum {
     GS_LOG_EMERG = 0, GS_LOG_ALERT, GS_LOG_CRIT, GS_LOG_ERR, GS_LOG_WARNING,
@@ -37,5 +38,36 @@ void gs_log_perror(const char *file, int line, gs_log_level_t level, apr_status_
 #define gs_log_error(level, p, ...) gs_log_perror(GS_LOG_MARK, (level), APR_SUCCESS, (p), __VA_ARGS__)
 
 const char *gs_log_level_name(gs_log_level_t level);
+
+/* A repeat suppressor: one per call site whose error can repeat every tick (the daemon's claim
+ * while PostgreSQL is away). The first line of a run of identical messages is written; the
+ * repeats are counted and summarised at most once per `interval` as
+ *   event=log.repeated count=N first=<RFC 3339> last=<RFC 3339> message=<the line>
+ * and once more when the run ends (another message, or gs_log_repeat_end on success). Owned by
+ * the caller (static storage or a struct field, zeroed); no locking: one thread per suppressor. */
+#define GS_LOG_REPEAT_KEY_MAX 512
+#define GS_LOG_REPEAT_INTERVAL apr_time_from_sec(60)
+
+typedef struct {
+    char msg[GS_LOG_REPEAT_KEY_MAX];   /* the current run's message ("" none) */
+    gs_log_level_t level;
+    apr_uint64_t total;                /* occurrences in the run */
+    apr_uint64_t unreported;           /* repeats not summarised yet */
+    apr_time_t first, last, next_summary;
+    apr_interval_time_t interval;      /* 0: GS_LOG_REPEAT_INTERVAL */
+} gs_log_repeat_t;
+
+/* Logs one occurrence through the suppressor; `now` is the caller's clock (apr_time_now()).
+ * Returns 1 when a line was written for it (first of a run), 0 when it was counted only. */
+int gs_log_repeat(gs_log_repeat_t *rep, const char *file, int line, gs_log_level_t level,
+                  apr_status_t rv, apr_time_t now, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/* The condition is over: summarises the repeats not reported yet (if any) and resets. */
+void gs_log_repeat_end(gs_log_repeat_t *rep, const char *file, int line, apr_time_t now);
+
+#define GS_LOG_REPEAT(rep, level, rv, ...) \
+    gs_log_repeat((rep), GS_LOG_MARK, (level), (rv), apr_time_now(), __VA_ARGS__)
+#define GS_LOG_REPEAT_END(rep) gs_log_repeat_end((rep), GS_LOG_MARK, apr_time_now())
 
 #endif /* GS_LOG_H */

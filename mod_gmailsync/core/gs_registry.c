@@ -7,7 +7,7 @@
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 5u
+#define REGISTRY_VERSION 6u
 
 typedef struct {
     apr_uint32_t used;
@@ -37,6 +37,7 @@ struct gs_registry_t {
     apr_size_t slots;
     apr_size_t bytes;
     volatile apr_uint64_t counters[GS_CTR_MAX];
+    volatile apr_uint64_t gauges[GS_GAUGE_MAX];
     apr_uint32_t streams;           /* open progress streams on this host */
     /* followed by `slots` session_slot_t, `slots` task_slot_t, then `slots` stream_slot_t */
 };
@@ -308,6 +309,18 @@ void gs_registry_count(gs_registry_t *reg, gs_counter_t c, apr_uint64_t delta)
 apr_uint64_t gs_registry_counter(gs_registry_t *reg, gs_counter_t c)
 {
     return (unsigned)c < GS_CTR_MAX ? apr_atomic_read64(&reg->counters[c]) : 0;
+}
+
+void gs_registry_gauge_set(gs_registry_t *reg, gs_gauge_t g, apr_uint64_t value)
+{
+    if ((unsigned)g < GS_GAUGE_MAX) {
+        apr_atomic_set64(&reg->gauges[g], value);
+    }
+}
+
+apr_uint64_t gs_registry_gauge(gs_registry_t *reg, gs_gauge_t g)
+{
+    return (unsigned)g < GS_GAUGE_MAX ? apr_atomic_read64(&reg->gauges[g]) : 0;
 }
 
 void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency)

@@ -42,6 +42,19 @@ typedef enum {
     GS_CTR_MAX
 } gs_counter_t;
 
+/* Per-host gauges: times (apr_time_t, microseconds; 0 never) the daemon publishes for /health
+ * and /metrics, which run in other processes. */
+typedef enum {
+    GS_GAUGE_GENERATION_AT = 0,       /* the registry was formatted (this httpd generation) */
+    GS_GAUGE_DAEMON_READY_AT,         /* the daemon of this generation began its loop */
+    GS_GAUGE_DAEMON_PID,
+    GS_GAUGE_CLAIM_OK_AT,             /* the last claim round that did not fail */
+    GS_GAUGE_CLAIM_FAILURES,          /* consecutive failed claim rounds (0 after a success) */
+    GS_GAUGE_RESCUE_OK_AT,            /* the last rescue round that did not fail */
+    GS_GAUGE_RESCUE_FAILURES,         /* consecutive failed rescue rounds */
+    GS_GAUGE_MAX
+} gs_gauge_t;
+
 /* Upper bounds (seconds) of the start latency histogram buckets; +Inf is START_COUNT. */
 #define GS_START_BUCKETS { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0 }
 
@@ -73,6 +86,9 @@ gs_registry_t *gs_registry_attach(void *base, apr_size_t bytes);
 /* Adds to a counter (atomic: no lock needed) and reads one. */
 void gs_registry_count(gs_registry_t *reg, gs_counter_t c, apr_uint64_t delta);
 apr_uint64_t gs_registry_counter(gs_registry_t *reg, gs_counter_t c);
+/* Sets and reads a gauge (atomic: no lock needed). */
+void gs_registry_gauge_set(gs_registry_t *reg, gs_gauge_t g, apr_uint64_t value);
+apr_uint64_t gs_registry_gauge(gs_registry_t *reg, gs_gauge_t g);
 /* Records one start's latency in the histogram. */
 void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency);
 

@@ -87,6 +87,10 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_RUNNING_VERSIONS,
       "SELECT COALESCE(worker_version, ''), count(*)::text FROM gmailsync.sync_tasks"
       " WHERE state = 'RUNNING' GROUP BY 1 ORDER BY 1" },
+    { GS_SQL_HEALTH_QUEUED,
+      /* the partial index sync_tasks_queue covers state = 'CREATED' ORDER BY created_at */
+      "SELECT extract(epoch FROM now() - min(created_at))::text FROM gmailsync.sync_tasks"
+      " WHERE state = 'CREATED'" },
     { GS_SQL_METRICS_TOTALS,
       "SELECT state, count(*)::text, COALESCE(sum(processed) FILTER (WHERE state = 'SUCCEEDED'), 0)::text,"
       " (count(*) FILTER (WHERE error_code IN ('stuck', 'not_started', 'worker_crashed')))::text,"

@@ -82,6 +82,8 @@ typedef struct {
                                                            started_at of the oldest 50 RUNNING */
 #define GS_SQL_RUNNING_VERSIONS  "gs_running_versions"  /* () -> worker version ('' unknown),
                                                            RUNNING tasks */
+#define GS_SQL_HEALTH_QUEUED     "gs_health_queued"     /* () -> age s of the oldest CREATED task
+                                                           (NULL when none) */
 #define GS_SQL_METRICS_TOTALS    "gs_metrics_totals"    /* () -> state, count, messages, rescues */
 #define GS_SQL_METRICS_DURATIONS "gs_metrics_durations" /* () -> duration s, queue s of finished tasks in the last day */
 

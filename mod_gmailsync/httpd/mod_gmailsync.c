@@ -55,6 +55,9 @@ static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
+    if (gs_httpd_worker_check(s, ptemp) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return gs_httpd_dev_login_check(s, ptemp);
 }
 

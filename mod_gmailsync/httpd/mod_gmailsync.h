@@ -45,6 +45,7 @@
 #define GS_DIR_MAX_STREAMS             "GmailSyncMaxStreams"
 #define GS_DIR_MAX_STREAMS_PER_USER    "GmailSyncMaxStreamsPerUser"
 #define GS_DIR_DEV_LOGIN               "GmailSyncDevLogin"
+#define GS_DIR_QUEUED_ALERT_AFTER      "GmailSyncQueuedAlertAfter"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -83,6 +84,8 @@ typedef struct {
     long max_streams;                      /* main server only; 0: half the MPM's threads */
     long max_streams_per_user;
     int dev_login;                         /* GmailSyncDevLogin: local stacks only */
+    apr_interval_time_t queued_alert_after; /* oldest CREATED task, last claim / rescue */
+    const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;
@@ -92,6 +95,9 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s);
 void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 /* Applies defaults to every unset field of every server; call once per (re)configuration. */
 void gs_httpd_conf_finalize(server_rec *s);
+/* Fails (logging the directive, its file and line) when httpd's User cannot execute the worker
+ * binary of some server; run once the whole configuration, User and Group included, is read. */
+int gs_httpd_worker_check(server_rec *s, apr_pool_t *ptemp);
 
 static inline gs_srv_conf_t *gs_httpd_srv_conf(const server_rec *s)
 {
@@ -154,6 +160,9 @@ void gs_httpd_registry_tasks_sweep(apr_time_t before);
 void gs_httpd_count(gs_counter_t c, apr_uint64_t delta);
 apr_uint64_t gs_httpd_counter(gs_counter_t c);
 void gs_httpd_observe_start(apr_interval_time_t latency);
+/* Per-host gauges: the daemon publishes its claim and rescue times there for /health. */
+void gs_httpd_gauge_set(gs_gauge_t g, apr_uint64_t value);
+apr_uint64_t gs_httpd_gauge(gs_gauge_t g);
 /* Admits one progress stream of user_id (GS_STREAM_ADMITTED: it must leave again). */
 gs_stream_admission_t gs_httpd_stream_enter(const char *user_id, long per_user);
 void gs_httpd_stream_leave(const char *user_id);

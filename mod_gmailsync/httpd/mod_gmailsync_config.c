@@ -3,6 +3,11 @@
  * Every value is checked when the configuration is read, so a mistake is a startup error that
  * names the directive (httpd adds the file and line), never a crash or a surprise at run time.
  */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_lib.h>
@@ -12,6 +17,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
+#include <unixd.h>
 
 #include "mod_gmailsync.h"
 
@@ -41,6 +47,7 @@ static gs_bounds_t streams_bounds      = BOUNDS(max_streams, 0, 100000);
 static gs_bounds_t user_streams_bounds = BOUNDS(max_streams_per_user, 1, 1000);
 static gs_bounds_t success_rate_offset = BOUNDS(alert_success_rate, 0, 100);
 static gs_bounds_t error_rate_offset   = BOUNDS(alert_error_rate, 0, 100);
+static gs_bounds_t queued_alert_bounds = BOUNDS(queued_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
 
 void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
@@ -66,6 +73,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->max_streams = GS_UNSET;
     conf->max_streams_per_user = GS_UNSET;
     conf->dev_login = GS_UNSET;
+    conf->queued_alert_after = GS_UNSET;
     return conf;
 }
 
@@ -106,6 +114,8 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(max_streams);
     PICK(max_streams_per_user);
     PICK(dev_login);
+    PICK(queued_alert_after);
+    PICK_PTR(worker_where);
     return conf;
 }
 
@@ -141,6 +151,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(max_streams, 0);
         DEFAULT(max_streams_per_user, GS_DEFAULT_MAX_STREAMS_PER_USER);
         DEFAULT(dev_login, 0);
+        DEFAULT(queued_alert_after, GS_DEFAULT_QUEUED_ALERT_AFTER);
     }
 }
 
@@ -295,13 +306,21 @@ static const char *set_worker(cmd_parms *cmd, void *dconf, const char *arg)
     if (!ap_os_is_path_absolute(cmd->pool, arg)) {
         return bad_value(cmd, arg, "the worker must be given as an absolute path");
     }
-    if ((rv = apr_stat(&finfo, arg, APR_FINFO_TYPE, cmd->pool)) != APR_SUCCESS) {
+    if ((rv = apr_stat(&finfo, arg, APR_FINFO_TYPE | APR_FINFO_PROT, cmd->pool)) != APR_SUCCESS) {
         return bad_value(cmd, arg, "no such file");
     }
-    if (finfo.filetype != APR_REG || access(arg, X_OK) != 0) {
+    /* executable by nobody: said here, at the directive's line. Whether httpd's User may run it
+     * is checked once the whole configuration is read (User may come later):
+     * gs_httpd_worker_check */
+    if (finfo.filetype != APR_REG
+        || !(finfo.protection & (APR_UEXECUTE | APR_GEXECUTE | APR_WEXECUTE))) {
         return bad_value(cmd, arg, "not an executable file");
     }
     gs_httpd_srv_conf(cmd->server)->worker_path = arg;
+    gs_httpd_srv_conf(cmd->server)->worker_where =
+        cmd->directive ? apr_psprintf(cmd->pool, "%s:%d", cmd->directive->filename,
+                                      cmd->directive->line_num)
+                       : "(unknown)";
     return NULL;
 }
 
@@ -358,6 +377,123 @@ static const char *add_origin(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------------ the worker's mode bits */
+
+/* Would `uid` (with `groups`) be allowed to execute (a file) or search (a directory) what `st`
+ * describes, by its mode bits and ownership as the kernel decides (ACLs aside)? */
+static int may_exec(const struct stat *st, uid_t uid, const gid_t *groups, int ngroups)
+{
+    int i;
+
+    if (uid == 0) {
+        return S_ISDIR(st->st_mode) || (st->st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) != 0;
+    }
+    if (st->st_uid == uid) {
+        return (st->st_mode & S_IXUSR) != 0;
+    }
+    for (i = 0; i < ngroups; i++) {
+        if (st->st_gid == groups[i]) {
+            return (st->st_mode & S_IXGRP) != 0;
+        }
+    }
+    return (st->st_mode & S_IXOTH) != 0;
+}
+
+/* The groups httpd's children have after dropping privileges: unixd's initgroups(User, Group). */
+static int user_groups(apr_pool_t *p, gid_t **groups)
+{
+    const char *name = ap_unixd_config.user_name;
+    int n = 32;
+
+    if (!name || *name == '#') {
+        struct passwd *pw = getpwuid(ap_unixd_config.user_id);
+        name = pw ? apr_pstrdup(p, pw->pw_name) : NULL;
+    }
+    *groups = apr_palloc(p, (apr_size_t)n * sizeof **groups);
+    if (!name) {
+        (*groups)[0] = ap_unixd_config.group_id;
+        return 1;
+    }
+    if (getgrouplist(name, ap_unixd_config.group_id, *groups, &n) < 0) {
+        *groups = apr_palloc(p, (apr_size_t)n * sizeof **groups);
+        if (getgrouplist(name, ap_unixd_config.group_id, *groups, &n) < 0) {
+            (*groups)[0] = ap_unixd_config.group_id;
+            return 1;
+        }
+    }
+    return n;
+}
+
+/* Why httpd's User cannot run `path` (it and every directory above it), or NULL when it can.
+ * Started as root, httpd's daemon and workers run as User/Group: access(X_OK) as root would
+ * answer for root. Otherwise nobody changes users and access() answers for the right one. */
+static const char *worker_not_runnable(apr_pool_t *p, const char *path)
+{
+    gid_t *groups;
+    int ngroups;
+    char *prefix = apr_pstrdup(p, path), *slash = prefix;
+
+    if (geteuid() != 0) {
+        return access(path, X_OK) == 0 ? NULL
+                                       : apr_psprintf(p, "not executable (%s)", strerror(errno));
+    }
+    ngroups = user_groups(p, &groups);
+    for (;;) {
+        struct stat st;
+        char saved;
+
+        slash = strchr(slash + 1, '/');
+        saved = slash ? *slash : '\0';
+        if (slash) {
+            *slash = '\0';
+        }
+        if (stat(*prefix ? prefix : "/", &st) != 0) {
+            return apr_psprintf(p, "cannot stat %s (%s)", prefix, strerror(errno));
+        }
+        if (!may_exec(&st, ap_unixd_config.user_id, groups, ngroups)) {
+            return apr_psprintf(p, "User %s (uid %ld, gid %ld) cannot %s %s: mode %04o, owner "
+                                "%ld:%ld",
+                                ap_unixd_config.user_name ? ap_unixd_config.user_name : "?",
+                                (long)ap_unixd_config.user_id, (long)ap_unixd_config.group_id,
+                                slash ? "search" : "execute", prefix,
+                                (unsigned)(st.st_mode & 07777), (long)st.st_uid,
+                                (long)st.st_gid);
+        }
+        if (!slash) {
+            return NULL;
+        }
+        *slash = saved;
+    }
+}
+
+int gs_httpd_worker_check(server_rec *s, apr_pool_t *ptemp)
+{
+    const char *checked = NULL;
+
+    for (; s; s = s->next) {
+        const gs_srv_conf_t *conf = gs_httpd_srv_conf(s);
+        const char *why;
+        apr_finfo_t finfo;
+
+        if (!conf->worker_path || conf->worker_path == checked) {
+            continue;
+        }
+        checked = conf->worker_path;
+        if (!conf->worker_where
+            && apr_stat(&finfo, conf->worker_path, APR_FINFO_TYPE, ptemp) != APR_SUCCESS) {
+            continue; /* the built-in default, not installed: nothing configured to check */
+        }
+        if ((why = worker_not_runnable(ptemp, conf->worker_path))) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s %s (%s): httpd cannot run the worker: %s",
+                         GS_DIR_WORKER, conf->worker_path,
+                         conf->worker_where ? conf->worker_where : "the default", why);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
 #define URL_FIELD(field) ((void *)APR_OFFSETOF(gs_srv_conf_t, field))
 
 const command_rec gs_httpd_cmds[] = {
@@ -407,6 +543,9 @@ const command_rec gs_httpd_cmds[] = {
                   "alert when more tasks than this are stuck (default 0)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_ERROR_RATE, set_percent, &error_rate_offset, RSRC_CONF,
                   "alert when the error rate exceeds this percentage (default 5)"),
+    AP_INIT_TAKE1(GS_DIR_QUEUED_ALERT_AFTER, set_duration, &queued_alert_bounds, RSRC_CONF,
+                  "alert when the oldest queued task, or the daemon's last successful claim or "
+                  "rescue, is older than this (default 60s)"),
     AP_INIT_TAKE1(GS_DIR_REGISTRY_SIZE, set_number, &registry_bounds, RSRC_CONF,
                   "slots of the per-host shared-memory registry (main server; default 1024)"),
     AP_INIT_TAKE1(GS_DIR_SESSION_CACHE_TTL, set_duration, &session_ttl_bounds, RSRC_CONF,

@@ -79,8 +79,10 @@ static void daemon_maint(int reason, void *data, apr_wait_t status);
 
 static int daemon_fork(gs_daemon_ctx_t *ctx)
 {
-    pid_t pid = fork();
+    pid_t pid;
 
+    ctx->parent = getpid(); /* the daemon stops when this process is gone */
+    pid = fork();
     if (pid < 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, errno, ctx->s, "event=daemon.fork_failed");
         return HTTP_INTERNAL_SERVER_ERROR;

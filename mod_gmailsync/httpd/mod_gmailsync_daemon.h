@@ -13,6 +13,7 @@
 
 #include "gs_board.h"
 #include "gs_db.h"
+#include "gs_log.h"
 #include "mod_gmailsync.h"
 
 #define GS_DAEMON_STARTUP_ERROR 86
@@ -29,6 +30,7 @@ typedef struct {
     server_rec *s;
     apr_pool_t *pconf;
     apr_proc_t *proc;
+    pid_t parent;             /* httpd's parent process that forked the daemon */
     const char *sockname;
     const char *db_params;
     const char *client_secret;
@@ -69,6 +71,9 @@ typedef struct {
     const char *host;
     worker_t workers[GS_MAX_WORKER_SLOTS];
     int running;
+    /* errors that can repeat every tick are written once, then summarised (gs_log.h) */
+    gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile;
+    apr_uint64_t claim_failures, rescue_failures;
 } daemon_t;
 
 extern volatile sig_atomic_t gs_daemon_should_exit;   /* restart: leave workers */
@@ -78,6 +83,10 @@ extern volatile sig_atomic_t gs_daemon_should_stop;   /* httpd stops: stop worke
 int gs_daemon_main(gs_daemon_ctx_t *ctx);
 /* Is the daemon's database connection usable (reconnecting with a back-off)? */
 int gs_daemon_ensure_db(daemon_t *d);
+
+/* Publishes the outcome of a claim or rescue round for /health (shared memory). */
+void gs_daemon_claim_done(daemon_t *d, int ok);
+void gs_daemon_rescue_done(daemon_t *d, int ok);
 
 /* Workers (mod_gmailsync_workers.c). */
 void gs_workers_claim_and_spawn(daemon_t *d);

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -126,6 +127,7 @@ int gs_daemon_ensure_db(daemon_t *d)
     const char *err = NULL;
 
     if (d->db && gs_db_ping(d->db, d->tick)) {
+        GS_LOG_REPEAT_END(&d->log_db);
         return 1;
     }
     if (apr_time_now() < d->db_retry_at) {
@@ -133,16 +135,46 @@ int gs_daemon_ensure_db(daemon_t *d)
     }
     if (d->db) {
         if (gs_db_reconnect(d->db, &err) == APR_SUCCESS) {
+            GS_LOG_REPEAT_END(&d->log_db);
             return 1;
         }
     }
     else if (gs_db_open(&d->db, d->pool, d->ctx->db_params, &err) == APR_SUCCESS) {
+        GS_LOG_REPEAT_END(&d->log_db);
         return 1;
     }
     d->db_retry_at = apr_time_now() + apr_time_from_sec(1);
-    ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.db_unavailable reason=\"%s\"",
-                 err ? err : "unknown");
+    GS_LOG_REPEAT(&d->log_db, GS_LOG_ERR, APR_SUCCESS, "event=daemon.db_unavailable reason=\"%s\"",
+                  err ? err : "unknown");
     return 0;
+}
+
+static void publish_round(gs_gauge_t at, gs_gauge_t failures, apr_uint64_t *count, int ok)
+{
+    if (ok) {
+        *count = 0;
+        gs_httpd_gauge_set(at, (apr_uint64_t)apr_time_now());
+    }
+    else {
+        (*count)++;
+    }
+    gs_httpd_gauge_set(failures, *count);
+}
+
+void gs_daemon_claim_done(daemon_t *d, int ok)
+{
+    publish_round(GS_GAUGE_CLAIM_OK_AT, GS_GAUGE_CLAIM_FAILURES, &d->claim_failures, ok);
+    if (ok) {
+        GS_LOG_REPEAT_END(&d->log_claim);
+    }
+}
+
+void gs_daemon_rescue_done(daemon_t *d, int ok)
+{
+    publish_round(GS_GAUGE_RESCUE_OK_AT, GS_GAUGE_RESCUE_FAILURES, &d->rescue_failures, ok);
+    if (ok) {
+        GS_LOG_REPEAT_END(&d->log_rescue);
+    }
 }
 
 static void rescue(daemon_t *d)
@@ -150,12 +182,36 @@ static void rescue(daemon_t *d)
     gs_rescue_counts_t counts;
 
     if (!gs_daemon_ensure_db(d)) {
+        gs_daemon_rescue_done(d, 0);
         return;
     }
     if (gs_queue_rescue(d->db, d->tick, d->host, d->conf->stuck_after, GS_CLAIM_TIMEOUT,
                         gs_workers_kill_frozen, d, &counts) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.rescue_failed "
-                     "reason=\"%s\"", d->db->last_error);
+        GS_LOG_REPEAT(&d->log_rescue, GS_LOG_ERR, APR_SUCCESS, "event=daemon.rescue_failed "
+                      "reason=\"%s\"", d->db->last_error);
+        gs_daemon_rescue_done(d, 0);
+        return;
+    }
+    gs_daemon_rescue_done(d, 1);
+}
+
+/* httpd's parent is gone (kill -9, a crash): nobody will tell this daemon to stop, and a new
+ * httpd must find neither it nor its workers. PR_SET_PDEATHSIG sends SIGINT (the stop) when the
+ * parent dies; the kernel clears it when the credentials change (ap_run_drop_privileges), so it
+ * is set again after that, and getppid() closes the window before each prctl and covers the
+ * rest (a parent that died before the call; a subreaper). */
+static int parent_gone(const gs_daemon_ctx_t *ctx)
+{
+    return ctx->parent > 0 && getppid() != ctx->parent;
+}
+
+static void watch_parent(gs_daemon_ctx_t *ctx)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGINT) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ctx->s, "event=daemon.pdeathsig_failed");
+    }
+    if (parent_gone(ctx)) {
+        gs_daemon_should_stop = gs_daemon_should_exit = 1;
     }
 }
 
@@ -175,6 +231,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     apr_signal(SIGWINCH, SIG_IGN);  /* AP_SIG_GRACEFUL_STOP */
     apr_signal(SIGPIPE, SIG_IGN);
     apr_signal(SIGCHLD, SIG_DFL);   /* we need our workers' exit statuses */
+    watch_parent(ctx);
     /* a process group of our own, inherited by the workers: httpd signals its group on restarts
      * (SIGUSR1, SIGHUP), and those must not kill running syncs. The parent tells this daemon
      * explicitly what to do (daemon_notify_end) */
@@ -206,6 +263,9 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     if ((rc = ap_run_drop_privileges(d->pool, ctx->s)) != 0) {
         return GS_DAEMON_STARTUP_ERROR;
     }
+    watch_parent(ctx); /* the credentials changed: the kernel forgot the death signal */
+    gs_httpd_gauge_set(GS_GAUGE_DAEMON_PID, (apr_uint64_t)getpid());
+    gs_httpd_gauge_set(GS_GAUGE_DAEMON_READY_AT, (apr_uint64_t)apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.ready pid=%d host=%s "
                  "max_workers=%ld socket=%s", (int)getpid(), d->host, d->conf->max_workers,
                  ctx->sockname);
@@ -215,6 +275,10 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         apr_time_t now;
 
         apr_pool_clear(d->tick);
+        if (parent_gone(ctx)) {
+            gs_daemon_should_stop = 1;
+            break;
+        }
         pfds[0].fd = d->listen_fd;
         pfds[0].events = POLLIN;
         owner[0] = NULL;
@@ -258,9 +322,19 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     }
     close(d->listen_fd);
     unlink(ctx->sockname);
+    if (parent_gone(ctx)) {
+        gs_daemon_should_stop = 1;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ctx->s, "event=daemon.parent_gone "
+                     "parent=%d: stopping the workers and the daemon, as httpd's stop would",
+                     (int)ctx->parent);
+    }
     if (gs_daemon_should_stop) {
         gs_workers_stop(d);
     }
+    GS_LOG_REPEAT_END(&d->log_db);
+    GS_LOG_REPEAT_END(&d->log_claim);
+    GS_LOG_REPEAT_END(&d->log_rescue);
+    GS_LOG_REPEAT_END(&d->log_reconcile);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.exit reason=%s workers=%d",
                  gs_daemon_should_stop ? "stop" : "restart", d->running);
     if (d->db) {

@@ -51,6 +51,62 @@ static json_object *metric(double value, int has_value, double threshold, int fi
     return m;
 }
 
+/* What /health and /metrics tell about this host's daemon and the queue (all ages in seconds;
+ * a negative queued age: nothing queued). The daemon's ages count from its last round that did
+ * not fail, or from the start of this httpd generation if it never had one: a daemon that is
+ * gone, wedged or failing every round ages the same way. */
+typedef struct {
+    double queued_age;           /* oldest CREATED task, all hosts; < 0 none */
+    double claim_age, rescue_age;
+    apr_uint64_t claim_failures, rescue_failures;
+    apr_time_t claim_at, rescue_at;   /* 0: never */
+    apr_uint64_t pid;
+} gs_liveness_t;
+
+static apr_status_t liveness(request_rec *r, gs_db_t *db, gs_liveness_t *lv)
+{
+    apr_time_t now = apr_time_now();
+    apr_time_t since = (apr_time_t)gs_httpd_gauge(GS_GAUGE_GENERATION_AT);
+    gs_db_rows_t *queued;
+    apr_status_t rv;
+
+    if ((rv = gs_db_select(db, r->pool, GS_SQL_HEALTH_QUEUED, &queued, 0, NULL)) != APR_SUCCESS) {
+        return rv;
+    }
+    lv->queued_age = queued->nrows == 1 && gs_db_cell(queued, 0, 0)
+                         ? atof(gs_db_cell(queued, 0, 0)) : -1;
+    lv->claim_at = (apr_time_t)gs_httpd_gauge(GS_GAUGE_CLAIM_OK_AT);
+    lv->rescue_at = (apr_time_t)gs_httpd_gauge(GS_GAUGE_RESCUE_OK_AT);
+    lv->claim_age = (double)(now - (lv->claim_at > since ? lv->claim_at : since))
+                    / APR_USEC_PER_SEC;
+    lv->rescue_age = (double)(now - (lv->rescue_at > since ? lv->rescue_at : since))
+                     / APR_USEC_PER_SEC;
+    if (lv->claim_age < 0) {
+        lv->claim_age = 0;
+    }
+    if (lv->rescue_age < 0) {
+        lv->rescue_age = 0;
+    }
+    lv->claim_failures = gs_httpd_gauge(GS_GAUGE_CLAIM_FAILURES);
+    lv->rescue_failures = gs_httpd_gauge(GS_GAUGE_RESCUE_FAILURES);
+    lv->pid = gs_httpd_gauge(GS_GAUGE_DAEMON_PID);
+    return APR_SUCCESS;
+}
+
+static json_object *time_or_null(apr_pool_t *p, apr_time_t t)
+{
+    char buf[APR_RFC822_DATE_LEN + 8];
+    apr_time_exp_t e;
+    apr_size_t len;
+
+    (void)p;
+    if (!t || apr_time_exp_gmt(&e, t) != APR_SUCCESS
+        || apr_strftime(buf, &len, sizeof buf, "%Y-%m-%dT%H:%M:%S", &e) != APR_SUCCESS) {
+        return NULL;
+    }
+    return json_object_new_string(apr_psprintf(p, "%s.%03dZ", buf, e.tm_usec / 1000));
+}
+
 static int db_unavailable(request_rec *r, gs_db_t *db)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
@@ -65,6 +121,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     const char *stuck_args[1], *window_args[1];
     gs_db_rows_t *version, *states, *stuck, *window, *running, *versions;
     gs_rescue_counts_t rescued;
+    gs_liveness_t lv;
+    double queued_after;
     json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
     apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
@@ -96,7 +154,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_RUNNING, &running, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
-               != APR_SUCCESS) {
+               != APR_SUCCESS
+        || liveness(r, db, &lv) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
 
@@ -191,6 +250,13 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
            stuck->nrows > conf->alert_stuck_tasks);
     METRIC("error_rate", errors, created > 0, conf->alert_error_rate,
            errors > conf->alert_error_rate);
+    /* nothing runs: tasks wait, or this host's daemon has not finished a claim or rescue round
+     * for GmailSyncQueuedAlertAfter (it fails every round, is wedged, or is gone) */
+    queued_after = (double)conf->queued_alert_after / APR_USEC_PER_SEC;
+    METRIC("oldest_queued_age_s", lv.queued_age, lv.queued_age >= 0, queued_after,
+           lv.queued_age > queued_after);
+    METRIC("daemon_claim_age_s", lv.claim_age, 1, queued_after, lv.claim_age > queued_after);
+    METRIC("daemon_rescue_age_s", lv.rescue_age, 1, queued_after, lv.rescue_age > queued_after);
 #undef METRIC
     gs_json_set_object(body, "metrics", metrics);
     gs_json_set_object(body, "alerts", alerts);
@@ -202,6 +268,14 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     gs_json_set_int(dbj, "failed", failed);
     gs_json_set_int(dbj, "cancelled", apr_atoi64(gs_db_cell(window, 0, 3)));
     gs_json_set_object(body, "window", dbj);
+
+    dbj = json_object_new_object();
+    json_object_object_add(dbj, "pid", lv.pid ? json_object_new_int64((int64_t)lv.pid) : NULL);
+    json_object_object_add(dbj, "last_claim_at", time_or_null(r->pool, lv.claim_at));
+    json_object_object_add(dbj, "last_rescue_at", time_or_null(r->pool, lv.rescue_at));
+    gs_json_set_int(dbj, "claim_failures", (apr_int64_t)lv.claim_failures);
+    gs_json_set_int(dbj, "rescue_failures", (apr_int64_t)lv.rescue_failures);
+    gs_json_set_object(body, "daemon", dbj);
 
     if (schema_version < GS_SQL_MIN_SCHEMA) {
         degraded = 1;
@@ -271,6 +345,7 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
 {
     static const double start_bounds[] = GS_START_BUCKETS;
     gs_db_rows_t *totals, *durations, *versions;
+    gs_liveness_t lv;
     apr_bucket_brigade *bb;
     apr_int64_t messages = 0, rescues = 0;
     double oldest = 0;
@@ -280,7 +355,6 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
     gs_db_t *db;
 
     (void)arg;
-    (void)conf;
     if (!(db = gs_httpd_request_db(r))) {
         return db_unavailable(r, NULL);
     }
@@ -288,7 +362,8 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         || gs_db_select(db, r->pool, GS_SQL_METRICS_DURATIONS, &durations, 0, NULL)
                != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
-               != APR_SUCCESS) {
+               != APR_SUCCESS
+        || liveness(r, db, &lv) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
@@ -380,6 +455,29 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "# HELP gmailsync_oldest_heartbeat_age_seconds Age of the oldest running heartbeat.\n"
         "# TYPE gmailsync_oldest_heartbeat_age_seconds gauge\n"
         "gmailsync_oldest_heartbeat_age_seconds %.3f\n", messages, rescues, oldest);
+
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_oldest_queued_age_seconds Age of the oldest CREATED task (all hosts; "
+        "0 when none).\n# TYPE gmailsync_oldest_queued_age_seconds gauge\n"
+        "gmailsync_oldest_queued_age_seconds %.3f\n"
+        "# HELP gmailsync_daemon_last_claim_age_seconds Seconds since this host's daemon last "
+        "finished a claim round without an error.\n"
+        "# TYPE gmailsync_daemon_last_claim_age_seconds gauge\n"
+        "gmailsync_daemon_last_claim_age_seconds %.3f\n"
+        "# HELP gmailsync_daemon_last_rescue_age_seconds Seconds since this host's daemon last "
+        "finished a rescue round without an error.\n"
+        "# TYPE gmailsync_daemon_last_rescue_age_seconds gauge\n"
+        "gmailsync_daemon_last_rescue_age_seconds %.3f\n"
+        "# HELP gmailsync_daemon_failing_rounds Consecutive failed rounds of this host's daemon.\n"
+        "# TYPE gmailsync_daemon_failing_rounds gauge\n"
+        "gmailsync_daemon_failing_rounds{round=\"claim\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_daemon_failing_rounds{round=\"rescue\"} %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_queued_alert_after_seconds The alert threshold of the three ages "
+        "above (GmailSyncQueuedAlertAfter).\n"
+        "# TYPE gmailsync_queued_alert_after_seconds gauge\n"
+        "gmailsync_queued_alert_after_seconds %.3f\n",
+        lv.queued_age > 0 ? lv.queued_age : 0.0, lv.claim_age, lv.rescue_age, lv.claim_failures,
+        lv.rescue_failures, (double)conf->queued_alert_after / APR_USEC_PER_SEC);
 
     histogram(bb, r, "gmailsync_task_duration_seconds",
               "Duration of tasks finished in the last day (started to finished).", durations, 0);

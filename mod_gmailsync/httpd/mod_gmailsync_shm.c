@@ -74,6 +74,8 @@ int gs_httpd_shm_post_config(apr_pool_t *pconf, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "cannot format the shared registry");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    gs_registry_gauge_set(registry_state.reg, GS_GAUGE_GENERATION_AT,
+                          (apr_uint64_t)apr_time_now());
     rv = ap_global_mutex_create(&registry_state.mutex, NULL, GS_MUTEX_TYPE, NULL, s, pconf, 0);
     if (rv != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR; /* ap_global_mutex_create logged why */
@@ -215,6 +217,18 @@ void gs_httpd_count(gs_counter_t c, apr_uint64_t delta)
 apr_uint64_t gs_httpd_counter(gs_counter_t c)
 {
     return registry_state.reg ? gs_registry_counter(registry_state.reg, c) : 0;
+}
+
+void gs_httpd_gauge_set(gs_gauge_t g, apr_uint64_t value)
+{
+    if (registry_state.reg) {
+        gs_registry_gauge_set(registry_state.reg, g, value);
+    }
+}
+
+apr_uint64_t gs_httpd_gauge(gs_gauge_t g)
+{
+    return registry_state.reg ? gs_registry_gauge(registry_state.reg, g) : 0;
 }
 
 void gs_httpd_observe_start(apr_interval_time_t latency)

@@ -196,10 +196,25 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         "host = ", d->host, "\n", NULL);
 }
 
+/* Runs in the forked child when exec fails: its stderr is already the pipe the daemon reads, so
+ * it writes one line of the worker's own log format ("[gmailsync:error] ..."), which the daemon
+ * relays once, prefixed "worker:", at that level. ap_log_error here would write a whole error-log
+ * line (date, module, pid) into the pipe, and the daemon would wrap it in another. */
+static const char *spawning_task = ""; /* the task of the worker being spawned (for the child) */
+
 static void worker_errfn(apr_pool_t *p, apr_status_t err, const char *description)
 {
+    char why[128], line[GS_LINE_MAX];
+    int n;
+
     (void)p;
-    ap_log_error(APLOG_MARK, APLOG_ERR, err, NULL, "event=worker.exec_failed %s", description);
+    apr_strerror(err, why, sizeof why);
+    n = apr_snprintf(line, sizeof line, "[gmailsync:error] event=worker.exec_failed task=%s "
+                     "reason=\"%s\" detail=\"%s\"\n", spawning_task, why,
+                     description ? description : "");
+    if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
+        _exit(127); /* nowhere to say it: the exit status tells the daemon */
+    }
 }
 
 /* Fails a task this daemon leased, if it is still RUNNING under that lease. Returns 1 when done
@@ -233,6 +248,7 @@ static apr_status_t spawn_worker(daemon_t *d, worker_t *w)
     apr_os_file_t fd;
     apr_status_t rv;
 
+    spawning_task = w->task_id;
     argv[0] = d->conf->worker_path;
     argv[1] = "--task";
     argv[2] = w->task_id;
@@ -284,22 +300,28 @@ static worker_t *free_slot(daemon_t *d)
 void gs_workers_claim_and_spawn(daemon_t *d)
 {
     /* `GmailSync Off` (the kill switch) and `GmailSyncMaxWorkers 0` (pause) start nothing: queued
-     * tasks wait in CREATED; running ones finish */
+     * tasks wait in CREATED; running ones finish. A round that claims nothing because there is
+     * nothing to claim, or no room, did not fail (gs_daemon_claim_done). */
     while (d->conf->enabled && d->running < d->conf->max_workers && !gs_daemon_should_exit) {
         gs_claim_t claim;
         worker_t *w = free_slot(d);
         apr_status_t rv;
 
-        if (!w || !gs_daemon_ensure_db(d)) {
+        if (!w) {
+            break;
+        }
+        if (!gs_daemon_ensure_db(d)) {
+            gs_daemon_claim_done(d, 0);
             return;
         }
         rv = gs_queue_claim(d->db, d->tick, d->host, &claim);
         if (rv == APR_NOTFOUND) {
-            return;
+            break;
         }
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.claim_failed "
-                         "reason=\"%s\"", d->db->last_error);
+            GS_LOG_REPEAT(&d->log_claim, GS_LOG_ERR, APR_SUCCESS, "event=daemon.claim_failed "
+                          "reason=\"%s\"", d->db->last_error);
+            gs_daemon_claim_done(d, 0);
             return;
         }
         memset(w, 0, sizeof *w);
@@ -331,6 +353,7 @@ void gs_workers_claim_and_spawn(daemon_t *d)
                      APR_INT64_T_FMT, w->task_id, w->user_id, (int)w->proc.pid,
                      d->conf->worker_path, claim.queued_ms);
     }
+    gs_daemon_claim_done(d, 1);
 }
 
 static void release_slot(daemon_t *d, worker_t *w)
@@ -414,10 +437,11 @@ void gs_workers_reconcile(daemon_t *d)
         return;
     }
     if (gs_queue_leases_held(d->db, d->tick, ids, leases, n, &held) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->ctx->s, "event=daemon.reconcile_failed "
-                     "reason=\"%s\"", d->db->last_error);
+        GS_LOG_REPEAT(&d->log_reconcile, GS_LOG_ERR, APR_SUCCESS, "event=daemon.reconcile_failed "
+                      "reason=\"%s\"", d->db->last_error);
         return;
     }
+    GS_LOG_REPEAT_END(&d->log_reconcile);
     for (i = 0; i < n; i++) {
         worker_t *w = who[i];
         if (apr_hash_get(held, w->task_id, APR_HASH_KEY_STRING) || w->succeeded) {
@@ -522,14 +546,15 @@ static int stray_match(pid_t pid, pid_t sid, stray_t *st)
     return 0;
 }
 
-static int strays_find(stray_t *strays, int max)
+static int strays_find(pid_t d_parent, stray_t *strays, int max)
 {
     pid_t sid = getsid(0);
     struct dirent *e;
     DIR *dir;
     int n = 0;
 
-    if (sid != getppid() || !(dir = opendir("/proc"))) {
+    /* httpd's parent, even once it is gone (the daemon stops because it died) */
+    if (sid != d_parent || !(dir = opendir("/proc"))) {
         return 0;
     }
     while (n < max && (e = readdir(dir))) {
@@ -575,7 +600,7 @@ static int strays_reap(daemon_t *d, stray_t *strays, int n)
 void gs_workers_stop(daemon_t *d)
 {
     stray_t strays[GS_MAX_WORKER_SLOTS];
-    int nstrays = strays_find(strays, GS_MAX_WORKER_SLOTS), left, i;
+    int nstrays = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS), left, i;
     apr_time_t deadline = apr_time_now() + GS_STOP_GRACE;
 
     /* the writes below are the last chance: not skipped for a reconnection back-off */

@@ -18,5 +18,6 @@ Suite *gs_quota_suite(void);
 Suite *gs_batch_suite(void);
 Suite *gs_gmail_parse_suite(void);
 Suite *gs_board_suite(void);
+Suite *gs_log_suite(void);
 
 #endif
