@@ -7,7 +7,7 @@
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 5u
+#define REGISTRY_VERSION 6u
 
 typedef struct {
     apr_uint32_t used;
