@@ -119,7 +119,7 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
                                 (apr_int64_t)apr_time_sec(gm->policy.budget),
                                 a->retry_after > gm->last_ok + gm->policy.budget - now
                                 ? ", Retry-After reaches past it" : "");
-        gs_log_error(GS_LOG_WARNING, p, "event=gmail.give_up %s method=%s status=%d reason=%s "
+        gs_log_error(GS_LOG_NOTICE, p, "event=gmail.give_up %s method=%s status=%d reason=%s "
                      "retries=%d silent_ms=%" APR_INT64_T_FMT, gm->log_ctx, method, a->status,
                      reason, gm->streak, (apr_int64_t)apr_time_as_msec(now - gm->last_ok));
         if (a->cls == GS_GM_RATE_LIMITED) {
