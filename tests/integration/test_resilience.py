@@ -6,7 +6,6 @@ import os
 import subprocess
 import time
 
-import pytest
 import requests
 
 from conftest import RUN_DIR, OtherHttpd, wait_for
