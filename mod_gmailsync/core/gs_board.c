@@ -31,6 +31,18 @@ int gs_board_state(char *buf, const char *task, const char *state, const char *e
                                     task, state, extra && *extra ? " " : "", extra ? extra : ""));
 }
 
+int gs_board_retrying(char *buf, const char *task, const char *reason, apr_int64_t wait_ms,
+                      apr_int64_t attempt)
+{
+    if (!reason) {
+        return finish(buf, apr_snprintf(buf, GS_BOARD_LINE_MAX - 1,
+                                        "gs1 retrying task=%s reason=none", task));
+    }
+    return finish(buf, apr_snprintf(buf, GS_BOARD_LINE_MAX - 1,
+                                    "gs1 retrying task=%s reason=%s wait_ms=%" APR_INT64_T_FMT
+                                    " attempt=%" APR_INT64_T_FMT, task, reason, wait_ms, attempt));
+}
+
 static void copy_field(char *dst, size_t size, const char *v, size_t len)
 {
     if (len >= size) {
@@ -110,7 +122,7 @@ apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
         p += n;
     }
     if (strcmp(out->event, "state") && strcmp(out->event, "progress")
-        && strcmp(out->event, "calls")) {
+        && strcmp(out->event, "calls") && strcmp(out->event, "retrying")) {
         return APR_EINVAL;
     }
     while (*p == ' ') {
@@ -146,6 +158,15 @@ apr_status_t gs_board_parse(const char *line, gs_board_line_t *out)
         }
         else if (klen == 4 && !strncmp(key, "code", 4)) {
             copy_field(out->code, sizeof out->code, v, vlen);
+        }
+        else if (klen == 6 && !strncmp(key, "reason", 6)) {
+            copy_field(out->reason, sizeof out->reason, v, vlen);
+        }
+        else if (klen == 7 && !strncmp(key, "wait_ms", 7)) {
+            out->wait_ms = parse_count(v, vlen);
+        }
+        else if (klen == 7 && !strncmp(key, "attempt", 7)) {
+            out->attempt = parse_count(v, vlen);
         }
         else if (klen == 9 && !strncmp(key, "processed", 9)) {
             out->processed = apr_atoi64(v);

@@ -14,6 +14,11 @@
  *   gs1 state task=<uuid> state=FAILED code=<error_code>
  *   gs1 state task=<uuid> state=LOST
  *       the task was taken away (cancelled, rescued): nothing more was written
+ *   gs1 retrying task=<uuid> reason=<rate_limited|unavailable> wait_ms=<N> attempt=<N>
+ *       the worker waits wait_ms before asking Gmail again (attempt: retries since the last
+ *       successful answer)
+ *   gs1 retrying task=<uuid> reason=none
+ *       a call succeeded again: the wait is over
  *   gs1 calls task=<uuid> 2xx=<N> 4xx=<N> 429=<N> 5xx=<N> error=<N>
  *       at the end: Gmail's answers (requests and batch parts) by class; error = no answer
  *
@@ -41,6 +46,9 @@ typedef struct {
     char state[16];          /* state events */
     char mode[16];           /* progress events */
     char code[32];           /* FAILED */
+    char reason[16];         /* retrying events: rate_limited, unavailable or none */
+    apr_int64_t wait_ms;     /* retrying */
+    apr_int64_t attempt;     /* retrying */
     apr_int64_t processed, total;
     int pct;                 /* hundredths of a percent; -1 if absent */
     long pid;                /* RUNNING; 0 if absent */
@@ -51,6 +59,10 @@ typedef struct {
 int gs_board_progress(char *buf, const char *task, const char *mode, apr_int64_t processed,
                       apr_int64_t total, int pct);
 int gs_board_state(char *buf, const char *task, const char *state, const char *extra);
+
+/* reason NULL: the "reason=none" line (a call succeeded again). */
+int gs_board_retrying(char *buf, const char *task, const char *reason, apr_int64_t wait_ms,
+                      apr_int64_t attempt);
 
 int gs_board_calls(char *buf, const char *task, const apr_int64_t calls[GS_BOARD_CALL_CLASSES]);
 

@@ -20,6 +20,8 @@
 #define GS_DEFAULT_BATCH_SIZE         50
 #define GS_MAX_BATCH_SIZE             100
 #define GS_DEFAULT_QUOTA_UNITS        250
+/* how long a worker keeps retrying Gmail without any successful answer (GmailSyncRetryBudget) */
+#define GS_DEFAULT_RETRY_BUDGET       apr_time_from_sec(300)
 #define GS_DEFAULT_ALERT_SUCCESS_RATE 95.0   /* percent: alert below */
 #define GS_DEFAULT_ALERT_MEAN_DURATION apr_time_from_sec(300) /* alert above */
 #define GS_DEFAULT_ALERT_STUCK_TASKS  0      /* alert above */

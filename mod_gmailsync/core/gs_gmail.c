@@ -33,9 +33,11 @@ gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
     if (conf->quota_units > 0 && gm->max_round_parts < 1) {
         gm->max_round_parts = 1;
     }
-    gm->retries = conf->retries;
-    gm->backoff_base = conf->backoff_base;
-    gm->backoff_max = conf->backoff_max;
+    gm->policy.budget = conf->retry_budget;
+    gm->policy.max_attempts = conf->retries;
+    gm->policy.base = conf->backoff_base;
+    gm->policy.max = conf->backoff_max;
+    gm->last_ok = apr_time_now();
     gs_bucket_init(&gm->bucket, conf->quota_units, apr_time_now());
     gm->log_ctx = log_ctx;
     if (apr_generate_random_bytes((unsigned char *)&gm->rand_state, sizeof gm->rand_state)
@@ -79,34 +81,69 @@ static const char *status_text(apr_pool_t *p, const gs_attempt_t *a)
     return apr_psprintf(p, "%d %s", a->status, a->reason);
 }
 
-/* After a retryable failure: fail the task when the budget is spent, else log and back off.
- * `attempt` is the number of consecutive failures so far (1 after the first). */
+apr_status_t gs_gmail_note_ok(gs_gmail_t *gm)
+{
+    gm->last_ok = apr_time_now();
+    gm->streak = 0;
+    if (gm->waiting) {
+        gm->waiting = 0;
+        return gm->on_wait ? gm->on_wait(gm->wait_baton, NULL, 0, 0) : APR_SUCCESS;
+    }
+    return APR_SUCCESS;
+}
+
+/* After a retryable failure: fail the task when the budget is spent, else log, announce the
+ * wait and back off. `attempt` is the number of consecutive failures of this request (1 after
+ * the first); it drives the exponential backoff. */
 apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method,
                                const gs_attempt_t *a, int attempt, int parts)
 {
+    apr_time_t now = apr_time_now();
     apr_interval_time_t wait;
+    apr_int64_t silent_s = apr_time_sec(now - gm->last_ok);
+    const char *budget, *reason = a->cls == GS_GM_RATE_LIMITED ? "rate_limited" : "unavailable";
+    gs_retry_verdict_t verdict;
+    apr_status_t rv;
 
     if (a->cls == GS_GM_RATE_LIMITED) {
         gm->rate_limited++;
-        gs_bucket_drain(&gm->bucket, apr_time_now());
+        gs_bucket_drain(&gm->bucket, now);
     }
-    if (attempt > gm->retries) {
+    verdict = gs_retry_decide(&gm->policy, gm->last_ok, now, attempt, a->retry_after,
+                              random01(gm), &wait);
+    if (verdict != GS_RETRY_WAIT) {
+        budget = verdict == GS_RETRY_OUT_OF_ATTEMPTS
+                 ? apr_psprintf(p, "after %d retries", gm->policy.max_attempts)
+                 : apr_psprintf(p, "for %" APR_INT64_T_FMT " s without a successful answer "
+                                "(retry budget %" APR_INT64_T_FMT " s%s)", silent_s,
+                                (apr_int64_t)apr_time_sec(gm->policy.budget),
+                                a->retry_after > gm->last_ok + gm->policy.budget - now
+                                ? ", Retry-After reaches past it" : "");
+        gs_log_error(GS_LOG_NOTICE, p, "event=gmail.give_up %s method=%s status=%d reason=%s "
+                     "retries=%d silent_ms=%" APR_INT64_T_FMT, gm->log_ctx, method, a->status,
+                     reason, gm->streak, (apr_int64_t)apr_time_as_msec(now - gm->last_ok));
         if (a->cls == GS_GM_RATE_LIMITED) {
             return gs_fail(gm->failure, p, GS_ERR_QUOTA_EXHAUSTED,
-                           "Gmail kept refusing requests over quota (%s, %s) after %d retries; "
-                           "try again later", method, status_text(p, a), gm->retries);
+                           "Gmail kept refusing requests over quota (%s, %s) %s; "
+                           "try again later", method, status_text(p, a), budget);
         }
         return gs_fail(gm->failure, p, GS_ERR_GMAIL_UNAVAILABLE,
-                       "Gmail was unavailable (%s, %s) after %d retries; try again later",
-                       method, status_text(p, a), gm->retries);
+                       "Gmail was unavailable (%s, %s) %s; try again later",
+                       method, status_text(p, a), budget);
     }
-    wait = gs_backoff_delay(attempt, gm->backoff_base, gm->backoff_max, a->retry_after,
-                            random01(gm));
     gm->retries_done++;
+    gm->streak++;
     gs_log_error(GS_LOG_NOTICE, p, "event=gmail.retry %s method=%s status=%d reason=\"%s\" "
-                 "attempt=%d parts=%d wait_ms=%" APR_INT64_T_FMT, gm->log_ctx, method, a->status,
+                 "attempt=%d parts=%d wait_ms=%" APR_INT64_T_FMT " retries=%d silent_ms=%"
+                 APR_INT64_T_FMT, gm->log_ctx, method, a->status,
                  gs_error_clean(p, a->reason, 200), attempt, parts,
-                 (apr_int64_t)apr_time_as_msec(wait));
+                 (apr_int64_t)apr_time_as_msec(wait), gm->streak,
+                 (apr_int64_t)apr_time_as_msec(now - gm->last_ok));
+    if (gm->on_wait && (rv = gm->on_wait(gm->wait_baton, reason, wait, gm->streak))
+                       != APR_SUCCESS) {
+        return rv;
+    }
+    gm->waiting = 1;
     return gs_http_sleep(gm->http, wait);
 }
 
@@ -181,6 +218,9 @@ apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p)
         case GS_OAUTH_OK:
             gs_log_error(GS_LOG_INFO, p, "event=oauth.refreshed %s expires_in=%ld", gm->log_ctx,
                          expires_in);
+            if ((rv = gs_gmail_note_ok(gm)) != APR_SUCCESS) {
+                return rv;
+            }
             return gm->token_saved ? gm->token_saved(gm->token_baton, p, gm->oauth->access_token,
                                                      expires_in, new_refresh)
                                    : APR_SUCCESS;
@@ -240,7 +280,7 @@ static apr_status_t get_json(gs_gmail_t *gm, apr_pool_t *p, const char *method, 
             if ((*doc = gs_json_parse(p, req->resp_body, req->resp_len, &perr))
                 && json_object_is_type(*doc, json_type_object)) {
                 apr_pool_destroy(rp);
-                return APR_SUCCESS;
+                return gs_gmail_note_ok(gm);
             }
             a.cls = GS_GM_TRANSIENT;
             a.reason = apr_pstrcat(p, "malformed answer: ", perr ? perr : "not an object", NULL);
@@ -248,7 +288,8 @@ static apr_status_t get_json(gs_gmail_t *gm, apr_pool_t *p, const char *method, 
         apr_pool_destroy(rp);
         switch (a.cls) {
         case GS_GM_NOT_FOUND:
-            return GS_ENOTFOUND;
+            /* a real answer: Gmail is there */
+            return (rv = gs_gmail_note_ok(gm)) != APR_SUCCESS ? rv : GS_ENOTFOUND;
         case GS_GM_UNAUTHORIZED:
             if (refreshed) {
                 return gs_gmail_fail_for(gm, p, method, &a);

@@ -1,8 +1,11 @@
 /* gs_gmail.h -- the Gmail API client of the sync engine: the calls it needs, each with the
  * access token refreshed when due, the quota bucket respected, and transient failures retried
- * with capped exponential backoff and jitter (honouring Retry-After) until a retry budget runs
- * out. Then the task fails: quota_exhausted when the last answers were rate limits,
- * gmail_unavailable otherwise; a revoked grant fails it at once with auth_revoked.
+ * with capped exponential backoff and jitter (honouring Retry-After) until the retry budget runs
+ * out: a time without any successful answer (retry_budget), optionally also a count of
+ * consecutive failures of one request (retries). Then the task fails: quota_exhausted when the
+ * last answers were rate limits, gmail_unavailable otherwise; a revoked grant fails it at once
+ * with auth_revoked. Every wait is announced through the wait callback, and so is the first
+ * success after one.
  *
  * Every function returns APR_SUCCESS, GS_EFAILED (the failure record is set), GS_ENOTFOUND
  * where documented, or whatever the tick returned (GS_ELOST) while waiting.
@@ -31,15 +34,25 @@ typedef apr_status_t gs_gmail_token_cb(void *baton, apr_pool_t *p, const char *a
 typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *rows, int nrows,
                                        int gone);
 
+/* A retry wait begins (reason "rate_limited" or "unavailable", attempt: retries since the last
+ * successful answer), or, with reason NULL, a call succeeded after one. */
+typedef apr_status_t gs_gmail_wait_cb(void *baton, const char *reason, apr_interval_time_t wait,
+                                      int attempt);
+
 typedef struct {
     gs_http_t *http;
     gs_oauth_t *oauth;
     gs_failure_t *failure;
     const char *api_base;        /* scheme://host[:port][/prefix] */
     const char *api_path;        /* "/prefix" or "": inner batch requests are paths */
-    int batch_size, parallel, retries;
+    int batch_size, parallel;
     int max_round_parts;         /* batch parts in flight at once: one second of quota at most */
-    apr_interval_time_t backoff_base, backoff_max;
+    gs_retry_policy_t policy;
+    apr_time_t last_ok;          /* the last successful answer (or the start): the budget's origin */
+    int streak;                  /* retries since then */
+    int waiting;                 /* a wait was announced and nothing succeeded since */
+    gs_gmail_wait_cb *on_wait;
+    void *wait_baton;
     gs_bucket_t bucket;
     gs_gmail_token_cb *token_saved;
     void *token_baton;
@@ -50,6 +63,9 @@ typedef struct {
     /* Gmail's answers (top-level requests and batch parts) by class, see gs_board_calls() */
     apr_int64_t answers[GS_BOARD_CALL_CLASSES];
 } gs_gmail_t;
+
+/* A successful answer: the retry budget starts again; ends an announced wait. */
+apr_status_t gs_gmail_note_ok(gs_gmail_t *gm);
 
 /* Counts one answer of Gmail by its HTTP status (0: no answer, a transport error). */
 void gs_gmail_count_answer(gs_gmail_t *gm, int status);

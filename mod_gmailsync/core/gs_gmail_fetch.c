@@ -3,8 +3,8 @@
  * The ids are asked in batch requests of batch_size, up to `parallel` at once. Each batch answer
  * is split by Content-ID: messages are handed to the store callback (one call per batch), 404s
  * are counted as gone, and only the parts that failed (429, 403 rate limits, 5xx, malformed or
- * missing) go back into the queue, to be asked again after a backoff. An id that keeps failing
- * past the retry budget fails the task.
+ * missing) go back into the queue, to be asked again after a backoff. When the retry budget is
+ * spent (a time without any successful answer, see gs_retry_decide) the task fails.
  */
 #include <string.h>
 
@@ -61,6 +61,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     char *answered;
     const char *err = NULL;
     gs_attempt_t a;
+    apr_status_t rv;
     int i, nrows = 0, gone = 0;
 
     gs_gmail_judge(p, req, &a);
@@ -151,7 +152,14 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
             requeue(queue, &items[i], 1, r, &a);
         }
     }
-    return nrows || gone ? store(baton, p, rows, nrows, gone) : APR_SUCCESS;
+    if (!nrows && !gone) {
+        return APR_SUCCESS;
+    }
+    /* some parts came back: Gmail answers again, whatever the rest of this round does */
+    if ((rv = gs_gmail_note_ok(gm)) != APR_SUCCESS) {
+        return rv;
+    }
+    return store(baton, p, rows, nrows, gone);
 }
 
 apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,

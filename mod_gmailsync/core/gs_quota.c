@@ -72,6 +72,27 @@ apr_interval_time_t gs_backoff_delay(int attempt, apr_interval_time_t base,
     return d > retry_after ? d : retry_after;
 }
 
+gs_retry_verdict_t gs_retry_decide(const gs_retry_policy_t *pol, apr_time_t last_ok,
+                                   apr_time_t now, int attempt, apr_interval_time_t retry_after,
+                                   double random01, apr_interval_time_t *wait)
+{
+    apr_interval_time_t left = last_ok + pol->budget - now, d;
+
+    *wait = 0;
+    if (pol->max_attempts > 0 && attempt > pol->max_attempts) {
+        return GS_RETRY_OUT_OF_ATTEMPTS;
+    }
+    if (retry_after > GS_RETRY_AFTER_MAX) {
+        retry_after = GS_RETRY_AFTER_MAX;
+    }
+    if (left <= 0 || retry_after > left) {
+        return GS_RETRY_OUT_OF_TIME;
+    }
+    d = gs_backoff_delay(attempt, pol->base, pol->max, retry_after, random01);
+    *wait = d < left ? d : left;
+    return GS_RETRY_WAIT;
+}
+
 apr_interval_time_t gs_parse_retry_after(const char *value, apr_time_t now)
 {
     apr_int64_t secs = 0;

@@ -50,6 +50,31 @@ apr_interval_time_t gs_backoff_delay(int attempt, apr_interval_time_t base,
                                      apr_interval_time_t max, apr_interval_time_t retry_after,
                                      double random01);
 
+/* The retry decision after a retryable failure (429, 403 rate limits, 5xx, no answer). The
+ * budget is counted in time: retrying goes on until `budget` has passed since the last
+ * successful Gmail answer (`last_ok`), whatever the number of failed answers in between, so that a
+ * storm of rate limits is waited out while a Gmail that never recovers ends the task in bounded
+ * time. `max_attempts` (> 0) additionally caps the consecutive failures of one request; 0: no cap. */
+typedef struct {
+    apr_interval_time_t budget;          /* > 0 */
+    int max_attempts;                    /* 0: only the time budget counts */
+    apr_interval_time_t base, max;       /* backoff, see gs_backoff_delay */
+} gs_retry_policy_t;
+
+typedef enum {
+    GS_RETRY_WAIT = 0,                   /* wait *wait, then ask again */
+    GS_RETRY_OUT_OF_TIME,                /* the time budget is spent (or Retry-After outlasts it) */
+    GS_RETRY_OUT_OF_ATTEMPTS             /* more than max_attempts consecutive failures */
+} gs_retry_verdict_t;
+
+/* Decides retry number `attempt` (1 = first retry) at `now`: the backoff of gs_backoff_delay
+ * (never shorter than `retry_after`), shortened so that the last try falls at the end of the
+ * budget. A Retry-After that reaches past the end of the budget gives up at once: Gmail said it
+ * will not answer before then. */
+gs_retry_verdict_t gs_retry_decide(const gs_retry_policy_t *pol, apr_time_t last_ok,
+                                   apr_time_t now, int attempt, apr_interval_time_t retry_after,
+                                   double random01, apr_interval_time_t *wait);
+
 /* Parses a Retry-After header: delta-seconds or an HTTP date (relative to now). 0 if absent or
  * unparseable. */
 apr_interval_time_t gs_parse_retry_after(const char *value, apr_time_t now);

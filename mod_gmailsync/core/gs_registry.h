@@ -71,6 +71,9 @@ typedef struct {
     char started_at[32];
     apr_time_t updated;             /* local clock of the last change */
     apr_time_t finished;            /* SUCCEEDED entries: when (they linger for watchers) */
+    char retry_reason[16];          /* "" or why the worker waits to ask Gmail again */
+    apr_time_t retry_until;         /* local clock: when it asks again */
+    apr_int64_t retry_attempt;      /* retries since the last successful answer */
     apr_uint32_t generation;        /* bumped on every change (watchers compare it) */
 } gs_registry_task_t;
 

@@ -36,7 +36,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     /* ---------------------------------------------------------------- progress, status, health */
 #define TASK_COLUMNS "t.task_id::text, t.state, t.mode, t.progress_percentage::text," \
     " t.processed::text, t.total::text, t.error_code, t.error_message, " RFC3339("t.created_at") \
-    ", " RFC3339("t.started_at") ", " RFC3339("t.heartbeat_at") ", " RFC3339("t.finished_at")
+    ", " RFC3339("t.started_at") ", " RFC3339("t.heartbeat_at") ", " RFC3339("t.finished_at") \
+    ", t.retry_reason, " RFC3339("t.retry_until") ", t.retry_attempt::text"
     { GS_SQL_TASK_GET,
       "SELECT " TASK_COLUMNS " FROM gmailsync.sync_tasks t"
       " WHERE t.task_id = %s::uuid AND t.user_id = %s" },
@@ -162,6 +163,16 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " RETURNING lease::text, user_id, force_full::integer::text" },
     { GS_SQL_W_TASK_HEARTBEAT,
       "UPDATE gmailsync.sync_tasks SET heartbeat_at = now(), updated_at = now() WHERE " W_GUARD },
+    { GS_SQL_W_TASK_RETRYING,
+      /* a wait on Gmail is a heartbeat too */
+      "UPDATE gmailsync.sync_tasks SET retry_reason = %s,"
+      " retry_until = now() + make_interval(secs => %s::double precision),"
+      " retry_attempt = %s::integer, heartbeat_at = now(), updated_at = now()"
+      " WHERE " W_GUARD },
+    { GS_SQL_W_TASK_RECOVERED,
+      "UPDATE gmailsync.sync_tasks SET retry_reason = NULL, retry_until = NULL, retry_attempt = NULL,"
+      " heartbeat_at = now(), updated_at = now()"
+      " WHERE " W_GUARD },
     { GS_SQL_W_TASK_PROGRESS,
       /* never backwards, and below 100 until SUCCEEDED (the schema's CHECK agrees) */
       "UPDATE gmailsync.sync_tasks SET mode = COALESCE(%s, mode),"
@@ -171,12 +182,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " WHERE " W_GUARD },
     { GS_SQL_W_TASK_SUCCEED,
       "UPDATE gmailsync.sync_tasks SET state = 'SUCCEEDED', progress_percentage = 100,"
+      " retry_reason = NULL, retry_until = NULL, retry_attempt = NULL,"
       " mode = COALESCE(%s, mode), processed = GREATEST(processed, %s::bigint),"
       " total = GREATEST(processed, %s::bigint),"
       " heartbeat_at = now(), finished_at = now(), updated_at = now()"
       " WHERE " W_GUARD " RETURNING " W_DURATION_MS },
     { GS_SQL_W_TASK_FAIL,
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', mode = COALESCE(%s, mode),"
+      " retry_reason = NULL, retry_until = NULL, retry_attempt = NULL,"
       " error_code = %s, error_message = %s,"
       " heartbeat_at = now(), finished_at = now(), updated_at = now()"
       " WHERE " W_GUARD " RETURNING " W_DURATION_MS },

@@ -42,6 +42,8 @@ typedef struct {
 #define GS_SQL_W_TASK_ADOPT      "gs_w_task_adopt"      /* (host, pid, version, task, lease)
                                                            -> same */
 #define GS_SQL_W_TASK_HEARTBEAT  "gs_w_task_heartbeat"  /* (task, lease) */
+#define GS_SQL_W_TASK_RETRYING   "gs_w_task_retrying"   /* (reason, wait s, attempt, task, lease) */
+#define GS_SQL_W_TASK_RECOVERED  "gs_w_task_recovered"  /* (task, lease) */
 #define GS_SQL_W_TASK_PROGRESS   "gs_w_task_progress"   /* (mode, processed, total, pct, task,
                                                            lease) */
 #define GS_SQL_W_TASK_SUCCEED    "gs_w_task_succeed"    /* (mode, processed, processed, task,

@@ -31,6 +31,16 @@ static apr_status_t heartbeat_tick(void *baton)
     return gs_task_tick(s->task);
 }
 
+/* The Gmail client waits before asking again, or a call succeeded after such a wait: the task
+ * records it where the task JSON reads it. */
+static apr_status_t retry_state(void *baton, const char *reason, apr_interval_time_t wait,
+                                int attempt)
+{
+    gs_sync_t *s = baton;
+
+    return reason ? gs_task_retrying(s->task, reason, wait, attempt) : gs_task_recovered(s->task);
+}
+
 static apr_status_t save_token(void *baton, apr_pool_t *p, const char *access_token,
                                long expires_in, const char *new_refresh)
 {
@@ -57,6 +67,8 @@ gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t
     gs_http_set_tick(http, heartbeat_tick, s);
     s->gm->token_saved = save_token;
     s->gm->token_baton = task;
+    s->gm->on_wait = retry_state;
+    s->gm->wait_baton = s;
     return s;
 }
 

@@ -224,6 +224,69 @@ static apr_status_t write_progress(gs_task_t *t, apr_time_t now)
     return rv;
 }
 
+apr_status_t gs_task_retrying(gs_task_t *t, const char *reason, apr_interval_time_t wait,
+                              int attempt)
+{
+    apr_time_t now = apr_time_now();
+    const char *args[5];
+    apr_status_t rv;
+    apr_pool_t *p;
+
+    if ((rv = apr_pool_create(&p, t->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    args[0] = reason;
+    args[1] = apr_psprintf(p, "%.3f", (double)wait / APR_USEC_PER_SEC);
+    args[2] = apr_itoa(p, attempt);
+    args[3] = t->task_id;
+    args[4] = t->lease;
+    rv = gs_task_exec(t, p, GS_SQL_W_TASK_RETRYING, 1, NULL, 5, args);
+    if (rv == APR_SUCCESS) {
+        t->retry_reason = reason;
+        t->retry_until = now + wait;
+        t->last_beat = now;
+        gs_task_note_advance(t);
+        if (t->announce) {
+            char line[GS_BOARD_LINE_MAX];
+
+            t->announce(t->announce_baton, line,
+                        gs_board_retrying(line, t->task_id, reason,
+                                          (apr_int64_t)apr_time_as_msec(wait), attempt));
+        }
+    }
+    apr_pool_destroy(p);
+    return rv;
+}
+
+apr_status_t gs_task_recovered(gs_task_t *t)
+{
+    const char *args[2] = { t->task_id, t->lease };
+    apr_status_t rv;
+    apr_pool_t *p;
+
+    if (!t->retry_reason) {
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_pool_create(&p, t->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = gs_task_exec(t, p, GS_SQL_W_TASK_RECOVERED, 1, NULL, 2, args);
+    if (rv == APR_SUCCESS) {
+        gs_log_error(GS_LOG_INFO, p, "event=gmail.recovered task=%s reason=%s", t->task_id,
+                     t->retry_reason);
+        t->retry_reason = NULL;
+        t->retry_until = 0;
+        t->last_beat = apr_time_now();
+        if (t->announce) {
+            char line[GS_BOARD_LINE_MAX];
+
+            t->announce(t->announce_baton, line, gs_board_retrying(line, t->task_id, NULL, 0, 0));
+        }
+    }
+    apr_pool_destroy(p);
+    return rv;
+}
+
 apr_status_t gs_task_tick(gs_task_t *t)
 {
     apr_time_t now = apr_time_now();
@@ -231,6 +294,11 @@ apr_status_t gs_task_tick(gs_task_t *t)
     apr_status_t rv;
     apr_pool_t *p;
 
+    if (t->retry_until && now < t->retry_until) {
+        /* a declared wait on Gmail (a backoff, a Retry-After) is going somewhere: the watchdog
+         * measures silence from its end */
+        gs_task_note_advance(t);
+    }
     if (t->dirty && (!t->last_progress || now - t->last_progress >= t->progress_interval)) {
         return write_progress(t, now);
     }

@@ -38,6 +38,8 @@ typedef struct {
     apr_interval_time_t stall_limit;  /* no heartbeat after this long without a step (0: off) */
     apr_interval_time_t db_wait;      /* how long a statement waits for a lost database */
     int stalled;
+    const char *retry_reason;   /* while waiting to ask Gmail again (NULL: not waiting) */
+    apr_time_t retry_until;     /* local clock: end of that wait */
     const char *mode;           /* "full", "incremental", or NULL before the decision */
     apr_int64_t processed, total;
     int pct;                    /* hundredths; the highest so far */
@@ -70,6 +72,17 @@ void gs_task_announce_state(gs_task_t *t, const char *state, const char *extra);
  * no step was made for stall_limit: a worker that is alive but goes nowhere must not look
  * healthy forever. */
 void gs_task_note_advance(gs_task_t *t);
+
+/* The worker waits `wait` before asking Gmail again (reason "rate_limited" or "unavailable",
+ * attempt: retries since the last successful answer): recorded at once in sync_tasks (retry_*,
+ * which also beats the heart) and announced on the board, so that watchers see why nothing
+ * moves. The wait counts as a forward step for the stall watchdog: it is bounded by the retry
+ * budget, and a worker waiting under a rate limit must keep its heartbeat. */
+apr_status_t gs_task_retrying(gs_task_t *t, const char *reason, apr_interval_time_t wait,
+                              int attempt);
+
+/* A call succeeded again: clears what gs_task_retrying recorded (nothing to do if nothing was). */
+apr_status_t gs_task_recovered(gs_task_t *t);
 
 /* Beats the heart if it is due (and the worker is not stalled), and writes pending progress if
  * its interval has passed. */

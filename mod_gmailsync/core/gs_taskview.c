@@ -34,9 +34,26 @@ static json_object *percentage(double v)
     return json_object_new_double_s(v, buf);
 }
 
+/* {"reason","until","attempt"} while a RUNNING task waits to ask Gmail again, else NULL. */
+static json_object *retrying(const char *state, const char *reason, json_object *until,
+                             apr_int64_t attempt)
+{
+    json_object *r;
+
+    if (!reason || !*reason || !state || strcmp(state, "RUNNING")) {
+        json_object_put(until);
+        return NULL;
+    }
+    r = json_object_new_object();
+    json_object_object_add(r, "reason", json_object_new_string(reason));
+    json_object_object_add(r, "until", until);
+    json_object_object_add(r, "attempt", json_object_new_int64(attempt));
+    return r;
+}
+
 json_object *gs_taskview_from_row(const gs_db_rows_t *rows, int row, int col)
 {
-    const char *id = gs_db_cell(rows, row, col), *code, *pct;
+    const char *id = gs_db_cell(rows, row, col), *code, *pct, *attempt;
     json_object *task, *error = NULL;
 
     if (!id) {
@@ -61,6 +78,11 @@ json_object *gs_taskview_from_row(const gs_db_rows_t *rows, int row, int col)
     json_object_object_add(task, "started_at", string_or_null(gs_db_cell(rows, row, col + 9)));
     json_object_object_add(task, "heartbeat_at", string_or_null(gs_db_cell(rows, row, col + 10)));
     json_object_object_add(task, "finished_at", string_or_null(gs_db_cell(rows, row, col + 11)));
+    attempt = gs_db_cell(rows, row, col + 14);
+    json_object_object_add(task, "retrying",
+                           retrying(gs_db_cell(rows, row, col + 1), gs_db_cell(rows, row, col + 12),
+                                    string_or_null(gs_db_cell(rows, row, col + 13)),
+                                    attempt ? apr_atoi64(attempt) : 0));
     return task;
 }
 
@@ -93,6 +115,8 @@ json_object *gs_taskview_from_board(apr_pool_t *p, const gs_registry_task_t *t)
                                                    ? json_object_new_string(t->started_at) : NULL);
     json_object_object_add(task, "heartbeat_at", rfc3339(p, t->updated));
     json_object_object_add(task, "finished_at", t->finished ? rfc3339(p, t->finished) : NULL);
+    json_object_object_add(task, "retrying", retrying(t->state, t->retry_reason,
+                                                      rfc3339(p, t->retry_until), t->retry_attempt));
     return task;
 }
 

@@ -2,7 +2,8 @@
  * database row or from this host's live board:
  *   task_id, state, mode (null until decided), progress_percentage (0-100, 100 only at
  *   SUCCEEDED), processed, total (null while unknown), error (null or {"code","message"}),
- *   created_at, started_at, heartbeat_at, finished_at (RFC 3339 UTC or null)
+ *   created_at, started_at, heartbeat_at, finished_at (RFC 3339 UTC or null), retrying (null, or
+ *   {"reason","until","attempt"} while a RUNNING task's worker waits to ask Gmail again)
  */
 #ifndef GS_TASKVIEW_H
 #define GS_TASKVIEW_H
@@ -13,7 +14,7 @@
 #include "gs_db.h"
 #include "gs_registry.h"
 
-#define GS_TASK_COLUMNS 12   /* columns of the TASK_COLUMNS list in gs_sql.c */
+#define GS_TASK_COLUMNS 15   /* columns of the TASK_COLUMNS list in gs_sql.c */
 
 /* The task JSON of row `row`, whose task columns start at `col` (the caller owns the reference;
  * attach it to an object or own it with gs_json_own). NULL if the row has no task. */

@@ -42,6 +42,7 @@ static const key_t_ keys[] = {
     { "progress_interval", K_DURATION, F(progress_interval), 0, 0, 0 },
     { "stall_limit", K_DURATION, F(stall_limit), 0, 0, 0 },
     { "db_wait", K_DURATION, F(db_wait), 0, 0, 0 },
+    { "retry_budget", K_DURATION, F(retry_budget), 0, 0, 1000 * 100 },
     { "backoff_base", K_DURATION, F(backoff_base), 0, 0, 1000 },
     { "backoff_max", K_DURATION, F(backoff_max), 0, 0, 1000 },
     { "timeout", K_DURATION, F(timeout), 0, 0, 1000 * 100 },
@@ -68,6 +69,7 @@ gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p)
     conf->progress_interval = GS_DEFAULT_PROGRESS_INTERVAL;
     conf->stall_limit = GS_WORKER_DEFAULT_STALL_LIMIT;
     conf->db_wait = GS_WORKER_DEFAULT_DB_WAIT;
+    conf->retry_budget = GS_DEFAULT_RETRY_BUDGET;
     conf->backoff_base = GS_WORKER_DEFAULT_BACKOFF_BASE;
     conf->backoff_max = GS_WORKER_DEFAULT_BACKOFF_MAX;
     conf->timeout = GS_WORKER_DEFAULT_TIMEOUT;

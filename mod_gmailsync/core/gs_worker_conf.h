@@ -21,7 +21,7 @@
 
 #define GS_WORKER_DEFAULT_PARALLEL        2
 #define GS_WORKER_MAX_PARALLEL            16
-#define GS_WORKER_DEFAULT_RETRIES         8
+#define GS_WORKER_DEFAULT_RETRIES         0   /* no count cap: the time budget decides */
 #define GS_WORKER_DEFAULT_BACKOFF_BASE    apr_time_from_msec(500)
 #define GS_WORKER_DEFAULT_BACKOFF_MAX     apr_time_from_sec(32)
 #define GS_WORKER_DEFAULT_TIMEOUT         apr_time_from_sec(60)
@@ -41,7 +41,10 @@ typedef struct {
     int batch_size;                  /* messages per Gmail batch request, 1..GS_MAX_BATCH_SIZE */
     int quota_units;                 /* Gmail quota units/s this worker allows itself; 0: no limit */
     int parallel;                    /* Gmail requests in flight at once */
-    int retries;                     /* retry budget of one request (or one batch part) */
+    int retries;                     /* optional cap on consecutive failures of one request (or
+                                        batch part); 0: only retry_budget counts */
+    apr_interval_time_t retry_budget;     /* retrying stops (the task fails) after this long
+                                             without a successful Gmail answer */
     apr_interval_time_t heartbeat;
     apr_interval_time_t progress_interval;
     apr_interval_time_t stall_limit;      /* heartbeat stops after this long without a forward

@@ -36,6 +36,7 @@
 #define GS_DIR_ALLOW_ORIGIN            "GmailSyncAllowOrigin"
 #define GS_DIR_BATCH_SIZE              "GmailSyncBatchSize"
 #define GS_DIR_QUOTA_UNITS             "GmailSyncQuotaUnits"
+#define GS_DIR_RETRY_BUDGET            "GmailSyncRetryBudget"
 #define GS_DIR_ALERT_SUCCESS_RATE      "GmailSyncAlertSuccessRate"
 #define GS_DIR_ALERT_MEAN_DURATION     "GmailSyncAlertMeanDuration"
 #define GS_DIR_ALERT_STUCK_TASKS       "GmailSyncAlertStuckTasks"
@@ -75,6 +76,7 @@ typedef struct {
     apr_array_header_t *allow_origins;     /* const char * normalized origins */
     long batch_size;
     long quota_units;
+    apr_interval_time_t retry_budget;      /* worker: retrying without a successful answer */
     double alert_success_rate;
     apr_interval_time_t alert_mean_duration;
     long alert_stuck_tasks;

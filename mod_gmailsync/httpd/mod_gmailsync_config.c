@@ -35,6 +35,7 @@ typedef struct {
 static gs_bounds_t max_workers_bounds  = BOUNDS(max_workers, 0, 256);
 static gs_bounds_t batch_size_bounds   = BOUNDS(batch_size, 1, GS_MAX_BATCH_SIZE);
 static gs_bounds_t quota_units_bounds  = BOUNDS(quota_units, 1, 1000000);
+static gs_bounds_t retry_budget_bounds = BOUNDS(retry_budget, apr_time_from_sec(1), apr_time_from_sec(86400));
 static gs_bounds_t stuck_tasks_bounds  = BOUNDS(alert_stuck_tasks, 0, 1000000);
 static gs_bounds_t heartbeat_bounds    = BOUNDS(heartbeat, 100 * 1000, apr_time_from_sec(3600));
 static gs_bounds_t stuck_after_bounds  = BOUNDS(stuck_after, apr_time_from_sec(1), GS_MAX_DURATION);
@@ -64,6 +65,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->user_from = GS_UNSET;
     conf->batch_size = GS_UNSET;
     conf->quota_units = GS_UNSET;
+    conf->retry_budget = GS_UNSET;
     conf->alert_success_rate = GS_UNSET;
     conf->alert_mean_duration = GS_UNSET;
     conf->alert_stuck_tasks = GS_UNSET;
@@ -105,6 +107,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK_PTR(allow_origins);
     PICK(batch_size);
     PICK(quota_units);
+    PICK(retry_budget);
     PICK(alert_success_rate);
     PICK(alert_mean_duration);
     PICK(alert_stuck_tasks);
@@ -142,6 +145,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT_PTR(session_cookie, GS_DEFAULT_SESSION_COOKIE);
         DEFAULT(batch_size, GS_DEFAULT_BATCH_SIZE);
         DEFAULT(quota_units, GS_DEFAULT_QUOTA_UNITS);
+        DEFAULT(retry_budget, GS_DEFAULT_RETRY_BUDGET);
         DEFAULT(alert_success_rate, GS_DEFAULT_ALERT_SUCCESS_RATE);
         DEFAULT(alert_mean_duration, GS_DEFAULT_ALERT_MEAN_DURATION);
         DEFAULT(alert_stuck_tasks, GS_DEFAULT_ALERT_STUCK_TASKS);
@@ -535,6 +539,9 @@ const command_rec gs_httpd_cmds[] = {
                   "messages per Gmail batch request (default 50)"),
     AP_INIT_TAKE1(GS_DIR_QUOTA_UNITS, set_number, &quota_units_bounds, RSRC_CONF,
                   "Gmail quota units per second per user the worker allows itself (default 250)"),
+    AP_INIT_TAKE1(GS_DIR_RETRY_BUDGET, set_duration, &retry_budget_bounds, RSRC_CONF,
+                  "how long a worker keeps retrying Gmail without a successful answer before "
+                  "the task fails, e.g. 5m (1s-1d; default 5m)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_SUCCESS_RATE, set_percent, &success_rate_offset, RSRC_CONF,
                   "alert when the success rate falls below this percentage (default 95)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_MEAN_DURATION, set_duration, &mean_dur_bounds, RSRC_CONF,

@@ -53,6 +53,11 @@ typedef struct {
     char created_at[32];
     char started_at[32];
     char mode[16];
+    gs_board_line_t last;     /* the last progress line (have_last), kept across retry lines */
+    int have_last;
+    char retry_reason[16];    /* "" or why the worker waits to ask Gmail again */
+    apr_time_t retry_until;
+    apr_int64_t retry_attempt;
     int succeeded;            /* the board shows its SUCCEEDED state for a while */
     int exited;               /* reaped; the slot waits for fail_code to be written */
     int lost;                 /* its task left RUNNING elsewhere; told to stop */

@@ -66,6 +66,11 @@ static void board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_
         t.progress_percentage = line->pct >= 0 ? line->pct / 100.0 : 0;
     }
     t.updated = apr_time_now();
+    if (!strcmp(state, "RUNNING") && w->retry_reason[0]) {
+        apr_cpystrn(t.retry_reason, w->retry_reason, sizeof t.retry_reason);
+        t.retry_until = w->retry_until;
+        t.retry_attempt = w->retry_attempt;
+    }
     if (!strcmp(state, "SUCCEEDED")) {
         t.finished = t.updated;
     }
@@ -127,7 +132,23 @@ static void handle_worker_line(daemon_t *d, worker_t *w, int is_err, char *line)
         }
     }
     else if (!strcmp(parsed.event, "progress")) {
+        w->last = parsed;
+        w->have_last = 1;
         board_put(w, NULL, &parsed, "RUNNING");
+    }
+    else if (!strcmp(parsed.event, "retrying")) {
+        /* the worker waits on Gmail (or no longer does): the watchers see why nothing moves */
+        if (!strcmp(parsed.reason, "none") || !parsed.reason[0]) {
+            w->retry_reason[0] = '\0';
+            w->retry_until = 0;
+            w->retry_attempt = 0;
+        }
+        else {
+            apr_cpystrn(w->retry_reason, parsed.reason, sizeof w->retry_reason);
+            w->retry_until = apr_time_now() + apr_time_from_msec(parsed.wait_ms);
+            w->retry_attempt = parsed.attempt;
+        }
+        board_put(w, NULL, w->have_last ? &w->last : NULL, "RUNNING");
     }
     else if (!strcmp(parsed.event, "state") && !strcmp(parsed.state, "SUCCEEDED")) {
         /* kept a little while, so that progress watchers see the end without a query each */
@@ -193,6 +214,7 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         /* a worker without a forward step for half the stuck threshold stops beating, so that
          * it is found STUCK and cleaned up */
         "stall_limit = ", gs_format_duration(p, c->stuck_after / 2), "\n",
+        "retry_budget = ", gs_format_duration(p, c->retry_budget), "\n",
         "host = ", d->host, "\n", NULL);
 }
 

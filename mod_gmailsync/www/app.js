@@ -27,7 +27,7 @@
     sync: $('sync'), full: $('full'),
     block: $('progress-block'), bar: $('bar'), fill: $('bar-fill'), percent: $('percent'),
     state: $('state'), counts: $('counts'), mode: $('mode'), elapsed: $('elapsed'),
-    remaining: $('remaining'), taskId: $('task-id'), channel: $('channel'),
+    remaining: $('remaining'), taskId: $('task-id'), channel: $('channel'), waiting: $('waiting'),
     problem: $('problem'), problemTitle: $('problem-title'), problemText: $('problem-text'),
     problemAdvice: $('problem-advice'), problemCode: $('problem-code'), retry: $('retry'),
     last: $('last'), lastSuccess: $('last-success'), announcer: $('announcer')
@@ -283,6 +283,10 @@
     if (!prev || prev.task_id !== task.task_id || prev.state !== task.state) {
       stateChanged(prev, task);
     }
+    if (task.retrying && !(prev && prev.task_id === task.task_id && prev.retrying
+                           && prev.retrying.reason === task.retrying.reason)) {
+      announce(waitingText(task.retrying));
+    }
     renderProgress();
     animate();
   }
@@ -525,7 +529,32 @@
     el.bar.classList.toggle('failed', task.state === 'FAILED' || task.state === 'STUCK' || task.state === 'CANCELLED');
     el.bar.classList.toggle('done', task.state === 'SUCCEEDED');
     renderTimes();
+    renderWaiting();
     renderButtons();
+  }
+
+  // The worker waits to ask Gmail again (task JSON "retrying"): say why and until when, in the
+  // reader's clock, instead of a bar that stands still without a word.
+  function waitingText(r) {
+    var until = Date.parse(r.until) - S.clockOffset;
+    var key = r.reason === 'rate_limited' ? 'waiting_rate_limited' : 'waiting_unavailable';
+    if (isNaN(until) || until <= Date.now()) { return t(key + '_now', { n: r.attempt }); }
+    var d = new Date(until);
+    var hms = [d.getHours(), d.getMinutes(), d.getSeconds()].map(function (v) {
+      return String(v).padStart(2, '0');
+    }).join(':');
+    return t(key, { time: hms, n: r.attempt });
+  }
+
+  function renderWaiting() {
+    var task = S.task;
+    if (!task || task.state !== 'RUNNING' || !task.retrying) {
+      el.waiting.hidden = true;
+      el.waiting.textContent = '';
+      return;
+    }
+    el.waiting.textContent = waitingText(task.retrying);
+    el.waiting.hidden = false;
   }
 
   function renderTimes() {
@@ -686,7 +715,7 @@
   });
   el.lang.addEventListener('change', function () { setLanguage(el.lang.value, true); });
   setInterval(function () {
-    if (S.task && ACTIVE[S.task.state]) { renderTimes(); }
+    if (S.task && ACTIVE[S.task.state]) { renderTimes(); renderWaiting(); }
   }, 1000);
   window.addEventListener('pagehide', closeChannel);
   // back from the back/forward cache: the channel was closed on pagehide

@@ -45,6 +45,10 @@ window.GMAILSYNC_STRINGS = {
     via_sse: 'Live updates',
     via_poll: 'Updates every second (live stream unavailable)',
     reconnecting: 'Connection lost; trying again…',
+    waiting_rate_limited: 'Gmail asked us to slow down; retrying at {time} (attempt {n}).',
+    waiting_rate_limited_now: 'Gmail asked us to slow down; retrying now (attempt {n}).',
+    waiting_unavailable: 'Gmail is not answering right now; retrying at {time} (attempt {n}).',
+    waiting_unavailable_now: 'Gmail is not answering right now; retrying now (attempt {n}).',
 
     announce_started: 'Sync started.',
     announce_running: 'Sync running.',
@@ -147,6 +151,10 @@ window.GMAILSYNC_STRINGS = {
     via_sse: '实时更新',
     via_poll: '每秒更新一次（实时推送不可用）',
     reconnecting: '连接中断，正在重试…',
+    waiting_rate_limited: 'Gmail 要求我们放慢速度；将于 {time} 重试（第 {n} 次）。',
+    waiting_rate_limited_now: 'Gmail 要求我们放慢速度；正在重试（第 {n} 次）。',
+    waiting_unavailable: 'Gmail 暂时没有响应；将于 {time} 重试（第 {n} 次）。',
+    waiting_unavailable_now: 'Gmail 暂时没有响应；正在重试（第 {n} 次）。',
 
     announce_started: '同步已开始。',
     announce_running: '正在同步。',

@@ -221,6 +221,43 @@ pageTest('a storm of Gmail 5xx answers: FAILED with its code and plain words; Re
   assert.equal(stack.storedMessages(user.user_id), 120);
 });
 
+pageTest('Gmail asks to slow down mid-sync: the page says so with the retry time instead of a frozen bar, then SUCCEEDED', async (session) => {
+  const user = stack.addUser({ messages: 60 });
+  const page = await signIn(session, user);
+  // a whole batch refused with 429 and Retry-After: 3, after the first batch went through
+  await stack.fault({ method: 'batch', status: 429, retry_after: 3, count: 1, after: 1, email: user.email });
+  await page.click('#sync');
+  await page.waitForSelector('#waiting:not([hidden])', { timeout: 20000 });
+  const text = await page.textContent('#waiting');
+  const m = /^Gmail asked us to slow down; retrying at (\d\d):(\d\d):(\d\d) \(attempt 1\)\.$/.exec(text);
+  assert.ok(m, `the waiting message: ${text}`);
+  // the time shown is about 3 s ahead, in the reader's clock
+  const at = new Date();
+  at.setHours(Number(m[1]), Number(m[2]), Number(m[3]));
+  const ahead = (at.getTime() - Date.now()) / 1000;
+  assert.ok(ahead > -1.5 && ahead < 4.5, `retrying at ${m[0]}: ${ahead} s ahead`);
+  assert.equal(await page.textContent('#state'), 'Syncing');
+  assert.ok((await bar(page)).v < 100);
+  assert.match(await page.textContent('#announcer'), /^Gmail asked us to slow down; /);
+  assert.deepEqual(await audit(page), [], 'accessibility while waiting');
+  await page.waitForSelector('#waiting', { state: 'hidden', timeout: 15000 });
+  await waitState(page, 'SUCCEEDED', 60000);
+  assert.equal(await page.isVisible('#waiting'), false);
+  assert.equal(await page.isVisible('#problem'), false);
+  assert.equal(stack.storedMessages(user.user_id), 60);
+});
+
+pageTest('zh-CN: the waiting message in Chinese', { locale: 'zh-CN' }, async (session) => {
+  const user = stack.addUser({ messages: 40 });
+  const page = await signIn(session, user);
+  await stack.fault({ method: 'batch', status: 503, retry_after: 3, count: 1, after: 1, email: user.email });
+  await page.click('#sync');
+  await page.waitForSelector('#waiting:not([hidden])', { timeout: 20000 });
+  assert.match(await page.textContent('#waiting'), /^Gmail 暂时没有响应；将于 \d\d:\d\d:\d\d 重试（第 1 次）。$/);
+  await waitState(page, 'SUCCEEDED', 60000);
+  assert.equal(await page.isVisible('#waiting'), false);
+});
+
 pageTest('a reload mid-sync and a second tab attach to the running task and follow it', async (session) => {
   const user = stack.addUser({ messages: 700 });
   const page = await signIn(session, user);

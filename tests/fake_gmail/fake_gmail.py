@@ -322,7 +322,7 @@ class Api:
                     reply = Reply(200, b'{\n  "id": "' + (msg_id or "x").encode() + b'",\n  "threadId": ')
                 else:
                     status = fault.part_status if (level == "part" and fault.part_status) else fault.status
-                    hdrs = [("Retry-After", "1")] if status in (429, 503) else []
+                    hdrs = fault.retry_after_headers(status)
                     if status == 502:
                         reply = Reply(502, P.GOOGLE_502_HTML, "text/html; charset=UTF-8", hdrs)
                     else:
@@ -516,6 +516,33 @@ def parse_batch(body, boundary):
     return requests
 
 
+def _bearer_owner(state, auth):
+    """The mailbox (lower case) whose valid access token `auth` carries, else None."""
+    scheme, _, cred = (auth or "").strip().partition(" ")
+    return state.tokens.lookup(cred.strip()) if scheme.lower() == "bearer" else None
+
+
+def _batch_mailbox(state, outer_auth, requests):
+    """The mailbox a batch is for, as Gmail's front end knows it: the outer bearer token's owner,
+    else the first inner request's token or explicit address (/gmail/v1/users/<address>/...).
+    None when nothing names one."""
+    owner = _bearer_owner(state, outer_auth)
+    if owner is not None:
+        return owner
+    for _cid, _method, target, inner_headers in requests:
+        auth = inner_headers.get(b"authorization")
+        if auth is not None:
+            owner = _bearer_owner(state, auth.decode("latin-1"))
+            if owner is not None:
+                return owner
+        path = unquote(target.partition("?")[0])
+        if path.startswith("/gmail/v1/users/"):
+            user = path[len("/gmail/v1/users/"):].partition("/")[0]
+            if user and user != "me":
+                return user.lower()
+    return None
+
+
 def _response_cid(cid):
     if cid is None:
         return None
@@ -685,13 +712,14 @@ class Handler(BaseHTTPRequestHandler):
             state.stats.record("batch", 400)
             return Reply(400, P.invalid_argument("Inner request count exceeds the limit. Limit: %d" % cfg.max_batch,
                                                  "badRequest"))
-        fault = state.faults.match("top", "batch")
+        fault = state.faults.match("top", "batch", _batch_mailbox(state, outer_auth, requests))
         if fault is not None and fault.mode == "status":
             state.stats.record("batch", fault.status)
             if fault.status == 502:
-                return Reply(502, P.GOOGLE_502_HTML, "text/html; charset=UTF-8")
+                return Reply(502, P.GOOGLE_502_HTML, "text/html; charset=UTF-8",
+                             fault.retry_after_headers(502))
             return Reply(fault.status, P.status_error(fault.status, fault.reason, fault.message),
-                         headers=[("Retry-After", "1")] if fault.status in (429, 503) else [])
+                         headers=fault.retry_after_headers(fault.status))
         api = state.api_top
         held = {}
         answers = []

@@ -264,7 +264,7 @@ FAULT_MODES = {"status", "latency", "stall", "stall_body", "reset", "truncate", 
 
 class Fault:
     __slots__ = ("id", "method", "status", "count", "after", "reason", "message", "mode", "seconds",
-                 "part_status", "ids", "email", "fired")
+                 "part_status", "ids", "email", "retry_after", "fired")
 
     def __init__(self, fid, spec):
         method = spec.get("method", "*")
@@ -289,6 +289,14 @@ class Fault:
         self.ids = set(ids) if ids else None
         email = spec.get("email")
         self.email = email.lower() if email else None
+        # Retry-After of the answer: Gmail's (1 s with 429 and 503, none otherwise) unless the
+        # spec sets seconds (any status; 0 is "Retry-After: 0") or null (no header at all)
+        self.retry_after = "default"
+        if "retry_after" in spec:
+            ra = spec["retry_after"]
+            if ra is not None and (isinstance(ra, bool) or not isinstance(ra, int) or ra < 0):
+                raise ValueError("retry_after must be whole seconds (>= 0) or null")
+            self.retry_after = ra
         self.fired = 0
         if not (100 <= self.status <= 599) or (self.part_status is not None and not 100 <= self.part_status <= 599):
             raise ValueError("status must be an HTTP status code")
@@ -297,11 +305,19 @@ class Fault:
         if self.after < 0 or self.seconds < 0:
             raise ValueError("after and seconds must not be negative")
 
+    def retry_after_headers(self, status):
+        """The Retry-After header (as a header list) of an answer this fault gives with `status`."""
+        if self.retry_after == "default":
+            return [("Retry-After", "1")] if status in (429, 503) else []
+        return [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
+
     def describe(self):
         return {"id": self.id, "method": self.method, "mode": self.mode, "status": self.status,
                 "count": self.count, "after": self.after, "reason": self.reason, "message": self.message,
                 "seconds": self.seconds, "batch_part_status": self.part_status,
-                "ids": sorted(self.ids) if self.ids else None, "email": self.email, "fired": self.fired}
+                "ids": sorted(self.ids) if self.ids else None, "email": self.email,
+                "retry_after": self.retry_after,
+                "fired": self.fired}
 
 
 class Faults:

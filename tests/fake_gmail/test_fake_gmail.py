@@ -573,6 +573,56 @@ def test_status_faults_fire_in_order_with_after_and_count(server, box):
     assert server.ctl("GET", "faults")["faults"] == []
 
 
+def test_batch_fault_with_email_fires_only_for_that_mailboxs_batches(server, box):
+    mail, info, token = box
+    other = "other-batch@example.com"
+    other_token = server.token(server.mailbox(other, messages=5, seed=2)["refresh_token"])
+    fid = server.ctl("POST", "faults", {"method": "batch", "status": 429, "email": mail.upper(),
+                                        "count": -1}, expect=201)["id"]
+    profile = [("a", "/gmail/v1/users/me/profile", "")]
+    # the other mailbox's batches pass, by the outer token or by an inner one
+    assert server.batch(other_token, profile).status_code == 200
+    inner_auth = [("a", "/gmail/v1/users/me/profile", "Authorization: Bearer %s\r\n" % other_token)]
+    assert server.batch(None, inner_auth, auth=False).status_code == 200
+    # this mailbox's batch is known by its outer token, its inner token, or its address
+    resp = server.batch(token, profile)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "1"
+    assert resp.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    inner_auth = [("a", "/gmail/v1/users/me/profile", "Authorization: Bearer %s\r\n" % token)]
+    assert server.batch(None, inner_auth, auth=False).status_code == 429
+    by_address = [("a", "/gmail/v1/users/%s/profile" % mail, "")]
+    assert server.batch(None, by_address, auth=False).status_code == 429
+    faults = server.ctl("GET", "faults")["faults"]
+    assert [(f["id"], f["email"], f["fired"]) for f in faults] == [(fid, mail, 3)]
+    # a batch that names no mailbox at all is not this mailbox's
+    anonymous = [("a", "/gmail/v1/users/me/profile", "")]
+    assert server.batch(None, anonymous, auth=False).status_code == 200
+    assert server.ctl("GET", "faults")["faults"][0]["fired"] == 3
+
+
+def test_fault_retry_after_can_be_set_or_left_out(server, box):
+    mail, info, token = box
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 429, "retry_after": 0}, expect=201)
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 429, "retry_after": None}, expect=201)
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 403, "retry_after": 3}, expect=201)
+    server.ctl("POST", "faults", {"method": "getProfile", "status": 403}, expect=201)
+    answers = [server.get("profile", token) for _ in range(4)]
+    assert [r.status_code for r in answers] == [429, 429, 403, 403]
+    assert [r.headers.get("Retry-After") for r in answers] == ["0", None, "3", None]
+    assert answers[3].json()["error"]["errors"][0]["reason"] == "userRateLimitExceeded"
+    mid = server.get("messages", token, maxResults=1).json()["messages"][0]["id"]
+    server.ctl("POST", "faults", {"method": "messages.get", "batch_part_status": 429, "retry_after": 0},
+               expect=201)
+    part = parse_batch_response(server.batch(token, [("a", "/gmail/v1/users/me/messages/" + mid, "")]))[0]
+    assert part[1] == 429 and part[2]["retry-after"] == "0"
+    server.ctl("POST", "faults", {"method": "batch", "status": 503, "retry_after": 2}, expect=201)
+    resp = server.batch(token, [("a", "/gmail/v1/users/me/messages/" + mid, "")])
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
+    for bad in (-1, 1.5, "1", True):
+        assert server.http.post(server.base + "/_control/faults",
+                                json={"status": 429, "retry_after": bad}).status_code == 400
+
+
 def test_reset_fault_aborts_the_connection(server, box):
     mail, info, token = box
     server.ctl("POST", "faults", {"method": "getProfile", "mode": "reset"}, expect=201)

@@ -255,6 +255,17 @@ def shared_tmp(tmp_path):
 
 
 @pytest.fixture
+def gmail(stack):
+    """The fake Gmail API's control side (gsworker.Gmail), no fault armed before or after the
+    test. The worker tests (gsworker) and test_rollback have their own."""
+    from gsworker import Gmail
+    g = Gmail(stack.gmail_url)
+    g.clear_faults()
+    yield g
+    g.clear_faults()
+
+
+@pytest.fixture
 def http():
     with requests.Session() as s:
         yield s

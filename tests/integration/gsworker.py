@@ -127,7 +127,7 @@ class Run:
         out = []
         for line in self.stdout.splitlines():
             parts = line.split(" ")
-            assert parts[0] == "gs1" and parts[1] in ("state", "progress", "calls"), \
+            assert parts[0] == "gs1" and parts[1] in ("state", "progress", "calls", "retrying"), \
                 "bad line %r" % line
             fields = dict(p.split("=", 1) for p in parts[2:])
             fields["event"] = parts[1]

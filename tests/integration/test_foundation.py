@@ -120,6 +120,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncAllowOrigin https://app.example.test http://127.0.0.1:3000
         GmailSyncBatchSize 100
         GmailSyncQuotaUnits 25000
+        GmailSyncRetryBudget 90s
         GmailSyncAlertSuccessRate 99.5%
         GmailSyncAlertMeanDuration 10m
         GmailSyncAlertStuckTasks 2
@@ -146,6 +147,8 @@ BAD_DIRECTIVES = [
     ("GmailSyncBatchSize 0", "GmailSyncBatchSize"),
     ("GmailSyncBatchSize 101", "GmailSyncBatchSize"),
     ("GmailSyncQuotaUnits 0", "GmailSyncQuotaUnits"),
+    ("GmailSyncRetryBudget 500ms", "GmailSyncRetryBudget"),
+    ("GmailSyncRetryBudget 2d", "GmailSyncRetryBudget"),
     ("GmailSyncApiBase ftp://example.com", "GmailSyncApiBase"),
     ("GmailSyncApiBase not-a-url", "GmailSyncApiBase"),
     ("GmailSyncTokenURL https://user:pw@example.com/token", "GmailSyncTokenURL"),

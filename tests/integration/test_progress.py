@@ -16,7 +16,7 @@ from conftest import ROOT, OtherHttpd, wait_for
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TASK_FIELDS = {"task_id", "state", "mode", "progress_percentage", "processed", "total", "error",
-               "created_at", "started_at", "heartbeat_at", "finished_at"}
+               "created_at", "started_at", "heartbeat_at", "finished_at", "retrying"}
 
 
 def start(stack, user):
@@ -59,6 +59,11 @@ def check_task_json(task):
         assert 0 <= task["processed"] <= task["total"]
     for k in ("created_at", "started_at", "heartbeat_at", "finished_at"):
         assert task[k] is None or RFC3339.match(task[k]), (k, task[k])
+    # null unless a RUNNING task's worker waits to ask Gmail again (test_retrying.py)
+    retrying = task["retrying"]
+    assert retrying is None or (task["state"] == "RUNNING" and set(retrying) == {
+        "reason", "until", "attempt"} and retrying["reason"] in ("rate_limited", "unavailable")
+        and RFC3339.match(retrying["until"]) and retrying["attempt"] >= 1), task
 
 
 def test_progress_sampled_every_50ms_only_moves_forward(stack, throttled):

@@ -8,11 +8,10 @@ import subprocess
 import threading
 import time
 
-import pytest
 import requests
 
 from conftest import RUN_DIR, OtherHttpd, wait_for
-from gsworker import Gmail, assert_table_equals_mailbox
+from gsworker import assert_table_equals_mailbox
 
 # what a database outage legitimately writes to the error log, on every side
 OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile)_failed|event=daemon\.db_unavailable"
@@ -58,14 +57,6 @@ def answers(stack, user, task_id):
 
 def all_2xx(codes):
     return all(200 <= c < 300 for c in codes)
-
-
-@pytest.fixture
-def gmail(stack):
-    g = Gmail(stack.gmail_url)
-    g.clear_faults()
-    yield g
-    g.clear_faults()
 
 
 def test_postgres_restarted_mid_sync_three_times(stack, gmail, expect_log):

@@ -28,6 +28,28 @@ START_TEST(progress_lines_round_trip)
 }
 END_TEST
 
+START_TEST(retrying_lines_round_trip)
+{
+    char buf[GS_BOARD_LINE_MAX];
+    gs_board_line_t l;
+    int n = gs_board_retrying(buf, "t-1", "rate_limited", 1500, 7);
+
+    ck_assert_int_eq(buf[n - 1], '\n');
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "gs1 retrying task=t-1 reason=rate_limited wait_ms=1500 attempt=7\n");
+    ck_assert_int_eq(gs_board_parse(buf, &l), APR_SUCCESS);
+    ck_assert_str_eq(l.event, "retrying");
+    ck_assert_str_eq(l.reason, "rate_limited");
+    ck_assert_int_eq((int)l.wait_ms, 1500);
+    ck_assert_int_eq((int)l.attempt, 7);
+    n = gs_board_retrying(buf, "t-1", NULL, 0, 0);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "gs1 retrying task=t-1 reason=none\n");
+    ck_assert_int_eq(gs_board_parse(buf, &l), APR_SUCCESS);
+    ck_assert_str_eq(l.reason, "none");
+}
+END_TEST
+
 START_TEST(state_lines_round_trip_and_unknown_keys_pass)
 {
     char buf[GS_BOARD_LINE_MAX];
@@ -87,6 +109,7 @@ Suite *gs_board_suite(void)
     TCase *tc = tcase_create("protocol");
 
     tcase_add_test(tc, progress_lines_round_trip);
+    tcase_add_test(tc, retrying_lines_round_trip);
     tcase_add_test(tc, state_lines_round_trip_and_unknown_keys_pass);
     tcase_add_test(tc, percentage_stays_below_100_until_done);
     tcase_add_test(tc, calls_lines_round_trip_by_class);

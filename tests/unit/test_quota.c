@@ -99,6 +99,73 @@ START_TEST(retry_after_parses_seconds_and_dates)
 }
 END_TEST
 
+START_TEST(retry_budget_is_counted_in_time_not_in_answers)
+{
+    gs_retry_policy_t pol = { 30 * SEC, 0, SEC / 2, 32 * SEC };
+    apr_time_t ok = 1000 * SEC;
+    apr_interval_time_t wait;
+    int attempt;
+
+    /* a hundred failed answers within the budget: always wait, never give up */
+    for (attempt = 1; attempt <= 100; attempt++) {
+        ck_assert_int_eq(gs_retry_decide(&pol, ok, ok + SEC / 10, attempt, 0, 0.5, &wait),
+                         GS_RETRY_WAIT);
+        ck_assert(wait > 0 && wait <= 30 * SEC);
+    }
+    /* the budget spent since the last success: give up, whatever the attempt */
+    ck_assert_int_eq(gs_retry_decide(&pol, ok, ok + 30 * SEC, 1, 0, 0.5, &wait),
+                     GS_RETRY_OUT_OF_TIME);
+    ck_assert_int_eq(gs_retry_decide(&pol, ok, ok + 31 * SEC, 1, 0, 0.5, &wait),
+                     GS_RETRY_OUT_OF_TIME);
+    /* a success moves the start of the budget */
+    ck_assert_int_eq(gs_retry_decide(&pol, ok + 20 * SEC, ok + 31 * SEC, 1, 0, 0.5, &wait),
+                     GS_RETRY_WAIT);
+}
+END_TEST
+
+START_TEST(retry_wait_honours_retry_after_and_ends_at_the_budget)
+{
+    gs_retry_policy_t pol = { 30 * SEC, 0, SEC / 2, 32 * SEC };
+    apr_interval_time_t wait;
+
+    /* Retry-After wins over a shorter backoff */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 1, 7 * SEC, 0.0, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == 7 * SEC);
+    /* capped exponential backoff with equal jitter */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 3, 0, 0.0, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == SEC);                                   /* 0.5 s * 4, half of it fixed */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 3, 0, 0.999, &wait), GS_RETRY_WAIT);
+    ck_assert(wait > 19 * SEC / 10 && wait <= 2 * SEC);
+    /* near the end of the budget the backoff is shortened: the last try falls on its edge */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, 28 * SEC, 20, 0, 0.5, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == 2 * SEC);
+    /* a Retry-After reaching past the budget: Gmail will not answer in time, give up now */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, 28 * SEC, 1, 3 * SEC, 0.5, &wait),
+                     GS_RETRY_OUT_OF_TIME);
+    ck_assert(wait == 0);
+    /* a long Retry-After within a long budget is waited out in full */
+    pol.budget = 600 * SEC;
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 1, 240 * SEC, 0.5, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == 240 * SEC);
+    /* ... and one beyond GS_RETRY_AFTER_MAX is treated as the cap */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 1, 3600 * SEC, 0.5, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == GS_RETRY_AFTER_MAX);
+}
+END_TEST
+
+START_TEST(retry_attempt_cap_applies_only_when_set)
+{
+    gs_retry_policy_t pol = { 600 * SEC, 2, SEC / 2, 32 * SEC };
+    apr_interval_time_t wait;
+
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 2, 0, 0.5, &wait), GS_RETRY_WAIT);
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 3, 0, 0.5, &wait), GS_RETRY_OUT_OF_ATTEMPTS);
+    pol.max_attempts = 0;
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 1000, 0, 0.5, &wait), GS_RETRY_WAIT);
+    ck_assert(wait <= 32 * SEC);
+}
+END_TEST
+
 Suite *gs_quota_suite(void)
 {
     Suite *s = suite_create("gs_quota");
@@ -109,6 +176,9 @@ Suite *gs_quota_suite(void)
     tcase_add_test(tc, bucket_large_requests_pass_when_full_and_unlimited_is_free);
     tcase_add_test(tc, backoff_grows_caps_and_jitters);
     tcase_add_test(tc, retry_after_parses_seconds_and_dates);
+    tcase_add_test(tc, retry_budget_is_counted_in_time_not_in_answers);
+    tcase_add_test(tc, retry_wait_honours_retry_after_and_ends_at_the_budget);
+    tcase_add_test(tc, retry_attempt_cap_applies_only_when_set);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -38,6 +38,8 @@ START_TEST(defaults_match_the_directives)
     ck_assert_int_eq(c->mode, GS_SYNC_SMART);
     ck_assert(c->heartbeat == apr_time_from_sec(5));
     ck_assert(c->progress_interval == apr_time_from_sec(1));
+    ck_assert(c->retry_budget == apr_time_from_sec(300));     /* GmailSyncRetryBudget */
+    ck_assert_int_eq(c->retries, 0);                          /* no count cap by default */
     ck_assert_str_eq(c->api_base, "https://gmail.googleapis.com");
     ck_assert_str_eq(c->token_url, "https://oauth2.googleapis.com/token");
 }
@@ -60,6 +62,7 @@ START_TEST(parses_every_key)
         "quota_units = 0\n"
         "parallel = 3\n"
         "retries = 2\n"
+        "retry_budget = 90s\n"
         "heartbeat = 250ms\n"
         "progress_interval = 2s\n"
         "backoff_base = 10ms\n"
@@ -79,6 +82,7 @@ START_TEST(parses_every_key)
     ck_assert_int_eq(c->quota_units, 0);
     ck_assert_int_eq(c->parallel, 3);
     ck_assert_int_eq(c->retries, 2);
+    ck_assert(c->retry_budget == apr_time_from_sec(90));
     ck_assert(c->heartbeat == apr_time_from_msec(250));
     ck_assert(c->backoff_max == apr_time_from_sec(1));
     ck_assert_str_eq(c->host, "web-1");
@@ -95,6 +99,7 @@ START_TEST(rejects_mistakes_without_echoing_values)
         "api_base = ftp://x\n", "api_base = http://user:pw@host\n", "client_secret =\n",
         "client_secret = a\nclient_secret_file = /etc/hostname\n", "parallel = 17\n",
         "client_secret_file = /nonexistent/secret\n", "log_level = loud\n",
+        "retry_budget = 10ms\n",
     };
     size_t i;
 

@@ -31,7 +31,9 @@ const PORTS = {
 const QUOTA = 400;
 const EXTRA_CONF = `
 # browser suite: a visible pace, frequent progress, a short retry backoff (see quick-backoff-worker)
+# and a short retry budget: Gmail answering only errors fails a task in about 5 s
 GmailSyncQuotaUnits ${QUOTA}
+GmailSyncRetryBudget 5s
 GmailSyncProgressInterval 200ms
 GmailSyncBatchSize 10
 GmailSyncWorker "${path.join(ROOT, 'tests', 'browser', 'lib', 'quick-backoff-worker')}"
