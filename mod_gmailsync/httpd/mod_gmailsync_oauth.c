@@ -13,7 +13,8 @@
  * A callback that fails its state check is a 400 problem (an HTML-accepting browser gets the
  * page with ?oauth=invalid_state instead), and nothing is stored. No code, verifier, state or
  * token is ever logged or put in a response body: the Location of oauth/start is the only
- * place a state appears.
+ * place a state appears, and the callback takes its query out of the request line that the
+ * access log writes.
  */
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -165,7 +166,7 @@ typedef struct {
 
 /* Reads state, code and error from the query. Each at most once, printable ASCII only; other
  * parameters (scope, authuser, prompt, iss...) are ignored. Returns 0 for a malformed query. */
-static int callback_params(request_rec *r, callback_params_t *cp)
+static int callback_params(request_rec *r, const char *query, callback_params_t *cp)
 {
     static const char *const names[] = { "state", "code", "error" };
     const char **slots[3];
@@ -175,10 +176,10 @@ static int callback_params(request_rec *r, callback_params_t *cp)
     slots[0] = &cp->state;
     slots[1] = &cp->code;
     slots[2] = &cp->error;
-    if (!r->args) {
+    if (!query) {
         return 1;
     }
-    args = apr_pstrdup(r->pool, r->args);
+    args = apr_pstrdup(r->pool, query);
     for (pair = apr_strtok(args, "&", &last); pair; pair = apr_strtok(NULL, "&", &last)) {
         char *eq = strchr(pair, '='), *value = eq ? eq + 1 : (char *)"";
         const char *c;
@@ -204,6 +205,23 @@ static int callback_params(request_rec *r, callback_params_t *cp)
         *slots[i] = value;
     }
     return 1;
+}
+
+/* Takes the query (code and state) out of what the access log and later hooks see: the
+ * request line (%r), the arguments (%q) and the unparsed URI. Returns the query. */
+static const char *redact_query(request_rec *r)
+{
+    const char *query = r->args;
+
+    if (query) {
+        r->args = NULL;
+        r->parsed_uri.query = NULL;
+        r->unparsed_uri = apr_pstrcat(r->pool, r->uri, "?(redacted)", NULL);
+        r->the_request = apr_pstrcat(r->pool, r->method, " ", r->unparsed_uri,
+                                     r->protocol ? " " : "", r->protocol ? r->protocol : "",
+                                     NULL);
+    }
+    return query;
 }
 
 /* The plaintext of a stored token: sealed values are opened, a value from before encryption
@@ -359,7 +377,7 @@ static apr_status_t link_account(request_rec *r, const gs_srv_conf_t *conf, cons
 int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *sealed = NULL, *verifier, *why = NULL, *err = NULL;
-    const char *new_refresh = NULL, *email, *how = "new";
+    const char *new_refresh = NULL, *email, *how = "new", *query = redact_query(r);
     callback_params_t cp;
     gs_http_request_t *req;
     gs_id_result_t who;
@@ -375,7 +393,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     if (!connect_configured(conf)) {
         return not_configured(r, user_id);
     }
-    if (!callback_params(r, &cp)) {
+    if (!callback_params(r, query, &cp)) {
         return bad_state(r, user_id, "malformed_query");
     }
     if (!db && !(db = gs_httpd_request_db(r))) {
