@@ -871,7 +871,7 @@ class Handler(BaseHTTPRequestHandler):
             mailboxes = sorted(mb.email for mb in state.mailboxes.values())
             preselect = next((m for m in mailboxes if m.lower() == hint), mailboxes[0] if mailboxes else None)
             return Reply(200, O.consent_page(params, mailboxes, preselect), "text/html; charset=UTF-8",
-                         page_headers + [("Content-Security-Policy", "default-src 'none'; form-action 'self'")])
+                         page_headers + [("Content-Security-Policy", "default-src 'none'; img-src data:")])
         else:
             decision = consent["mode"]
             email = params.get("login_hint") or consent["email"]

@@ -136,7 +136,7 @@ def consent_page(params, mailboxes, preselect):
         choose = ('<p><label for=mailbox>Account</label> <select id=mailbox name=login_hint_email>%s'
                   '</select></p>' % options)
     body = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            "<title>Sign in - Google Accounts (fake)</title></head><body>"
+            "<title>Sign in - Google Accounts (fake)</title><link rel=icon href=\"data:,\"></head><body>"
             "<main><h1>fake Gmail wants to know</h1>"
             "<p><strong>%s</strong> wants to <strong>read your email messages and settings</strong> "
             "(gmail.readonly).</p>"
