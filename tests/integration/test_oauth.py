@@ -99,6 +99,60 @@ def encodings(value):
             base64.urlsafe_b64encode(raw).decode().rstrip("="), raw.hex()}
 
 
+# ------------------------------------------------------------------ configuration
+
+def connect_conf(tmp_path, redirect, key=True, client=True):
+    from test_foundation import configtest
+    lines = []
+    if key:
+        keyfile = tmp_path / "token_keys"
+        keyfile.write_text(os.urandom(32).hex() + "\n")
+        keyfile.chmod(0o600)
+        lines.append(f'GmailSyncTokenKeyFile "{keyfile}"')
+    if client:
+        secret = tmp_path / "secret"
+        secret.write_text("s3cret\n")
+        lines += ["GmailSyncClientId 123-abc.apps.googleusercontent.com",
+                  f'GmailSyncClientSecretFile "{secret}"']
+    lines += ["GmailSyncAuthURL https://accounts.example.test/o/oauth2/v2/auth",
+              "GmailSyncRevokeURL https://oauth2.example.test/revoke",
+              "# the redirect URI", f"GmailSyncRedirectURI {redirect}"]
+    return configtest(tmp_path, "\n".join(lines))
+
+
+@pytest.mark.parametrize("uri", ["https://app.example.test/api/gmail/sync/oauth/callback",
+                                 "http://127.0.0.1:8080/api/gmail/sync/oauth/callback",
+                                 "http://localhost/api/gmail/sync/oauth/callback"])
+def test_configtest_accepts_a_redirect_uri_to_this_servers_callback(stack, tmp_path, uri):
+    proc, _ = connect_conf(tmp_path, uri)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("uri,why", [
+    ("http://app.example.test/api/gmail/sync/oauth/callback", "https"),
+    ("/api/gmail/sync/oauth/callback", "absolute"),
+    ("https://app.example.test/api/gmail/sync/oauth/callback?x=1", "query"),
+    ("https://app.example.test/api/gmail/sync/oauth/callback#f", "fragment"),
+])
+def test_configtest_refuses_a_bad_redirect_uri_naming_the_line(stack, tmp_path, uri, why):
+    proc, conf = connect_conf(tmp_path, uri)
+    assert proc.returncode != 0
+    line = conf.read_text().splitlines().index(f"GmailSyncRedirectURI {uri}") + 1
+    assert f"line {line} of {conf}" in proc.stderr and "GmailSyncRedirectURI" in proc.stderr
+    assert why in proc.stderr, proc.stderr
+
+
+def test_configtest_refuses_a_redirect_uri_elsewhere_or_without_key_or_client(stack, tmp_path):
+    proc, _ = connect_conf(tmp_path, "https://app.example.test/oauth/callback")
+    assert proc.returncode != 0
+    assert "must point at this server's callback /api/gmail/sync/oauth/callback" in proc.stderr
+    proc, _ = connect_conf(tmp_path, "https://app.example.test/api/gmail/sync/oauth/callback", key=False)
+    assert proc.returncode != 0 and "GmailSyncTokenKeyFile" in proc.stderr, proc.stderr
+    proc, _ = connect_conf(tmp_path, "https://app.example.test/api/gmail/sync/oauth/callback",
+                           client=False)
+    assert proc.returncode != 0 and "GmailSyncClientId" in proc.stderr, proc.stderr
+
+
 # ------------------------------------------------------------------ start
 
 def test_start_redirects_to_consent_with_every_parameter(stack):
