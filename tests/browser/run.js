@@ -323,11 +323,12 @@ pageTest('keyboard only: Tab reaches Sync, Enter starts the sync, the focus orde
   const user = stack.addUser({ messages: 200 });
   const page = await signIn(session, user);
   const order = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     await page.keyboard.press('Tab');
     order.push(await page.evaluate(() => document.activeElement.id));
   }
-  assert.deepEqual(order, ['lang', 'sync', 'full']);
+  // the Account card (Disconnect, and its box) comes before Sync
+  assert.deepEqual(order, ['lang', 'disconnect', 'delete-messages', 'sync', 'full']);
   await page.keyboard.press('Shift+Tab');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'sync');
   await page.keyboard.press('Enter');
