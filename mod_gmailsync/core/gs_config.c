@@ -143,6 +143,39 @@ static apr_status_t parse_http_uri(apr_pool_t *p, const char *text, apr_uri_t *u
     return APR_SUCCESS;
 }
 
+int gs_is_loopback_host(const char *host)
+{
+    if (!host) {
+        return 0;
+    }
+    if (!strncasecmp(host, "::ffff:", 7)) {
+        host += 7;
+    }
+    return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1");
+}
+
+apr_status_t gs_parse_redirect_uri(apr_pool_t *p, const char *text, const char **path,
+                                   const char **why)
+{
+    apr_uri_t uri;
+    apr_status_t rv;
+
+    if ((rv = parse_http_uri(p, text, &uri, why)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (strcasecmp(uri.scheme, "https") && !gs_is_loopback_host(uri.hostname)) {
+        WHY("a redirect URI must be https, or http on a loopback host (127.0.0.1, [::1], "
+            "localhost)");
+        return APR_EINVAL;
+    }
+    if (uri.query) {
+        WHY("a redirect URI must not have a query");
+        return APR_EINVAL;
+    }
+    *path = uri.path && *uri.path ? uri.path : "/";
+    return APR_SUCCESS;
+}
+
 apr_status_t gs_parse_http_url(apr_pool_t *p, const char *text, const char **normalized,
                                const char **why)
 {

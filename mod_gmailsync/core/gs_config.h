@@ -11,6 +11,8 @@
 #define GS_DEFAULT_PREFIX             "/api/gmail/sync"
 #define GS_DEFAULT_API_BASE           "https://gmail.googleapis.com"
 #define GS_DEFAULT_TOKEN_URL          "https://oauth2.googleapis.com/token"
+#define GS_DEFAULT_AUTH_URL           "https://accounts.google.com/o/oauth2/v2/auth"
+#define GS_DEFAULT_REVOKE_URL         "https://oauth2.googleapis.com/revoke"
 #define GS_DEFAULT_SESSION_COOKIE     "session"
 #define GS_DEFAULT_MAX_WORKERS        4
 #define GS_DEFAULT_HEARTBEAT          apr_time_from_sec(5)
@@ -54,6 +56,14 @@ apr_status_t gs_parse_percent(const char *text, double *out, const char **why);
  * A trailing '/' is removed from *normalized (allocated from p). */
 apr_status_t gs_parse_http_url(apr_pool_t *p, const char *text, const char **normalized,
                                const char **why);
+
+/* localhost, 127.0.0.0/8, ::1 and IPv4-mapped 127.x (no name resolution). */
+int gs_is_loopback_host(const char *host);
+
+/* An OAuth redirect URI (GmailSyncRedirectURI): an absolute URL as gs_parse_http_url, https
+ * or http on a loopback host, without a query. *path (from p) is its path. */
+apr_status_t gs_parse_redirect_uri(apr_pool_t *p, const char *text, const char **path,
+                                   const char **why);
 
 /* Accepts "https://host[:port]" or "http://host[:port]" (an Origin header value, no path; see
  * gs_origin_parse) and normalises it: lower case, no default port. */

@@ -33,6 +33,48 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
 
+    /* ---------------------------------------------------------------- connect (issue 13) */
+    { GS_SQL_OAUTH_STATE_PUT,
+      "WITH expired AS (DELETE FROM gmailsync.oauth_states WHERE expires_at < now())"
+      " INSERT INTO gmailsync.oauth_states"
+      " (state_sha256, user_id, session_sha256, code_verifier, expires_at)"
+      " VALUES (decode(%s, 'hex'), %s, decode(%s, 'hex'), %s,"
+      "         now() + make_interval(secs => %s::double precision))" },
+    { GS_SQL_OAUTH_STATE_TAKE,
+      "DELETE FROM gmailsync.oauth_states WHERE state_sha256 = decode(%s, 'hex')"
+      " RETURNING user_id, encode(session_sha256, 'hex'), code_verifier,"
+      " (expires_at > now())::text" },
+    { GS_SQL_OAUTH_LINK,
+      /* the cursor and a pending full sync belong to the mailbox: another address starts over */
+      "WITH old AS (SELECT email FROM gmailsync.accounts WHERE user_id = %s FOR UPDATE),"
+      " up AS (INSERT INTO gmailsync.accounts AS a"
+      "   (user_id, email, refresh_token, access_token, access_token_expires_at)"
+      "   VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s::double precision))"
+      "   ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email,"
+      "   refresh_token = EXCLUDED.refresh_token, access_token = EXCLUDED.access_token,"
+      "   access_token_expires_at = EXCLUDED.access_token_expires_at,"
+      "   history_id = CASE WHEN lower(a.email) = lower(EXCLUDED.email) THEN a.history_id END,"
+      "   last_full_sync_at = CASE WHEN lower(a.email) = lower(EXCLUDED.email)"
+      "                       THEN a.last_full_sync_at END,"
+      "   full_sync_task = CASE WHEN lower(a.email) = lower(EXCLUDED.email)"
+      "                    THEN a.full_sync_task END,"
+      "   full_sync_history_id = CASE WHEN lower(a.email) = lower(EXCLUDED.email)"
+      "                          THEN a.full_sync_history_id END,"
+      "   full_sync_started_at = CASE WHEN lower(a.email) = lower(EXCLUDED.email)"
+      "                          THEN a.full_sync_started_at END,"
+      "   updated_at = now()"
+      "   RETURNING a.email)"
+      " SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM old) THEN 'new'"
+      "             WHEN (SELECT lower(email) FROM old) = (SELECT lower(email) FROM up) THEN 'same'"
+      "             ELSE 'other' END" },
+    { GS_SQL_CANCEL_ACTIVE,
+      "UPDATE gmailsync.sync_tasks SET state = 'CANCELLED', finished_at = now(), updated_at = now()"
+      " WHERE user_id = %s AND " GS_SQL_ACTIVE_PREDICATE " RETURNING task_id::text" },
+    { GS_SQL_OAUTH_UNLINK,
+      "DELETE FROM gmailsync.accounts WHERE user_id = %s RETURNING refresh_token, access_token" },
+    { GS_SQL_MESSAGES_FORGET,
+      "DELETE FROM gmailsync.messages WHERE user_id = %s" },
+
     /* ---------------------------------------------------------------- progress, status, health */
 #define TASK_COLUMNS "t.task_id::text, t.state, t.mode, t.progress_percentage::text," \
     " t.processed::text, t.total::text, t.error_code, t.error_message, " RFC3339("t.created_at") \
@@ -54,7 +96,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
        * the index on (user_id, created_at DESC); one task is active at a time, so the newest
        * created is the newest finished) */
       "SELECT a.email, l.task_id::text, " RFC3339("l.finished_at") ", l.processed::text,"
-      " round(extract(epoch FROM l.finished_at - COALESCE(l.started_at, l.created_at))::numeric, 3)::text"
+      " round(extract(epoch FROM l.finished_at - COALESCE(l.started_at, l.created_at))::numeric, 3)::text,"
+      " (a.refresh_token IS NOT NULL)::text"
       " FROM (SELECT %s::text AS user_id) u"
       " LEFT JOIN gmailsync.accounts a ON a.user_id = u.user_id"
       " LEFT JOIN LATERAL (SELECT st.task_id, st.finished_at, st.started_at, st.created_at,"

@@ -31,6 +31,24 @@ typedef struct {
 #define GS_SQL_ACTIVE_TASK_LOCK  "gs_active_task_lock"   /* (user_id) -> task_id, state */
 #define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full) -> task_id, state */
 
+/* Connecting a Gmail account (issue 13; mod_gmailsync_oauth.c). Tokens and verifiers are
+ * stored sealed (gs_tokenbox.h); states and sessions as SHA-256 hex. */
+#define GS_SQL_OAUTH_STATE_PUT   "gs_oauth_state_put"   /* (state sha256, user_id, session sha256
+                                                           or NULL, sealed verifier, ttl s);
+                                                           also drops expired states */
+#define GS_SQL_OAUTH_STATE_TAKE  "gs_oauth_state_take"  /* (state sha256) -> user_id, session
+                                                           sha256 or NULL, sealed verifier,
+                                                           unexpired true/false; deletes it */
+#define GS_SQL_OAUTH_LINK        "gs_oauth_link"        /* (user_id, user_id, email, sealed refresh,
+                                                           sealed access, expires_in s) -> 'new', 'same'
+                                                           or 'other' (another address: cursor
+                                                           and full-sync state reset) */
+#define GS_SQL_CANCEL_ACTIVE     "gs_cancel_active"     /* (user_id) -> task_id of the active
+                                                           task, now CANCELLED */
+#define GS_SQL_OAUTH_UNLINK      "gs_oauth_unlink"      /* (user_id) -> sealed refresh, sealed
+                                                           access of the deleted account row */
+#define GS_SQL_MESSAGES_FORGET   "gs_messages_forget"   /* (user_id): every stored message */
+
 /* ------------------------------------------------------------------ worker (issue 4)
  * The sync worker's statements (gs_task.c, gs_store.c). Every write on behalf of a task is
  * guarded by (task_id, lease, state='RUNNING'): a worker that lost its task changes nothing.
@@ -75,7 +93,8 @@ typedef struct {
 #define GS_SQL_USER_STATUS       "gs_user_status"       /* (user_id) -> is_syncing, updated_at, task columns */
 #define GS_SQL_USER_ACCOUNT      "gs_user_account"      /* (user_id) -> one row: email or NULL, last
                                                            SUCCEEDED task_id, finished_at, processed,
-                                                           duration s (NULLs when none) */
+                                                           duration s (NULLs when none), has a
+                                                           refresh token true/false */
 #define GS_SQL_HEALTH_STATES     "gs_health_states"     /* () -> state, count */
 #define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state, heartbeat age s */
 #define GS_SQL_HEALTH_WINDOW     "gs_health_window"     /* (window s) -> created, succeeded, failed, cancelled,

@@ -15,6 +15,7 @@
 #include <apr_dbd.h>
 #include <mod_dbd.h>
 
+#include "gs_http.h"
 #include "gs_log.h"
 #include "gs_sql.h"
 #include "mod_gmailsync.h"
@@ -55,7 +56,7 @@ static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    if (gs_httpd_worker_check(s, ptemp) != OK) {
+    if (gs_httpd_worker_check(s, ptemp) != OK || gs_httpd_conf_check_connect(s, ptemp) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return gs_httpd_dev_login_check(s, ptemp);
@@ -86,6 +87,8 @@ static int gs_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     return gs_httpd_shm_pre_config(pconf);
 }
 
+static int curl_ready;
+
 static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     int rc;
@@ -95,6 +98,17 @@ static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
     gs_log_set(log_to_httpd, log_is_level_httpd, s);
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK; /* the configuration dry run: start nothing */
+    }
+    /* httpd's children need the client secret for the code exchange, the daemon for its
+     * workers: read it now, while still root, into pconf (every child inherits it) */
+    gs_httpd_conf_read_secrets(pconf, s);
+    if (!curl_ready) {
+        /* before any thread exists: the children inherit it */
+        if (gs_curl_global_init() != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "event=curl.init_failed");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        curl_ready = 1;
     }
     if ((rc = gs_httpd_shm_post_config(pconf, s)) != OK
         || (rc = gs_httpd_daemon_post_config(pconf, s)) != OK) {

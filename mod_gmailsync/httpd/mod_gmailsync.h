@@ -28,6 +28,9 @@
 #define GS_DIR_METRICS_WINDOW          "GmailSyncMetricsWindow"
 #define GS_DIR_API_BASE                "GmailSyncApiBase"
 #define GS_DIR_TOKEN_URL               "GmailSyncTokenURL"
+#define GS_DIR_AUTH_URL                "GmailSyncAuthURL"
+#define GS_DIR_REDIRECT_URI            "GmailSyncRedirectURI"
+#define GS_DIR_REVOKE_URL              "GmailSyncRevokeURL"
 #define GS_DIR_CLIENT_ID               "GmailSyncClientId"
 #define GS_DIR_CLIENT_SECRET_FILE      "GmailSyncClientSecretFile"
 #define GS_DIR_TOKEN_KEY_FILE          "GmailSyncTokenKeyFile"
@@ -69,6 +72,10 @@ typedef struct {
     const char *token_url;
     const char *client_id;
     const char *client_secret_file;
+    const char *client_secret;             /* its content, read at post_config (as root) */
+    const char *auth_url;                  /* GmailSyncAuthURL */
+    const char *redirect_uri;              /* GmailSyncRedirectURI, or NULL: no connect flow */
+    const char *revoke_url;                /* GmailSyncRevokeURL */
     const char *token_key_file;            /* GmailSyncTokenKeyFile, as resolved */
     const gs_keyring_t *token_keys;        /* its keys, read at configuration (as root) */
     int user_from;                         /* gs_user_from_t */
@@ -105,6 +112,15 @@ static inline gs_srv_conf_t *gs_httpd_srv_conf(const server_rec *s)
 {
     return ap_get_module_config(s->module_config, &gmailsync_module);
 }
+
+/* The content of GmailSyncClientSecretFile (trailing whitespace removed), from p; NULL when
+ * path is NULL or the file cannot be read (logged). Call while still root. */
+const char *gs_httpd_read_secret(apr_pool_t *p, const char *path, server_rec *s);
+/* Reads every server's client secret into pconf for httpd's children (post_config). */
+void gs_httpd_conf_read_secrets(apr_pool_t *pconf, server_rec *s);
+/* The check_config relations of the connect flow: GmailSyncRedirectURI names this server's
+ * {prefix}/oauth/callback and comes with GmailSyncTokenKeyFile and GmailSyncClientId. */
+int gs_httpd_conf_check_connect(server_rec *s, apr_pool_t *ptemp);
 
 /* The request handler and its answers (mod_gmailsync_handler.c). */
 int gs_httpd_handler(request_rec *r);
@@ -198,5 +214,27 @@ int gs_httpd_dev_login_check(server_rec *s, apr_pool_t *ptemp);
 
 /* POST {prefix}/smart (mod_gmailsync_start.c). */
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+
+/* Request bodies of the POST endpoints (mod_gmailsync_body.c). */
+/* For refusals before the body is read: closes the connection instead of reading it after. */
+void gs_httpd_leave_body_unread(request_rec *r);
+/* Reads an optional JSON object body (at most GS_MAX_BODY, application/json, RFC 8259 strictly)
+ * into *doc (NULL for an empty body). Returns OK, or with *answered set, what the problem it
+ * sent returned. */
+int gs_httpd_json_body(request_rec *r, json_object **doc, int *answered);
+/* The boolean member `name` of doc into *value (unchanged when absent); with *answered set
+ * when it is not a boolean (a 400 was sent). */
+int gs_httpd_json_bool(request_rec *r, json_object *doc, const char *name, int *value,
+                       int *answered);
+
+/* The connect flow (mod_gmailsync_oauth.c): GET {prefix}/oauth/start and /oauth/callback,
+ * POST {prefix}/oauth/disconnect. */
+int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
+                                     const char *arg);
+/* The SHA-256 hex of the request's session cookie (from r->pool), or NULL when identity does
+ * not come from a session (GmailSyncUserFrom remote-user) or there is none. */
+const char *gs_httpd_session_sha256(request_rec *r, const gs_srv_conf_t *conf);
 
 #endif /* MOD_GMAILSYNC_H */

@@ -100,6 +100,9 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK_PTR(token_url);
     PICK_PTR(client_id);
     PICK_PTR(client_secret_file);
+    PICK_PTR(auth_url);
+    PICK_PTR(redirect_uri);
+    PICK_PTR(revoke_url);
     PICK_PTR(token_key_file);
     PICK_PTR(token_keys);
     PICK(user_from);
@@ -141,6 +144,8 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(metrics_window, GS_DEFAULT_METRICS_WINDOW);
         DEFAULT_PTR(api_base, GS_DEFAULT_API_BASE);
         DEFAULT_PTR(token_url, GS_DEFAULT_TOKEN_URL);
+        DEFAULT_PTR(auth_url, GS_DEFAULT_AUTH_URL);
+        DEFAULT_PTR(revoke_url, GS_DEFAULT_REVOKE_URL);
         DEFAULT(user_from, GS_USER_FROM_SESSION);
         DEFAULT_PTR(session_cookie, GS_DEFAULT_SESSION_COOKIE);
         DEFAULT(batch_size, GS_DEFAULT_BATCH_SIZE);
@@ -365,6 +370,18 @@ static const char *set_token_key_file(cmd_parms *cmd, void *dconf, const char *a
     return NULL;
 }
 
+static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *why, *path;
+
+    (void)dconf;
+    if (gs_parse_redirect_uri(cmd->pool, arg, &path, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    gs_httpd_srv_conf(cmd->server)->redirect_uri = arg;
+    return NULL;
+}
+
 static const char *add_origin(cmd_parms *cmd, void *dconf, const char *arg)
 {
     gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
@@ -523,6 +540,13 @@ const command_rec gs_httpd_cmds[] = {
                   "base URL of the Gmail API"),
     AP_INIT_TAKE1(GS_DIR_TOKEN_URL, set_url, URL_FIELD(token_url), RSRC_CONF,
                   "URL of the OAuth2 token endpoint"),
+    AP_INIT_TAKE1(GS_DIR_AUTH_URL, set_url, URL_FIELD(auth_url), RSRC_CONF,
+                  "URL of the OAuth2 authorization endpoint (default " GS_DEFAULT_AUTH_URL ")"),
+    AP_INIT_TAKE1(GS_DIR_REDIRECT_URI, set_redirect_uri, NULL, RSRC_CONF,
+                  "the OAuth2 redirect URI registered for the client: this server's "
+                  "{prefix}/oauth/callback (https, or http on loopback); enables the connect flow"),
+    AP_INIT_TAKE1(GS_DIR_REVOKE_URL, set_url, URL_FIELD(revoke_url), RSRC_CONF,
+                  "URL of the OAuth2 revocation endpoint (default " GS_DEFAULT_REVOKE_URL ")"),
     AP_INIT_TAKE1(GS_DIR_CLIENT_ID, set_token, URL_FIELD(client_id), RSRC_CONF,
                   "OAuth2 client id"),
     AP_INIT_TAKE1(GS_DIR_CLIENT_SECRET_FILE, set_secret_file, NULL, RSRC_CONF,
@@ -567,3 +591,87 @@ const command_rec gs_httpd_cmds[] = {
                  "loopback clients (local development only; default Off)"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };
+
+const char *gs_httpd_read_secret(apr_pool_t *p, const char *path, server_rec *s)
+{
+    apr_file_t *f;
+    char buf[1024];
+    apr_size_t len = sizeof buf - 1;
+    apr_status_t rv;
+
+    if (!path) {
+        return NULL;
+    }
+    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot read %s %s", GS_DIR_CLIENT_SECRET_FILE,
+                     path);
+        return NULL;
+    }
+    rv = apr_file_read(f, buf, &len);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return NULL;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
+        len--;
+    }
+    return apr_pstrmemdup(p, buf, len);
+}
+
+void gs_httpd_conf_read_secrets(apr_pool_t *pconf, server_rec *s)
+{
+    const char *main_file = gs_httpd_srv_conf(s)->client_secret_file;
+    const char *main_secret = gs_httpd_read_secret(pconf, main_file, s);
+    server_rec *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
+
+        /* a virtual host that inherits the file shares the main server's reading */
+        if (vs == s || (conf->client_secret_file && main_file
+                        && !strcmp(conf->client_secret_file, main_file))) {
+            conf->client_secret = main_secret;
+        }
+        else {
+            conf->client_secret = gs_httpd_read_secret(pconf, conf->client_secret_file, vs);
+        }
+    }
+}
+
+int gs_httpd_conf_check_connect(server_rec *s, apr_pool_t *ptemp)
+{
+    server_rec *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        const gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
+        const char *where = apr_psprintf(ptemp, "%s:%d", vs->defn_name ? vs->defn_name
+                                         : "(main server)", vs->defn_line_number);
+        const char *path, *want, *why;
+
+        if (!conf->redirect_uri) {
+            continue;
+        }
+        if (!conf->token_keys) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s needs %s (tokens are stored encrypted) in %s",
+                         GS_DIR_REDIRECT_URI, GS_DIR_TOKEN_KEY_FILE, where);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (!conf->client_id || !conf->client_secret_file) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s needs %s and %s in %s", GS_DIR_REDIRECT_URI,
+                         GS_DIR_CLIENT_ID, GS_DIR_CLIENT_SECRET_FILE, where);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        want = apr_pstrcat(ptemp, conf->prefix, "/oauth/callback", NULL);
+        if (gs_parse_redirect_uri(ptemp, conf->redirect_uri, &path, &why) != APR_SUCCESS
+            || strcmp(path, want)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s %s must point at this server's callback %s "
+                         "(%s %s) in %s", GS_DIR_REDIRECT_URI, conf->redirect_uri, want,
+                         GS_DIR_PREFIX, conf->prefix, where);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}

@@ -179,32 +179,6 @@ static apr_status_t daemon_notify_end(void *data)
     return APR_SUCCESS;
 }
 
-static const char *read_secret(apr_pool_t *p, const char *path, server_rec *s)
-{
-    apr_file_t *f;
-    char buf[1024];
-    apr_size_t len = sizeof buf - 1;
-    apr_status_t rv;
-
-    if (!path) {
-        return NULL;
-    }
-    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p)) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot read %s %s", GS_DIR_CLIENT_SECRET_FILE,
-                     path);
-        return NULL;
-    }
-    rv = apr_file_read(f, buf, &len);
-    apr_file_close(f);
-    if (rv != APR_SUCCESS && rv != APR_EOF) {
-        return NULL;
-    }
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
-        len--;
-    }
-    return apr_pstrmemdup(p, buf, len);
-}
-
 int gs_httpd_daemon_post_config(apr_pool_t *pconf, server_rec *s)
 {
     module *dbd = ap_find_linked_module("mod_dbd.c");
@@ -230,8 +204,8 @@ int gs_httpd_daemon_post_config(apr_pool_t *pconf, server_rec *s)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ctx->db_params = dbd_conf->cfg->params;
-    /* read while still root: the secret file may be readable by root only */
-    ctx->client_secret = read_secret(pconf, gs_httpd_srv_conf(s)->client_secret_file, s);
+    /* read at post_config while still root (the file may be readable by root only) */
+    ctx->client_secret = gs_httpd_srv_conf(s)->client_secret;
     daemon_ctx = ctx;
     apr_pool_cleanup_register(pconf, ctx, daemon_notify_end, apr_pool_cleanup_null);
     return daemon_fork(ctx);

@@ -33,13 +33,7 @@ APLOG_USE_MODULE(gmailsync);
 /* 127.0.0.0/8, ::1 and IPv4-mapped 127.x; a NULL or wildcard address is not loopback. */
 static int ip_is_loopback(const char *ip)
 {
-    if (!ip) {
-        return 0;
-    }
-    if (!strncasecmp(ip, "::ffff:", 7)) {
-        ip += 7;
-    }
-    return !strncmp(ip, "127.", 4) || !strcmp(ip, "::1");
+    return ip && strcasecmp(ip, "localhost") && gs_is_loopback_host(ip);
 }
 
 int gs_httpd_dev_login_check(server_rec *s, apr_pool_t *ptemp)

@@ -149,6 +149,11 @@ static const gs_route_t routes[] = {
     { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
     { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
     { "/dev-login", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
+    { "/oauth/start", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0, gs_httpd_handle_oauth_start },
+    { "/oauth/callback", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0,
+      gs_httpd_handle_oauth_callback },
+    { "/oauth/disconnect", "POST", AP_METHOD_BIT << M_POST, 0, 1,
+      gs_httpd_handle_oauth_disconnect },
     { NULL, NULL, 0, 0, 0, NULL }
 };
 
@@ -211,8 +216,8 @@ int gs_httpd_handler(request_rec *r)
     route = find_route(r, conf, &arg, &under_prefix);
     /* A body nobody reads is read and dropped before answering: left unread, httpd reads it
      * after our answer and, if it is malformed or cut short, appends an error page of its own
-     * ("Additionally, a 404 Not Found error was encountered..."). The route that reads its
-     * body (POST /smart) handles it itself. */
+     * ("Additionally, a 404 Not Found error was encountered..."). The routes that read their
+     * body (POST /smart, /oauth/disconnect) handle it themselves. */
     if (!route || !route->reads_body || !(route->methods & (AP_METHOD_BIT << r->method_number))
         || (route->needs_enabled && !conf->enabled)) {
         if ((rc = ap_discard_request_body(r)) != OK) {

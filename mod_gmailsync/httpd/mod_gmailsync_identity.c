@@ -85,6 +85,23 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
     return GS_ID_OK;
 }
 
+const char *gs_httpd_session_sha256(request_rec *r, const gs_srv_conf_t *conf)
+{
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    const char *token = NULL;
+    char *hex;
+
+    if (conf->user_from == GS_USER_FROM_REMOTE_USER
+        || ap_cookie_read(r, conf->session_cookie, &token, 0) != APR_SUCCESS || !token
+        || !token_is_plausible(token)) {
+        return NULL;
+    }
+    gs_sha256(token, strlen(token), digest);
+    hex = apr_palloc(r->pool, 65);
+    gs_sha256_hex(digest, hex);
+    return hex;
+}
+
 int gs_httpd_identify_failed(request_rec *r, gs_id_result_t why)
 {
     if (why == GS_ID_DB_UNAVAILABLE) {

@@ -105,10 +105,11 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
     return gs_httpd_send_json(r, HTTP_OK, task);
 }
 
-/* {"email"} of the linked account (column 0 of GS_SQL_USER_ACCOUNT), or NULL. */
+/* {"email","connected"} of the linked account (columns 0 and 5 of GS_SQL_USER_ACCOUNT), or
+ * NULL; connected is false for a row without a refresh token (nothing a sync could use). */
 static json_object *account_json(const gs_db_rows_t *rows)
 {
-    const char *email = gs_db_cell(rows, 0, 0);
+    const char *email = gs_db_cell(rows, 0, 0), *has_token = gs_db_cell(rows, 0, 5);
     json_object *account;
 
     if (!email) {
@@ -116,6 +117,8 @@ static json_object *account_json(const gs_db_rows_t *rows)
     }
     account = json_object_new_object();
     json_object_object_add(account, "email", json_object_new_string(email));
+    json_object_object_add(account, "connected",
+                           json_object_new_boolean(has_token && !strcmp(has_token, "true")));
     return account;
 }
 
@@ -186,6 +189,9 @@ int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     gs_json_set_object(body, "account", account_json(rows));
+    gs_json_set_bool(body, "connected", json_object_get_boolean(
+                         json_object_object_get(json_object_object_get(body, "account"),
+                                                "connected")));
     gs_json_set_object(body, "last_success", last_success_json(rows));
     return gs_httpd_send_json(r, HTTP_OK, body);
 }

@@ -22,156 +22,17 @@ APLOG_USE_MODULE(gmailsync);
 #define GS_START_LOCK_TIMEOUT      apr_time_from_sec(5)
 #define GS_START_STATEMENT_TIMEOUT apr_time_from_sec(10)
 
-/* Reads at most GS_MAX_BODY bytes. Returns OK, the status to answer (400, 408, 413), or
- * AP_FILTER_ERROR when HTTP_IN has already answered a malformed body (bad chunking, over
- * LimitRequestBody): ap_get_client_block() would hide that as -1 and a second answer would
- * follow the first on the wire. */
-static int read_body(request_rec *r, char **data, apr_size_t *len)
-{
-    const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_bucket_brigade *bb;
-    apr_size_t total = 0;
-    apr_status_t rv;
-    char *buf;
-    int seen_eos = 0;
-
-    *data = NULL;
-    *len = 0;
-    if (cl) {
-        apr_off_t declared;
-        char *end;
-        if (apr_strtoff(&declared, cl, &end, 10) != APR_SUCCESS || *end || declared < 0) {
-            return HTTP_BAD_REQUEST;
-        }
-        if (declared > GS_MAX_BODY) {
-            return HTTP_REQUEST_ENTITY_TOO_LARGE;
-        }
-    }
-    buf = apr_palloc(r->pool, GS_MAX_BODY + 1);
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    while (!seen_eos) {
-        apr_bucket *b;
-
-        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
-                            GS_MAX_BODY + 1 - total);
-        if (rv != APR_SUCCESS) {
-            apr_brigade_destroy(bb);
-            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-        }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = APR_BUCKET_NEXT(b)) {
-            const char *chunk;
-            apr_size_t n;
-
-            if (APR_BUCKET_IS_EOS(b)) {
-                seen_eos = 1;
-                break;
-            }
-            if (APR_BUCKET_IS_METADATA(b)) {
-                continue;
-            }
-            if (apr_bucket_read(b, &chunk, &n, APR_BLOCK_READ) != APR_SUCCESS) {
-                apr_brigade_destroy(bb);
-                return HTTP_BAD_REQUEST;
-            }
-            if (n > GS_MAX_BODY - total) {
-                apr_brigade_destroy(bb);
-                return HTTP_REQUEST_ENTITY_TOO_LARGE;
-            }
-            memcpy(buf + total, chunk, n);
-            total += n;
-        }
-        apr_brigade_cleanup(bb);
-    }
-    apr_brigade_destroy(bb);
-    buf[total] = '\0';
-    *data = buf;
-    *len = total;
-    return OK;
-}
-
-/* For refusals before the body is read (origin, identity): the connection is closed rather
- * than the body read after the answer, which costs nothing for a refused request and keeps a
- * malformed body from turning into a second error answer. */
-static void leave_body_unread(request_rec *r)
-{
-    const char *cl = apr_table_get(r->headers_in, "Content-Length");
-
-    if (apr_table_get(r->headers_in, "Transfer-Encoding") || (cl && strcmp(cl, "0"))) {
-        r->connection->keepalive = AP_CONN_CLOSE;
-    }
-}
-
-static int is_json_media_type(const char *ct)
-{
-    const char *semi;
-    size_t len;
-
-    if (!ct) {
-        return 0;
-    }
-    while (apr_isspace(*ct)) {
-        ct++;
-    }
-    semi = ap_strchr_c(ct, ';');
-    len = semi ? (size_t)(semi - ct) : strlen(ct);
-    while (len > 0 && apr_isspace(ct[len - 1])) {
-        len--;
-    }
-    return len == strlen("application/json") && !strncasecmp(ct, "application/json", len);
-}
-
 /* Parses the optional body into *force_full. Returns OK or answers the problem itself. */
 static int parse_start_body(request_rec *r, int *force_full, int *answered)
 {
-    const char *err = NULL;
-    json_object *doc, *value;
-    apr_size_t len;
-    char *data;
+    json_object *doc;
     int status;
 
-    *answered = 1;
-    if ((status = read_body(r, &data, &len)) != OK) {
-        r->connection->keepalive = AP_CONN_CLOSE; /* do not read the rest of a refused body */
-        if (status == AP_FILTER_ERROR) {
-            return status;
-        }
-        if (status == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            return gs_httpd_send_problem(r, status, "body-too-large",
-                                         "the request body is limited to 4096 bytes");
-        }
-        if (status == HTTP_REQUEST_TIME_OUT) {
-            return gs_httpd_send_problem(r, status, "request-timeout",
-                                         "the request body did not arrive in time");
-        }
-        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "bad-body",
-                                     "the request body could not be read");
-    }
     *force_full = 0;
-    if (len == 0) {
-        *answered = 0;
-        return OK;
+    if ((status = gs_httpd_json_body(r, &doc, answered)) != OK || *answered || !doc) {
+        return status;
     }
-    if (!is_json_media_type(apr_table_get(r->headers_in, "Content-Type"))) {
-        return gs_httpd_send_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
-                                     "the body must be application/json");
-    }
-    if (!(doc = gs_json_parse(r->pool, data, len, &err))) {
-        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "malformed-json",
-                                     apr_pstrcat(r->pool, "malformed JSON: ", err, NULL));
-    }
-    if (!json_object_is_type(doc, json_type_object)) {
-        return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "invalid-request",
-                                     "the body must be a JSON object");
-    }
-    if (json_object_object_get_ex(doc, "force_full", &value)) {
-        if (!json_object_is_type(value, json_type_boolean)) {
-            return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "invalid-request",
-                                         "force_full must be true or false");
-        }
-        *force_full = json_object_get_boolean(value) ? 1 : 0;
-    }
-    *answered = 0;
-    return OK;
+    return gs_httpd_json_bool(r, doc, "force_full", force_full, answered);
 }
 
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
@@ -187,14 +48,14 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
 
     (void)arg;
     if (!gs_httpd_origin_allowed(r, conf)) {
-        leave_body_unread(r);
+        gs_httpd_leave_body_unread(r);
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected reason=origin");
         return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "cross-site-request",
                                      "the Origin of this request is not allowed to start syncs");
     }
     if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
-        leave_body_unread(r);
+        gs_httpd_leave_body_unread(r);
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
         return gs_httpd_identify_failed(r, who);
     }
@@ -219,7 +80,8 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     }
     if (rv == APR_NOTFOUND) {
         return gs_httpd_send_problem(r, HTTP_CONFLICT, "account-not-linked",
-                                     "no Gmail account is linked to this user");
+                                     "no Gmail account connected: connect one first "
+                                     "(GET oauth/start)");
     }
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=start.failed user=%s "

@@ -6,6 +6,9 @@
  *   GET  /progress/{id}          Server-Sent Events (EventSource), or JSON polls once a second when
  *                                the stream fails, is refused (429/503 stream caps) or is buffered
  *                                by a proxy
+ *   GET  /oauth/start            Connect (a link: Google's consent, then back here with
+ *                                ?oauth=<result>, which the page says in words and drops)
+ *   POST /oauth/disconnect       Disconnect ({"delete_messages": true} when the box is ticked)
  * No framework, no build step; strings in i18n.js. The bar never goes backwards: the server's
  * percentage is the floor, the animation only moves forward between updates.
  */
@@ -19,11 +22,15 @@
   var POLL_MS = 1000;
   var SSE_FIRST_EVENT_MS = 5000;   // no first event by then: a proxy buffers the stream
   var SSE_STALE_MS = 8000;         // no event for this long: check with one poll
+  var OAUTH_RESULTS = { connected: 1, access_denied: 1, invalid_state: 1, exchange_failed: 1,
+                        authorization_failed: 1 };
   var reduceMotion = window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 
   var $ = function (id) { return document.getElementById(id); };
   var el = {
-    lang: $('lang'), account: $('account'), connectSlot: $('connect-slot'),
+    lang: $('lang'), account: $('account'), connectSlot: $('connect-slot'), connect: $('connect'),
+    disconnectSlot: $('disconnect-slot'), disconnect: $('disconnect'),
+    deleteMessages: $('delete-messages'), notice: $('oauth-result'),
     sync: $('sync'), full: $('full'),
     block: $('progress-block'), bar: $('bar'), fill: $('bar-fill'), percent: $('percent'),
     state: $('state'), counts: $('counts'), mode: $('mode'), elapsed: $('elapsed'),
@@ -51,6 +58,8 @@
     failures: 0,           // consecutive failed polls
     retryTimer: null, countdownTimer: null,
     problem: null,         // what the problem panel shows: {kind, ...}
+    notice: null,          // the account notice: {key, vars, bad} (a connect result, a disconnect)
+    disconnecting: false,
     raf: 0
   };
 
@@ -163,7 +172,7 @@
       if (r.status === 200 && r.json) {
         S.signedIn = true;
         S.status = r.json;
-        S.hasAccount = !!r.json.account;
+        S.hasAccount = hasAccount(r.json);
         var task = r.json.task;
         if (task && (ACTIVE[task.state] || (S.task && S.task.task_id === task.task_id))) {
           attach(task);
@@ -174,6 +183,54 @@
       handleHttpProblem(r, function () { loadStatus(); });
     }, function () {
       showProblem({ kind: 'network', retry: loadStatus });
+    });
+  }
+
+  function hasAccount(status) {
+    return !!(status.account && status.account.connected !== false);
+  }
+
+  // ------------------------------------------------------------------ connect, disconnect
+  // The callback sends the browser back with ?oauth=<result>: say it in words, and take it out
+  // of the address so that a reload does not say it again.
+  function readOAuthResult() {
+    var m = /[?&]oauth=([a-z_]+)/.exec(window.location.search);
+    if (m && OAUTH_RESULTS[m[1]]) {
+      S.notice = { key: 'oauth_' + m[1], bad: m[1] !== 'connected' };
+    }
+    if (m && window.history && window.history.replaceState) {
+      window.history.replaceState(null, '', window.location.pathname);
+    }
+  }
+
+  function disconnect() {
+    if (S.disconnecting) { return; }
+    S.disconnecting = true;
+    el.disconnect.setAttribute('aria-disabled', 'true');
+    announce(t('disconnecting'));
+    api('POST', '/oauth/disconnect', { delete_messages: !!el.deleteMessages.checked }).then(function (r) {
+      S.disconnecting = false;
+      el.disconnect.setAttribute('aria-disabled', 'false');
+      if (r.status === 200 && r.json) {
+        var n = r.json.messages_deleted || 0;
+        S.notice = n > 0 ? { key: 'disconnected_deleted', vars: { n: nf(n) } }
+          : { key: r.json.revoked || !r.json.account_removed ? 'disconnected' : 'disconnected_unrevoked',
+              bad: !r.json.revoked && r.json.account_removed };
+        el.deleteMessages.checked = false;
+        closeChannel();
+        clearTimers();
+        hideProblem();
+        S.hasAccount = false;
+        announce(t(S.notice.key, S.notice.vars));
+        loadStatus();
+        el.connect.focus({ preventScroll: true });
+        return;
+      }
+      handleHttpProblem(r, disconnect);
+    }, function () {
+      S.disconnecting = false;
+      el.disconnect.setAttribute('aria-disabled', 'false');
+      showProblem({ kind: 'network', retry: disconnect });
     });
   }
 
@@ -190,6 +247,7 @@
     }
     S.starting = true;
     S.lastForce = !!force;
+    S.notice = null;
     clearTimers();
     hideProblem();
     renderButtons();
@@ -327,7 +385,7 @@
     api('GET', '/status').then(function (r) {
       if (r.status === 200 && r.json) {
         S.status = r.json;
-        S.hasAccount = !!r.json.account;
+        S.hasAccount = hasAccount(r.json);
         renderAll();
       }
     }, function () { /* the panel already shows the result */ });
@@ -597,7 +655,7 @@
   }
 
   function renderAccount() {
-    var st = S.status;
+    var st = S.status, linked = false;
     if (!S.signedIn) {
       el.account.textContent = t('http_401');
       el.connectSlot.hidden = true;
@@ -607,9 +665,16 @@
     } else if (st.account && st.account.email && S.hasAccount !== false) {
       el.account.textContent = t('connected_as', { email: st.account.email });
       el.connectSlot.hidden = true;
+      linked = true;
     } else {
       el.account.textContent = t('no_account');
       el.connectSlot.hidden = false;
+    }
+    el.disconnectSlot.hidden = !linked;
+    el.notice.hidden = !S.notice;
+    if (S.notice) {
+      el.notice.textContent = t(S.notice.key, S.notice.vars);
+      el.notice.className = S.notice.bad ? 'notice bad' : 'notice';
     }
   }
 
@@ -702,6 +767,8 @@
   }
 
   // ------------------------------------------------------------------ wiring
+  el.connect.setAttribute('href', API + '/oauth/start');
+  el.disconnect.addEventListener('click', disconnect);
   el.sync.addEventListener('click', function () { start(false); });
   el.full.addEventListener('click', function () { start(true); });
   el.retry.addEventListener('click', function () {
@@ -723,6 +790,7 @@
     if (e.persisted) { loadStatus(); }
   });
 
+  readOAuthResult();
   setLanguage(pickLanguage(), false);
   loadStatus();
 })();

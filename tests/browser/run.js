@@ -36,7 +36,7 @@ after(async () => {
 // A test with a fresh browser context, checked for errors at the end.
 function pageTest(name, opts, fn) {
   if (typeof opts === 'function') { fn = opts; opts = {}; }
-  test(name, { timeout: opts.timeout || T, skip: Boolean(only && !only.test(name)) }, async () => {
+  test(name, { timeout: opts.timeout || T, skip: opts.skip || Boolean(only && !only.test(name)) }, async () => {
     const session = new Session(browser, opts);
     const logStart = stack.logSize();
     const expectedLog = [];
@@ -360,11 +360,12 @@ pageTest('keyboard only: Tab reaches Sync, Enter starts the sync, the focus orde
   const user = stack.addUser({ messages: 200 });
   const page = await signIn(session, user);
   const order = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     await page.keyboard.press('Tab');
     order.push(await page.evaluate(() => document.activeElement.id));
   }
-  assert.deepEqual(order, ['lang', 'sync', 'full']);
+  // the Account card (Disconnect, and its box) comes before Sync
+  assert.deepEqual(order, ['lang', 'disconnect', 'delete-messages', 'sync', 'full']);
   await page.keyboard.press('Shift+Tab');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'sync');
   await page.keyboard.press('Enter');
@@ -474,6 +475,110 @@ pageTest('no linked account: the page says so and points to connecting one (on l
   assert.equal(await page.textContent('#problem-advice'), 'Connect a Gmail account first (see Account above).');
   assert.equal(await page.textContent('#account'), 'No Gmail account linked');
   assert.ok(await page.isVisible('#connect-slot'));
+});
+
+// ------------------------------------------------------------------ connect (issue 13)
+
+// A fresh user with no account and a mailbox of their own in the fake, preselected on its
+// consent page.
+async function freshMailbox(messages) {
+  const user = stack.addUser({ noAccount: true });
+  user.mailbox = `box-${user.user_id}@example.test`;
+  await stack.control('POST', '/_control/mailboxes', { email: user.mailbox, messages, seed: 11 });
+  await stack.control('POST', '/_control/consent', { mode: 'page', email: user.mailbox });
+  return user;
+}
+
+// From the page: Connect, then the fake's consent page, then `decision`; back on the page.
+async function connectThroughConsent(session, user, decision) {
+  const page = await signIn(session, user);
+  assert.equal(await page.textContent('#account'), 'No Gmail account linked');
+  assert.equal(await page.getAttribute('#connect', 'href'), '/api/gmail/sync/oauth/start');
+  await Promise.all([page.waitForURL(/\/o\/oauth2\/v2\/auth/), page.click('#connect')]);
+  assert.match(await page.textContent('main'), /read your email messages/);
+  assert.equal(await page.inputValue('#mailbox'), user.mailbox);
+  await Promise.all([page.waitForURL(/\/gmailsync\//), page.click(`button[value="${decision}"]`)]);
+  await loaded(page);
+  await page.waitForSelector('#oauth-result:not([hidden])');
+  // the result is said once: the address no longer carries it
+  assert.equal(new URL(page.url()).search, '');
+  return page;
+}
+
+// The worker opens sealed tokens only with the tokens-at-rest change.
+const workerOpensSealedTokens = fs.readFileSync(path.join(ROOT, 'mod_gmailsync', 'core', 'gs_worker_conf.c'),
+                                                'utf8').includes('token_key');
+
+pageTest('connect: a fresh user allows on the consent page and is connected as the address', async (session) => {
+  const user = await freshMailbox(15);
+  const page = await connectThroughConsent(session, user, 'allow');
+  assert.equal(await page.textContent('#oauth-result'), 'Gmail account connected. Press Sync to copy your messages.');
+  assert.equal(await page.textContent('#account'), `Connected as ${user.mailbox}`);
+  assert.ok(await page.isVisible('#disconnect'));
+  assert.ok(!(await page.isVisible('#connect-slot')));
+  assert.equal(await page.getAttribute('#sync', 'aria-disabled'), 'false');
+  assert.deepEqual(await audit(page), []);
+  const [row] = stack.query(`SELECT email, left(refresh_token, 4) FROM gmailsync.accounts WHERE user_id = :'uid'`,
+                            { uid: user.user_id });
+  assert.deepEqual(row, [user.mailbox, 'gs1:']);
+  await screenshot(page, ARTIFACTS, 'connected');
+});
+
+pageTest('connect, then sync: the page shows the whole mailbox synced', { skip: !workerOpensSealedTokens }, async (session) => {
+  const user = await freshMailbox(40);
+  const page = await connectThroughConsent(session, user, 'allow');
+  await page.click('#sync');
+  await waitState(page, 'SUCCEEDED', 30000);
+  assert.match(await page.textContent('#counts'), /^40 \/ 40/);
+  assert.equal(stack.storedMessages(user.user_id), 40);
+  assert.ok(await page.isHidden('#oauth-result'));
+});
+
+pageTest('connect: denying consent says so in plain words and connects nothing', async (session) => {
+  const user = await freshMailbox(5);
+  const page = await connectThroughConsent(session, user, 'deny');
+  assert.equal(await page.textContent('#oauth-result'),
+               'You did not allow access to your Gmail account, so nothing was connected. To sync, connect again and choose Allow.');
+  assert.equal(await page.textContent('#account'), 'No Gmail account linked');
+  assert.ok(await page.isVisible('#connect'));
+  assert.equal(await page.getAttribute('#sync', 'aria-disabled'), 'true');
+  assert.deepEqual(stack.query(`SELECT 1 FROM gmailsync.accounts WHERE user_id = :'uid'`, { uid: user.user_id }), []);
+  assert.deepEqual(await audit(page), []);
+});
+
+pageTest('connect: an expired or reused link, and a failed exchange, each have their words', async (session) => {
+  const user = stack.addUser({ noAccount: true });
+  const page = await signIn(session, user);
+  await page.goto(stack.page + '?oauth=invalid_state');
+  await loaded(page);
+  assert.match(await page.textContent('#oauth-result'), /^This connection link is no longer valid: it expired, was already used/);
+  await page.goto(stack.page + '?oauth=exchange_failed');
+  await loaded(page);
+  assert.match(await page.textContent('#oauth-result'), /the exchange with Google failed/);
+  // a browser replaying the callback is sent to the page with the words, not to a JSON error
+  await page.goto(stack.api + '/oauth/callback?state=' + 'A'.repeat(43) + '&code=x');
+  await loaded(page);
+  assert.match(await page.textContent('#oauth-result'), /^This connection link is no longer valid/);
+});
+
+pageTest('disconnect: the page disconnects, Google is told, and Sync is unavailable', async (session) => {
+  const user = stack.addUser({ messages: 8 });
+  const page = await signIn(session, user);
+  await page.click('#sync');
+  await waitState(page, 'SUCCEEDED', 30000);
+  const before = (await stack.control('GET', '/_control/revocations')).revocations.length;
+  await page.check('#delete-messages');
+  await page.click('#disconnect');
+  await page.waitForFunction(() => document.getElementById('account').textContent === 'No Gmail account linked');
+  assert.equal(await page.textContent('#oauth-result'), 'Gmail account disconnected and 8 copied messages deleted.');
+  assert.ok(await page.isVisible('#connect'));
+  assert.ok(await page.isHidden('#disconnect-slot'));
+  assert.equal(await page.getAttribute('#sync', 'aria-disabled'), 'true');
+  const revs = (await stack.control('GET', '/_control/revocations')).revocations;
+  assert.equal(revs.length, before + 1);
+  assert.equal(revs[revs.length - 1].email, user.email);
+  assert.equal(stack.storedMessages(user.user_id), 0);
+  assert.deepEqual(await audit(page), []);
 });
 
 pageTest('503 with Retry-After: "sync is paused, trying again in N s", then it retries by itself', async (session) => {

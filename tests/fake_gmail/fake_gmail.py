@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E40
 from urllib.parse import parse_qsl, unquote, unquote_plus  # noqa: E402
 
 import fg_model as M  # noqa: E402
+import fg_oauth as O  # noqa: E402
 import fg_policy as P  # noqa: E402
 from fg_json import dumps, parse_fields  # noqa: E402
 
@@ -100,6 +101,7 @@ class State:
     def __init__(self, config):
         self.config = config
         self.tokens = P.TokenStore()
+        self.oauth = O.OAuthState()
         self.faults = P.Faults()
         self.stats = P.Stats()
         self.lock = threading.Lock()
@@ -671,7 +673,9 @@ class Handler(BaseHTTPRequestHandler):
                 reply = self._batch(http_method, body)
             elif path in TOKEN_PATHS:
                 reply = self._token(http_method, body)
-            elif path == "/revoke":
+            elif path in O.AUTH_PATHS:
+                reply = self._authorize(http_method, query, body)
+            elif path in ("/revoke", "/o/oauth2/revoke"):
                 reply = self._revoke(query, body)
             elif path.startswith("/_control/"):
                 reply = control(state, http_method, path, query, body)
@@ -812,12 +816,15 @@ class Handler(BaseHTTPRequestHandler):
             reply = oauth_error(401, "invalid_client", "Unauthorized")
         elif not params.get("grant_type"):
             reply = oauth_error(400, "invalid_request", "Missing required parameter: grant_type")
+        elif params["grant_type"] == "authorization_code":
+            reply = self._exchange(params, oauth_error, ctype, headers)
         elif params["grant_type"] != "refresh_token":
             reply = oauth_error(400, "unsupported_grant_type", "Invalid grant_type: %s" % params["grant_type"])
         elif not refresh:
             reply = oauth_error(400, "invalid_request", "Missing required parameter: refresh_token")
         else:
             token, owner = state.tokens.issue(refresh, cfg.token_ttl)
+            state.oauth.note("access_tokens", token)
             if token is None:
                 reply = oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
             else:
@@ -828,14 +835,104 @@ class Handler(BaseHTTPRequestHandler):
         reply.fault = fault
         return reply
 
+    def _exchange(self, params, oauth_error, ctype, headers):
+        """grant_type=authorization_code (RFC 6749 4.1.3, RFC 7636 4.6), checked as Google does."""
+        state = self.server.state
+        cfg = state.config
+        code = params.get("code")
+        if not code:
+            return oauth_error(400, "invalid_request", "Missing required parameter: code")
+        verifier = params.get("code_verifier")
+        state.oauth.note("verifiers", verifier)
+        grant = state.oauth.take_code(code)
+        if grant is None or grant["client_id"] != params.get("client_id"):
+            return oauth_error(400, "invalid_grant", "Bad Request")
+        if params.get("redirect_uri") != grant["redirect_uri"]:
+            return oauth_error(400, "redirect_uri_mismatch", "Bad Request")
+        if grant["challenge"] is not None:
+            if not verifier:
+                return oauth_error(400, "invalid_grant", "Missing code verifier.")
+            expected = O.s256(verifier) if grant["method"] == "S256" else verifier
+            if not O.verifier_ok(verifier) or not secrets_equal(expected, grant["challenge"]):
+                return oauth_error(400, "invalid_grant", "Invalid code verifier.")
+        email_lc = grant["email"]
+        if email_lc not in state.mailboxes:
+            return oauth_error(400, "invalid_grant", "Account has been deleted")
+        refresh = state.tokens.new_refresh_token()
+        state.tokens.add_refresh(email_lc, refresh)
+        token, _ = state.tokens.issue(refresh, cfg.token_ttl)
+        state.oauth.note("refresh_tokens", refresh)
+        state.oauth.note("access_tokens", token)
+        state.stats.record("token", 200, email_lc)
+        expires_in = max(1, int(cfg.token_ttl) - 1) if cfg.token_ttl >= 2 else max(0, int(cfg.token_ttl))
+        return Reply(200, dumps({"access_token": token, "expires_in": expires_in, "refresh_token": refresh,
+                                 "scope": O.SCOPE_GRANTED, "token_type": "Bearer"}), ctype, headers)
+
+    def _authorize(self, http_method, query, body):
+        """The authorization endpoint: GET shows consent (or decides at once in auto mode), POST
+        is the consent page's Allow / Deny. Redirects to redirect_uri with code or error."""
+        state = self.server.state
+        if http_method == "GET":
+            params = dict(parse_qsl(query, keep_blank_values=True))
+        elif http_method == "POST":
+            params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        else:
+            return Reply(405, b"Method Not Allowed", "text/html; charset=UTF-8", [("Allow", "GET, POST")])
+        state.oauth.note("states", params.get("state"))
+        state.oauth.note("challenges", params.get("code_challenge"))
+        error, description, redirectable = O.check_request(params, state.config.client_id)
+        page_headers = [("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
+                        ("Referrer-Policy", "no-referrer")]
+        if error and not redirectable:
+            return Reply(400, O.error_page(error, description), "text/html; charset=UTF-8", page_headers)
+        redirect_uri = params["redirect_uri"]
+        st = params.get("state")
+        if error:
+            return Reply(302, b"", "text/html; charset=UTF-8",
+                         page_headers + [("Location", O.redirect_to(redirect_uri, error=error, state=st))])
+        consent = state.oauth.consent
+        if http_method == "POST":
+            decision = params.get("decision")
+            email = params.get("login_hint_email")
+        elif consent["mode"] == "page":
+            hint = (params.get("login_hint") or consent["email"] or "").lower()
+            mailboxes = sorted(mb.email for mb in state.mailboxes.values())
+            preselect = next((m for m in mailboxes if m.lower() == hint), mailboxes[0] if mailboxes else None)
+            return Reply(200, O.consent_page(params, mailboxes, preselect), "text/html; charset=UTF-8",
+                         page_headers + [("Content-Security-Policy", "default-src 'none'; img-src data:")])
+        else:
+            decision = consent["mode"]
+            email = params.get("login_hint") or consent["email"]
+        if decision != "allow":
+            return Reply(302, b"", "text/html; charset=UTF-8",
+                         page_headers + [("Location", O.redirect_to(redirect_uri, error="access_denied", state=st))])
+        email_lc = (email or "").lower()
+        if email_lc not in state.mailboxes:
+            return Reply(400, O.error_page("invalid_request", "No such account: %s" % email), "text/html; charset=UTF-8",
+                         page_headers)
+        code = state.oauth.new_code(email_lc, params["client_id"], redirect_uri, params.get("code_challenge"),
+                                    params.get("code_challenge_method", "plain") if params.get("code_challenge")
+                                    else None)
+        location = O.redirect_to(redirect_uri, state=st, code=code, scope=O.SCOPE_GRANTED)
+        return Reply(302, b"", "text/html; charset=UTF-8", page_headers + [("Location", location)])
+
     def _revoke(self, query, body):
         state = self.server.state
         params = dict(parse_qsl(query))
         params.update(parse_qsl(body.decode("utf-8", "replace")))
-        if state.tokens.revoke_token(params.get("token", "")):
+        token = params.get("token", "")
+        kind = "refresh" if state.tokens.owner_of_refresh(token) else "access"
+        owner = state.tokens.owner_of_refresh(token) or state.tokens.lookup(token)
+        if state.tokens.revoke_token(token):
+            state.oauth.record_revocation(kind, owner)
             return Reply(200, b"{}\n", "application/json; charset=utf-8")
         return Reply(400, dumps({"error": "invalid_token", "error_description": "Token expired or revoked"}),
                      "application/json; charset=utf-8")
+
+
+def secrets_equal(a, b):
+    import hmac
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def _phrase(status):
@@ -885,6 +982,16 @@ def _control(state, http_method, parts, data, params):
         elif http_method != "GET":
             return _control_error(405, "GET or POST")
         return _json_reply(200, cfg.as_dict())
+    if head == "consent":
+        if http_method == "POST":
+            return _json_reply(200, state.oauth.set_consent(data))
+        if http_method == "GET":
+            return _json_reply(200, dict(state.oauth.consent))
+        return _control_error(405, "GET or POST")
+    if head == "revocations" and http_method == "GET":
+        return _json_reply(200, {"revocations": list(state.oauth.revocations)})
+    if head == "issued" and http_method == "GET":
+        return _json_reply(200, state.oauth.snapshot())
     if head == "stats":
         if len(parts) == 2 and parts[1] == "reset" and http_method == "POST":
             state.stats.reset()
@@ -961,6 +1068,7 @@ def _create_mailbox(state, data):
         state.quotas[email_lc] = P.Quota()
     state.tokens.drop_mailbox(email_lc)
     state.tokens.set_refresh(email_lc, refresh)
+    state.oauth.note("refresh_tokens", refresh)
     gc.collect(0)
     return _json_reply(201, {"email": email_addr, "refresh_token": refresh,
                              "messages_total": len(mailbox.messages), "history_id": str(mailbox.history_id)})
@@ -999,6 +1107,7 @@ def _mailbox_action(state, mailbox, action, data):
         return _json_reply(200, {"expired": state.tokens.expire(email_lc)})
     if action == "token":
         token, _ = state.tokens.issue(mailbox.refresh_token, state.config.token_ttl)
+        state.oauth.note("access_tokens", token)
         if token is None:
             return _control_error(409, "refresh token revoked")
         return _json_reply(200, {"access_token": token, "expires_in": int(state.config.token_ttl)})

@@ -111,6 +111,11 @@ class TokenStore:
                     del self.refresh[tok]
             self.refresh[token] = email_lc
 
+    def add_refresh(self, email_lc, token):
+        """Another refresh token for the mailbox (a new consent): the earlier ones stay valid."""
+        with self.lock:
+            self.refresh[token] = email_lc
+
     def issue(self, refresh_token, ttl):
         with self.lock:
             email = self.refresh.get(refresh_token)

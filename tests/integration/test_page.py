@@ -36,7 +36,7 @@ def sync_to_end(stack, user):
 def test_status_has_the_account_and_no_last_success_before_the_first_sync(stack):
     user = stack.add_user(messages=3)
     s = status(stack, user)
-    assert s["account"] == {"email": user["email"]}
+    assert s["account"] == {"email": user["email"], "connected": True}
     assert s["last_success"] is None
     assert s["task"] is None and s["is_syncing"] is False
     # the fields of before are all still there

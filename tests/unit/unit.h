@@ -11,6 +11,7 @@ Suite *gs_accept_suite(void);
 Suite *gs_origin_suite(void);
 Suite *gs_sha256_suite(void);
 Suite *gs_tokenbox_suite(void);
+Suite *gs_connect_suite(void);
 Suite *gs_registry_suite(void);
 /* worker (issue 4) */
 Suite *gs_worker_conf_suite(void);

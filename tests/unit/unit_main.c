@@ -21,6 +21,7 @@ int main(void)
     srunner_add_suite(runner, gs_origin_suite());
     srunner_add_suite(runner, gs_sha256_suite());
     srunner_add_suite(runner, gs_tokenbox_suite());
+    srunner_add_suite(runner, gs_connect_suite());
     srunner_add_suite(runner, gs_registry_suite());
     /* worker (issue 4) */
     srunner_add_suite(runner, gs_worker_conf_suite());
