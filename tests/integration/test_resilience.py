@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import RUN_DIR, OtherHttpd, wait_for
