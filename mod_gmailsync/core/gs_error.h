@@ -26,6 +26,9 @@
 #define GS_ERR_STUCK             "stuck"
 #define GS_ERR_CANCELLED         "cancelled"
 #define GS_ERR_INTERNAL          "internal"
+/* the account's stored token does not open with the worker's keys: its key is not in the key
+ * file, it does not authenticate (tampered, copied from another row), or it is plaintext */
+#define GS_ERR_TOKEN_UNDECRYPTABLE "token_undecryptable"
 
 /* Longest error_message stored; longer ones are cut at a UTF-8 boundary. */
 #define GS_ERROR_MESSAGE_MAX 500

@@ -305,6 +305,18 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " updated_at = now() WHERE user_id = %s" },
 #undef W_GUARD
 #undef W_DURATION_MS
+
+    /* ---------------------------------------------------------------- gmailsync-tokens */
+    { GS_SQL_K_ACCOUNTS_PAGE,
+      "SELECT user_id, refresh_token, access_token FROM gmailsync.accounts"
+      " WHERE user_id > %s AND (refresh_token IS NOT NULL OR access_token IS NOT NULL)"
+      " ORDER BY user_id LIMIT %s::integer" },
+    { GS_SQL_K_ACCOUNT_ONE,
+      "SELECT user_id, refresh_token, access_token FROM gmailsync.accounts WHERE user_id = %s" },
+    { GS_SQL_K_ACCOUNT_RESEAL,
+      "UPDATE gmailsync.accounts SET refresh_token = %s, access_token = %s"
+      " WHERE user_id = %s AND COALESCE(refresh_token, '') = COALESCE(%s, '')"
+      " AND COALESCE(access_token, '') = COALESCE(%s, '')" },
     { NULL, NULL }
 };
 

@@ -117,6 +117,15 @@ typedef struct {
 #define GS_SQL_D_FAIL_STUCK      "gs_d_fail_stuck"      /* (message, task) */
 #define GS_SQL_FAIL_UNCLAIMED    "gs_fail_unclaimed"    /* (claim_timeout s) -> task, user */
 
+/* gmailsync-tokens (gmailsync-rotate-key): re-encrypts the stored tokens one row at a time. The
+ * write names the values it read, so a token a worker stored meanwhile is never overwritten
+ * (a NULL column reads as ''). */
+#define GS_SQL_K_ACCOUNTS_PAGE   "gs_k_accounts_page"   /* (after user_id, limit) -> user_id,
+                                                           refresh, access; in user_id order */
+#define GS_SQL_K_ACCOUNT_ONE     "gs_k_account_one"     /* (user_id) -> user_id, refresh, access */
+#define GS_SQL_K_ACCOUNT_RESEAL  "gs_k_account_reseal"  /* (refresh, access, user_id, old
+                                                           refresh, old access) */
+
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
 

@@ -8,6 +8,7 @@
 #include "gs_log.h"
 #include "gs_sync.h"
 #include "gs_sync_int.h"
+#include "gs_tokenbox.h"
 
 /* Runs while the engine waits (on Gmail, or in a back-off): an answer from Gmail since the last
  * tick, whatever its status, is a forward step for the stall watchdog (errors and rate limits
@@ -41,10 +42,52 @@ static apr_status_t retry_state(void *baton, const char *reason, apr_interval_ti
     return reason ? gs_task_retrying(s->task, reason, wait, attempt) : gs_task_recovered(s->task);
 }
 
+/* A stored token, opened with the worker's keys; token_undecryptable when it does not open. The
+ * log line names the column and the key id (or that there is none), never the value. */
+static apr_status_t open_token(gs_sync_t *s, apr_pool_t *p, const char *column,
+                               const char *sealed, const char **plain)
+{
+    const char *err = NULL, *id, *hint;
+    apr_status_t rv;
+
+    *plain = NULL;
+    if (!sealed) {
+        return APR_SUCCESS;
+    }
+    rv = gs_tokenbox_open(s->conf->token_keys, p, gs_tokenbox_context(p, column, s->task->user_id),
+                          sealed, plain, &err);
+    if (rv == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    hint = rv == APR_ENOENT ? "put that key back in GmailSyncTokenKeyFile, below the current one"
+         : rv == APR_EINVAL ? "a plaintext token from before tokens were sealed: run "
+                              "gmailsync-rotate-key --key-file FILE"
+         : "link the Gmail account again";
+    id = gs_tokenbox_key_id(p, sealed);
+    gs_log_error(GS_LOG_ERR, p, "event=token.undecryptable task=%s user=%s column=%s key=%s "
+                 "current_key=%s reason=\"%s\"", s->task->task_id, s->task->user_id, column,
+                 id ? id : "none", gs_keyring_current_id(s->conf->token_keys), err);
+    return gs_fail(s->failure, p, GS_ERR_TOKEN_UNDECRYPTABLE, "the stored %s cannot be "
+                   "decrypted: %s; %s", column, err, hint);
+}
+
+/* A new access token (and a rotated refresh token) is stored sealed under the current key. */
 static apr_status_t save_token(void *baton, apr_pool_t *p, const char *access_token,
                                long expires_in, const char *new_refresh)
 {
-    return gs_store_save_token(baton, p, access_token, expires_in, new_refresh);
+    gs_sync_t *s = baton;
+    const char *access = NULL, *refresh = NULL;
+
+    if (gs_tokenbox_seal(s->conf->token_keys, p,
+                         gs_tokenbox_context(p, "access_token", s->task->user_id), access_token,
+                         &access) != APR_SUCCESS
+        || (new_refresh && gs_tokenbox_seal(s->conf->token_keys, p,
+                                            gs_tokenbox_context(p, "refresh_token",
+                                                                s->task->user_id),
+                                            new_refresh, &refresh) != APR_SUCCESS)) {
+        return gs_fail(s->failure, p, GS_ERR_INTERNAL, "cannot encrypt the new token");
+    }
+    return gs_store_save_token(s->task, p, access, expires_in, refresh);
 }
 
 gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t *task,
@@ -66,7 +109,7 @@ gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t
                           apr_pstrcat(p, "task=", task->task_id, NULL));
     gs_http_set_tick(http, heartbeat_tick, s);
     s->gm->token_saved = save_token;
-    s->gm->token_baton = task;
+    s->gm->token_baton = s;
     s->gm->on_wait = retry_state;
     s->gm->wait_baton = s;
     return s;
@@ -173,14 +216,19 @@ static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
 {
     gs_task_t *t = s->task;
     gs_account_t *acc = &s->account;
+    const char *refresh, *access = NULL;
     apr_status_t rv;
 
-    if ((rv = gs_store_load_account(t, p, acc)) != APR_SUCCESS) {
+    if ((rv = gs_store_load_account(t, p, acc)) != APR_SUCCESS
+        || (rv = open_token(s, p, "refresh_token", acc->refresh_token, &refresh)) != APR_SUCCESS
+        || (acc->access_ttl > 0
+            && (rv = open_token(s, p, "access_token", acc->access_token, &access))
+               != APR_SUCCESS)) {
         return rv;
     }
-    s->gm->oauth->refresh_token = acc->refresh_token;
-    if (acc->access_token && acc->access_ttl > 0) {
-        gs_oauth_set_token(s->gm->oauth, acc->access_token, apr_time_from_sec(acc->access_ttl),
+    s->gm->oauth->refresh_token = refresh;
+    if (access) {
+        gs_oauth_set_token(s->gm->oauth, access, apr_time_from_sec(acc->access_ttl),
                            apr_time_now());
     }
     if ((rv = gs_gmail_ensure_token(s->gm, p)) != APR_SUCCESS) {

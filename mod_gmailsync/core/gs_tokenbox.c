@@ -315,22 +315,37 @@ apr_status_t gs_tokenbox_open(const gs_keyring_t *kr, apr_pool_t *p, const char 
     return APR_SUCCESS;
 }
 
-apr_status_t gs_tokenbox_generate_key(apr_pool_t *p, const char **line)
+/* A key as a key-file line. */
+static char *key_line(apr_pool_t *p, const unsigned char key[GS_TOKENBOX_KEY_LEN])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char key[GS_TOKENBOX_KEY_LEN];
     char *s = apr_palloc(p, 2 * GS_TOKENBOX_KEY_LEN + 1);
     int i;
 
-    if (RAND_bytes(key, sizeof(key)) != 1) {
-        return APR_EGENERAL;
-    }
     for (i = 0; i < GS_TOKENBOX_KEY_LEN; i++) {
         s[2 * i] = hex[key[i] >> 4];
         s[2 * i + 1] = hex[key[i] & 15];
     }
     s[2 * GS_TOKENBOX_KEY_LEN] = '\0';
+    return s;
+}
+
+const char *gs_keyring_hex(const gs_keyring_t *kr, apr_pool_t *p, int i)
+{
+    if (i < 0 || i >= kr->keys->nelts) {
+        return NULL;
+    }
+    return key_line(p, APR_ARRAY_IDX(kr->keys, i, gs_tokenkey_t).key);
+}
+
+apr_status_t gs_tokenbox_generate_key(apr_pool_t *p, const char **line)
+{
+    unsigned char key[GS_TOKENBOX_KEY_LEN];
+
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+        return APR_EGENERAL;
+    }
+    *line = key_line(p, key);
     OPENSSL_cleanse(key, sizeof(key));
-    *line = s;
     return APR_SUCCESS;
 }

@@ -44,6 +44,10 @@ apr_status_t gs_keyring_load(gs_keyring_t **kr, apr_pool_t *p, const char *path,
 /* The id of the current key. */
 const char *gs_keyring_current_id(const gs_keyring_t *kr);
 
+/* The i-th key of the ring as a key-file line (64 hex digits, from p): how the daemon hands the
+ * keys to a worker on its stdin. NULL when i is out of range. */
+const char *gs_keyring_hex(const gs_keyring_t *kr, apr_pool_t *p, int i);
+
 /* The key with this id, or NULL. */
 const gs_tokenkey_t *gs_keyring_find(const gs_keyring_t *kr, const char *id);
 

@@ -10,12 +10,15 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 
+#include <openssl/crypto.h>
+
 #include "gs_worker_conf.h"
 
 /* A configuration or secret file larger than this is a mistake, not a configuration. */
 #define MAX_CONF_BYTES (64 * 1024)
 
-typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL } kind_t;
+typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL, K_TOKEN_KEY,
+               K_TOKEN_KEY_FILE } kind_t;
 
 typedef struct {
     const char *name;
@@ -33,6 +36,9 @@ static const key_t_ keys[] = {
     { "client_id", K_STRING, F(client_id), 0, 0, 0 },
     { "client_secret", K_STRING, F(client_secret), 0, 0, 0 },
     { "client_secret_file", K_SECRET_FILE, F(client_secret_file), 0, 0, 0 },
+    /* repeatable: one key per line, the current one first (how the daemon passes them) */
+    { "token_key", K_TOKEN_KEY, F(token_keys), 0, 0, 0 },
+    { "token_key_file", K_TOKEN_KEY_FILE, F(token_key_file), 0, 0, 0 },
     { "mode", K_MODE, F(mode), 0, 0, 0 },
     { "batch_size", K_INT, F(batch_size), 1, GS_MAX_BATCH_SIZE, 0 },
     { "quota_units", K_INT, F(quota_units), 0, 1000000, 0 },
@@ -158,6 +164,48 @@ static apr_status_t read_secret_file(gs_worker_conf_t *conf, apr_pool_t *p, cons
     return APR_SUCCESS;
 }
 
+/* One token_key line: appended to the key-file text that gs_worker_conf_parse turns into the
+ * ring once every line is read. */
+static apr_status_t add_token_key(apr_pool_t *p, char **ring_text, const char *value,
+                                  const char **why)
+{
+    apr_size_t have = *ring_text ? strlen(*ring_text) : 0, n = strlen(value);
+    char *text;
+
+    if (n != 2 * GS_TOKENBOX_KEY_LEN) {
+        *why = "a key is 64 hex digits";
+        return APR_EINVAL;
+    }
+    text = apr_palloc(p, have + n + 2);
+    if (have) {
+        memcpy(text, *ring_text, have);
+        OPENSSL_cleanse(*ring_text, have);
+    }
+    memcpy(text + have, value, n);
+    text[have + n] = '\n';
+    text[have + n + 1] = '\0';
+    *ring_text = text;
+    return APR_SUCCESS;
+}
+
+static apr_status_t read_token_key_file(gs_worker_conf_t *conf, apr_pool_t *p, const char *path,
+                                        const char **why)
+{
+    gs_keyring_t *kr;
+    apr_status_t rv;
+
+    if (!strcmp(path, "-")) {
+        *why = "token_key_file cannot be stdin";
+        return APR_EINVAL;
+    }
+    if ((rv = gs_keyring_load(&kr, p, path, why)) != APR_SUCCESS) {
+        return rv;
+    }
+    conf->token_keys = kr;
+    conf->token_key_file = apr_pstrdup(p, path);
+    return APR_SUCCESS;
+}
+
 static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k,
                           const char *value, const char **why)
 {
@@ -206,6 +254,11 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
         }
         *(apr_interval_time_t *)field = d;
         return APR_SUCCESS;
+    case K_TOKEN_KEY:
+        *why = "token_key is read by gs_worker_conf_parse";
+        return APR_EINVAL;
+    case K_TOKEN_KEY_FILE:
+        return read_token_key_file(conf, p, value, why);
     case K_LOG_LEVEL:
         if (!strcmp(value, "info") || !strcmp(value, "debug")) {
             conf->debug = !strcmp(value, "debug");
@@ -236,7 +289,7 @@ apr_status_t gs_worker_conf_parse(gs_worker_conf_t *conf, apr_pool_t *p, const c
                                   apr_size_t len, const char **err)
 {
     apr_hash_t *seen = apr_hash_make(p);
-    char *copy, *line, *next;
+    char *copy, *line, *next, *token_keys = NULL;
     int lineno = 0;
     apr_status_t rv = APR_SUCCESS;
 
@@ -272,6 +325,13 @@ apr_status_t gs_worker_conf_parse(gs_worker_conf_t *conf, apr_pool_t *p, const c
             *err = apr_psprintf(p, "line %d: unknown key '%.64s'", lineno, key);
             rv = APR_EINVAL;
         }
+        else if (k->kind == K_TOKEN_KEY) {
+            if (add_token_key(p, &token_keys, value, &why) != APR_SUCCESS) {
+                *err = apr_psprintf(p, "line %d: bad %s: %s", lineno, k->name, why);
+                rv = APR_EINVAL;
+            }
+            apr_hash_set(seen, k->name, APR_HASH_KEY_STRING, k);
+        }
         else if (apr_hash_get(seen, k->name, APR_HASH_KEY_STRING)) {
             *err = apr_psprintf(p, "line %d: %s is set twice", lineno, k->name);
             rv = APR_EINVAL;
@@ -286,6 +346,25 @@ apr_status_t gs_worker_conf_parse(gs_worker_conf_t *conf, apr_pool_t *p, const c
         }
     }
     memset(copy, 0, len);   /* it held the secrets; the values we keep are copies */
+    if (rv == APR_SUCCESS && token_keys) {
+        gs_keyring_t *kr;
+        const char *why = NULL;
+
+        if (apr_hash_get(seen, "token_key_file", APR_HASH_KEY_STRING)) {
+            *err = "set token_key or token_key_file, not both";
+            rv = APR_EINVAL;
+        }
+        else if (gs_keyring_parse(&kr, p, token_keys, strlen(token_keys), &why) != APR_SUCCESS) {
+            *err = apr_psprintf(p, "bad token_key: %s", why);
+            rv = APR_EINVAL;
+        }
+        else {
+            conf->token_keys = kr;
+        }
+    }
+    if (token_keys) {
+        OPENSSL_cleanse(token_keys, strlen(token_keys));
+    }
     if (rv == APR_SUCCESS && apr_hash_get(seen, "client_secret", APR_HASH_KEY_STRING)
         && apr_hash_get(seen, "client_secret_file", APR_HASH_KEY_STRING)) {
         *err = "set client_secret or client_secret_file, not both";
@@ -299,6 +378,7 @@ apr_status_t gs_worker_conf_from_env(gs_worker_conf_t *conf, apr_pool_t *p, cons
     static const struct { const char *env, *key; } vars[] = {
         { "GS_PG_DSN", "db" }, { "GS_API_BASE", "api_base" }, { "GS_TOKEN_URL", "token_url" },
         { "GS_CLIENT_ID", "client_id" }, { "GS_CLIENT_SECRET_FILE", "client_secret_file" },
+        { "GS_TOKEN_KEY_FILE", "token_key_file" },
     };
     size_t i;
 
@@ -348,6 +428,10 @@ apr_status_t gs_worker_conf_check(gs_worker_conf_t *conf, apr_pool_t *p, const c
     if (!conf->client_secret) {
         *err = "no OAuth client secret: set client_secret or client_secret_file "
                "(or GS_CLIENT_SECRET_FILE)";
+        return APR_EINVAL;
+    }
+    if (!conf->token_keys) {
+        *err = "no token keys: set token_key or token_key_file (or GS_TOKEN_KEY_FILE)";
         return APR_EINVAL;
     }
     if (conf->backoff_max < conf->backoff_base) {

@@ -18,6 +18,7 @@
 #include <apr_time.h>
 
 #include "gs_config.h"
+#include "gs_tokenbox.h"
 
 #define GS_WORKER_DEFAULT_PARALLEL        2
 #define GS_WORKER_MAX_PARALLEL            16
@@ -37,6 +38,10 @@ typedef struct {
     const char *client_id;
     const char *client_secret;       /* the value; from client_secret or client_secret_file */
     const char *client_secret_file;  /* as given, for messages */
+    const gs_keyring_t *token_keys;  /* opens and seals the stored OAuth tokens; from the
+                                        token_key lines (in order, the first is the current
+                                        key) or token_key_file */
+    const char *token_key_file;      /* as given, for messages */
     gs_sync_mode_t mode;
     int batch_size;                  /* messages per Gmail batch request, 1..GS_MAX_BATCH_SIZE */
     int quota_units;                 /* Gmail quota units/s this worker allows itself; 0: no limit */
@@ -63,7 +68,8 @@ typedef struct {
 gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p);
 
 /* Applies the "key = value" lines of text (len bytes) to conf. On failure returns APR_EINVAL
- * and *err (from p) names the line and the key. Reading client_secret_file happens here. */
+ * and *err (from p) names the line and the key. Reading client_secret_file and token_key_file
+ * happens here; token_key may be given several times (one key each, the current one first). */
 apr_status_t gs_worker_conf_parse(gs_worker_conf_t *conf, apr_pool_t *p, const char *text,
                                   apr_size_t len, const char **err);
 
@@ -74,7 +80,8 @@ apr_status_t gs_worker_conf_from_env(gs_worker_conf_t *conf, apr_pool_t *p, cons
 apr_status_t gs_worker_conf_load(gs_worker_conf_t *conf, apr_pool_t *p, const char *path,
                                  const char **err);
 
-/* Checks that what a run needs is there (db, client id and secret); fills the host default. */
+/* Checks that what a run needs is there (db, client id and secret, token keys); fills the host
+ * default. */
 apr_status_t gs_worker_conf_check(gs_worker_conf_t *conf, apr_pool_t *p, const char **err);
 
 #endif /* GS_WORKER_CONF_H */

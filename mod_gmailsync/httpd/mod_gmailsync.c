@@ -35,15 +35,58 @@ static int log_is_level_httpd(void *baton, gs_log_level_t level)
     return APLOG_IS_LEVEL(s, (int)level);
 }
 
+/* GmailSyncTokenKeyFile: required wherever GmailSync is On (the default), in the main server,
+ * since the daemon hands the main server's keys to every worker; a virtual host may repeat the
+ * same file but not name another one. */
+static int gs_check_token_keys(server_rec *s, apr_pool_t *ptemp)
+{
+    const gs_srv_conf_t *main_conf = gs_httpd_srv_conf(s);
+    server_rec *vs;
+
+    for (vs = s; vs; vs = vs->next) {
+        const gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
+        const char *where = "";
+
+        if (vs != s) {
+            where = apr_psprintf(ptemp, " (the virtual host at %s:%d has it On)",
+                                 vs->defn_name ? vs->defn_name : "?", vs->defn_line_number);
+        }
+        if (conf->enabled && !main_conf->token_keys) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s is required in the main server while %s is On%s: "
+                         "it encrypts the stored OAuth tokens. Create one with "
+                         "`(umask 077; gmailsync-rotate-key --generate > /etc/apache2/"
+                         "gmailsync-token-keys)` and add %s /etc/apache2/gmailsync-token-keys",
+                         GS_DIR_TOKEN_KEY_FILE, GS_DIR_ENABLE, where, GS_DIR_TOKEN_KEY_FILE);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (conf->token_key_file && main_conf->token_key_file
+            && strcmp(conf->token_key_file, main_conf->token_key_file)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_ERR, 0, NULL,
+                         "mod_gmailsync: %s %s of the virtual host at %s:%d differs from the "
+                         "main server's %s: the workers use the main server's keys, set it "
+                         "there only", GS_DIR_TOKEN_KEY_FILE, conf->token_key_file,
+                         vs->defn_name ? vs->defn_name : "?", vs->defn_line_number,
+                         main_conf->token_key_file);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
 /* Checks what single directives cannot: relations between settings. Runs before `Syntax OK` and
  * at every (re)start, after virtual hosts have inherited from the main server. */
 static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
     server_rec *vs;
+    int rc;
 
     (void)pconf;
     (void)plog;
     gs_httpd_conf_finalize(s);
+    if ((rc = gs_check_token_keys(s, ptemp)) != OK) {
+        return rc;
+    }
     for (vs = s; vs; vs = vs->next) {
         gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
 

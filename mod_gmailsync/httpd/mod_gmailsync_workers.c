@@ -194,6 +194,18 @@ int gs_workers_drain(daemon_t *d, worker_t *w, int is_err)
     return 0;
 }
 
+/* "token_key = <hex>" per key of GmailSyncTokenKeyFile, the current (sealing) key first. */
+static const char *token_key_lines(const gs_srv_conf_t *c, apr_pool_t *p)
+{
+    const char *lines = "", *hex;
+    int i;
+
+    for (i = 0; c->token_keys && (hex = gs_keyring_hex(c->token_keys, p, i)); i++) {
+        lines = apr_pstrcat(p, lines, "token_key = ", hex, "\n", NULL);
+    }
+    return lines;
+}
+
 static const char *worker_config(daemon_t *d, apr_pool_t *p)
 {
     const gs_srv_conf_t *c = d->conf;
@@ -206,6 +218,7 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         c->client_id ? "\n" : "",
         d->ctx->client_secret ? "client_secret = " : "",
         d->ctx->client_secret ? d->ctx->client_secret : "", d->ctx->client_secret ? "\n" : "",
+        token_key_lines(c, p),
         "mode = ", gs_sync_mode_name((gs_sync_mode_t)c->mode), "\n",
         "batch_size = ", apr_ltoa(p, c->batch_size), "\n",
         "quota_units = ", apr_ltoa(p, c->quota_units), "\n",
@@ -289,11 +302,13 @@ static apr_status_t spawn_worker(daemon_t *d, worker_t *w)
         || APR_SUCCESS != (rv = apr_proc_create(&w->proc, argv[0], argv, env, attr, w->pool))) {
         return rv;
     }
-    /* the configuration (with the OAuth secret) goes through the pipe, never argv or env */
+    /* the configuration (with the OAuth secret and the token keys) goes through the pipe, never
+     * argv or env */
     config = worker_config(d, d->tick);
     len = strlen(config);
     rv = apr_file_write_full(w->proc.in, config, len, NULL);
     apr_file_close(w->proc.in);
+    memset((char *)config, 0, len);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s, "event=worker.config_failed task=%s",
                      w->task_id);

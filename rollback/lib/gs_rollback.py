@@ -333,6 +333,9 @@ def load_test(httpd, v, live, with_worker):
                     + "\n".join(lines) + "\n"
                     f'LoadModule gmailsync_module "{v.so}"\n'
                     f'DBDriver pgsql\nDBDParams "host=127.0.0.1 dbname=gmailsync"\n'
+                    # a load test only: Off needs no GmailSyncTokenKeyFile (the live
+                    # configuration's own checks are apachectl -t after the switch)
+                    'GmailSync Off\n'
                     + (f'GmailSyncWorker "{v.worker}"\n' if with_worker else ""))
         try:
             p = subprocess.run([httpd.binary(), "-d", d, "-f", conf, "-t"], capture_output=True,

@@ -2,13 +2,16 @@
 """Creates a user of the local stack: a Gmail mailbox in the fake API, the linked account and a
 web session. Prints {"user_id", "session", "email"} as JSON on stdout.
 
-Environment: GS_PG_DSN, GS_GMAIL_URL (set by scripts/gmailsync-dev).
+Environment: GS_PG_DSN, GS_GMAIL_URL, GS_TOKEN_KEY_FILE, GS_TOKENS_BIN (set by
+scripts/gmailsync-dev). The refresh token is stored sealed by `gmailsync-tokens seal` (the crypto
+lives in C only); --plaintext stores it as a release before migration 006 did.
 """
 import argparse
 import hashlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 import urllib.request
 
@@ -25,6 +28,19 @@ def create_mailbox(gmail_url, email, messages, seed, refresh_token):
         return json.load(resp)
 
 
+def seal(user_id, token):
+    """The token sealed under the stack's current key, for user_id's refresh_token column (the
+    token goes to gmailsync-tokens on its stdin, never on a command line)."""
+    key_file, tool = os.environ.get("GS_TOKEN_KEY_FILE"), os.environ.get("GS_TOKENS_BIN")
+    if not key_file or not tool:
+        sys.exit("gmailsync-dev add-user: GS_TOKEN_KEY_FILE and GS_TOKENS_BIN must be set")
+    p = subprocess.run([tool, "seal", "--key-file", key_file, "--user", user_id],
+                       input=token + "\n", capture_output=True, text=True, timeout=60)
+    if p.returncode != 0 or not p.stdout.startswith("gs1:"):
+        sys.exit("gmailsync-dev add-user: sealing the token failed: " + p.stderr)
+    return p.stdout.strip()
+
+
 def main():
     ap = argparse.ArgumentParser(prog="gmailsync-dev add-user")
     ap.add_argument("--messages", type=int, default=100, help="messages in the mailbox (default 100)")
@@ -33,6 +49,10 @@ def main():
     ap.add_argument("--user-id", help="user id (default: random)")
     ap.add_argument("--session-hours", type=float, default=24.0, help="session lifetime (default 24)")
     ap.add_argument("--no-account", action="store_true", help="create the session only, no Gmail link")
+    ap.add_argument("--refresh-token-stdin", action="store_true",
+                    help="read the mailbox's refresh token from stdin (default: a random one)")
+    ap.add_argument("--plaintext", action="store_true",
+                    help="store the refresh token unsealed (as releases before 006 did)")
     args = ap.parse_args()
     if args.messages < 0:
         ap.error("--messages must be >= 0")
@@ -50,8 +70,14 @@ def main():
 
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         if not args.no_account:
-            refresh_token = "1//dev-" + secrets.token_urlsafe(24)
+            if args.refresh_token_stdin:
+                refresh_token = sys.stdin.readline().strip()
+                if not refresh_token:
+                    ap.error("--refresh-token-stdin: no token on stdin")
+            else:
+                refresh_token = "1//dev-" + secrets.token_urlsafe(24)
             create_mailbox(gmail_url, email, args.messages, seed, refresh_token)
+            stored = refresh_token if args.plaintext else seal(user_id, refresh_token)
             cur.execute(
                 """INSERT INTO gmailsync.accounts (user_id, email, refresh_token)
                    VALUES (%s, %s, %s)
@@ -59,7 +85,7 @@ def main():
                       SET email = EXCLUDED.email, refresh_token = EXCLUDED.refresh_token,
                           access_token = NULL, access_token_expires_at = NULL,
                           history_id = NULL, updated_at = now()""",
-                (user_id, email, refresh_token))
+                (user_id, email, stored))
         cur.execute(
             """INSERT INTO gmailsync.sessions (token_sha256, user_id, expires_at)
                VALUES (%s, %s, now() + make_interval(secs => %s))""",

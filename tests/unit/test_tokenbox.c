@@ -6,6 +6,7 @@
 #include <apr_strings.h>
 #include <check.h>
 
+#include "gs_rekey.h"
 #include "gs_tokenbox.h"
 #include "unit.h"
 
@@ -165,6 +166,71 @@ START_TEST(key_file_permissions)
 }
 END_TEST
 
+START_TEST(key_lines_for_the_worker)
+{
+    gs_keyring_t *kr = ring(KEY_A "\n" KEY_B "\n");
+
+    /* what the daemon writes on a worker's stdin: the keys in the file's order, lower case */
+    ck_assert_str_eq(gs_keyring_hex(kr, pool, 0), KEY_A);
+    ck_assert_str_eq(gs_keyring_hex(kr, pool, 1), "ffffffffffffffffffffffffffffffff"
+                                                  "ffffffffffffffffffffffffffffffff");
+    ck_assert_ptr_null(gs_keyring_hex(kr, pool, 2));
+    ck_assert_ptr_null(gs_keyring_hex(kr, pool, -1));
+    ck_assert_str_eq(gs_keyring_current_id(ring(gs_keyring_hex(kr, pool, 1))), "d6ffa847");
+}
+END_TEST
+
+/* gmailsync-rotate-key's decision for one stored value */
+START_TEST(rekey_every_case)
+{
+    gs_keyring_t *old_ring = ring(KEY_B "\n"), *new_ring = ring(KEY_A "\n" KEY_B "\n");
+    gs_keyring_t *other = ring("0101010101010101010101010101010101010101010101010101010101010101\n");
+    const char *ctx = gs_tokenbox_context(pool, "refresh_token", "u1"), *under_old, *under_new;
+    const char *out, *why, *plain, *err;
+
+    ck_assert_int_eq(gs_tokenbox_seal(old_ring, pool, ctx, "1//tok", &under_old), APR_SUCCESS);
+    ck_assert_int_eq(gs_tokenbox_seal(new_ring, pool, ctx, "1//tok", &under_new), APR_SUCCESS);
+
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", NULL, 0, &out, &why),
+                     GS_REKEY_EMPTY);
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", "", 0, &out, &why),
+                     GS_REKEY_EMPTY);
+    /* plaintext: sealed under the current key, opening in the right place only */
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", "1//tok", 0, &out,
+                                    &why), GS_REKEY_SEAL);
+    ck_assert_str_eq(gs_tokenbox_key_id(pool, out), "f095d690");
+    ck_assert_int_eq(gs_tokenbox_open(new_ring, pool, ctx, out, &plain, &err), APR_SUCCESS);
+    ck_assert_str_eq(plain, "1//tok");
+    ck_assert_int_ne(gs_tokenbox_open(new_ring, pool, gs_tokenbox_context(pool, "access_token",
+                                      "u1"), out, &plain, &err), APR_SUCCESS);
+    /* under an older key of the ring: re-sealed; under the current one: left as it is */
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", under_old, 0, &out,
+                                    &why), GS_REKEY_RESEAL);
+    ck_assert_str_eq(gs_tokenbox_key_id(pool, out), "f095d690");
+    ck_assert_int_eq(gs_tokenbox_open(new_ring, pool, ctx, out, &plain, &err), APR_SUCCESS);
+    ck_assert_str_eq(plain, "1//tok");
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", under_new, 0, &out,
+                                    &why), GS_REKEY_CURRENT);
+    ck_assert_ptr_eq(out, under_new);
+    /* what does not open: a key not in the ring, another row's value; named, never echoed */
+    ck_assert_int_eq(gs_rekey_value(other, pool, "refresh_token", "u1", under_new, 0, &out, &why),
+                     GS_REKEY_FAILED);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_nonnull(strstr(why, "f095d690"));
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u2", under_new, 0, &out,
+                                    &why), GS_REKEY_FAILED);
+    ck_assert_ptr_null(strstr(why, "1//tok"));
+    /* unsealing (a rollback to a release before sealed tokens) */
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", under_old, 1, &out,
+                                    &why), GS_REKEY_UNSEAL);
+    ck_assert_str_eq(out, "1//tok");
+    ck_assert_int_eq(gs_rekey_value(new_ring, pool, "refresh_token", "u1", "1//tok", 1, &out,
+                                    &why), GS_REKEY_CURRENT);
+    ck_assert_str_eq(gs_rekey_action_name(GS_REKEY_RESEAL), "resealed");
+    ck_assert_str_eq(gs_rekey_action_name(GS_REKEY_FAILED), "failed");
+}
+END_TEST
+
 Suite *gs_tokenbox_suite(void)
 {
     Suite *s = suite_create("gs_tokenbox");
@@ -176,6 +242,8 @@ Suite *gs_tokenbox_suite(void)
     tcase_add_test(tc, what_does_not_open);
     tcase_add_test(tc, rotation_ring);
     tcase_add_test(tc, key_file_permissions);
+    tcase_add_test(tc, key_lines_for_the_worker);
+    tcase_add_test(tc, rekey_every_case);
     suite_add_tcase(s, tc);
     return s;
 }

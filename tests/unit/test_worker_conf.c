@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_pools.h>
@@ -10,6 +11,9 @@
 
 #include "gs_worker_conf.h"
 #include "unit.h"
+
+#define KEY_A "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define KEY_B "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
 
 static apr_pool_t *pool;
 
@@ -57,6 +61,8 @@ START_TEST(parses_every_key)
         "\n"
         "client_id = id-1\n"
         "client_secret = top = secret\n"
+        "token_key = " KEY_A "\n"
+        "token_key = " KEY_B "\n"
         "mode = full\n"
         "batch_size = 25\n"
         "quota_units = 0\n"
@@ -87,6 +93,12 @@ START_TEST(parses_every_key)
     ck_assert(c->backoff_max == apr_time_from_sec(1));
     ck_assert_str_eq(c->host, "web-1");
     ck_assert_int_eq(c->debug, 1);
+    /* token_key repeats: the first line is the current key, the order is kept */
+    ck_assert_ptr_nonnull(c->token_keys);
+    ck_assert_int_eq(c->token_keys->keys->nelts, 2);
+    ck_assert_str_eq(gs_keyring_current_id(c->token_keys), "f095d690");
+    ck_assert_str_eq(gs_keyring_hex(c->token_keys, pool, 1), KEY_B);
+    ck_assert_ptr_null(gs_keyring_hex(c->token_keys, pool, 2));
     ck_assert_int_eq(gs_worker_conf_check(c, pool, &err), APR_SUCCESS);
 }
 END_TEST
@@ -100,6 +112,9 @@ START_TEST(rejects_mistakes_without_echoing_values)
         "client_secret = a\nclient_secret_file = /etc/hostname\n", "parallel = 17\n",
         "client_secret_file = /nonexistent/secret\n", "log_level = loud\n",
         "retry_budget = 10ms\n",
+        "token_key = 00\n", "token_key = " KEY_A "\ntoken_key = " KEY_A "\n",
+        "token_key = " KEY_A "\ntoken_key_file = /nonexistent\n",
+        "token_key_file = /nonexistent/keys\n", "token_key_file = -\n",
     };
     size_t i;
 
@@ -107,8 +122,9 @@ START_TEST(rejects_mistakes_without_echoing_values)
         gs_worker_conf_t *c = gs_worker_conf_make(pool);
         const char *err;
         ck_assert_msg(parse(c, bad[i], &err) != APR_SUCCESS, "accepted: %s", bad[i]);
-        ck_assert_msg(err && (strstr(err, "line") || strstr(err, "client_secret")),
-                      "no line in: %s", err);
+        ck_assert_msg(err && (strstr(err, "line") || strstr(err, "client_secret")
+                              || strstr(err, "token_key")), "no line in: %s", err);
+        ck_assert_msg(!strstr(err, KEY_A) && !strstr(err, "0001020304"), "a key in: %s", err);
     }
     {
         gs_worker_conf_t *c = gs_worker_conf_make(pool);
@@ -135,6 +151,24 @@ START_TEST(reads_the_secret_file_and_checks_requirements)
     text = apr_psprintf(pool, "db = dbname=x\nclient_id = c\nclient_secret_file = %s\n", path);
     ck_assert_int_eq(parse(c, text, &err), APR_SUCCESS);
     ck_assert_str_eq(c->client_secret, "s3cret");
+    ck_assert_int_ne(gs_worker_conf_check(c, pool, &err), APR_SUCCESS);   /* no token keys */
+    ck_assert_ptr_nonnull(strstr(err, "token_key"));
+    unlink(path);
+    /* token_key_file: the key file, owner-only */
+    c = gs_worker_conf_make(pool);
+    strcpy(path, "/tmp/gs-unit-keysXXXXXX");
+    ck_assert_int_ge(fd = mkstemp(path), 0);
+    ck_assert_int_eq(write(fd, KEY_A "\n", 65), 65);
+    close(fd);
+    ck_assert_int_eq(chmod(path, 0640), 0);
+    text = apr_psprintf(pool, "db = dbname=x\nclient_id = c\nclient_secret = s\n"
+                        "token_key_file = %s\n", path);
+    ck_assert_int_ne(parse(c, text, &err), APR_SUCCESS);
+    ck_assert_ptr_nonnull(strstr(err, "other users"));
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    ck_assert_int_eq(parse(c, text, &err), APR_SUCCESS);
+    ck_assert_str_eq(c->token_key_file, path);
+    ck_assert_str_eq(gs_keyring_current_id(c->token_keys), "f095d690");
     ck_assert_int_eq(gs_worker_conf_check(c, pool, &err), APR_SUCCESS);
     ck_assert_ptr_nonnull(c->host);
     unlink(path);
