@@ -48,9 +48,9 @@ def dev_env(extra_conf=None):
     return env
 
 
-def run_dev(*args, extra_conf=None, check=True, timeout=300):
+def run_dev(*args, extra_conf=None, check=True, timeout=300, stdin_text=None):
     return subprocess.run([DEV, *args], env=dev_env(extra_conf), check=check, timeout=timeout,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, input=stdin_text)
 
 
 class Stack:
@@ -87,14 +87,18 @@ class Stack:
         conn.close()
         return rows
 
-    def add_user(self, messages=10, **kw):
+    def add_user(self, messages=10, refresh_token=None, **kw):
+        """A user with a mailbox (gmailsync-dev add-user; keywords are its options). The refresh
+        token is random unless given (it then reaches add-user on stdin, not argv)."""
         args = ["add-user", "--messages", str(messages)]
+        if refresh_token is not None:
+            args.append("--refresh-token-stdin")
         for k, v in kw.items():
             if v is True:
                 args.append("--" + k.replace("_", "-"))
             elif v is not False and v is not None:
                 args += ["--" + k.replace("_", "-"), str(v)]
-        return json.loads(run_dev(*args).stdout)
+        return json.loads(run_dev(*args, stdin_text=refresh_token and refresh_token + "\n").stdout)
 
     def log_size(self):
         try:

@@ -155,6 +155,9 @@ class Worker:
             "token_url": self.stack.gmail_url + "/token",
             "client_id": self.stack.env["GS_CLIENT_ID"],
             "client_secret": self.client_secret,
+            # the keys of the stored tokens, as an operator running the worker by hand gives them
+            # (the daemon passes token_key lines on stdin instead)
+            "token_key_file": self.stack.env["GS_TOKEN_KEY_FILE"],
             "quota_units": "0",
             "progress_interval": "100ms",
             "heartbeat": "1s",
@@ -163,7 +166,7 @@ class Worker:
             "backoff_max": "200ms",
             "timeout": "10s",
         }
-        conf.update({k: str(v) for k, v in overrides.items()})
+        conf.update({k: None if v is None else str(v) for k, v in overrides.items()})  # None: drop
         return "".join("%s = %s\n" % kv for kv in conf.items() if kv[1] is not None)
 
     def start(self, task_id, lease=None, stdout=subprocess.PIPE, **conf):

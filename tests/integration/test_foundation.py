@@ -67,11 +67,25 @@ def test_head_health_has_no_body(stack, http):
 
 # --------------------------------------------------------------------------- configuration checks
 
-def configtest(tmp_path, directives, include_snippet=True):
-    """Runs `apache2 -t` on a minimal server that includes conf/gmailsync.conf."""
+def key_file(tmp_path, name="token.keys", mode=0o600, text=None):
+    """A key file for GmailSyncTokenKeyFile (a fresh key unless text is given)."""
+    path = tmp_path / name
+    if text is None:
+        text = subprocess.run([os.path.join(ROOT, "build", "gmailsync-tokens"), "generate"],
+                              capture_output=True, text=True, check=True).stdout
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def configtest(tmp_path, directives, include_snippet=True, keys=True):
+    """Runs `apache2 -t` on a minimal server that includes conf/gmailsync.conf and, with keys,
+    names a fresh GmailSyncTokenKeyFile (GmailSync On requires one)."""
     conf = tmp_path / "httpd.conf"
     (tmp_path / "logs").mkdir(exist_ok=True)
     include = f'Include "{ROOT}/conf/gmailsync.conf"' if include_snippet else ""
+    if keys:
+        directives = f'GmailSyncTokenKeyFile "{key_file(tmp_path)}"\n' + directives
     conf.write_text(textwrap.dedent(f"""\
         ServerRoot "{tmp_path}"
         ServerName 127.0.0.1
@@ -199,6 +213,7 @@ def test_module_without_mod_dbd_is_refused_at_start(stack, tmp_path):
         LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
         LoadModule authz_core_module {MODULES}/mod_authz_core.so
         LoadModule gmailsync_module "{ROOT}/build/mod_gmailsync.so"
+        GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """))
     proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-X"],
                           capture_output=True, text=True, timeout=30)
@@ -229,6 +244,7 @@ def test_health_is_503_problem_when_database_is_unreachable(stack, tmp_path, htt
         DBDriver pgsql
         DBDParams "host=127.0.0.1 port=1 dbname=gmailsync connect_timeout=2"
         Include "{ROOT}/conf/gmailsync.conf"
+        GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """) + user)
     os.chmod(tmp_path, 0o755)
     subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "start"],

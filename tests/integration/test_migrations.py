@@ -15,11 +15,13 @@ import pytest
 import requests
 
 from conftest import ROOT, RUN_DIR, OtherHttpd, wait_for
-from gsworker import Gmail, assert_table_equals_mailbox
+from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, Gmail, Worker, assert_table_equals_mailbox,
+                      new_task, task)
 
 pytestmark = pytest.mark.usefixtures("paused_daemon")
 
 MIGRATE = os.path.join(ROOT, "scripts", "gmailsync-migrate")
+ROTATE = os.path.join(ROOT, "scripts", "gmailsync-rotate-key")
 UPS = sorted(glob.glob(os.path.join(ROOT, "sql", "[0-9][0-9][0-9]_*.up.sql")))
 NEWEST = int(os.path.basename(UPS[-1])[:3])
 PREVIOUS_PORT = int(os.environ.get("GS_TEST_HTTP_PORT", "19080")) + 8
@@ -169,7 +171,9 @@ def test_the_previous_release_runs_against_the_newest_schema(stack, old_build):
         assert h["version"] == old_version
         assert h["database"]["schema_version"] == NEWEST
         assert requests.get(old.api + "/metrics", timeout=10).status_code == 200
-        u = stack.add_user(messages=120)
+        # the previous release reads plaintext tokens only: a row written before gmailsync-rotate-key
+        # sealed it (what it does with a sealed one: the test below)
+        u = stack.add_user(messages=120, plaintext=True)
         r = requests.post(old.api + "/smart", json={"force_full": False},
                           cookies={"session": u["session"]}, timeout=30)
         assert r.status_code == 202, r.text
@@ -196,3 +200,38 @@ def test_the_previous_release_runs_against_the_newest_schema(stack, old_build):
     finally:
         problems = old.stop()
     assert not problems, "\n".join(problems)
+
+
+def test_the_previous_release_fails_a_sealed_row_cleanly_and_unseal_rolls_back(stack, old_build):
+    """After gmailsync-rotate-key sealed the tokens, the previous release's worker sends the sealed
+    text as its refresh token: the token endpoint answers invalid_grant, the task FAILS
+    auth_revoked and the row is left as it was (nothing overwritten, nothing decrypted).
+    `gmailsync-rotate-key --unseal` is the way back for such a rollback; sealing again after it
+    returns the row to this release."""
+    old_worker = Worker(stack, binary=os.path.join(old_build, "build", "gmailsync-worker"))
+    new_worker = Worker(stack)
+    u = stack.add_user(messages=15)
+    before = stack.query("SELECT refresh_token, access_token FROM gmailsync.accounts"
+                         " WHERE user_id = %s", (u["user_id"],))[0]
+    assert before[0].startswith("gs1:")
+    tid = new_task(stack, u["user_id"])
+    run = old_worker.run(tid, token_key_file=None)
+    assert run.rc == EXIT_FAILED, run.stderr
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "auth_revoked"), t
+    assert stack.query("SELECT refresh_token, access_token FROM gmailsync.accounts"
+                       " WHERE user_id = %s", (u["user_id"],))[0] == before
+
+    env = dict(os.environ, GS_PG_DSN=stack.pg_dsn)
+    keys = stack.env["GS_TOKEN_KEY_FILE"]
+    p = subprocess.run([ROTATE, "--key-file", keys, "--user", u["user_id"], "--unseal"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "unsealed=1" in p.stdout, p.stdout + p.stderr
+    tid = new_task(stack, u["user_id"])
+    assert old_worker.run(tid, token_key_file=None).rc == EXIT_SUCCEEDED
+    # the way forward again: seal, and this release syncs the row
+    p = subprocess.run([ROTATE, "--key-file", keys, "--user", u["user_id"]],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "sealed=2" in p.stdout, p.stdout + p.stderr
+    tid = new_task(stack, u["user_id"])
+    assert new_worker.run(tid).rc == EXIT_SUCCEEDED

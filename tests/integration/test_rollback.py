@@ -52,6 +52,7 @@ DBDMax 10
     GmailSyncTokenURL "{stack.gmail_url}/token"
     GmailSyncClientId {stack.env['GS_CLIENT_ID']}
     GmailSyncClientSecretFile "{secret}"
+    GmailSyncTokenKeyFile "{stack.env['GS_TOKEN_KEY_FILE']}"
     # about 200 messages/s per user: a sync of 600 messages lasts ~3 s, across switches
     GmailSyncQuotaUnits 1000
     GmailSyncProgressInterval 200ms
@@ -137,6 +138,12 @@ def test_versions_installed_side_by_side_and_the_first_is_active(deb):
         layout = open(os.path.join(deb.data_root, v, "rollback", "layout")).read()
         assert f"version={v}\n" in layout and f"apache_confdir={deb.confdir}\n" in layout
         assert glob.glob(os.path.join(deb.data_root, v, "sql", "003_*.down.sql"))
+        # the key tool beside the worker, found by the installed gmailsync-rotate-key
+        assert os.access(os.path.join(deb.libexec_root, v, "gmailsync-tokens"), os.X_OK)
+        rotate_key = os.path.join(deb.data_root, v, "bin", "gmailsync-rotate-key")
+        p = sh([rotate_key, "--generate"], env={k: x for k, x in os.environ.items()
+                                                if k != "GS_TOKENS_BIN"})
+        assert re.fullmatch(r"[0-9a-f]{64}\n", p.stdout), p.stdout
     # the second install did not activate itself
     assert deb.active() == V1
     assert "not activating 9.9.2" in deb.installs[V2]

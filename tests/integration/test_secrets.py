@@ -1,7 +1,9 @@
-"""Secrets at the edges (issue 10): the OAuth client secret and the database passwords never
-appear on a command line (`ps` shows every process's argv to every local user) nor in the
-environment of the stack's processes, and the generated files that hold them are private."""
+"""Secrets at the edges (issue 10): the OAuth client secret, the database passwords, the token keys
+and the OAuth tokens (issue 13) never appear on a command line (`ps` shows every process's argv to
+every local user) nor in the environment of the stack's processes, and the generated files that
+hold them are private."""
 import os
+import secrets as pysecrets
 import stat
 import subprocess
 
@@ -9,7 +11,7 @@ import requests
 
 from conftest import ROOT, RUN_DIR, wait_for
 
-SECRET_FILES = ("client_secret", "pg_app_password", "pg_admin_password")
+SECRET_FILES = ("client_secret", "pg_app_password", "pg_admin_password", "token_key")
 
 
 def secrets():
@@ -57,7 +59,10 @@ def stack_pids(stack):
 
 def test_no_secret_on_any_command_line_nor_in_the_stack_environment(stack):
     values = secrets()
-    u = stack.add_user(messages=300)
+    # the key file's key, as the daemon writes it on a worker's stdin, and the user's token
+    values["token_key"] = values["token_key"].splitlines()[0]
+    values["refresh_token"] = "1//0" + pysecrets.token_urlsafe(48)
+    u = stack.add_user(messages=300, refresh_token=values["refresh_token"])
     r = requests.post(stack.gmail_url + "/_control/faults", json={
         "method": "messages.get", "mode": "latency", "seconds": 0.2, "count": 1000,
         "email": u["email"]}, timeout=10)
@@ -65,9 +70,13 @@ def test_no_secret_on_any_command_line_nor_in_the_stack_environment(stack):
     try:
         tid = requests.post(stack.api + "/smart", json={}, cookies={"session": u["session"]},
                             timeout=30).json()["task_id"]
-        # a worker is running: it got the secret and the DSN through its stdin
+        # a worker is running: it got the secret, the keys and the DSN through its stdin, and
+        # holds the opened refresh token and a fresh access token
         wait_for("a worker", lambda: subprocess.run(
             ["pgrep", "-f", "gmailsync-worker --task " + tid], capture_output=True).stdout, 5)
+        wait_for("the worker's access token", lambda: stack.query(
+            "SELECT access_token FROM gmailsync.accounts WHERE user_id = %s",
+            (u["user_id"],))[0][0], 10)
         mine = stack_pids(stack)
         kinds = dict.fromkeys((os.path.basename(stack.httpd_bin), "gmailsync-worker",
                                "fake_gmail.py", "postgres"), False)
