@@ -117,7 +117,7 @@ def connect_conf(tmp_path, redirect, key=True, client=True):
     lines += ["GmailSyncAuthURL https://accounts.example.test/o/oauth2/v2/auth",
               "GmailSyncRevokeURL https://oauth2.example.test/revoke",
               "# the redirect URI", f"GmailSyncRedirectURI {redirect}"]
-    return configtest(tmp_path, "\n".join(lines))
+    return configtest(tmp_path, "\n".join(lines), keys=False)   # the key file is this test's
 
 
 @pytest.mark.parametrize("uri", ["https://app.example.test/api/gmail/sync/oauth/callback",
