@@ -8,7 +8,7 @@ import textwrap
 import requests
 
 from conftest import PORTS, ROOT, wait_for
-from test_foundation import MODULES, configtest
+from test_foundation import MODULES, configtest, key_file
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -162,6 +162,7 @@ def test_dev_login_is_off_by_default_and_in_the_shipped_conf(stack, tmp_path):
         DBDriver pgsql
         DBDParams "host=127.0.0.1 port=1 dbname=gmailsync connect_timeout=2"
         Include "{ROOT}/conf/gmailsync.conf"
+        GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """) + user)
     os.chmod(tmp_path, 0o755)
     subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "start"],
