@@ -1,4 +1,6 @@
 /* gs_registry.c -- see gs_registry.h */
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include <apr_atomic.h>
@@ -7,7 +9,7 @@
 #include "gs_registry.h"
 
 #define REGISTRY_MAGIC   0x47535247u   /* "GSRG" */
-#define REGISTRY_VERSION 6u
+#define REGISTRY_VERSION 7u
 
 typedef struct {
     apr_uint32_t used;
@@ -25,9 +27,12 @@ typedef struct {
     gs_registry_task_t task;
 } task_slot_t;
 
-/* Open progress streams of one user (count 0: free). */
+/* Open progress streams of one user in one httpd child (count 0: free). The child's pid lets
+ * a place outlive nothing: a child that crashed with streams open never leaves, and its places
+ * are reaped once its pid is gone. */
 typedef struct {
     apr_uint32_t count;
+    apr_int32_t pid;
     char user_id[GS_REGISTRY_USER_MAX + 1];
 } stream_slot_t;
 
@@ -338,52 +343,107 @@ void gs_registry_observe_start(gs_registry_t *reg, apr_interval_time_t latency)
     }
 }
 
-static stream_slot_t *stream_slot_for(gs_registry_t *reg, const char *user_id, int create)
+int gs_registry_pid_alive(apr_int32_t pid)
 {
-    stream_slot_t *slots = stream_slots(reg), *free_slot = NULL;
+    /* EPERM: a process of another user has the pid now; count it alive, the safe side */
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+}
+
+/* The user's place in this child, or (create) a free one in the user's probe window; *open is
+ * the user's streams in every child. */
+static stream_slot_t *stream_slot_for(gs_registry_t *reg, const char *user_id, apr_int32_t pid,
+                                      int create, apr_uint32_t *open)
+{
+    stream_slot_t *slots = stream_slots(reg), *mine = NULL, *free_slot = NULL;
     apr_size_t start = hash_string(user_id), i;
 
+    *open = 0;
     for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
         stream_slot_t *st = &slots[(start + i) % reg->slots];
 
         if (st->count && !strcmp(st->user_id, user_id)) {
-            return st;
+            *open += st->count;
+            if (st->pid == pid) {
+                mine = st;
+            }
         }
-        if (!st->count && !free_slot) {
+        else if (!st->count && !free_slot) {
             free_slot = st;
         }
     }
-    return create ? free_slot : NULL;
+    return mine ? mine : create ? free_slot : NULL;
+}
+
+/* Reaps `n` slots from `start` (wrapping); returns the streams freed. */
+static apr_uint32_t reap_slots(gs_registry_t *reg, apr_size_t start, apr_size_t n,
+                               gs_registry_alive_fn *alive)
+{
+    stream_slot_t *slots = stream_slots(reg);
+    apr_uint32_t freed = 0;
+    apr_size_t i;
+
+    for (i = 0; i < n && i < reg->slots; i++) {
+        stream_slot_t *st = &slots[(start + i) % reg->slots];
+
+        if (st->count && !alive(st->pid)) {
+            freed += st->count;
+            reg->streams = reg->streams > st->count ? reg->streams - st->count : 0;
+            st->count = 0;
+        }
+    }
+    return freed;
+}
+
+apr_uint32_t gs_registry_streams_reap(gs_registry_t *reg, gs_registry_alive_fn *alive)
+{
+    return reap_slots(reg, 0, reg->slots, alive);
 }
 
 gs_stream_admission_t gs_registry_stream_enter(gs_registry_t *reg, const char *user_id,
-                                               apr_uint32_t per_user, apr_uint32_t per_host)
+                                               apr_int32_t pid, apr_uint32_t per_user,
+                                               apr_uint32_t per_host, gs_registry_alive_fn *alive)
 {
-    stream_slot_t *st;
+    stream_slot_t *st = NULL;
+    apr_uint32_t open = 0;
+    int reaped = 0;
 
-    if (reg->streams >= per_host) {
-        return GS_STREAM_HOST_FULL;
-    }
-    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(st = stream_slot_for(reg, user_id, 1))) {
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX) {
         return GS_STREAM_HOST_FULL; /* no room to count it: as good as full */
     }
-    if (st->count >= per_user) {
-        return GS_STREAM_USER_FULL;
+    for (;;) {
+        int host_full;
+
+        st = stream_slot_for(reg, user_id, pid, 1, &open);
+        host_full = reg->streams >= per_host || !st;
+        if (!host_full && open < per_user) {
+            break;
+        }
+        /* full: places held by crashed children may be what fills it (for the user's limit,
+         * only the user's own places matter) */
+        if (reaped || !(host_full ? gs_registry_streams_reap(reg, alive)
+                                  : reap_slots(reg, hash_string(user_id), GS_REGISTRY_PROBE,
+                                               alive))) {
+            return host_full ? GS_STREAM_HOST_FULL : GS_STREAM_USER_FULL;
+        }
+        reaped = 1;
     }
     if (!st->count) {
         memset(st->user_id, 0, sizeof st->user_id);
         memcpy(st->user_id, user_id, strlen(user_id));
+        st->pid = pid;
     }
     st->count++;
     reg->streams++;
     return GS_STREAM_ADMITTED;
 }
 
-void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id)
+void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id, apr_int32_t pid)
 {
+    apr_uint32_t open;
     stream_slot_t *st;
 
-    if (strlen(user_id) > GS_REGISTRY_USER_MAX || !(st = stream_slot_for(reg, user_id, 0))) {
+    if (strlen(user_id) > GS_REGISTRY_USER_MAX
+        || !(st = stream_slot_for(reg, user_id, pid, 0, &open))) {
         return;
     }
     st->count--;

@@ -131,9 +131,18 @@ typedef enum {
     GS_STREAM_HOST_FULL             /* this host has per_host streams open (or no room) */
 } gs_stream_admission_t;
 
+/* Whether the process with this pid still lives; tests pass their own. */
+typedef int gs_registry_alive_fn(apr_int32_t pid);
+int gs_registry_pid_alive(apr_int32_t pid);
+
+/* Counts a stream of user_id in the httpd child pid. When a limit is reached, the places of
+ * children that died with streams open (a crash never leaves) are reaped first. */
 gs_stream_admission_t gs_registry_stream_enter(gs_registry_t *reg, const char *user_id,
-                                               apr_uint32_t per_user, apr_uint32_t per_host);
-void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id);
+                                               apr_int32_t pid, apr_uint32_t per_user,
+                                               apr_uint32_t per_host, gs_registry_alive_fn *alive);
+void gs_registry_stream_leave(gs_registry_t *reg, const char *user_id, apr_int32_t pid);
+/* Frees the places of dead children; returns the number of streams freed. */
+apr_uint32_t gs_registry_streams_reap(gs_registry_t *reg, gs_registry_alive_fn *alive);
 apr_uint32_t gs_registry_streams(gs_registry_t *reg);
 
 #endif /* GS_REGISTRY_H */

@@ -17,6 +17,8 @@
 #include <ap_mpm.h>
 #include <util_mutex.h>
 
+#include <unistd.h>
+
 #include "gs_registry.h"
 #include "mod_gmailsync.h"
 
@@ -245,8 +247,9 @@ gs_stream_admission_t gs_httpd_stream_enter(const char *user_id, long per_user)
     if (!lock_registry()) {
         return GS_STREAM_HOST_FULL; /* no way to count it: do not let streams pile up */
     }
-    a = gs_registry_stream_enter(registry_state.reg, user_id, (apr_uint32_t)per_user,
-                                 (apr_uint32_t)registry_state.max_streams);
+    a = gs_registry_stream_enter(registry_state.reg, user_id, (apr_int32_t)getpid(),
+                                 (apr_uint32_t)per_user, (apr_uint32_t)registry_state.max_streams,
+                                 gs_registry_pid_alive);
     unlock_registry();
     return a;
 }
@@ -256,13 +259,22 @@ void gs_httpd_stream_leave(const char *user_id)
     if (!lock_registry()) {
         return;
     }
-    gs_registry_stream_leave(registry_state.reg, user_id);
+    gs_registry_stream_leave(registry_state.reg, user_id, (apr_int32_t)getpid());
     unlock_registry();
 }
 
 apr_uint32_t gs_httpd_streams_open(void)
 {
-    return registry_state.reg ? gs_registry_streams(registry_state.reg) : 0;
+    apr_uint32_t open;
+
+    if (!registry_state.reg || !lock_registry()) {
+        return registry_state.reg ? gs_registry_streams(registry_state.reg) : 0;
+    }
+    /* what crashed children left behind is not open */
+    gs_registry_streams_reap(registry_state.reg, gs_registry_pid_alive);
+    open = gs_registry_streams(registry_state.reg);
+    unlock_registry();
+    return open;
 }
 
 long gs_httpd_streams_limit(void)

@@ -3,9 +3,12 @@ while they wait, are capped per user (429) and per host (503), end on STUCK, and
 when they go. The tasks are made RUNNING or CREATED in the database (the daemon is paused), so
 every stream takes the costlier path: a database read per second instead of the shared board."""
 import hashlib
+import os
 import re
 import secrets
+import signal
 import socket
+import subprocess
 import time
 import uuid
 
@@ -213,3 +216,49 @@ def test_a_finished_task_gets_its_last_event_without_taking_a_place(stack):
         for s in held:
             s.close()
     wait_for("every stream to leave", lambda: metric(stack, "gmailsync_progress_streams") == 0, 5)
+
+
+def test_streams_held_by_a_crashed_child_do_not_count_against_anyone(stack, expect_log):
+    """httpd children killed (SIGKILL: no cleanup runs) while they hold a user's every stream:
+    their places are reaped, so the user can watch again and the gauge says what is open."""
+    expect_log(r"AH10392: children are killed successively")
+    users = make_users(stack, 1, state="RUNNING")
+    uid, (session,), tid = users[0]
+    cap = 4  # GmailSyncMaxStreamsPerUser's default
+    held = [Stream(stack, session, tid).read_head() for _ in range(cap)]
+    try:
+        assert [s.status for s in held] == [200] * cap
+        refused = Stream(stack, session, tid).read_head()
+        assert refused.status == 429
+        refused.close()
+        parent = int(open(os.path.join(os.path.dirname(stack.httpd_conf), "httpd.pid")).read())
+        daemon = requests.get(stack.api + "/health", timeout=10).json()["daemon"]["pid"]
+        children = [int(p) for p in subprocess.run(["pgrep", "-P", str(parent)],
+                                                   capture_output=True, text=True).stdout.split()]
+        killed = [p for p in children if p != daemon]
+        assert killed and daemon in children
+        for p in killed:
+            os.kill(p, signal.SIGKILL)
+        wait_for("the killed children gone", lambda: not any(
+            os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split()[2] != "Z"
+            for p in killed), 10)
+    finally:
+        for s in held:
+            s.close()
+
+    def healthy():
+        try:
+            return requests.get(stack.api + "/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+    wait_for("new children", healthy, 20)
+    # the dead children's places are reaped: the gauge reads 0, and the user is admitted again
+    assert wait_for("the gauge back to 0", lambda: metric(stack, "gmailsync_progress_streams") == 0
+                    or None, 10) is not None
+    again = [Stream(stack, session, tid).read_head() for _ in range(cap)]
+    try:
+        assert [s.status for s in again] == [200] * cap
+    finally:
+        for s in again:
+            s.close()
+        end_tasks(stack, users)

@@ -1,6 +1,7 @@
 /* test_registry.c -- the shared-memory registry's tables, on plain memory. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <apr_strings.h>
 #include <check.h>
@@ -200,36 +201,90 @@ START_TEST(task_table_full_falls_through)
 }
 END_TEST
 
+/* Stream holders for the tests: pid 7 "crashed", every other pid lives. */
+static int all_alive(apr_int32_t pid)
+{
+    (void)pid;
+    return 1;
+}
+
+static int seven_died(apr_int32_t pid)
+{
+    return pid != 7;
+}
+
 START_TEST(streams_are_capped_per_user_and_host)
 {
     gs_registry_t *reg = fresh(32);
     int i;
 
     for (i = 0; i < 3; i++) {
-        ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 3, 5), GS_STREAM_ADMITTED);
+        ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 1, 3, 5, all_alive), GS_STREAM_ADMITTED);
     }
-    ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 3, 5), GS_STREAM_USER_FULL);
-    ck_assert_int_eq(gs_registry_stream_enter(reg, "bob", 3, 5), GS_STREAM_ADMITTED);
-    ck_assert_int_eq(gs_registry_stream_enter(reg, "carol", 3, 5), GS_STREAM_ADMITTED);
-    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 3, 5), GS_STREAM_HOST_FULL);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 1, 3, 5, all_alive), GS_STREAM_USER_FULL);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "bob", 1, 3, 5, all_alive), GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "carol", 1, 3, 5, all_alive), GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 1, 3, 5, all_alive), GS_STREAM_HOST_FULL);
     ck_assert_uint_eq(gs_registry_streams(reg), 5);
-    gs_registry_stream_leave(reg, "alice");
-    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 3, 5), GS_STREAM_ADMITTED);
-    gs_registry_stream_leave(reg, "dave");
-    gs_registry_stream_leave(reg, "dave");   /* a stray leave changes nothing */
-    gs_registry_stream_leave(reg, "nobody");
+    gs_registry_stream_leave(reg, "alice", 1);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 1, 3, 5, all_alive), GS_STREAM_ADMITTED);
+    gs_registry_stream_leave(reg, "dave", 1);
+    gs_registry_stream_leave(reg, "dave", 1);   /* a stray leave changes nothing */
+    gs_registry_stream_leave(reg, "nobody", 1);
     ck_assert_uint_eq(gs_registry_streams(reg), 4);
-    gs_registry_stream_leave(reg, "alice");
-    gs_registry_stream_leave(reg, "alice");
-    gs_registry_stream_leave(reg, "bob");
-    gs_registry_stream_leave(reg, "carol");
+    gs_registry_stream_leave(reg, "alice", 1);
+    gs_registry_stream_leave(reg, "alice", 1);
+    gs_registry_stream_leave(reg, "bob", 1);
+    gs_registry_stream_leave(reg, "carol", 1);
     ck_assert_uint_eq(gs_registry_streams(reg), 0);
     /* every slot is free again: a full round for a new set of users fits */
     for (i = 0; i < 5; i++) {
         char user[16];
         apr_snprintf(user, sizeof user, "u%d", i);
-        ck_assert_int_eq(gs_registry_stream_enter(reg, user, 1, 5), GS_STREAM_ADMITTED);
+        ck_assert_int_eq(gs_registry_stream_enter(reg, user, 1, 1, 5, all_alive),
+                         GS_STREAM_ADMITTED);
     }
+}
+END_TEST
+
+START_TEST(streams_of_a_crashed_child_are_reaped_when_a_limit_is_reached)
+{
+    gs_registry_t *reg = fresh(32);
+    int i;
+
+    /* child 7 holds two of alice's streams and bob's only one, then dies without leaving */
+    for (i = 0; i < 2; i++) {
+        ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 7, 2, 5, all_alive),
+                         GS_STREAM_ADMITTED);
+    }
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "bob", 7, 2, 5, all_alive), GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "carol", 8, 2, 5, all_alive),
+                     GS_STREAM_ADMITTED);
+    /* while 7 lives, the limits hold */
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 8, 2, 5, all_alive),
+                     GS_STREAM_USER_FULL);
+    /* once it is gone: alice's own places are reaped for her limit... */
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "alice", 8, 2, 5, seven_died),
+                     GS_STREAM_ADMITTED);
+    ck_assert_uint_eq(gs_registry_streams(reg), 3);   /* bob's dead one still counts */
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "dave", 8, 2, 5, seven_died),
+                     GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "erin", 8, 2, 5, seven_died),
+                     GS_STREAM_ADMITTED);
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "frank", 8, 2, 5, all_alive),
+                     GS_STREAM_HOST_FULL);
+    /* ...and the host's limit reaps every dead place */
+    ck_assert_int_eq(gs_registry_stream_enter(reg, "frank", 8, 2, 5, seven_died),
+                     GS_STREAM_ADMITTED);
+    ck_assert_uint_eq(gs_registry_streams(reg), 5);
+    ck_assert_uint_eq(gs_registry_streams_reap(reg, seven_died), 0);
+    /* leaving counts only the leaver's own places: a dead child's leave does nothing */
+    gs_registry_stream_leave(reg, "alice", 7);
+    ck_assert_uint_eq(gs_registry_streams(reg), 5);
+    gs_registry_stream_leave(reg, "alice", 8);
+    ck_assert_uint_eq(gs_registry_streams(reg), 4);
+    ck_assert(gs_registry_pid_alive((apr_int32_t)getpid()));
+    ck_assert(!gs_registry_pid_alive(0));
 }
 END_TEST
 
@@ -247,6 +302,7 @@ Suite *gs_registry_suite(void)
     tcase_add_test(tc, tasks_by_user);
     tcase_add_test(tc, removed_tasks_stay_gone);
     tcase_add_test(tc, streams_are_capped_per_user_and_host);
+    tcase_add_test(tc, streams_of_a_crashed_child_are_reaped_when_a_limit_is_reached);
     tcase_add_test(tc, task_table_full_falls_through);
     suite_add_tcase(s, tc);
     return s;
