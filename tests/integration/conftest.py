@@ -40,6 +40,14 @@ def wait_for(what, predicate, timeout, interval=0.02, diagnose=None):
         time.sleep(interval)
 
 
+def healthy(api):
+    """Whether /health under api answers 200 now."""
+    try:
+        return requests.get(api + "/health", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def dev_env(extra_conf=None):
     env = dict(os.environ, GS_RUN_DIR=RUN_DIR, **PORTS)
     env.pop("GS_EXTRA_CONF", None)
@@ -205,12 +213,7 @@ class OtherHttpd:
         subprocess.run([self.stack.httpd_bin, "-d", self.dir, "-f", self.conf, "-k", "start"],
                        check=True, timeout=30)
 
-        def healthy():
-            try:
-                return requests.get(self.api + "/health", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for("the other httpd", healthy, 30)
+        wait_for("the other httpd", lambda: healthy(self.api), 30)
         return self
 
     def stop(self):

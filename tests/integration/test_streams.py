@@ -16,7 +16,7 @@ import pytest
 import requests
 from psycopg2.extras import execute_values
 
-from conftest import wait_for
+from conftest import healthy, wait_for
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -245,13 +245,7 @@ def test_streams_held_by_a_crashed_child_do_not_count_against_anyone(stack, expe
     finally:
         for s in held:
             s.close()
-
-    def healthy():
-        try:
-            return requests.get(stack.api + "/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-    wait_for("new children", healthy, 20)
+    wait_for("new children", lambda: healthy(stack.api), 20)
     # the dead children's places are reaped: the gauge reads 0, and the user is admitted again
     assert wait_for("the gauge back to 0", lambda: metric(stack, "gmailsync_progress_streams") == 0
                     or None, 10) is not None
