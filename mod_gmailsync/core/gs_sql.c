@@ -94,7 +94,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT pg_try_advisory_xact_lock(" GS_SQL_LOCK_NAMESPACE ", hashtext(%s))::text" },
     { GS_SQL_SCHEDULE_NEXT,
       SCHED_CTE(" AND a.user_id = %s")
-      " SELECT why, " RFC3339("GREATEST(due_at, now())") " FROM s" },
+      " SELECT why, " RFC3339("CASE WHEN due_at IS NOT NULL THEN GREATEST(due_at, now()) END") ","
+      " floor(extract(epoch FROM now() - success_at))::bigint::text FROM s" },
     { GS_SQL_SCHEDULE_STATS,
       SCHED_CTE("")
       " SELECT count(*) FILTER (WHERE due_at <= now())::text,"

@@ -39,7 +39,9 @@ typedef struct {
                                                            the accounts due now, row-locked */
 #define GS_SQL_D_SCHEDULE_DUE    "gs_d_schedule_due"     /* (iv, cap, user_id) -> why, when due */
 #define GS_SQL_SCHEDULE_NEXT     "gs_schedule_next"      /* (iv, cap, user_id) -> why, next start
-                                                           (RFC 3339, NULL: not scheduled) */
+                                                           (RFC 3339, NULL: not scheduled), age s
+                                                           of the last success (NULL: none); no
+                                                           row for an unlinked account */
 #define GS_SQL_SCHEDULE_STATS    "gs_schedule_stats"     /* (iv, cap) -> due, active, backing off,
                                                            revoked, oldest sync age s, linked */
 
