@@ -169,12 +169,17 @@ def test_listener_sees_each_state_in_order_and_nothing_rolled_back(auto):
         listener.close()
 
 
-def test_revoked_account_waits_for_a_new_link(auto, expect_log):
+def synced_once(auto, expect_log):
+    """A new account after its first scheduled success; the failures that follow are wanted."""
     expect_log(FAILURES)
-    gmail = Gmail(auto.gmail_url)
     u = auto.add_user(messages=3)
     wait_for("a first scheduled success", lambda: any(
         r[1] == "SUCCEEDED" for r in scheduled(auto, u["user_id"])), 30)
+    return Gmail(auto.gmail_url), u
+
+
+def test_revoked_account_waits_for_a_new_link(auto, expect_log):
+    gmail, u = synced_once(auto, expect_log)
     gmail.revoke(u["email"])
     wait_for("a failed scheduled sync", lambda: any(
         r[4] == "auth_revoked" for r in scheduled(auto, u["user_id"])), 30)
@@ -188,11 +193,7 @@ def test_revoked_account_waits_for_a_new_link(auto, expect_log):
 
 
 def test_flaky_account_backs_off(auto, expect_log):
-    expect_log(FAILURES)
-    gmail = Gmail(auto.gmail_url)
-    u = auto.add_user(messages=3)
-    wait_for("a first scheduled success", lambda: any(
-        r[1] == "SUCCEEDED" for r in scheduled(auto, u["user_id"])), 30)
+    gmail, u = synced_once(auto, expect_log)
     gmail.fault(status=400, count=-1, email=u["email"])
     try:
         def failures():
