@@ -36,6 +36,8 @@
 
 /* Upper bound for every duration directive: long enough for any sane setting, small enough that
  * adding two of them never overflows apr_interval_time_t. */
+#define GS_DEFAULT_AUTOSYNC_MAX_STARTS 10                    /* scheduled starts per round */
+#define GS_DEFAULT_AUTOSYNC_BACKOFF_MAX apr_time_from_sec(3600)  /* failed accounts: retry cap */
 #define GS_MAX_DURATION               apr_time_from_sec(30 * 86400)
 
 typedef enum { GS_SYNC_SMART = 0, GS_SYNC_FULL = 1 } gs_sync_mode_t;

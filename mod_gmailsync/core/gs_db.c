@@ -411,6 +411,40 @@ apr_status_t gs_db_rollback(gs_db_t *db)
     return rv;
 }
 
+apr_status_t gs_db_listen(gs_db_t *db, apr_pool_t *p)
+{
+    before_use(db, p);
+    return run_literal(db, GS_SQL_LISTEN_QUEUE);
+}
+
+int gs_db_socket(const gs_db_t *db)
+{
+    PGconn *c = pg_conn(db);
+
+    return c && PQstatus(c) == CONNECTION_OK ? PQsocket(c) : -1;
+}
+
+int gs_db_notifications(gs_db_t *db)
+{
+    PGconn *c = pg_conn(db);
+    PGnotify *n;
+    int count = 0;
+
+    if (!c || db->in_transaction) {
+        return c ? 0 : -1;
+    }
+    /* reads what the socket has (never blocks); libpq also queues notifications that arrive
+     * while other statements run, so the queue is drained whether or not the socket is ready */
+    if (!PQisBusy(c) && !PQconsumeInput(c)) {
+        return -1;
+    }
+    while ((n = PQnotifies(c))) {
+        count++;
+        PQfreemem(n);
+    }
+    return PQstatus(c) == CONNECTION_OK ? count : -1;
+}
+
 int gs_db_ping(gs_db_t *db, apr_pool_t *p)
 {
     if (!db->handle) {

@@ -78,6 +78,16 @@ apr_status_t gs_db_commit(gs_db_t *db);
 /* Safe to call when no transaction is open. */
 apr_status_t gs_db_rollback(gs_db_t *db);
 
+/* LISTEN on the queue channel (GS_SQL_QUEUE_CHANNEL, a fixed literal: LISTEN cannot be
+ * prepared). A reset or reconnected connection has forgotten it: LISTEN again (db->resets
+ * tells). */
+apr_status_t gs_db_listen(gs_db_t *db, apr_pool_t *p);
+/* The connection's socket (PQsocket) for poll(2), or -1 when there is none. */
+int gs_db_socket(const gs_db_t *db);
+/* Reads what arrived without blocking and discards the queued notifications; returns how many
+ * there were, or -1 when the connection is gone (reconnect, LISTEN again, poll once). */
+int gs_db_notifications(gs_db_t *db);
+
 /* Is the connection usable? A connection known to be broken is reset first. */
 int gs_db_ping(gs_db_t *db, apr_pool_t *p);
 

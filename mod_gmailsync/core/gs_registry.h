@@ -39,6 +39,8 @@ typedef enum {
     GS_CTR_GMAIL0 = GS_CTR_START_BUCKET0 + 8,   /* Gmail answers by gs_board_call_class() */
     GS_CTR_STREAMS_REFUSED_USER = GS_CTR_GMAIL0 + 5,  /* progress streams over the user cap */
     GS_CTR_STREAMS_REFUSED_HOST,                      /* ... over the host cap */
+    GS_CTR_AUTOSYNC_STARTED,          /* tasks this host's scheduler created */
+    GS_CTR_AUTOSYNC_SKIPPED,          /* due accounts it found started under the lock */
     GS_CTR_MAX
 } gs_counter_t;
 

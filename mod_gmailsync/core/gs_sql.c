@@ -29,9 +29,82 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT task_id, state FROM gmailsync.sync_tasks"
       " WHERE user_id = %s AND " GS_SQL_ACTIVE_PREDICATE " FOR UPDATE" },
     { GS_SQL_INSERT_TASK,
-      "INSERT INTO gmailsync.sync_tasks (user_id, force_full) VALUES (%s, %s::boolean)"
+      "INSERT INTO gmailsync.sync_tasks (user_id, force_full, trigger)"
+      " VALUES (%s, %s::boolean, %s)"
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
+
+    /* ---------------------------------------------------------------- auto sync (issue 16) */
+    /* Every linked account (a refresh token) with why it is or is not due and when: the newest
+     * task decides (one is active at a time, so the newest created is the active or the newest
+     * finished one; through the index on (user_id, created_at DESC)):
+     *   new       never synced: due now
+     *   active    CREATED, RUNNING or STUCK: not due
+     *   revoked   the last sync failed auth_revoked or token_undecryptable and the account row
+     *             has not changed since (linking again rewrites it): not due
+     *   relinked  such a failure, then the account was linked again: due now
+     *   backoff   another failure: finished + min(cap, interval * 2^consecutive failures)
+     *   interval  SUCCEEDED or CANCELLED: finished + interval
+     * plus a jitter of 0-10 % of the interval, fixed per (account, last task) so that every host
+     * computes the same time. The first two arguments are the interval and the cap in seconds. */
+#define SCHED_CTE(where) \
+    "WITH cfg AS (SELECT make_interval(secs => %s::double precision) AS iv," \
+    "                    make_interval(secs => %s::double precision) AS cap)," \
+    " s AS (SELECT a.user_id, k.why, l.finished_at AS last_at, ls.finished_at AS success_at," \
+    "   a.created_at AS linked_at, CASE k.why" \
+    "     WHEN 'new' THEN a.created_at WHEN 'relinked' THEN a.updated_at" \
+    "     WHEN 'backoff' THEN l.finished_at + LEAST(cfg.cap, cfg.iv * power(2, f.n))" \
+    "     WHEN 'interval' THEN l.finished_at + cfg.iv END" \
+    "   + cfg.iv * ((abs(hashtext(a.user_id || COALESCE(l.task_id::text, ''))) % 1000) / 10000.0)" \
+    "   AS due_at" \
+    "   FROM cfg, gmailsync.accounts a" \
+    "   LEFT JOIN LATERAL (SELECT st.task_id, st.state, st.error_code, st.finished_at" \
+    "     FROM gmailsync.sync_tasks st WHERE st.user_id = a.user_id" \
+    "     ORDER BY st.created_at DESC LIMIT 1) l ON true" \
+    "   LEFT JOIN LATERAL (SELECT st.finished_at FROM gmailsync.sync_tasks st" \
+    "     WHERE st.user_id = a.user_id AND st.state = 'SUCCEEDED'" \
+    "     ORDER BY st.created_at DESC LIMIT 1) ls ON true" \
+    "   LEFT JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM gmailsync.sync_tasks sf" \
+    "     WHERE sf.user_id = a.user_id AND sf.state = 'FAILED' AND sf.created_at >" \
+    "       COALESCE((SELECT max(so.created_at) FROM gmailsync.sync_tasks so" \
+    "                 WHERE so.user_id = a.user_id AND so.state <> 'FAILED'), '-infinity')" \
+    "     ORDER BY sf.created_at DESC LIMIT 16) x) f ON true" \
+    "   CROSS JOIN LATERAL (SELECT CASE" \
+    "     WHEN l.state IS NULL THEN 'new'" \
+    "     WHEN l.state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') THEN 'active'" \
+    "     WHEN l.state = 'FAILED' AND l.error_code IN ('auth_revoked', 'token_undecryptable')" \
+    "       THEN CASE WHEN a.updated_at > l.finished_at THEN 'relinked' ELSE 'revoked' END" \
+    "     WHEN l.state = 'FAILED' THEN 'backoff' ELSE 'interval' END AS why) k" \
+    "   WHERE a.refresh_token IS NOT NULL" where ")"
+    { GS_SQL_D_SCHEDULE_PICK,
+      /* the accounts due now, most overdue first, at most the free room (the argument minus
+       * the tasks already queued on every host); an account another host's round holds is
+       * skipped, not waited for */
+      SCHED_CTE("")
+      " SELECT a.user_id, s.why FROM gmailsync.accounts a JOIN s ON s.user_id = a.user_id"
+      " WHERE s.due_at <= now() ORDER BY s.due_at, a.user_id"
+      " LIMIT (SELECT GREATEST(0, %s::integer - count(*)) FROM gmailsync.sync_tasks"
+      "        WHERE state = 'CREATED')"
+      " FOR NO KEY UPDATE OF a SKIP LOCKED" },
+    { GS_SQL_D_SCHEDULE_DUE,
+      /* the same question for one account, asked again under its start lock */
+      SCHED_CTE(" AND a.user_id = %s")
+      " SELECT why FROM s WHERE due_at <= now()" },
+    { GS_SQL_START_TRY_LOCK,
+      "SELECT pg_try_advisory_xact_lock(" GS_SQL_LOCK_NAMESPACE ", hashtext(%s))::text" },
+    { GS_SQL_SCHEDULE_NEXT,
+      SCHED_CTE(" AND a.user_id = %s")
+      " SELECT why, " RFC3339("CASE WHEN due_at IS NOT NULL THEN GREATEST(due_at, now()) END") ","
+      " floor(extract(epoch FROM now() - success_at))::bigint::text FROM s" },
+    { GS_SQL_SCHEDULE_STATS,
+      SCHED_CTE("")
+      " SELECT count(*) FILTER (WHERE due_at <= now())::text,"
+      " count(*) FILTER (WHERE why = 'active')::text,"
+      " count(*) FILTER (WHERE why = 'backoff' AND due_at > now())::text,"
+      " count(*) FILTER (WHERE why = 'revoked')::text,"
+      " COALESCE(max(extract(epoch FROM now() - COALESCE(success_at, linked_at))), 0)::text,"
+      " count(*)::text FROM s" },
+#undef SCHED_CTE
 
     /* ---------------------------------------------------------------- connect (issue 13) */
     { GS_SQL_OAUTH_STATE_PUT,
@@ -230,6 +303,13 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " total = GREATEST(processed, %s::bigint),"
       " heartbeat_at = now(), finished_at = now(), updated_at = now()"
       " WHERE " W_GUARD " RETURNING " W_DURATION_MS },
+    { GS_SQL_W_SYNC_NOTIFY,
+      /* in the transaction that marks the task SUCCEEDED: a listener hears of the changes
+       * exactly when they are committed */
+      "SELECT pg_notify('" GS_SQL_EVENTS_CHANNEL "', json_build_object('event', 'sync',"
+      " 'task_id', t.task_id, 'user_id', t.user_id, 'trigger', t.trigger, 'mode', %s::text,"
+      " 'added', %s::bigint, 'deleted', %s::bigint, 'relabeled', %s::bigint)::text)"
+      " FROM gmailsync.sync_tasks t WHERE t.task_id = %s::uuid" },
     { GS_SQL_W_TASK_FAIL,
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', mode = COALESCE(%s, mode),"
       " retry_reason = NULL, retry_until = NULL, retry_attempt = NULL,"

@@ -29,7 +29,28 @@ typedef struct {
 #define GS_SQL_ACCOUNT_EXISTS    "gs_account_exists"     /* (user_id) -> 1 row if linked */
 #define GS_SQL_ACTIVE_TASK       "gs_active_task"        /* (user_id) -> task_id, state; no lock */
 #define GS_SQL_ACTIVE_TASK_LOCK  "gs_active_task_lock"   /* (user_id) -> task_id, state */
-#define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full) -> task_id, state */
+#define GS_SQL_INSERT_TASK       "gs_insert_task"        /* (user_id, force_full, trigger user or
+                                                           schedule) -> task_id, state */
+#define GS_SQL_START_TRY_LOCK    "gs_start_try_lock"     /* (user_id) -> 'true' when taken */
+
+/* Auto sync (issue 16; gs_start.h). The first two arguments of each are GmailSyncAutoSync and
+ * GmailSyncAutoSyncBackoffMax in seconds. */
+#define GS_SQL_D_SCHEDULE_PICK   "gs_d_schedule_pick"    /* (iv, cap, room) -> user_id, why of
+                                                           the accounts due now, row-locked */
+#define GS_SQL_D_SCHEDULE_DUE    "gs_d_schedule_due"     /* (iv, cap, user_id) -> why, when due */
+#define GS_SQL_SCHEDULE_NEXT     "gs_schedule_next"      /* (iv, cap, user_id) -> why, next start
+                                                           (RFC 3339, NULL: not scheduled), age s
+                                                           of the last success (NULL: none); no
+                                                           row for an unlinked account */
+#define GS_SQL_SCHEDULE_STATS    "gs_schedule_stats"     /* (iv, cap) -> due, active, backing off,
+                                                           revoked, oldest sync age s, linked */
+
+/* NOTIFY channels (sql/008): task state changes and finished syncs as JSON; new task ids for
+ * the daemons. LISTEN is not a statement that can be prepared: GS_SQL_LISTEN_QUEUE is one of
+ * gs_db's fixed literals. */
+#define GS_SQL_EVENTS_CHANNEL    "gmailsync_events"
+#define GS_SQL_QUEUE_CHANNEL     "gmailsync_queue"
+#define GS_SQL_LISTEN_QUEUE      "LISTEN " GS_SQL_QUEUE_CHANNEL
 
 /* Connecting a Gmail account (issue 13; mod_gmailsync_oauth.c). Tokens and verifiers are
  * stored sealed (gs_tokenbox.h); states and sessions as SHA-256 hex. */
@@ -66,6 +87,8 @@ typedef struct {
                                                            lease) */
 #define GS_SQL_W_TASK_SUCCEED    "gs_w_task_succeed"    /* (mode, processed, processed, task,
                                                            lease) -> duration ms */
+#define GS_SQL_W_SYNC_NOTIFY     "gs_w_sync_notify"     /* (mode, added, deleted, relabeled,
+                                                           task): the finished-sync event */
 #define GS_SQL_W_TASK_FAIL       "gs_w_task_fail"       /* (mode, code, message, task, lease)
                                                            -> duration ms */
 #define GS_SQL_W_ACCOUNT_LOAD    "gs_w_account_load"    /* (user_id) -> refresh, access, ttl s,

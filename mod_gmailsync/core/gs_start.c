@@ -1,5 +1,8 @@
 /* gs_start.c -- see gs_start.h */
+#include <string.h>
+
 #include <apr_strings.h>
+#include <apr_tables.h>
 
 #include "gs_log.h"
 #include "gs_sql.h"
@@ -13,7 +16,7 @@ static const char *millis(apr_pool_t *p, apr_interval_time_t t)
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out)
 {
-    const char *timeouts[2], *user[1] = { user_id }, *insert[2];
+    const char *timeouts[2], *user[1] = { user_id }, *insert[3];
     gs_db_rows_t *rows;
     apr_status_t rv;
 
@@ -36,6 +39,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
     timeouts[1] = millis(p, opts->statement_timeout);
     insert[0] = user_id;
     insert[1] = force_full ? "true" : "false";
+    insert[2] = GS_TRIGGER_USER;
 
     if (APR_SUCCESS != (rv = gs_db_begin(db, p))
         || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TIMEOUTS, &rows, 2, timeouts))
@@ -54,7 +58,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
             rv = APR_NOTFOUND;
             goto leave;
         }
-        if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_INSERT_TASK, &rows, 2, insert))) {
+        if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_INSERT_TASK, &rows, 3, insert))) {
             goto leave;
         }
         out->reused = rows->nrows == 0;
@@ -80,6 +84,105 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
 leave:
     if (rv != APR_SUCCESS) {
         gs_db_rollback(db);
+    }
+    return rv;
+}
+
+/* One due account of a scheduling round, inside the round's transaction: the user's start lock
+ * (not waited for: a click holding it is starting a sync), the due check again with a fresh
+ * snapshot under it, then the same insert as a click, guarded by the same partial unique index.
+ * Returns APR_SUCCESS with *created set (0: skipped, *why says why). */
+static apr_status_t schedule_one(gs_db_t *db, apr_pool_t *p, const gs_schedule_opts_t *opts,
+                                 const char *user_id, int *created, const char **why,
+                                 const char **task_id)
+{
+    const char *user[1] = { user_id }, *due[3], *insert[3];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    *created = 0;
+    *why = "active";
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TRY_LOCK, &rows, 1, user))) {
+        return rv;
+    }
+    if (!rows->nrows || strcmp(gs_db_cell(rows, 0, 0) ? gs_db_cell(rows, 0, 0) : "", "true")) {
+        *why = "locked";
+        return APR_SUCCESS;
+    }
+    due[0] = opts->interval_s;
+    due[1] = opts->backoff_max_s;
+    due[2] = user_id;
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_SCHEDULE_DUE, &rows, 3, due))) {
+        return rv;
+    }
+    if (!rows->nrows) {
+        return APR_SUCCESS; /* a click or another host started it, or it just ended */
+    }
+    insert[0] = user_id;
+    insert[1] = "false";
+    insert[2] = GS_TRIGGER_SCHEDULE;
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_INSERT_TASK, &rows, 3, insert))) {
+        return rv;
+    }
+    if (rows->nrows) {
+        *created = 1;
+        *why = "started";
+        *task_id = gs_db_cell(rows, 0, 0);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_start_scheduled(gs_db_t *db, apr_pool_t *p, const gs_schedule_opts_t *opts,
+                                long room, gs_schedule_result_t *out)
+{
+    const char *timeouts[2], *pick[3];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+    int i;
+
+    memset(out, 0, sizeof *out);
+    if (room <= 0) {
+        return APR_SUCCESS;
+    }
+    timeouts[0] = millis(p, opts->start.lock_timeout);
+    timeouts[1] = millis(p, opts->start.statement_timeout);
+    pick[0] = opts->interval_s;
+    pick[1] = opts->backoff_max_s;
+    pick[2] = apr_ltoa(p, room);
+    if (APR_SUCCESS != (rv = gs_db_begin(db, p))
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TIMEOUTS, &rows, 2, timeouts))
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_SCHEDULE_PICK, &rows, 3, pick))) {
+        goto leave;
+    }
+    out->picked = rows->nrows;
+    out->started = apr_array_make(p, rows->nrows ? rows->nrows : 1, sizeof(const char *));
+    for (i = 0; i < rows->nrows; i++) {
+        const char *user_id = gs_db_cell(rows, i, 0), *why = "", *task_id = NULL;
+        int created;
+
+        if (APR_SUCCESS != (rv = schedule_one(db, p, opts, user_id, &created, &why, &task_id))) {
+            goto leave;
+        }
+        if (created) {
+            APR_ARRAY_PUSH(out->started, const char *) = task_id;
+            gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p, "event=autosync.started "
+                          "user=%s task=%s reason=%s", user_id, task_id,
+                          gs_db_cell(rows, i, 1) ? gs_db_cell(rows, i, 1) : "-");
+        }
+        else {
+            out->skipped_active++;
+            gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_SUCCESS, p, "event=autosync.skipped "
+                          "user=%s reason=%s", user_id, why);
+        }
+    }
+    rv = gs_db_commit(db);
+
+leave:
+    if (rv != APR_SUCCESS) {
+        gs_db_rollback(db);
+        if (out->started) {
+            apr_array_clear(out->started);
+        }
     }
     return rv;
 }

@@ -10,6 +10,7 @@
 #define GS_START_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 
 #include "gs_db.h"
 
@@ -30,6 +31,32 @@ typedef struct {
  * transaction never outlives the call. */
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out);
+
+/* Who started a task (sync_tasks.trigger, sql/008). */
+#define GS_TRIGGER_USER     "user"
+#define GS_TRIGGER_SCHEDULE "schedule"
+
+typedef struct {
+    gs_start_opts_t start;      /* the timeouts of the round's transaction */
+    const char *interval_s;     /* GmailSyncAutoSync, seconds (text) */
+    const char *backoff_max_s;  /* GmailSyncAutoSyncBackoffMax, seconds (text) */
+} gs_schedule_opts_t;
+
+typedef struct {
+    int picked;                 /* accounts found due */
+    int skipped_active;         /* of those, found started (or being started) under the lock */
+    apr_array_header_t *started; /* const char * task ids created (committed) */
+} gs_schedule_result_t;
+
+/* One scheduling round (the daemon's auto sync): in one transaction, picks at most `room` (less
+ * the tasks already queued on every host) linked accounts that are due (GS_SQL_D_SCHEDULE_PICK,
+ * FOR NO KEY UPDATE SKIP LOCKED: rounds of several hosts share the accounts out, never wait on
+ * each other) and starts each through the start's lock and insert with trigger 'schedule'.
+ * The per-user advisory lock, a due check under it and the partial unique index make a click
+ * and the scheduler (on any host) never create two tasks. APR_SUCCESS with *out filled, or an
+ * error with nothing written (db->last_error). */
+apr_status_t gs_start_scheduled(gs_db_t *db, apr_pool_t *p, const gs_schedule_opts_t *opts,
+                                long room, gs_schedule_result_t *out);
 
 /* Looks up the user of a session token digest (64 hex chars). APR_SUCCESS with *user_id and
  * *expires (the session's end, APR time), or APR_NOTFOUND for an unknown or expired session, or

@@ -6,6 +6,7 @@
 
 #include "gs_json.h"
 #include "gs_log.h"
+#include "gs_sql.h"
 #include "gs_sync.h"
 #include "gs_sync_int.h"
 #include "gs_tokenbox.h"
@@ -194,12 +195,32 @@ typedef struct {
     void *baton;
 } succeed_ctx_t;
 
+/* The finished-sync event on gmailsync_events, last in the final transaction (after the record,
+ * which may count removals): sent when, and only if, the transaction commits. Added are the
+ * messages written (new, or refetched by a full sync); deleted counts Gmail's deletions and the
+ * rows a full sync did not list; relabeled the label changes applied. */
+static apr_status_t notify_synced(gs_sync_t *s, apr_pool_t *p)
+{
+    const char *args[5];
+    gs_db_rows_t *rows;
+
+    args[0] = s->mode ? s->mode : "incremental";
+    args[1] = apr_psprintf(p, "%" APR_INT64_T_FMT, s->fetched);
+    args[2] = apr_psprintf(p, "%" APR_INT64_T_FMT, s->deleted + s->removed);
+    args[3] = apr_psprintf(p, "%" APR_INT64_T_FMT, s->relabeled);
+    args[4] = s->task->task_id;
+    return gs_task_select(s->task, p, GS_SQL_W_SYNC_NOTIFY, &rows, 5, args);
+}
+
 static apr_status_t succeed_body(gs_sync_t *s, apr_pool_t *p, void *baton)
 {
     succeed_ctx_t *ctx = baton;
     apr_status_t rv = gs_task_succeed(s->task, p, &s->duration_ms);
 
-    return rv == APR_SUCCESS ? ctx->record(s, p, ctx->baton) : rv;
+    if (rv == APR_SUCCESS) {
+        rv = ctx->record(s, p, ctx->baton);
+    }
+    return rv == APR_SUCCESS ? notify_synced(s, p) : rv;
 }
 
 apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *record,

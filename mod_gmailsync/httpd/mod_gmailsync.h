@@ -50,6 +50,10 @@
 #define GS_DIR_MAX_STREAMS_PER_USER    "GmailSyncMaxStreamsPerUser"
 #define GS_DIR_DEV_LOGIN               "GmailSyncDevLogin"
 #define GS_DIR_QUEUED_ALERT_AFTER      "GmailSyncQueuedAlertAfter"
+#define GS_DIR_AUTOSYNC                "GmailSyncAutoSync"
+#define GS_DIR_AUTOSYNC_MAX_STARTS     "GmailSyncAutoSyncMaxStarts"
+#define GS_DIR_AUTOSYNC_BACKOFF_MAX    "GmailSyncAutoSyncBackoffMax"
+#define GS_DIR_STALE_ALERT_AFTER       "GmailSyncStaleAlertAfter"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -94,6 +98,12 @@ typedef struct {
     long max_streams_per_user;
     int dev_login;                         /* GmailSyncDevLogin: local stacks only */
     apr_interval_time_t queued_alert_after; /* oldest CREATED task, last claim / rescue */
+    /* auto sync (issue 16): the daemon schedules with the main server's values (it is one per
+     * httpd and accounts belong to no virtual host); /status reports those too */
+    apr_interval_time_t autosync;          /* GmailSyncAutoSync; 0: Off */
+    long autosync_max_starts;              /* scheduled starts per round (1 s) per host */
+    apr_interval_time_t autosync_backoff_max; /* failed accounts: the longest wait */
+    apr_interval_time_t stale_alert_after; /* oldest last sync of a linked account; 0: no alert */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
 } gs_srv_conf_t;
 

@@ -49,6 +49,10 @@ static gs_bounds_t user_streams_bounds = BOUNDS(max_streams_per_user, 1, 1000);
 static gs_bounds_t success_rate_offset = BOUNDS(alert_success_rate, 0, 100);
 static gs_bounds_t error_rate_offset   = BOUNDS(alert_error_rate, 0, 100);
 static gs_bounds_t queued_alert_bounds = BOUNDS(queued_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t autosync_bounds     = BOUNDS(autosync, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t autosync_starts     = BOUNDS(autosync_max_starts, 1, 10000);
+static gs_bounds_t autosync_backoff    = BOUNDS(autosync_backoff_max, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t stale_alert_bounds  = BOUNDS(stale_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
 
 void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
@@ -76,6 +80,10 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->max_streams_per_user = GS_UNSET;
     conf->dev_login = GS_UNSET;
     conf->queued_alert_after = GS_UNSET;
+    conf->autosync = GS_UNSET;
+    conf->autosync_max_starts = GS_UNSET;
+    conf->autosync_backoff_max = GS_UNSET;
+    conf->stale_alert_after = GS_UNSET;
     return conf;
 }
 
@@ -121,6 +129,10 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(max_streams_per_user);
     PICK(dev_login);
     PICK(queued_alert_after);
+    PICK(autosync);
+    PICK(autosync_max_starts);
+    PICK(autosync_backoff_max);
+    PICK(stale_alert_after);
     PICK_PTR(worker_where);
     return conf;
 }
@@ -161,6 +173,10 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(max_streams_per_user, GS_DEFAULT_MAX_STREAMS_PER_USER);
         DEFAULT(dev_login, 0);
         DEFAULT(queued_alert_after, GS_DEFAULT_QUEUED_ALERT_AFTER);
+        DEFAULT(autosync, 0);
+        DEFAULT(autosync_max_starts, GS_DEFAULT_AUTOSYNC_MAX_STARTS);
+        DEFAULT(autosync_backoff_max, GS_DEFAULT_AUTOSYNC_BACKOFF_MAX);
+        DEFAULT(stale_alert_after, 0);
     }
 }
 
@@ -261,6 +277,18 @@ static const char *set_duration(cmd_parms *cmd, void *dconf, const char *arg)
     }
     *(apr_interval_time_t *)((char *)gs_httpd_srv_conf(cmd->server) + b->offset) = value;
     return NULL;
+}
+
+/* A duration directive that also takes Off (stored as 0). */
+static const char *set_duration_or_off(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const gs_bounds_t *b = cmd->info;
+
+    if (!strcasecmp(arg, "Off")) {
+        *(apr_interval_time_t *)((char *)gs_httpd_srv_conf(cmd->server) + b->offset) = 0;
+        return NULL;
+    }
+    return set_duration(cmd, dconf, arg);
 }
 
 static const char *set_percent(cmd_parms *cmd, void *dconf, const char *arg)
@@ -577,6 +605,17 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_QUEUED_ALERT_AFTER, set_duration, &queued_alert_bounds, RSRC_CONF,
                   "alert when the oldest queued task, or the daemon's last successful claim or "
                   "rescue, is older than this (default 60s)"),
+    AP_INIT_TAKE1(GS_DIR_AUTOSYNC, set_duration_or_off, &autosync_bounds, RSRC_CONF,
+                  "DURATION|Off: the daemon starts an incremental sync of every linked account "
+                  "whose last sync is older than this (main server; default Off)"),
+    AP_INIT_TAKE1(GS_DIR_AUTOSYNC_MAX_STARTS, set_number, &autosync_starts, RSRC_CONF,
+                  "scheduled starts per host per second at most (main server; default 10)"),
+    AP_INIT_TAKE1(GS_DIR_AUTOSYNC_BACKOFF_MAX, set_duration, &autosync_backoff, RSRC_CONF,
+                  "the longest wait before a failing account is scheduled again (the wait "
+                  "doubles per failure from twice GmailSyncAutoSync; main server; default 1h)"),
+    AP_INIT_TAKE1(GS_DIR_STALE_ALERT_AFTER, set_duration_or_off, &stale_alert_bounds, RSRC_CONF,
+                  "DURATION|Off: alert when a linked account's last successful sync is older "
+                  "than this (default Off)"),
     AP_INIT_TAKE1(GS_DIR_REGISTRY_SIZE, set_number, &registry_bounds, RSRC_CONF,
                   "slots of the per-host shared-memory registry (main server; default 1024)"),
     AP_INIT_TAKE1(GS_DIR_SESSION_CACHE_TTL, set_duration, &session_ttl_bounds, RSRC_CONF,

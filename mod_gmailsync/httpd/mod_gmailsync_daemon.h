@@ -20,6 +20,7 @@
 #define GS_MAX_WORKER_SLOTS     256
 #define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
 #define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
+#define GS_SCHEDULE_INTERVAL    apr_time_from_msec(1000)  /* auto sync rounds */
 #define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
 #define GS_STOP_GRACE           apr_time_from_msec(2500)  /* workers: SIGTERM .. SIGKILL */
 #define GS_STOP_FINISH          apr_time_from_msec(2500)  /* then the daemon's FAILED writes */
@@ -77,7 +78,9 @@ typedef struct {
     worker_t workers[GS_MAX_WORKER_SLOTS];
     int running;
     /* errors that can repeat every tick are written once, then summarised (gs_log.h) */
-    gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile;
+    gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile, log_schedule, log_listen;
+    int listening;            /* LISTEN gmailsync_queue holds on d->db */
+    unsigned long listen_resets; /* d->db->resets when it was sent */
     apr_uint64_t claim_failures, rescue_failures;
 } daemon_t;
 

@@ -37,6 +37,8 @@
 #include "gs_db.h"
 #include "gs_log.h"
 #include "gs_queue.h"
+#include "gs_sql.h"
+#include "gs_start.h"
 #include "mod_gmailsync.h"
 #include "mod_gmailsync_daemon.h"
 
@@ -195,6 +197,91 @@ static void rescue(daemon_t *d)
     gs_daemon_rescue_done(d, 1);
 }
 
+/* The daemons LISTEN on gmailsync_queue (sql/008 notifies it for every new task), so that a
+ * task created on any host is claimed by an idle daemon at once; the poll every
+ * GS_POLL_INTERVAL stays as the fallback for lost notifications. A new or reset connection has
+ * no LISTEN: it is sent again, and one poll follows (what was notified meanwhile is lost).
+ * Returns 1 when the queue should be polled now. */
+static int ensure_listen(daemon_t *d)
+{
+    if (d->listening && d->db && d->db->resets == d->listen_resets) {
+        return 0;
+    }
+    d->listening = 0;
+    if (!gs_daemon_ensure_db(d)) {
+        return 0;
+    }
+    if (gs_db_listen(d->db, d->tick) != APR_SUCCESS) {
+        GS_LOG_REPEAT(&d->log_listen, GS_LOG_ERR, APR_SUCCESS, "event=daemon.listen_failed "
+                      "reason=\"%s\"", d->db->last_error ? d->db->last_error : "unknown");
+        return 0;
+    }
+    GS_LOG_REPEAT_END(&d->log_listen);
+    d->listening = 1;
+    d->listen_resets = d->db->resets;
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->ctx->s, "event=daemon.listening channel="
+                 GS_SQL_QUEUE_CHANNEL " resets=%lu", d->listen_resets);
+    return 1;
+}
+
+/* Notifications that arrived (read now, or queued by libpq during other statements): 1 when a
+ * task was created somewhere. A lost connection ends the LISTEN (ensure_listen redoes it). */
+static int take_notifications(daemon_t *d)
+{
+    int n;
+
+    if (!d->listening || !d->db) {
+        return 0;
+    }
+    if ((n = gs_db_notifications(d->db)) < 0) {
+        d->listening = 0;
+        return 1;
+    }
+    return n > 0;
+}
+
+/* One auto sync round (GmailSyncAutoSync, main server): starts the linked accounts that are
+ * due, at most GmailSyncAutoSyncMaxStarts and the room this host's GmailSyncMaxWorkers leaves
+ * (less the tasks queued on every host), through the start's lock and insert (gs_start.h), so
+ * that a click, this host and the others never create two tasks. Returns how many it started. */
+static int schedule_round(daemon_t *d)
+{
+    const gs_srv_conf_t *c = d->conf;
+    gs_schedule_opts_t o;
+    gs_schedule_result_t res;
+    long room;
+    apr_status_t rv;
+
+    if (!c->autosync || !c->enabled || gs_daemon_should_exit) {
+        return 0;
+    }
+    room = c->max_workers - d->running;
+    if (room > c->autosync_max_starts) {
+        room = c->autosync_max_starts;
+    }
+    if (room <= 0 || !gs_daemon_ensure_db(d)) {
+        return 0;
+    }
+    o.start.lock_timeout = apr_time_from_sec(1);
+    o.start.statement_timeout = apr_time_from_sec(10);
+    o.interval_s = apr_psprintf(d->tick, "%.3f", (double)c->autosync / APR_USEC_PER_SEC);
+    o.backoff_max_s = apr_psprintf(d->tick, "%.3f",
+                                   (double)c->autosync_backoff_max / APR_USEC_PER_SEC);
+    if ((rv = gs_start_scheduled(d->db, d->tick, &o, room, &res)) != APR_SUCCESS) {
+        GS_LOG_REPEAT(&d->log_schedule, GS_LOG_ERR, APR_SUCCESS, "event=autosync.round_failed "
+                      "reason=\"%s\"", d->db->last_error ? d->db->last_error : "unknown");
+        return 0;
+    }
+    GS_LOG_REPEAT_END(&d->log_schedule);
+    if (res.started && res.started->nelts) {
+        gs_httpd_count(GS_CTR_AUTOSYNC_STARTED, (apr_uint64_t)res.started->nelts);
+    }
+    if (res.skipped_active) {
+        gs_httpd_count(GS_CTR_AUTOSYNC_SKIPPED, (apr_uint64_t)res.skipped_active);
+    }
+    return res.started ? res.started->nelts : 0;
+}
+
 /* httpd's parent is gone (kill -9, a crash): nobody will tell this daemon to stop, and a new
  * httpd must find neither it nor its workers. PR_SET_PDEATHSIG sends SIGINT (the stop) when the
  * parent dies; the kernel clears it when the credentials change (ap_run_drop_privileges), so it
@@ -217,9 +304,9 @@ static void watch_parent(gs_daemon_ctx_t *ctx)
 
 int gs_daemon_main(gs_daemon_ctx_t *ctx)
 {
-    struct pollfd pfds[1 + 2 * GS_MAX_WORKER_SLOTS];
-    worker_t *owner[1 + 2 * GS_MAX_WORKER_SLOTS];
-    apr_time_t next_poll = 0, next_rescue = 0;
+    struct pollfd pfds[2 + 2 * GS_MAX_WORKER_SLOTS];
+    worker_t *owner[2 + 2 * GS_MAX_WORKER_SLOTS];
+    apr_time_t next_poll = 0, next_rescue = 0, next_schedule = 0;
     char hostname[256];
     daemon_t *d;
     int rc;
@@ -267,11 +354,12 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     gs_httpd_gauge_set(GS_GAUGE_DAEMON_PID, (apr_uint64_t)getpid());
     gs_httpd_gauge_set(GS_GAUGE_DAEMON_READY_AT, (apr_uint64_t)apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.ready pid=%d host=%s "
-                 "max_workers=%ld socket=%s", (int)getpid(), d->host, d->conf->max_workers,
-                 ctx->sockname);
+                 "max_workers=%ld socket=%s autosync=%s", (int)getpid(), d->host,
+                 d->conf->max_workers, ctx->sockname,
+                 d->conf->autosync ? gs_format_duration(d->pool, d->conf->autosync) : "off");
 
     while (!gs_daemon_should_exit) {
-        int n = 1, i, ready;
+        int n = 2, i, ready;
         apr_time_t now;
 
         apr_pool_clear(d->tick);
@@ -279,9 +367,16 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
             gs_daemon_should_stop = 1;
             break;
         }
+        if (ensure_listen(d) || take_notifications(d)) {
+            next_poll = 0; /* (re)connected, or a task was created on some host */
+        }
         pfds[0].fd = d->listen_fd;
         pfds[0].events = POLLIN;
         owner[0] = NULL;
+        pfds[1].fd = d->listening ? gs_db_socket(d->db) : -1; /* poll skips a negative fd */
+        pfds[1].events = POLLIN;
+        pfds[1].revents = 0;
+        owner[1] = NULL;
         for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
             worker_t *w = &d->workers[i];
             if (w->used && w->out_fd >= 0) {
@@ -295,13 +390,16 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
                 owner[n++] = w;
             }
         }
-        ready = poll(pfds, (nfds_t)n, 100);
+        ready = poll(pfds, (nfds_t)n, next_poll == 0 ? 0 : 100);
         if (ready > 0) {
             if (pfds[0].revents) {
                 accept_handoff(d);
                 next_poll = 0; /* a new task: claim now */
             }
-            for (i = 1; i < n; i++) {
+            if (pfds[1].revents && take_notifications(d)) {
+                next_poll = 0;
+            }
+            for (i = 2; i < n; i++) {
                 if (pfds[i].revents) {
                     gs_workers_drain(d, owner[i], pfds[i].fd == owner[i]->err_fd);
                 }
@@ -312,6 +410,13 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         if (now >= next_poll) {
             gs_workers_claim_and_spawn(d);
             next_poll = now + GS_POLL_INTERVAL;
+        }
+        if (now >= next_schedule) {
+            next_schedule = now + GS_SCHEDULE_INTERVAL;
+            if (schedule_round(d) > 0) {
+                gs_workers_claim_and_spawn(d); /* its own tasks: no need to wait for the echo */
+                next_poll = now + GS_POLL_INTERVAL;
+            }
         }
         if (now >= next_rescue) {
             rescue(d);
@@ -335,6 +440,8 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     GS_LOG_REPEAT_END(&d->log_claim);
     GS_LOG_REPEAT_END(&d->log_rescue);
     GS_LOG_REPEAT_END(&d->log_reconcile);
+    GS_LOG_REPEAT_END(&d->log_schedule);
+    GS_LOG_REPEAT_END(&d->log_listen);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.exit reason=%s workers=%d",
                  gs_daemon_should_stop ? "stop" : "restart", d->running);
     if (d->db) {

@@ -22,6 +22,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
+#include <http_main.h>
 #include <http_protocol.h>
 
 #include "gs_board.h"
@@ -62,6 +63,42 @@ typedef struct {
     apr_time_t claim_at, rescue_at;   /* 0: never */
     apr_uint64_t pid;
 } gs_liveness_t;
+
+/* Auto sync over every host (GS_SQL_SCHEDULE_STATS) with the main server's settings (the
+ * daemon schedules with those): linked accounts due now, running, backing off after failures,
+ * waiting for a new link; and the age of the stalest last successful sync (or of the link, for
+ * an account never synced). With GmailSyncAutoSync Off the ages are still right (the counts
+ * then describe a 1 s interval and are not shown). */
+typedef struct {
+    apr_interval_time_t interval;     /* 0: Off */
+    apr_int64_t due, active, backoff, revoked, linked;
+    double oldest_age;
+} gs_autosync_stats_t;
+
+static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stats_t *st)
+{
+    const gs_srv_conf_t *main_conf = gs_httpd_srv_conf(ap_server_conf);
+    const char *args[2];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    st->interval = main_conf->autosync;
+    args[0] = seconds_text(r->pool, st->interval ? st->interval : apr_time_from_sec(1));
+    args[1] = seconds_text(r->pool, main_conf->autosync_backoff_max);
+    if ((rv = gs_db_select(db, r->pool, GS_SQL_SCHEDULE_STATS, &rows, 2, args)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (rows->nrows != 1) {
+        return APR_EGENERAL;
+    }
+    st->due = apr_atoi64(gs_db_cell(rows, 0, 0));
+    st->active = apr_atoi64(gs_db_cell(rows, 0, 1));
+    st->backoff = apr_atoi64(gs_db_cell(rows, 0, 2));
+    st->revoked = apr_atoi64(gs_db_cell(rows, 0, 3));
+    st->oldest_age = atof(gs_db_cell(rows, 0, 4));
+    st->linked = apr_atoi64(gs_db_cell(rows, 0, 5));
+    return APR_SUCCESS;
+}
 
 static apr_status_t liveness(request_rec *r, gs_db_t *db, gs_liveness_t *lv)
 {
@@ -122,7 +159,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     gs_db_rows_t *version, *states, *stuck, *window, *running, *versions;
     gs_rescue_counts_t rescued;
     gs_liveness_t lv;
-    double queued_after;
+    gs_autosync_stats_t as;
+    double queued_after, stale_after;
     json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
     apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
@@ -155,7 +193,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_RUNNING, &running, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS) {
+        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
 
@@ -257,8 +295,31 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
            lv.queued_age > queued_after);
     METRIC("daemon_claim_age_s", lv.claim_age, 1, queued_after, lv.claim_age > queued_after);
     METRIC("daemon_rescue_age_s", lv.rescue_age, 1, queued_after, lv.rescue_age > queued_after);
+    /* a linked account whose last successful sync is older than GmailSyncStaleAlertAfter */
+    stale_after = (double)conf->stale_alert_after / APR_USEC_PER_SEC;
+    METRIC("oldest_sync_age_s", as.oldest_age, conf->stale_alert_after > 0 && as.linked > 0,
+           stale_after, as.oldest_age > stale_after);
 #undef METRIC
     gs_json_set_object(body, "metrics", metrics);
+
+    /* the daemon's schedule (main server's GmailSyncAutoSync); null when Off */
+    if (as.interval) {
+        const gs_srv_conf_t *main_conf = gs_httpd_srv_conf(ap_server_conf);
+
+        dbj = json_object_new_object();
+        gs_json_set_int(dbj, "interval_s", apr_time_sec(as.interval));
+        gs_json_set_int(dbj, "max_starts", main_conf->autosync_max_starts);
+        gs_json_set_int(dbj, "backoff_max_s", apr_time_sec(main_conf->autosync_backoff_max));
+        gs_json_set_int(dbj, "linked", as.linked);
+        gs_json_set_int(dbj, "due", as.due);
+        gs_json_set_int(dbj, "active", as.active);
+        gs_json_set_int(dbj, "backing_off", as.backoff);
+        gs_json_set_int(dbj, "revoked", as.revoked);
+        gs_json_set_object(body, "auto_sync", dbj);
+    }
+    else {
+        json_object_object_add(body, "auto_sync", NULL);
+    }
     gs_json_set_object(body, "alerts", alerts);
 
     dbj = json_object_new_object();
@@ -346,6 +407,7 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
     static const double start_bounds[] = GS_START_BUCKETS;
     gs_db_rows_t *totals, *durations, *versions;
     gs_liveness_t lv;
+    gs_autosync_stats_t as;
     apr_bucket_brigade *bb;
     apr_int64_t messages = 0, rescues = 0;
     double oldest = 0;
@@ -363,7 +425,7 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
                != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS) {
+        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
@@ -478,6 +540,38 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "gmailsync_queued_alert_after_seconds %.3f\n",
         lv.queued_age > 0 ? lv.queued_age : 0.0, lv.claim_age, lv.rescue_age, lv.claim_failures,
         lv.rescue_failures, (double)conf->queued_alert_after / APR_USEC_PER_SEC);
+
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_autosync_interval_seconds GmailSyncAutoSync (0: Off).\n"
+        "# TYPE gmailsync_autosync_interval_seconds gauge\n"
+        "gmailsync_autosync_interval_seconds %.3f\n"
+        "# HELP gmailsync_autosync_starts_total Syncs this host's scheduler started.\n"
+        "# TYPE gmailsync_autosync_starts_total counter\n"
+        "gmailsync_autosync_starts_total %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_autosync_skipped_total Due accounts this host's scheduler found "
+        "already started (by a click or another host) under the start lock.\n"
+        "# TYPE gmailsync_autosync_skipped_total counter\n"
+        "gmailsync_autosync_skipped_total{reason=\"active\"} %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_autosync_accounts Linked accounts by schedule state (all hosts): due "
+        "now, skipped because a sync is active, backing off after failures, waiting for a new "
+        "link after auth_revoked or token_undecryptable.\n"
+        "# TYPE gmailsync_autosync_accounts gauge\n"
+        "gmailsync_autosync_accounts{state=\"due\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_autosync_accounts{state=\"active\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_autosync_accounts{state=\"backing_off\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_autosync_accounts{state=\"revoked\"} %" APR_INT64_T_FMT "\n"
+        "# HELP gmailsync_oldest_sync_age_seconds Seconds since the stalest linked account last "
+        "synced successfully (since it was linked, if never; 0 when none is linked).\n"
+        "# TYPE gmailsync_oldest_sync_age_seconds gauge\n"
+        "gmailsync_oldest_sync_age_seconds %.3f\n"
+        "# HELP gmailsync_stale_alert_after_seconds Its alert threshold "
+        "(GmailSyncStaleAlertAfter; 0: no alert).\n"
+        "# TYPE gmailsync_stale_alert_after_seconds gauge\n"
+        "gmailsync_stale_alert_after_seconds %.3f\n",
+        (double)as.interval / APR_USEC_PER_SEC, gs_httpd_counter(GS_CTR_AUTOSYNC_STARTED),
+        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), as.interval ? as.due : 0,
+        as.interval ? as.active : 0, as.interval ? as.backoff : 0, as.interval ? as.revoked : 0,
+        as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC);
 
     histogram(bb, r, "gmailsync_task_duration_seconds",
               "Duration of tasks finished in the last day (started to finished).", durations, 0);

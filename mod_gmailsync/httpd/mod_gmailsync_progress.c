@@ -13,6 +13,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
+#include <http_main.h>
 #include <http_protocol.h>
 
 #include "gs_accept.h"
@@ -144,6 +145,48 @@ static json_object *last_success_json(const gs_db_rows_t *rows)
     return last;
 }
 
+/* "last_synced_ago_s" (seconds since the last successful sync, database clock; null: never)
+ * and "auto_sync": null when GmailSyncAutoSync is Off, else {"interval_s", "state" (new,
+ * interval, backoff, relinked: next_at is the next scheduled start; active: a sync runs;
+ * revoked: link the account again), "next_at"}. The daemon schedules with the main server's
+ * setting, so that is the one reported on every virtual host. Returns 0 on a database error. */
+static int add_schedule(request_rec *r, gs_db_t *db, const char *user_id, json_object *body)
+{
+    const gs_srv_conf_t *main_conf = gs_httpd_srv_conf(ap_server_conf);
+    apr_interval_time_t iv = main_conf->autosync;
+    const char *args[3], *why, *next, *age;
+    json_object *auto_sync;
+    gs_db_rows_t *rows;
+
+    args[0] = apr_psprintf(r->pool, "%.3f", (double)(iv ? iv : apr_time_from_sec(1))
+                                           / APR_USEC_PER_SEC);
+    args[1] = apr_psprintf(r->pool, "%.3f", (double)main_conf->autosync_backoff_max
+                                           / APR_USEC_PER_SEC);
+    args[2] = user_id;
+    if (gs_db_select(db, r->pool, GS_SQL_SCHEDULE_NEXT, &rows, 3, args) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=status.db_error reason=\"%s\"",
+                      db->last_error);
+        return 0;
+    }
+    why = rows->nrows ? gs_db_cell(rows, 0, 0) : NULL;
+    next = rows->nrows ? gs_db_cell(rows, 0, 1) : NULL;
+    age = rows->nrows ? gs_db_cell(rows, 0, 2) : NULL;
+    json_object_object_add(body, "last_synced_ago_s",
+                           age && *age ? json_object_new_int64(apr_atoi64(age)) : NULL);
+    if (!iv) {
+        json_object_object_add(body, "auto_sync", NULL);
+        return 1;
+    }
+    auto_sync = json_object_new_object();
+    json_object_object_add(auto_sync, "interval_s",
+                           json_object_new_int64(apr_time_sec(iv)));
+    json_object_object_add(auto_sync, "state", why && *why ? json_object_new_string(why) : NULL);
+    json_object_object_add(auto_sync, "next_at",
+                           next && *next ? json_object_new_string(next) : NULL);
+    json_object_object_add(body, "auto_sync", auto_sync);
+    return 1;
+}
+
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *args[1];
@@ -193,6 +236,9 @@ int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char
                          json_object_object_get(json_object_object_get(body, "account"),
                                                 "connected")));
     gs_json_set_object(body, "last_success", last_success_json(rows));
+    if (!add_schedule(r, db, user_id, body)) {
+        return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
+    }
     return gs_httpd_send_json(r, HTTP_OK, body);
 }
 

@@ -37,7 +37,7 @@
     remaining: $('remaining'), taskId: $('task-id'), channel: $('channel'), waiting: $('waiting'),
     problem: $('problem'), problemTitle: $('problem-title'), problemText: $('problem-text'),
     problemAdvice: $('problem-advice'), problemCode: $('problem-code'), retry: $('retry'),
-    last: $('last'), lastSuccess: $('last-success'), announcer: $('announcer')
+    last: $('last'), lastSuccess: $('last-success'), freshness: $('freshness'), announcer: $('announcer')
   };
 
   var S = {
@@ -683,6 +683,7 @@
     if (!st) {
       el.last.textContent = S.signedIn ? t('loading') : '–';
       el.lastSuccess.hidden = true;
+      el.freshness.hidden = true;
       return;
     }
     var task = st.task, ok = st.last_success;
@@ -709,6 +710,24 @@
     }
     el.lastSuccess.textContent = okText;
     el.lastSuccess.hidden = !okText;
+    renderFreshness(st);
+  }
+
+  // "Last synced N minutes ago" (server clock: /status counts the seconds) and, with
+  // GmailSyncAutoSync, when the daemon starts the next sync by itself.
+  function renderFreshness(st) {
+    var parts = [], ago = st.last_synced_ago_s, auto = st.auto_sync;
+    if (typeof ago === 'number') {
+      var m = Math.floor(ago / 60);
+      parts.push(m < 1 ? t('synced_just_now') : t(m === 1 ? 'synced_minute_ago' : 'synced_minutes_ago', { n: nf(m) }));
+    }
+    if (auto && auto.next_at) {
+      parts.push(t('auto_next', { when: when(auto.next_at) }));
+    } else if (auto && auto.state === 'revoked') {
+      parts.push(t('auto_revoked'));
+    }
+    el.freshness.textContent = parts.join(' ');
+    el.freshness.hidden = !parts.length;
   }
 
   // ------------------------------------------------------------------ problems

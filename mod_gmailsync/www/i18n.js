@@ -76,6 +76,11 @@ window.GMAILSYNC_STRINGS = {
     last_cancelled: 'Cancelled {when}.',
     last_stuck: 'Stopped responding (started {when}).',
     last_success: 'Last successful sync: {when}, {n} messages in {duration}.',
+    synced_just_now: 'Last synced less than a minute ago.',
+    synced_minute_ago: 'Last synced 1 minute ago.',
+    synced_minutes_ago: 'Last synced {n} minutes ago.',
+    auto_next: 'Next automatic sync: {when}.',
+    auto_revoked: 'Automatic syncs wait until you connect Gmail again.',
 
     problem_failed: 'The sync failed',
     problem_stuck: 'The sync stopped responding',
@@ -196,6 +201,11 @@ window.GMAILSYNC_STRINGS = {
     last_cancelled: '已于 {when} 取消。',
     last_stuck: '已停止响应（开始于 {when}）。',
     last_success: '上次成功同步：{when}，{n} 封邮件，用时 {duration}。',
+    synced_just_now: '上次同步：不到 1 分钟前。',
+    synced_minute_ago: '上次同步：1 分钟前。',
+    synced_minutes_ago: '上次同步：{n} 分钟前。',
+    auto_next: '下次自动同步：{when}。',
+    auto_revoked: '重新连接 Gmail 后才会继续自动同步。',
 
     problem_failed: '同步失败',
     problem_stuck: '同步已停止响应',

@@ -26,7 +26,7 @@ DEBIAN = {
     "apache_confdir": "/etc/apache2",
     "httpd_modules": "/usr/lib/apache2/modules",
 }
-GS_DIRECTIVES = ("GmailSync", "GmailSyncMode", "GmailSyncMaxWorkers")
+GS_DIRECTIVES = ("GmailSync", "GmailSyncMode", "GmailSyncMaxWorkers", "GmailSyncAutoSync")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$")
 DURATION_RE = re.compile(r"^([0-9]+)(ms|s|m|h|d|)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -17,14 +17,17 @@ HEADER = """\
 # failure.
 # A setting absent here keeps its value from gmailsync.conf.
 """
-NAMES = {"GmailSync": "enabled", "GmailSyncMode": "mode", "GmailSyncMaxWorkers": "max_workers"}
+NAMES = {"GmailSync": "enabled", "GmailSyncMode": "mode", "GmailSyncMaxWorkers": "max_workers",
+         "GmailSyncAutoSync": "auto_sync"}
+AUTOSYNC_RE = re.compile(r"^([0-9]{1,7})(s|m|h|d)?$")
+AUTOSYNC_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_toggles(data):
     """{directive: value} of the toggles file (last one wins), case as in gs_ops.GS_DIRECTIVES."""
     out = {}
     for line in (data or b"").decode("utf-8", "replace").splitlines():
-        m = re.match(r"^\s*(GmailSync|GmailSyncMode|GmailSyncMaxWorkers)\s+(\S+)\s*$", line, re.I)
+        m = re.match(r"^\s*(GmailSync|GmailSyncMode|GmailSyncMaxWorkers|GmailSyncAutoSync)\s+(\S+)\s*$", line, re.I)
         if m:
             name = next(d for d in gs_ops.GS_DIRECTIVES if d.lower() == m.group(1).lower())
             out[name] = m.group(2)
@@ -46,7 +49,18 @@ def expected(change):
         return "enabled", value.lower() == "on"
     if name == "GmailSyncMode":
         return "mode", value.lower()
+    if name == "GmailSyncAutoSync":
+        m = AUTOSYNC_RE.match(value.lower())
+        return "auto_sync", int(m.group(1)) * AUTOSYNC_UNITS[m.group(2)] if m else None
     return "max_workers", int(value)
+
+
+def shown(body, field):
+    """What /health shows for a toggle's field (auto_sync: its interval in seconds, None: Off)."""
+    value = (body or {}).get(field)
+    if field == "auto_sync":
+        return (value or {}).get("interval_s")
+    return value
 
 
 def parse_command(words, ap):
@@ -59,7 +73,11 @@ def parse_command(words, ap):
     if len(words) == 2 and words[0] == "workers" and re.fullmatch(r"[0-9]{1,3}", words[1]) \
             and 0 <= int(words[1]) <= 256:
         return ("GmailSyncMaxWorkers", str(int(words[1])))
-    ap.error("expected one of: off | on | mode full | mode smart | workers N (0-256) | status")
+    if len(words) == 2 and words[0] == "autosync" and (words[1].lower() == "off" or (
+            AUTOSYNC_RE.match(words[1].lower()) and expected(("GmailSyncAutoSync", words[1]))[1])):
+        return ("GmailSyncAutoSync", "Off" if words[1].lower() == "off" else words[1].lower())
+    ap.error("expected one of: off | on | mode full | mode smart | workers N (0-256) | "
+             "autosync DURATION|off | status")
 
 
 def status(args):
@@ -75,6 +93,7 @@ def status(args):
     run = body.get("running") or {}
     print(f"health: version={version} enabled={str(body.get('enabled')).lower()} "
           f"mode={body.get('mode')} max_workers={body.get('max_workers')} "
+          f"auto_sync={shown(body, 'auto_sync') or 'off'} "
           f"running={run.get('count')} worker_versions="
           + ",".join(f"{k}:{v}" for k, v in sorted((run.get("worker_versions") or {}).items())))
     return 0
@@ -112,10 +131,10 @@ def apply(args, change):
         return 0
     ok, last = gs_ops.wait_health(args.health_url,
                                   lambda st, body, v: st == 200 and body
-                                  and body.get(field) == want, args.timeout)
+                                  and shown(body, field) == want, args.timeout)
     if not ok:
-        shown = (last[1] or {}).get(field) if last[0] == 200 else last[3]
-        restore(f"/health did not show {field}={want} within {args.timeout:g} s (last: {shown})",
+        seen = shown(last[1], field) if last[0] == 200 else last[3]
+        restore(f"/health did not show {field}={want} within {args.timeout:g} s (last: {seen})",
                 True)
     body = last[1]
     gs_ops.say(PROG, f"{change[0]} {change[1]}: applied and verified in "
@@ -133,7 +152,7 @@ def main(argv):
                     "and exit non-zero.",
         epilog="Exit status: 0 applied and verified (or status shown); 1 failed, previous "
                "toggles restored; 2 usage error.")
-    ap.add_argument("command", nargs="+", metavar="off|on|mode full|mode smart|workers N|status")
+    ap.add_argument("command", nargs="+", metavar="off|on|mode full|mode smart|workers N|autosync DURATION|off|status")
     ap.add_argument("--no-verify", action="store_true",
                     help="do not wait for /health (when it cannot answer, e.g. the database is down)")
     gs_ops.add_common_options(ap)
