@@ -45,7 +45,7 @@ typedef struct {
 #define GS_SQL_SCHEDULE_STATS    "gs_schedule_stats"     /* (iv, cap) -> due, active, backing off,
                                                            revoked, oldest sync age s, linked */
 
-/* NOTIFY channels (sql/008): task state changes and finished syncs as JSON; new task ids for
+/* NOTIFY channels (sql/007): task state changes and finished syncs as JSON; new task ids for
  * the daemons. LISTEN is not a statement that can be prepared: GS_SQL_LISTEN_QUEUE is one of
  * gs_db's fixed literals. */
 #define GS_SQL_EVENTS_CHANNEL    "gmailsync_events"

@@ -32,7 +32,7 @@ typedef struct {
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out);
 
-/* Who started a task (sync_tasks.trigger, sql/008). */
+/* Who started a task (sync_tasks.trigger, sql/007). */
 #define GS_TRIGGER_USER     "user"
 #define GS_TRIGGER_SCHEDULE "schedule"
 

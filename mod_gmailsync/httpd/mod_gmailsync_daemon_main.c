@@ -197,7 +197,7 @@ static void rescue(daemon_t *d)
     gs_daemon_rescue_done(d, 1);
 }
 
-/* The daemons LISTEN on gmailsync_queue (sql/008 notifies it for every new task), so that a
+/* The daemons LISTEN on gmailsync_queue (sql/007 notifies it for every new task), so that a
  * task created on any host is claimed by an idle daemon at once; the poll every
  * GS_POLL_INTERVAL stays as the fallback for lost notifications. A new or reset connection has
  * no LISTEN: it is sent again, and one poll follows (what was notified meanwhile is lost).

@@ -1,4 +1,4 @@
--- 008: scheduled syncs and change notifications (issue 16). Expand-only: the previous release
+-- 007: scheduled syncs and change notifications (issue 16). Expand-only: the previous release
 -- never names the new column (its inserts get the default, 'user') and the triggers only send
 -- notifications, so rolling the code back needs no schema change.
 --
