@@ -118,21 +118,24 @@ def test_newest_migration_only_expands(scratch):
 
 # ------------------------------------------------------------------ the previous release
 
+PREVIOUS_RELEASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "previous-release")
+
+
 def previous_release():
-    """The commit before the newest migration was added (HEAD if it is not committed yet)."""
-    rel = os.path.relpath(UPS[-1], ROOT)
-    p = subprocess.run(["git", "log", "-1", "--format=%H", "--diff-filter=A", "--", rel],
-                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    """The release this one must stay compatible with: the commit named in previous-release (the
+    last one that landed; a release that lands moves it forward). Its code runs against this
+    release's newest schema, as it does during a rollback."""
+    with open(PREVIOUS_RELEASE) as f:
+        rev = f.read().split()[0]
+    p = subprocess.run(["git", "cat-file", "-e", rev + "^{commit}"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=30)
     if p.returncode != 0:
-        pytest.skip("not a git checkout: no previous release to build")
-    rev = p.stdout.strip()
-    if not rev:
-        return "HEAD"
-    parent = subprocess.run(["git", "rev-parse", "--verify", "-q", rev + "^{commit}^"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
-    if parent.returncode != 0:
-        pytest.skip("a shallow clone: the commit before %s is not here" % rel)
-    return rev + "^"
+        top = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True,
+                             timeout=30)
+        if top.returncode != 0:
+            pytest.skip("not a git checkout: no previous release to build")
+        pytest.skip("a shallow clone: the previous release %s is not here" % rev[:12])
+    return rev
 
 
 @pytest.fixture(scope="module")
