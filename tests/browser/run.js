@@ -167,6 +167,11 @@ pageTest('seed test 1 through the page: click, RUNNING within 3 s, a live bar, 1
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 600))));
   await screenshot(page, ARTIFACTS, 'done', true);
   assert.deepEqual(await audit(page), [], 'accessibility when done');
+  // coming back later: the page says how fresh the copy is (the server's clock, from /status)
+  await page.reload();
+  await page.waitForFunction(() => document.getElementById('freshness').textContent
+    === 'Last synced less than a minute ago.');
+  assert.equal(await page.isVisible('#freshness'), true);
 });
 
 pageTest('a double click and a burst of 5 clicks start one task, and one task id is shown', async (session) => {
