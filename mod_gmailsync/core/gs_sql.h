@@ -159,8 +159,10 @@ extern const gs_sql_stmt_t gs_sql_statements[];
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);
 
-/* Oldest schema migration this build works with (3: the worker's statements use the columns
- * of sql/002_resumable_full_sync and sql/003_worker_version). */
-#define GS_SQL_MIN_SCHEMA 3
+/* Oldest schema migration this build works with: every migration up to sql/007 (the retry
+ * state, oauth_states, the token key columns, sync_tasks.trigger and the notify triggers) has
+ * columns or tables its statements use. Run gmailsync-migrate before the new code; the
+ * previous release runs on the newer schema (expand-only migrations), never the other way. */
+#define GS_SQL_MIN_SCHEMA 7
 
 #endif /* GS_SQL_H */
