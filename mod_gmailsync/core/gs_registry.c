@@ -358,7 +358,7 @@ static stream_slot_t *stream_slot_for(gs_registry_t *reg, const char *user_id, a
     apr_size_t start = hash_string(user_id), i;
 
     *open = 0;
-    for (i = 0; i < GS_REGISTRY_PROBE && i < reg->slots; i++) {
+    for (i = 0; i < GS_REGISTRY_STREAM_PROBE && i < reg->slots; i++) {
         stream_slot_t *st = &slots[(start + i) % reg->slots];
 
         if (st->count && !strcmp(st->user_id, user_id)) {
@@ -421,7 +421,7 @@ gs_stream_admission_t gs_registry_stream_enter(gs_registry_t *reg, const char *u
         /* full: places held by crashed children may be what fills it (for the user's limit,
          * only the user's own places matter) */
         if (reaped || !(host_full ? gs_registry_streams_reap(reg, alive)
-                                  : reap_slots(reg, hash_string(user_id), GS_REGISTRY_PROBE,
+                                  : reap_slots(reg, hash_string(user_id), GS_REGISTRY_STREAM_PROBE,
                                                alive))) {
             return host_full ? GS_STREAM_HOST_FULL : GS_STREAM_USER_FULL;
         }

@@ -25,6 +25,10 @@
 
 #define GS_REGISTRY_USER_MAX  256   /* bytes of a user id, without the NUL */
 #define GS_REGISTRY_PROBE     8     /* slots examined per lookup */
+/* A user's streams take one place per httpd child that holds some: the places of one user are
+ * looked for among this many slots from the user's hash, so one user's streams may be spread
+ * over at most this many children (the default cap, GmailSyncMaxStreamsPerUser 4, needs 4). */
+#define GS_REGISTRY_STREAM_PROBE 64
 
 typedef struct gs_registry_t gs_registry_t;
 

@@ -8,6 +8,7 @@ import time
 
 import psycopg2
 import pytest
+from psycopg2.extras import execute_values
 import requests
 
 from conftest import OtherHttpd, wait_for
@@ -19,12 +20,25 @@ FAILURES = r"event=task\.failed|error=(internal|auth_revoked)|auth_revoked|task\
 
 @pytest.fixture(scope="module")
 def auto(stack):
+    # the scheduler syncs every linked account in the database: the accounts other test files
+    # left behind (some with tokens made up for their purpose) are unlinked for this module and
+    # linked again after it, so that the scheduler sees only this module's accounts
+    parked = stack.query("UPDATE gmailsync.accounts a SET refresh_token = NULL, access_token ="
+                         " NULL FROM gmailsync.accounts o WHERE a.user_id = o.user_id AND"
+                         " o.refresh_token IS NOT NULL RETURNING a.user_id, o.refresh_token,"
+                         " o.access_token")
     stack.base_conf = AUTO_CONF
     stack.reconfigure(None)
     yield stack
     stack.base_conf = ""
     stack.reconfigure(None)
     Gmail(stack.gmail_url).clear_faults()
+    if parked:
+        with stack.db() as conn, conn.cursor() as cur:
+            execute_values(cur, "UPDATE gmailsync.accounts a SET refresh_token = p.r,"
+                           " access_token = p.a FROM (VALUES %s) AS p (u, r, a)"
+                           " WHERE a.user_id = p.u", parked)
+        conn.close()
 
 
 class Listener:

@@ -134,7 +134,6 @@ def test_a_repeated_error_is_logged_once_then_summarised(stack, claims_refused, 
     u = stack.add_user(messages=5)
     offset = stack.log_size()
     tid = start(stack, u)
-    began = time.time()
 
     def failures():
         return health(stack)["daemon"]["claim_failures"]
@@ -142,10 +141,9 @@ def test_a_repeated_error_is_logged_once_then_summarised(stack, claims_refused, 
     wait_for("8 failed claims", lambda: failures() >= 8, 15, interval=0.2)
     text = stack.log_since(offset)
     lines = [l for l in text.splitlines() if "claim_failed" in l]
-    # one line for the run, and at most one summary per minute (none yet in these seconds)
-    per_minute = 60.0 * len(lines) / max(time.time() - began, 1.0)
+    # one line for the whole run of failures (a summary comes at most once a minute, and none
+    # in these seconds), however often the daemon retried: a wake-up per new task, the 1 s poll
     assert len(lines) == 1, lines
-    assert per_minute <= 60.0 / 7, per_minute
     admin_sql(stack, ALLOW)
     wait_for("the task to finish", lambda: state(stack, tid) == "SUCCEEDED", 15)
     summary = wait_for("the summary", lambda: re.search(
