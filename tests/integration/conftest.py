@@ -128,6 +128,17 @@ class Stack:
         self.extra_path = path
         run_dev("up", extra_conf=path)
 
+    def reconfigure_text(self, text, name="directives.conf"):
+        """reconfigure() with these directives, written to a file httpd's user can read (its
+        path is returned: reconfigure(path) applies them again)."""
+        path = os.path.join(RUN_DIR, "tmp", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        self.reconfigure(path)
+        return path
+
     def up(self):
         """`gmailsync-dev up` with the configuration currently applied."""
         return run_dev("up", extra_conf=self.extra_path)
