@@ -13,6 +13,7 @@ and the run stops at its deadline. Each answer is recorded (endpoint, status, se
 import http.client
 import json
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -39,6 +40,7 @@ class Load:
         self.unexpected = []       # (endpoint, status, body head)
         self.task_ids = set()      # every task id a 202 gave
         self.errors = []           # transport errors
+        self.retried = 0           # requests sent again after httpd closed an idle keep-alive
         self.latest = {}           # user_id -> task id last seen
         self.deadline = None
 
@@ -73,7 +75,18 @@ class Load:
 
     def timed(self, s, endpoint, method, url, **kw):
         t0 = time.monotonic()
-        r = s.request(method, url, timeout=30, **kw)
+        try:
+            r = s.request(method, url, timeout=30, **kw)
+        except requests.ConnectionError as e:
+            # httpd may close a keep-alive connection the client is about to reuse (the event
+            # MPM does so when it is busy): RFC 9112 9.3.1 lets a client send the request again
+            # on a new connection, and every endpoint here is idempotent (a start included)
+            if "RemoteDisconnected" not in repr(e) and "reset by peer" not in repr(e):
+                raise
+            with self.lock:
+                self.retried += 1
+            t0 = time.monotonic()
+            r = s.request(method, url, timeout=30, **kw)
         self.record(endpoint, r.status_code, time.monotonic() - t0, r.content)
         return r
 
@@ -107,7 +120,8 @@ class Load:
                 return
             tid = task["task_id"]
         u = urllib.parse.urlsplit(api)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        # longer than the stream's 15 s keep-alive comment: a quiet stream is not a dead one
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
         t0 = time.monotonic()
         try:
             conn.request("GET", u.path + "/progress/" + tid,
@@ -136,19 +150,15 @@ class Load:
             conn.close()
 
     # -------------------------------------------------------------- run
-    def run(self, on_tick=None, tick=1.0):
+    def run(self):
         self.deadline = time.monotonic() + self.seconds
         threads = [threading.Thread(target=self.client, args=(i,), daemon=True)
                    for i in range(self.clients)]
         t0 = time.monotonic()
         for t in threads:
             t.start()
-        while time.monotonic() < self.deadline:
-            if on_tick:
-                on_tick(time.monotonic() - t0)
-            time.sleep(tick)
         for t in threads:
-            t.join(45)
+            t.join(max(0, self.deadline - time.monotonic()) + 45)
         self.elapsed = time.monotonic() - t0
         assert not any(t.is_alive() for t in threads), "client threads still running"
         return self
@@ -178,32 +188,62 @@ class Load:
         return "\n".join(lines)
 
 
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
+def memory(parent, daemon, ps_out=None):
+    """(httpd RSS: the parent and its children but the daemon, daemon RSS, in KiB; the number of
+    httpd processes counted), from one `ps` call."""
+    import subprocess
+    out = ps_out if ps_out is not None else subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True, timeout=30).stdout
+    httpd = daemon_rss = procs = 0
+    for line in out.splitlines():
+        pid, ppid, rss = (int(x) for x in line.split())
+        if pid == daemon:
+            daemon_rss = rss
+        elif pid == parent or ppid == parent:
+            httpd += rss
+            procs += 1
+    return httpd, daemon_rss, procs
 
 
-def children(pid):
-    out = []
-    import os
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                pass
-    return out
+class Sampler:
+    """Samples, once a second in a process of its own (the clients' threads would starve a
+    thread of this one), each host's memory and the users with two active tasks."""
+
+    def __init__(self, dsn, user_ids, hosts, seconds):
+        import subprocess
+        import sys
+        self.proc = subprocess.Popen([sys.executable, __file__, "sample"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.proc.stdin.write(json.dumps({"dsn": dsn, "user_ids": user_ids, "hosts": hosts,
+                                          "seconds": seconds}))
+        self.proc.stdin.close()
+        self.proc.stdin = None     # so that communicate() does not touch it again
+
+    def samples(self):
+        out, _ = self.proc.communicate(timeout=120)
+        return [json.loads(line) for line in out.splitlines()]
 
 
-def memory(parent, daemon):
-    """(httpd RSS: the parent and its children but the daemon, daemon RSS), in KiB."""
-    httpd = rss_kib(parent) + sum(rss_kib(c) for c in children(parent) if c != daemon)
-    return httpd, rss_kib(daemon) if daemon else 0
+def _sample_main():
+    import sys
+    import psycopg2
+    spec = json.load(sys.stdin)
+    conn = psycopg2.connect(spec["dsn"])
+    conn.autocommit = True
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < spec["seconds"]:
+        with conn.cursor() as cur:
+            cur.execute("SELECT user_id FROM gmailsync.sync_tasks WHERE user_id = ANY(%s) AND"
+                        " state IN ('CREATED', 'RUNNING') GROUP BY user_id HAVING count(*) > 1",
+                        (spec["user_ids"],))
+            doubles = [r[0] for r in cur.fetchall()]
+        import subprocess
+        ps = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True,
+                            timeout=30).stdout
+        print(json.dumps({"t": time.monotonic() - t0, "doubles": doubles,
+                          "hosts": [memory(p, d, ps) for p, d in spec["hosts"]]}), flush=True)
+        time.sleep(1)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["sample"]:
+    _sample_main()
