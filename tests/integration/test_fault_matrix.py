@@ -255,7 +255,7 @@ def test_worker_sigstop_mid_sync(stack, gmail, conf, expect_log):
 # ------------------------------------------------------------------ httpd restarts and stop
 
 def test_three_graceful_restarts_in_a_row_mid_sync(stack, gmail, conf):
-    user, tid = running_sync(stack, gmail, 1200, 0.3)
+    user, tid = running_sync(stack, gmail, 2000, 0.5)   # 20 s: longer than 3 restarts
     pid = worker_pids(tid)
     for i in range(3):
         conf("# graceful restart %d\nGmailSyncProgressInterval %dms\n" % (i, 700 + 100 * i))

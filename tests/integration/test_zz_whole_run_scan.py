@@ -1,7 +1,7 @@
 """Runs last (the file name sorts last): after the whole integration run, none of the fake's
 access or refresh tokens, the OAuth client secret, the token keys or the database passwords is
 in any log of the run directory (httpd's error and access logs, every other httpd's, the fake's,
-PostgreSQL's), in any answer httpd gave the tests (conftest.RESPONSES), nor on any process's
+PostgreSQL's), in any task's error message, in any answer httpd gave the tests (conftest.RESPONSES), nor on any process's
 command line. test_oauth.py and test_secrets.py scan after their own tests; this scans after
 all of them, the fault matrix and the load included."""
 import os
@@ -36,10 +36,14 @@ def test_no_secret_anywhere_after_the_whole_run(stack):
                     texts[path] = f.read()
     assert any(p.endswith("error_log") for p in texts)
     texts["responses"] = "\n".join(RESPONSES)
+    # the error messages every task of the run ended with (what /progress and /status show)
+    texts["error_messages"] = "\n".join(m for (m,) in stack.query(
+        "SELECT error_message FROM gmailsync.sync_tasks WHERE error_message IS NOT NULL"))
     texts["argv"] = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     leaks = sorted({(where, kind, value[:8] + "...") for value, kind in values.items()
                     for form in encodings(value) for where, text in texts.items()
                     if form in text})
-    print("scanned %d values (%d kinds) against %d logs, %d answers and every argv"
-          % (len(values), len(set(values.values())), len(texts) - 2, len(RESPONSES)))
+    print("scanned %d values (%d kinds) against %d logs, %d answers, %d bytes of task error"
+          " messages and every argv" % (len(values), len(set(values.values())), len(texts) - 3,
+                                        len(RESPONSES), len(texts["error_messages"])))
     assert not leaks, leaks
