@@ -156,6 +156,8 @@ int gs_httpd_dbd_bind(void);
 
 #define GS_RETRY_AFTER_SECONDS "5"
 #define GS_MAX_BODY 4096
+/* ... and it must arrive whole within this long (mod_gmailsync_body.c) */
+#define GS_BODY_DEADLINE apr_time_from_sec(10)
 
 /* Identity (mod_gmailsync_identity.c). */
 typedef enum { GS_ID_OK, GS_ID_UNAUTHENTICATED, GS_ID_DB_UNAVAILABLE } gs_id_result_t;
@@ -228,6 +230,12 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
 /* Request bodies of the POST endpoints (mod_gmailsync_body.c). */
 /* For refusals before the body is read: closes the connection instead of reading it after. */
 void gs_httpd_leave_body_unread(request_rec *r);
+/* Reads and drops a body no route reads, bounded like the bodies routes read (at most
+ * GS_MAX_BODY, within GS_BODY_DEADLINE): ap_discard_request_body would read up to
+ * LimitRequestBody (1 GiB by default) at whatever pace the client likes. Returns OK or the
+ * status to answer (400, 408, 413, AP_FILTER_ERROR). */
+int gs_httpd_discard_body(request_rec *r);
+
 /* Reads an optional JSON object body (at most GS_MAX_BODY, application/json, RFC 8259 strictly)
  * into *doc (NULL for an empty body). Returns OK, or with *answered set, what the problem it
  * sent returned. */

@@ -7,6 +7,7 @@
 
 #include <httpd.h>
 #include <http_config.h>
+#include <http_core.h>
 #include <http_log.h>
 #include <http_protocol.h>
 
@@ -14,6 +15,37 @@
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
+
+/* A body must arrive whole within GS_BODY_DEADLINE of its first read: a client that sends one
+ * byte now and then (slowloris) would otherwise hold an httpd thread for GS_MAX_BODY times the
+ * server's Timeout, since every byte restarts that per-read timeout. The connection's socket
+ * timeout is lowered to what is left of the deadline before each read (as mod_reqtimeout does),
+ * so no single read can wait past it either; the caller's timeout is restored afterwards. */
+static apr_status_t read_within(request_rec *r, apr_bucket_brigade *bb, apr_size_t want,
+                                apr_time_t deadline)
+{
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_interval_time_t saved = 0, left = deadline - apr_time_now();
+    apr_status_t rv;
+
+    if (left <= 0) {
+        return APR_TIMEUP;
+    }
+    if (sock && apr_socket_timeout_get(sock, &saved) == APR_SUCCESS
+        && (saved < 0 || left < saved)) {
+        apr_socket_timeout_set(sock, left);
+    } else {
+        sock = NULL;
+    }
+    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, want);
+    if (sock) {
+        apr_socket_timeout_set(sock, saved);
+    }
+    if (rv == APR_SUCCESS && apr_time_now() > deadline) {
+        rv = APR_TIMEUP;
+    }
+    return rv;
+}
 
 /* Reads at most GS_MAX_BODY bytes. Returns OK, the status to answer (400, 408, 413), or
  * AP_FILTER_ERROR when HTTP_IN has already answered a malformed body (bad chunking, over
@@ -27,6 +59,7 @@ static int read_body(request_rec *r, char **data, apr_size_t *len)
     apr_status_t rv;
     char *buf;
     int seen_eos = 0;
+    apr_time_t deadline = apr_time_now() + GS_BODY_DEADLINE;
 
     *data = NULL;
     *len = 0;
@@ -45,8 +78,7 @@ static int read_body(request_rec *r, char **data, apr_size_t *len)
     while (!seen_eos) {
         apr_bucket *b;
 
-        rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
-                            GS_MAX_BODY + 1 - total);
+        rv = read_within(r, bb, GS_MAX_BODY + 1 - total, deadline);
         if (rv != APR_SUCCESS) {
             apr_brigade_destroy(bb);
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
@@ -80,6 +112,14 @@ static int read_body(request_rec *r, char **data, apr_size_t *len)
     *data = buf;
     *len = total;
     return OK;
+}
+
+int gs_httpd_discard_body(request_rec *r)
+{
+    char *data;
+    apr_size_t len;
+
+    return read_body(r, &data, &len);
 }
 
 /* For refusals before the body is read (origin, identity): the connection is closed rather

@@ -189,7 +189,7 @@ static const gs_route_t *find_route(request_rec *r, const gs_srv_conf_t *conf, c
     return NULL;
 }
 
-/* Answers a request whose body could not be read (ap_discard_request_body's status). */
+/* Answers a request whose body could not be read (gs_httpd_discard_body's status). */
 static int body_unreadable(request_rec *r, int rc)
 {
     if (rc == AP_FILTER_ERROR) {
@@ -220,7 +220,7 @@ int gs_httpd_handler(request_rec *r)
      * body (POST /smart, /oauth/disconnect) handle it themselves. */
     if (!route || !route->reads_body || !(route->methods & (AP_METHOD_BIT << r->method_number))
         || (route->needs_enabled && !conf->enabled)) {
-        if ((rc = ap_discard_request_body(r)) != OK) {
+        if ((rc = gs_httpd_discard_body(r)) != OK) {
             return body_unreadable(r, rc);
         }
     }

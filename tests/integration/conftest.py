@@ -23,6 +23,26 @@ PORTS = {
     "GS_PG_PORT": os.environ.get("GS_TEST_PG_PORT", "19432"),
     "GS_GMAIL_PORT": os.environ.get("GS_TEST_GMAIL_PORT", "19081"),
 }
+# Every answer httpd gave the tests through requests (headers and body, bounded), for the final
+# scan for secrets (test_zz_whole_run_scan.py). The fake Gmail API's answers are not kept: they
+# carry tokens by design.
+RESPONSES = []
+RESPONSES_MAX = 64 << 20
+_responses_size = [0]
+_send = requests.Session.send
+
+
+def _recording_send(self, request, **kw):
+    resp = _send(self, request, **kw)
+    if (not kw.get("stream") and f":{PORTS['GS_GMAIL_PORT']}/" not in request.url
+            and _responses_size[0] < RESPONSES_MAX):
+        text = "".join("%s: %s\n" % kv for kv in resp.headers.items()) + resp.text[:16384]
+        _responses_size[0] += len(text)
+        RESPONSES.append(text)
+    return resp
+
+
+requests.Session.send = _recording_send
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
 
@@ -135,6 +155,17 @@ class Stack:
             os.chmod(path, 0o644)
         self.extra_path = path
         run_dev("up", extra_conf=path)
+
+    def reconfigure_text(self, text, name="directives.conf"):
+        """reconfigure() with these directives, written to a file httpd's user can read (its
+        path is returned: reconfigure(path) applies them again)."""
+        path = os.path.join(RUN_DIR, "tmp", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        self.reconfigure(path)
+        return path
 
     def up(self):
         """`gmailsync-dev up` with the configuration currently applied."""

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import ROOT, RUN_DIR, wait_for
+from conftest import ROOT, wait_for
 from test_daemon import alive, current_daemon, slow_down, start, state, task, worker_pids
 
 THRESHOLD_S = 2
@@ -54,13 +54,7 @@ def admin_sql(stack, sql):
 
 @pytest.fixture(scope="module")
 def liveness_conf(stack):
-    path = os.path.join(RUN_DIR, "tmp", "liveness.conf")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(LIVENESS_CONF)
-    os.chmod(path, 0o644)
-    stack.reconfigure(path)
-    yield path
+    yield stack.reconfigure_text(LIVENESS_CONF, "liveness.conf")
     stack.reconfigure(None)
 
 
