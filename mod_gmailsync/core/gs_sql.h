@@ -70,9 +70,11 @@ typedef struct {
                                                            -> duration ms */
 #define GS_SQL_W_ACCOUNT_LOAD    "gs_w_account_load"    /* (user_id) -> refresh, access, ttl s,
                                                            history_id, pending task, pending
-                                                           history_id, pending fresh 0/1 */
+                                                           history_id, pending fresh 0/1,
+                                                           parts in flight or NULL */
 #define GS_SQL_W_ACCOUNT_TOKEN   "gs_w_account_token"   /* (access, expires_in s, new refresh
                                                            or NULL, user_id) */
+#define GS_SQL_W_ACCOUNT_FLIGHT  "gs_w_account_flight"  /* (parts in flight, user_id) */
 #define GS_SQL_W_FULL_BEGIN      "gs_w_full_begin"      /* (task, history_id, user_id, task,
                                                            lease) */
 #define GS_SQL_W_MESSAGES_SEEN   "gs_w_messages_seen"   /* (task, user_id, ids text[],
