@@ -28,17 +28,13 @@ gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
     }
     gm->batch_size = conf->batch_size;
     gm->parallel = conf->parallel;
-    /* more parts at once than one second of quota would land in one of Gmail's windows */
-    gm->max_round_parts = conf->quota_units > 0 ? conf->quota_units / GS_UNITS_MESSAGES_GET : 0;
-    if (conf->quota_units > 0 && gm->max_round_parts < 1) {
-        gm->max_round_parts = 1;
-    }
     gm->policy.budget = conf->retry_budget;
     gm->policy.max_attempts = conf->retries;
     gm->policy.base = conf->backoff_base;
     gm->policy.max = conf->backoff_max;
     gm->last_ok = apr_time_now();
-    gs_bucket_init(&gm->bucket, conf->quota_units, apr_time_now());
+    gs_pace_init(&gm->pace, conf->quota_units, apr_time_now());
+    gs_gmail_flight_reset(gm, 0);
     gm->log_ctx = log_ctx;
     if (apr_generate_random_bytes((unsigned char *)&gm->rand_state, sizeof gm->rand_state)
         != APR_SUCCESS || !gm->rand_state) {
@@ -59,12 +55,25 @@ static double random01(gs_gmail_t *gm)
     return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
+void gs_gmail_flight_reset(gs_gmail_t *gm, int remembered)
+{
+    int max = gm->batch_size * gm->parallel;
+    int per_window = (int)(gm->pace.configured / GS_UNITS_MESSAGES_GET);
+
+    /* more parts at once than one second of quota would land in one of Gmail's windows */
+    if (gm->pace.configured > 0.0 && per_window < max) {
+        max = per_window > 0 ? per_window : 1;
+    }
+    gs_flight_init(&gm->flight, max, remembered);
+}
+
 apr_status_t gs_gmail_wait_quota(gs_gmail_t *gm, int units)
 {
     apr_interval_time_t d;
     apr_status_t rv;
 
-    while ((d = gs_bucket_take(&gm->bucket, (double)units, apr_time_now())) > 0) {
+    while ((d = gs_pace_take(&gm->pace, (double)units, apr_time_now())) > 0) {
+        gm->paced_at = apr_time_now();
         if ((rv = gs_http_sleep(gm->http, d)) != APR_SUCCESS) {
             return rv;
         }
@@ -107,7 +116,6 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
 
     if (a->cls == GS_GM_RATE_LIMITED) {
         gm->rate_limited++;
-        gs_bucket_drain(&gm->bucket, now);
     }
     verdict = gs_retry_decide(&gm->policy, gm->last_ok, now, attempt, a->retry_after,
                               random01(gm), &wait);
@@ -147,6 +155,22 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
     return gs_http_sleep(gm->http, wait);
 }
 
+int gs_gmail_too_concurrent(int status, const char *body, apr_size_t len)
+{
+    static const char needle[] = "oo many concurrent requests";
+    apr_size_t n = sizeof needle - 1, i;
+
+    if ((status != 429 && status != 403) || !body) {
+        return 0;
+    }
+    for (i = 0; i + n <= len && i < 4096; i++) {
+        if (body[i] == needle[0] && !memcmp(body + i, needle, n)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void gs_gmail_count_answer(gs_gmail_t *gm, int status)
 {
     gm->answers[gs_board_call_class(status)]++;
@@ -157,6 +181,7 @@ void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a
 {
     a->status = req->status;
     a->retry_after = gs_parse_retry_after(req->retry_after, apr_time_now());
+    a->concurrent = gs_gmail_too_concurrent(req->status, req->resp_body, req->resp_len);
     if (req->status == 0) {
         a->cls = GS_GM_TRANSIENT;
         a->reason = req->transport_error ? req->transport_error : "transfer failed";
@@ -213,6 +238,7 @@ apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p)
         a.retry_after = gs_parse_retry_after(req->retry_after, apr_time_now());
         a.reason = why;
         a.cls = req->status == 429 ? GS_GM_RATE_LIMITED : GS_GM_TRANSIENT;
+        a.concurrent = 0;
         apr_pool_destroy(rp);
         switch (out) {
         case GS_OAUTH_OK:
@@ -298,6 +324,10 @@ static apr_status_t get_json(gs_gmail_t *gm, apr_pool_t *p, const char *method, 
             gs_oauth_invalidate(gm->oauth);
             continue;
         case GS_GM_RATE_LIMITED:
+            if (!a.concurrent) {
+                gs_pace_limited(&gm->pace, units, a.retry_after, apr_time_now());
+            }
+            /* fall through */
         case GS_GM_TRANSIENT:
             if ((rv = gs_gmail_back_off(gm, p, method, &a, ++attempt, 0)) != APR_SUCCESS) {
                 return rv;

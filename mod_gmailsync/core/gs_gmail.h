@@ -22,6 +22,7 @@
 #include "gs_gmail_parse.h"
 #include "gs_http.h"
 #include "gs_oauth.h"
+#include "gs_pace.h"
 #include "gs_quota.h"
 #include "gs_worker_conf.h"
 
@@ -39,6 +40,10 @@ typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *
 typedef apr_status_t gs_gmail_wait_cb(void *baton, const char *reason, apr_interval_time_t wait,
                                       int attempt);
 
+/* The parts in flight changed to `level` (after "too many concurrent requests", or growing
+ * back): remember it for the account's next sync. */
+typedef apr_status_t gs_gmail_flight_cb(void *baton, apr_pool_t *p, int level);
+
 typedef struct {
     gs_http_t *http;
     gs_oauth_t *oauth;
@@ -46,20 +51,24 @@ typedef struct {
     const char *api_base;        /* scheme://host[:port][/prefix] */
     const char *api_path;        /* "/prefix" or "": inner batch requests are paths */
     int batch_size, parallel;
-    int max_round_parts;         /* batch parts in flight at once: one second of quota at most */
+    gs_flight_t flight;          /* batch parts in flight at once (all parallel batches) */
+    gs_gmail_flight_cb *on_flight;
+    void *flight_baton;
     gs_retry_policy_t policy;
     apr_time_t last_ok;          /* the last successful answer (or the start): the budget's origin */
     int streak;                  /* retries since then */
     int waiting;                 /* a wait was announced and nothing succeeded since */
     gs_gmail_wait_cb *on_wait;
     void *wait_baton;
-    gs_bucket_t bucket;
+    gs_pace_t pace;              /* quota units in any one-second window */
+    apr_time_t paced_at;         /* the last time a call waited for the quota (0: never) */
     gs_gmail_token_cb *token_saved;
     void *token_baton;
     const char *log_ctx;         /* "task=<uuid>" for log lines */
     apr_uint64_t rand_state;
     /* counters for the final log line and the benchmark */
     apr_int64_t calls, batch_parts, units, retries_done, rate_limited, refreshes;
+    apr_int64_t refused_rate, refused_concurrent;    /* batch parts refused, by cause */
     /* Gmail's answers (top-level requests and batch parts) by class, see gs_board_calls() */
     apr_int64_t answers[GS_BOARD_CALL_CLASSES];
 } gs_gmail_t;
@@ -73,6 +82,10 @@ void gs_gmail_count_answer(gs_gmail_t *gm, int status);
 gs_gmail_t *gs_gmail_make(apr_pool_t *p, gs_http_t *http, gs_oauth_t *oauth,
                           const gs_worker_conf_t *conf, gs_failure_t *failure,
                           const char *log_ctx);
+
+/* Sets the parts in flight to `remembered` (> 0, the account's last working level) or to the
+ * configured maximum (batch_size x parallel, at most one window of quota). */
+void gs_gmail_flight_reset(gs_gmail_t *gm, int remembered);
 
 /* Makes sure a usable access token is in place (refreshing it if due). */
 apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p);

@@ -29,6 +29,8 @@ typedef struct {
     int need_auth;       /* a 401 was seen */
     int max_attempts;    /* highest attempt count among requeued ids */
     int requeued;
+    int refused_rate, refused_concurrent;   /* parts refused as over quota / too concurrent */
+    apr_interval_time_t rate_retry_after;   /* the longest Retry-After of the quota refusals */
     gs_attempt_t worst;  /* the failure to report (rate limits win over other transients) */
 } round_t;
 
@@ -48,6 +50,15 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
     }
     if (!r->worst.reason || a->cls == GS_GM_RATE_LIMITED || a->retry_after > r->worst.retry_after) {
         r->worst = *a;
+    }
+    if (a->cls == GS_GM_RATE_LIMITED && a->concurrent) {
+        r->refused_concurrent++;
+    }
+    else if (a->cls == GS_GM_RATE_LIMITED) {
+        r->refused_rate++;
+        if (a->retry_after > r->rate_retry_after) {
+            r->rate_retry_after = a->retry_after;
+        }
     }
 }
 
@@ -110,6 +121,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         pa.status = part->status;
         gs_gmail_count_answer(gm, part->status);
         pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
+        pa.concurrent = gs_gmail_too_concurrent(part->status, part->body, part->body_len);
         pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
         if (pa.cls == GS_GM_OK) {
             json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
@@ -147,6 +159,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     a.status = req->status;
     a.reason = "part missing from the batch answer";
     a.retry_after = 0;
+    a.concurrent = 0;
     for (i = 0; i < n; i++) {
         if (!answered[i]) {
             requeue(queue, &items[i], 1, r, &a);
@@ -160,6 +173,50 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         return rv;
     }
     return store(baton, p, rows, nrows, gone);
+}
+
+/* The parts of the next round: the parts in flight Gmail's concurrency limit allows, cut to
+ * what the quota has room for now (waiting, ticking, until it has room for one part). Sending
+ * what fits instead of waiting for a whole round keeps the quota spent to the last unit. */
+static apr_status_t round_limit(gs_gmail_t *gm, int *limit, int *paced)
+{
+    int fit;
+    apr_status_t rv;
+
+    *limit = gm->flight.level;
+    *paced = 0;
+    if (gm->pace.configured <= 0.0) {
+        return APR_SUCCESS;
+    }
+    for (;;) {
+        apr_time_t now = apr_time_now();
+        apr_interval_time_t d;
+
+        fit = (int)(gs_pace_room(&gm->pace, now) / GS_UNITS_MESSAGES_GET);
+        if (fit >= 1 || gm->pace.rate < GS_UNITS_MESSAGES_GET) {
+            break;
+        }
+        d = gs_pace_take(&gm->pace, GS_UNITS_MESSAGES_GET, now);
+        if (d == 0) {
+            /* taken after all (the window emptied meanwhile): give it back, go on */
+            gs_pace_refund(&gm->pace, GS_UNITS_MESSAGES_GET, now);
+            continue;
+        }
+        gm->paced_at = now;
+        if ((rv = gs_http_sleep(gm->http, d)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    /* the quota would not have let another round as large go out now, or held the sync back
+     * within the last two windows: more parts at once would not make it faster */
+    if (fit < 2 * *limit) {
+        gm->paced_at = apr_time_now();
+    }
+    if (fit < *limit) {
+        *limit = fit > 0 ? fit : 1;
+    }
+    *paced = gm->paced_at && apr_time_now() - gm->paced_at < 2 * GS_PACE_WINDOW;
+    return APR_SUCCESS;
 }
 
 apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,
@@ -177,21 +234,21 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
     while (head < queue->nelts) {
         gs_http_request_t *reqs[GS_WORKER_MAX_PARALLEL];
         const pending_t *chunk[GS_WORKER_MAX_PARALLEL];
-        int sizes[GS_WORKER_MAX_PARALLEL], nreq = 0, total = 0, k;
+        int sizes[GS_WORKER_MAX_PARALLEL], nreq = 0, total = 0, k, limit, level, paced;
         round_t r;
         apr_pool_t *rp;
         apr_status_t rv;
 
         memset(&r, 0, sizeof r);
-        while (nreq < gm->parallel && head < queue->nelts) {
+        /* the parts in flight: what Gmail's concurrency limit allows, and no more than the
+         * quota has room for now */
+        if ((rv = round_limit(gm, &limit, &paced)) != APR_SUCCESS) {
+            return rv;
+        }
+        while (nreq < gm->parallel && head < queue->nelts && total < limit) {
             int size = queue->nelts - head < gm->batch_size ? queue->nelts - head : gm->batch_size;
-            if (gm->max_round_parts) {
-                if (total >= gm->max_round_parts) {
-                    break;
-                }
-                if (size > gm->max_round_parts - total) {
-                    size = gm->max_round_parts - total;
-                }
+            if (size > limit - total) {
+                size = limit - total;
             }
             chunk[nreq] = &APR_ARRAY_IDX(queue, head, pending_t);
             sizes[nreq++] = size;
@@ -235,8 +292,29 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
             }
         }
         apr_pool_destroy(rp);
+        gm->refused_rate += r.refused_rate;
+        gm->refused_concurrent += r.refused_concurrent;
+        if (r.refused_rate) {
+            gs_pace_limited(&gm->pace, (double)r.refused_rate * GS_UNITS_MESSAGES_GET,
+                            r.rate_retry_after, apr_time_now());
+        }
+        if (r.refused_concurrent) {
+            /* refused before Gmail counted them: the quota they took is free again */
+            gs_pace_refund(&gm->pace, (double)r.refused_concurrent * GS_UNITS_MESSAGES_GET,
+                           apr_time_now());
+        }
+        level = gm->flight.level;
+        if (gs_flight_round(&gm->flight, total, r.refused_concurrent, paced, apr_time_now())
+            != level) {
+            gs_log_error(GS_LOG_NOTICE, p, "event=gmail.parts_in_flight %s from=%d to=%d "
+                         "refused=%d", gm->log_ctx, level, gm->flight.level, r.refused_concurrent);
+            if (gm->on_flight
+                && (rv = gm->on_flight(gm->flight_baton, p, gm->flight.level)) != APR_SUCCESS) {
+                return rv;
+            }
+        }
         if (r.need_auth) {
-            gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0 };
+            gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0, 0 };
             if (refreshed_last_round) {
                 return gs_gmail_fail_for(gm, p, "batch", &a);
             }

@@ -13,7 +13,11 @@ typedef struct {
     int status;                 /* 0: the transfer failed */
     const char *reason;         /* Gmail's reason, or the transport error */
     apr_interval_time_t retry_after;
+    int concurrent;             /* "Too many concurrent requests for user" (not the quota) */
 } gs_attempt_t;
+
+/* Whether an answer is Gmail's per-user concurrency limit rather than its quota. */
+int gs_gmail_too_concurrent(int status, const char *body, apr_size_t len);
 
 /* Waits (ticking) until the quota bucket grants `units`. */
 apr_status_t gs_gmail_wait_quota(gs_gmail_t *gm, int units);

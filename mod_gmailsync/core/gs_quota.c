@@ -4,51 +4,6 @@
 
 #include "gs_quota.h"
 
-void gs_bucket_init(gs_bucket_t *b, int units_per_sec, apr_time_t now)
-{
-    b->capacity = units_per_sec > 0 ? (double)units_per_sec : 0.0;
-    b->rate = b->capacity * GS_QUOTA_HEADROOM;
-    b->tokens = b->capacity;
-    b->last = now;
-}
-
-static void refill(gs_bucket_t *b, apr_time_t now)
-{
-    if (now > b->last) {
-        b->tokens += b->rate * (double)(now - b->last) / (double)APR_USEC_PER_SEC;
-        if (b->tokens > b->capacity) {
-            b->tokens = b->capacity;
-        }
-    }
-    b->last = now;
-}
-
-apr_interval_time_t gs_bucket_take(gs_bucket_t *b, double units, apr_time_t now)
-{
-    double need;
-
-    if (b->rate <= 0.0) {
-        return 0;
-    }
-    refill(b, now);
-    need = units < b->capacity ? units : b->capacity;
-    if (b->tokens >= need) {
-        b->tokens -= units;
-        return 0;
-    }
-    /* round up, and wait at least 1ms so that callers do not spin */
-    need = (need - b->tokens) / b->rate * (double)APR_USEC_PER_SEC + 1.0;
-    return need < 1000.0 ? 1000 : (apr_interval_time_t)need;
-}
-
-void gs_bucket_drain(gs_bucket_t *b, apr_time_t now)
-{
-    refill(b, now);
-    if (b->tokens > 0.0) {
-        b->tokens = 0.0;
-    }
-}
-
 apr_interval_time_t gs_backoff_delay(int attempt, apr_interval_time_t base,
                                      apr_interval_time_t max, apr_interval_time_t retry_after,
                                      double random01)
@@ -88,7 +43,10 @@ gs_retry_verdict_t gs_retry_decide(const gs_retry_policy_t *pol, apr_time_t last
     if (left <= 0 || retry_after > left) {
         return GS_RETRY_OUT_OF_TIME;
     }
-    d = gs_backoff_delay(attempt, pol->base, pol->max, retry_after, random01);
+    /* Gmail said when: that is the wait, no longer (the pacing lowers the rate instead); the
+     * backoff is for answers that do not say */
+    d = retry_after > 0 ? retry_after
+                        : gs_backoff_delay(attempt, pol->base, pol->max, 0, random01);
     *wait = d < left ? d : left;
     return GS_RETRY_WAIT;
 }

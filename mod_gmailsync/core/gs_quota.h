@@ -2,8 +2,8 @@
  *
  * Gmail charges each call in quota units (getProfile 1, history.list 2, messages.list 5,
  * messages.get 5 per batch part) against a per-user budget of 250 units/s by default. A client
- * that sends at will gets 429s and wastes its retry budget; a token bucket in the same units
- * keeps the worker just under the limit, so 429s are rare instead of routine.
+ * that sends at will gets 429s and wastes its retry budget; gs_pace.h keeps the worker just
+ * under the limit. This file: the costs, and the retry decision after a failure.
  *
  * Pure arithmetic on times passed in by the caller: no sleeping, no clock, unit-testable.
  */
@@ -18,30 +18,8 @@
 #define GS_UNITS_MESSAGES_LIST 5
 #define GS_UNITS_MESSAGES_GET  5
 
-/* The bucket runs a little below the configured rate: Gmail counts in fixed one-second windows,
- * and a window that holds a full batch plus a listing call would otherwise go over. */
-#define GS_QUOTA_HEADROOM 0.95
-
 /* Longest Retry-After the worker honours; a larger value is treated as this. */
 #define GS_RETRY_AFTER_MAX apr_time_from_sec(300)
-
-typedef struct {
-    double rate;        /* units per second; <= 0 means unlimited */
-    double capacity;    /* burst: one second's worth */
-    double tokens;      /* may go negative after a request larger than the capacity */
-    apr_time_t last;    /* when tokens were last refilled */
-} gs_bucket_t;
-
-/* A full bucket for units_per_sec (<= 0: unlimited), refilling at GS_QUOTA_HEADROOM of it. */
-void gs_bucket_init(gs_bucket_t *b, int units_per_sec, apr_time_t now);
-
-/* Takes `units` if the bucket allows it now and returns 0; otherwise takes nothing and returns
- * how long to wait before asking again. A request larger than the burst capacity is let through
- * once the bucket is full (the bucket then goes negative), so the long-run rate still holds. */
-apr_interval_time_t gs_bucket_take(gs_bucket_t *b, double units, apr_time_t now);
-
-/* After a 429: Gmail says we are over, whatever our arithmetic says. Empties the bucket. */
-void gs_bucket_drain(gs_bucket_t *b, apr_time_t now);
 
 /* The wait before retry number `attempt` (1 = first retry): exponential from `base`, capped at
  * `max`, with "equal jitter" (half fixed, half random; `random01` in [0, 1)), and never shorter
@@ -69,7 +47,8 @@ typedef enum {
 
 /* Decides retry number `attempt` (1 = first retry) at `now`: the backoff of gs_backoff_delay
  * (never shorter than `retry_after`), shortened so that the last try falls at the end of the
- * budget. A Retry-After that reaches past the end of the budget gives up at once: Gmail said it
+ * budget. A Retry-After (> 0) is the wait, exactly: neither shorter nor stretched by the
+ * backoff. A Retry-After that reaches past the end of the budget gives up at once: Gmail said it
  * will not answer before then. */
 gs_retry_verdict_t gs_retry_decide(const gs_retry_policy_t *pol, apr_time_t last_ok,
                                    apr_time_t now, int attempt, apr_interval_time_t retry_after,

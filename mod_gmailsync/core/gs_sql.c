@@ -322,8 +322,12 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT refresh_token, access_token,"
       " GREATEST(0, floor(extract(epoch FROM access_token_expires_at - now())))::bigint::text,"
       " history_id::text, full_sync_task::text, full_sync_history_id::text,"
-      " (full_sync_started_at > now() - interval '7 days')::integer::text"
+      " (full_sync_started_at > now() - interval '7 days')::integer::text,"
+      " gmail_parts_in_flight::text"
       " FROM gmailsync.accounts WHERE user_id = %s" },
+    { GS_SQL_W_ACCOUNT_FLIGHT,
+      /* the level of Gmail's concurrency limit that worked: a hint for the next sync (007) */
+      "UPDATE gmailsync.accounts SET gmail_parts_in_flight = %s::integer WHERE user_id = %s" },
     { GS_SQL_W_ACCOUNT_TOKEN,
       "UPDATE gmailsync.accounts SET access_token = %s,"
       " access_token_expires_at = now() + make_interval(secs => %s::integer),"

@@ -93,9 +93,11 @@ typedef struct {
                                                            -> duration ms */
 #define GS_SQL_W_ACCOUNT_LOAD    "gs_w_account_load"    /* (user_id) -> refresh, access, ttl s,
                                                            history_id, pending task, pending
-                                                           history_id, pending fresh 0/1 */
+                                                           history_id, pending fresh 0/1,
+                                                           parts in flight or NULL */
 #define GS_SQL_W_ACCOUNT_TOKEN   "gs_w_account_token"   /* (access, expires_in s, new refresh
                                                            or NULL, user_id) */
+#define GS_SQL_W_ACCOUNT_FLIGHT  "gs_w_account_flight"  /* (parts in flight, user_id) */
 #define GS_SQL_W_FULL_BEGIN      "gs_w_full_begin"      /* (task, history_id, user_id, task,
                                                            lease) */
 #define GS_SQL_W_MESSAGES_SEEN   "gs_w_messages_seen"   /* (task, user_id, ids text[],
@@ -159,10 +161,11 @@ extern const gs_sql_stmt_t gs_sql_statements[];
 /* Looks a statement up by label; NULL when unknown. */
 const gs_sql_stmt_t *gs_sql_find(const char *label);
 
-/* Oldest schema migration this build works with: every migration up to sql/007 (the retry
- * state, oauth_states, the token key columns, sync_tasks.trigger and the notify triggers) has
- * columns or tables its statements use. Run gmailsync-migrate before the new code; the
- * previous release runs on the newer schema (expand-only migrations), never the other way. */
-#define GS_SQL_MIN_SCHEMA 7
+/* Oldest schema migration this build works with: every migration up to sql/008 (the retry
+ * state, oauth_states, the token key columns, sync_tasks.trigger and the notify triggers, the
+ * accounts' parts in flight) has columns or tables its statements use. Run gmailsync-migrate
+ * before the new code; the previous release runs on the newer schema (expand-only migrations),
+ * never the other way. */
+#define GS_SQL_MIN_SCHEMA 8
 
 #endif /* GS_SQL_H */

@@ -19,6 +19,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
     const char *timeouts[2], *user[1] = { user_id }, *insert[3];
     gs_db_rows_t *rows;
     apr_status_t rv;
+    apr_time_t t0 = apr_time_now(), t1;
 
     /* the repeat start: one read through the partial unique index, without the lock, so that a
      * burst of clicks on a running sync does not queue on the advisory lock. The answer is true
@@ -26,6 +27,8 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
     if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACTIVE_TASK, &rows, 1, user))) {
         return rv;
     }
+    t1 = apr_time_now();
+    out->t_check = t1 - t0;
     if (rows->nrows) {
         out->task_id = gs_db_cell(rows, 0, 0);
         out->state = gs_db_cell(rows, 0, 1);
@@ -43,8 +46,12 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
 
     if (APR_SUCCESS != (rv = gs_db_begin(db, p))
         || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TIMEOUTS, &rows, 2, timeouts))
-        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_LOCK, &rows, 1, user))
-        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACTIVE_TASK_LOCK, &rows, 1, user))) {
+        || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_LOCK, &rows, 1, user))) {
+        goto leave;
+    }
+    t0 = apr_time_now();
+    out->t_lock = t0 - t1;
+    if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACTIVE_TASK_LOCK, &rows, 1, user))) {
         goto leave;
     }
     gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p,
@@ -79,7 +86,10 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
     }
     out->task_id = gs_db_cell(rows, 0, 0);
     out->state = gs_db_cell(rows, 0, 1);
+    t1 = apr_time_now();
+    out->t_insert = t1 - t0;
     rv = gs_db_commit(db);
+    out->t_commit = apr_time_now() - t1;
 
 leave:
     if (rv != APR_SUCCESS) {

@@ -23,6 +23,9 @@ typedef struct {
     const char *task_id;   /* UUID text */
     const char *state;     /* CREATED or RUNNING */
     int reused;            /* 1 when the user already had an active task */
+    /* where the time went, for the log line and scripts/bench start: the read without the lock,
+     * begin + timeouts + the per-user lock, the checks and the insert, the commit */
+    apr_interval_time_t t_check, t_lock, t_insert, t_commit;
 } gs_start_result_t;
 
 /* Starts (or finds) the user's sync. Returns APR_SUCCESS with *out filled; APR_NOTFOUND when the

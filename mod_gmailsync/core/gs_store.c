@@ -1,4 +1,5 @@
 /* gs_store.c -- see gs_store.h */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -45,7 +46,7 @@ apr_status_t gs_store_load_account(gs_task_t *t, apr_pool_t *p, gs_account_t *ou
 {
     const char *args[1] = { t->user_id };
     gs_db_rows_t *rows;
-    const char *fresh, *ttl;
+    const char *fresh, *ttl, *flight;
     apr_status_t rv;
 
     memset(out, 0, sizeof *out);
@@ -65,7 +66,16 @@ apr_status_t gs_store_load_account(gs_task_t *t, apr_pool_t *p, gs_account_t *ou
     out->pending_history_id = cell(rows, 0, 5);
     fresh = cell(rows, 0, 6);
     out->pending_fresh = fresh && !strcmp(fresh, "1");
+    flight = cell(rows, 0, 7);
+    out->parts_in_flight = flight ? atoi(flight) : 0;
     return APR_SUCCESS;
+}
+
+apr_status_t gs_store_save_flight(gs_task_t *t, apr_pool_t *p, int level)
+{
+    const char *args[2] = { apr_itoa(p, level), t->user_id };
+
+    return gs_task_exec(t, p, GS_SQL_W_ACCOUNT_FLIGHT, 0, NULL, 2, args);
 }
 
 apr_status_t gs_store_save_token(gs_task_t *t, apr_pool_t *p, const char *access_token,

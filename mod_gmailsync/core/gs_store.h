@@ -21,10 +21,14 @@ typedef struct {
     const char *pending_task;         /* generation of an unfinished full sync, or NULL */
     const char *pending_history_id;   /* the historyId its first attempt recorded */
     int pending_fresh;                /* it began recently enough to be resumed */
+    int parts_in_flight;              /* Gmail batch parts at once that worked last time, 0: none */
 } gs_account_t;
 
 /* Loads the task user's account. GS_EFAILED (auth_revoked) when the user has none. */
 apr_status_t gs_store_load_account(gs_task_t *t, apr_pool_t *p, gs_account_t *out);
+
+/* Remembers the parts in flight that Gmail's concurrency limit let through. */
+apr_status_t gs_store_save_flight(gs_task_t *t, apr_pool_t *p, int level);
 
 /* Caches a new access token (and a rotated refresh token, if any). */
 apr_status_t gs_store_save_token(gs_task_t *t, apr_pool_t *p, const char *access_token,

@@ -91,6 +91,13 @@ static apr_status_t save_token(void *baton, apr_pool_t *p, const char *access_to
     return gs_store_save_token(s->task, p, access, expires_in, refresh);
 }
 
+static apr_status_t save_flight(void *baton, apr_pool_t *p, int level)
+{
+    gs_sync_t *s = baton;
+
+    return gs_store_save_flight(s->task, p, level);
+}
+
 gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t *task,
                           gs_http_t *http, gs_failure_t *failure)
 {
@@ -113,6 +120,8 @@ gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t
     s->gm->token_baton = s;
     s->gm->on_wait = retry_state;
     s->gm->wait_baton = s;
+    s->gm->on_flight = save_flight;
+    s->gm->flight_baton = s;
     return s;
 }
 
@@ -248,6 +257,7 @@ static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
         return rv;
     }
     s->gm->oauth->refresh_token = refresh;
+    gs_gmail_flight_reset(s->gm, acc->parts_in_flight);
     if (access) {
         gs_oauth_set_token(s->gm->oauth, access, apr_time_from_sec(acc->access_ttl),
                            apr_time_now());
@@ -291,12 +301,15 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " relabeled=%" APR_INT64_T_FMT " removed=%" APR_INT64_T_FMT
                  " gmail_calls=%" APR_INT64_T_FMT " batch_parts=%" APR_INT64_T_FMT
                  " quota_units=%" APR_INT64_T_FMT " retries=%" APR_INT64_T_FMT
-                 " rate_limited=%" APR_INT64_T_FMT " progress_writes=%" APR_INT64_T_FMT
+                 " rate_limited=%" APR_INT64_T_FMT " refused_rate=%" APR_INT64_T_FMT
+                 " refused_concurrent=%" APR_INT64_T_FMT " parts_in_flight=%d"
+                 " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
                  event, s->task->task_id, s->task->user_id, s->mode ? s->mode : "-",
                  s->duration_ms, s->task->processed, s->fetched, s->skipped, s->gone, s->deleted,
                  s->relabeled, s->removed, gm->calls, gm->batch_parts, gm->units,
-                 gm->retries_done, gm->rate_limited, s->task->progress_writes,
+                 gm->retries_done, gm->rate_limited, gm->refused_rate, gm->refused_concurrent,
+                 gm->flight.level, gm->pace.rate, s->task->progress_writes,
                  s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
                  s->failure->code ? " message=\"" : "",
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");

@@ -38,7 +38,8 @@ static int parse_start_body(request_rec *r, int *force_full, int *answered)
 int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     gs_start_opts_t opts = { GS_START_LOCK_TIMEOUT, GS_START_STATEMENT_TIMEOUT };
-    gs_start_result_t result = { NULL, NULL, 0 };
+    gs_start_result_t result = { NULL, NULL, 0, 0, 0, 0, 0 };
+    apr_time_t t_id, t_db, t_start, t_notify;
     const char *user_id = NULL, *progress_url;
     gs_id_result_t who;
     json_object *body;
@@ -54,6 +55,7 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
         return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "cross-site-request",
                                      "the Origin of this request is not allowed to start syncs");
     }
+    t_id = apr_time_now();
     if ((who = gs_httpd_identify(r, conf, &db, &user_id)) != GS_ID_OK) {
         gs_httpd_leave_body_unread(r);
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
@@ -68,10 +70,12 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.requested user=%s force_full=%s",
                   user_id, force_full ? "true" : "false");
+    t_db = apr_time_now();
     if (!db && !(db = gs_httpd_request_db(r))) {
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
+    t_start = apr_time_now();
     /* PostgreSQL answers every start: a task can leave RUNNING anywhere (a cancel on another
      * host, a rescue, the cleanup script), so no per-host cache may say it is still running */
     rv = gs_start_sync(db, r->pool, user_id, force_full, &opts, &result);
@@ -90,10 +94,6 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
                                      "the sync could not be started now; retry shortly");
     }
     gs_httpd_count(result.reused ? GS_CTR_START_REUSED : GS_CTR_START_CREATED, 1);
-    gs_httpd_observe_start(apr_time_now() - r->request_time);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=%s user=%s task=%s state=%s",
-                  result.reused ? "task.reused" : "task.created", user_id, result.task_id,
-                  result.state);
 
     progress_url = apr_pstrcat(r->pool, conf->prefix, "/progress/", result.task_id, NULL);
     body = gs_json_object(r->pool);
@@ -101,9 +101,24 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     gs_json_set_string(body, "state", result.state);
     gs_json_set_bool(body, "reused", result.reused);
     gs_json_set_string(body, "progress_url", progress_url);
+    t_notify = apr_time_now();
     if (!result.reused) {
         apr_table_setn(r->headers_out, "Location", progress_url);
         gs_httpd_daemon_notify(r, result.task_id, user_id);
     }
+    gs_httpd_observe_start(apr_time_now() - r->request_time);
+    /* where the time went (us): before the handler, the session (with its connection), a
+     * connection when the session came from the cache, gs_start_sync's phases, the hand-off */
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=%s user=%s task=%s state=%s us_total=%"
+                  APR_INT64_T_FMT " us_pre=%" APR_INT64_T_FMT " us_identify=%" APR_INT64_T_FMT
+                  " us_dbconn=%" APR_INT64_T_FMT " us_check=%" APR_INT64_T_FMT " us_lock=%"
+                  APR_INT64_T_FMT " us_insert=%" APR_INT64_T_FMT " us_commit=%" APR_INT64_T_FMT
+                  " us_notify=%" APR_INT64_T_FMT,
+                  result.reused ? "task.reused" : "task.created", user_id, result.task_id,
+                  result.state, (apr_int64_t)(apr_time_now() - r->request_time),
+                  (apr_int64_t)(t_id - r->request_time), (apr_int64_t)(t_db - t_id),
+                  (apr_int64_t)(t_start - t_db), (apr_int64_t)result.t_check,
+                  (apr_int64_t)result.t_lock, (apr_int64_t)result.t_insert,
+                  (apr_int64_t)result.t_commit, (apr_int64_t)(apr_time_now() - t_notify));
     return gs_httpd_send_json(r, result.reused ? HTTP_OK : HTTP_ACCEPTED, body);
 }

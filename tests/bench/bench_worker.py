@@ -7,8 +7,9 @@ ru_maxrss from wait4), progress writes, Gmail calls and quota units per message,
         [--latency 0.05 --quota 250]      # a paced run: wall time against the quota bound
         [--worker build/gmailsync-worker] [--keep]
 
-It brings up its own stack with scripts/gmailsync-dev under run/bench-worker (ports 19380/19732/
-19381, override with GS_BENCH_HTTP_PORT/GS_BENCH_PG_PORT/GS_BENCH_GMAIL_PORT), with the daemon
+It brings up its own stack with scripts/gmailsync-dev under $GS_BENCH_RUN_DIR or $GS_RUN_DIR
+(default run/bench-worker), on the ports of GS_BENCH_HTTP_PORT/GS_BENCH_PG_PORT/GS_BENCH_GMAIL_PORT,
+else GS_HTTP_PORT/GS_PG_PORT/GS_GMAIL_PORT, else 19380/19732/19381, with the daemon
 paused (GmailSyncMaxWorkers 0) since it runs the worker itself, and stops it at the end unless
 --keep. Memory independent of mailbox size shows as (nearly) the same peak RSS for 2,000
 and 20,000 messages.
@@ -28,6 +29,17 @@ import psycopg2
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEV = os.path.join(ROOT, "scripts", "gmailsync-dev")
+
+
+def bench_env(environ, name, ports):
+    """The bench stack's environment: GS_BENCH_* ports and run dir, else the dev stack's GS_*
+    ones (GS_HTTP_PORT, GS_PG_PORT, GS_GMAIL_PORT, GS_RUN_DIR), else the bench's own defaults."""
+    env = dict(environ)
+    for key, default in zip(("HTTP_PORT", "PG_PORT", "GMAIL_PORT"), ports):
+        env["GS_" + key] = environ.get("GS_BENCH_" + key) or environ.get("GS_" + key) or default
+    env["GS_RUN_DIR"] = (environ.get("GS_BENCH_RUN_DIR") or environ.get("GS_RUN_DIR")
+                         or os.path.join(ROOT, "run", name))
+    return env
 
 
 def dev(args, env):
@@ -53,7 +65,15 @@ def vm_hwm_kb(pid):
     return None
 
 
-def run_one(env, worker, messages, parallel, latency, quota):
+def seal(env, user, token):
+    """The refresh token sealed under the stack's key (the worker refuses plaintext rows)."""
+    p = subprocess.run([os.path.join(ROOT, "build", "gmailsync-tokens"), "seal", "--key-file",
+                        env["GS_TOKEN_KEY_FILE"], "--user", user], input=token + "\n",
+                       capture_output=True, text=True, check=True, timeout=60)
+    return p.stdout.strip()
+
+
+def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, concurrent=0):
     gmail, dsn = env["GS_GMAIL_URL"], env["GS_PG_DSN"]
     user = "bench-" + secrets.token_hex(4)
     email = user + "@example.test"
@@ -63,20 +83,24 @@ def run_one(env, worker, messages, parallel, latency, quota):
                                   "refresh_token": refresh, "prerender": True})
     created = time.monotonic() - t0
     control(gmail, "/faults", method="DELETE")
-    control(gmail, "/config", {"quota_units_per_sec": quota or 0})
+    server_quota = quota if server_quota is None else server_quota
+    control(gmail, "/config", {"quota_units_per_sec": server_quota or 0,
+                               "max_concurrent_per_user": concurrent})
     if latency:
         control(gmail, "/faults", {"method": "*", "mode": "latency", "seconds": latency, "count": -1})
+    sealed = seal(env, user, refresh)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO gmailsync.accounts (user_id, email, refresh_token) VALUES (%s, %s, %s)",
-                    (user, email, refresh))
+                    (user, email, sealed))
         cur.execute("INSERT INTO gmailsync.sync_tasks (user_id) VALUES (%s) RETURNING task_id", (user,))
         task = str(cur.fetchone()[0])
     conn.close()
     with open(os.path.join(env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
         secret = f.read().strip()
     conf = ("db = %s\napi_base = %s\ntoken_url = %s/token\nclient_id = %s\nclient_secret = %s\n"
-            "quota_units = %d\nparallel = %d\nprogress_interval = 1s\n"
-            % (dsn, gmail, gmail, env["GS_CLIENT_ID"], secret, quota or 0, parallel))
+            "token_key_file = %s\nquota_units = %d\nparallel = %d\nprogress_interval = 1s\n"
+            % (dsn, gmail, gmail, env["GS_CLIENT_ID"], secret, env["GS_TOKEN_KEY_FILE"], quota or 0,
+               parallel))
     control(gmail, "/stats/reset", {})
     start = time.monotonic()
     proc = subprocess.Popen([worker, "--task", task, "--config", "-"], stdin=subprocess.PIPE,
@@ -86,9 +110,23 @@ def run_one(env, worker, messages, parallel, latency, quota):
     hwm = 0
     stderr_chunks = []
     # VmHWM is the peak so far: the last reading before exit is the answer; poll until then
-    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()))
+    def read_stderr():
+        for line in proc.stderr:    # stamped with the seconds since the start, for the log
+            stderr_chunks.append("%.3f %s" % (time.monotonic() - start, line))
+
+    reader = threading.Thread(target=read_stderr)
     reader.start()
+    early_429, late_429, polled = None, 0, 0.0
     while True:
+        now = time.monotonic() - start
+        if quota and now - polled >= 0.5:
+            # 429s in the first 5 s (learning) and after (steady state), from the fake's counters
+            polled = now
+            n = control(gmail, "/stats")["per_mailbox"].get(email, {}).get("status_counts", {}).get("429", 0)
+            if now < 5.0:
+                early_429 = n
+            else:
+                late_429 = n
         value = vm_hwm_kb(proc.pid)
         if value:
             hwm = max(hwm, value)
@@ -103,9 +141,12 @@ def run_one(env, worker, messages, parallel, latency, quota):
     reader.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = "".join(stderr_chunks)
+    if os.environ.get("GS_BENCH_WORKER_LOG"):   # the worker's log, to see what a run did
+        with open(os.environ["GS_BENCH_WORKER_LOG"] + ".%d" % messages, "w") as f:
+            f.write(err)
     stats = control(gmail, "/stats")
     control(gmail, "/faults", method="DELETE")
-    control(gmail, "/config", {"quota_units_per_sec": 0})
+    control(gmail, "/config", {"quota_units_per_sec": 0, "max_concurrent_per_user": 0})
     end = [l for l in err.splitlines() if "event=task.succeeded" in l or "event=task.failed" in l]
     fields = dict(f.split("=", 1) for f in (end[-1].split() if end else []) if "=" in f)
     mb = stats["per_mailbox"].get(email, {})
@@ -128,14 +169,22 @@ def run_one(env, worker, messages, parallel, latency, quota):
         "http_requests_per_message": round(http_requests / max(messages, 1), 4),
         "quota_units_per_message": round(mb.get("quota_units", 0) / max(messages, 1), 2),
         "answers_429": mb.get("status_counts", {}).get("429", 0),
+        "denied_rate": mb.get("denied", {}).get("rate", 0),
+        "denied_concurrent": mb.get("denied", {}).get("concurrent", 0),
+        "max_in_flight": mb.get("max_in_flight", 0),
+        "retries": int(fields.get("retries", 0)),
+        "parts_in_flight": int(fields.get("parts_in_flight", 0)),
         "mailbox_created_s": round(created, 1),
     }
     if state != "SUCCEEDED":
         out["stderr_tail"] = err.splitlines()[-5:]
     if quota:
-        bound = messages * 5 / quota
-        out["quota_bound_s"] = round(bound, 1)
+        # the bound: the units Gmail charged at the lower of the two quotas
+        bound = mb.get("quota_units", messages * 5) / min(quota, server_quota or quota)
+        out["quota_bound_s"] = round(bound, 2)
         out["ratio_to_quota_bound"] = round(bound / elapsed, 3)
+        late = late_429 - (early_429 or 0) if late_429 else 0
+        out["429_after_5s"] = max(late, 0)
     control(gmail, "/mailboxes/" + email, method="DELETE")
     return out
 
@@ -146,15 +195,29 @@ def main():
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--latency", type=float, default=0.0, help="simulated latency per request (s)")
     ap.add_argument("--quota", type=int, default=0, help="units/s for the fake and the worker (0: off)")
+    ap.add_argument("--server-quota", type=int, default=None,
+                    help="units/s the fake grants, if not --quota (a misconfigured deployment)")
+    ap.add_argument("--max-concurrent", type=int, default=0,
+                    help="the fake's per-user concurrency limit (batch parts in flight; 0: off)")
+    ap.add_argument("--paced", action="store_true",
+                    help="the quota benchmark: --sizes 1000,5000 --latency 0.05 --quota 250 "
+                         "--max-concurrent 25 unless given")
     ap.add_argument("--worker", default=os.path.join(ROOT, os.environ.get("GS_WORKER_BIN", "build/gmailsync-worker")))
     ap.add_argument("--keep", action="store_true", help="leave the bench stack running")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.paced:
+        given = sys.argv[1:]
+        if "--sizes" not in given:
+            args.sizes = "1000,5000"
+        if "--latency" not in given:
+            args.latency = 0.05
+        if "--quota" not in given:
+            args.quota = 250
+        if "--max-concurrent" not in given:
+            args.max_concurrent = 25
 
-    env = dict(os.environ, GS_RUN_DIR=os.path.join(ROOT, "run", "bench-worker"),
-               GS_HTTP_PORT=os.environ.get("GS_BENCH_HTTP_PORT", "19380"),
-               GS_PG_PORT=os.environ.get("GS_BENCH_PG_PORT", "19732"),
-               GS_GMAIL_PORT=os.environ.get("GS_BENCH_GMAIL_PORT", "19381"))
+    env = bench_env(os.environ, "bench-worker", ("19380", "19732", "19381"))
     # the bench runs the worker itself: the stack's daemon must not claim its tasks
     os.makedirs(env["GS_RUN_DIR"], exist_ok=True)
     extra = os.path.join(env["GS_RUN_DIR"], "bench-worker.conf")
@@ -166,7 +229,8 @@ def main():
         for line in dev(["env"], env).splitlines():
             k, _, v = shlex.split(line)[0].partition("=")
             env[k] = v
-        results = [run_one(env, args.worker, int(n), args.parallel, args.latency, args.quota)
+        results = [run_one(env, args.worker, int(n), args.parallel, args.latency, args.quota,
+                           args.server_quota, args.max_concurrent)
                    for n in args.sizes.split(",")]
     finally:
         if not args.keep:
@@ -179,9 +243,13 @@ def main():
             "gmail_calls_per_message", "http_requests_per_message", "quota_units_per_message",
             "answers_429"]
     if args.quota:
-        cols += ["quota_bound_s", "ratio_to_quota_bound"]
-    print("gmailsync-worker full sync (parallel=%d, latency=%ss, quota=%s units/s)"
-          % (args.parallel, args.latency, args.quota or "off"))
+        cols = ["messages", "state", "seconds", "quota_bound_s", "ratio_to_quota_bound", "answers_429",
+                "429_after_5s", "denied_rate", "denied_concurrent", "retries", "max_in_flight",
+                "parts_in_flight", "vmhwm_mb"]
+    print("gmailsync-worker full sync (parallel=%d, latency=%ss, quota=%s units/s, server quota=%s, "
+          "max concurrent=%s)" % (args.parallel, args.latency, args.quota or "off",
+                                  args.server_quota if args.server_quota is not None else (args.quota or "off"),
+                                  args.max_concurrent or "off"))
     print("  ".join("%s" % c for c in cols))
     for r in results:
         print("  ".join(str(r[c]).rjust(len(c)) for c in cols))

@@ -347,6 +347,7 @@ class Api:
         if denied is not None:
             hdrs = [("Retry-After", str(denied.retry_after))] if denied.retry_after else []
             state.stats.record(method, denied.status, email_lc, part=(level == "part"))
+            state.stats.count_denied(email_lc, denied.kind)
             return Reply(denied.status, P.quota_body(denied, cfg, pretty), headers=hdrs, fault=transport)
         try:
             try:
@@ -743,6 +744,12 @@ class Handler(BaseHTTPRequestHandler):
                 if reply.fault is not None and transport is None:
                     transport = reply.fault
                 answers.append((cid, reply))
+            if transport is not None and transport.mode == "latency" and held:
+                # Gmail's parts are in flight while it works on them: a latency fault holds the
+                # batch's concurrency slots (--max-concurrent-per-user) for its duration, so
+                # that parallel batches count together as at Gmail
+                state.stopping.wait(transport.seconds)
+                transport = None
         finally:
             for quota, n in held.items():
                 P.release_slots(quota, n)

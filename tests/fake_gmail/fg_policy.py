@@ -406,11 +406,18 @@ class Stats:
             self.status_counts = {}
             self.method_status = {}
             self.per_mailbox = {}
+            self.denied = {}        # email -> {"rate"|"concurrent"|"minute": answers refused}
             self.started = time.time()
 
     def record(self, method, status, email=None, units=0, n=1, part=False):
         with self.lock:
             self._record(method, status, email, units, n, part)
+
+    def count_denied(self, email, kind):
+        """One call or part refused by the quota ("rate", "minute") or the concurrency limit."""
+        with self.lock:
+            per = self.denied.setdefault(email, {})
+            per[kind] = per.get(kind, 0) + 1
 
     def record_many(self, items):
         """items: iterable of (method, status, email, units, part)."""
@@ -444,6 +451,7 @@ class Stats:
             for email, data in self.per_mailbox.items():
                 entry = {"requests": dict(data["requests"]), "quota_units": data["quota_units"],
                          "status_counts": dict(data["status_counts"])}
+                entry["denied"] = dict(self.denied.get(email, {}))
                 quota = quotas.get(email)
                 if quota is not None:
                     entry["max_in_flight"] = quota.max_in_flight

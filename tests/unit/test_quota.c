@@ -1,5 +1,5 @@
-/* test_quota.c -- the token bucket keeps the long-run rate; backoff grows, caps, jitters and
- * honours Retry-After. */
+/* test_quota.c -- backoff grows, caps, jitters and honours Retry-After; the retry budget is
+ * counted in time. */
 #include <apr_time.h>
 #include <check.h>
 
@@ -7,63 +7,6 @@
 #include "unit.h"
 
 #define SEC APR_USEC_PER_SEC
-
-START_TEST(bucket_allows_a_burst_then_the_rate)
-{
-    gs_bucket_t b;
-    apr_time_t now = 1000 * SEC;
-    int i, granted = 0;
-
-    gs_bucket_init(&b, 250, now);
-    for (i = 0; i < 100; i++) {
-        if (gs_bucket_take(&b, 5, now) == 0) {
-            granted++;
-        }
-    }
-    ck_assert_int_eq(granted, 50);                        /* one second's worth */
-    ck_assert(gs_bucket_take(&b, 5, now) > 0);
-    ck_assert(gs_bucket_take(&b, 5, now + SEC / 50) > 0);  /* 20 ms refill 4.75 units... */
-    ck_assert(gs_bucket_take(&b, 5, now + SEC / 45) == 0); /* ...22 ms refill 5.3 */
-}
-END_TEST
-
-START_TEST(bucket_rate_holds_over_time)
-{
-    gs_bucket_t b;
-    apr_time_t now = 0, start = 0;
-    double units = 0;
-
-    gs_bucket_init(&b, 250, now);
-    /* a 250-unit batch at a time, as fast as the bucket lets us, for 10 simulated seconds */
-    while (now - start < 10 * SEC) {
-        apr_interval_time_t d = gs_bucket_take(&b, 250, now);
-        if (d == 0) {
-            units += 250;
-        }
-        else {
-            now += d;
-        }
-    }
-    /* the burst, then GS_QUOTA_HEADROOM of the rate */
-    ck_assert_msg(units <= 250.0 + 10 * 250 * GS_QUOTA_HEADROOM + 1 && units >= 250.0 * 9,
-                  "units %f", units);
-}
-END_TEST
-
-START_TEST(bucket_large_requests_pass_when_full_and_unlimited_is_free)
-{
-    gs_bucket_t b;
-
-    gs_bucket_init(&b, 100, 0);
-    ck_assert(gs_bucket_take(&b, 500, 0) == 0);            /* bigger than the burst: let through */
-    ck_assert(gs_bucket_take(&b, 1, 0) > 4 * SEC);         /* then it owes over 4 s */
-    gs_bucket_init(&b, 0, 0);
-    ck_assert(gs_bucket_take(&b, 1e9, 0) == 0);
-    gs_bucket_init(&b, 100, 0);
-    gs_bucket_drain(&b, 0);
-    ck_assert(gs_bucket_take(&b, 50, 0) >= SEC / 2);
-}
-END_TEST
 
 START_TEST(backoff_grows_caps_and_jitters)
 {
@@ -153,6 +96,20 @@ START_TEST(retry_wait_honours_retry_after_and_ends_at_the_budget)
 }
 END_TEST
 
+START_TEST(retry_after_is_the_wait_exactly)
+{
+    gs_retry_policy_t pol = { 600 * SEC, 0, SEC / 2, 32 * SEC };
+    apr_interval_time_t wait;
+
+    /* the sixth retry would back off 8-16 s; Gmail said 1 s: 1 s it is */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 6, SEC, 0.99, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == SEC);
+    /* Retry-After: 0 says nothing: the backoff applies */
+    ck_assert_int_eq(gs_retry_decide(&pol, 0, SEC, 6, 0, 0.0, &wait), GS_RETRY_WAIT);
+    ck_assert(wait == 8 * SEC);
+}
+END_TEST
+
 START_TEST(retry_attempt_cap_applies_only_when_set)
 {
     gs_retry_policy_t pol = { 600 * SEC, 2, SEC / 2, 32 * SEC };
@@ -169,15 +126,13 @@ END_TEST
 Suite *gs_quota_suite(void)
 {
     Suite *s = suite_create("gs_quota");
-    TCase *tc = tcase_create("bucket");
+    TCase *tc = tcase_create("retry");
 
-    tcase_add_test(tc, bucket_allows_a_burst_then_the_rate);
-    tcase_add_test(tc, bucket_rate_holds_over_time);
-    tcase_add_test(tc, bucket_large_requests_pass_when_full_and_unlimited_is_free);
     tcase_add_test(tc, backoff_grows_caps_and_jitters);
     tcase_add_test(tc, retry_after_parses_seconds_and_dates);
     tcase_add_test(tc, retry_budget_is_counted_in_time_not_in_answers);
     tcase_add_test(tc, retry_wait_honours_retry_after_and_ends_at_the_budget);
+    tcase_add_test(tc, retry_after_is_the_wait_exactly);
     tcase_add_test(tc, retry_attempt_cap_applies_only_when_set);
     suite_add_tcase(s, tc);
     return s;

@@ -16,6 +16,7 @@ Suite *gs_registry_suite(void);
 /* worker (issue 4) */
 Suite *gs_worker_conf_suite(void);
 Suite *gs_quota_suite(void);
+Suite *gs_pace_suite(void);
 Suite *gs_batch_suite(void);
 Suite *gs_gmail_parse_suite(void);
 Suite *gs_board_suite(void);

@@ -26,6 +26,7 @@ int main(void)
     /* worker (issue 4) */
     srunner_add_suite(runner, gs_worker_conf_suite());
     srunner_add_suite(runner, gs_quota_suite());
+    srunner_add_suite(runner, gs_pace_suite());
     srunner_add_suite(runner, gs_batch_suite());
     srunner_add_suite(runner, gs_gmail_parse_suite());
     srunner_add_suite(runner, gs_board_suite());
