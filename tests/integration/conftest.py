@@ -5,6 +5,7 @@ Like httpd's own pytest suite, every test fails if it leaves an unexpected [warn
 in the httpd error log; a test that provokes one on purpose declares it with `expect_log`.
 """
 import json
+import contextlib
 import os
 import re
 import shlex
@@ -270,14 +271,30 @@ class OtherHttpd:
 def paused_daemon(stack):
     """GmailSyncMaxWorkers 0 for a module: tasks stay CREATED, so tests of the start path see
     the active task they created instead of racing a worker that already finished it."""
+    with daemon_paused_for(stack):
+        yield
+
+
+@pytest.fixture
+def quiet_daemon(stack):
+    """The same for one test that runs the worker itself on a task it inserted: the daemon
+    LISTENs for new tasks and would claim it first."""
+    with daemon_paused_for(stack):
+        yield
+
+
+@contextlib.contextmanager
+def daemon_paused_for(stack):
     stack.base_conf = "GmailSyncMaxWorkers 0\n"
     stack.reconfigure(None)
-    yield
-    # the module's queued tasks are test artefacts: end them before workers may run again
-    stack.query("UPDATE gmailsync.sync_tasks SET state = 'CANCELLED', finished_at = now() "
-                "WHERE state = 'CREATED'")
-    stack.base_conf = ""
-    stack.reconfigure(None)
+    try:
+        yield
+    finally:
+        # the queued tasks are test artefacts: end them before workers may run again
+        stack.query("UPDATE gmailsync.sync_tasks SET state = 'CANCELLED', finished_at = now() "
+                    "WHERE state = 'CREATED'")
+        stack.base_conf = ""
+        stack.reconfigure(None)
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ class TokenProxy:
 
 # ------------------------------------------------------------------ nothing readable at rest
 
-def test_stored_tokens_hold_no_token_bytes_in_any_encoding(stack):
+def test_stored_tokens_hold_no_token_bytes_in_any_encoding(stack, quiet_daemon):
     refresh = "1//0" + secrets.token_urlsafe(60)
     u = stack.add_user(messages=20, refresh_token=refresh)
     proxy = TokenProxy(stack.gmail_url + "/token")
