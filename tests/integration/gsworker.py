@@ -12,7 +12,9 @@ import time
 import requests
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WORKER_BIN = os.path.join(ROOT, os.environ.get("GS_WORKER_BIN", "build/gmailsync-worker"))
+WORKER_BIN = os.path.join(ROOT, os.environ.get(
+    "GS_WORKER_BIN", os.path.join(os.environ.get("GS_TEST_BUILD_DIR", "build"), "gmailsync-worker")))
+SANITIZE = os.environ.get("GS_SANITIZE") == "1"
 
 # exit codes, documented in mod_gmailsync/worker/README.md
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_LOST, EXIT_NOSTART = 0, 1, 2, 3, 4
@@ -144,6 +146,12 @@ class Worker:
     def __init__(self, stack, binary=None, env=None):
         self.stack = stack
         self.binary = binary or WORKER_BIN
+        if env is None and SANITIZE:
+            # reports to files that conftest's guard reads (stderr is the test's to check)
+            d = stack.sanitizer_dir
+            os.makedirs(d, exist_ok=True)
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:log_path=%s/worker" % d,
+                       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=%s/worker-ubsan" % d)
         self.env = env
         with open(os.path.join(stack.env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
             self.client_secret = f.read().strip()
