@@ -32,6 +32,9 @@ PORTS = {
 BUILD_DIR = os.path.join(ROOT, os.environ.get("GS_TEST_BUILD_DIR", "build"))
 SANITIZE = os.environ.get("GS_SANITIZE") == "1"
 SANITIZER_REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+# an httpd of a test's own (configtest, -X): the stack's wrapper that preloads libasan for a
+# sanitizer build (scripts/gmailsync-dev writes it), else Debian's binary
+HTTPD_BIN = os.path.join(RUN_DIR, "httpd", "sanitized", "apache2") if SANITIZE else "/usr/sbin/apache2"
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
 

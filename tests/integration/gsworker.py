@@ -143,9 +143,10 @@ class Run:
 class Worker:
     """Runs gmailsync-worker against the test stack."""
 
-    def __init__(self, stack, binary=None, env=None):
+    def __init__(self, stack, binary=None, env=None, prefix=()):
         self.stack = stack
         self.binary = binary or WORKER_BIN
+        self.prefix = list(prefix)   # e.g. valgrind and its options
         if env is None and SANITIZE:
             # reports to files that conftest's guard reads (stderr is the test's to check)
             d = stack.sanitizer_dir
@@ -178,7 +179,7 @@ class Worker:
         return "".join("%s = %s\n" % kv for kv in conf.items() if kv[1] is not None)
 
     def start(self, task_id, lease=None, stdout=subprocess.PIPE, **conf):
-        args = [self.binary, "--task", task_id, "--config", "-"]
+        args = [*self.prefix, self.binary, "--task", task_id, "--config", "-"]
         if lease:
             args += ["--lease", lease]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,
