@@ -122,11 +122,17 @@ def test_stored_tokens_hold_no_token_bytes_in_any_encoding(stack):
     refresh = "1//0" + secrets.token_urlsafe(60)
     u = stack.add_user(messages=20, refresh_token=refresh)
     proxy = TokenProxy(stack.gmail_url + "/token")
+    # the test's worker runs the task, not the stack's daemon (which, woken by the queue's
+    # NOTIFY, would otherwise claim it first): no workers for the moment
+    stack.base_conf = "GmailSyncMaxWorkers 0\n"
+    stack.reconfigure(None)
     try:
         tid = new_task(stack, u["user_id"])
         run = Worker(stack).run(tid, token_url=proxy.url)
     finally:
         proxy.close()
+        stack.base_conf = ""
+        stack.reconfigure(None)
     assert run.rc == EXIT_SUCCEEDED, run.stderr
     assert refresh in proxy.seen and len(proxy.seen) >= 2, "the worker sent the token it opened"
     tokens = set(proxy.seen)
