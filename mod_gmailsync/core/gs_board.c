@@ -7,12 +7,18 @@
 
 #include "gs_board.h"
 
+/* Ends the line apr_snprintf wrote (n characters, at most GS_BOARD_LINE_MAX - 2) with '\n' and
+ * a NUL, so that it is a C string too. */
 static int finish(char *buf, int n)
 {
-    if (n < 0 || n >= GS_BOARD_LINE_MAX) {
-        n = GS_BOARD_LINE_MAX - 1;
+    if (n < 0) {
+        n = 0;
+    }
+    if (n > GS_BOARD_LINE_MAX - 2) {
+        n = GS_BOARD_LINE_MAX - 2;
     }
     buf[n] = '\n';
+    buf[n + 1] = '\0';
     return n + 1;
 }
 

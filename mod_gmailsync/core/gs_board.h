@@ -55,7 +55,8 @@ typedef struct {
     apr_int64_t calls[GS_BOARD_CALL_CLASSES];   /* calls events */
 } gs_board_line_t;
 
-/* Formats lines into buf (GS_BOARD_LINE_MAX); returns the length including the '\n'. */
+/* Formats lines into buf (GS_BOARD_LINE_MAX bytes), '\n'- and NUL-terminated; returns the length
+ * including the '\n' (at most GS_BOARD_LINE_MAX - 1), not the NUL. */
 int gs_board_progress(char *buf, const char *task, const char *mode, apr_int64_t processed,
                       apr_int64_t total, int pct);
 int gs_board_state(char *buf, const char *task, const char *state, const char *extra);

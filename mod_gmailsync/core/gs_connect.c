@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <apr_general.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "gs_connect.h"
@@ -47,6 +48,21 @@ apr_status_t gs_connect_random(apr_pool_t *p, const char **out)
     *out = gs_base64url(p, raw, sizeof raw);
     memset(raw, 0, sizeof raw);
     return APR_SUCCESS;
+}
+
+int gs_session_token_plausible(const char *token)
+{
+    const char *c;
+
+    if (!token || !*token || strlen(token) > GS_SESSION_COOKIE_MAX) {
+        return 0;
+    }
+    for (c = token; *c; c++) {
+        if (!apr_isgraph(*c) || *c == ';' || *c == ',' || *c == '"' || *c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int gs_connect_token_shape(const char *s)

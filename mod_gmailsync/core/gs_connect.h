@@ -61,6 +61,11 @@ gs_http_request_t *gs_connect_exchange_request(apr_pool_t *p, const char *token_
 gs_http_request_t *gs_connect_profile_request(apr_pool_t *p, const char *api_base,
                                               const char *access_token);
 
+/* Is a session cookie's value worth looking up: 1..GS_SESSION_COOKIE_MAX visible ASCII
+ * characters, none of ; , " \ (what ap_cookie_read hands over is otherwise unchecked). */
+#define GS_SESSION_COOKIE_MAX 512
+int gs_session_token_plausible(const char *token);
+
 /* The emailAddress of a 200 profile answer (from p), or NULL with *why. */
 const char *gs_connect_profile_email(apr_pool_t *p, const gs_http_request_t *req,
                                      const char **why);

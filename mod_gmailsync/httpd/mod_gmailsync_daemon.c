@@ -224,8 +224,7 @@ void gs_httpd_daemon_notify(request_rec *r, const char *task_id, const char *use
     if (!daemon_ctx) {
         return;
     }
-    len = apr_snprintf(msg, sizeof msg, "gs1 start task=%s user=%s\n", task_id, user_id);
-    if (len <= 0 || len >= (int)sizeof msg) {
+    if ((len = gs_handoff_format(msg, sizeof msg, task_id, user_id)) < 0) {
         return;
     }
     memset(&sa, 0, sizeof sa);

@@ -13,6 +13,7 @@
 
 #include "gs_board.h"
 #include "gs_db.h"
+#include "gs_handoff.h"
 #include "gs_log.h"
 #include "mod_gmailsync.h"
 
@@ -24,7 +25,6 @@
 #define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
 #define GS_STOP_GRACE           apr_time_from_msec(2500)  /* workers: SIGTERM .. SIGKILL */
 #define GS_STOP_FINISH          apr_time_from_msec(2500)  /* then the daemon's FAILED writes */
-#define GS_HANDOFF_MAX          512
 #define GS_LINE_MAX             2048
 
 typedef struct {

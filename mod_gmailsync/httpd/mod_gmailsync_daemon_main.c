@@ -115,8 +115,8 @@ static void accept_handoff(daemon_t *d)
         n = poll(&pfd, 1, 100) == 1 ? read(fd, buf, sizeof buf - 1) : -1;
         close(fd);
         if (n > 0) {
-            buf[n] = '\0';
-            if (strncmp(buf, "gs1 start ", 10) || !memchr(buf, '\n', (size_t)n)) {
+            gs_handoff_t msg;
+            if (gs_handoff_parse(buf, (apr_size_t)n, &msg) != APR_SUCCESS) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
                              "event=daemon.handoff_malformed bytes=%ld", (long)n);
             }

@@ -12,6 +12,7 @@
 #include <http_protocol.h>
 #include <util_cookies.h>
 
+#include "gs_connect.h"
 #include "gs_db.h"
 #include "gs_origin.h"
 #include "gs_sha256.h"
@@ -19,23 +20,6 @@
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
-
-#define GS_MAX_COOKIE_LEN 512
-
-static int token_is_plausible(const char *token)
-{
-    const char *c;
-
-    if (!*token || strlen(token) > GS_MAX_COOKIE_LEN) {
-        return 0;
-    }
-    for (c = token; *c; c++) {
-        if (!apr_isgraph(*c) || *c == ';' || *c == ',' || *c == '"' || *c == '\\') {
-            return 0;
-        }
-    }
-    return 1;
-}
 
 gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_db_t **db,
                                  const char **user_id)
@@ -55,7 +39,7 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
         return GS_ID_OK;
     }
     if (ap_cookie_read(r, conf->session_cookie, &token, 0) != APR_SUCCESS || !token
-        || !token_is_plausible(token)) {
+        || !gs_session_token_plausible(token)) {
         return GS_ID_UNAUTHENTICATED;
     }
     gs_sha256(token, strlen(token), digest);
@@ -93,7 +77,7 @@ const char *gs_httpd_session_sha256(request_rec *r, const gs_srv_conf_t *conf)
 
     if (conf->user_from == GS_USER_FROM_REMOTE_USER
         || ap_cookie_read(r, conf->session_cookie, &token, 0) != APR_SUCCESS || !token
-        || !token_is_plausible(token)) {
+        || !gs_session_token_plausible(token)) {
         return NULL;
     }
     gs_sha256(token, strlen(token), digest);

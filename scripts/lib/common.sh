@@ -14,7 +14,10 @@ GS_APT_PACKAGES=(
   build-essential autoconf pkg-config apache2 apache2-dev libaprutil1-dbd-pgsql
   libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev check postgresql postgresql-contrib
   python3-pytest python3-requests python3-psycopg2 python3-prometheus-client curl ca-certificates
+  valgrind
 )
+# scripts/fuzz and scripts/test's fuzz suite: Debian's clang with its libFuzzer runtime
+GS_APT_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 # Installs missing Debian packages (only as root; otherwise names what is missing).
 gs_ensure_packages() {

@@ -3,6 +3,12 @@ test session, brought up with scripts/gmailsync-dev under run/test-stack on its 
 
 Like httpd's own pytest suite, every test fails if it leaves an unexpected [warn] or [error] line
 in the httpd error log; a test that provokes one on purpose declares it with `expect_log`.
+
+GS_TEST_BUILD_DIR (default build/) names the build the stack runs (module, worker, tokens tool);
+GS_SANITIZE=1 says that it is a sanitizer build (make B=build-asan SANITIZE=..., as
+scripts/test's `sanitizers` suite makes it): every test then also fails on an AddressSanitizer,
+LeakSanitizer or UBSan report in the error log (the daemon's workers write theirs to stderr) or in
+a file under run/.../sanitizer/ (httpd's processes and the workers tests start by hand).
 """
 import json
 import contextlib
@@ -44,6 +50,12 @@ def _recording_send(self, request, **kw):
 
 
 requests.Session.send = _recording_send
+BUILD_DIR = os.path.join(ROOT, os.environ.get("GS_TEST_BUILD_DIR", "build"))
+SANITIZE = os.environ.get("GS_SANITIZE") == "1"
+SANITIZER_REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+# an httpd of a test's own (configtest, -X): the stack's wrapper that preloads libasan for a
+# sanitizer build (scripts/gmailsync-dev writes it), else Debian's binary
+HTTPD_BIN = os.path.join(RUN_DIR, "httpd", "sanitized", "apache2") if SANITIZE else "/usr/sbin/apache2"
 LOG_LINE_LEVEL = re.compile(r"^\[[^\]]*\] \[([A-Za-z0-9_]+):(emerg|alert|crit|error|warn)\]")
 
 
@@ -70,7 +82,7 @@ def healthy(api):
 
 
 def dev_env(extra_conf=None):
-    env = dict(os.environ, GS_RUN_DIR=RUN_DIR, **PORTS)
+    env = dict(os.environ, GS_RUN_DIR=RUN_DIR, GS_BUILD_DIR=BUILD_DIR, **PORTS)
     env.pop("GS_EXTRA_CONF", None)
     if extra_conf:
         env["GS_EXTRA_CONF"] = extra_conf
@@ -103,6 +115,16 @@ class Stack:
         self.error_log = self.env["GS_ERROR_LOG"]
         self.httpd_conf = self.env["GS_HTTPD_CONF"]
         self.httpd_bin = self.env["GS_HTTPD_BIN"]
+        self.sanitizer_dir = self.env["GS_SANITIZER_DIR"]
+
+    def sanitizer_files(self):
+        """{path: size} of the sanitizer report files so far (GS_SANITIZE=1)."""
+        try:
+            names = os.listdir(self.sanitizer_dir)
+        except FileNotFoundError:
+            return {}
+        return {os.path.join(self.sanitizer_dir, n): os.path.getsize(os.path.join(self.sanitizer_dir, n))
+                for n in names}
 
     def db(self):
         conn = psycopg2.connect(self.pg_dsn)
@@ -201,9 +223,21 @@ def expect_log():
     return LogExpectations()
 
 
+def sanitizer_findings(stack, log_text, files_before):
+    """Sanitizer reports since the test started: lines of the error log, new report files."""
+    found = [line for line in log_text.splitlines() if any(w in line for w in SANITIZER_REPORTS)]
+    for path, size in sorted(stack.sanitizer_files().items()):
+        if size > files_before.get(path, 0):
+            with open(path, errors="replace") as f:
+                f.seek(files_before.get(path, 0))
+                found.append("%s:\n%s" % (path, f.read()[:6000]))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def error_log_guard(request, stack, expect_log):
     start = stack.log_size()
+    files_before = stack.sanitizer_files() if SANITIZE else {}
     yield
     # give httpd a moment to flush lines for requests that just completed
     deadline = time.time() + 0.5
@@ -211,6 +245,10 @@ def error_log_guard(request, stack, expect_log):
     while time.time() < deadline and not text.endswith("\n") and text:
         time.sleep(0.05)
         text = stack.log_since(start)
+    if SANITIZE:
+        found = sanitizer_findings(stack, text, files_before)
+        if found:
+            pytest.fail("sanitizer reports (GS_SANITIZE=1):\n" + "\n".join(found))
     unexpected = [line for line in text.splitlines()
                   if LOG_LINE_LEVEL.match(line)
                   and not any(p.search(line) for p in expect_log.patterns)]

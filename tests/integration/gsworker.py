@@ -12,7 +12,9 @@ import time
 import requests
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WORKER_BIN = os.path.join(ROOT, os.environ.get("GS_WORKER_BIN", "build/gmailsync-worker"))
+WORKER_BIN = os.path.join(ROOT, os.environ.get(
+    "GS_WORKER_BIN", os.path.join(os.environ.get("GS_TEST_BUILD_DIR", "build"), "gmailsync-worker")))
+SANITIZE = os.environ.get("GS_SANITIZE") == "1"
 
 # exit codes, documented in mod_gmailsync/worker/README.md
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_LOST, EXIT_NOSTART = 0, 1, 2, 3, 4
@@ -141,9 +143,16 @@ class Run:
 class Worker:
     """Runs gmailsync-worker against the test stack."""
 
-    def __init__(self, stack, binary=None, env=None):
+    def __init__(self, stack, binary=None, env=None, prefix=()):
         self.stack = stack
         self.binary = binary or WORKER_BIN
+        self.prefix = list(prefix)   # e.g. valgrind and its options
+        if env is None and SANITIZE:
+            # reports to files that conftest's guard reads (stderr is the test's to check)
+            d = stack.sanitizer_dir
+            os.makedirs(d, exist_ok=True)
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:log_path=%s/worker" % d,
+                       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=%s/worker-ubsan" % d)
         self.env = env
         with open(os.path.join(stack.env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
             self.client_secret = f.read().strip()
@@ -170,7 +179,7 @@ class Worker:
         return "".join("%s = %s\n" % kv for kv in conf.items() if kv[1] is not None)
 
     def start(self, task_id, lease=None, stdout=subprocess.PIPE, **conf):
-        args = [self.binary, "--task", task_id, "--config", "-"]
+        args = [*self.prefix, self.binary, "--task", task_id, "--config", "-"]
         if lease:
             args += ["--lease", lease]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,

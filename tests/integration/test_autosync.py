@@ -200,10 +200,16 @@ def test_revoked_account_waits_for_a_new_link(auto, expect_log):
     n = len(scheduled(auto, u["user_id"]))
     time.sleep(8)  # observing an absence: more than two intervals with nothing scheduled
     assert len(scheduled(auto, u["user_id"])) == n
+    start = auto.log_size()
     auto.query("UPDATE gmailsync.accounts SET updated_at = now() WHERE user_id = %s",
                (u["user_id"],))
     wait_for("a scheduled sync after the new link",
              lambda: len(scheduled(auto, u["user_id"])) > n, 15)
+    # the token is still revoked at the fake: that sync fails too; its log line belongs to this
+    # test, not to the next one (which expects no [warn])
+    wait_for("the failure of the sync after the new link in the log",
+             lambda: "user=%s " % u["user_id"] in auto.log_since(start)
+             and "error=auth_revoked" in auto.log_since(start), 30)
 
 
 def test_flaky_account_backs_off(auto, expect_log):

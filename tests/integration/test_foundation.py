@@ -11,7 +11,7 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import ROOT, run_dev
+from conftest import BUILD_DIR, HTTPD_BIN, ROOT, run_dev
 
 pytestmark = pytest.mark.usefixtures("paused_daemon")
 
@@ -71,7 +71,7 @@ def key_file(tmp_path, name="token.keys", mode=0o600, text=None):
     """A key file for GmailSyncTokenKeyFile (a fresh key unless text is given)."""
     path = tmp_path / name
     if text is None:
-        text = subprocess.run([os.path.join(ROOT, "build", "gmailsync-tokens"), "generate"],
+        text = subprocess.run([os.path.join(BUILD_DIR, "gmailsync-tokens"), "generate"],
                               capture_output=True, text=True, check=True).stdout
     path.write_text(text)
     os.chmod(path, mode)
@@ -96,12 +96,12 @@ def configtest(tmp_path, directives, include_snippet=True, keys=True):
         LoadModule authz_core_module {MODULES}/mod_authz_core.so
         LoadModule authz_host_module {MODULES}/mod_authz_host.so
         LoadModule dbd_module {MODULES}/mod_dbd.so
-        LoadModule gmailsync_module "{ROOT}/build/mod_gmailsync.so"
+        LoadModule gmailsync_module "{BUILD_DIR}/mod_gmailsync.so"
         DBDriver pgsql
         DBDParams "host=127.0.0.1 dbname=gmailsync"
         {include}
         """) + directives + "\n")
-    proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-t"],
+    proc = subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-t"],
                           capture_output=True, text=True, timeout=30)
     return proc, conf
 
@@ -119,7 +119,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSync Off
         GmailSyncPrefix /sync/api
         GmailSyncMode full
-        GmailSyncWorker "{ROOT}/build/gmailsync-worker"
+        GmailSyncWorker "{BUILD_DIR}/gmailsync-worker"
         GmailSyncMaxWorkers 0
         GmailSyncHeartbeat 250ms
         GmailSyncStuckAfter 3s
@@ -212,10 +212,10 @@ def test_module_without_mod_dbd_is_refused_at_start(stack, tmp_path):
         ErrorLog "{tmp_path}/logs/error_log"
         LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
         LoadModule authz_core_module {MODULES}/mod_authz_core.so
-        LoadModule gmailsync_module "{ROOT}/build/mod_gmailsync.so"
+        LoadModule gmailsync_module "{BUILD_DIR}/mod_gmailsync.so"
         GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """))
-    proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-X"],
+    proc = subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-X"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     log_file = tmp_path / "logs" / "error_log"
@@ -240,14 +240,14 @@ def test_health_is_503_problem_when_database_is_unreachable(stack, tmp_path, htt
         LoadModule authz_core_module {MODULES}/mod_authz_core.so
         LoadModule authz_host_module {MODULES}/mod_authz_host.so
         LoadModule dbd_module {MODULES}/mod_dbd.so
-        LoadModule gmailsync_module "{ROOT}/build/mod_gmailsync.so"
+        LoadModule gmailsync_module "{BUILD_DIR}/mod_gmailsync.so"
         DBDriver pgsql
         DBDParams "host=127.0.0.1 port=1 dbname=gmailsync connect_timeout=2"
         Include "{ROOT}/conf/gmailsync.conf"
         GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """) + user)
     os.chmod(tmp_path, 0o755)
-    subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "start"],
+    subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-k", "start"],
                    check=True, timeout=30)
     try:
         r = None
@@ -264,7 +264,7 @@ def test_health_is_503_problem_when_database_is_unreachable(stack, tmp_path, htt
         assert r.headers["Content-Type"] == "application/problem+json"
         assert r.json()["status"] == 503
     finally:
-        subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "stop"],
+        subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-k", "stop"],
                        timeout=30)
 
 

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 import requests
 
-from conftest import ROOT, wait_for
+from conftest import BUILD_DIR, wait_for
 from test_daemon import alive, current_daemon, slow_down, start, state, task, worker_pids
 
 THRESHOLD_S = 2
@@ -172,7 +172,7 @@ def as_root(stack):
 def test_configtest_fails_for_a_worker_httpds_user_cannot_execute(stack, as_root, shared_tmp):
     base = as_root
     worker = os.path.join(shared_tmp, "gmailsync-worker")
-    shutil.copy(os.path.join(ROOT, "build", "gmailsync-worker"), worker)
+    shutil.copy(os.path.join(BUILD_DIR, "gmailsync-worker"), worker)
     os.chown(worker, 0, 0)
     os.chmod(worker, 0o700)
     text = base + f'\nGmailSyncWorker "{worker}"\n'

@@ -17,12 +17,12 @@ import urllib.request
 import pytest
 import requests
 
-from conftest import ROOT, RUN_DIR, wait_for
+from conftest import BUILD_DIR, ROOT, RUN_DIR, wait_for
 from gsworker import EXIT_FAILED, EXIT_SUCCEEDED, Worker, new_task, task
 from test_foundation import configtest, key_file
 
 ROTATE = os.path.join(ROOT, "scripts", "gmailsync-rotate-key")
-TOKENS = os.path.join(ROOT, "build", "gmailsync-tokens")
+TOKENS = os.path.join(BUILD_DIR, "gmailsync-tokens")
 SEALED = re.compile(r"^gs1:([0-9a-f]{8}):[A-Za-z0-9+/]+=*$")
 
 

@@ -92,6 +92,27 @@ START_TEST(calls_lines_round_trip_by_class)
 }
 END_TEST
 
+/* found by the sanitizer stage: the lines were not NUL-terminated (the calls test compared past
+ * the '\n' into uninitialized stack), and a line cut at the limit had no room for one */
+START_TEST(lines_are_strings_even_when_cut_at_the_limit)
+{
+    char buf[GS_BOARD_LINE_MAX], extra[400];
+    int n;
+
+    memset(buf, 'x', sizeof buf);
+    n = gs_board_state(buf, "t-1", "FAILED", "code=x");
+    ck_assert_int_eq((int)strlen(buf), n);
+    ck_assert_str_eq(buf, "gs1 state task=t-1 state=FAILED code=x\n");
+    memset(extra, 'y', sizeof extra - 1);
+    extra[sizeof extra - 1] = '\0';
+    memset(buf, 'x', sizeof buf);
+    n = gs_board_state(buf, "t-1", "FAILED", extra);
+    ck_assert_int_eq(n, GS_BOARD_LINE_MAX - 1);
+    ck_assert_int_eq((int)strlen(buf), n);
+    ck_assert_int_eq(buf[n - 1], '\n');
+}
+END_TEST
+
 START_TEST(percentage_stays_below_100_until_done)
 {
     ck_assert_int_eq(gs_task_pct(0, 0), 0);
@@ -113,6 +134,7 @@ Suite *gs_board_suite(void)
     tcase_add_test(tc, state_lines_round_trip_and_unknown_keys_pass);
     tcase_add_test(tc, percentage_stays_below_100_until_done);
     tcase_add_test(tc, calls_lines_round_trip_by_class);
+    tcase_add_test(tc, lines_are_strings_even_when_cut_at_the_limit);
     suite_add_tcase(s, tc);
     return s;
 }

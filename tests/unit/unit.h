@@ -21,5 +21,6 @@ Suite *gs_batch_suite(void);
 Suite *gs_gmail_parse_suite(void);
 Suite *gs_board_suite(void);
 Suite *gs_log_suite(void);
+Suite *gs_handoff_suite(void);
 
 #endif

@@ -31,6 +31,7 @@ int main(void)
     srunner_add_suite(runner, gs_gmail_parse_suite());
     srunner_add_suite(runner, gs_board_suite());
     srunner_add_suite(runner, gs_log_suite());
+    srunner_add_suite(runner, gs_handoff_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

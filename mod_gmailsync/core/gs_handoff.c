@@ -1,0 +1,77 @@
+/* gs_handoff.c -- see gs_handoff.h */
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "gs_handoff.h"
+
+int gs_handoff_format(char *buf, apr_size_t size, const char *task, const char *user)
+{
+    int len;
+
+    if (size < 2 || size > GS_HANDOFF_MAX) {
+        return -1;
+    }
+    /* apr_snprintf returns what it wrote: a message that filled the buffer was cut */
+    len = apr_snprintf(buf, size, "gs1 start task=%s user=%s\n", task, user);
+    return len <= 0 || (apr_size_t)len >= size - 1 ? -1 : len;
+}
+
+/* Copies value[0..n) into dst (size bytes) when it fits, is not empty and is printable ASCII
+ * (no NUL, no control character: it ends up in log lines). */
+static int take(char *dst, apr_size_t size, const char *value, apr_size_t n)
+{
+    apr_size_t i;
+
+    if (n == 0 || n >= size) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)value[i] <= 0x20 || (unsigned char)value[i] >= 0x7f) {
+            return 0;
+        }
+    }
+    memcpy(dst, value, n);
+    dst[n] = '\0';
+    return 1;
+}
+
+apr_status_t gs_handoff_parse(const char *buf, apr_size_t len, gs_handoff_t *out)
+{
+    static const char prefix[] = "gs1 start";
+    const char *p, *end;
+
+    memset(out, 0, sizeof *out);
+    if (len > GS_HANDOFF_MAX || len < sizeof prefix || memcmp(buf, prefix, sizeof prefix - 1)
+        || !(end = memchr(buf, '\n', len))) {
+        return APR_EINVAL;
+    }
+    p = buf + sizeof prefix - 1;
+    while (p < end) {
+        const char *field, *eq;
+        apr_size_t n;
+
+        if (*p != ' ') {
+            return APR_EINVAL;
+        }
+        field = ++p;
+        while (p < end && *p != ' ') {
+            p++;
+        }
+        n = (apr_size_t)(p - field);
+        if (!(eq = memchr(field, '=', n))) {
+            continue;
+        }
+        if ((apr_size_t)(eq - field) == 4 && !memcmp(field, "task", 4)) {
+            if (!take(out->task, sizeof out->task, eq + 1, (apr_size_t)(p - eq - 1))) {
+                return APR_EINVAL;
+            }
+        }
+        else if ((apr_size_t)(eq - field) == 4 && !memcmp(field, "user", 4)) {
+            if (!take(out->user, sizeof out->user, eq + 1, (apr_size_t)(p - eq - 1))) {
+                return APR_EINVAL;
+            }
+        }
+    }
+    return out->task[0] && out->user[0] ? APR_SUCCESS : APR_EINVAL;
+}
