@@ -204,17 +204,23 @@ def test_frozen_worker_is_stuck_then_failed_and_user_can_restart(stack, tmp_path
         stack.reconfigure(None)
 
 
+def graceful_with_a_running_sync(stack, tmp_path, tid):
+    """A graceful restart while tid's worker runs: the same worker is still running it after."""
+    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+    extra = tmp_path / "graceful.conf"
+    extra.write_text("# force a graceful restart\nGmailSyncProgressInterval 900ms\n")
+    stack.reconfigure(str(extra))
+    assert worker_pids(tid) == [pid], "the worker did not survive the graceful restart"
+    assert state(stack, tid) == "RUNNING", "the test needs a sync still running here"
+    return pid
+
+
 def test_graceful_restart_lets_running_syncs_finish(stack, tmp_path, no_faults):
     u = stack.add_user(messages=1500)
     slow_down(stack, seconds=0.4, email=u["email"])
     tid = start(stack, u)
-    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
-    extra = tmp_path / "graceful.conf"
-    extra.write_text("# force a graceful restart\nGmailSyncProgressInterval 900ms\n")
     try:
-        stack.reconfigure(str(extra))
-        assert state(stack, tid) == "RUNNING", "the test needs a sync still running here"
-        assert worker_pids(tid) == [pid], "the worker did not survive the graceful restart"
+        graceful_with_a_running_sync(stack, tmp_path, tid)
         requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
         wait_for("finish", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
         assert state(stack, tid) == "SUCCEEDED", task(stack, tid)
@@ -321,19 +327,15 @@ def test_stop_also_ends_the_workers_an_earlier_daemon_left_running(stack, tmp_pa
     u = stack.add_user(messages=1500)
     slow_down(stack, seconds=1.0, email=u["email"])
     tid = start(stack, u)
-    pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
-    extra = tmp_path / "graceful.conf"
-    extra.write_text("# force a graceful restart\nGmailSyncProgressInterval 900ms\n")
+    pid = None
     try:
-        stack.reconfigure(str(extra))
-        assert worker_pids(tid) == [pid], "the worker did not survive the graceful restart"
-        assert state(stack, tid) == "RUNNING", "the test needs a sync still running here"
+        pid = graceful_with_a_running_sync(stack, tmp_path, tid)
         stopped, parent = httpd_stop(stack)
         assert_stopped_within_bound(stack, stopped, parent, [tid])
         assert not alive(pid)
         assert "earlier daemon" in task(stack, tid)[5]
     finally:
-        if alive(pid):
+        if pid and alive(pid):
             os.kill(pid, signal.SIGKILL)
         requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
         stack.reconfigure(None)
