@@ -108,6 +108,20 @@ class State:
         self.mailboxes = {}       # email (lower case) -> Mailbox
         self.quotas = {}          # email (lower case) -> Quota
         self.stopping = threading.Event()
+        # client connections open, and those of them that have asked /_control/ (the test's own):
+        # the others are API clients, whose last answers may still be on their way to the stats
+        self.conns = threading.Condition()
+        self.open_conns = 0
+        self.control_conns = 0
+
+    def api_conns(self):
+        return self.open_conns - self.control_conns
+
+    def wait_quiet(self, timeout):
+        """Until no API client has a connection open (a killed worker's requests that were
+        read before its death are done and counted), or timeout seconds."""
+        with self.conns:
+            return self.conns.wait_for(lambda: self.api_conns() == 0, timeout)
 
     def quota_for(self, email_lc):
         quota = self.quotas.get(email_lc)
@@ -561,6 +575,20 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 300
 
+    def handle(self):
+        state = self.server.state
+        self._control_conn = False
+        with state.conns:
+            state.open_conns += 1
+        try:
+            BaseHTTPRequestHandler.handle(self)
+        finally:
+            with state.conns:
+                state.open_conns -= 1
+                if self._control_conn:
+                    state.control_conns -= 1
+                state.conns.notify_all()
+
     def log_message(self, fmt, *args):
         if self.server.state.config.verbose:
             sys.stderr.write("fake_gmail: %s - %s\n" % (self.address_string(), fmt % args))
@@ -679,6 +707,11 @@ class Handler(BaseHTTPRequestHandler):
             elif path in ("/revoke", "/o/oauth2/revoke"):
                 reply = self._revoke(query, body)
             elif path.startswith("/_control/"):
+                if not self._control_conn:
+                    with state.conns:
+                        self._control_conn = True
+                        state.control_conns += 1
+                        state.conns.notify_all()
                 reply = control(state, http_method, path, query, body)
             else:
                 reply = Reply(404, _html_404(path), "text/html; charset=UTF-8")
@@ -980,6 +1013,9 @@ def _control(state, http_method, parts, data, params):
     head = parts[0]
     if head == "health" and http_method == "GET":
         return _json_reply(200, {"ok": True})
+    if head == "quiet" and http_method == "GET":
+        quiet = state.wait_quiet(min(float(params.get("timeout", "10")), 60.0))
+        return _json_reply(200, {"quiet": bool(quiet), "api_connections": state.api_conns()})
     if head == "config":
         if http_method == "POST":
             cfg.update(data)

@@ -59,6 +59,12 @@ class Gmail:
     def reset_stats(self):
         self._call("POST", "/stats/reset")
 
+    def wait_quiet(self, timeout=10):
+        """Until no client but the test has a connection open: a killed worker's last batch,
+        which the fake read before the kill, is finished and counted."""
+        r = self._call("GET", "/quiet?timeout=%g" % timeout)
+        assert r["quiet"], "the fake still has %d API connections open" % r["api_connections"]
+
     def total_requests(self, method):
         """All requests of a method since the last reset (the outer batch has no mailbox)."""
         return self.stats()["requests"].get(method, 0)

@@ -25,6 +25,10 @@ def test_kill_9_mid_full_sync_then_rerun_fetches_only_what_is_missing_and_loses_
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+    # a COMMIT the worker sent just before its death is done once its backend has gone
+    wait_for("the killed worker's database session to end", lambda: not stack.query(
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s",
+        ("gmailsync-worker " + first,)), timeout=30)
     before = count(stack, uid)[0]
     assert 800 <= before < n
     assert cursor(stack, uid)[2] == first                        # a full sync is pending
@@ -40,6 +44,7 @@ def test_kill_9_mid_full_sync_then_rerun_fetches_only_what_is_missing_and_loses_
     gmail.add(email, 7)
     gmail.relabel(email, stored_ids[10:20], add=["STARRED"], remove=["INBOX", "UNREAD"])
     gmail.clear_faults()
+    gmail.wait_quiet()                 # the killed worker's last batch is counted before the reset
     gmail.reset_stats()
 
     second = new_task(stack, uid)
