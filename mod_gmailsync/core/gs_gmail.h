@@ -30,8 +30,10 @@
 typedef apr_status_t gs_gmail_token_cb(void *baton, apr_pool_t *p, const char *access_token,
                                        long expires_in, const char *new_refresh_token);
 
-/* One batch of fetched messages: `rows` is a JSON array of gs_gmail_message_row objects (owned by
- * p), `gone` the ids of the batch that no longer exist (404). Called once per batch request. */
+/* Fetched messages: `rows` is a JSON array of gs_gmail_message_row objects (owned by p), `gone`
+ * the number of ids that no longer exist (404). Called with the answers of one or more batches
+ * (unpaced, once per round; paced, while the quota holds the next round back), each id once, and
+ * for all of them before gs_gmail_fetch returns. */
 typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *rows, int nrows,
                                        int gone);
 

@@ -5,6 +5,13 @@
  * are counted as gone, and only the parts that failed (429, 403 rate limits, 5xx, malformed or
  * missing) go back into the queue, to be asked again after a backoff. When the retry budget is
  * spent (a time without any successful answer, see gs_retry_decide) the task fails.
+ *
+ * In a paced sync the quota, not the worker, sets the speed, and a round should go out the
+ * moment the quota has room for it: any delay is lost for good, since the room of the next
+ * second follows the calls of this one. So the rows are not stored as each round comes back but
+ * while the worker waits for the quota anyway (or once two rounds' worth are held, or before a
+ * backoff, or at the end); the database's time and the spread of its commits then stay out of
+ * the rounds' timing. Unpaced, the rows of each round are stored after it.
  */
 #include <string.h>
 
@@ -23,6 +30,43 @@ typedef struct {
     const char *id;
     int attempts;       /* failed tries so far */
 } pending_t;
+
+/* Fetched rows not handed to the store yet. */
+typedef struct {
+    apr_pool_t *pool;    /* the rows; cleared after each store */
+    json_object *rows;
+    int nrows, gone;
+    gs_gmail_store_cb *store;
+    void *baton;
+} held_t;
+
+static void held_reset(held_t *h)
+{
+    apr_pool_clear(h->pool);
+    h->rows = gs_json_own(h->pool, json_object_new_array());
+    h->nrows = h->gone = 0;
+}
+
+static apr_status_t held_store(held_t *h)
+{
+    apr_status_t rv;
+
+    if (!h->nrows && !h->gone) {
+        return APR_SUCCESS;
+    }
+    rv = h->store(h->baton, h->pool, h->rows, h->nrows, h->gone);
+    held_reset(h);
+    return rv;
+}
+
+/* On the way out with `rv`: what was fetched is stored first if it can be (a resumed sync then
+ * need not ask for it again); the first failure is the one reported (gs_fail keeps it). */
+static apr_status_t held_end(held_t *h, apr_status_t rv)
+{
+    apr_status_t srv = held_store(h);
+
+    return rv != APR_SUCCESS ? rv : srv;
+}
 
 /* The outcome of one round of batch requests. */
 typedef struct {
@@ -62,17 +106,16 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
     }
 }
 
-/* Handles one batch answer: stores what came back, requeues what must be asked again. */
+/* Handles one batch answer: holds what came back for the store, requeues what must be asked
+ * again. */
 static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t *req,
                                const pending_t *items, int n, apr_array_header_t *queue,
-                               round_t *r, gs_gmail_store_cb *store, void *baton)
+                               round_t *r, held_t *held)
 {
     apr_array_header_t *parts;
-    json_object *rows;
     char *answered;
     const char *err = NULL;
     gs_attempt_t a;
-    apr_status_t rv;
     int i, nrows = 0, gone = 0;
 
     gs_gmail_judge(p, req, &a);
@@ -110,7 +153,6 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         return gs_gmail_fail_for(gm, p, "batch", &a);
     }
 
-    rows = gs_json_own(p, json_object_new_array());
     answered = apr_pcalloc(p, (apr_size_t)n);
     for (i = 0; i < parts->nelts; i++) {
         const gs_batch_part_t *part = &APR_ARRAY_IDX(parts, i, gs_batch_part_t);
@@ -125,8 +167,9 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
         if (pa.cls == GS_GM_OK) {
             json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
+            /* a row is a new object with copies of its strings: it outlives p in held */
             if (msg && (row = gs_gmail_message_row(p, msg, &err))) {
-                json_object_array_add(rows, row);
+                json_object_array_add(held->rows, row);
                 nrows++;
                 continue;
             }
@@ -168,17 +211,17 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     if (!nrows && !gone) {
         return APR_SUCCESS;
     }
+    held->nrows += nrows;
+    held->gone += gone;
     /* some parts came back: Gmail answers again, whatever the rest of this round does */
-    if ((rv = gs_gmail_note_ok(gm)) != APR_SUCCESS) {
-        return rv;
-    }
-    return store(baton, p, rows, nrows, gone);
+    return gs_gmail_note_ok(gm);
 }
 
 /* The parts of the next round: the parts in flight Gmail's concurrency limit allows, cut to
  * what the quota has room for now (waiting, ticking, until it has room for one part). Sending
- * what fits instead of waiting for a whole round keeps the quota spent to the last unit. */
-static apr_status_t round_limit(gs_gmail_t *gm, int *limit, int *paced)
+ * what fits instead of waiting for a whole round keeps the quota spent to the last unit. The
+ * wait is when the held rows are stored. */
+static apr_status_t round_limit(gs_gmail_t *gm, held_t *held, int *limit, int *paced)
 {
     int fit;
     apr_status_t rv;
@@ -203,6 +246,13 @@ static apr_status_t round_limit(gs_gmail_t *gm, int *limit, int *paced)
             continue;
         }
         gm->paced_at = now;
+        if (held->nrows || held->gone) {
+            /* then look at the clock again: the store took some of the wait */
+            if ((rv = held_store(held)) != APR_SUCCESS) {
+                return rv;
+            }
+            continue;
+        }
         if ((rv = gs_http_sleep(gm->http, d)) != APR_SUCCESS) {
             return rv;
         }
@@ -224,7 +274,16 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
 {
     apr_array_header_t *queue = apr_array_make(p, n > 0 ? n : 1, sizeof(pending_t));
     const char *batch_url = apr_pstrcat(p, gm->api_base, "/batch/gmail/v1", NULL);
+    held_t held;
     int head = 0, i, refreshed_last_round = 0;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create(&held.pool, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    held.store = store;
+    held.baton = baton;
+    held_reset(&held);
 
     for (i = 0; i < n; i++) {
         pending_t *item = apr_array_push(queue);
@@ -237,13 +296,12 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
         int sizes[GS_WORKER_MAX_PARALLEL], nreq = 0, total = 0, k, limit, level, paced;
         round_t r;
         apr_pool_t *rp;
-        apr_status_t rv;
 
         memset(&r, 0, sizeof r);
         /* the parts in flight: what Gmail's concurrency limit allows, and no more than the
          * quota has room for now */
-        if ((rv = round_limit(gm, &limit, &paced)) != APR_SUCCESS) {
-            return rv;
+        if ((rv = round_limit(gm, &held, &limit, &paced)) != APR_SUCCESS) {
+            return held_end(&held, rv);
         }
         while (nreq < gm->parallel && head < queue->nelts && total < limit) {
             int size = queue->nelts - head < gm->batch_size ? queue->nelts - head : gm->batch_size;
@@ -258,7 +316,7 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
         if ((rv = gs_gmail_ensure_token(gm, p)) != APR_SUCCESS
             || (rv = gs_gmail_wait_quota(gm, total * GS_UNITS_MESSAGES_GET)) != APR_SUCCESS
             || (rv = apr_pool_create(&rp, p)) != APR_SUCCESS) {
-            return rv;
+            return held_end(&held, rv);
         }
         /* the queue may grow (and move) while answers are taken: copy this round's items */
         for (k = 0; k < nreq; k++) {
@@ -280,18 +338,24 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
         }
         if ((rv = gs_http_perform(gm->http, rp, reqs, nreq)) != APR_SUCCESS) {
             apr_pool_destroy(rp);
-            return rv;
+            return held_end(&held, rv);
         }
         gm->calls += nreq;
         gm->batch_parts += total;
         for (k = 0; k < nreq; k++) {
-            if ((rv = take_batch(gm, rp, reqs[k], chunk[k], sizes[k], queue, &r, store, baton))
+            if ((rv = take_batch(gm, rp, reqs[k], chunk[k], sizes[k], queue, &r, &held))
                 != APR_SUCCESS) {
                 apr_pool_destroy(rp);
-                return rv;
+                return held_end(&held, rv);
             }
         }
         apr_pool_destroy(rp);
+        /* unpaced, every round; paced, during the next wait for the quota, or now if that has
+         * not come for two rounds (bounded memory) */
+        if ((gm->pace.configured <= 0.0 || held.nrows + held.gone >= 2 * gm->flight.max)
+            && (rv = held_store(&held)) != APR_SUCCESS) {
+            return rv;
+        }
         gm->refused_rate += r.refused_rate;
         gm->refused_concurrent += r.refused_concurrent;
         if (r.refused_rate) {
@@ -310,21 +374,25 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
                          "refused=%d", gm->log_ctx, level, gm->flight.level, r.refused_concurrent);
             if (gm->on_flight
                 && (rv = gm->on_flight(gm->flight_baton, p, gm->flight.level)) != APR_SUCCESS) {
-                return rv;
+                return held_end(&held, rv);
             }
         }
         if (r.need_auth) {
             gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0, 0 };
             if (refreshed_last_round) {
-                return gs_gmail_fail_for(gm, p, "batch", &a);
+                return held_end(&held, gs_gmail_fail_for(gm, p, "batch", &a));
             }
             gs_oauth_invalidate(gm->oauth);
         }
         refreshed_last_round = r.need_auth;
-        if (r.requeued && (rv = gs_gmail_back_off(gm, p, "messages.get", &r.worst, r.max_attempts,
-                                         r.requeued)) != APR_SUCCESS) {
-            return rv;
+        if (r.requeued) {
+            /* a backoff is a wait too */
+            if ((rv = held_store(&held)) != APR_SUCCESS
+                || (rv = gs_gmail_back_off(gm, p, "messages.get", &r.worst, r.max_attempts,
+                                           r.requeued)) != APR_SUCCESS) {
+                return held_end(&held, rv);
+            }
         }
     }
-    return APR_SUCCESS;
+    return held_store(&held);
 }

@@ -345,13 +345,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " AND EXISTS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD ")"
       " RETURNING gmail_id" },
     { GS_SQL_W_MESSAGES_UPSERT,
-      /* one round trip per batch; writes nothing once the lease is gone (FOR SHARE holds off a
+      /* one round trip per store (the rows of one or more batches; an id twice is written once);
+       * writes nothing once the lease is gone (FOR SHARE holds off a
        * concurrent cancel until this commits) */
       "WITH lease AS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD " FOR SHARE)"
       " INSERT INTO gmailsync.messages AS m (user_id, gmail_id, thread_id, history_id,"
       "   internal_date, label_ids, subject, from_addr, to_addr, snippet, size_estimate,"
       "   fetched_in, seen_by, synced_at)"
-      " SELECT %s, r.id, r.thread_id, r.history_id::numeric,"
+      " SELECT DISTINCT ON (r.id) %s, r.id, r.thread_id, r.history_id::numeric,"
       "   timestamptz 'epoch' + r.internal_date * interval '1 millisecond',"
       "   COALESCE(r.labels, '{}'::text[]), r.subject, r.\"from\", r.\"to\", r.snippet, r.size,"
       "   %s::uuid, %s::uuid, now()"

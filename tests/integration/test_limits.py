@@ -7,7 +7,7 @@ to it instead of thrashing. No timed assertions: the figures are scripts/bench w
 import re
 import time
 
-from gsworker import (EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused, gmail,  # noqa: F401
+from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused, gmail,  # noqa: F401
                       new_task, task, worker)
 
 
@@ -98,3 +98,22 @@ def test_a_lower_server_quota_brings_the_pace_down_instead_of_thrashing(stack, g
     assert 0 < refused <= 20, mb
     assert int(fields["refused_rate"]) == refused
     assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+
+
+def test_a_paced_sync_that_fails_between_stores_keeps_every_message_it_fetched(stack, gmail, worker):
+    # paced, fetched rows wait in the worker until the quota holds the next round back (or two
+    # rounds' worth are held): a failure in between must still store what Gmail answered
+    user = stack.add_user(messages=400)
+    gmail.reset_stats()
+    gmail.fault(email=user["email"], method="batch", status=403, reason="insufficientPermissions",
+                message="Request had insufficient authentication scopes.", count=-1, after=5)
+    tid = new_task(stack, user["user_id"])
+    # 1,000 units/s: ten rounds of 2 x 10 parts fit in the first window, no wait for the quota
+    run = worker.run(tid, quota_units=1000, batch_size=10, parallel=2)
+    assert run.rc == EXIT_FAILED, run.stderr
+    assert task(stack, tid)["state"] == "FAILED"
+    answered = gmail.requests_of(user["email"], "messages.get")
+    assert answered == 5 * 10                      # five batches answered, the sixth refused
+    rows = stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id = %s",
+                       (user["user_id"],))[0][0]
+    assert rows == answered
