@@ -225,7 +225,7 @@ def test_module_without_mod_dbd_is_refused_at_start(stack, tmp_path):
 
 def test_health_is_503_problem_when_database_is_unreachable(stack, tmp_path, http):
     """A second httpd whose DBDParams point at a closed port answers 503 with Retry-After."""
-    port = 19099
+    port = int(stack.base_url.rsplit(":", 1)[1]) + 9      # beside the stack's (+4..+8 are taken)
     conf = tmp_path / "httpd.conf"
     (tmp_path / "logs").mkdir()
     user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""

@@ -7,7 +7,7 @@ import textwrap
 
 import requests
 
-from conftest import PORTS, ROOT, wait_for
+from conftest import HTTPD_BIN, PORTS, ROOT, wait_for
 from test_foundation import MODULES, configtest, key_file
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -165,7 +165,7 @@ def test_dev_login_is_off_by_default_and_in_the_shipped_conf(stack, tmp_path):
         GmailSyncTokenKeyFile "{key_file(tmp_path)}"
         """) + user)
     os.chmod(tmp_path, 0o755)
-    subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "start"],
+    subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-k", "start"],
                    check=True, timeout=30)
     try:
         def answer():
@@ -177,7 +177,7 @@ def test_dev_login_is_off_by_default_and_in_the_shipped_conf(stack, tmp_path):
         r = wait_for("the second httpd", answer, 30, interval=0.1)[0]
         assert r.status_code == 404 and r.json()["type"].endswith(":not-found")
     finally:
-        subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-k", "stop"],
+        subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-k", "stop"],
                        timeout=30)
 
 
@@ -205,12 +205,12 @@ def test_the_page_section_needs_mod_headers_when_mod_alias_is_loaded(stack, tmp_
     text = conf.read_text().replace(
         "LoadModule dbd_module", f"LoadModule alias_module {MODULES}/mod_alias.so\nLoadModule dbd_module")
     conf.write_text(text)
-    proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-t"],
+    proc = subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-t"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0 and "needs mod_headers" in proc.stderr
     conf.write_text(text.replace(
         "LoadModule dbd_module", f"LoadModule headers_module {MODULES}/mod_headers.so\nLoadModule dbd_module"))
-    proc = subprocess.run(["/usr/sbin/apache2", "-d", str(tmp_path), "-f", str(conf), "-t"],
+    proc = subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-t"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
 
