@@ -444,7 +444,10 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
             release_slot(d, w);
         }
         else {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s, "event=task.fail_deferred "
+            /* a notice, not a warning: right after a database restart the daemon waits a second
+             * before it reconnects, and the write lands on the next round (event=task.failed);
+             * a database that stays away is reported as event=daemon.db_unavailable */
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s, "event=task.fail_deferred "
                          "task=%s user=%s reason=\"the database is unavailable; retrying\"",
                          w->task_id, w->user_id);
         }
