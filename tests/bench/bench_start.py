@@ -107,11 +107,13 @@ def concurrent_new_starts(env, api, users, label="workers running"):
     # the daemon and the worker it starts; the client's own CPU counted apart)
     n, cores = len(results), os.cpu_count() or 1
     server_cpu = max(0.0, busy - own) / max(1, n)
-    print(f"  {n / wall:.0f} starts/s for {wall:.2f} s: mean {statistics.mean(vals):.2f} ms = "
-          f"{CLIENTS} clients / throughput ({CLIENTS / (n / wall) * 1000:.2f} ms); CPU per start "
-          f"{busy / max(1, n) * 1000:.2f} ms on {cores} cores, of which the client "
-          f"{own / max(1, n) * 1000:.2f} ms and the server side {server_cpu * 1000:.2f} ms: with a "
-          f"free client the mean could not be below {CLIENTS * server_cpu / cores * 1000:.2f} ms")
+    print(f"  {n / wall:.0f} starts/s for {wall:.2f} s: mean {statistics.mean(vals):.2f} ms, "
+          f"{CLIENTS} clients / throughput = {CLIENTS / (n / wall) * 1000:.2f} ms (Little's law: "
+          f"equal in a steady state)")
+    print(f"  the machine's CPU per start {busy / max(1, n) * 1000:.2f} ms on {cores} cores (other "
+          f"jobs count too): the client {own / max(1, n) * 1000:.2f} ms, the rest "
+          f"{server_cpu * 1000:.2f} ms; with a free client the mean could not be below "
+          f"{CLIENTS * server_cpu / cores * 1000:.2f} ms")
     if served:
         print(f"  httpd's own time (access log %D) p50={statistics.median(served):6.2f} ms  "
               f"p99={pct(served, 99):6.2f} ms: the rest is outside httpd (the client threads, TCP)")
