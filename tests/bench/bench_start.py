@@ -51,6 +51,26 @@ def cpu_busy_s():
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(env, quiet=1.0, deadline=20.0):
+    """Until httpd's children have opened their connections (DBDMin each): the number of the
+    module's PostgreSQL sessions unchanged for `quiet` seconds (at most `deadline`)."""
+    conn = psycopg2.connect(env["GS_PG_DSN"])
+    conn.autocommit = True
+    cur = conn.cursor()
+    end, last, since = time.monotonic() + deadline, None, time.monotonic()
+    while time.monotonic() < end:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = current_user"
+                    " AND pid <> pg_backend_pid()")
+        n = cur.fetchone()[0]
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.1)
+    conn.close()
+    return last
+
+
 def concurrent_new_starts(env, api, users, label="workers running"):
     """CLIENTS threads, each starting a new task for its share of the users, one after another;
     then where the time of those starts went, from the server's event=task.created lines."""
@@ -136,6 +156,7 @@ def main():
     env = {k: v for k, _, v in (shlex.split(l)[0].partition("=") for l in dev("env").splitlines())}
     api = env["GS_BASE_URL"] + "/api/gmail/sync"
     users = [json.loads(dev("add-user", "--messages", "0")) for _ in range(USERS)]
+    settle(env)
     s = requests.Session()
     created, reused = [], []
     for u in users:
@@ -213,6 +234,7 @@ def main():
     ENV["GS_EXTRA_CONF"] = paused
     try:
         dev("up")                      # a graceful restart with the directive appended
+        settle(env)                    # the new children's connections opened
         ok = concurrent_new_starts(env, api, users, "daemon paused: no workers") and ok
     finally:
         ENV.pop("GS_EXTRA_CONF", None)
