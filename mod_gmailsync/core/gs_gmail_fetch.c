@@ -342,14 +342,18 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
         }
         gm->calls += nreq;
         gm->batch_parts += total;
+        /* every answer of the round is taken, even after one that ends the sync: what Gmail
+         * answered in the other batches is stored (the first failure is the one reported) */
         for (k = 0; k < nreq; k++) {
-            if ((rv = take_batch(gm, rp, reqs[k], chunk[k], sizes[k], queue, &r, &held))
-                != APR_SUCCESS) {
-                apr_pool_destroy(rp);
-                return held_end(&held, rv);
+            apr_status_t trv = take_batch(gm, rp, reqs[k], chunk[k], sizes[k], queue, &r, &held);
+            if (trv != APR_SUCCESS && rv == APR_SUCCESS) {
+                rv = trv;
             }
         }
         apr_pool_destroy(rp);
+        if (rv != APR_SUCCESS) {
+            return held_end(&held, rv);
+        }
         /* unpaced, every round; paced, during the next wait for the quota, or now if that has
          * not come for two rounds (bounded memory) */
         if ((gm->pace.configured <= 0.0 || held.nrows + held.gone >= 2 * gm->flight.max)

@@ -102,7 +102,8 @@ def test_a_lower_server_quota_brings_the_pace_down_instead_of_thrashing(stack, g
 
 def test_a_paced_sync_that_fails_between_stores_keeps_every_message_it_fetched(stack, gmail, worker):
     # paced, fetched rows wait in the worker until the quota holds the next round back (or two
-    # rounds' worth are held): a failure in between must still store what Gmail answered
+    # rounds' worth are held): a failure in between must still store what Gmail answered, in
+    # the failed round's other batch too (the two go out at once, so either can be the sixth)
     user = stack.add_user(messages=400)
     gmail.reset_stats()
     gmail.fault(email=user["email"], method="batch", status=403, reason="insufficientPermissions",
