@@ -13,9 +13,11 @@
 static void end_transaction(gs_db_t *db);
 
 struct gs_db_conn_t {
-    apr_pool_t *pool;          /* the statements prepared for the current backend */
+    apr_pool_t *pool;          /* the statements prepared for the current session */
     apr_hash_t *prepared;      /* label -> apr_dbd_prepared_t * */
     int backend_pid;           /* the backend they were prepared on (0: none yet) */
+    const char *app_name;      /* the application_name its setup gave the session */
+    const char *setup;         /* the setup it ran (a change runs the new one) */
 };
 
 #define GS_DB_CONN_KEY "gmailsync:gs_db_conn"
@@ -65,22 +67,79 @@ static int is_broken(const gs_db_t *db)
     return PQstatus(c) != CONNECTION_OK;
 }
 
-/* Forgets the statements when the backend is not the one they were prepared on: after a reset,
- * by us or by mod_dbd's own check, the server no longer has them. Two local calls, no I/O. */
+/* The session setup of db->session as one literal (names escaped by libpq), in conn->pool.
+ * `name` is the application_name to give the session. */
+static const char *setup_sql(gs_db_t *db, PGconn *c, const char *name)
+{
+    const gs_db_session_t *s = &db->session;
+    char *lit = PQescapeLiteral(c, name, strlen(name));
+    const char *sql;
+
+    if (!lit) {
+        return NULL;
+    }
+    /* our own connections hold nothing but our statements: a session we cannot tell from the
+     * old one loses nothing by starting over. A mod_dbd connection may carry other modules'
+     * DBDPrepareSQL statements: never deallocate those */
+    sql = apr_pstrcat(db->conn->pool, db->params ? "DEALLOCATE ALL; " : "",
+                      "SET application_name = ", lit, NULL);
+    PQfreemem(lit);
+#define GS_SETUP_TIMEOUT(guc, t) \
+    if ((t) > 0) { \
+        sql = apr_psprintf(db->conn->pool, "%s; SET " guc " = %" APR_INT64_T_FMT, sql, \
+                           (apr_int64_t)apr_time_as_msec(t) > 0 ? \
+                           (apr_int64_t)apr_time_as_msec(t) : (apr_int64_t)1); \
+    }
+    GS_SETUP_TIMEOUT("lock_timeout", s->lock_timeout)
+    GS_SETUP_TIMEOUT("statement_timeout", s->statement_timeout)
+    GS_SETUP_TIMEOUT("idle_in_transaction_session_timeout", s->idle_in_transaction_timeout)
+#undef GS_SETUP_TIMEOUT
+    return sql;
+}
+
+static apr_status_t run_literal(gs_db_t *db, const char *sql);
+
+/* Outside a transaction, before a statement: is the session the one whose statements are
+ * prepared, set up as db->session says? If not (a new backend, a reset one whose pid happens to
+ * be the same, or a new setup), the statements are forgotten and the setup runs: it names the
+ * session, which is how the next call tells (two local calls, no I/O while nothing changed). */
 static void conn_sync(gs_db_t *db)
 {
     PGconn *c = pg_conn(db);
-    int pid = c ? PQbackendPID(c) : 0;
+    gs_db_conn_t *conn = db->conn;
+    const char *reported, *want, *name, *sql, *key;
+    int pid;
 
-    if (c && pid != db->conn->backend_pid) {
-        if (db->conn->backend_pid) {
-            gs_log_error(GS_LOG_DEBUG, NULL, "event=db.backend_changed old_pid=%d new_pid=%d",
-                         db->conn->backend_pid, pid);
-        }
-        apr_pool_clear(db->conn->pool);
-        db->conn->prepared = apr_hash_make(db->conn->pool);
-        db->conn->backend_pid = pid;
+    if (!c || db->in_transaction || PQstatus(c) != CONNECTION_OK) {
+        return;
     }
+    pid = PQbackendPID(c);
+    reported = PQparameterStatus(c, "application_name");
+    want = db->session.name ? db->session.name : "gmailsync";
+    key = db->session_key ? db->session_key : "";
+    if (pid == conn->backend_pid && conn->app_name && reported && !strcmp(reported, conn->app_name)
+        && conn->setup && !strcmp(conn->setup, key)) {
+        return;
+    }
+    if (conn->backend_pid) {
+        gs_log_error(GS_LOG_DEBUG, NULL, "event=db.session_changed old_pid=%d new_pid=%d",
+                     conn->backend_pid, pid);
+    }
+    apr_pool_clear(conn->pool);
+    conn->prepared = apr_hash_make(conn->pool);
+    conn->backend_pid = 0;
+    conn->app_name = conn->setup = NULL;
+    /* a conninfo that already names sessions as we do would make a reset session look like
+     * ours: mark ours */
+    name = reported && !strcmp(reported, want) ? apr_pstrcat(conn->pool, want, "*", NULL)
+                                               : apr_pstrdup(conn->pool, want);
+    if (!(sql = setup_sql(db, c, name)) || run_literal(db, sql) != APR_SUCCESS) {
+        return; /* not set up: tried again before the next statement (which fails meanwhile) */
+    }
+    conn->backend_pid = pid;
+    conn->app_name = name;
+    conn->setup = apr_pstrdup(conn->pool, key);
+    db->sessions++;
 }
 
 /* Resets a broken connection in place (PQreset, through apr_dbd_check_conn). Outside a
@@ -92,6 +151,7 @@ static int recover(gs_db_t *db, apr_pool_t *p)
         || apr_dbd_check_conn(db->driver, p, db->handle) != APR_SUCCESS) {
         return 0;
     }
+    db->conn->backend_pid = 0; /* whatever its pid, this session is new */
     conn_sync(db);
     db->resets++;
     gs_log_error(GS_LOG_NOTICE, p, "event=db.reconnected backend_pid=%d", db->conn->backend_pid);
@@ -225,6 +285,17 @@ apr_status_t gs_db_wrap(gs_db_t *db, apr_pool_t *p, const apr_dbd_driver_t *driv
     }
     db->conn = data;
     return APR_SUCCESS;
+}
+
+void gs_db_set_session(gs_db_t *db, const gs_db_session_t *session)
+{
+    db->session = *session;
+    db->session.name = session->name ? apr_pstrndup(db->pool, session->name, 60) : NULL;
+    db->session_key = apr_psprintf(db->pool, "%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT "|%"
+                                   APR_INT64_T_FMT, db->session.name ? db->session.name : "",
+                                   (apr_int64_t)session->lock_timeout,
+                                   (apr_int64_t)session->statement_timeout,
+                                   (apr_int64_t)session->idle_in_transaction_timeout);
 }
 
 void gs_db_close(gs_db_t *db)

@@ -9,10 +9,15 @@
  * Surviving a PostgreSQL restart or failover: a broken connection is reset in place (PQreset, as
  * apr_dbd_check_conn does), and a reset connection has lost every server-side prepared statement.
  * So statements are prepared lazily, per physical connection, and the set is tied to the
- * backend's process id: when the backend changes, the set is dropped and each statement is
- * prepared again on first use. A statement that fails outside a transaction because the
- * connection broke is run once more on the reset connection; inside a transaction the error is
- * returned (the transaction is gone) and the next use of the connection recovers.
+ * backend session: when the session changes, the set is dropped and each statement is prepared
+ * again on first use. A backend's process id alone does not tell sessions apart (a new server
+ * after a failover starts its own pids from low numbers, and mod_dbd resets connections inside
+ * ap_dbd_acquire without telling anyone), so each new session is given a setup (gs_db_session_t:
+ * its application_name and its timeouts) and a session is the same one only while the server
+ * still reports that application_name and pid: a reset session reports its conninfo's name.
+ * A statement that fails outside a transaction because the connection broke is run once more
+ * on the reset connection; inside a transaction the error is returned (the transaction is gone)
+ * and the next use of the connection recovers.
  */
 #ifndef GS_DB_H
 #define GS_DB_H
@@ -24,6 +29,18 @@
 /* The statements prepared on one physical connection (private to gs_db.c). */
 typedef struct gs_db_conn_t gs_db_conn_t;
 
+/* What every new backend session runs before its first statement (and again after any reset):
+ * session-level settings, so that no statement of this connection can wait on a lock, run, or
+ * sit idle inside a transaction without bound. 0 keeps the server's default. */
+typedef struct {
+    const char *name;                          /* application_name (pg_stat_activity), <= 60
+                                                * bytes; also what tells a new session from the
+                                                * old one (see above) */
+    apr_interval_time_t lock_timeout;
+    apr_interval_time_t statement_timeout;
+    apr_interval_time_t idle_in_transaction_timeout;
+} gs_db_session_t;
+
 typedef struct gs_db_t {
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
@@ -34,6 +51,9 @@ typedef struct gs_db_t {
     apr_pool_t *tx_pool;       /* holds the rollback cleanup of the open transaction */
     const char *last_error;    /* the driver's message for the last failure, or NULL */
     unsigned long resets;      /* times this wrapper reset or reopened its connection */
+    gs_db_session_t session;   /* the setup of every new session (gs_db_set_session) */
+    const char *session_key;   /* the same as a string, to compare with the session's */
+    unsigned long sessions;    /* backend sessions this wrapper has set up so far */
 } gs_db_t;
 
 typedef struct {
@@ -58,6 +78,11 @@ apr_status_t gs_db_wrap(gs_db_t *db, apr_pool_t *p, const apr_dbd_driver_t *driv
                         apr_dbd_t *handle, apr_pool_t *conn_pool);
 
 void gs_db_close(gs_db_t *db);
+
+/* Sets what each new backend session of db runs first (copied). Takes effect before the next
+ * statement outside a transaction: a changed name or timeout is applied to the current session
+ * then, which also drops its prepared statements (they are prepared again). */
+void gs_db_set_session(gs_db_t *db, const gs_db_session_t *session);
 
 /* Runs a catalogue statement that returns no rows; *affected (may be NULL) gets the row count. */
 apr_status_t gs_db_exec(gs_db_t *db, apr_pool_t *p, const char *label, int *affected,

@@ -16,6 +16,9 @@
 #define GS_EFAILED   (APR_OS_START_USERERR + 4001)  /* the task must FAIL: see the failure record */
 #define GS_ELOST     (APR_OS_START_USERERR + 4002)  /* the lease is gone: stop without writing */
 #define GS_ENOTFOUND (APR_OS_START_USERERR + 4004)  /* Gmail answered 404 */
+#define GS_EMOVED    (APR_OS_START_USERERR + 4005)  /* the database is another server now (a
+                                                       failover): what this sync wrote may be
+                                                       lost; start again from what is stored */
 
 /* The error codes of sync_tasks.error_code (documented in mod_gmailsync/worker/README.md). */
 #define GS_ERR_AUTH_REVOKED      "auth_revoked"

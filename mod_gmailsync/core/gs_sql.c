@@ -241,8 +241,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " JOIN gmailsync.sync_tasks t ON t.task_id = w.task_id AND t.lease = w.lease"
       " WHERE t.state = 'RUNNING'" },
     { GS_SQL_MARK_STUCK,
+      /* a row locked by its worker's open transaction is skipped, never waited for: that
+       * worker is alive enough to commit (and beat), or frozen, and then PostgreSQL ends its
+       * session (idle_in_transaction_session_timeout) well before the next rounds */
       "UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
-      " WHERE state = 'RUNNING' AND heartbeat_at < now() - make_interval(secs => %s::double precision)"
+      " WHERE task_id IN (SELECT task_id FROM gmailsync.sync_tasks WHERE state = 'RUNNING'"
+      "   AND heartbeat_at < now() - make_interval(secs => %s::double precision)"
+      "   FOR UPDATE SKIP LOCKED)"
+      " AND state = 'RUNNING'"
       " RETURNING task_id::text, user_id, COALESCE(worker_host, ''), COALESCE(worker_pid, 0)::text,"
       " lease::text, (extract(epoch FROM now() - heartbeat_at))::bigint::text" },
     { GS_SQL_D_STUCK_TASKS,
@@ -259,13 +265,19 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_FAIL_UNCLAIMED,
       "UPDATE gmailsync.sync_tasks SET state = 'FAILED', error_code = 'not_started',"
       " error_message = 'no worker claimed the task in time', finished_at = now(), updated_at = now()"
-      " WHERE state = 'CREATED' AND created_at < now() - make_interval(secs => %s::double precision)"
+      " WHERE task_id IN (SELECT task_id FROM gmailsync.sync_tasks WHERE state = 'CREATED'"
+      "   AND created_at < now() - make_interval(secs => %s::double precision)"
+      "   FOR UPDATE SKIP LOCKED)"
+      " AND state = 'CREATED'"
       " RETURNING task_id::text, user_id" },
     /* ---------------------------------------------------------------- worker (issue 4) */
 #define W_GUARD "task_id = %s::uuid AND lease = %s::uuid AND state = 'RUNNING'"
 #define W_DURATION_MS "(extract(epoch FROM now() - started_at) * 1000)::bigint::text"
-    { GS_SQL_W_APP_NAME,
-      "SELECT set_config('application_name', %s, false)" },
+    { GS_SQL_W_DB_IDENTITY,
+      /* which server holds the data: a promoted standby keeps the system identifier and starts
+       * a new WAL timeline (the first 8 hex digits of the current WAL file's name) */
+      "SELECT s.system_identifier::text || ':' || CASE WHEN pg_is_in_recovery() THEN 'standby'"
+      " ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END FROM pg_control_system() s" },
     { GS_SQL_W_TASK_CLAIM,
       "UPDATE gmailsync.sync_tasks SET state = 'RUNNING', lease = gen_random_uuid(),"
       " worker_host = %s, worker_pid = %s::integer, worker_version = %s, started_at = now(),"
@@ -276,7 +288,8 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.sync_tasks SET worker_host = %s, worker_pid = %s::integer,"
       " worker_version = %s, started_at = COALESCE(started_at, now()), heartbeat_at = now(), updated_at = now()"
       " WHERE " W_GUARD
-      " RETURNING lease::text, user_id, force_full::integer::text" },
+      " RETURNING lease::text, user_id, force_full::integer::text,"
+      " (progress_percentage * 100)::integer::text" },
     { GS_SQL_W_TASK_HEARTBEAT,
       "UPDATE gmailsync.sync_tasks SET heartbeat_at = now(), updated_at = now() WHERE " W_GUARD },
     { GS_SQL_W_TASK_RETRYING,

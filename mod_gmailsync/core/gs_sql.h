@@ -75,7 +75,7 @@ typedef struct {
  * guarded by (task_id, lease, state='RUNNING'): a worker that lost its task changes nothing.
  * Times come from now(). They use the columns of migrations 002 and 003 (worker_version).
  * Arguments -> results: */
-#define GS_SQL_W_APP_NAME        "gs_w_app_name"        /* (name) */
+#define GS_SQL_W_DB_IDENTITY     "gs_w_db_identity"     /* () */
 #define GS_SQL_W_TASK_CLAIM      "gs_w_task_claim"      /* (host, pid, version, task)
                                                            -> lease, user_id, force_full 0/1 */
 #define GS_SQL_W_TASK_ADOPT      "gs_w_task_adopt"      /* (host, pid, version, task, lease)

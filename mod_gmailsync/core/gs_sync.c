@@ -315,17 +315,37 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");
 }
 
+/* How many times a sync starts again after the database changed servers under it. */
+#define GS_SYNC_MAX_RESTARTS 3
+
 gs_sync_outcome_t gs_sync_run(gs_sync_t *s)
 {
     gs_task_t *t = s->task;
     apr_pool_t *p;
     apr_status_t rv;
     char extra[128];
+    int restarts = 0;
 
     if (apr_pool_create(&p, s->pool) != APR_SUCCESS) {
         return GS_SYNC_UNRECORDED;
     }
-    rv = run(s, p);
+    while ((rv = run(s, p)) == GS_EMOVED && restarts < GS_SYNC_MAX_RESTARTS) {
+        /* a failover: the new server may lack what this sync wrote (its last pages, even the
+         * cursor or the full sync's bookkeeping). Nothing is taken from memory: the sync starts
+         * again from the account as this server stores it (a full sync resumes, skipping what
+         * it has), so it cannot end SUCCEEDED over a hole */
+        restarts++;
+        gs_log_error(GS_LOG_NOTICE, p, "event=sync.restarted task=%s restart=%d mode=%s "
+                     "processed=%" APR_INT64_T_FMT " reason=database_changed", t->task_id,
+                     restarts, s->mode ? s->mode : "-", t->processed);
+        gs_db_rollback(t->db);
+        gs_task_restart(t);
+        s->resumed = 0;
+    }
+    if (rv == GS_EMOVED) {
+        rv = gs_fail(s->failure, p, GS_ERR_DB_UNAVAILABLE, "the database changed servers %d "
+                     "times during the sync (failovers); the next sync continues", restarts + 1);
+    }
     /* before the final state line, whatever the outcome: the daemon counts Gmail's answers */
     gs_task_announce_calls(t, s->gm->answers);
     if (rv == APR_SUCCESS) {

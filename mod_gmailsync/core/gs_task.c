@@ -1,4 +1,5 @@
 /* gs_task.c -- see gs_task.h */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -45,17 +46,6 @@ static apr_status_t db_failure(gs_task_t *t, apr_pool_t *p, const char *label)
                    why);
 }
 
-/* Names the connection after the task, so that operators can find it in pg_stat_activity. */
-static void name_connection(gs_task_t *t, apr_pool_t *p)
-{
-    const char *args[1] = { apr_pstrcat(p, "gmailsync-worker ", t->task_id, NULL) };
-    gs_db_rows_t *rows;
-
-    if (gs_db_select(t->db, p, GS_SQL_W_APP_NAME, &rows, 1, args) != APR_SUCCESS) {
-        gs_log_error(GS_LOG_DEBUG, p, "event=db.app_name_failed task=%s", t->task_id);
-    }
-}
-
 /* The database went away (a restart, a failover): outside a transaction, wait for it to come
  * back, with a bounded back-off, so that the statement can run again and the sync continues.
  * `resets` is the connection's reset count before the statement ran: a connection that is alive
@@ -80,13 +70,51 @@ int gs_task_db_back(gs_task_t *t, apr_pool_t *p, unsigned long resets)
         apr_sleep(delay);
         delay = delay * 2 > apr_time_from_sec(1) ? apr_time_from_sec(1) : delay * 2;
         if (alive(t, p)) {
-            name_connection(t, p);
             gs_log_error(GS_LOG_NOTICE, p, "event=db.back task=%s waited_ms=%" APR_INT64_T_FMT,
                          t->task_id, (apr_int64_t)apr_time_as_msec(apr_time_now() - began));
             return 1;
         }
     }
     return 0;
+}
+
+apr_status_t gs_task_check_server(gs_task_t *t, apr_pool_t *p)
+{
+    unsigned long sessions = t->db->sessions;
+    const char *saved = t->db->last_error, *id;
+    gs_db_rows_t *rows;
+
+    if (sessions == t->db_sessions) {
+        return APR_SUCCESS;
+    }
+    if (gs_db_select(t->db, p, GS_SQL_W_DB_IDENTITY, &rows, 0, NULL) != APR_SUCCESS
+        || !(id = gs_db_cell(rows, 0, 0))) {
+        /* asked again after the next statement (a connection that broke again is waited for
+         * there) */
+        t->db->last_error = saved;
+        return APR_SUCCESS;
+    }
+    t->db_sessions = sessions;
+    if (!t->db_identity) {
+        t->db_identity = apr_pstrdup(t->pool, id);
+        return APR_SUCCESS;
+    }
+    if (!strcmp(t->db_identity, id)) {
+        return APR_SUCCESS;
+    }
+    gs_log_error(GS_LOG_WARNING, p, "event=db.moved task=%s was=%s now=%s reason=\"the database "
+                 "is another server now (a failover): what this sync wrote since the standby's "
+                 "last replay may be lost; starting again from what is stored\"", t->task_id,
+                 t->db_identity, id);
+    t->db_identity = apr_pstrdup(t->pool, id);
+    return GS_EMOVED;
+}
+
+void gs_task_restart(gs_task_t *t)
+{
+    t->processed = 0;
+    t->dirty = 1;
+    t->last_progress = 0;
 }
 
 apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int guarded,
@@ -101,6 +129,9 @@ apr_status_t gs_task_exec(gs_task_t *t, apr_pool_t *p, const char *label, int gu
     }
     if (rv != APR_SUCCESS) {
         return db_failure(t, p, label);
+    }
+    if ((rv = gs_task_check_server(t, p)) != APR_SUCCESS) {
+        return rv;
     }
     if (affected) {
         *affected = n;
@@ -117,7 +148,7 @@ apr_status_t gs_task_select(gs_task_t *t, apr_pool_t *p, const char *label, gs_d
     if (rv != APR_SUCCESS && gs_task_db_back(t, p, resets)) {
         rv = gs_db_select(t->db, p, label, rows, nargs, args);
     }
-    return rv == APR_SUCCESS ? APR_SUCCESS : db_failure(t, p, label);
+    return rv == APR_SUCCESS ? gs_task_check_server(t, p) : db_failure(t, p, label);
 }
 
 apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_failure_t *failure,
@@ -135,7 +166,6 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
     t->failure = failure;
     t->task_id = apr_pstrdup(p, task_id);
     t->db_wait = GS_TASK_DB_WAIT;
-    name_connection(t, p);
     rv = gs_task_select(t, p, lease ? GS_SQL_W_TASK_ADOPT : GS_SQL_W_TASK_CLAIM, &rows,
                         lease ? 5 : 4, args);
     if (rv != APR_SUCCESS) {
@@ -147,6 +177,12 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
     t->lease = gs_db_cell(rows, 0, 0);
     t->user_id = gs_db_cell(rows, 0, 1);
     t->force_full = gs_db_cell(rows, 0, 2) && !strcmp(gs_db_cell(rows, 0, 2), "1");
+    /* an adopted task may have run before (its end was lost in a failover): the percentage it
+     * showed never goes back */
+    if (rows->ncols > 3 && gs_db_cell(rows, 0, 3)) {
+        t->pct = atoi(gs_db_cell(rows, 0, 3));
+        t->pct = t->pct < 0 ? 0 : t->pct > 9900 ? 9900 : t->pct;
+    }
     t->heartbeat = apr_time_from_sec(5);
     t->progress_interval = apr_time_from_sec(1);
     t->db_wait = GS_TASK_DB_WAIT;

@@ -47,6 +47,9 @@ typedef struct {
     gs_task_announce_cb *announce;
     void *announce_baton;
     apr_int64_t progress_writes, heartbeats;
+    const char *db_identity;    /* the server that holds this task's writes: system identifier
+                                 * and WAL timeline (a promoted standby has a new timeline) */
+    unsigned long db_sessions;  /* db->sessions when db_identity was last checked */
 } gs_task_t;
 
 /* How long a statement outside a transaction waits for a database that went away (restart,
@@ -62,6 +65,18 @@ apr_status_t gs_task_acquire(gs_task_t **pt, apr_pool_t *p, gs_db_t *db, gs_fail
                              const char *version);
 
 void gs_task_set_announce(gs_task_t *t, gs_task_announce_cb *cb, void *baton);
+
+/* After the connection got a new session (a restart, a failover): is it still the server that
+ * holds what this task wrote? A restarted primary lost nothing that was committed; a promoted
+ * standby that lagged may have lost the last commits, and then GS_EMOVED is returned (logged as
+ * event=db.moved): the sync must start again from what this server really stores (gs_sync_run
+ * does). Checked by gs_task_exec/gs_task_select after each statement; one query per new
+ * session, none otherwise. */
+apr_status_t gs_task_check_server(gs_task_t *t, apr_pool_t *p);
+
+/* The sync starts again from what the database stores (after GS_EMOVED): the counts start from
+ * 0, the percentage shown never goes back, the progress is written at the next tick. */
+void gs_task_restart(gs_task_t *t);
 
 /* Announces the calls line (Gmail's answers by class) on the board. */
 void gs_task_announce_calls(gs_task_t *t, const apr_int64_t calls[GS_BOARD_CALL_CLASSES]);

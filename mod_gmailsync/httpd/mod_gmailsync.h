@@ -158,6 +158,9 @@ int gs_httpd_dbd_bind(void);
 #define GS_MAX_BODY 4096
 /* ... and it must arrive whole within this long (mod_gmailsync_body.c) */
 #define GS_BODY_DEADLINE apr_time_from_sec(10)
+/* every request's database session (gs_httpd_request_db): bounded lock waits and statements */
+#define GS_HTTPD_LOCK_TIMEOUT      apr_time_from_sec(3)
+#define GS_HTTPD_STATEMENT_TIMEOUT apr_time_from_sec(20)
 
 /* Identity (mod_gmailsync_identity.c). */
 typedef enum { GS_ID_OK, GS_ID_UNAUTHENTICATED, GS_ID_DB_UNAVAILABLE } gs_id_result_t;

@@ -26,6 +26,9 @@
 #define GS_STOP_GRACE           apr_time_from_msec(2500)  /* workers: SIGTERM .. SIGKILL */
 #define GS_STOP_FINISH          apr_time_from_msec(2500)  /* then the daemon's FAILED writes */
 #define GS_LINE_MAX             2048
+/* the daemon's session (gs_db_session_t): no statement of its loop waits long on a lock */
+#define GS_DAEMON_LOCK_TIMEOUT       apr_time_from_sec(2)
+#define GS_DAEMON_STATEMENT_TIMEOUT  apr_time_from_sec(15)
 
 typedef struct {
     server_rec *s;
@@ -64,7 +67,22 @@ typedef struct {
     int lost;                 /* its task left RUNNING elsewhere; told to stop */
     const char *fail_code, *fail_message;
     apr_time_t started;
+    int resumes;              /* times its task was run again because its end was lost */
 } worker_t;
+
+/* A task whose worker ended it (exit 0 or 1) lately: a failover to a standby that lagged can
+ * lose that end, and then the task is RUNNING again with nobody running it. */
+typedef struct {
+    char task_id[40];
+    char lease[40];
+    char user_id[GS_REGISTRY_USER_MAX + 1];
+    apr_time_t at;            /* 0: empty */
+    int resumes;
+} ended_t;
+
+#define GS_ENDED_MAX            64
+#define GS_ENDED_WATCH          apr_time_from_sec(600)  /* how long an end is checked again */
+#define GS_MAX_RESUMES          2
 
 typedef struct {
     gs_daemon_ctx_t *ctx;
@@ -77,6 +95,11 @@ typedef struct {
     const char *host;
     worker_t workers[GS_MAX_WORKER_SLOTS];
     int running;
+    int strays;               /* workers an earlier daemon of this httpd left running (a
+                                 graceful restart, a rollback): they count against the cap */
+    ended_t ended[GS_ENDED_MAX];   /* a ring: the latest ends, checked again after a failover */
+    int ended_next;
+    unsigned long ended_sessions;  /* d->db->sessions when they were last checked */
     /* errors that can repeat every tick are written once, then summarised (gs_log.h) */
     gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile, log_schedule, log_listen;
     int listening;            /* LISTEN gmailsync_queue holds on d->db */
@@ -101,6 +124,8 @@ void gs_workers_claim_and_spawn(daemon_t *d);
 void gs_workers_reap(daemon_t *d, const char *code_if_running);
 void gs_workers_reconcile(daemon_t *d);
 int gs_workers_drain(daemon_t *d, worker_t *w, int is_err);
+void gs_workers_count_strays(daemon_t *d);
+void gs_workers_check_ended(daemon_t *d);
 void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
                             const char *lease, apr_int64_t age);
 void gs_workers_stop(daemon_t *d);

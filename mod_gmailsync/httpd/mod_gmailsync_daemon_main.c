@@ -124,6 +124,18 @@ static void accept_handoff(daemon_t *d)
     }
 }
 
+/* The daemon's session: no statement of its loop may wait long on a lock a worker holds (a
+ * worker frozen inside its transaction) or run away, since every other task of this host waits
+ * behind it. A statement that times out fails its round, which the next round repeats. */
+static void daemon_session(daemon_t *d)
+{
+    gs_db_session_t session = { "gmailsync-daemon", 0, 0, 0 };
+
+    session.lock_timeout = GS_DAEMON_LOCK_TIMEOUT;
+    session.statement_timeout = GS_DAEMON_STATEMENT_TIMEOUT;
+    gs_db_set_session(d->db, &session);
+}
+
 int gs_daemon_ensure_db(daemon_t *d)
 {
     const char *err = NULL;
@@ -142,6 +154,7 @@ int gs_daemon_ensure_db(daemon_t *d)
         }
     }
     else if (gs_db_open(&d->db, d->pool, d->ctx->db_params, &err) == APR_SUCCESS) {
+        daemon_session(d);
         GS_LOG_REPEAT_END(&d->log_db);
         return 1;
     }
@@ -255,7 +268,7 @@ static int schedule_round(daemon_t *d)
     if (!c->autosync || !c->enabled || gs_daemon_should_exit) {
         return 0;
     }
-    room = c->max_workers - d->running;
+    room = c->max_workers - d->running - d->strays;
     if (room > c->autosync_max_starts) {
         room = c->autosync_max_starts;
     }
@@ -421,6 +434,8 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         if (now >= next_rescue) {
             rescue(d);
             gs_workers_reconcile(d);
+            gs_workers_check_ended(d);
+            gs_workers_count_strays(d);
             gs_httpd_registry_tasks_sweep(now - GS_BOARD_LINGER);
             next_rescue = now + GS_RESCUE_INTERVAL;
         }

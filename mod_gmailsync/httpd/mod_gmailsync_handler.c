@@ -125,6 +125,14 @@ gs_db_t *gs_httpd_request_db(request_rec *r)
         return NULL;
     }
     h->db = &h->wrapper;
+    {
+        /* a request must never wait long on a lock a worker holds (a worker frozen inside its
+         * transaction), nor run a statement without bound: its thread and its pooled connection
+         * would go with it. The start path sets tighter limits for its own transaction */
+        static const gs_db_session_t session = { "mod_gmailsync", GS_HTTPD_LOCK_TIMEOUT,
+                                                 GS_HTTPD_STATEMENT_TIMEOUT, 0 };
+        gs_db_set_session(h->db, &session);
+    }
     /* registered after the connection is taken: a transaction's rollback cleanup, registered
      * later still, runs before the connection goes back */
     apr_pool_cleanup_register(r->pool, h, request_db_release, apr_pool_cleanup_null);

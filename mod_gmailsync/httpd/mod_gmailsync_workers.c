@@ -37,6 +37,7 @@
 
 #include "gs_board.h"
 #include "gs_db.h"
+#include "gs_error.h"
 #include "gs_log.h"
 #include "gs_queue.h"
 #include "mod_gmailsync.h"
@@ -339,7 +340,8 @@ void gs_workers_claim_and_spawn(daemon_t *d)
     /* `GmailSync Off` (the kill switch) and `GmailSyncMaxWorkers 0` (pause) start nothing: queued
      * tasks wait in CREATED; running ones finish. A round that claims nothing because there is
      * nothing to claim, or no room, did not fail (gs_daemon_claim_done). */
-    while (d->conf->enabled && d->running < d->conf->max_workers && !gs_daemon_should_exit) {
+    while (d->conf->enabled && d->running + d->strays < d->conf->max_workers
+           && !gs_daemon_should_exit) {
         gs_claim_t claim;
         worker_t *w = free_slot(d);
         apr_status_t rv;
@@ -400,6 +402,124 @@ static void release_slot(daemon_t *d, worker_t *w)
     (void)d;
 }
 
+/* Runs the task of slot w again, under the same lease (the worker adopts it): its end was lost.
+ * The new worker starts from what the database stores. Returns 1 when it runs. */
+static int resume_in_slot(daemon_t *d, worker_t *w)
+{
+    apr_status_t rv;
+
+    if (w->resumes >= GS_MAX_RESUMES) {
+        return 0;
+    }
+    w->resumes++;
+    w->exited = w->succeeded = w->lost = w->have_last = 0;
+    w->out_fd = w->err_fd = -1;
+    if ((rv = spawn_worker(d, w)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->ctx->s, "event=worker.spawn_failed task=%s "
+                     "binary=%s", w->task_id, d->conf->worker_path);
+        w->exited = 1;
+        return 0;
+    }
+    d->running++;
+    board_put(w, NULL, NULL, "RUNNING");
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s, "event=worker.resumed task=%s user=%s "
+                 "pid=%d resume=%d reason=\"its worker ended it, but the database does not have "
+                 "that end (a failover to a standby that lagged): it runs again from what is "
+                 "stored\"", w->task_id, w->user_id, (int)w->proc.pid, w->resumes);
+    return 1;
+}
+
+/* Is the task of w still RUNNING under its lease, though its worker ended it? Then it runs
+ * again (1). 0: it is over, or the database cannot say now (ended_remember keeps asking). */
+static int ended_check_one(daemon_t *d, worker_t *w)
+{
+    const char *ids[1] = { w->task_id }, *leases[1] = { w->lease };
+    apr_hash_t *held;
+
+    if (!gs_daemon_ensure_db(d)
+        || gs_queue_leases_held(d->db, d->tick, ids, leases, 1, &held) != APR_SUCCESS
+        || !apr_hash_get(held, w->task_id, APR_HASH_KEY_STRING)) {
+        return 0;
+    }
+    return resume_in_slot(d, w);
+}
+
+/* Keeps the end of w for GS_ENDED_WATCH (checked again after a failover) and frees the slot.
+ * Returns 1. */
+static int ended_remember(daemon_t *d, worker_t *w)
+{
+    ended_t *e = &d->ended[d->ended_next];
+
+    d->ended_next = (d->ended_next + 1) % GS_ENDED_MAX;
+    apr_cpystrn(e->task_id, w->task_id, sizeof e->task_id);
+    apr_cpystrn(e->lease, w->lease, sizeof e->lease);
+    apr_cpystrn(e->user_id, w->user_id, sizeof e->user_id);
+    e->resumes = w->resumes;
+    e->at = apr_time_now();
+    if (!d->ended_sessions && d->db) {
+        d->ended_sessions = d->db->sessions;
+    }
+    release_slot(d, w);
+    return 1;
+}
+
+/* After the daemon's connection got a new session (a restart or a failover of PostgreSQL): the
+ * tasks whose workers ended them lately are asked for once more, in one query; one that is
+ * RUNNING again under its lease (its end was lost with the old primary) runs again at once,
+ * instead of waiting RUNNING for the stuck threshold with its user locked out. */
+void gs_workers_check_ended(daemon_t *d)
+{
+    const char *ids[GS_ENDED_MAX], *leases[GS_ENDED_MAX];
+    ended_t *who[GS_ENDED_MAX];
+    apr_time_t now = apr_time_now();
+    apr_hash_t *held;
+    int i, n = 0;
+
+    if (!d->db || d->db->sessions == d->ended_sessions) {
+        return;
+    }
+    for (i = 0; i < GS_ENDED_MAX; i++) {
+        ended_t *e = &d->ended[i];
+        if (e->at && now - e->at < GS_ENDED_WATCH) {
+            ids[n] = e->task_id;
+            leases[n] = e->lease;
+            who[n++] = e;
+        }
+    }
+    if (n > 0 && gs_queue_leases_held(d->db, d->tick, ids, leases, n, &held) != APR_SUCCESS) {
+        return; /* asked again next round */
+    }
+    d->ended_sessions = d->db->sessions;
+    for (i = 0; i < n; i++) {
+        ended_t *e = who[i];
+        worker_t *w;
+
+        if (!apr_hash_get(held, e->task_id, APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        e->at = 0;
+        if (!(w = free_slot(d))) {
+            fail_task(d, e->task_id, e->lease, e->user_id, GS_ERR_WORKER_CRASHED,
+                      "its end was lost in a failover and no worker slot is free");
+            continue;
+        }
+        memset(w, 0, sizeof *w);
+        if (apr_pool_create(&w->pool, d->pool) != APR_SUCCESS) {
+            continue;
+        }
+        w->used = 1;
+        apr_cpystrn(w->task_id, e->task_id, sizeof w->task_id);
+        apr_cpystrn(w->lease, e->lease, sizeof w->lease);
+        apr_cpystrn(w->user_id, e->user_id, sizeof w->user_id);
+        w->resumes = e->resumes;
+        if (!resume_in_slot(d, w)) {
+            fail_task(d, e->task_id, e->lease, e->user_id, GS_ERR_WORKER_CRASHED,
+                      "its end was lost in a failover and it could not run again");
+            release_slot(d, w);
+        }
+    }
+}
+
 /* Collects exited workers; a task its worker left RUNNING is failed as worker_crashed. A slot
  * whose FAILED could not be written (the database was away) stays taken, and the write is tried
  * again on every round until it lands. */
@@ -434,6 +554,13 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
                      APR_PROC_CHECK_SIGNALED(why) ? "signal" : "exit_code", code);
         w->exited = 1;
         d->running--;
+        if (!code_if_running && !APR_PROC_CHECK_SIGNALED(why) && (code == 0 || code == 1)) {
+            /* it wrote its task's end (SUCCEEDED or FAILED): unless a failover lost that write
+             * already, the task is over. Checked now, and again after a failover */
+            if (ended_check_one(d, w) || ended_remember(d, w)) {
+                continue;
+            }
+        }
         /* a worker that ended without finalising its task (crash, signal, lost database): the
          * lease-guarded update changes nothing if the worker did finish it */
         w->fail_code = apr_pstrdup(w->pool, code_if_running ? code_if_running : "worker_crashed");
@@ -496,13 +623,15 @@ void gs_workers_reconcile(daemon_t *d)
     }
 }
 
+static void kill_frozen_stray(daemon_t *d, const char *task_id, const char *user_id,
+                              const char *lease, apr_int64_t age);
+
 void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
                             const char *lease, apr_int64_t age)
 {
     daemon_t *d = baton;
     int i;
 
-    (void)lease;
     for (i = 0; i < GS_MAX_WORKER_SLOTS; i++) {
         worker_t *w = &d->workers[i];
 
@@ -518,6 +647,7 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
         }
     }
     (void)pid;
+    kill_frozen_stray(d, task_id, user_id, lease, age);
 }
 
 /* Workers that an earlier daemon of this httpd left running (a graceful restart leaves running
@@ -608,6 +738,39 @@ static int strays_find(pid_t d_parent, stray_t *strays, int max)
     }
     closedir(dir);
     return n;
+}
+
+/* A stuck task whose worker an earlier daemon of this httpd left running (a graceful restart
+ * or a rollback left it to finish, and it froze): nobody else will kill it. Matched by the task
+ * and the lease on its command line, checked right before the kill. */
+static void kill_frozen_stray(daemon_t *d, const char *task_id, const char *user_id,
+                              const char *lease, apr_int64_t age)
+{
+    stray_t strays[GS_MAX_WORKER_SLOTS];
+    int n = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS), i;
+
+    for (i = 0; i < n; i++) {
+        stray_t *st = &strays[i];
+
+        if (strcmp(st->task_id, task_id) || !lease || strcmp(st->lease, lease)
+            || !stray_match(st->pid, getsid(0), st)) {
+            continue;
+        }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
+                     "event=worker.killed task=%s user=%s pid=%d reason=stuck "
+                     "heartbeat_age_s=%" APR_INT64_T_FMT " detail=\"left by an earlier daemon\"",
+                     task_id, user_id, (int)st->pid, age);
+        kill(st->pid, SIGKILL);
+    }
+}
+
+/* Counts the workers an earlier daemon of this httpd left running: a rollback or graceful
+ * restart must not let the new daemon start GmailSyncMaxWorkers more beside them. */
+void gs_workers_count_strays(daemon_t *d)
+{
+    stray_t strays[GS_MAX_WORKER_SLOTS];
+
+    d->strays = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS);
 }
 
 /* Fails the tasks of the strays that are gone (they are not our children: the pid is checked

@@ -476,10 +476,8 @@ int main(int argc, const char *const *argv)
         return EXIT_NOSTART;
     }
     {
-        const char *args[1] = { "gmailsync-tokens" };
-        if (gs_db_exec(rt.db, pool, GS_SQL_W_APP_NAME, NULL, 1, args) != APR_SUCCESS) {
-            gs_log_error(GS_LOG_DEBUG, pool, "event=db.app_name reason=\"not set\"");
-        }
+        gs_db_session_t session = { "gmailsync-tokens", 0, 0, 0 };
+        gs_db_set_session(rt.db, &session);
     }
     if (!strcmp(cmd, "check")) {
         return check(rt.db, kr, pool);

@@ -154,6 +154,25 @@ static apr_status_t open_db(gs_db_t **db, apr_pool_t *p, const gs_worker_conf_t 
         gs_log_error(GS_LOG_NOTICE, p, "event=db.back task=%s waited_ms=%" APR_INT64_T_FMT,
                      task_id, (apr_int64_t)apr_time_as_msec(apr_time_now() - began));
     }
+    if (rv == APR_SUCCESS) {
+        gs_db_session_t session = { NULL, 0, 0, 0 };
+
+        /* named after the task, so that operators find it in pg_stat_activity. The worker's
+         * transactions hold the task's row: a worker frozen inside one (SIGSTOP, a stall) must
+         * not keep the row locked until the rescue gives up on it, so PostgreSQL ends such a
+         * session after a quarter of the stuck threshold (the stall limit is half of it), at
+         * most 30 s; nothing the worker does inside a transaction waits on Gmail */
+        session.name = apr_pstrcat(p, "gmailsync-worker ", task_id, NULL);
+        session.idle_in_transaction_timeout = conf->stall_limit > 0 ? conf->stall_limit / 2
+                                                                    : apr_time_from_sec(30);
+        if (session.idle_in_transaction_timeout > apr_time_from_sec(30)) {
+            session.idle_in_transaction_timeout = apr_time_from_sec(30);
+        }
+        if (session.idle_in_transaction_timeout < apr_time_from_sec(1)) {
+            session.idle_in_transaction_timeout = apr_time_from_sec(1);
+        }
+        gs_db_set_session(*db, &session);
+    }
     return rv;
 }
 
