@@ -339,3 +339,66 @@ def test_stop_also_ends_the_workers_an_earlier_daemon_left_running(stack, tmp_pa
             os.kill(pid, signal.SIGKILL)
         requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
         stack.reconfigure(None)
+
+
+def test_workers_an_earlier_generation_left_running_count_against_the_cap(stack, tmp_path,
+                                                                          no_faults):
+    """A graceful restart (a rollback, a toggle) leaves running syncs to finish: the new daemon
+    must not start GmailSyncMaxWorkers more beside them (issue 21, item 8: 8 ran under 4)."""
+    extra = tmp_path / "cap.conf"
+    extra.write_text("GmailSyncMaxWorkers 2\n")
+    stack.reconfigure(str(extra))
+    users = [stack.add_user(messages=2000) for _ in range(4)]
+    try:
+        for u in users:
+            slow_down(stack, seconds=2.0, email=u["email"])
+        first = [start(stack, u) for u in users[:2]]
+        for t in first:
+            wait_for("a worker", lambda: worker_pids(t), 5)
+        # a graceful restart: the two workers go on under the old daemon's generation
+        extra.write_text("GmailSyncMaxWorkers 2\nGmailSyncProgressInterval 900ms\n")
+        stack.reconfigure(str(extra))
+        assert all(state(stack, t) == "RUNNING" for t in first), "the test needs them running"
+        later = [start(stack, u) for u in users[2:]]
+        most = 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            most = max(most, sum(len(worker_pids(t)) for t in first + later))
+            time.sleep(0.1)
+        assert most <= 2, f"{most} workers ran under GmailSyncMaxWorkers 2"
+        assert all(state(stack, t) == "CREATED" for t in later), [task(stack, t) for t in later]
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        for t in first + later:
+            wait_for("every sync to finish", lambda: state(stack, t) == "SUCCEEDED", 90)
+    finally:
+        stack.reconfigure(None)
+
+
+def test_a_frozen_worker_an_earlier_daemon_left_is_killed_when_its_task_is_stuck(
+        stack, tmp_path, no_faults, expect_log):
+    """Issue 21, item 9: a worker left running by a graceful restart that then freezes was never
+    killed (only the new daemon's own workers were)."""
+    expect_log(r"event=task\.stuck|event=worker\.killed|event=task\.failed .*error=stuck"
+               r"|event=worker\.stalled")
+    extra = tmp_path / "stray.conf"
+    extra.write_text("GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 3s\n")
+    stack.reconfigure(str(extra))
+    try:
+        u = stack.add_user(messages=2000)
+        slow_down(stack, seconds=2.0, email=u["email"])
+        tid = start(stack, u)
+        wait_for("RUNNING", lambda: state(stack, tid) == "RUNNING", 5)
+        pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
+        # a graceful restart (the same thresholds): the worker goes on, left by the old daemon
+        extra.write_text("GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 3s\n"
+                         "GmailSyncProgressInterval 900ms\n")
+        stack.reconfigure(str(extra))
+        assert worker_pids(tid) == [pid] and state(stack, tid) == "RUNNING"
+        os.kill(pid, signal.SIGSTOP)
+        wait_for("FAILED stuck", lambda: task(stack, tid)[4] == "stuck", 15)
+        wait_for("the frozen stray killed", lambda: not worker_pids(tid), 5)
+        requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
+        again = start(stack, u)
+        wait_for("rerun", lambda: state(stack, again) == "SUCCEEDED", 60)
+    finally:
+        stack.reconfigure(None)
