@@ -217,7 +217,7 @@ def graceful_with_a_running_sync(stack, tmp_path, tid):
 
 def test_graceful_restart_lets_running_syncs_finish(stack, tmp_path, no_faults):
     u = stack.add_user(messages=1500)
-    slow_down(stack, seconds=0.4, email=u["email"])
+    slow_down(stack, seconds=3.0, email=u["email"])
     tid = start(stack, u)
     try:
         graceful_with_a_running_sync(stack, tmp_path, tid)
@@ -325,7 +325,7 @@ def test_stop_also_ends_the_workers_an_earlier_daemon_left_running(stack, tmp_pa
     """A graceful restart leaves running syncs to their workers; a stop afterwards must end
     them too (they used to outlive httpd, their tasks RUNNING)."""
     u = stack.add_user(messages=1500)
-    slow_down(stack, seconds=1.0, email=u["email"])
+    slow_down(stack, seconds=3.0, email=u["email"])
     tid = start(stack, u)
     pid = None
     try:

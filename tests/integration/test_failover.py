@@ -263,7 +263,7 @@ def fo():
     f = Failover()
     f.up()
     # every user now, while A is the primary (add-user writes through A)
-    f.users = [json_user(f) for _ in range(12)]
+    f.users = [json_user(f) for _ in range(13)]
     yield f
     f.down()
 
@@ -369,3 +369,30 @@ def test_failover_to_a_standby_that_lags_loses_nothing_three_times(fo):
 def test_with_synchronous_replication_every_sync_is_exact(fo):
     ends = one_round(fo, fo.users[9:12], synchronous=True)
     assert all(e[0] == "SUCCEEDED" for e in ends.values()), ends
+
+
+def test_a_sync_whose_end_the_failover_lost_runs_again_at_once(fo):
+    """The worker committed SUCCEEDED and exited; the primary died before the standby had that
+    commit: on the new primary the task is RUNNING with nobody running it. The daemon notices
+    (its connection is on a new server) and runs it again under the same lease."""
+    fo.make_standby()
+    user = fo.users[12]
+    tid = start(fo, user, force_full=True).json()["task_id"]
+    watch = Watcher(fo, [(tid, user)])
+    watch.start()
+    try:
+        # the end committed on the primary, not yet on the standby (3 s behind)
+        wait_for("SUCCEEDED on the primary", lambda: (state(fo, tid) or ("",))[0] == "SUCCEEDED",
+                 60)
+        fo.crash_and_promote()
+        wait_for("the lost end seen on the new primary, or the task run again", lambda: state(
+            fo, tid) is not None, 30)
+        end = wait_for("SUCCEEDED again", lambda: (lambda s: s if s and s[0] in (
+            "SUCCEEDED", "FAILED") else None)(state(fo, tid)), 60)
+    finally:
+        watch.done.set()
+        watch.join(10)
+    assert end[0] == "SUCCEEDED", end
+    assert watch.orphan_max[tid] <= 10, watch.orphan_max[tid]
+    assert_table_equals_mailbox(fo, fo.gmail, user, check_fields=False)
+    assert "event=worker.resumed task=" + tid in fo.error_log()
