@@ -14,6 +14,7 @@ typedef struct {
     const char *reason;         /* Gmail's reason, or the transport error */
     apr_interval_time_t retry_after;
     int concurrent;             /* "Too many concurrent requests for user" (not the quota) */
+    apr_time_t until;           /* a rate limit's lockout end named in its message, or 0 */
 } gs_attempt_t;
 
 /* Whether an answer is Gmail's per-user concurrency limit rather than its quota. */

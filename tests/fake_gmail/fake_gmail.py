@@ -296,7 +296,8 @@ class Api:
 
     # Returns Reply (top level) or (Reply, stats record) (batch part, when the call ran).
     # level: "top" or "part".  held: dict quota -> slots held (batch parts only).
-    def call(self, http_method, path, query, auth_header, level, held=None):
+    # locked: set of quotas whose lockout this batch already lengthened (batch parts only).
+    def call(self, http_method, path, query, auth_header, level, held=None, locked=None):
         state = self.state
         route = _route(path)
         if route is None:
@@ -350,6 +351,15 @@ class Api:
 
         quota = state.quota_for(email_lc)
         cfg = state.config
+        if quota.lockout is not None:
+            # Gmail's per-user lockout comes before any quota: one request, one lengthening
+            denied = P.locked_out(quota, level == "top" or quota not in locked)
+            if denied is not None:
+                if level == "part":
+                    locked.add(quota)
+                state.stats.record(method, denied.status, email_lc, part=(level == "part"))
+                state.stats.count_denied(email_lc, denied.kind)
+                return Reply(denied.status, P.quota_body(denied, cfg, pretty), fault=transport)
         denied = P.acquire_slot(quota, cfg)
         if denied is None and level == "part":
             held[quota] = held.get(quota, 0) + 1
@@ -760,6 +770,7 @@ class Handler(BaseHTTPRequestHandler):
                          headers=fault.retry_after_headers(fault.status))
         api = state.api_top
         held = {}
+        locked = set()
         answers = []
         records = []
         transport = fault
@@ -768,7 +779,7 @@ class Handler(BaseHTTPRequestHandler):
                 path, _, query = target.partition("?")
                 auth = inner_headers.get(b"authorization")
                 auth = auth.decode("latin-1") if auth is not None else outer_auth
-                result = api.call(method, path, query, auth, "part", held)
+                result = api.call(method, path, query, auth, "part", held, locked)
                 if isinstance(result, tuple):
                     reply, record = result
                     records.append(record + (True,))
@@ -1070,7 +1081,10 @@ def _control(state, http_method, parts, data, params):
                 return _control_error(404, "no such mailbox")
             if len(parts) == 2:
                 if http_method == "GET":
-                    return _json_reply(200, mailbox.summary(params.get("ids") in ("1", "true")))
+                    summary = mailbox.summary(params.get("ids") in ("1", "true"))
+                    lock = state.quota_for(email_lc).lockout
+                    summary["lockout"] = lock.describe() if lock else None
+                    return _json_reply(200, summary)
                 if http_method == "DELETE":
                     with state.lock:
                         state.mailboxes.pop(email_lc, None)
@@ -1146,6 +1160,12 @@ def _mailbox_action(state, mailbox, action, data):
     if action == "revoke":
         state.tokens.revoke(email_lc)
         return _json_reply(200, {"revoked": mailbox.email})
+    if action == "lockout":
+        lock = P.Lockout(data) if data.get("seconds", 60) else None
+        quota = state.quota_for(email_lc)
+        with quota.lock:
+            quota.lockout = lock
+        return _json_reply(200, {"lockout": lock.describe() if lock else None})
     if action == "expire-tokens":
         return _json_reply(200, {"expired": state.tokens.expire(email_lc)})
     if action == "token":

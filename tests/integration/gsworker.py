@@ -103,6 +103,10 @@ class Gmail:
     def revoke(self, email):
         self._call("POST", "/mailboxes/%s/revoke" % email)
 
+    def lockout(self, email, **spec):
+        """Gmail's per-user lockout (the fake's README: seconds, penalty, status, after)."""
+        return self._call("POST", "/mailboxes/%s/lockout" % email, spec)["lockout"]
+
     def expire_tokens(self, email):
         return self._call("POST", "/mailboxes/%s/expire-tokens" % email)
 

@@ -4,6 +4,8 @@ to the mailbox; permanent ones end FAILED with the documented error_code; nothin
 Backoff is shortened through the worker configuration (backoff_base/backoff_max) so that the fault
 matrix runs in seconds; Retry-After (1 s from the fake) is still honoured.
 """
+import time
+
 import pytest
 
 from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused,
@@ -184,3 +186,42 @@ def test_gmail_unreachable_fails_with_gmail_unavailable(stack, gmail, worker):
     assert run.rc == EXIT_FAILED
     t = task(stack, tid)
     assert t["error_code"] == "gmail_unavailable" and "token" in t["error_message"]
+
+
+@pytest.mark.parametrize("status, after, parallel", [(429, 1, 2), (403, 2, 1)],
+                         ids=["429 on the listing", "403 on batch parts"])
+def test_a_lockout_is_waited_out_until_the_time_gmail_names(stack, gmail, worker, status, after,
+                                                            parallel):
+    """Gmail's per-user lockout names its end only in the message ("User-rate limit exceeded.
+    Retry after 2026-...Z"), without Retry-After, and every early call lengthens it: the worker
+    waits until that time, once, and the sync ends SUCCEEDED."""
+    user = stack.add_user(messages=240)
+    # getProfile (and the listing) go through, then 2 s of lockout; each early call adds 2 s
+    gmail.lockout(user["email"], seconds=2, penalty=2, status=status, after=after)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, wait=60, retries=0, retry_budget="15s", parallel=parallel)
+    assert run.rc == EXIT_SUCCEEDED, run.stderr[-3000:]
+    lock = gmail.mailbox(user["email"])["lockout"]
+    assert lock["over"] and lock["lengthened"] == 0 and lock["refused"] >= 1, lock
+    retries = run.events("gmail.retry")
+    assert len(retries) == 1 and "locked_until=%s " % lock["until"] in retries[0] + " ", retries
+    wait_ms = int(retries[0].split("wait_ms=")[1].split()[0])
+    assert 2000 <= wait_ms <= 3500, retries[0]      # the lockout, plus a margin for the clocks
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_a_lockout_past_the_retry_budget_fails_at_once_naming_its_end(stack, gmail, worker):
+    user = stack.add_user(messages=60)
+    gmail.lockout(user["email"], seconds=600, penalty=60, status=429, after=1)
+    tid = new_task(stack, user["user_id"])
+    t0 = time.monotonic()
+    run = worker.run(tid, wait=60, retries=0, retry_budget="20s")
+    took = time.monotonic() - t0
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    lock = gmail.mailbox(user["email"])["lockout"]
+    assert (lock["refused"], lock["lengthened"]) == (1, 0), lock    # asked once, not again
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "quota_exhausted")
+    assert lock["until"] in t["error_message"], t["error_message"]
+    assert took < 10, "gave up after %.1f s, not at once" % took
+    assert not run.events("gmail.retry") and len(run.events("gmail.give_up")) == 1
