@@ -26,6 +26,9 @@
 #define GS_ERR_STUCK             "stuck"
 #define GS_ERR_CANCELLED         "cancelled"
 #define GS_ERR_INTERNAL          "internal"
+/* Gmail answered 403 accessNotConfigured: the Gmail API is switched off in the OAuth client's
+ * Google Cloud project (an operator's setting, not the user's grant) */
+#define GS_ERR_API_DISABLED      "api_disabled"
 /* the account's stored token does not open with the worker's keys: its key is not in the key
  * file, it does not authenticate (tampered, copied from another row), or it is plaintext */
 #define GS_ERR_TOKEN_UNDECRYPTABLE "token_undecryptable"

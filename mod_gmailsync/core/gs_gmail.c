@@ -230,6 +230,14 @@ void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a
 apr_status_t gs_gmail_fail_for(gs_gmail_t *gm, apr_pool_t *p, const char *method,
                                const gs_attempt_t *a)
 {
+    if (a->cls == GS_GM_FORBIDDEN && a->reason && !strcmp(a->reason, "accessNotConfigured")) {
+        /* "Gmail API has not been used in project N before or it is disabled": the project's
+         * setting, not the user's grant; linking the account again would change nothing */
+        return gs_fail(gm->failure, p, GS_ERR_API_DISABLED,
+                       "the Gmail API is disabled in this server's Google Cloud project (%s, %s): "
+                       "an operator must enable it for the project of the OAuth client; "
+                       "the Gmail account need not be linked again", method, status_text(p, a));
+    }
     if (a->cls == GS_GM_FORBIDDEN || a->cls == GS_GM_UNAUTHORIZED) {
         return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
                        "Gmail refused access to the mailbox (%s, %s): link the Gmail account again",

@@ -59,6 +59,25 @@ def insufficient_scope(pretty=True):
                             "status": "PERMISSION_DENIED"}}, pretty)
 
 
+PROJECT_NUMBER = "000000000000"
+
+
+def access_not_configured(pretty=True):
+    """403 when the Gmail API is disabled in the OAuth client's Cloud project (Google's body)."""
+    msg = ("Gmail API has not been used in project %s before or it is disabled. Enable it by visiting "
+           "https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=%s then retry. "
+           "If you enabled this API recently, wait a few minutes for the action to propagate to our systems "
+           "and retry." % (PROJECT_NUMBER, PROJECT_NUMBER))
+    return dumps({"error": {"code": 403, "message": msg,
+                            "errors": [{"message": msg, "domain": "usageLimits", "reason": "accessNotConfigured",
+                                        "extendedHelp": "https://console.developers.google.com"}],
+                            "status": "PERMISSION_DENIED",
+                            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                         "reason": "SERVICE_DISABLED", "domain": "googleapis.com",
+                                         "metadata": {"consumer": "projects/" + PROJECT_NUMBER,
+                                                      "service": "gmail.googleapis.com"}}]}}, pretty)
+
+
 def not_found(pretty=True):
     return error_body(404, "Requested entity was not found.", "notFound", pretty=pretty)
 
@@ -71,6 +90,8 @@ def status_error(code, reason=None, message=None, pretty=True):
     """Body for an injected status (Gmail's shapes; 502 is Google's HTML page)."""
     if code == 401:
         return auth_error(pretty)
+    if code == 403 and reason == "accessNotConfigured" and message is None:
+        return access_not_configured(pretty)
     defaults = {
         400: ("Bad Request", "badRequest", "global"),
         403: ("User Rate Limit Exceeded", "userRateLimitExceeded", "usageLimits"),
@@ -496,11 +517,18 @@ class Stats:
             self.method_status = {}
             self.per_mailbox = {}
             self.denied = {}        # email -> {"rate"|"concurrent"|"minute": answers refused}
+            self.gzip = {"answers": 0, "bytes": 0, "gzip_bytes": 0}    # Gmail answers sent compressed
             self.started = time.time()
 
     def record(self, method, status, email=None, units=0, n=1, part=False):
         with self.lock:
             self._record(method, status, email, units, n, part)
+
+    def count_gzip(self, plain, compressed):
+        with self.lock:
+            self.gzip["answers"] += 1
+            self.gzip["bytes"] += plain
+            self.gzip["gzip_bytes"] += compressed
 
     def count_denied(self, email, kind):
         """One call or part refused by the quota ("rate", "minute") or the concurrency limit."""
@@ -549,4 +577,4 @@ class Stats:
             return {"requests": dict(self.requests), "batch_parts": self.batch_parts,
                     "quota_units": self.quota_units, "status_counts": dict(self.status_counts),
                     "method_status_counts": {k: dict(v) for k, v in self.method_status.items()},
-                    "per_mailbox": per_mailbox, "since": self.started}
+                    "per_mailbox": per_mailbox, "gzip": dict(self.gzip), "since": self.started}

@@ -4,11 +4,13 @@ to the mailbox; permanent ones end FAILED with the documented error_code; nothin
 Backoff is shortened through the worker configuration (backoff_base/backoff_max) so that the fault
 matrix runs in seconds; Retry-After (1 s from the fake) is still honoured.
 """
+import os
+import re
 import time
 
 import pytest
 
-from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused,
+from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, ROOT, assert_table_equals_mailbox, daemon_paused,
                       gmail, new_task, stored, task, worker)  # noqa: F401  (fixtures)
 
 TRANSIENT = [
@@ -225,3 +227,59 @@ def test_a_lockout_past_the_retry_budget_fails_at_once_naming_its_end(stack, gma
     assert lock["until"] in t["error_message"], t["error_message"]
     assert took < 10, "gave up after %.1f s, not at once" % took
     assert not run.events("gmail.retry") and len(run.events("gmail.give_up")) == 1
+
+
+def page_strings(lang):
+    """key -> text of one language's table in the page's i18n.js."""
+    with open(os.path.join(ROOT, "mod_gmailsync", "www", "i18n.js"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("\n  %s: {" % (lang if lang == "en" else "'%s'" % lang))
+    table = text[start:text.index("\n  }", start)]
+    return dict(re.findall(r"^    (\w+): '((?:[^'\\]|\\.)*)',?$", table, re.M))
+
+
+def test_the_gmail_api_disabled_in_the_cloud_project_fails_api_disabled_not_auth_revoked(
+        stack, gmail, worker):
+    """403 accessNotConfigured is the operator's Cloud project, not the user's grant: its own
+    code and words, and nobody is told to link the account again."""
+    user = stack.add_user(messages=30)
+    gmail.config(api_disabled=True)
+    try:
+        tid = new_task(stack, user["user_id"])
+        run = worker.run(tid)
+    finally:
+        gmail.config(api_disabled=False)
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "api_disabled"), t
+    msg = t["error_message"]
+    assert "Gmail API is disabled" in msg and "accessNotConfigured" in msg and "operator" in msg, msg
+    assert "need not be linked again" in msg
+    assert run.board()[-1] == {"event": "state", "task": tid, "state": "FAILED", "code": "api_disabled"}
+    failed = run.events("task.failed")
+    assert len(failed) == 1 and "error=api_disabled " in failed[0]
+    for lang, relink in (("en", "link it again"), ("zh-CN", "重新关联")):
+        strings = page_strings(lang)
+        assert strings.get("err_api_disabled") and strings.get("do_api_disabled"), lang
+        assert relink in strings["do_api_disabled"]           # "... need not link it again"
+        assert strings["do_api_disabled"] != strings["do_auth_revoked"]
+    # once an operator enables the API, the next sync simply works: no new link was needed
+    tid = new_task(stack, user["user_id"])
+    assert worker.run(tid).rc == EXIT_SUCCEEDED
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_gmail_answers_come_gzip_compressed_and_are_parsed(stack, gmail, worker):
+    """Google compresses only for clients that accept gzip and say "gzip" in their User-Agent."""
+    user = stack.add_user(messages=300)
+    gmail.config(gzip=True)
+    gmail.reset_stats()
+    run = worker.run(new_task(stack, user["user_id"]))
+    assert run.rc == EXIT_SUCCEEDED, run.stderr[-3000:]
+    stats = gmail.stats()
+    calls = sum(stats["requests"].get(m, 0) for m in ("getProfile", "messages.list", "history.list", "batch"))
+    z = stats["gzip"]
+    assert calls >= 3 and z["answers"] == calls, (z, stats["requests"])    # every answer compressed
+    assert z["gzip_bytes"] * 3 < z["bytes"], z
+    assert_table_equals_mailbox(stack, gmail, user)                          # and read exactly
+    print("gzip: %d answers, %d bytes sent for %d" % (z["answers"], z["gzip_bytes"], z["bytes"]))
