@@ -4,8 +4,12 @@ to the mailbox; permanent ones end FAILED with the documented error_code; nothin
 Backoff is shortened through the worker configuration (backoff_base/backoff_max) so that the fault
 matrix runs in seconds; Retry-After (1 s from the fake) is still honoured.
 """
+import contextlib
 import os
+import pwd
 import re
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -283,3 +287,79 @@ def test_gmail_answers_come_gzip_compressed_and_are_parsed(stack, gmail, worker)
     assert z["gzip_bytes"] * 3 < z["bytes"], z
     assert_table_equals_mailbox(stack, gmail, user)                          # and read exactly
     print("gzip: %d answers, %d bytes sent for %d" % (z["answers"], z["gzip_bytes"], z["bytes"]))
+
+
+@contextlib.contextmanager
+def messages_on_a_small_disk(stack, room_kb):
+    """gmailsync.messages moved to a tablespace on a tmpfs of its own with `room_kb` to spare:
+    a full disk as PostgreSQL really meets it (ERROR 53100 "could not extend file ...: No space
+    left on device"). Needs root (mount); afterwards the table is moved back."""
+    import psycopg2
+    import psycopg2.extensions
+    db = stack.query("SELECT current_database()")[0][0]
+    size_kb = stack.query("SELECT pg_table_size('gmailsync.messages')")[0][0] // 1024 + room_kb
+    mnt = tempfile.mkdtemp(prefix="gs-small-disk-")
+    try:
+        os.chmod(mnt, 0o755)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dk,uid=%d,mode=0700"
+                            % (size_kb, pwd.getpwnam("postgres").pw_uid), "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a small filesystem here (%s): the test needs root"
+                        % r.stderr.strip())
+        try:
+            admin = psycopg2.connect(psycopg2.extensions.make_dsn(stack.pg_admin_dsn, dbname=db))
+            admin.autocommit = True
+            try:
+                cur = admin.cursor()
+                cur.execute("CREATE TABLESPACE gs_small_disk LOCATION %s", (mnt,))
+                try:
+                    cur.execute("ALTER TABLE gmailsync.messages SET TABLESPACE gs_small_disk")
+                    yield
+                finally:
+                    cur.execute("ALTER TABLE gmailsync.messages SET TABLESPACE pg_default")
+                    cur.execute("CHECKPOINT")
+                    cur.execute("DROP TABLESPACE gs_small_disk")
+            finally:
+                admin.close()
+        finally:
+            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mnt], check=True)
+    finally:
+        os.rmdir(mnt)
+
+
+def test_a_full_disk_fails_storage_full_keeps_what_was_stored_and_the_next_sync_resumes(
+        stack, gmail, worker):
+    """PostgreSQL's disk_full (SQLSTATE 53100) is a storage error, not a bug: storage_full, every
+    row committed before it stays, only the batch that did not fit is missing, and once space is
+    freed the next sync resumes and fetches only what is missing."""
+    n = 1500
+    user = stack.add_user(messages=n)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    with messages_on_a_small_disk(stack, room_kb=256):
+        run = worker.run(tid, wait=120)
+        rows = len(stored(stack, user["user_id"]))
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "storage_full"), t
+    assert "out of disk space" in t["error_message"] and "53100" in t["error_message"], t
+    assert "No space left on device" in t["error_message"]
+    failed = run.events("task.failed")
+    assert len(failed) == 1 and "error=storage_full " in failed[0]
+    fetched = int(failed[0].split(" fetched=")[1].split()[0])
+    asked = gmail.requests_of(user["email"], "messages.get")
+    # every row the worker stored is there; what Gmail sent and was not stored is at most the
+    # one batch round that did not fit (batch_size x parallel = 100)
+    assert 0 < rows == fetched < n, (rows, fetched)
+    assert asked - rows <= 100, (asked, rows)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    again = worker.run(tid)
+    assert again.rc == EXIT_SUCCEEDED, again.stderr[-3000:]
+    assert "resumed=1" in again.events("sync.mode")[0]
+    assert gmail.requests_of(user["email"], "messages.get") == n - rows   # only what was missing
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+    print("disk full after %d of %d rows (%d fetched from Gmail); the next sync fetched %d"
+          % (rows, n, asked, n - rows))
