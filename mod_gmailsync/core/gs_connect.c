@@ -190,6 +190,6 @@ apr_status_t gs_connect_http(gs_http_t **http, apr_pool_t *p, const char **err)
     hs.connect_timeout = apr_time_from_sec(5);
     hs.low_speed_time = apr_time_from_sec(10);
     hs.max_parallel = 1;
-    hs.user_agent = "mod_gmailsync/" GS_VERSION;
+    hs.user_agent = "mod_gmailsync/" GS_VERSION " (gzip)";     /* see gmailsync_worker.c */
     return gs_curl_create(http, p, &hs, err);
 }

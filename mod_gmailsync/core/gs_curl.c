@@ -135,6 +135,8 @@ static apr_status_t transfer_setup(gs_http_t *http, transfer_t *t)
     SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1L);
     SETOPT(CURLOPT_LOW_SPEED_TIME, (long)apr_time_sec(s->low_speed_time));
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* every encoding this libcurl decodes (gzip included): Google compresses when the
+     * User-Agent also says "gzip" (the callers' settings.user_agent) */
     SETOPT(CURLOPT_ACCEPT_ENCODING, "");
     SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
     SETOPT(CURLOPT_WRITEFUNCTION, on_body);

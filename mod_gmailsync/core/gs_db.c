@@ -22,11 +22,60 @@ struct gs_db_conn_t {
 
 #define GS_DB_CONN_KEY "gmailsync:gs_db_conn"
 
+/* The lines PQERRORS_VERBOSE adds to a message besides the SQLSTATE: not for users' eyes. */
+static int verbose_only(const char *line)
+{
+    static const char *const names[] = { "LOCATION:  ", "SCHEMA NAME:  ", "TABLE NAME:  ",
+                                         "COLUMN NAME:  ", "DATATYPE NAME:  ",
+                                         "CONSTRAINT NAME:  " };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!strncmp(line, names[i], strlen(names[i]))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Keeps the driver's message and, apart, its SQLSTATE: the connection's messages are verbose
+ * (before_use), "ERROR:  53100: could not extend file ...\nHINT: ...\nLOCATION: ...", which
+ * becomes "ERROR:  could not extend file ...\nHINT: ..." and "53100". libpq's own messages
+ * (a lost connection) have no SQLSTATE: "". */
 static void remember_error(gs_db_t *db, int rc)
 {
     const char *msg = db->handle ? apr_dbd_error(db->driver, db->handle, rc) : NULL;
+    const char *c, *line;
+    apr_array_header_t *kept;
+    int i;
 
-    db->last_error = apr_pstrdup(db->pool, msg && *msg ? msg : "database error");
+    db->last_sqlstate[0] = '\0';
+    if (!msg || !*msg) {
+        db->last_error = "database error";
+        return;
+    }
+    if ((c = strstr(msg, ":  ")) && c - msg < 24) {
+        for (i = 0; i < 5 && ((c[3 + i] >= '0' && c[3 + i] <= '9')
+                              || (c[3 + i] >= 'A' && c[3 + i] <= 'Z')); i++) {
+        }
+        if (i == 5 && c[8] == ':' && c[9] == ' ') {
+            memcpy(db->last_sqlstate, c + 3, 5);
+            db->last_sqlstate[5] = '\0';
+            msg = apr_pstrcat(db->pool, apr_pstrmemdup(db->pool, msg, (apr_size_t)(c + 3 - msg)),
+                              c + 10, NULL);
+        }
+    }
+    kept = apr_array_make(db->pool, 4, sizeof(const char *));
+    for (line = msg; *line; ) {
+        const char *nl = strchr(line, '\n');
+        apr_size_t n = nl ? (apr_size_t)(nl - line + 1) : strlen(line);
+        if (!verbose_only(line)) {
+            APR_ARRAY_PUSH(kept, const char *) = apr_pstrmemdup(db->pool, line, n);
+        }
+        line += n;
+    }
+    msg = apr_array_pstrcat(db->pool, kept, 0);
+    db->last_error = *msg ? msg : "database error";
 }
 
 static gs_db_conn_t *conn_make(apr_pool_t *parent)
@@ -162,10 +211,17 @@ static int recover(gs_db_t *db, apr_pool_t *p)
  * previous backend are forgotten. */
 static void before_use(gs_db_t *db, apr_pool_t *p)
 {
+    PGconn *c;
+
     if (is_broken(db)) {
         recover(db, p);
     }
     conn_sync(db);
+    if (db->params && (c = pg_conn(db))) {
+        /* on our own connections (not mod_dbd's, which other modules share) messages carry
+         * their SQLSTATE (remember_error): a full disk is not a bug */
+        (void)PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
+    }
 }
 
 static apr_dbd_prepared_t *statement(gs_db_t *db, const char *label)
@@ -323,6 +379,7 @@ static apr_status_t run(gs_db_t *db, apr_pool_t *p, const char *label, int is_se
 
         if (!db->handle) {
             db->last_error = "no database connection";
+            db->last_sqlstate[0] = '\0';
             return APR_EGENERAL;
         }
         before_use(db, p);

@@ -50,6 +50,8 @@ typedef struct gs_db_t {
     int in_transaction;
     apr_pool_t *tx_pool;       /* holds the rollback cleanup of the open transaction */
     const char *last_error;    /* the driver's message for the last failure, or NULL */
+    char last_sqlstate[6];     /* its SQLSTATE ("53100") on connections gs_db_open made; ""
+                                * when it has none (connection lost) or for wrapped ones */
     unsigned long resets;      /* times this wrapper reset or reopened its connection */
     gs_db_session_t session;   /* the setup of every new session (gs_db_set_session) */
     const char *session_key;   /* the same as a string, to compare with the session's */

@@ -29,6 +29,12 @@
 #define GS_ERR_STUCK             "stuck"
 #define GS_ERR_CANCELLED         "cancelled"
 #define GS_ERR_INTERNAL          "internal"
+/* Gmail answered 403 accessNotConfigured: the Gmail API is switched off in the OAuth client's
+ * Google Cloud project (an operator's setting, not the user's grant) */
+#define GS_ERR_API_DISABLED      "api_disabled"
+/* PostgreSQL ran out of disk space (SQLSTATE 53100 disk_full) while storing: what was committed
+ * is kept, the next sync resumes once space is freed */
+#define GS_ERR_STORAGE_FULL      "storage_full"
 /* the account's stored token does not open with the worker's keys: its key is not in the key
  * file, it does not authenticate (tampered, copied from another row), or it is plaintext */
 #define GS_ERR_TOKEN_UNDECRYPTABLE "token_undecryptable"

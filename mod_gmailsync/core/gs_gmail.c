@@ -82,6 +82,18 @@ apr_status_t gs_gmail_wait_quota(gs_gmail_t *gm, int units)
     return APR_SUCCESS;
 }
 
+/* t as RFC 3339 UTC with milliseconds, as Gmail writes its lockout ends */
+static const char *gs_rfc3339(apr_pool_t *p, apr_time_t t)
+{
+    apr_time_exp_t x;
+
+    if (apr_time_exp_gmt(&x, t) != APR_SUCCESS) {
+        return "an unknown time";
+    }
+    return apr_psprintf(p, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", x.tm_year + 1900, x.tm_mon + 1,
+                        x.tm_mday, x.tm_hour, x.tm_min, x.tm_sec, x.tm_usec / 1000);
+}
+
 static const char *status_text(apr_pool_t *p, const gs_attempt_t *a)
 {
     if (a->status == 0) {
@@ -117,15 +129,31 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
     if (a->cls == GS_GM_RATE_LIMITED) {
         gm->rate_limited++;
     }
-    verdict = gs_retry_decide(&gm->policy, gm->last_ok, now, attempt, a->retry_after,
-                              random01(gm), &wait);
+    /* a lockout's end named in the message: asking before it lengthens the lockout */
+    verdict = a->cls == GS_GM_RATE_LIMITED && a->until > 0
+              ? gs_retry_decide_lockout(&gm->policy, gm->last_ok, now, attempt, a->until, &wait)
+              : gs_retry_decide(&gm->policy, gm->last_ok, now, attempt, a->retry_after,
+                                random01(gm), &wait);
+    if (verdict == GS_RETRY_OUT_OF_TIME && a->cls == GS_GM_RATE_LIMITED && a->until > 0) {
+        const char *until = gs_rfc3339(p, a->until);
+        gs_log_error(GS_LOG_NOTICE, p, "event=gmail.give_up %s method=%s status=%d reason=%s "
+                     "retries=%d silent_ms=%" APR_INT64_T_FMT " locked_until=%s", gm->log_ctx,
+                     method, a->status, reason, gm->streak,
+                     (apr_int64_t)apr_time_as_msec(now - gm->last_ok), until);
+        return gs_fail(gm->failure, p, GS_ERR_QUOTA_EXHAUSTED,
+                       "Gmail locked this mailbox out for exceeding its rate limit until %s (%s, "
+                       "%s), past the retry budget (%" APR_INT64_T_FMT " s without a successful "
+                       "answer); try again after %s", until, method, status_text(p, a),
+                       (apr_int64_t)apr_time_sec(gm->policy.budget), until);
+    }
     if (verdict != GS_RETRY_WAIT) {
         budget = verdict == GS_RETRY_OUT_OF_ATTEMPTS
                  ? apr_psprintf(p, "after %d retries", gm->policy.max_attempts)
                  : apr_psprintf(p, "for %" APR_INT64_T_FMT " s without a successful answer "
                                 "(retry budget %" APR_INT64_T_FMT " s%s)", silent_s,
                                 (apr_int64_t)apr_time_sec(gm->policy.budget),
-                                a->retry_after > gm->last_ok + gm->policy.budget - now
+                                a->retry_after > 0
+                                && a->retry_after > gm->last_ok + gm->policy.budget - now
                                 ? ", Retry-After reaches past it" : "");
         gs_log_error(GS_LOG_NOTICE, p, "event=gmail.give_up %s method=%s status=%d reason=%s "
                      "retries=%d silent_ms=%" APR_INT64_T_FMT, gm->log_ctx, method, a->status,
@@ -143,10 +171,12 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
     gm->streak++;
     gs_log_error(GS_LOG_NOTICE, p, "event=gmail.retry %s method=%s status=%d reason=\"%s\" "
                  "attempt=%d parts=%d wait_ms=%" APR_INT64_T_FMT " retries=%d silent_ms=%"
-                 APR_INT64_T_FMT, gm->log_ctx, method, a->status,
+                 APR_INT64_T_FMT "%s%s", gm->log_ctx, method, a->status,
                  gs_error_clean(p, a->reason, 200), attempt, parts,
                  (apr_int64_t)apr_time_as_msec(wait), gm->streak,
-                 (apr_int64_t)apr_time_as_msec(now - gm->last_ok));
+                 (apr_int64_t)apr_time_as_msec(now - gm->last_ok),
+                 a->cls == GS_GM_RATE_LIMITED && a->until > 0 ? " locked_until=" : "",
+                 a->cls == GS_GM_RATE_LIMITED && a->until > 0 ? gs_rfc3339(p, a->until) : "");
     if (gm->on_wait && (rv = gm->on_wait(gm->wait_baton, reason, wait, gm->streak))
                        != APR_SUCCESS) {
         return rv;
@@ -182,6 +212,7 @@ void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a
     a->status = req->status;
     a->retry_after = gs_parse_retry_after(req->retry_after, apr_time_now());
     a->concurrent = gs_gmail_too_concurrent(req->status, req->resp_body, req->resp_len);
+    a->until = 0;
     if (req->status == 0) {
         a->cls = GS_GM_TRANSIENT;
         a->reason = req->transport_error ? req->transport_error : "transfer failed";
@@ -191,11 +222,22 @@ void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a
         return;
     }
     a->cls = gs_gmail_classify(p, req->status, req->resp_body, req->resp_len, &a->reason);
+    if (a->cls == GS_GM_RATE_LIMITED) {
+        a->until = gs_gmail_lockout_until(p, req->resp_body, req->resp_len);
+    }
 }
 
 apr_status_t gs_gmail_fail_for(gs_gmail_t *gm, apr_pool_t *p, const char *method,
                                const gs_attempt_t *a)
 {
+    if (a->cls == GS_GM_FORBIDDEN && a->reason && !strcmp(a->reason, "accessNotConfigured")) {
+        /* "Gmail API has not been used in project N before or it is disabled": the project's
+         * setting, not the user's grant; linking the account again would change nothing */
+        return gs_fail(gm->failure, p, GS_ERR_API_DISABLED,
+                       "the Gmail API is disabled in this server's Google Cloud project (%s, %s): "
+                       "an operator must enable it for the project of the OAuth client; "
+                       "the Gmail account need not be linked again", method, status_text(p, a));
+    }
     if (a->cls == GS_GM_FORBIDDEN || a->cls == GS_GM_UNAUTHORIZED) {
         return gs_fail(gm->failure, p, GS_ERR_AUTH_REVOKED,
                        "Gmail refused access to the mailbox (%s, %s): link the Gmail account again",
@@ -239,6 +281,7 @@ apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p)
         a.reason = why;
         a.cls = req->status == 429 ? GS_GM_RATE_LIMITED : GS_GM_TRANSIENT;
         a.concurrent = 0;
+        a.until = 0;
         apr_pool_destroy(rp);
         switch (out) {
         case GS_OAUTH_OK:

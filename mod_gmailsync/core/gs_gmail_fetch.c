@@ -82,6 +82,7 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
                     const gs_attempt_t *a)
 {
     pending_t *again = apr_array_push(queue);
+    apr_time_t until;
 
     again->id = item->id;
     again->attempts = item->attempts + (count_it ? 1 : 0);
@@ -92,9 +93,11 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
     if (again->attempts > r->max_attempts) {
         r->max_attempts = again->attempts;
     }
+    until = r->worst.until > a->until ? r->worst.until : a->until;
     if (!r->worst.reason || a->cls == GS_GM_RATE_LIMITED || a->retry_after > r->worst.retry_after) {
         r->worst = *a;
     }
+    r->worst.until = until;      /* the latest lockout end of the round */
     if (a->cls == GS_GM_RATE_LIMITED && a->concurrent) {
         r->refused_concurrent++;
     }
@@ -165,6 +168,8 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
         pa.concurrent = gs_gmail_too_concurrent(part->status, part->body, part->body_len);
         pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
+        pa.until = pa.cls == GS_GM_RATE_LIMITED
+                   ? gs_gmail_lockout_until(p, part->body, part->body_len) : 0;
         if (pa.cls == GS_GM_OK) {
             json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
             /* a row is a new object with copies of its strings: it outlives p in held */
@@ -203,6 +208,7 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     a.reason = "part missing from the batch answer";
     a.retry_after = 0;
     a.concurrent = 0;
+    a.until = 0;
     for (i = 0; i < n; i++) {
         if (!answered[i]) {
             requeue(queue, &items[i], 1, r, &a);
@@ -382,7 +388,7 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
             }
         }
         if (r.need_auth) {
-            gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0, 0 };
+            gs_attempt_t a = { GS_GM_UNAUTHORIZED, 401, "authError", 0, 0, 0 };
             if (refreshed_last_round) {
                 return held_end(&held, gs_gmail_fail_for(gm, p, "batch", &a));
             }

@@ -8,6 +8,7 @@
 #include "gs_error.h"
 #include "gs_gmail_parse.h"
 #include "gs_json.h"
+#include "gs_quota.h"
 
 /* Bounds on what we store: a subject or address list longer than this is cut. */
 #define MAX_HEADER_BYTES  4096
@@ -175,6 +176,28 @@ gs_gm_class_t gs_gmail_classify(apr_pool_t *p, int status, const char *body, apr
         break;
     }
     return status >= 500 ? GS_GM_TRANSIENT : GS_GM_BAD_REQUEST;
+}
+
+apr_time_t gs_gmail_lockout_until(apr_pool_t *p, const char *body, apr_size_t len)
+{
+    const char *perr;
+    json_object *doc, *err, *errors;
+    apr_time_t until;
+
+    if (!body || !len || len >= 65536 || !(doc = gs_json_parse(p, body, len, &perr))) {
+        return 0;
+    }
+    err = member(doc, "error");
+    if ((until = gs_parse_retry_after_text(string_member(err, "message")))) {
+        return until;
+    }
+    errors = member(err, "errors");
+    if (errors && json_object_is_type(errors, json_type_array)
+        && json_object_array_length(errors) > 0) {
+        return gs_parse_retry_after_text(string_member(json_object_array_get_idx(errors, 0),
+                                                       "message"));
+    }
+    return 0;
 }
 
 apr_status_t gs_gmail_parse_profile(json_object *doc, gs_profile_t *out, const char **err)

@@ -10,6 +10,7 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_time.h>
 #include <json-c/json.h>
 
 /* How a Gmail answer (or batch part) is to be treated. */
@@ -27,6 +28,11 @@ typedef enum {
  * text) for messages and logs, cleaned of control characters. */
 gs_gm_class_t gs_gmail_classify(apr_pool_t *p, int status, const char *body, apr_size_t len,
                                 const char **reason);
+
+/* Gmail's per-user lockout: the time in an error body's message ("User-rate limit exceeded.  Retry
+ * after 2026-12-06T20:15:00.123Z"; error.message, else errors[0].message), or 0 when it names
+ * none. See gs_parse_retry_after_text (gs_quota.h). */
+apr_time_t gs_gmail_lockout_until(apr_pool_t *p, const char *body, apr_size_t len);
 
 typedef struct {
     apr_int64_t messages_total;

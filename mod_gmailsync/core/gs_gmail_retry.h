@@ -14,6 +14,7 @@ typedef struct {
     const char *reason;         /* Gmail's reason, or the transport error */
     apr_interval_time_t retry_after;
     int concurrent;             /* "Too many concurrent requests for user" (not the quota) */
+    apr_time_t until;           /* a rate limit's lockout end named in its message, or 0 */
 } gs_attempt_t;
 
 /* Whether an answer is Gmail's per-user concurrency limit rather than its quota. */
@@ -30,7 +31,8 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
 /* Classifies a finished top-level request. */
 void gs_gmail_judge(apr_pool_t *p, const gs_http_request_t *req, gs_attempt_t *a);
 
-/* The failure for a non-retryable answer: auth_revoked for 401/403, internal otherwise. */
+/* The failure for a non-retryable answer: api_disabled for 403 accessNotConfigured,
+ * auth_revoked for other 401/403, internal otherwise. */
 apr_status_t gs_gmail_fail_for(gs_gmail_t *gm, apr_pool_t *p, const char *method,
                                const gs_attempt_t *a);
 

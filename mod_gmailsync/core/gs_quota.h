@@ -58,4 +58,29 @@ gs_retry_verdict_t gs_retry_decide(const gs_retry_policy_t *pol, apr_time_t last
  * unparseable. */
 apr_interval_time_t gs_parse_retry_after(const char *value, apr_time_t now);
 
+/* Gmail's per-user lockout: a 429 (or 403 rateLimitExceeded/userRateLimitExceeded) whose message
+ * says "User-rate limit exceeded.  Retry after 2026-12-06T20:15:00.123Z" and that has no
+ * Retry-After header. Asking again before that time lengthens the lockout, so the worker waits
+ * until it (plus this margin for the clocks' difference) or, if that is past the retry budget,
+ * gives up at once. */
+#define GS_LOCKOUT_MARGIN apr_time_from_sec(1)
+
+/* Parses a strict RFC 3339 UTC time at s, as Google writes it: "YYYY-MM-DDTHH:MM:SS" with an
+ * optional fraction of 1-9 digits and "Z" (no other offset, no blanks, a year from 1970; a date
+ * or time that does not exist, such as Feb 30 or 24:00, is refused). APR_SUCCESS with *t and,
+ * if end is not NULL, *end just after the "Z"; APR_EINVAL otherwise. strptime and timegm do the
+ * calendar. */
+apr_status_t gs_parse_rfc3339_utc(const char *s, apr_time_t *t, const char **end);
+
+/* The end of a lockout named in an error message ("... Retry after <RFC 3339 time>"), or 0. */
+apr_time_t gs_parse_retry_after_text(const char *message);
+
+/* The retry decision after a lockout that ends at `until` (absolute): wait until then plus
+ * GS_LOCKOUT_MARGIN (not capped at GS_RETRY_AFTER_MAX: an early call lengthens the lockout;
+ * the last wait is shortened to the end of the budget), or GS_RETRY_OUT_OF_TIME at once when
+ * `until` is past the budget's end, or GS_RETRY_OUT_OF_ATTEMPTS as gs_retry_decide. */
+gs_retry_verdict_t gs_retry_decide_lockout(const gs_retry_policy_t *pol, apr_time_t last_ok,
+                                           apr_time_t now, int attempt, apr_time_t until,
+                                           apr_interval_time_t *wait);
+
 #endif /* GS_QUOTA_H */

@@ -42,6 +42,14 @@ static apr_status_t db_failure(gs_task_t *t, apr_pool_t *p, const char *label)
         return gs_fail(t->failure, p, GS_ERR_DB_UNAVAILABLE,
                        "the database connection was lost (%s): %s", label, why);
     }
+    if (!strcmp(t->db->last_sqlstate, "53100")) {
+        /* disk_full (class 53's other states: out of memory, too many connections... are not
+         * storage) */
+        return gs_fail(t->failure, p, GS_ERR_STORAGE_FULL,
+                       "the database is out of disk space (%s, SQLSTATE 53100): %s; what was "
+                       "stored is kept, and the next sync continues once an operator frees space",
+                       label, why);
+    }
     return gs_fail(t->failure, p, GS_ERR_INTERNAL, "a database statement failed (%s): %s", label,
                    why);
 }

@@ -293,7 +293,9 @@ int main(int argc, const char *const *argv)
     hs.connect_timeout = conf->connect_timeout;
     hs.low_speed_time = conf->low_speed_time;
     hs.max_parallel = conf->parallel;
-    hs.user_agent = "gmailsync-worker/" GS_VERSION;
+    /* Google compresses answers only for clients with "gzip" in the User-Agent that accept it
+     * (gs_curl.c sets Accept-Encoding): metadata batches shrink several times */
+    hs.user_agent = "mod_gmailsync/" GS_VERSION " gmailsync-worker (gzip)";
     if (gs_curl_global_init() != APR_SUCCESS
         || gs_curl_create(&http, pool, &hs, &err) != APR_SUCCESS) {
         apr_int64_t ms;

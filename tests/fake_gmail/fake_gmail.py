@@ -24,6 +24,7 @@ import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+import zlib  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from urllib.parse import parse_qsl, unquote, unquote_plus  # noqa: E402
 
@@ -55,7 +56,7 @@ class Config:
 
     FIELDS = {"quota_units_per_sec": int, "quota_units_per_minute": int, "max_concurrent_per_user": int,
               "max_batch": int, "history_retention": int, "shuffle_batch": bool, "token_ttl": float,
-              "minute_quota_style": str}
+              "minute_quota_style": str, "api_disabled": bool, "gzip": bool}
 
     def __init__(self, args):
         self.client_id = args.client_id
@@ -68,6 +69,8 @@ class Config:
         self.shuffle_batch = args.shuffle_batch
         self.token_ttl = args.token_ttl
         self.minute_quota_style = args.minute_quota_style
+        self.api_disabled = False       # the Gmail API switched off in the client's Cloud project
+        self.gzip = True                # compress answers for clients that accept gzip
         self.verbose = args.verbose
         self.prerender = args.prerender
 
@@ -296,7 +299,8 @@ class Api:
 
     # Returns Reply (top level) or (Reply, stats record) (batch part, when the call ran).
     # level: "top" or "part".  held: dict quota -> slots held (batch parts only).
-    def call(self, http_method, path, query, auth_header, level, held=None):
+    # locked: set of quotas whose lockout this batch already lengthened (batch parts only).
+    def call(self, http_method, path, query, auth_header, level, held=None, locked=None):
         state = self.state
         route = _route(path)
         if route is None:
@@ -326,6 +330,10 @@ class Api:
             state.stats.record(method, 403, email_lc, part=(level == "part"))
             msg = "Delegation denied for %s" % mailbox.email
             return Reply(403, P.error_body(403, msg, "forbidden", pretty=pretty))
+        if state.config.api_disabled:
+            # the API is off in the client's Cloud project: every call of every mailbox
+            state.stats.record(method, 403, email_lc, part=(level == "part"))
+            return Reply(403, P.access_not_configured(pretty))
         if http_method != "GET":
             state.stats.record(method, 403, email_lc, part=(level == "part"))
             return Reply(403, P.insufficient_scope(pretty))
@@ -350,6 +358,15 @@ class Api:
 
         quota = state.quota_for(email_lc)
         cfg = state.config
+        if quota.lockout is not None:
+            # Gmail's per-user lockout comes before any quota: one request, one lengthening
+            denied = P.locked_out(quota, level == "top" or quota not in locked)
+            if denied is not None:
+                if level == "part":
+                    locked.add(quota)
+                state.stats.record(method, denied.status, email_lc, part=(level == "part"))
+                state.stats.count_denied(email_lc, denied.kind)
+                return Reply(denied.status, P.quota_body(denied, cfg, pretty), fault=transport)
         denied = P.acquire_slot(quota, cfg)
         if denied is None and level == "part":
             held[quota] = held.get(quota, 0) + 1
@@ -634,7 +651,24 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(length)
 
-    def _send(self, reply):
+    def _wants_gzip(self):
+        """Google compresses an API answer only for a client that sends Accept-Encoding: gzip
+        *and* has "gzip" in its User-Agent (developers.google.com/gmail/api/guides/performance)."""
+        if "gzip" not in (self.headers.get("User-Agent") or ""):
+            return False
+        for item in (self.headers.get("Accept-Encoding") or "").split(","):
+            coding, _, params = item.strip().partition(";")
+            if coding.strip().lower() == "gzip":
+                q = params.strip().lower()
+                return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+        return False
+
+    @staticmethod
+    def _gzip(body):
+        z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)    # the gzip format
+        return z.compress(body) + z.flush()
+
+    def _send(self, reply, api=False):
         fault = reply.fault
         status = reply.status
         body = reply.body
@@ -650,6 +684,11 @@ class Handler(BaseHTTPRequestHandler):
             elif mode == "malformed":
                 status = 200
                 body = body[:max(1, len(body) // 2)]
+        gzipped = api and state.config.gzip and self._wants_gzip()
+        if gzipped:
+            plain = len(body)
+            body = self._gzip(body)
+            state.stats.count_gzip(plain, len(body))
         head = ["HTTP/1.1 %d %s\r\n" % (status, _phrase(status)),
                 "Content-Type: %s\r\n" % ctype,
                 "Date: %s\r\n" % _http_date(),
@@ -659,6 +698,8 @@ class Handler(BaseHTTPRequestHandler):
                 "Vary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n"]
         for name, value in reply.headers:
             head.append("%s: %s\r\n" % (name, value))
+        if gzipped:
+            head.append("Content-Encoding: gzip\r\n")
         if self.close_connection:
             head.append("Connection: close\r\n")
         if fault is not None and fault.mode == "truncate":
@@ -689,6 +730,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, http_method):
         state = self.server.state
         path, _, query = self.path.partition("?")
+        api = False
         try:
             try:
                 body = self._read_body()
@@ -696,6 +738,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self._send(Reply(413, P.error_body(413, "Request Entity Too Large", "badRequest")))
                 return
+            api = path.startswith("/gmail/v1/") or path.startswith("/batch/gmail/v1")
             if path.startswith("/gmail/v1/"):
                 reply = state.api_top.call(http_method, path, query, self.headers.get("Authorization"), "top")
             elif path.startswith("/batch/gmail/v1"):
@@ -719,7 +762,7 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             reply = Reply(500, P.status_error(500))
         try:
-            self._send(reply)
+            self._send(reply, api)
         except OSError:
             self.close_connection = True
 
@@ -760,6 +803,7 @@ class Handler(BaseHTTPRequestHandler):
                          headers=fault.retry_after_headers(fault.status))
         api = state.api_top
         held = {}
+        locked = set()
         answers = []
         records = []
         transport = fault
@@ -768,7 +812,7 @@ class Handler(BaseHTTPRequestHandler):
                 path, _, query = target.partition("?")
                 auth = inner_headers.get(b"authorization")
                 auth = auth.decode("latin-1") if auth is not None else outer_auth
-                result = api.call(method, path, query, auth, "part", held)
+                result = api.call(method, path, query, auth, "part", held, locked)
                 if isinstance(result, tuple):
                     reply, record = result
                     records.append(record + (True,))
@@ -1070,7 +1114,10 @@ def _control(state, http_method, parts, data, params):
                 return _control_error(404, "no such mailbox")
             if len(parts) == 2:
                 if http_method == "GET":
-                    return _json_reply(200, mailbox.summary(params.get("ids") in ("1", "true")))
+                    summary = mailbox.summary(params.get("ids") in ("1", "true"))
+                    lock = state.quota_for(email_lc).lockout
+                    summary["lockout"] = lock.describe() if lock else None
+                    return _json_reply(200, summary)
                 if http_method == "DELETE":
                     with state.lock:
                         state.mailboxes.pop(email_lc, None)
@@ -1146,6 +1193,12 @@ def _mailbox_action(state, mailbox, action, data):
     if action == "revoke":
         state.tokens.revoke(email_lc)
         return _json_reply(200, {"revoked": mailbox.email})
+    if action == "lockout":
+        lock = P.Lockout(data) if data.get("seconds", 60) else None
+        quota = state.quota_for(email_lc)
+        with quota.lock:
+            quota.lockout = lock
+        return _json_reply(200, {"lockout": lock.describe() if lock else None})
     if action == "expire-tokens":
         return _json_reply(200, {"expired": state.tokens.expire(email_lc)})
     if action == "token":

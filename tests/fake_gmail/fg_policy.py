@@ -1,6 +1,7 @@
 """Gmail's error bodies, OAuth tokens, quotas, fault injection and statistics."""
 
 import http
+import math
 import secrets
 import threading
 import time
@@ -58,6 +59,25 @@ def insufficient_scope(pretty=True):
                             "status": "PERMISSION_DENIED"}}, pretty)
 
 
+PROJECT_NUMBER = "000000000000"
+
+
+def access_not_configured(pretty=True):
+    """403 when the Gmail API is disabled in the OAuth client's Cloud project (Google's body)."""
+    msg = ("Gmail API has not been used in project %s before or it is disabled. Enable it by visiting "
+           "https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=%s then retry. "
+           "If you enabled this API recently, wait a few minutes for the action to propagate to our systems "
+           "and retry." % (PROJECT_NUMBER, PROJECT_NUMBER))
+    return dumps({"error": {"code": 403, "message": msg,
+                            "errors": [{"message": msg, "domain": "usageLimits", "reason": "accessNotConfigured",
+                                        "extendedHelp": "https://console.developers.google.com"}],
+                            "status": "PERMISSION_DENIED",
+                            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                         "reason": "SERVICE_DISABLED", "domain": "googleapis.com",
+                                         "metadata": {"consumer": "projects/" + PROJECT_NUMBER,
+                                                      "service": "gmail.googleapis.com"}}]}}, pretty)
+
+
 def not_found(pretty=True):
     return error_body(404, "Requested entity was not found.", "notFound", pretty=pretty)
 
@@ -70,6 +90,8 @@ def status_error(code, reason=None, message=None, pretty=True):
     """Body for an injected status (Gmail's shapes; 502 is Google's HTML page)."""
     if code == 401:
         return auth_error(pretty)
+    if code == 403 and reason == "accessNotConfigured" and message is None:
+        return access_not_configured(pretty)
     defaults = {
         400: ("Bad Request", "badRequest", "global"),
         403: ("User Rate Limit Exceeded", "userRateLimitExceeded", "usageLimits"),
@@ -81,6 +103,23 @@ def status_error(code, reason=None, message=None, pretty=True):
     msg, rsn, domain = defaults.get(code, (http.HTTPStatus(code).phrase if code in http.HTTPStatus._value2member_map_
                                            else "Error", "backendError" if code >= 500 else "badRequest", "global"))
     return error_body(code, message or msg, reason or rsn, domain, pretty=pretty)
+
+
+LOCKOUT_MESSAGE = "User-rate limit exceeded.  Retry after %s"
+
+
+def rfc3339_ms(t):
+    """Wall-clock seconds as Google writes a lockout end: 2026-12-06T20:15:00.123Z."""
+    ms = int(round(t * 1000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
+
+
+def lockout_body(status, until, pretty=True):
+    """Gmail's per-user lockout: its end only in the message, no Retry-After header."""
+    msg = LOCKOUT_MESSAGE % rfc3339_ms(until)
+    if status == 403:
+        return error_body(403, msg, "userRateLimitExceeded", "usageLimits", pretty=pretty)
+    return error_body(429, msg, "rateLimitExceeded", "usageLimits", pretty=pretty)
 
 
 def user_rate_limit_403(style, pretty=True):
@@ -181,9 +220,11 @@ COSTS = {"getProfile": 1, "history.list": 2, "messages.list": 5, "messages.get":
 
 
 class Quota:
-    """Per-mailbox usage: units in the current 1-s and 60-s fixed windows, requests in flight."""
+    """Per-mailbox usage: units in the current 1-s and 60-s fixed windows, requests in flight,
+    and the per-user lockout (see Lockout)."""
 
-    __slots__ = ("lock", "sec", "sec_used", "minute", "minute_used", "in_flight", "max_in_flight")
+    __slots__ = ("lock", "sec", "sec_used", "minute", "minute_used", "in_flight", "max_in_flight",
+                 "lockout")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -193,20 +234,89 @@ class Quota:
         self.minute_used = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.lockout = None
+
+
+class Lockout:
+    """Gmail's per-user lockout ("User-rate limit exceeded.  Retry after <time>"): armed by
+    POST /_control/mailboxes/{email}/lockout, it lets `after` calls through, then refuses every
+    call for `seconds` (wall clock, the end rounded up to the millisecond it names), and each
+    request that arrives before the end lengthens it by `penalty` seconds, as Gmail does with
+    clients that do not wait. Over once a call comes at or after the end."""
+
+    __slots__ = ("status", "seconds", "penalty", "after", "until", "refused", "lengthened", "over")
+
+    def __init__(self, spec):
+        status = spec.get("status", 429)
+        seconds = spec.get("seconds", 60)
+        penalty = spec.get("penalty", 1)
+        after = spec.get("after", 0)
+        if status not in (429, 403):
+            raise ValueError("status must be 429 or 403")
+        for name, value in (("seconds", seconds), ("penalty", penalty), ("after", after)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError("%s must be a non-negative number" % name)
+        if not isinstance(after, int):
+            raise ValueError("after must be an integer")
+        self.status, self.seconds, self.penalty, self.after = status, float(seconds), float(penalty), after
+        self.until = None           # wall-clock end, once started
+        self.refused = 0            # calls refused (batch parts count)
+        self.lengthened = 0         # requests that came early and lengthened it
+        self.over = False
+
+    def describe(self):
+        return {"status": self.status, "seconds": self.seconds, "penalty": self.penalty,
+                "after": self.after, "until": rfc3339_ms(self.until) if self.until else None,
+                "refused": self.refused, "lengthened": self.lengthened, "over": self.over}
+
+
+def _ceil_ms(t):
+    """Rounded up to the millisecond: the end Gmail names is never before the real one."""
+    return math.ceil(t * 1000) / 1000.0
+
+
+def locked_out(quota, first_of_request=True, now=None):
+    """QuotaDenied (kind "lockout", with .until) while the mailbox is locked out, else None.
+    first_of_request: this call is a top-level request or the first locked part of a batch
+    (only those lengthen the lockout: one request, one penalty)."""
+    lock = quota.lockout
+    if lock is None or lock.over:
+        return None
+    if now is None:
+        now = time.time()
+    with quota.lock:
+        if lock.until is None:
+            if lock.after > 0:
+                lock.after -= 1
+                return None
+            lock.until = _ceil_ms(now + lock.seconds)
+        elif now >= lock.until:
+            lock.over = True
+            return None
+        elif first_of_request:
+            lock.until = _ceil_ms(lock.until + lock.penalty)
+            lock.lengthened += 1
+        lock.refused += 1
+        denied = QuotaDenied(lock.status, "lockout", None)
+        denied.until = lock.until
+        return denied
 
 
 class QuotaDenied:
     """Why a call was refused: status, body builder key and Retry-After seconds (or None)."""
 
-    __slots__ = ("status", "kind", "retry_after")
+    __slots__ = ("status", "kind", "retry_after", "until")
 
     def __init__(self, status, kind, retry_after):
         self.status = status
-        self.kind = kind            # "rate" | "concurrent" | "minute"
+        self.kind = kind            # "rate" | "concurrent" | "minute" | "lockout"
         self.retry_after = retry_after
+        self.until = None           # "lockout": its end (wall clock)
 
 
 def quota_body(denied, config, pretty=True):
+    if denied.kind == "lockout":
+        return lockout_body(denied.status, denied.until, pretty)
     if denied.kind == "minute":
         return user_rate_limit_403(config.minute_quota_style, pretty)
     if denied.kind == "concurrent":
@@ -407,11 +517,18 @@ class Stats:
             self.method_status = {}
             self.per_mailbox = {}
             self.denied = {}        # email -> {"rate"|"concurrent"|"minute": answers refused}
+            self.gzip = {"answers": 0, "bytes": 0, "gzip_bytes": 0}    # Gmail answers sent compressed
             self.started = time.time()
 
     def record(self, method, status, email=None, units=0, n=1, part=False):
         with self.lock:
             self._record(method, status, email, units, n, part)
+
+    def count_gzip(self, plain, compressed):
+        with self.lock:
+            self.gzip["answers"] += 1
+            self.gzip["bytes"] += plain
+            self.gzip["gzip_bytes"] += compressed
 
     def count_denied(self, email, kind):
         """One call or part refused by the quota ("rate", "minute") or the concurrency limit."""
@@ -460,4 +577,4 @@ class Stats:
             return {"requests": dict(self.requests), "batch_parts": self.batch_parts,
                     "quota_units": self.quota_units, "status_counts": dict(self.status_counts),
                     "method_status_counts": {k: dict(v) for k, v in self.method_status.items()},
-                    "per_mailbox": per_mailbox, "since": self.started}
+                    "per_mailbox": per_mailbox, "gzip": dict(self.gzip), "since": self.started}

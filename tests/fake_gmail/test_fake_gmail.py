@@ -5,8 +5,10 @@ Run: /usr/bin/python3 -m pytest -q tests/fake_gmail
 
 import atexit
 import base64
+import calendar
 import email
 import email.policy
+import gzip
 import http.client
 import json
 import os
@@ -27,7 +29,7 @@ CLIENT_ID = "test-client.apps.example"
 CLIENT_SECRET = "test-secret"
 DEFAULTS = {"quota_units_per_sec": 0, "quota_units_per_minute": 0, "max_concurrent_per_user": 0,
             "max_batch": 100, "history_retention": 0, "shuffle_batch": False, "token_ttl": 3600,
-            "minute_quota_style": "legacy"}
+            "minute_quota_style": "legacy", "api_disabled": False, "gzip": True}
 AUTH_401 = {"error": {"code": 401, "message": (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
     "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."),
@@ -490,6 +492,91 @@ def test_minute_quota_gives_403_user_rate_limit(server, box):
     assert resp.json() == {"error": {"code": 403, "message": "User Rate Limit Exceeded", "errors": [
         {"message": "User Rate Limit Exceeded", "domain": "usageLimits", "reason": "userRateLimitExceeded"}],
         "status": "PERMISSION_DENIED"}}
+
+
+def _lockout_end_of(message):
+    prefix = "User-rate limit exceeded.  Retry after "
+    assert message.startswith(prefix), message
+    stamp = message[len(prefix):]
+    assert len(stamp) == 24 and stamp[19] == "." and stamp.endswith("Z"), stamp
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + int(stamp[20:23]) / 1000.0
+
+
+def _lockout_end(resp):
+    err = resp.json()["error"]
+    assert err["message"] == err["errors"][0]["message"]
+    return _lockout_end_of(err["message"])
+
+
+@pytest.mark.parametrize("status, reason", [(429, "rateLimitExceeded"), (403, "userRateLimitExceeded")])
+def test_lockout_names_its_end_only_in_the_message_and_early_calls_lengthen_it(server, box, status,
+                                                                              reason):
+    mail, info, token = box
+    server.ctl("POST", "mailboxes/%s/lockout" % mail,
+               {"seconds": 1.5, "penalty": 1, "status": status, "after": 1}, expect=200)
+    assert server.get("profile", token).status_code == 200          # after=1: one call through
+    t0 = time.time()
+    first = server.get("profile", token)
+    assert first.status_code == status and "Retry-After" not in first.headers
+    err = first.json()["error"]
+    assert err["errors"][0]["reason"] == reason and err["errors"][0]["domain"] == "usageLimits"
+    end = _lockout_end(first)
+    assert t0 + 1.4 <= end <= time.time() + 1.6
+    # an early call is refused and pushes the end one penalty later; batch parts count once
+    again = server.get("messages", token, maxResults=1)
+    assert again.status_code == status and _lockout_end(again) == pytest.approx(end + 1, abs=0.002)
+    answers = parse_batch_response(server.batch(token, [(str(i), "/gmail/v1/users/me/profile", "")
+                                                        for i in range(3)]))
+    assert [a[1] for a in answers] == [status] * 3 and "retry-after" not in answers[0][2]
+    part = json.loads(answers[0][3])["error"]
+    assert part["code"] == status and part["errors"][0]["reason"] == reason
+    end += 2
+    assert _lockout_end_of(part["message"]) == pytest.approx(end, abs=0.002)
+    lock = server.ctl("GET", "mailboxes/" + mail)["lockout"]
+    assert (lock["refused"], lock["lengthened"], lock["over"]) == (5, 2, False)
+    # who waits for the named end is served again, and the lockout is over
+    time.sleep(max(0.0, end - time.time()) + 0.05)
+    assert server.get("profile", token).status_code == 200
+    lock = server.ctl("GET", "mailboxes/" + mail)["lockout"]
+    assert lock["over"] and lock["refused"] == 5
+    assert server.ctl("GET", "stats")["per_mailbox"][mail]["denied"] == {"lockout": 5}
+    server.ctl("POST", "mailboxes/%s/lockout" % mail, {"seconds": 0}, expect=200)
+    assert server.ctl("GET", "mailboxes/" + mail)["lockout"] is None
+
+
+def test_answers_are_gzipped_only_for_a_user_agent_that_says_gzip(server, box):
+    mail, info, token = box
+    hdr = {"Authorization": "Bearer " + token, "Accept-Encoding": "gzip"}
+    plain = server.http.get(server.base + "/gmail/v1/users/me/messages", headers=hdr)
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers   # requests' UA
+    for ua, compressed in (("my-app/1.0 (gzip)", True), ("my-app/1.0", False)):
+        conn = http.client.HTTPConnection(server.base.split("//")[1])
+        conn.request("GET", "/gmail/v1/users/me/messages", headers=dict(hdr, **{"User-Agent": ua}))
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == 200 and (resp.getheader("Content-Encoding") == "gzip") == compressed, ua
+        if compressed:
+            assert int(resp.getheader("Content-Length")) == len(body) < len(plain.content)
+            assert gzip.decompress(body) == plain.content
+    z = server.ctl("GET", "stats")["gzip"]
+    assert z["answers"] == 1 and z["bytes"] == len(plain.content) > z["gzip_bytes"] > 0
+
+
+def test_api_disabled_answers_403_access_not_configured(server, box):
+    mail, info, token = box
+    server.ctl("POST", "config", {"api_disabled": True}, expect=200)
+    resp = server.get("profile", token)
+    err = resp.json()["error"]
+    assert resp.status_code == 403 and err["status"] == "PERMISSION_DENIED"
+    assert err["errors"][0]["reason"] == "accessNotConfigured" and err["errors"][0]["domain"] == "usageLimits"
+    assert err["message"].startswith("Gmail API has not been used in project ") and "console.developers" in err["message"]
+    assert err["details"][0]["reason"] == "SERVICE_DISABLED"
+    answers = parse_batch_response(server.batch(token, [("1", "/gmail/v1/users/me/profile", "")]))
+    assert answers[0][1] == 403 and b"accessNotConfigured" in answers[0][3]
+    assert server.token(info["refresh_token"])          # the token endpoint is not the Gmail API
+    server.ctl("POST", "config", {"api_disabled": False}, expect=200)
+    assert server.get("profile", token).status_code == 200
 
 
 def test_concurrent_requests_limit_gives_429_per_part(server, box):

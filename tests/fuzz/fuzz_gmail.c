@@ -1,11 +1,15 @@
 /* fuzz_gmail.c -- Gmail's JSON answers (gs_gmail_parse.c): errors by status, the profile, list
- * and history pages, and messages (one, or each of a "messages" array) turned into rows.
+ * and history pages, messages (one, or each of a "messages" array) turned into rows, and the end
+ * of a per-user lockout read from an error message (gs_quota.c's RFC 3339 parser).
  * Input: the first byte picks the HTTP status, the rest is the body. */
+#include <string.h>
+
 #include <json-c/json.h>
 
 #include "fuzz.h"
 #include "gs_gmail_parse.h"
 #include "gs_json.h"
+#include "gs_quota.h"
 
 static const int statuses[] = { 200, 200, 200, 200, 400, 401, 403, 404, 408, 429, 500, 503 };
 
@@ -41,7 +45,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p = fuzz_pool();
     status = statuses[data[0] % (sizeof statuses / sizeof statuses[0])];
     body = fuzz_cstr(p, data + 1, size - 1);
-    (void)gs_gmail_classify(p, status, body, size - 1, &reason);
+    if (gs_gmail_classify(p, status, body, size - 1, &reason) == GS_GM_RATE_LIMITED) {
+        (void)gs_gmail_lockout_until(p, body, size - 1);
+    }
+    {
+        /* the lockout's time parser on the raw text: it never reads past the NUL */
+        apr_time_t t;
+        const char *end = NULL;
+        if (gs_parse_rfc3339_utc(body, &t, &end) == APR_SUCCESS
+            && (end < body + 20 || end > body + strlen(body) || end[-1] != 'Z' || t < 0)) {
+            abort();
+        }
+        (void)gs_parse_retry_after_text(body);
+    }
     if ((doc = gs_json_parse(p, body, size - 1, &err))) {
         if (gs_gmail_parse_profile(doc, &profile, &err) == APR_SUCCESS
             && !gs_gmail_valid_history_id(profile.history_id)) {

@@ -160,6 +160,12 @@ def shaped_seeds():
                        "progress_interval = 500ms\nstall_limit = 60s\nretry_budget = 10m\nhost = vm\n")
     put("worker_conf", "# comment\n\nretries = 4\nbackoff_base = 20ms\nbackoff_max = 200ms\ntimeout = 10s\n"
                        "log_level = debug\nunknown = 1\n")
+    # Gmail's per-user lockout: its end only in the message (gs_gmail_lockout_until)
+    for status, reason in ((429, "rateLimitExceeded"), (403, "userRateLimitExceeded")):
+        msg = "User-rate limit exceeded.  Retry after 2026-12-06T20:15:00.123Z"
+        put("gmail", status_byte(GMAIL_STATUSES, status) + json.dumps(
+            {"error": {"code": status, "message": msg, "errors": [
+                {"message": msg, "domain": "usageLimits", "reason": reason}]}}, indent=2).encode())
     put("tokenbox", "refresh_token:user-1\n"
                     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
                     "# old key\n0101010101010101010101010101010101010101010101010101010101010101\n")

@@ -103,6 +103,10 @@ class Gmail:
     def revoke(self, email):
         self._call("POST", "/mailboxes/%s/revoke" % email)
 
+    def lockout(self, email, **spec):
+        """Gmail's per-user lockout (the fake's README: seconds, penalty, status, after)."""
+        return self._call("POST", "/mailboxes/%s/lockout" % email, spec)["lockout"]
+
     def expire_tokens(self, email):
         return self._call("POST", "/mailboxes/%s/expire-tokens" % email)
 
@@ -303,7 +307,7 @@ def gmail(stack):
     g = Gmail(stack.gmail_url)
     g.clear_faults()
     g.config(quota_units_per_sec=0, quota_units_per_minute=0, max_concurrent_per_user=0,
-             history_retention=0, max_batch=100, shuffle_batch=True)
+             history_retention=0, max_batch=100, shuffle_batch=True, api_disabled=False, gzip=True)
     yield g
     g.clear_faults()
     g.config(quota_units_per_sec=0, history_retention=0, shuffle_batch=False)

@@ -4,9 +4,17 @@ to the mailbox; permanent ones end FAILED with the documented error_code; nothin
 Backoff is shortened through the worker configuration (backoff_base/backoff_max) so that the fault
 matrix runs in seconds; Retry-After (1 s from the fake) is still honoured.
 """
+import contextlib
+import os
+import pwd
+import re
+import subprocess
+import tempfile
+import time
+
 import pytest
 
-from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, assert_table_equals_mailbox, daemon_paused,
+from gsworker import (EXIT_FAILED, EXIT_SUCCEEDED, ROOT, assert_table_equals_mailbox, daemon_paused,
                       gmail, new_task, stored, task, worker)  # noqa: F401  (fixtures)
 
 TRANSIENT = [
@@ -184,3 +192,174 @@ def test_gmail_unreachable_fails_with_gmail_unavailable(stack, gmail, worker):
     assert run.rc == EXIT_FAILED
     t = task(stack, tid)
     assert t["error_code"] == "gmail_unavailable" and "token" in t["error_message"]
+
+
+@pytest.mark.parametrize("status, after, parallel", [(429, 1, 2), (403, 2, 1)],
+                         ids=["429 on the listing", "403 on batch parts"])
+def test_a_lockout_is_waited_out_until_the_time_gmail_names(stack, gmail, worker, status, after,
+                                                            parallel):
+    """Gmail's per-user lockout names its end only in the message ("User-rate limit exceeded.
+    Retry after 2026-...Z"), without Retry-After, and every early call lengthens it: the worker
+    waits until that time, once, and the sync ends SUCCEEDED."""
+    user = stack.add_user(messages=240)
+    # getProfile (and the listing) go through, then 2 s of lockout; each early call adds 2 s
+    gmail.lockout(user["email"], seconds=2, penalty=2, status=status, after=after)
+    tid = new_task(stack, user["user_id"])
+    run = worker.run(tid, wait=60, retries=0, retry_budget="15s", parallel=parallel)
+    assert run.rc == EXIT_SUCCEEDED, run.stderr[-3000:]
+    lock = gmail.mailbox(user["email"])["lockout"]
+    assert lock["over"] and lock["lengthened"] == 0 and lock["refused"] >= 1, lock
+    retries = run.events("gmail.retry")
+    assert len(retries) == 1 and "locked_until=%s " % lock["until"] in retries[0] + " ", retries
+    wait_ms = int(retries[0].split("wait_ms=")[1].split()[0])
+    assert 2000 <= wait_ms <= 3500, retries[0]      # the lockout, plus a margin for the clocks
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_a_lockout_past_the_retry_budget_fails_at_once_naming_its_end(stack, gmail, worker):
+    user = stack.add_user(messages=60)
+    gmail.lockout(user["email"], seconds=600, penalty=60, status=429, after=1)
+    tid = new_task(stack, user["user_id"])
+    t0 = time.monotonic()
+    run = worker.run(tid, wait=60, retries=0, retry_budget="20s")
+    took = time.monotonic() - t0
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    lock = gmail.mailbox(user["email"])["lockout"]
+    assert (lock["refused"], lock["lengthened"]) == (1, 0), lock    # asked once, not again
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "quota_exhausted")
+    assert lock["until"] in t["error_message"], t["error_message"]
+    assert took < 10, "gave up after %.1f s, not at once" % took
+    assert not run.events("gmail.retry") and len(run.events("gmail.give_up")) == 1
+
+
+def page_strings(lang):
+    """key -> text of one language's table in the page's i18n.js."""
+    with open(os.path.join(ROOT, "mod_gmailsync", "www", "i18n.js"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("\n  %s: {" % (lang if lang == "en" else "'%s'" % lang))
+    table = text[start:text.index("\n  }", start)]
+    return dict(re.findall(r"^    (\w+): '((?:[^'\\]|\\.)*)',?$", table, re.M))
+
+
+def test_the_gmail_api_disabled_in_the_cloud_project_fails_api_disabled_not_auth_revoked(
+        stack, gmail, worker):
+    """403 accessNotConfigured is the operator's Cloud project, not the user's grant: its own
+    code and words, and nobody is told to link the account again."""
+    user = stack.add_user(messages=30)
+    gmail.config(api_disabled=True)
+    try:
+        tid = new_task(stack, user["user_id"])
+        run = worker.run(tid)
+    finally:
+        gmail.config(api_disabled=False)
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "api_disabled"), t
+    msg = t["error_message"]
+    assert "Gmail API is disabled" in msg and "accessNotConfigured" in msg and "operator" in msg, msg
+    assert "need not be linked again" in msg
+    assert run.board()[-1] == {"event": "state", "task": tid, "state": "FAILED", "code": "api_disabled"}
+    failed = run.events("task.failed")
+    assert len(failed) == 1 and "error=api_disabled " in failed[0]
+    for lang, relink in (("en", "link it again"), ("zh-CN", "重新关联")):
+        strings = page_strings(lang)
+        assert strings.get("err_api_disabled") and strings.get("do_api_disabled"), lang
+        assert relink in strings["do_api_disabled"]           # "... need not link it again"
+        assert strings["do_api_disabled"] != strings["do_auth_revoked"]
+    # once an operator enables the API, the next sync simply works: no new link was needed
+    tid = new_task(stack, user["user_id"])
+    assert worker.run(tid).rc == EXIT_SUCCEEDED
+    assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_gmail_answers_come_gzip_compressed_and_are_parsed(stack, gmail, worker):
+    """Google compresses only for clients that accept gzip and say "gzip" in their User-Agent."""
+    user = stack.add_user(messages=300)
+    gmail.config(gzip=True)
+    gmail.reset_stats()
+    run = worker.run(new_task(stack, user["user_id"]))
+    assert run.rc == EXIT_SUCCEEDED, run.stderr[-3000:]
+    stats = gmail.stats()
+    calls = sum(stats["requests"].get(m, 0) for m in ("getProfile", "messages.list", "history.list", "batch"))
+    z = stats["gzip"]
+    assert calls >= 3 and z["answers"] == calls, (z, stats["requests"])    # every answer compressed
+    assert z["gzip_bytes"] * 3 < z["bytes"], z
+    assert_table_equals_mailbox(stack, gmail, user)                          # and read exactly
+    print("gzip: %d answers, %d bytes sent for %d" % (z["answers"], z["gzip_bytes"], z["bytes"]))
+
+
+@contextlib.contextmanager
+def messages_on_a_small_disk(stack, room_kb):
+    """gmailsync.messages moved to a tablespace on a tmpfs of its own with `room_kb` to spare:
+    a full disk as PostgreSQL really meets it (ERROR 53100 "could not extend file ...: No space
+    left on device"). Needs root (mount); afterwards the table is moved back."""
+    import psycopg2
+    import psycopg2.extensions
+    db = stack.query("SELECT current_database()")[0][0]
+    size_kb = stack.query("SELECT pg_table_size('gmailsync.messages')")[0][0] // 1024 + room_kb
+    mnt = tempfile.mkdtemp(prefix="gs-small-disk-")
+    try:
+        os.chmod(mnt, 0o755)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dk,uid=%d,mode=0700"
+                            % (size_kb, pwd.getpwnam("postgres").pw_uid), "tmpfs", mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a small filesystem here (%s): the test needs root"
+                        % r.stderr.strip())
+        try:
+            admin = psycopg2.connect(psycopg2.extensions.make_dsn(stack.pg_admin_dsn, dbname=db))
+            admin.autocommit = True
+            try:
+                cur = admin.cursor()
+                cur.execute("CREATE TABLESPACE gs_small_disk LOCATION %s", (mnt,))
+                try:
+                    cur.execute("ALTER TABLE gmailsync.messages SET TABLESPACE gs_small_disk")
+                    yield
+                finally:
+                    cur.execute("ALTER TABLE gmailsync.messages SET TABLESPACE pg_default")
+                    cur.execute("CHECKPOINT")
+                    cur.execute("DROP TABLESPACE gs_small_disk")
+            finally:
+                admin.close()
+        finally:
+            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mnt], check=True)
+    finally:
+        os.rmdir(mnt)
+
+
+def test_a_full_disk_fails_storage_full_keeps_what_was_stored_and_the_next_sync_resumes(
+        stack, gmail, worker):
+    """PostgreSQL's disk_full (SQLSTATE 53100) is a storage error, not a bug: storage_full, every
+    row committed before it stays, only the batch that did not fit is missing, and once space is
+    freed the next sync resumes and fetches only what is missing."""
+    n = 1500
+    user = stack.add_user(messages=n)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    with messages_on_a_small_disk(stack, room_kb=256):
+        run = worker.run(tid, wait=120)
+        rows = len(stored(stack, user["user_id"]))
+    assert run.rc == EXIT_FAILED, run.stderr[-3000:]
+    t = task(stack, tid)
+    assert (t["state"], t["error_code"]) == ("FAILED", "storage_full"), t
+    assert "out of disk space" in t["error_message"] and "53100" in t["error_message"], t
+    assert "No space left on device" in t["error_message"]
+    failed = run.events("task.failed")
+    assert len(failed) == 1 and "error=storage_full " in failed[0]
+    fetched = int(failed[0].split(" fetched=")[1].split()[0])
+    asked = gmail.requests_of(user["email"], "messages.get")
+    # every row the worker stored is there; what Gmail sent and was not stored is at most the
+    # one batch round that did not fit (batch_size x parallel = 100)
+    assert 0 < rows == fetched < n, (rows, fetched)
+    assert asked - rows <= 100, (asked, rows)
+    gmail.reset_stats()
+    tid = new_task(stack, user["user_id"])
+    again = worker.run(tid)
+    assert again.rc == EXIT_SUCCEEDED, again.stderr[-3000:]
+    assert "resumed=1" in again.events("sync.mode")[0]
+    assert gmail.requests_of(user["email"], "messages.get") == n - rows   # only what was missing
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+    print("disk full after %d of %d rows (%d fetched from Gmail); the next sync fetched %d"
+          % (rows, n, asked, n - rows))

@@ -183,6 +183,41 @@ START_TEST(profile_needs_a_history_id)
 }
 END_TEST
 
+START_TEST(lockout_end_comes_from_the_message_and_access_not_configured_is_forbidden)
+{
+    static const char lockout[] =
+        "{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"User-rate limit exceeded.  "
+        "Retry after 2026-12-06T20:15:00.123Z\",\n    \"errors\": [{\"message\": \"User-rate limit "
+        "exceeded.  Retry after 2026-12-06T20:15:00.123Z\", \"domain\": \"usageLimits\", "
+        "\"reason\": \"rateLimitExceeded\"}],\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n";
+    static const char in_errors_only[] =
+        "{\"error\":{\"code\":403,\"message\":\"User-rate limit exceeded.\",\"errors\":[{\"message\":"
+        "\"User-rate limit exceeded.  Retry after 2026-12-06T20:15:00.123Z\",\"reason\":"
+        "\"userRateLimitExceeded\"}]}}";
+    static const char disabled[] =
+        "{\"error\":{\"code\":403,\"message\":\"Gmail API has not been used in project 1 before or it "
+        "is disabled.\",\"errors\":[{\"message\":\"x\",\"domain\":\"usageLimits\",\"reason\":"
+        "\"accessNotConfigured\"}],\"status\":\"PERMISSION_DENIED\"}}";
+    static const char plain[] =
+        "{\"error\":{\"message\":\"Resource has been exhausted (e.g. check quota).\"}}";
+    const apr_time_t at = apr_time_from_sec(1796588100) + 123000;
+    const char *reason;
+
+    ck_assert_int_eq(gs_gmail_classify(pool, 429, lockout, strlen(lockout), &reason),
+                     GS_GM_RATE_LIMITED);
+    ck_assert(gs_gmail_lockout_until(pool, lockout, strlen(lockout)) == at);
+    ck_assert_int_eq(gs_gmail_classify(pool, 403, in_errors_only, strlen(in_errors_only), &reason),
+                     GS_GM_RATE_LIMITED);
+    ck_assert(gs_gmail_lockout_until(pool, in_errors_only, strlen(in_errors_only)) == at);
+    ck_assert(gs_gmail_lockout_until(pool, plain, strlen(plain)) == 0);
+    ck_assert(gs_gmail_lockout_until(pool, "not json", 8) == 0);
+    ck_assert(gs_gmail_lockout_until(pool, NULL, 0) == 0);
+    ck_assert_int_eq(gs_gmail_classify(pool, 403, disabled, strlen(disabled), &reason),
+                     GS_GM_FORBIDDEN);
+    ck_assert_str_eq(reason, "accessNotConfigured");
+}
+END_TEST
+
 Suite *gs_gmail_parse_suite(void)
 {
     Suite *s = suite_create("gs_gmail_parse");
@@ -196,6 +231,7 @@ Suite *gs_gmail_parse_suite(void)
     tcase_add_test(tc, list_page_dedupes_and_keeps_the_token);
     tcase_add_test(tc, history_page_keeps_the_order_of_changes);
     tcase_add_test(tc, profile_needs_a_history_id);
+    tcase_add_test(tc, lockout_end_comes_from_the_message_and_access_not_configured_is_forbidden);
     suite_add_tcase(s, tc);
     return s;
 }
