@@ -117,6 +117,7 @@ def test_health_reports_a_stale_running_task_as_stuck_without_writing_it(stack, 
     user, queued_user = stack.add_user(messages=1), stack.add_user(messages=1)
     daemon = current_daemon(stack)
     assert daemon, "no daemon"
+    tid = qid = None
     os.kill(daemon, signal.SIGSTOP)
     try:
         tid = stale_running_task(stack, user)
@@ -129,6 +130,11 @@ def test_health_reports_a_stale_running_task_as_stuck_without_writing_it(stack, 
                              " ORDER BY task_id", (tid, qid))
         for _ in range(3):
             h = health(stack)
+            d = health(stack, "?detail=1")
+            after = stack.query("SELECT task_id::text, state, updated_at, xmin::text"
+                                " FROM gmailsync.sync_tasks WHERE task_id IN (%s, %s)"
+                                " ORDER BY task_id", (tid, qid))
+            assert after == before   # not one write: same state, same row version
             assert h["metrics"]["stuck_tasks"]["value"] >= 1, h
             assert h["metrics"]["stuck_tasks"]["alert"] is True and "stuck_tasks" in h["alerts"]
             assert h["status"] == "degraded" and h["detail"] is False
@@ -137,22 +143,18 @@ def test_health_reports_a_stale_running_task_as_stuck_without_writing_it(stack, 
             text = requests.get(stack.api + "/health", headers=AUTH, timeout=10).text
             for secret in (tid, qid, user["user_id"], queued_user["user_id"]):
                 assert secret not in text
-            d = health(stack, "?detail=1")
             assert d["detail"] is True
             mine = [s for s in d["stuck"] if s["task_id"] == tid]
             assert mine and mine[0]["state"] == "RUNNING" and mine[0]["user_id"] == user["user_id"]
             assert mine[0]["heartbeat_age_s"] >= 9, mine
             assert tid in [t["task_id"] for t in d["running"]["tasks"]]
             assert requests.get(stack.api + "/metrics", headers=AUTH, timeout=10).status_code == 200
-        after = stack.query("SELECT task_id::text, state, updated_at, xmin::text"
-                            " FROM gmailsync.sync_tasks WHERE task_id IN (%s, %s)"
-                            " ORDER BY task_id", (tid, qid))
-        assert after == before   # not one write: same state, same row version
         assert {r[0]: r[1] for r in after} == {tid: "RUNNING", qid: "CREATED"}
-        # the tasks are test artefacts: ended before the daemon wakes up
-        end_task(stack, tid)
-        end_task(stack, qid)
     finally:
+        # the tasks are test artefacts: ended before the daemon wakes up
+        for t in (tid, qid):
+            if t:
+                end_task(stack, t)
         os.kill(daemon, signal.SIGCONT)
 
 
