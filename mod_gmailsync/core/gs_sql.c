@@ -34,6 +34,19 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " ON CONFLICT (user_id) WHERE " GS_SQL_ACTIVE_PREDICATE " DO NOTHING"
       " RETURNING task_id, state" },
 
+    /* ---------------------------------------------------------------- dev login (issue 21) */
+    { GS_SQL_DEV_LOGIN_TAKE,
+      /* the nonce is used up whatever follows (expired, or its session gone); a live one
+       * becomes a new session of the same user and expiry */
+      "WITH n AS (DELETE FROM gmailsync.dev_login_nonces WHERE nonce_sha256 = decode(%s, 'hex')"
+      "   RETURNING session_sha256, expires_at),"
+      " s AS (SELECT s.user_id, s.expires_at FROM n"
+      "   JOIN gmailsync.sessions s ON s.token_sha256 = n.session_sha256"
+      "   WHERE n.expires_at > now() AND s.expires_at > now())"
+      " INSERT INTO gmailsync.sessions (token_sha256, user_id, expires_at)"
+      " SELECT decode(%s, 'hex'), s.user_id, s.expires_at FROM s"
+      " RETURNING user_id, (extract(epoch FROM expires_at) * 1000000)::bigint::text" },
+
     /* ---------------------------------------------------------------- auto sync (issue 16) */
     /* Every linked account (a refresh token) with why it is or is not due and when: the newest
      * task decides (one is active at a time, so the newest created is the active or the newest
@@ -177,6 +190,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "   st.processed FROM gmailsync.sync_tasks st"
       "   WHERE st.user_id = u.user_id AND st.state = 'SUCCEEDED'"
       "   ORDER BY st.created_at DESC LIMIT 1) l ON true" },
+    { GS_SQL_HEALTH_READ_ONLY,
+      /* /health and /metrics: a read-only transaction whose statements cannot wait for ever */
+      "SELECT set_config('transaction_read_only', 'on', true),"
+      " set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)" },
+    { GS_SQL_HEALTH_STUCK_COUNT,
+      "SELECT count(*)::text FROM gmailsync.sync_tasks"
+      " WHERE state = 'STUCK' OR (state = 'RUNNING'"
+      "   AND heartbeat_at < now() - make_interval(secs => %s::double precision))" },
     { GS_SQL_HEALTH_STATES,
       "SELECT state, count(*)::text FROM gmailsync.sync_tasks"
       " WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED') GROUP BY state" },

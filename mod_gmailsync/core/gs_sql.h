@@ -33,6 +33,12 @@ typedef struct {
                                                            schedule) -> task_id, state */
 #define GS_SQL_START_TRY_LOCK    "gs_start_try_lock"     /* (user_id) -> 'true' when taken */
 
+/* The development login (mod_gmailsync_devlogin.c, sql/009). */
+#define GS_SQL_DEV_LOGIN_TAKE    "gs_dev_login_take"    /* (nonce sha256, new session sha256)
+                                                           -> user_id, expiry us; no row: unknown,
+                                                           used or expired nonce, or its session
+                                                           gone. Deletes the nonce either way */
+
 /* Auto sync (issue 16; gs_start.h). The first two arguments of each are GmailSyncAutoSync and
  * GmailSyncAutoSyncBackoffMax in seconds. */
 #define GS_SQL_D_SCHEDULE_PICK   "gs_d_schedule_pick"    /* (iv, cap, room) -> user_id, why of
@@ -120,8 +126,14 @@ typedef struct {
                                                            SUCCEEDED task_id, finished_at, processed,
                                                            duration s (NULLs when none), has a
                                                            refresh token true/false */
+#define GS_SQL_HEALTH_READ_ONLY  "gs_health_read_only"  /* (lock ms, statement ms): the open
+                                                           transaction becomes read-only with
+                                                           these timeouts */
+#define GS_SQL_HEALTH_STUCK_COUNT "gs_health_stuck_count" /* (stuck_after s) -> STUCK tasks plus
+                                                           RUNNING ones with an older heartbeat */
 #define GS_SQL_HEALTH_STATES     "gs_health_states"     /* () -> state, count */
-#define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state, heartbeat age s */
+#define GS_SQL_HEALTH_STUCK      "gs_health_stuck"      /* (stuck_after s) -> task, user, state,
+                                                           heartbeat age s of the oldest 50 */
 #define GS_SQL_HEALTH_WINDOW     "gs_health_window"     /* (window s) -> created, succeeded, failed, cancelled,
                                                            mean duration s, queue latency s */
 #define GS_SQL_HEALTH_RUNNING    "gs_health_running"    /* () -> task, user, worker version, host,
@@ -165,7 +177,8 @@ const gs_sql_stmt_t *gs_sql_find(const char *label);
  * state, oauth_states, the token key columns, sync_tasks.trigger and the notify triggers, the
  * accounts' parts in flight) has columns or tables its statements use. Run gmailsync-migrate
  * before the new code; the previous release runs on the newer schema (expand-only migrations),
- * never the other way. */
+ * never the other way. sql/009 (dev_login_nonces) is needed by GmailSyncDevLogin alone, which
+ * only the local stack turns on (and it always migrates): production works on 008. */
 #define GS_SQL_MIN_SCHEMA 8
 
 #endif /* GS_SQL_H */

@@ -54,6 +54,7 @@
 #define GS_DIR_AUTOSYNC_MAX_STARTS     "GmailSyncAutoSyncMaxStarts"
 #define GS_DIR_AUTOSYNC_BACKOFF_MAX    "GmailSyncAutoSyncBackoffMax"
 #define GS_DIR_STALE_ALERT_AFTER       "GmailSyncStaleAlertAfter"
+#define GS_DIR_HEALTH_TOKEN_FILE       "GmailSyncHealthTokenFile"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -105,6 +106,10 @@ typedef struct {
     apr_interval_time_t autosync_backoff_max; /* failed accounts: the longest wait */
     apr_interval_time_t stale_alert_after; /* oldest last sync of a linked account; 0: no alert */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
+    /* GmailSyncHealthTokenFile: /health and /metrics answer only Authorization: Bearer <the
+     * file's token>. Only the token's SHA-256 is kept (read at configuration, as root). */
+    const char *health_token_file;
+    const unsigned char *health_token_sha256;  /* GS_SHA256_DIGEST_LEN bytes; NULL: no token */
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;

@@ -19,6 +19,9 @@
 #include <http_log.h>
 #include <unixd.h>
 
+#include <openssl/crypto.h>
+
+#include "gs_sha256.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -134,6 +137,8 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(autosync_backoff_max);
     PICK(stale_alert_after);
     PICK_PTR(worker_where);
+    PICK_PTR(health_token_file);
+    PICK_PTR(health_token_sha256);
     return conf;
 }
 
@@ -398,6 +403,94 @@ static const char *set_token_key_file(cmd_parms *cmd, void *dconf, const char *a
     return NULL;
 }
 
+/* The bearer token of GmailSyncHealthTokenFile: one line of visible ASCII (RFC 6750's token68
+ * and more), long enough not to be guessed, short enough to fit in a header. */
+#define GS_HEALTH_TOKEN_MIN 16
+#define GS_HEALTH_TOKEN_MAX 1024
+#define GS_HEALTH_TOKEN_FILE_MAX 4096
+
+/* GmailSyncHealthTokenFile: read now, while httpd is still root, like GmailSyncTokenKeyFile:
+ * a regular file (a FIFO would hang the configuration test) that is not open to every user,
+ * holding the token; only its SHA-256 is kept. Nothing of the content is ever logged. */
+static const char *set_health_token_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg), *why = NULL;
+    gs_srv_conf_t *conf = gs_httpd_srv_conf(cmd->server);
+    unsigned char *digest;
+    apr_finfo_t fi;
+    apr_file_t *f;
+    apr_size_t n = 0, len, i;
+    apr_status_t rv;
+    char *buf = NULL;
+
+    (void)dconf;
+    if (!path) {
+        return bad_value(cmd, arg, "invalid path");
+    }
+    /* the type before opening: open(2) of a FIFO waits for a writer */
+    if (apr_stat(&fi, path, APR_FINFO_TYPE | APR_FINFO_PROT | APR_FINFO_SIZE, cmd->temp_pool)
+        != APR_SUCCESS) {
+        return bad_value(cmd, arg, "no such file");
+    }
+    if (fi.filetype != APR_REG) {
+        return bad_value(cmd, arg, "not a regular file");
+    }
+    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_NONBLOCK,
+                            0, cmd->temp_pool)) != APR_SUCCESS) {
+        return bad_value(cmd, arg, "cannot be opened (httpd reads it at startup, as root)");
+    }
+    /* what was opened, not what was named a moment ago */
+    if ((rv = apr_file_info_get(&fi, APR_FINFO_TYPE | APR_FINFO_PROT | APR_FINFO_SIZE, f))
+        != APR_SUCCESS) {
+        why = "cannot be examined";
+    }
+    else if (fi.filetype != APR_REG) {
+        why = "not a regular file";
+    }
+    else if (fi.protection & (APR_FPROT_WREAD | APR_FPROT_WWRITE | APR_FPROT_WEXECUTE)) {
+        why = "open to every user (chmod o-rwx: 0600, or 0640 for a monitoring group)";
+    }
+    else if (fi.size <= 0 || fi.size > GS_HEALTH_TOKEN_FILE_MAX) {
+        why = fi.size <= 0 ? "empty" : "too large for a token file";
+    }
+    else {
+        n = (apr_size_t)fi.size;
+        buf = apr_palloc(cmd->temp_pool, n + 1);
+        rv = apr_file_read_full(f, buf, n, &n);
+        if (rv != APR_SUCCESS && rv != APR_EOF) {
+            why = "cannot be read";
+        }
+    }
+    if (apr_file_close(f) != APR_SUCCESS && !why) {
+        why = "cannot be read";
+    }
+    if (!why) {
+        len = n;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '
+                           || buf[len - 1] == '\t')) {
+            len--;
+        }
+        for (i = 0; i < len && !why; i++) {
+            if (buf[i] < 0x21 || buf[i] > 0x7e) {
+                why = "the token must be one line of visible ASCII characters, without spaces";
+            }
+        }
+        if (!why && (len < GS_HEALTH_TOKEN_MIN || len > GS_HEALTH_TOKEN_MAX)) {
+            why = "the token must be 16 to 1024 characters (e.g. openssl rand -hex 32)";
+        }
+        if (!why) {
+            digest = apr_palloc(cmd->pool, GS_SHA256_DIGEST_LEN);
+            gs_sha256(buf, len, digest);
+            conf->health_token_sha256 = digest;
+            conf->health_token_file = path;
+        }
+    }
+    if (buf) {
+        OPENSSL_cleanse(buf, n);
+    }
+    return why ? bad_value(cmd, arg, why) : NULL;
+}
+
 static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *why, *path;
@@ -511,5 +604,8 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_FLAG(GS_DIR_DEV_LOGIN, set_dev_login, NULL, RSRC_CONF,
                  "On|Off: GET {prefix}/dev-login?token=SESSION sets the session cookie for "
                  "loopback clients (local development only; default Off)"),
+    AP_INIT_TAKE1(GS_DIR_HEALTH_TOKEN_FILE, set_health_token_file, NULL, RSRC_CONF,
+                  "file holding the bearer token that /health and /metrics then require "
+                  "(Authorization: Bearer ...); a regular file not open to every user"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

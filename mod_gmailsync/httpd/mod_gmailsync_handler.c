@@ -156,7 +156,8 @@ static const gs_route_t routes[] = {
     { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, 0, gs_httpd_handle_cancel },
     { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
     { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
-    { "/dev-login", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
+    /* HEAD is answered 405 by the handler itself: it must not use a login link up */
+    { "/dev-login", "GET", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
     { "/oauth/start", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0, gs_httpd_handle_oauth_start },
     { "/oauth/callback", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0,
       gs_httpd_handle_oauth_callback },

@@ -1,9 +1,7 @@
 /* mod_gmailsync_health.c -- what operators watch.
  *
- * GET {prefix}/health runs the rescue step that needs no local process (RUNNING tasks without a
- * heartbeat for GmailSyncStuckAfter become STUCK, which frees their users; CREATED tasks nobody
- * claimed become FAILED), then reports the task counts, the stuck tasks, and the seed's four
- * metrics over GmailSyncMetricsWindow, each with its threshold and whether its alert fires:
+ * GET {prefix}/health reports the task counts, the stuck tasks, and the seed's four metrics over
+ * GmailSyncMetricsWindow, each with its threshold and whether its alert fires:
  *   success_rate     SUCCEEDED / (SUCCEEDED + FAILED) of the tasks created in the window, %
  *   mean_duration_s  mean finished_at - started_at of the SUCCEEDED ones
  *   stuck_tasks      STUCK now, plus RUNNING ones whose heartbeat is already too old
@@ -11,13 +9,25 @@
  * "degraded" when any alert fires. A metric without data (no task in the window) is null and
  * does not fire.
  *
+ * Both only read (issue 21): one read-only transaction whose every statement has a lock and a
+ * statement timeout, so a database problem (a lock held by a frozen worker, a table lock, a slow
+ * server) makes them answer 503 within seconds, never hang; and a SELECT never waits on row
+ * locks. Marking stale RUNNING tasks STUCK is the daemon's rescue (and gmailsync-cleanup's):
+ * /health counts them as stuck without writing them. By default the answer holds counts and
+ * alerts only: task and user ids come with ?detail=1, and only to a caller who presented the
+ * bearer token of GmailSyncHealthTokenFile. With that directive set, both answer 401 to anyone
+ * else (the token is compared through its SHA-256, in constant time): a reverse proxy on the
+ * same host makes every client a loopback one, so `Require ip 127.0.0.1` alone protects nothing.
+ *
  * GET {prefix}/metrics is the Prometheus text format. Task figures come from PostgreSQL (the same
  * for every host and MPM); start counters and the start latency histogram live in this host's
  * shared memory (restart at 0 with each httpd generation, as Prometheus counters may).
  */
 #include <stdlib.h>
+#include <strings.h>
 
 #include <apr_strings.h>
+#include <openssl/crypto.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -28,11 +38,16 @@
 #include "gs_board.h"
 #include "gs_db.h"
 #include "gs_json.h"
-#include "gs_queue.h"
+#include "gs_sha256.h"
 #include "gs_sql.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
+
+/* Every statement of /health and /metrics: waits for a lock at most this long, runs at most
+ * this long (ms). */
+#define GS_HEALTH_LOCK_TIMEOUT_MS      "1000"
+#define GS_HEALTH_STATEMENT_TIMEOUT_MS "2000"
 
 static const char *const all_states[] = { "CREATED", "RUNNING", "STUCK", "SUCCEEDED", "FAILED",
                                           "CANCELLED", NULL };
@@ -153,55 +168,142 @@ static int db_unavailable(request_rec *r, gs_db_t *db)
                                  "gmailsync-migrate up)");
 }
 
+/* May r read /health and /metrics? Yes without GmailSyncHealthTokenFile; else only with
+ * `Authorization: Bearer <the token>`, compared through SHA-256 digests with CRYPTO_memcmp: the
+ * time taken says nothing about the token. */
+static int bearer_ok(request_rec *r, const gs_srv_conf_t *conf)
+{
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    const char *h;
+    apr_size_t len;
+
+    if (!conf->health_token_sha256) {
+        return 1;
+    }
+    h = apr_table_get(r->headers_in, "Authorization");
+    if (!h || strncasecmp(h, "Bearer", 6) || (h[6] != ' ' && h[6] != '\t')) {
+        return 0;
+    }
+    for (h += 6; *h == ' ' || *h == '\t'; h++) {
+    }
+    len = strlen(h);
+    while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t')) {
+        len--;
+    }
+    gs_sha256(h, len, digest);
+    return CRYPTO_memcmp(digest, conf->health_token_sha256, GS_SHA256_DIGEST_LEN) == 0;
+}
+
+static int unauthorized(request_rec *r)
+{
+    /* info, not warn: a monitor without the token would flood the log; never the header */
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=health.unauthorized client=%s",
+                  r->useragent_ip);
+    apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer realm=\"gmailsync\"");
+    return gs_httpd_send_problem(r, HTTP_UNAUTHORIZED, "unauthorized",
+                                 "this server requires Authorization: Bearer <the token of "
+                                 GS_DIR_HEALTH_TOKEN_FILE ">");
+}
+
+/* The read-only transaction of /health and /metrics, with its timeouts. */
+static apr_status_t begin_read_only(request_rec *r, gs_db_t *db)
+{
+    static const char *const timeouts[2] = { GS_HEALTH_LOCK_TIMEOUT_MS,
+                                             GS_HEALTH_STATEMENT_TIMEOUT_MS };
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    if ((rv = gs_db_begin(db, r->pool)) != APR_SUCCESS) {
+        return rv;
+    }
+    return gs_db_select(db, r->pool, GS_SQL_HEALTH_READ_ONLY, &rows, 2, timeouts);
+}
+
+/* ?detail=1 (or true): the task and user ids of the stuck and running tasks. */
+static int wants_detail(request_rec *r)
+{
+    char *args, *pair, *state = NULL;
+    int detail = 0;
+
+    if (!r->args) {
+        return 0;
+    }
+    args = apr_pstrdup(r->pool, r->args);
+    for (pair = apr_strtok(args, "&", &state); pair; pair = apr_strtok(NULL, "&", &state)) {
+        if (!strcmp(pair, "detail=1") || !strcasecmp(pair, "detail=true")) {
+            detail = 1;
+        }
+        else if (!strncmp(pair, "detail=", 7)) {
+            detail = 0;
+        }
+    }
+    return detail;
+}
+
 int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *stuck_args[1], *window_args[1];
-    gs_db_rows_t *version, *states, *stuck, *window, *running, *versions;
-    gs_rescue_counts_t rescued;
+    gs_db_rows_t *version, *states, *stuck_count, *stuck = NULL, *window, *running = NULL,
+                 *versions;
     gs_liveness_t lv;
     gs_autosync_stats_t as;
     double queued_after, stale_after;
     json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
     apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
-    apr_int64_t created, succeeded, failed;
+    apr_int64_t created, succeeded, failed, stuck_n;
     long schema_version;
-    int has_success, has_mean, degraded = 0, i;
+    int has_success, has_mean, degraded = 0, detail, i;
     gs_db_t *db;
 
     (void)arg;
+    if (!bearer_ok(r, conf)) {
+        return unauthorized(r);
+    }
     /* the version that answers, even in a 503: a rollback can tell which generation serves */
     apr_table_setn(r->headers_out, "X-GmailSync-Version", GS_VERSION);
+    detail = wants_detail(r);
+    if (detail && !conf->health_token_sha256) {
+        return gs_httpd_send_problem(r, HTTP_FORBIDDEN, "health-detail-needs-token",
+                                     "task and user ids are shown only with "
+                                     GS_DIR_HEALTH_TOKEN_FILE " set, to a caller who sends its "
+                                     "token; without ?detail=1 this answers counts and alerts");
+    }
     if (!(db = gs_httpd_request_db(r))) {
         return db_unavailable(r, NULL);
     }
-    if (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
+    if (begin_read_only(r, db) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
         || version->nrows != 1 || !gs_db_cell(version, 0, 0)) {
         return db_unavailable(r, db);
     }
     schema_version = strtol(gs_db_cell(version, 0, 0), NULL, 10);
-    if (gs_queue_mark_stuck(db, r->pool, conf->stuck_after, GS_CLAIM_TIMEOUT, &rescued)
-        != APR_SUCCESS) {
-        return db_unavailable(r, db);
-    }
     stuck_args[0] = seconds_text(r->pool, conf->stuck_after);
     window_args[0] = seconds_text(r->pool, conf->metrics_window);
     if (gs_db_select(db, r->pool, GS_SQL_HEALTH_STATES, &states, 0, NULL) != APR_SUCCESS
-        || gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK, &stuck, 1, stuck_args) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK_COUNT, &stuck_count, 1, stuck_args)
+               != APR_SUCCESS
+        || stuck_count->nrows != 1
+        || (detail && gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK, &stuck, 1, stuck_args)
+                          != APR_SUCCESS)
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_WINDOW, &window, 1, window_args)
                != APR_SUCCESS
-        || gs_db_select(db, r->pool, GS_SQL_HEALTH_RUNNING, &running, 0, NULL) != APR_SUCCESS
+        || (detail && gs_db_select(db, r->pool, GS_SQL_HEALTH_RUNNING, &running, 0, NULL)
+                          != APR_SUCCESS)
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS) {
+        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS
+        || gs_db_commit(db) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
+    stuck_n = apr_atoi64(gs_db_cell(stuck_count, 0, 0));
 
     body = gs_json_object(r->pool);
     gs_json_set_string(body, "version", GS_VERSION);
     gs_json_set_bool(body, "enabled", conf->enabled);
     gs_json_set_string(body, "mode", gs_sync_mode_name((gs_sync_mode_t)conf->mode));
     gs_json_set_int(body, "max_workers", conf->max_workers);
+    gs_json_set_bool(body, "detail", detail);
 
     dbj = json_object_new_object();
     gs_json_set_bool(dbj, "ok", 1);
@@ -218,16 +320,19 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     }
     gs_json_set_object(body, "tasks", tasks);
 
-    stuck_list = json_object_new_array();
-    for (i = 0; i < stuck->nrows; i++) {
-        json_object *t = json_object_new_object();
-        gs_json_set_string(t, "task_id", gs_db_cell(stuck, i, 0));
-        gs_json_set_string(t, "user_id", gs_db_cell(stuck, i, 1));
-        gs_json_set_string(t, "state", gs_db_cell(stuck, i, 2));
-        gs_json_set_int(t, "heartbeat_age_s", apr_atoi64(gs_db_cell(stuck, i, 3)));
-        json_object_array_add(stuck_list, t);
+    /* ids only on request, to a caller with the token (checked above) */
+    if (stuck) {
+        stuck_list = json_object_new_array();
+        for (i = 0; i < stuck->nrows; i++) {
+            json_object *t = json_object_new_object();
+            gs_json_set_string(t, "task_id", gs_db_cell(stuck, i, 0));
+            gs_json_set_string(t, "user_id", gs_db_cell(stuck, i, 1));
+            gs_json_set_string(t, "state", gs_db_cell(stuck, i, 2));
+            gs_json_set_int(t, "heartbeat_age_s", apr_atoi64(gs_db_cell(stuck, i, 3)));
+            json_object_array_add(stuck_list, t);
+        }
+        gs_json_set_object(body, "stuck", stuck_list);
     }
-    gs_json_set_object(body, "stuck", stuck_list);
 
     /* which version runs what (all hosts): RUNNING tasks by the worker version they recorded
      * ("unknown": code older than migration 003, or the instant between claim and adopt) */
@@ -239,19 +344,21 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         gs_json_set_int(counts, v && *v ? v : "unknown", n);
         running_count += n;
     }
-    list = json_object_new_array();
-    for (i = 0; i < running->nrows; i++) {
-        json_object *t = json_object_new_object();
-        gs_json_set_string(t, "task_id", gs_db_cell(running, i, 0));
-        gs_json_set_string(t, "user_id", gs_db_cell(running, i, 1));
-        gs_json_set_string(t, "worker_version", gs_db_cell(running, i, 2));
-        gs_json_set_string(t, "worker_host", gs_db_cell(running, i, 3));
-        gs_json_set_string(t, "started_at", gs_db_cell(running, i, 4));
-        json_object_array_add(list, t);
-    }
     gs_json_set_int(runj, "count", running_count);
     gs_json_set_object(runj, "worker_versions", counts);
-    gs_json_set_object(runj, "tasks", list);
+    if (running) {
+        list = json_object_new_array();
+        for (i = 0; i < running->nrows; i++) {
+            json_object *t = json_object_new_object();
+            gs_json_set_string(t, "task_id", gs_db_cell(running, i, 0));
+            gs_json_set_string(t, "user_id", gs_db_cell(running, i, 1));
+            gs_json_set_string(t, "worker_version", gs_db_cell(running, i, 2));
+            gs_json_set_string(t, "worker_host", gs_db_cell(running, i, 3));
+            gs_json_set_string(t, "started_at", gs_db_cell(running, i, 4));
+            json_object_array_add(list, t);
+        }
+        gs_json_set_object(runj, "tasks", list);
+    }
     gs_json_set_object(body, "running", runj);
 
     created = apr_atoi64(gs_db_cell(window, 0, 0));
@@ -284,8 +391,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     METRIC("mean_duration_s", mean, has_mean,
            (double)conf->alert_mean_duration / APR_USEC_PER_SEC,
            mean > (double)conf->alert_mean_duration / APR_USEC_PER_SEC);
-    METRIC("stuck_tasks", (double)stuck->nrows, 1, (double)conf->alert_stuck_tasks,
-           stuck->nrows > conf->alert_stuck_tasks);
+    METRIC("stuck_tasks", (double)stuck_n, 1, (double)conf->alert_stuck_tasks,
+           stuck_n > conf->alert_stuck_tasks);
     METRIC("error_rate", errors, created > 0, conf->alert_error_rate,
            errors > conf->alert_error_rate);
     /* nothing runs: tasks wait, or this host's daemon has not finished a claim or rescue round
@@ -342,10 +449,6 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         degraded = 1;
     }
     gs_json_set_string(body, "status", degraded ? "degraded" : "ok");
-    if (rescued.marked_stuck || rescued.failed_unclaimed) {
-        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, "event=health.rescued stuck=%d "
-                      "unclaimed=%d", rescued.marked_stuck, rescued.failed_unclaimed);
-    }
     return gs_httpd_send_json(r, HTTP_OK, body);
 }
 
@@ -417,15 +520,20 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
     gs_db_t *db;
 
     (void)arg;
+    if (!bearer_ok(r, conf)) {
+        return unauthorized(r);
+    }
     if (!(db = gs_httpd_request_db(r))) {
         return db_unavailable(r, NULL);
     }
-    if (gs_db_select(db, r->pool, GS_SQL_METRICS_TOTALS, &totals, 0, NULL) != APR_SUCCESS
+    if (begin_read_only(r, db) != APR_SUCCESS
+        || gs_db_select(db, r->pool, GS_SQL_METRICS_TOTALS, &totals, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_METRICS_DURATIONS, &durations, 0, NULL)
                != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS) {
+        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS
+        || gs_db_commit(db) != APR_SUCCESS) {
         return db_unavailable(r, db);
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);

@@ -321,7 +321,7 @@ def test_cleanup_fails_a_stale_running_task_and_leaves_a_fresh_one_alone(stack, 
 
 
 def test_cleanup_finalises_a_task_already_stuck(stack, crafted):
-    # marked STUCK by /health or a daemon, on a host whose daemon is gone
+    # marked STUCK by a daemon, on a host whose daemon is gone
     tid = crafted.task(state="STUCK", heartbeat_age="6 minutes", created_age="9 minutes",
                        host="gone.invalid", pid=4242)
     p = cleanup(stack)

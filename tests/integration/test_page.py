@@ -1,13 +1,17 @@
 """The sync page's server side (issue 11): /status's account and last_success, the page served at
 /gmailsync/ with its security headers, and the development login (GmailSyncDevLogin)."""
+import concurrent.futures
+import hashlib
 import os
 import re
 import subprocess
 import textwrap
+import threading
+import urllib.parse
 
 import requests
 
-from conftest import HTTPD_BIN, PORTS, ROOT, wait_for
+from conftest import HTTPD_BIN, PORTS, ROOT, RUN_DIR, run_dev, wait_for
 from test_foundation import MODULES, configtest, key_file
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -102,40 +106,138 @@ def test_the_page_is_served_with_its_security_headers(stack, http):
 
 # --------------------------------------------------------------------------- dev login
 
-def test_dev_login_sets_the_session_cookie_and_redirects_to_the_page(stack, http):
+def login_url(stack, user=None, user_id=None):
+    """A one-time link of the development login (gmailsync-dev login-url; the session on stdin)."""
+    if user_id is not None:
+        return run_dev("login-url", "--user-id", user_id).stdout.strip()
+    return run_dev("login-url", stdin_text=user["session"] + "\n").stdout.strip()
+
+
+def nonce_of(url):
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert list(q) == ["nonce"] and len(q["nonce"]) == 1, url
+    return q["nonce"][0]
+
+
+def session_cookie(r):
+    m = re.match(r"session=([^;]*);", r.headers.get("Set-Cookie", ""))
+    return m and m.group(1)
+
+
+def test_dev_login_signs_in_once_with_a_short_lived_nonce_never_with_the_session(stack, http):
+    """Issue 21 item 6: the link carries a one-time nonce (2 minutes, used up atomically),
+    never the session; the stack's logs are their owner's alone and hold no nonce."""
     user = stack.add_user(messages=1)
-    r = http.get(stack.api + "/dev-login", params={"token": user["session"]},
-                 allow_redirects=False, timeout=10)
-    assert r.status_code == 303 and r.headers["Location"] == "/gmailsync/"
+    url = login_url(stack, user)
+    nonce = nonce_of(url)
+    assert url.startswith(stack.api + "/dev-login?nonce=") and user["session"] not in url
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", nonce) and nonce != user["session"]
+    # stored as its SHA-256 only, bound to the session, for two minutes
+    rows = stack.query("SELECT encode(session_sha256, 'hex'),"
+                       " extract(epoch FROM expires_at - now())::float8"
+                       " FROM gmailsync.dev_login_nonces WHERE nonce_sha256 = %s",
+                       (hashlib.sha256(nonce.encode()).digest(),))
+    assert len(rows) == 1 and rows[0][0] == hashlib.sha256(user["session"].encode()).hexdigest()
+    assert 100 < rows[0][1] <= 120, rows
+    # a HEAD (a prefetch) does not use it up
+    r = requests.head(url, timeout=10, allow_redirects=False)
+    assert r.status_code == 405 and "Set-Cookie" not in r.headers
+    # the first GET signs in, with a new session of the same user (the URL never had one)
+    r = http.get(url, headers={"Sec-Fetch-Site": "none"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/gmailsync/", r.text
     cookie = r.headers["Set-Cookie"]
-    assert cookie.startswith("session=" + user["session"] + ";")
+    new_session = session_cookie(r)
+    assert new_session and new_session != user["session"] and new_session != nonce
     for attr in ("Path=/", "HttpOnly", "SameSite=Lax"):
         assert attr in cookie
-    assert re.search(r"Max-Age=\d+", cookie)
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
+    assert 24 * 3600 - 120 <= max_age <= 24 * 3600, cookie   # what is left of the session
     assert r.headers["Cache-Control"] == "no-store"
     assert r.headers["Referrer-Policy"] == "no-referrer"
-    # the cookie works
     assert http.get(stack.api + "/status", timeout=10).json()["user_id"] == user["user_id"]
-
-
-def test_dev_login_refuses_unknown_tokens_missing_tokens_and_proxied_clients(stack, expect_log):
-    expect_log(r"event=dev_login\.refused")
-    user = stack.add_user(messages=1)
-    r = requests.get(stack.api + "/dev-login", params={"token": "not-a-session"}, timeout=10,
+    # used up: the same link again, by anyone
+    for _ in range(2):
+        r = requests.get(url, timeout=10, allow_redirects=False)
+        assert r.status_code == 401 and "Set-Cookie" not in r.headers, r.text
+        assert r.json()["type"].endswith(":dev-login-link-invalid")
+    # the session itself is no login link, in either parameter
+    r = requests.get(stack.api + "/dev-login", params={"nonce": user["session"]}, timeout=10,
                      allow_redirects=False)
     assert r.status_code == 401 and "Set-Cookie" not in r.headers
-    r = requests.get(stack.api + "/dev-login", timeout=10, allow_redirects=False)
-    assert r.status_code == 400 and "Set-Cookie" not in r.headers
-    r = requests.get(stack.api + "/dev-login?token=a&token=b", timeout=10, allow_redirects=False)
+    for query in ({"token": user["session"]}, {}, {"nonce": "short"}):
+        r = requests.get(stack.api + "/dev-login", params=query, timeout=10,
+                         allow_redirects=False)
+        assert r.status_code == 400 and "Set-Cookie" not in r.headers, query
+    r = requests.get(f"{stack.api}/dev-login?nonce={nonce}&nonce={nonce}", timeout=10,
+                     allow_redirects=False)
     assert r.status_code == 400
-    for header in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
-                   {"Via": "1.1 proxy"}):
-        r = requests.get(stack.api + "/dev-login", params={"token": user["session"]},
-                         headers=header, timeout=10, allow_redirects=False)
-        assert r.status_code == 403 and "Set-Cookie" not in r.headers, header
+    # expired: refused, and used up too
+    late = login_url(stack, user_id=user["user_id"])   # the user's newest session
+    stack.query("UPDATE gmailsync.dev_login_nonces SET expires_at = now() - interval '1 second'"
+                " WHERE nonce_sha256 = %s", (hashlib.sha256(nonce_of(late).encode()).digest(),))
+    assert requests.get(late, timeout=10, allow_redirects=False).status_code == 401
+    assert stack.query("SELECT count(*) FROM gmailsync.dev_login_nonces WHERE nonce_sha256 = %s",
+                       (hashlib.sha256(nonce_of(late).encode()).digest(),)) == [(0,)]
+    # its session gone: refused
+    other = stack.add_user(messages=1)
+    orphan = login_url(stack, other)
+    stack.query("DELETE FROM gmailsync.sessions WHERE token_sha256 = %s",
+                (hashlib.sha256(other["session"].encode()).digest(),))
+    assert requests.get(orphan, timeout=10, allow_redirects=False).status_code == 401
+    # eight browsers at once on one link: exactly one is signed in
+    race = login_url(stack, user)
+    barrier = threading.Barrier(8)
+
+    def one():
+        barrier.wait()
+        return requests.get(race, timeout=10, allow_redirects=False)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: one(), range(8)))
+    assert sorted(a.status_code for a in answers) == [303] + [401] * 7
+    # no nonce and no session in the access log; the stack's logs are not world-readable
+    logs = os.path.dirname(stack.error_log)
+    access = open(os.path.join(logs, "access_log")).read()
+    assert "/api/gmail/sync/dev-login " in access
+    for secret in (nonce, nonce_of(late), nonce_of(orphan), nonce_of(race), user["session"],
+                   new_session):
+        assert secret not in access and secret not in stack.log_since(0)
+    for path in (logs, stack.error_log, os.path.join(logs, "access_log"),
+                 os.path.join(RUN_DIR, "fake_gmail"),
+                 os.path.join(RUN_DIR, "fake_gmail", "fake_gmail.log")):
+        assert os.stat(path).st_mode & 0o077 == 0, (path, oct(os.stat(path).st_mode))
+
+
+def test_dev_login_refuses_cross_site_navigations_proxies_and_foreign_hosts(stack, expect_log):
+    """Issue 21 item 6: a page on another site cannot sign a browser in (Sec-Fetch-Site), and
+    neither a proxy that adds a header nor a TCP relay for another host's visitors (their Host)
+    reaches it; a refusal leaves the link unused."""
+    expect_log(r"event=dev_login\.refused")
+    user = stack.add_user(messages=1)
+    url = login_url(stack, user)
+    refusals = [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}]
+    refusals += [{h: v} for h, v in (
+        ("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Host", "app.example.test"),
+        ("X-Forwarded-Proto", "https"), ("X-Real-IP", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9"), ("Via", "1.1 proxy"), ("True-Client-IP", "203.0.113.9"),
+        ("X-Client-IP", "203.0.113.9"), ("CF-Connecting-IP", "203.0.113.9"))]
+    port = PORTS["GS_HTTP_PORT"]
+    refusals += [{"Host": h} for h in (f"dev.example.test:{port}", f"127.0.0.1.nip.io:{port}",
+                                       f"127.attacker.example:{port}", "192.0.2.7")]
+    for headers in refusals:
+        r = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
+        assert r.status_code == 403 and "Set-Cookie" not in r.headers, (headers, r.text)
         assert r.headers["Content-Type"] == "application/problem+json"
-    r = requests.post(stack.api + "/dev-login", params={"token": user["session"]}, timeout=10)
-    assert r.status_code == 405
+        want = "cross-site" if "Sec-Fetch-Site" in headers else "loopback-only"
+        assert r.json()["type"].endswith(":dev-login-" + want), (headers, r.text)
+    assert requests.post(url, timeout=10, allow_redirects=False).status_code == 405
+    # the link is still good, once; loopback names are fine
+    for host in (f"localhost:{port}", f"[::1]:{port}", f"127.0.0.1:{port}"):
+        fresh = login_url(stack, user)
+        r = requests.get(fresh, headers={"Host": host, "Sec-Fetch-Site": "same-origin"},
+                         timeout=10, allow_redirects=False)
+        assert r.status_code == 303 and session_cookie(r), (host, r.text)
+    r = requests.get(url, headers={"Sec-Fetch-Site": "none"}, timeout=10, allow_redirects=False)
+    assert r.status_code == 303 and session_cookie(r)
 
 
 def test_dev_login_is_off_by_default_and_in_the_shipped_conf(stack, tmp_path):

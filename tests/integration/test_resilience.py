@@ -331,7 +331,7 @@ def test_a_start_while_the_running_task_is_stuck_creates_a_new_task(stack, gmail
         wait_for("RUNNING on this host's board", lambda: requests.get(
             stack.api + "/progress/" + stuck, cookies={"session": user["session"]},
             timeout=5).json()["state"] == "RUNNING", 10)
-        # another host's /health (or the cleanup script) finds it stale
+        # another host's daemon (or the cleanup script) finds it stale
         stack.query("UPDATE gmailsync.sync_tasks SET state = 'STUCK', updated_at = now()"
                     " WHERE task_id = %s", (stuck,))
         again = start(stack, user)

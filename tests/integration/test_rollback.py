@@ -252,8 +252,9 @@ def test_roll_forward_and_back_three_times_while_syncs_run(stack, deb, gmail, ca
             assert int(s["running"]) >= 1, s
             h = deb.health()
             assert h["version"] == target and deb.active() == target
+            # (the running tasks' ids are shown only with ?detail=1 and the health token)
             assert set(h["running"]["worker_versions"]) <= {V1, V2}, h["running"]
-            assert all(t["worker_version"] in (V1, V2) for t in h["running"]["tasks"])
+            assert "tasks" not in h["running"]
             text = requests.get(deb.api + "/metrics", timeout=10).text
             assert f'gmailsync_build_info{{version="{target}"}} 1' in text
             if n == 6:   # it waited for them: how each ended, by the version that ran it

@@ -99,9 +99,16 @@ class Stack {
     return JSON.parse(dev(args));
   }
 
-  // The URL that signs a browser in as `user` (GmailSyncDevLogin of the dev stack).
+  // A URL that signs a browser in as `user` (GmailSyncDevLogin of the dev stack): a new one per
+  // call, usable once within 2 minutes (scripts/gmailsync-dev login-url, the session on stdin).
   loginUrl(user) {
-    return this.api + '/dev-login?token=' + encodeURIComponent(user.session);
+    const out = execFileSync(DEV, ['login-url'], {
+      env: devEnv(), encoding: 'utf8', timeout: 60000, input: user.session + '\n',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const url = out.trim();
+    if (!url.startsWith(this.api + '/dev-login?nonce=')) { throw new Error('login-url printed ' + url); }
+    return url;
   }
 
   async control(method, p, body) {
