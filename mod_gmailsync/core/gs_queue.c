@@ -10,7 +10,7 @@
 
 static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                            apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
-                           int finalise, gs_queue_stuck_cb *on_stuck, void *baton,
+                           gs_queue_stuck_cb *on_stuck, void *baton,
                            gs_rescue_counts_t *counts);
 
 static const char *seconds(apr_pool_t *p, apr_interval_time_t t)
@@ -95,18 +95,12 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                              apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
                              gs_queue_stuck_cb *on_stuck, void *baton, gs_rescue_counts_t *counts)
 {
-    return rescue(db, p, host, stuck_after, claim_timeout, 1, on_stuck, baton, counts);
-}
-
-apr_status_t gs_queue_mark_stuck(gs_db_t *db, apr_pool_t *p, apr_interval_time_t stuck_after,
-                                 apr_interval_time_t claim_timeout, gs_rescue_counts_t *counts)
-{
-    return rescue(db, p, NULL, stuck_after, claim_timeout, 0, NULL, NULL, counts);
+    return rescue(db, p, host, stuck_after, claim_timeout, on_stuck, baton, counts);
 }
 
 static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                            apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
-                           int finalise, gs_queue_stuck_cb *on_stuck, void *baton,
+                           gs_queue_stuck_cb *on_stuck, void *baton,
                            gs_rescue_counts_t *counts)
 {
     const char *stuck_args[1], *list_args[2], *unclaimed_args[1];
@@ -126,9 +120,6 @@ static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                       gs_db_cell(rows, i, 3), gs_db_cell(rows, i, 5));
     }
     counts->marked_stuck = rows->nrows;
-    if (!finalise) {
-        goto unclaimed;
-    }
 
     list_args[0] = host;
     list_args[1] = seconds(p, 2 * stuck_after);
@@ -157,7 +148,6 @@ static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
         }
     }
 
-unclaimed:
     unclaimed_args[0] = seconds(p, claim_timeout);
     if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_FAIL_UNCLAIMED, &rows, 1,
                                           unclaimed_args))) {

@@ -57,10 +57,4 @@ apr_status_t gs_queue_rescue(gs_db_t *db, apr_pool_t *p, const char *host,
                              apr_interval_time_t stuck_after, apr_interval_time_t claim_timeout,
                              gs_queue_stuck_cb *on_stuck, void *baton, gs_rescue_counts_t *counts);
 
-/* The part of a rescue pass that needs no local process: RUNNING -> STUCK and CREATED too long ->
- * FAILED. /health runs it; STUCK -> FAILED stays with the daemon (it kills frozen workers first)
- * and with scripts/gmailsync-cleanup. */
-apr_status_t gs_queue_mark_stuck(gs_db_t *db, apr_pool_t *p, apr_interval_time_t stuck_after,
-                                 apr_interval_time_t claim_timeout, gs_rescue_counts_t *counts);
-
 #endif /* GS_QUEUE_H */
