@@ -23,6 +23,7 @@
 #include <http_config.h>
 #include <http_log.h>
 #include <http_protocol.h>
+#include <http_request.h>
 
 #include "gs_accept.h"
 #include "gs_connect.h"
@@ -38,6 +39,9 @@ APLOG_USE_MODULE(gmailsync);
 
 /* How long a started authorization may take (Google's consent screen included). */
 #define GS_OAUTH_STATE_TTL_S "600"
+/* A user's pending authorizations: a start keeps this many of the older ones (the newest), so
+ * at most GS_OAUTH_STATES_KEPT + 1 are pending; an older one's callback is an invalid state. */
+#define GS_OAUTH_STATES_KEPT  "9"
 #define GS_OAUTH_LOCK_MS      "5000"
 #define GS_OAUTH_STATEMENT_MS "10000"
 
@@ -114,7 +118,7 @@ static int bad_state(request_rec *r, const char *user_id, const char *reason)
 
 int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
-    const char *user_id = NULL, *state, *verifier, *sealed, *args[5];
+    const char *user_id = NULL, *state, *verifier, *sealed, *args[7];
     gs_connect_auth_t auth;
     gs_id_result_t who;
     gs_db_t *db = NULL;
@@ -139,12 +143,14 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
     if (!db && !(db = gs_httpd_request_db(r))) {
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
-    args[0] = gs_connect_sha256_hex(r->pool, state);
-    args[1] = user_id;
-    args[2] = gs_httpd_session_sha256(r, conf);
-    args[3] = sealed;
-    args[4] = GS_OAUTH_STATE_TTL_S;
-    if (gs_db_exec(db, r->pool, GS_SQL_OAUTH_STATE_PUT, NULL, 5, args) != APR_SUCCESS) {
+    args[0] = user_id;
+    args[1] = GS_OAUTH_STATES_KEPT;
+    args[2] = gs_connect_sha256_hex(r->pool, state);
+    args[3] = user_id;
+    args[4] = gs_httpd_session_sha256(r, conf);
+    args[5] = sealed;
+    args[6] = GS_OAUTH_STATE_TTL_S;
+    if (gs_db_exec(db, r->pool, GS_SQL_OAUTH_STATE_PUT, NULL, 7, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
                       user_id, db->last_error ? db->last_error : "unknown");
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
@@ -207,21 +213,125 @@ static int callback_params(request_rec *r, const char *query, callback_params_t 
     return 1;
 }
 
-/* Takes the query (code and state) out of what the access log and later hooks see: the
- * request line (%r), the arguments (%q) and the unparsed URI. Returns the query. */
+/* ------------------------------------------------------------------ the callback's query
+ *
+ * The callback's query holds an authorization code and a state. It is taken out of everything
+ * the access log can write -- the request line (%r), the arguments (%q), the unparsed URI -- as
+ * soon as the request is read (post_read_request, before any answer: also when the handler is
+ * never reached, under `GmailSync Off`, for a 404 or a 405), and once more just before the
+ * access log writes (a request refused while it was being read never reaches post_read_request).
+ * The handler finds the query in the request pool's userdata. */
+
+#define CALLBACK_QUERY_KEY "gmailsync:callback-query"
+#define CALLBACK_PATH      "/oauth/callback"
+
+/* Is path (a request's path, as sent) this server's callback, once normalized as httpd will
+ * (dot segments, double slashes, %-encoded unreserved characters), with or without a final '/'? */
+static int is_callback_path(request_rec *r, const char *path)
+{
+    const gs_srv_conf_t *conf = gs_httpd_srv_conf(r->server);
+    char *norm;
+    apr_size_t plen, len;
+
+    if (!path || !conf || !conf->prefix) {
+        return 0;
+    }
+    norm = apr_pstrdup(r->pool, path);
+    if (!ap_normalize_path(norm, AP_NORMALIZE_NOT_ABOVE_ROOT | AP_NORMALIZE_DECODE_UNRESERVED
+                                 | AP_NORMALIZE_MERGE_SLASHES)) {
+        norm = apr_pstrdup(r->pool, path);   /* judged as sent */
+    }
+    len = strlen(norm);
+    if (len > 1 && norm[len - 1] == '/') {
+        norm[--len] = '\0';
+    }
+    plen = strlen(conf->prefix);
+    return len == plen + sizeof CALLBACK_PATH - 1 && !strncmp(norm, conf->prefix, plen)
+           && !strcmp(norm + plen, CALLBACK_PATH);
+}
+
+/* The path of the request line ("GET /path?query HTTP/1.1"), from p, or NULL. */
+static const char *request_line_path(apr_pool_t *p, const char *line)
+{
+    const char *target = line ? ap_strchr_c(line, ' ') : NULL, *end;
+
+    if (!target) {
+        return NULL;
+    }
+    while (*target == ' ') {
+        target++;
+    }
+    for (end = target; *end && *end != '?' && *end != ' '; end++) {
+    }
+    return apr_pstrmemdup(p, target, (apr_size_t)(end - target));
+}
+
+/* Takes the query out of r (see above); returns it, or NULL when r had none. */
 static const char *redact_query(request_rec *r)
 {
-    const char *query = r->args;
+    const char *query = r->args, *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+    const char *method = r->method ? r->method : "-";
 
-    if (query) {
-        r->args = NULL;
-        r->parsed_uri.query = NULL;
-        r->unparsed_uri = apr_pstrcat(r->pool, r->uri, "?(redacted)", NULL);
-        r->the_request = apr_pstrcat(r->pool, r->method, " ", r->unparsed_uri,
-                                     r->protocol ? " " : "", r->protocol ? r->protocol : "",
-                                     NULL);
+    if (!query && r->the_request && ap_strchr_c(r->the_request, '?')) {
+        query = "";   /* only the request line still holds it */
     }
+    if (!query) {
+        return NULL;
+    }
+    if (!path) {
+        path = request_line_path(r->pool, r->the_request);
+    }
+    r->args = NULL;
+    r->parsed_uri.query = NULL;
+    r->unparsed_uri = apr_pstrcat(r->pool, path ? path : "", "?(redacted)", NULL);
+    r->the_request = apr_pstrcat(r->pool, method, " ", r->unparsed_uri,
+                                 r->protocol ? " " : "", r->protocol ? r->protocol : "", NULL);
     return query;
+}
+
+static int scrub_callback_query(request_rec *r)
+{
+    const char *query;
+
+    if (!r->main && !r->prev && is_callback_path(r, r->parsed_uri.path ? r->parsed_uri.path
+                                                                      : r->uri)
+        && (query = redact_query(r)) && *query) {
+        apr_pool_userdata_setn(query, CALLBACK_QUERY_KEY, NULL, r->pool);
+    }
+    return DECLINED;
+}
+
+static int scrub_before_logging(request_rec *r)
+{
+    const char *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+
+    if (!path) {
+        path = request_line_path(r->pool, r->the_request);
+    }
+    if (is_callback_path(r, path)) {
+        redact_query(r);
+    }
+    return DECLINED;
+}
+
+void gs_httpd_oauth_register_hooks(void)
+{
+    ap_hook_post_read_request(scrub_callback_query, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(scrub_before_logging, NULL, NULL, APR_HOOK_REALLY_FIRST);
+}
+
+/* The callback's query: taken by the hook, or (a request the hook did not judge) from r now. */
+static const char *callback_query(request_rec *r)
+{
+    void *stashed = NULL;
+    const char *query;
+
+    if (apr_pool_userdata_get(&stashed, CALLBACK_QUERY_KEY, r->pool) == APR_SUCCESS && stashed) {
+        redact_query(r);
+        return stashed;
+    }
+    query = redact_query(r);
+    return query && *query ? query : NULL;
 }
 
 /* The plaintext of a stored token: sealed values are opened, a value from before encryption
@@ -377,7 +487,7 @@ static apr_status_t link_account(request_rec *r, const gs_srv_conf_t *conf, cons
 int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *sealed = NULL, *verifier, *why = NULL, *err = NULL;
-    const char *new_refresh = NULL, *email, *how = "new", *query = redact_query(r);
+    const char *new_refresh = NULL, *email, *how = "new", *query = callback_query(r);
     callback_params_t cp;
     gs_http_request_t *req;
     gs_id_result_t who;
@@ -448,6 +558,14 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         return connect_failed(r, user_id, "client_rejected", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint refused this server's OAuth client");
+    case GS_OAUTH_INVALID:
+        /* nothing of the answer is used: the refresh token it may carry is not trusted either */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.exchange_refused user=%s "
+                      "reason=\"%s\" (check " GS_DIR_TOKEN_URL ")", user_id, why);
+        return connect_failed(r, user_id, "invalid_token", HTTP_BAD_REQUEST, "exchange-failed",
+                              RESULT_EXCHANGE, "the token endpoint answered with an access token "
+                              "that is not a valid bearer token: nothing was stored; connect "
+                              "again");
     default:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.exchange_unavailable user=%s "
                       "reason=\"%s\"", user_id, why);
@@ -467,6 +585,17 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     req = gs_connect_profile_request(r->pool, conf->api_base, o->access_token);
     if (perform(r, req, &err) != APR_SUCCESS
         || !(email = gs_connect_profile_email(r->pool, req, &why))) {
+        if (!err && req->status == 200) {
+            /* Gmail answered, with nothing this server may store (an address with a control
+             * or bidi character, say): not a reason to retry */
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.profile_refused "
+                          "user=%s reason=\"%s\"", user_id, why);
+            revoke_token(r, conf, user_id, new_refresh);
+            return connect_failed(r, user_id, "profile_refused", HTTP_BAD_REQUEST,
+                                  "gmail-address-refused", RESULT_EXCHANGE,
+                                  apr_pstrcat(r->pool, "the Gmail account's address was refused (",
+                                              why, "): nothing was stored", NULL));
+        }
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.profile_failed user=%s "
                       "reason=\"%s\"", user_id, err ? err : why);
         revoke_token(r, conf, user_id, new_refresh);
