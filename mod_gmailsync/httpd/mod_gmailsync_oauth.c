@@ -30,6 +30,7 @@
 #include "gs_db.h"
 #include "gs_error.h"
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_oauth.h"
 #include "gs_sql.h"
 #include "gs_tokenbox.h"
@@ -61,7 +62,7 @@ static int connect_configured(const gs_srv_conf_t *conf)
 static int not_configured(request_rec *r, const char *user_id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s "
-                  "reason=not_configured", user_id);
+                  "reason=not_configured", gs_log_value(r->pool, user_id));
     return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "connect-not-configured",
                                  "connecting a Gmail account is not configured on this server ("
                                  GS_DIR_REDIRECT_URI ", " GS_DIR_CLIENT_ID ", "
@@ -100,7 +101,7 @@ static int connect_failed(request_rec *r, const char *user_id, const char *reaso
                           const char *slug, const char *result, const char *detail)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s reason=%s",
-                  user_id, reason);
+                  gs_log_value(r->pool, user_id), reason);
     if (wants_page(r)) {
         return to_page(r, result);
     }
@@ -136,7 +137,7 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
                             gs_tokenbox_context(r->pool, "code_verifier", user_id), verifier,
                             &sealed) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.connect.failed user=%s "
-                      "reason=no_randomness", user_id);
+                      "reason=no_randomness", gs_log_value(r->pool, user_id));
         return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "connect-unavailable",
                                      "the connection cannot be started now; retry shortly");
     }
@@ -152,7 +153,7 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
     args[6] = GS_OAUTH_STATE_TTL_S;
     if (gs_db_exec(db, r->pool, GS_SQL_OAUTH_STATE_PUT, NULL, 7, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     auth.auth_url = conf->auth_url;
@@ -160,7 +161,8 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
     auth.redirect_uri = conf->redirect_uri;
     auth.state = state;
     auth.challenge = gs_connect_challenge(r->pool, verifier);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.started user=%s", user_id);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.started user=%s",
+    gs_log_value(r->pool, user_id));
     return send_redirect(r, HTTP_MOVED_TEMPORARILY, gs_connect_auth_location(r->pool, &auth));
 }
 
@@ -382,7 +384,7 @@ static int revoke_token(request_rec *r, const gs_srv_conf_t *conf, const char *u
 
     if (perform(r, req, &err) != APR_SUCCESS || req->status != 200) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.revoke_failed user=%s "
-                      "status=%d reason=\"%s\"", user_id, req->status,
+                      "status=%d reason=\"%s\"", gs_log_value(r->pool, user_id), req->status,
                       err ? err : req->transport_error ? req->transport_error
                                                         : "the endpoint refused");
         return 0;
@@ -408,7 +410,7 @@ static int take_state(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
     args[0] = gs_connect_sha256_hex(r->pool, cp->state);
     if (gs_db_select(db, r->pool, GS_SQL_OAUTH_STATE_TAKE, &rows, 1, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     if (rows->nrows != 1) {
@@ -479,7 +481,8 @@ static apr_status_t link_account(request_rec *r, const gs_srv_conf_t *conf, cons
     if (!strcmp(*how, "other") && rows->nrows == 1) {
         gs_httpd_registry_task_remove(user_id, gs_db_cell(rows, 0, 0));
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s "
-                      "reason=other_account", user_id, gs_db_cell(rows, 0, 0));
+                      "reason=other_account", gs_log_value(r->pool, user_id),
+                      gs_db_cell(rows, 0, 0));
     }
     return APR_SUCCESS;
 }
@@ -517,7 +520,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         int denied = !strcmp(cp.error, "access_denied");
 
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s "
-                      "reason=%s", user_id,
+                      "reason=%s", gs_log_value(r->pool, user_id),
                       denied ? "access_denied" : gs_error_clean(r->pool, cp.error, 64));
         return to_page(r, denied ? RESULT_DENIED : RESULT_AUTH_FAILED);
     }
@@ -527,7 +530,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     }
     if (!(verifier = stored_token(r, conf, "code_verifier", user_id, sealed, &why))) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.verifier_unreadable user=%s "
-                      "reason=\"%s\"", user_id, why ? why : "empty");
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why ? why : "empty");
         return connect_failed(r, user_id, "verifier_unreadable", HTTP_BAD_REQUEST,
                               "exchange-failed", RESULT_EXCHANGE,
                               "the sign-in could not be completed: connect again");
@@ -547,28 +550,29 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         break;
     case GS_OAUTH_REVOKED:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.exchange_refused user=%s "
-                      "reason=\"%s\"", user_id, why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "invalid_grant", HTTP_BAD_REQUEST, "exchange-failed",
                               RESULT_EXCHANGE, "Google refused the authorization code (expired, "
                               "already used, or a wrong PKCE verifier): connect again");
     case GS_OAUTH_CLIENT:
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.exchange_refused user=%s "
                       "reason=\"%s\" (check " GS_DIR_CLIENT_ID ", " GS_DIR_CLIENT_SECRET_FILE
-                      " and " GS_DIR_REDIRECT_URI ")", user_id, why);
+                      " and " GS_DIR_REDIRECT_URI ")", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "client_rejected", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint refused this server's OAuth client");
     case GS_OAUTH_INVALID:
         /* nothing of the answer is used: the refresh token it may carry is not trusted either */
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.exchange_refused user=%s "
-                      "reason=\"%s\" (check " GS_DIR_TOKEN_URL ")", user_id, why);
+                      "reason=\"%s\" (check " GS_DIR_TOKEN_URL ")", gs_log_value(r->pool, user_id),
+                      why);
         return connect_failed(r, user_id, "invalid_token", HTTP_BAD_REQUEST, "exchange-failed",
                               RESULT_EXCHANGE, "the token endpoint answered with an access token "
                               "that is not a valid bearer token: nothing was stored; connect "
                               "again");
     default:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.exchange_unavailable user=%s "
-                      "reason=\"%s\"", user_id, why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "token_endpoint", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint cannot be reached now: connect again shortly");
@@ -589,7 +593,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
             /* Gmail answered, with nothing this server may store (an address with a control
              * or bidi character, say): not a reason to retry */
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.profile_refused "
-                          "user=%s reason=\"%s\"", user_id, why);
+                          "user=%s reason=\"%s\"", gs_log_value(r->pool, user_id), why);
             revoke_token(r, conf, user_id, new_refresh);
             return connect_failed(r, user_id, "profile_refused", HTTP_BAD_REQUEST,
                                   "gmail-address-refused", RESULT_EXCHANGE,
@@ -597,7 +601,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
                                               why, "): nothing was stored", NULL));
         }
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.profile_failed user=%s "
-                      "reason=\"%s\"", user_id, err ? err : why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), err ? err : why);
         revoke_token(r, conf, user_id, new_refresh);
         return connect_failed(r, user_id, "profile", HTTP_SERVICE_UNAVAILABLE,
                               "gmail-unavailable", RESULT_EXCHANGE,
@@ -607,14 +611,15 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         gs_db_t *failed = gs_httpd_request_db(r);
 
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, failed && failed->last_error ? failed->last_error : "unknown");
+                      gs_log_value(r->pool, user_id),
+                      failed && failed->last_error ? failed->last_error : "unknown");
         revoke_token(r, conf, user_id, new_refresh);
         return connect_failed(r, user_id, "database", HTTP_SERVICE_UNAVAILABLE,
                               "database-unavailable", RESULT_EXCHANGE,
                               "the account could not be stored now: connect again shortly");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connected user=%s account=%s",
-                  user_id, how);
+                  gs_log_value(r->pool, user_id), how);
     return to_page(r, RESULT_CONNECTED);
 }
 
@@ -670,7 +675,7 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
                                                user)))
         || APR_SUCCESS != (rv = gs_db_commit(db))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         gs_db_rollback(db);
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
@@ -679,7 +684,7 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
         /* the worker sees its lease-guarded writes fail and stops; the board forgets it now */
         gs_httpd_registry_task_remove(user_id, cancelled);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s "
-                      "reason=disconnect", user_id, cancelled);
+                      "reason=disconnect", gs_log_value(r->pool, user_id), cancelled);
     }
     /* revoking the refresh token ends its access tokens too; without one, the access token */
     if (account->nrows == 1) {
@@ -692,11 +697,12 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
         }
         else if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.revoke_failed user=%s "
-                          "reason=\"%s\"", user_id, why);
+                          "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         }
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.disconnected user=%s account=%s "
-                  "task_cancelled=%s revoked=%s messages_deleted=%d", user_id,
+                  "task_cancelled=%s revoked=%s messages_deleted=%d",
+                  gs_log_value(r->pool, user_id),
                   account->nrows ? "removed" : "none", cancelled ? cancelled : "none",
                   revoked ? "true" : "false", removed);
     body = gs_json_object(r->pool);
