@@ -386,12 +386,13 @@ def test_migrations_up_down_are_idempotent_and_transactional(stack):
     admin.cursor().execute(f"CREATE DATABASE {db}")
     dsn = stack.pg_admin_dsn.rsplit("/", 1)[0] + "/" + db
     migrate = os.path.join(ROOT, "scripts", "gmailsync-migrate")
+    env = dict(os.environ, GS_PG_DSN=dsn)   # the password never on a command line
     try:
-        status = subprocess.run([migrate, "--dsn", dsn, "status"], capture_output=True, text=True,
-                                check=True).stdout
+        status = subprocess.run([migrate, "status"], capture_output=True, text=True,
+                                check=True, env=env).stdout
         assert "pending" in status and "applied" not in status
         # three concurrent runs: the advisory lock queues them, each migration applies once
-        procs = [subprocess.Popen([migrate, "--dsn", dsn, "up"], stdout=subprocess.PIPE,
+        procs = [subprocess.Popen([migrate, "up"], stdout=subprocess.PIPE, env=env,
                                   stderr=subprocess.PIPE, text=True) for _ in range(3)]
         outs = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), outs
@@ -401,15 +402,15 @@ def test_migrations_up_down_are_idempotent_and_transactional(stack):
         cur.execute("SELECT count(*), max(version) FROM gmailsync.schema_migrations")
         assert cur.fetchone() == (LATEST_MIGRATION, LATEST_MIGRATION)
         conn.close()
-        subprocess.run([migrate, "--dsn", dsn, "down", "--all"], check=True, capture_output=True)
+        subprocess.run([migrate, "down", "--all"], check=True, capture_output=True, env=env)
         conn = psycopg2.connect(dsn)
         cur = conn.cursor()
         cur.execute("SELECT to_regnamespace('gmailsync')")
         assert cur.fetchone() == (None,)
         conn.close()
-        subprocess.run([migrate, "--dsn", dsn, "up"], check=True, capture_output=True)
-        again = subprocess.run([migrate, "--dsn", dsn, "up"], check=True, capture_output=True,
-                               text=True).stdout
+        subprocess.run([migrate, "up"], check=True, capture_output=True, env=env)
+        again = subprocess.run([migrate, "up"], check=True, capture_output=True,
+                               text=True, env=env).stdout
         assert "already applied" in again
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
@@ -428,8 +429,9 @@ def test_broken_migration_leaves_nothing_behind(stack, tmp_path):
         "CREATE TABLE gmailsync.half_done (x int);\nSELECT no_such_function();\n")
     (tmp_path / "999_broken.down.sql").write_text("DROP TABLE gmailsync.half_done;\n")
     try:
-        proc = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-migrate"), "--dsn", dsn,
-                               "--sql-dir", str(tmp_path), "up"], capture_output=True, text=True)
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-migrate"),
+                               "--sql-dir", str(tmp_path), "up"], capture_output=True, text=True,
+                              env=dict(os.environ, GS_PG_DSN=dsn))
         assert proc.returncode != 0
         conn = psycopg2.connect(dsn)
         cur = conn.cursor()

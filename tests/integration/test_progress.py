@@ -272,9 +272,9 @@ def test_seed_6_stuck_task_is_reported_cleaned_up_and_the_user_syncs_again(stack
         assert [s["task_id"] for s in h["stuck"]] == [tid]
         assert h["stuck"][0]["heartbeat_age_s"] >= 3
         assert db_state(stack, tid) == "STUCK"   # health's rescue freed the user
-        cleanup = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-cleanup"),
-                                  "--dsn", stack.pg_dsn], capture_output=True, text=True,
-                                 timeout=60)
+        cleanup = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-cleanup")],
+                                 env=dict(os.environ, GS_PG_DSN=stack.pg_dsn),
+                                 capture_output=True, text=True, timeout=60)
         assert cleanup.returncode == 0, cleanup.stderr
         row = stack.query("SELECT state, error_code FROM gmailsync.sync_tasks WHERE task_id=%s",
                           (tid,))
