@@ -155,7 +155,7 @@ def test_strict_json_still_takes_valid_json(stack):
 @pytest.mark.parametrize("path,allow", [
     ("/smart", "POST"), ("/progress/" + UUID, "GET, HEAD"), ("/status", "GET, HEAD"),
     ("/cancel/" + UUID, "POST"), ("/health", "GET, HEAD"), ("/metrics", "GET, HEAD"),
-    ("/oauth/start", "GET, HEAD"), ("/oauth/callback", "GET, HEAD"), ("/oauth/disconnect", "POST"),
+    ("/oauth/start", "GET, HEAD"), ("/oauth/callback", "GET"), ("/oauth/disconnect", "POST"),
 ])
 def test_trace_is_refused_under_the_prefix_without_echo(stack, path, allow):
     answer = exchange(stack, b"TRACE /api/gmail/sync" + path.encode() + b" HTTP/1.1\r\n" + H
