@@ -291,11 +291,17 @@ static const char *redact_query(request_rec *r)
     return query;
 }
 
+/* Does r carry a query anywhere the access log could write it? */
+static int has_query(const request_rec *r)
+{
+    return r->args || (r->the_request && ap_strchr_c(r->the_request, '?'));
+}
+
 static int scrub_callback_query(request_rec *r)
 {
     const char *query;
 
-    if (!r->main && !r->prev && is_callback_path(r, r->parsed_uri.path ? r->parsed_uri.path
+    if (has_query(r) && !r->main && !r->prev && is_callback_path(r, r->parsed_uri.path ? r->parsed_uri.path
                                                                       : r->uri)
         && (query = redact_query(r)) && *query) {
         apr_pool_userdata_setn(query, CALLBACK_QUERY_KEY, NULL, r->pool);
@@ -307,6 +313,9 @@ static int scrub_before_logging(request_rec *r)
 {
     const char *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
 
+    if (!has_query(r)) {
+        return DECLINED;
+    }
     if (!path) {
         path = request_line_path(r->pool, r->the_request);
     }
