@@ -454,7 +454,7 @@ def test_remote_user_names_with_spaces_stay_one_log_field_and_bad_utf8_is_401(st
     suffix = os.urandom(3).hex()
     name = "Jane Doe " + suffix
     bad = b"bad\xff" + suffix.encode()
-    u = stack.add_user(messages=3, user_id=name)
+    stack.add_user(messages=3, user_id=name)
     users = os.path.join(shared_tmp, "htpasswd")
     subprocess.run(["htpasswd", "-bc", users, name, "pw"], check=True, capture_output=True)
     subprocess.run([b"htpasswd", b"-b", users.encode(), bad, b"pw"], check=True,
