@@ -13,8 +13,10 @@
  * A callback that fails its state check is a 400 problem (an HTML-accepting browser gets the
  * page with ?oauth=invalid_state instead), and nothing is stored. No code, verifier, state or
  * token is ever logged or put in a response body: the Location of oauth/start is the only
- * place a state appears, and the callback takes its query out of the request line that the
- * access log writes.
+ * place a state appears, and the callback path's query is taken out of what the access log
+ * writes as soon as the request is read, whatever answers it (see "the callback's query").
+ * What the token endpoint and Gmail's profile answer is checked before it is used: a bearer
+ * token (RFC 6750) of sane length, a strict address. A user has at most 10 pending states.
  */
 #include <apr_lib.h>
 #include <apr_strings.h>
