@@ -149,10 +149,75 @@ gs_http_request_t *gs_connect_profile_request(apr_pool_t *p, const char *api_bas
     return req;
 }
 
+/* RFC 5322 atext */
+static int is_atext(char c)
+{
+    return apr_isalnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+const char *gs_connect_email_problem(const char *s, apr_size_t len)
+{
+    const char *at, *label;
+    apr_size_t i, local;
+    int labels = 0;
+
+    if (!s || len == 0) {
+        return "empty";
+    }
+    if (len > GS_CONNECT_EMAIL_MAX) {
+        return "longer than " APR_STRINGIFY(GS_CONNECT_EMAIL_MAX) " bytes";
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return "a control character in it";
+        }
+        if (c >= 0x80) {
+            return "a character outside printable ASCII in it (an address with a bidi, format "
+                   "or other non-ASCII character is not stored)";
+        }
+    }
+    if (!(at = memchr(s, '@', len)) || memchr(at + 1, '@', len - (apr_size_t)(at - s) - 1)) {
+        return "not one local part and one domain (exactly one @)";
+    }
+    local = (apr_size_t)(at - s);
+    if (local == 0 || local > GS_CONNECT_EMAIL_LOCAL_MAX) {
+        return "a local part that is empty or longer than "
+               APR_STRINGIFY(GS_CONNECT_EMAIL_LOCAL_MAX) " bytes";
+    }
+    /* dot-atom: atext runs separated by single dots */
+    for (i = 0; i < local; i++) {
+        if (s[i] == '.' ? i == 0 || i == local - 1 || s[i - 1] == '.' : !is_atext(s[i])) {
+            return "a local part that is not a dot-atom";
+        }
+    }
+    /* the domain: DNS labels */
+    for (label = at + 1; ; label++) {
+        const char *end = label;
+
+        while (end < s + len && *end != '.') {
+            if (!apr_isalnum(*end) && *end != '-') {
+                return "a domain that is not a host name";
+            }
+            end++;
+        }
+        if (end == label || end - label > 63 || *label == '-' || end[-1] == '-') {
+            return "a domain that is not a host name";
+        }
+        labels++;
+        if (end == s + len) {
+            break;
+        }
+        label = end;
+    }
+    return labels < 2 ? "a domain that is not a host name" : NULL;
+}
+
 const char *gs_connect_profile_email(apr_pool_t *p, const gs_http_request_t *req,
                                      const char **why)
 {
-    const char *perr = NULL, *email;
+    const char *perr = NULL, *email, *problem;
     json_object *doc, *v;
 
     if (req->status != 200) {
@@ -168,8 +233,8 @@ const char *gs_connect_profile_email(apr_pool_t *p, const gs_http_request_t *req
         return NULL;
     }
     email = json_object_get_string(v);
-    if (!*email || strlen(email) > 320 || !strchr(email, '@')) {
-        *why = "profile answer with an implausible emailAddress";
+    if ((problem = gs_connect_email_problem(email, (apr_size_t)json_object_get_string_len(v)))) {
+        *why = apr_pstrcat(p, "profile answer with an unacceptable emailAddress: ", problem, NULL);
         return NULL;
     }
     return apr_pstrdup(p, email);

@@ -66,7 +66,20 @@ gs_http_request_t *gs_connect_profile_request(apr_pool_t *p, const char *api_bas
 #define GS_SESSION_COOKIE_MAX 512
 int gs_session_token_plausible(const char *token);
 
-/* The emailAddress of a 200 profile answer (from p), or NULL with *why. */
+/* Limits of an address (RFC 5321 section 4.5.3.1: a path of 256 octets with its brackets). */
+#define GS_CONNECT_EMAIL_MAX       254
+#define GS_CONNECT_EMAIL_LOCAL_MAX 64
+
+/* Why s (len bytes) is not an address this server stores, or NULL when it is one: a strict
+ * RFC 5322 addr-spec of printable ASCII, the local part a dot-atom of at most 64 bytes, the
+ * domain two or more DNS labels (letters, digits, inner hyphens, 1..63 each), the whole at most
+ * 254 bytes. A Google account's address is ASCII (an internationalized domain comes as its
+ * A-labels); anything else -- a control, bidi or format character, invalid UTF-8, a NUL, a
+ * quoted local part, an address literal -- is refused. Static text, never the address. */
+const char *gs_connect_email_problem(const char *s, apr_size_t len);
+
+/* The emailAddress of a 200 profile answer (from p), or NULL with *why: also when it is not an
+ * address gs_connect_email_problem accepts. */
 const char *gs_connect_profile_email(apr_pool_t *p, const gs_http_request_t *req,
                                      const char **why);
 

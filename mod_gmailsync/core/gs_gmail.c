@@ -301,6 +301,12 @@ apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p)
             return gs_fail(gm->failure, p, GS_ERR_INTERNAL,
                            "the OAuth token endpoint rejected this server's client (%s): "
                            "an operator must check the client id and secret", why);
+        case GS_OAUTH_INVALID:
+            gs_log_error(GS_LOG_ERR, p, "event=oauth.refresh_refused %s reason=\"%s\"",
+                         gm->log_ctx, why);
+            return gs_fail(gm->failure, p, GS_ERR_INTERNAL,
+                           "the OAuth token endpoint's answer was refused (%s): nothing of it "
+                           "was used; an operator must check the token URL", why);
         case GS_OAUTH_RETRY:
             if ((rv = gs_gmail_back_off(gm, p, "token", &a, ++attempt, 0)) != APR_SUCCESS) {
                 return rv;

@@ -7,13 +7,36 @@
 
 int gs_handoff_format(char *buf, apr_size_t size, const char *task, const char *user)
 {
+    static const char hex[] = "0123456789ABCDEF";
+    char encoded[sizeof ((gs_handoff_t *)0)->user];
+    apr_size_t n = 0;
     int len;
 
     if (size < 2 || size > GS_HANDOFF_MAX) {
         return -1;
     }
+    /* a user id may hold spaces (remote-user names): %XX for what would end the field */
+    for (; *user; user++) {
+        unsigned char c = (unsigned char)*user;
+
+        if (c > 0x20 && c < 0x7f && c != '%') {
+            if (n + 1 >= sizeof encoded) {
+                return -1;
+            }
+            encoded[n++] = (char)c;
+        }
+        else {
+            if (n + 3 >= sizeof encoded) {
+                return -1;
+            }
+            encoded[n++] = '%';
+            encoded[n++] = hex[c >> 4];
+            encoded[n++] = hex[c & 15];
+        }
+    }
+    encoded[n] = '\0';
     /* apr_snprintf returns what it wrote: a message that filled the buffer was cut */
-    len = apr_snprintf(buf, size, "gs1 start task=%s user=%s\n", task, user);
+    len = apr_snprintf(buf, size, "gs1 start task=%s user=%s\n", task, encoded);
     return len <= 0 || (apr_size_t)len >= size - 1 ? -1 : len;
 }
 

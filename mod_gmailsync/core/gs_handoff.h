@@ -3,6 +3,7 @@
  *
  *   gs1 start task=<uuid> user=<id>\n
  *
+ * (the user id with '%', spaces, control and non-ASCII bytes as %XX),
  * at most GS_HANDOFF_MAX bytes. It only wakes the daemon (PostgreSQL is the queue), but the
  * daemon reads it from a socket, so it is parsed as untrusted input: fields in any order,
  * unknown ones ignored, values without spaces. Pure; fuzzed by tests/fuzz/fuzz_handoff.c.

@@ -150,3 +150,37 @@ void gs_log_repeat_end(gs_log_repeat_t *rep, const char *file, int line, apr_tim
     rep->msg[0] = '\0';
     rep->total = 0;
 }
+
+const char *gs_log_value(apr_pool_t *p, const char *s)
+{
+    const unsigned char *c;
+    char *out, *o;
+    int plain = 1;
+
+    if (!s) {
+        return "-";
+    }
+    for (c = (const unsigned char *)s; *c && plain; c++) {
+        plain = *c > 0x20 && *c != 0x7f && *c != '"' && *c != '\\' && *c != '=';
+    }
+    if (plain && *s) {
+        return s;
+    }
+    o = out = apr_palloc(p, strlen(s) * 4 + 3);
+    *o++ = '"';
+    for (c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        }
+        else if (*c < 0x20 || *c == 0x7f) {
+            o += apr_snprintf(o, 5, "\\x%02x", *c);
+        }
+        else {
+            *o++ = (char)*c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}

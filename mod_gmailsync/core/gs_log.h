@@ -39,6 +39,12 @@ void gs_log_perror(const char *file, int line, gs_log_level_t level, apr_status_
 
 const char *gs_log_level_name(gs_log_level_t level);
 
+/* s as the value of a key=value field: as it is when it is a plain word (no space, control
+ * character, '"', '\\' or '='), else in double quotes with '"' and '\\' escaped and control
+ * bytes as \xHH, so that a user id with a space ("remote-user" names) stays one field. From p
+ * when quoted; NULL gives "-". */
+const char *gs_log_value(apr_pool_t *p, const char *s);
+
 /* A repeat suppressor: one per call site whose error can repeat every tick (the daemon's claim
  * while PostgreSQL is away). The first line of a run of identical messages is written; the
  * repeats are counted and summarised at most once per `interval` as

@@ -116,7 +116,8 @@ static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
     for (i = 0; i < rows->nrows; i++) {
         gs_log_perror(GS_LOG_MARK, GS_LOG_WARNING, APR_SUCCESS, p,
                       "event=task.stuck task=%s user=%s host=%s pid=%s heartbeat_age_s=%s",
-                      gs_db_cell(rows, i, 0), gs_db_cell(rows, i, 1), gs_db_cell(rows, i, 2),
+                      gs_db_cell(rows, i, 0), gs_log_value(p, gs_db_cell(rows, i, 1)),
+                      gs_db_cell(rows, i, 2),
                       gs_db_cell(rows, i, 3), gs_db_cell(rows, i, 5));
     }
     counts->marked_stuck = rows->nrows;
@@ -144,7 +145,7 @@ static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
             counts->failed_stuck++;
             gs_log_perror(GS_LOG_MARK, GS_LOG_NOTICE, APR_SUCCESS, p,
                           "event=task.failed task=%s user=%s error=stuck heartbeat_age_s=%s",
-                          task, gs_db_cell(rows, i, 1), age);
+                          task, gs_log_value(p, gs_db_cell(rows, i, 1)), age);
         }
     }
 
@@ -156,7 +157,7 @@ static apr_status_t rescue(gs_db_t *db, apr_pool_t *p, const char *host,
     for (i = 0; i < rows->nrows; i++) {
         gs_log_perror(GS_LOG_MARK, GS_LOG_WARNING, APR_SUCCESS, p,
                       "event=task.failed task=%s user=%s error=not_started", gs_db_cell(rows, i, 0),
-                      gs_db_cell(rows, i, 1));
+                      gs_log_value(p, gs_db_cell(rows, i, 1)));
     }
     counts->failed_unclaimed = rows->nrows;
     return APR_SUCCESS;

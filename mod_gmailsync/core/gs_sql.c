@@ -121,7 +121,12 @@ const gs_sql_stmt_t gs_sql_statements[] = {
 
     /* ---------------------------------------------------------------- connect (issue 13) */
     { GS_SQL_OAUTH_STATE_PUT,
-      "WITH expired AS (DELETE FROM gmailsync.oauth_states WHERE expires_at < now())"
+      /* the user's pending states beyond the newest ones go with it: one user cannot fill the
+       * table by starting over and over */
+      "WITH expired AS (DELETE FROM gmailsync.oauth_states WHERE expires_at < now()),"
+      " surplus AS (DELETE FROM gmailsync.oauth_states WHERE state_sha256 IN"
+      "   (SELECT state_sha256 FROM gmailsync.oauth_states WHERE user_id = %s"
+      "    ORDER BY created_at DESC, state_sha256 OFFSET %s::integer))"
       " INSERT INTO gmailsync.oauth_states"
       " (state_sha256, user_id, session_sha256, code_verifier, expires_at)"
       " VALUES (decode(%s, 'hex'), %s, decode(%s, 'hex'), %s,"

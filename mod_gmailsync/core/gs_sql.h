@@ -60,9 +60,12 @@ typedef struct {
 
 /* Connecting a Gmail account (issue 13; mod_gmailsync_oauth.c). Tokens and verifiers are
  * stored sealed (gs_tokenbox.h); states and sessions as SHA-256 hex. */
-#define GS_SQL_OAUTH_STATE_PUT   "gs_oauth_state_put"   /* (state sha256, user_id, session sha256
-                                                           or NULL, sealed verifier, ttl s);
-                                                           also drops expired states */
+#define GS_SQL_OAUTH_STATE_PUT   "gs_oauth_state_put"   /* (user_id, how many of the user's
+                                                           pending states to keep, state sha256,
+                                                           user_id, session sha256 or NULL,
+                                                           sealed verifier, ttl s); also drops
+                                                           expired states and the user's older
+                                                           ones beyond those kept */
 #define GS_SQL_OAUTH_STATE_TAKE  "gs_oauth_state_take"  /* (state sha256) -> user_id, session
                                                            sha256 or NULL, sealed verifier,
                                                            unexpired true/false; deletes it */

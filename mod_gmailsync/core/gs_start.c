@@ -34,7 +34,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
         out->state = gs_db_cell(rows, 0, 1);
         out->reused = 1;
         gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p, "event=active.check user=%s "
-                      "active=%s source=index", user_id, out->task_id);
+                      "active=%s source=index", gs_log_value(p, user_id), out->task_id);
         return APR_SUCCESS;
     }
 
@@ -55,7 +55,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
         goto leave;
     }
     gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p,
-                  "event=active.check user=%s active=%s", user_id,
+                  "event=active.check user=%s active=%s", gs_log_value(p, user_id),
                   rows->nrows ? gs_db_cell(rows, 0, 0) : "none");
     if (rows->nrows == 0) {
         if (APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_ACCOUNT_EXISTS, &rows, 1, user))) {
@@ -176,13 +176,13 @@ apr_status_t gs_start_scheduled(gs_db_t *db, apr_pool_t *p, const gs_schedule_op
         if (created) {
             APR_ARRAY_PUSH(out->started, const char *) = task_id;
             gs_log_perror(GS_LOG_MARK, GS_LOG_INFO, APR_SUCCESS, p, "event=autosync.started "
-                          "user=%s task=%s reason=%s", user_id, task_id,
+                          "user=%s task=%s reason=%s", gs_log_value(p, user_id), task_id,
                           gs_db_cell(rows, i, 1) ? gs_db_cell(rows, i, 1) : "-");
         }
         else {
             out->skipped_active++;
             gs_log_perror(GS_LOG_MARK, GS_LOG_DEBUG, APR_SUCCESS, p, "event=autosync.skipped "
-                          "user=%s reason=%s", user_id, why);
+                          "user=%s reason=%s", gs_log_value(p, user_id), why);
         }
     }
     rv = gs_db_commit(db);

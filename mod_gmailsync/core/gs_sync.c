@@ -66,7 +66,8 @@ static apr_status_t open_token(gs_sync_t *s, apr_pool_t *p, const char *column,
          : "link the Gmail account again";
     id = gs_tokenbox_key_id(p, sealed);
     gs_log_error(GS_LOG_ERR, p, "event=token.undecryptable task=%s user=%s column=%s key=%s "
-                 "current_key=%s reason=\"%s\"", s->task->task_id, s->task->user_id, column,
+                 "current_key=%s reason=\"%s\"", s->task->task_id,
+                 gs_log_value(p, s->task->user_id), column,
                  id ? id : "none", gs_keyring_current_id(s->conf->token_keys), err);
     return gs_fail(s->failure, p, GS_ERR_TOKEN_UNDECRYPTABLE, "the stored %s cannot be "
                    "decrypted: %s; %s", column, err, hint);
@@ -305,7 +306,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " refused_concurrent=%" APR_INT64_T_FMT " parts_in_flight=%d"
                  " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
-                 event, s->task->task_id, s->task->user_id, s->mode ? s->mode : "-",
+                 event, s->task->task_id, gs_log_value(p, s->task->user_id),
+                 s->mode ? s->mode : "-",
                  s->duration_ms, s->task->processed, s->fetched, s->skipped, s->gone, s->deleted,
                  s->relabeled, s->removed, gm->calls, gm->batch_parts, gm->units,
                  gm->retries_done, gm->rate_limited, gm->refused_rate, gm->refused_concurrent,

@@ -1,4 +1,5 @@
 /* gs_tokenbox.c -- see gs_tokenbox.h: AES-256-GCM sealing of tokens, and the key file. */
+#include "gs_secretfile.h"
 #include "gs_tokenbox.h"
 #include "gs_sha256.h"
 
@@ -112,46 +113,11 @@ apr_status_t gs_keyring_parse(gs_keyring_t **out, apr_pool_t *p, const char *tex
 apr_status_t gs_keyring_load(gs_keyring_t **kr, apr_pool_t *p, const char *path,
                              const char **err)
 {
-    apr_file_t *f;
-    apr_finfo_t fi;
     apr_status_t rv;
     apr_size_t n;
-    char *buf, ebuf[120];
+    char *buf;
 
-    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p)) != APR_SUCCESS) {
-        *err = apr_psprintf(p, "cannot open %s: %s", path, apr_strerror(rv, ebuf, sizeof(ebuf)));
-        return rv;
-    }
-    if ((rv = apr_file_info_get(&fi, APR_FINFO_TYPE | APR_FINFO_PROT | APR_FINFO_SIZE, f))
-        != APR_SUCCESS) {
-        *err = apr_psprintf(p, "cannot stat %s: %s", path, apr_strerror(rv, ebuf, sizeof(ebuf)));
-        apr_file_close(f);
-        return rv;
-    }
-    if (fi.filetype != APR_REG) {
-        *err = apr_psprintf(p, "%s is not a regular file", path);
-        apr_file_close(f);
-        return APR_EINVAL;
-    }
-    if (fi.protection & (APR_FPROT_GREAD | APR_FPROT_GWRITE | APR_FPROT_GEXECUTE
-                         | APR_FPROT_WREAD | APR_FPROT_WWRITE | APR_FPROT_WEXECUTE)) {
-        *err = apr_psprintf(p, "%s is open to other users (chmod 600 it; its owner alone may "
-                            "read it)", path);
-        apr_file_close(f);
-        return APR_EINVAL;
-    }
-    if (fi.size <= 0 || fi.size > GS_TOKENBOX_FILE_MAX) {
-        *err = apr_psprintf(p, "%s is %s", path, fi.size <= 0 ? "empty" : "too large for a key file");
-        apr_file_close(f);
-        return APR_EINVAL;
-    }
-    n = (apr_size_t)fi.size;
-    buf = apr_palloc(p, n);
-    rv = apr_file_read_full(f, buf, n, &n);
-    apr_file_close(f);
-    if (rv != APR_SUCCESS && rv != APR_EOF) {
-        OPENSSL_cleanse(buf, n);
-        *err = apr_psprintf(p, "cannot read %s: %s", path, apr_strerror(rv, ebuf, sizeof(ebuf)));
+    if ((rv = gs_secret_file_read(p, path, GS_TOKENBOX_FILE_MAX, &buf, &n, err)) != APR_SUCCESS) {
         return rv;
     }
     rv = gs_keyring_parse(kr, p, buf, n, err);

@@ -9,7 +9,8 @@
  * line as 64 hex digits, '#' comments and blank lines allowed. The first key is the current
  * one: it seals. Later lines are older keys, kept only to open values not yet re-sealed by
  * gmailsync-rotate-key. A key's id is derived from the key (8 hex digits), so a file cannot
- * name a key wrongly. The file must be a regular file readable by its owner only. */
+ * name a key wrongly. The file must be a regular file of root's (or of the user reading it),
+ * readable by its owner only (gs_secretfile.h). */
 #ifndef GS_TOKENBOX_H
 #define GS_TOKENBOX_H
 
@@ -36,8 +37,9 @@ typedef struct {
 apr_status_t gs_keyring_parse(gs_keyring_t **kr, apr_pool_t *p, const char *text,
                               apr_size_t len, const char **err);
 
-/* Reads and parses the key file at path: a regular file, not a symlink to elsewhere's
- * permissions, with no group or other permission bits. */
+/* Reads and parses the key file at path under gs_secretfile.h's rules: opened without blocking
+ * or following a symbolic link, a regular file owned by root or the reading user, with no group
+ * or other permission bits. */
 apr_status_t gs_keyring_load(gs_keyring_t **kr, apr_pool_t *p, const char *path,
                              const char **err);
 

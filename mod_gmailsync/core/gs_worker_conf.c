@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "gs_secretfile.h"
 #include "gs_worker_conf.h"
 
 /* A configuration or secret file larger than this is a mistake, not a configuration. */
@@ -149,7 +150,8 @@ static apr_status_t read_secret_file(gs_worker_conf_t *conf, apr_pool_t *p, cons
         *err = "client_secret_file cannot be stdin";
         return APR_EINVAL;
     }
-    if ((rv = read_all(p, path, &data, &len, err)) != APR_SUCCESS) {
+    /* the rules of every secret file: gs_secretfile.h */
+    if ((rv = gs_secret_file_read(p, path, MAX_CONF_BYTES, &data, &len, err)) != APR_SUCCESS) {
         return rv;
     }
     while (len > 0 && apr_isspace(data[len - 1])) {

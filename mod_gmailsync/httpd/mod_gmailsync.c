@@ -186,6 +186,7 @@ static void gs_register_hooks(apr_pool_t *p)
     ap_hook_child_init(gs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(gs_handler_hook, NULL, NULL, APR_HOOK_MIDDLE);
     gs_httpd_errors_register_hooks();
+    gs_httpd_oauth_register_hooks();
 }
 
 AP_DECLARE_MODULE(gmailsync) = {

@@ -17,6 +17,8 @@
 
 #define GS_HANDLER_NAME                "gmailsync"
 
+/* Longest OAuth client secret file (Google's secrets are some 35 characters). */
+#define GS_CLIENT_SECRET_MAX           4096
 #define GS_DIR_ENABLE                  "GmailSync"
 #define GS_DIR_PREFIX                  "GmailSyncPrefix"
 #define GS_DIR_MODE                    "GmailSyncMode"
@@ -255,6 +257,8 @@ int gs_httpd_json_bool(request_rec *r, json_object *doc, const char *name, int *
 
 /* The connect flow (mod_gmailsync_oauth.c): GET {prefix}/oauth/start and /oauth/callback,
  * POST {prefix}/oauth/disconnect. */
+/* Keeps the callback's query (code, state) out of the access log: hooks run before any answer. */
+void gs_httpd_oauth_register_hooks(void);
 int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,

@@ -18,6 +18,7 @@
 #include <http_log.h>
 #include <unixd.h>
 
+#include "gs_secretfile.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -141,28 +142,22 @@ int gs_httpd_worker_check(server_rec *s, apr_pool_t *ptemp)
 
 const char *gs_httpd_read_secret(apr_pool_t *p, const char *path, server_rec *s)
 {
-    apr_file_t *f;
-    char buf[1024];
-    apr_size_t len = sizeof buf - 1;
-    apr_status_t rv;
+    const char *why = NULL;
+    apr_size_t len;
+    char *buf;
 
     if (!path) {
         return NULL;
     }
-    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, p)) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "cannot read %s %s", GS_DIR_CLIENT_SECRET_FILE,
-                     path);
-        return NULL;
-    }
-    rv = apr_file_read(f, buf, &len);
-    apr_file_close(f);
-    if (rv != APR_SUCCESS && rv != APR_EOF) {
+    if (gs_secret_file_read(p, path, GS_CLIENT_SECRET_MAX, &buf, &len, &why) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "cannot read %s: %s",
+                     GS_DIR_CLIENT_SECRET_FILE, why);
         return NULL;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
-        len--;
+        buf[--len] = '\0';
     }
-    return apr_pstrmemdup(p, buf, len);
+    return buf;
 }
 
 void gs_httpd_conf_read_secrets(apr_pool_t *pconf, server_rec *s)

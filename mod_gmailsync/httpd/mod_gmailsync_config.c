@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "gs_sha256.h"
+#include "gs_secretfile.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -366,18 +367,21 @@ static const char *set_worker(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+/* GmailSyncClientSecretFile: checked now (configtest names what is wrong with it) under the
+ * rules of the token key file (gs_secretfile.h); read at every start (gs_httpd_read_secret). */
 static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    const char *path = ap_server_root_relative(cmd->pool, arg);
-    apr_finfo_t finfo;
+    const char *path = ap_server_root_relative(cmd->pool, arg), *why = NULL;
+    apr_size_t len;
+    char *secret;
 
     (void)dconf;
     if (!path) {
         return bad_value(cmd, arg, "invalid path");
     }
-    if (apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
-        || finfo.filetype != APR_REG) {
-        return bad_value(cmd, arg, "no such file");
+    if (gs_secret_file_read(cmd->temp_pool, path, GS_CLIENT_SECRET_MAX, &secret, &len, &why)
+        != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
     }
     gs_httpd_srv_conf(cmd->server)->client_secret_file = path;
     return NULL;

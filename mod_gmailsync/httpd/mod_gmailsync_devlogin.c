@@ -37,7 +37,10 @@
 #include <arpa/inet.h>
 
 #include "gs_connect.h"
+#include "gs_log.h"
+#include "gs_sha256.h"
 #include "gs_sql.h"
+#include "gs_start.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -279,7 +282,9 @@ int gs_httpd_handle_dev_login(request_rec *r, const gs_srv_conf_t *conf, const c
                                 "; HttpOnly; SameSite=Lax", conf->session_cookie, session,
                                 expires > now ? apr_time_sec(expires - now) : 0));
     apr_table_setn(r->headers_out, "Location", GS_PAGE_PATH);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=dev_login user=%s", user_id);
+    apr_table_setn(r->headers_out, "Referrer-Policy", "no-referrer");
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=dev_login user=%s",
+                  gs_log_value(r->pool, user_id));
     body = gs_json_object(r->pool);
     gs_json_set_string(body, "location", GS_PAGE_PATH);
     return gs_httpd_send_json(r, HTTP_SEE_OTHER, body);

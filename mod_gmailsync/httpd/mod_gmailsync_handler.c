@@ -159,7 +159,8 @@ static const gs_route_t routes[] = {
     /* HEAD is answered 405 by the handler itself: it must not use a login link up */
     { "/dev-login", "GET", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
     { "/oauth/start", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0, gs_httpd_handle_oauth_start },
-    { "/oauth/callback", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0,
+    /* the callback exchanges a code: a HEAD must not (405 with Allow: GET) */
+    { "/oauth/callback", "GET", AP_METHOD_BIT << M_GET, 1, 0,
       gs_httpd_handle_oauth_callback },
     { "/oauth/disconnect", "POST", AP_METHOD_BIT << M_POST, 0, 1,
       gs_httpd_handle_oauth_disconnect },
@@ -198,6 +199,13 @@ static const gs_route_t *find_route(request_rec *r, const gs_srv_conf_t *conf, c
     return NULL;
 }
 
+/* httpd gives HEAD the method number of GET: a route whose Allow does not name HEAD refuses it. */
+static int method_allowed(const request_rec *r, const gs_route_t *route)
+{
+    return (route->methods & (AP_METHOD_BIT << r->method_number))
+           && (!r->header_only || ap_strstr_c(route->allow, "HEAD"));
+}
+
 /* Answers a request whose body could not be read (gs_httpd_discard_body's status). */
 static int body_unreadable(request_rec *r, int rc)
 {
@@ -227,7 +235,7 @@ int gs_httpd_handler(request_rec *r)
      * after our answer and, if it is malformed or cut short, appends an error page of its own
      * ("Additionally, a 404 Not Found error was encountered..."). The routes that read their
      * body (POST /smart, /oauth/disconnect) handle it themselves. */
-    if (!route || !route->reads_body || !(route->methods & (AP_METHOD_BIT << r->method_number))
+    if (!route || !route->reads_body || !method_allowed(r, route)
         || (route->needs_enabled && !conf->enabled)) {
         if ((rc = gs_httpd_discard_body(r)) != OK) {
             return body_unreadable(r, rc);
@@ -241,7 +249,7 @@ int gs_httpd_handler(request_rec *r)
     if (!route) {
         return gs_httpd_send_problem(r, HTTP_NOT_FOUND, "not-found", "no such endpoint");
     }
-    if (!(route->methods & (AP_METHOD_BIT << r->method_number))) {
+    if (!method_allowed(r, route)) {
         apr_table_setn(r->headers_out, "Allow", route->allow);
         return gs_httpd_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method-not-allowed",
                             apr_pstrcat(r->pool, "allowed: ", route->allow, NULL));

@@ -14,12 +14,35 @@
 
 #include "gs_connect.h"
 #include "gs_db.h"
+#include "gs_gmail_parse.h"
 #include "gs_origin.h"
 #include "gs_sha256.h"
 #include "gs_start.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
+
+/* The longest user id (sessions.user_id and the other tables' CHECKs). */
+#define GS_REMOTE_USER_MAX 256
+
+/* REMOTE_USER as a user id: 1..256 bytes of valid UTF-8 without control characters (the
+ * database refuses invalid UTF-8: such a name is no user, a 401, not a database failure).
+ * Spaces are allowed; log lines quote them (gs_log_value). */
+static int remote_user_usable(apr_pool_t *p, const char *user)
+{
+    const unsigned char *c;
+    apr_size_t len;
+
+    if (!user || !*user || (len = strlen(user)) > GS_REMOTE_USER_MAX) {
+        return 0;
+    }
+    for (c = (const unsigned char *)user; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f) {
+            return 0;
+        }
+    }
+    return gs_utf8_clean(p, user, len) == user;
+}
 
 gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_db_t **db,
                                  const char **user_id)
@@ -32,7 +55,7 @@ gs_id_result_t gs_httpd_identify(request_rec *r, const gs_srv_conf_t *conf, gs_d
 
     *db = NULL;
     if (conf->user_from == GS_USER_FROM_REMOTE_USER) {
-        if (!r->user || !*r->user || strlen(r->user) > 256) {
+        if (!remote_user_usable(r->pool, r->user)) {
             return GS_ID_UNAUTHENTICATED;
         }
         *user_id = r->user;

@@ -13,8 +13,10 @@
  * A callback that fails its state check is a 400 problem (an HTML-accepting browser gets the
  * page with ?oauth=invalid_state instead), and nothing is stored. No code, verifier, state or
  * token is ever logged or put in a response body: the Location of oauth/start is the only
- * place a state appears, and the callback takes its query out of the request line that the
- * access log writes.
+ * place a state appears, and the callback path's query is taken out of what the access log
+ * writes as soon as the request is read, whatever answers it (see "the callback's query").
+ * What the token endpoint and Gmail's profile answer is checked before it is used: a bearer
+ * token (RFC 6750) of sane length, a strict address. A user has at most 10 pending states.
  */
 #include <apr_lib.h>
 #include <apr_strings.h>
@@ -23,12 +25,14 @@
 #include <http_config.h>
 #include <http_log.h>
 #include <http_protocol.h>
+#include <http_request.h>
 
 #include "gs_accept.h"
 #include "gs_connect.h"
 #include "gs_db.h"
 #include "gs_error.h"
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_oauth.h"
 #include "gs_sql.h"
 #include "gs_tokenbox.h"
@@ -38,6 +42,9 @@ APLOG_USE_MODULE(gmailsync);
 
 /* How long a started authorization may take (Google's consent screen included). */
 #define GS_OAUTH_STATE_TTL_S "600"
+/* A user's pending authorizations: a start keeps this many of the older ones (the newest), so
+ * at most GS_OAUTH_STATES_KEPT + 1 are pending; an older one's callback is an invalid state. */
+#define GS_OAUTH_STATES_KEPT  "9"
 #define GS_OAUTH_LOCK_MS      "5000"
 #define GS_OAUTH_STATEMENT_MS "10000"
 
@@ -57,7 +64,7 @@ static int connect_configured(const gs_srv_conf_t *conf)
 static int not_configured(request_rec *r, const char *user_id)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s "
-                  "reason=not_configured", user_id);
+                  "reason=not_configured", gs_log_value(r->pool, user_id));
     return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "connect-not-configured",
                                  "connecting a Gmail account is not configured on this server ("
                                  GS_DIR_REDIRECT_URI ", " GS_DIR_CLIENT_ID ", "
@@ -96,7 +103,7 @@ static int connect_failed(request_rec *r, const char *user_id, const char *reaso
                           const char *slug, const char *result, const char *detail)
 {
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s reason=%s",
-                  user_id, reason);
+                  gs_log_value(r->pool, user_id), reason);
     if (wants_page(r)) {
         return to_page(r, result);
     }
@@ -114,7 +121,7 @@ static int bad_state(request_rec *r, const char *user_id, const char *reason)
 
 int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
-    const char *user_id = NULL, *state, *verifier, *sealed, *args[5];
+    const char *user_id = NULL, *state, *verifier, *sealed, *args[7];
     gs_connect_auth_t auth;
     gs_id_result_t who;
     gs_db_t *db = NULL;
@@ -132,21 +139,23 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
                             gs_tokenbox_context(r->pool, "code_verifier", user_id), verifier,
                             &sealed) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.connect.failed user=%s "
-                      "reason=no_randomness", user_id);
+                      "reason=no_randomness", gs_log_value(r->pool, user_id));
         return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "connect-unavailable",
                                      "the connection cannot be started now; retry shortly");
     }
     if (!db && !(db = gs_httpd_request_db(r))) {
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
-    args[0] = gs_connect_sha256_hex(r->pool, state);
-    args[1] = user_id;
-    args[2] = gs_httpd_session_sha256(r, conf);
-    args[3] = sealed;
-    args[4] = GS_OAUTH_STATE_TTL_S;
-    if (gs_db_exec(db, r->pool, GS_SQL_OAUTH_STATE_PUT, NULL, 5, args) != APR_SUCCESS) {
+    args[0] = user_id;
+    args[1] = GS_OAUTH_STATES_KEPT;
+    args[2] = gs_connect_sha256_hex(r->pool, state);
+    args[3] = user_id;
+    args[4] = gs_httpd_session_sha256(r, conf);
+    args[5] = sealed;
+    args[6] = GS_OAUTH_STATE_TTL_S;
+    if (gs_db_exec(db, r->pool, GS_SQL_OAUTH_STATE_PUT, NULL, 7, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     auth.auth_url = conf->auth_url;
@@ -154,7 +163,8 @@ int gs_httpd_handle_oauth_start(request_rec *r, const gs_srv_conf_t *conf, const
     auth.redirect_uri = conf->redirect_uri;
     auth.state = state;
     auth.challenge = gs_connect_challenge(r->pool, verifier);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.started user=%s", user_id);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.started user=%s",
+    gs_log_value(r->pool, user_id));
     return send_redirect(r, HTTP_MOVED_TEMPORARILY, gs_connect_auth_location(r->pool, &auth));
 }
 
@@ -207,21 +217,134 @@ static int callback_params(request_rec *r, const char *query, callback_params_t 
     return 1;
 }
 
-/* Takes the query (code and state) out of what the access log and later hooks see: the
- * request line (%r), the arguments (%q) and the unparsed URI. Returns the query. */
+/* ------------------------------------------------------------------ the callback's query
+ *
+ * The callback's query holds an authorization code and a state. It is taken out of everything
+ * the access log can write -- the request line (%r), the arguments (%q), the unparsed URI -- as
+ * soon as the request is read (post_read_request, before any answer: also when the handler is
+ * never reached, under `GmailSync Off`, for a 404 or a 405), and once more just before the
+ * access log writes (a request refused while it was being read never reaches post_read_request).
+ * The handler finds the query in the request pool's userdata. */
+
+#define CALLBACK_QUERY_KEY "gmailsync:callback-query"
+#define CALLBACK_PATH      "/oauth/callback"
+
+/* Is path (a request's path, as sent) this server's callback, once normalized as httpd will
+ * (dot segments, double slashes, %-encoded unreserved characters), with or without a final '/'? */
+static int is_callback_path(request_rec *r, const char *path)
+{
+    const gs_srv_conf_t *conf = gs_httpd_srv_conf(r->server);
+    char *norm;
+    apr_size_t plen, len;
+
+    if (!path || !conf || !conf->prefix) {
+        return 0;
+    }
+    norm = apr_pstrdup(r->pool, path);
+    if (!ap_normalize_path(norm, AP_NORMALIZE_NOT_ABOVE_ROOT | AP_NORMALIZE_DECODE_UNRESERVED
+                                 | AP_NORMALIZE_MERGE_SLASHES)) {
+        norm = apr_pstrdup(r->pool, path);   /* judged as sent */
+    }
+    len = strlen(norm);
+    if (len > 1 && norm[len - 1] == '/') {
+        norm[--len] = '\0';
+    }
+    plen = strlen(conf->prefix);
+    return len == plen + sizeof CALLBACK_PATH - 1 && !strncmp(norm, conf->prefix, plen)
+           && !strcmp(norm + plen, CALLBACK_PATH);
+}
+
+/* The path of the request line ("GET /path?query HTTP/1.1"), from p, or NULL. */
+static const char *request_line_path(apr_pool_t *p, const char *line)
+{
+    const char *target = line ? ap_strchr_c(line, ' ') : NULL, *end;
+
+    if (!target) {
+        return NULL;
+    }
+    while (*target == ' ') {
+        target++;
+    }
+    for (end = target; *end && *end != '?' && *end != ' '; end++) {
+    }
+    return apr_pstrmemdup(p, target, (apr_size_t)(end - target));
+}
+
+/* Takes the query out of r (see above); returns it, or NULL when r had none. */
 static const char *redact_query(request_rec *r)
 {
-    const char *query = r->args;
+    const char *query = r->args, *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+    const char *method = r->method ? r->method : "-";
 
-    if (query) {
-        r->args = NULL;
-        r->parsed_uri.query = NULL;
-        r->unparsed_uri = apr_pstrcat(r->pool, r->uri, "?(redacted)", NULL);
-        r->the_request = apr_pstrcat(r->pool, r->method, " ", r->unparsed_uri,
-                                     r->protocol ? " " : "", r->protocol ? r->protocol : "",
-                                     NULL);
+    if (!query && r->the_request && ap_strchr_c(r->the_request, '?')) {
+        query = "";   /* only the request line still holds it */
     }
+    if (!query) {
+        return NULL;
+    }
+    if (!path) {
+        path = request_line_path(r->pool, r->the_request);
+    }
+    r->args = NULL;
+    r->parsed_uri.query = NULL;
+    r->unparsed_uri = apr_pstrcat(r->pool, path ? path : "", "?(redacted)", NULL);
+    r->the_request = apr_pstrcat(r->pool, method, " ", r->unparsed_uri,
+                                 r->protocol ? " " : "", r->protocol ? r->protocol : "", NULL);
     return query;
+}
+
+/* Does r carry a query anywhere the access log could write it? */
+static int has_query(const request_rec *r)
+{
+    return r->args || (r->the_request && ap_strchr_c(r->the_request, '?'));
+}
+
+static int scrub_callback_query(request_rec *r)
+{
+    const char *query;
+
+    if (has_query(r) && !r->main && !r->prev && is_callback_path(r, r->parsed_uri.path ? r->parsed_uri.path
+                                                                      : r->uri)
+        && (query = redact_query(r)) && *query) {
+        apr_pool_userdata_setn(query, CALLBACK_QUERY_KEY, NULL, r->pool);
+    }
+    return DECLINED;
+}
+
+static int scrub_before_logging(request_rec *r)
+{
+    const char *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+
+    if (!has_query(r)) {
+        return DECLINED;
+    }
+    if (!path) {
+        path = request_line_path(r->pool, r->the_request);
+    }
+    if (is_callback_path(r, path)) {
+        redact_query(r);
+    }
+    return DECLINED;
+}
+
+void gs_httpd_oauth_register_hooks(void)
+{
+    ap_hook_post_read_request(scrub_callback_query, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_log_transaction(scrub_before_logging, NULL, NULL, APR_HOOK_REALLY_FIRST);
+}
+
+/* The callback's query: taken by the hook, or (a request the hook did not judge) from r now. */
+static const char *callback_query(request_rec *r)
+{
+    void *stashed = NULL;
+    const char *query;
+
+    if (apr_pool_userdata_get(&stashed, CALLBACK_QUERY_KEY, r->pool) == APR_SUCCESS && stashed) {
+        redact_query(r);
+        return stashed;
+    }
+    query = redact_query(r);
+    return query && *query ? query : NULL;
 }
 
 /* The plaintext of a stored token: sealed values are opened, a value from before encryption
@@ -272,7 +395,7 @@ static int revoke_token(request_rec *r, const gs_srv_conf_t *conf, const char *u
 
     if (perform(r, req, &err) != APR_SUCCESS || req->status != 200) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.revoke_failed user=%s "
-                      "status=%d reason=\"%s\"", user_id, req->status,
+                      "status=%d reason=\"%s\"", gs_log_value(r->pool, user_id), req->status,
                       err ? err : req->transport_error ? req->transport_error
                                                         : "the endpoint refused");
         return 0;
@@ -298,7 +421,7 @@ static int take_state(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
     args[0] = gs_connect_sha256_hex(r->pool, cp->state);
     if (gs_db_select(db, r->pool, GS_SQL_OAUTH_STATE_TAKE, &rows, 1, args) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     if (rows->nrows != 1) {
@@ -369,7 +492,8 @@ static apr_status_t link_account(request_rec *r, const gs_srv_conf_t *conf, cons
     if (!strcmp(*how, "other") && rows->nrows == 1) {
         gs_httpd_registry_task_remove(user_id, gs_db_cell(rows, 0, 0));
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s "
-                      "reason=other_account", user_id, gs_db_cell(rows, 0, 0));
+                      "reason=other_account", gs_log_value(r->pool, user_id),
+                      gs_db_cell(rows, 0, 0));
     }
     return APR_SUCCESS;
 }
@@ -377,7 +501,7 @@ static apr_status_t link_account(request_rec *r, const gs_srv_conf_t *conf, cons
 int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *sealed = NULL, *verifier, *why = NULL, *err = NULL;
-    const char *new_refresh = NULL, *email, *how = "new", *query = redact_query(r);
+    const char *new_refresh = NULL, *email, *how = "new", *query = callback_query(r);
     callback_params_t cp;
     gs_http_request_t *req;
     gs_id_result_t who;
@@ -407,7 +531,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         int denied = !strcmp(cp.error, "access_denied");
 
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connect.failed user=%s "
-                      "reason=%s", user_id,
+                      "reason=%s", gs_log_value(r->pool, user_id),
                       denied ? "access_denied" : gs_error_clean(r->pool, cp.error, 64));
         return to_page(r, denied ? RESULT_DENIED : RESULT_AUTH_FAILED);
     }
@@ -417,7 +541,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     }
     if (!(verifier = stored_token(r, conf, "code_verifier", user_id, sealed, &why))) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.verifier_unreadable user=%s "
-                      "reason=\"%s\"", user_id, why ? why : "empty");
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why ? why : "empty");
         return connect_failed(r, user_id, "verifier_unreadable", HTTP_BAD_REQUEST,
                               "exchange-failed", RESULT_EXCHANGE,
                               "the sign-in could not be completed: connect again");
@@ -437,20 +561,29 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         break;
     case GS_OAUTH_REVOKED:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.exchange_refused user=%s "
-                      "reason=\"%s\"", user_id, why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "invalid_grant", HTTP_BAD_REQUEST, "exchange-failed",
                               RESULT_EXCHANGE, "Google refused the authorization code (expired, "
                               "already used, or a wrong PKCE verifier): connect again");
     case GS_OAUTH_CLIENT:
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.exchange_refused user=%s "
                       "reason=\"%s\" (check " GS_DIR_CLIENT_ID ", " GS_DIR_CLIENT_SECRET_FILE
-                      " and " GS_DIR_REDIRECT_URI ")", user_id, why);
+                      " and " GS_DIR_REDIRECT_URI ")", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "client_rejected", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint refused this server's OAuth client");
+    case GS_OAUTH_INVALID:
+        /* nothing of the answer is used: the refresh token it may carry is not trusted either */
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.exchange_refused user=%s "
+                      "reason=\"%s\" (check " GS_DIR_TOKEN_URL ")", gs_log_value(r->pool, user_id),
+                      why);
+        return connect_failed(r, user_id, "invalid_token", HTTP_BAD_REQUEST, "exchange-failed",
+                              RESULT_EXCHANGE, "the token endpoint answered with an access token "
+                              "that is not a valid bearer token: nothing was stored; connect "
+                              "again");
     default:
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.exchange_unavailable user=%s "
-                      "reason=\"%s\"", user_id, why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         return connect_failed(r, user_id, "token_endpoint", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint cannot be reached now: connect again shortly");
@@ -467,8 +600,19 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     req = gs_connect_profile_request(r->pool, conf->api_base, o->access_token);
     if (perform(r, req, &err) != APR_SUCCESS
         || !(email = gs_connect_profile_email(r->pool, req, &why))) {
+        if (!err && req->status == 200) {
+            /* Gmail answered, with nothing this server may store (an address with a control
+             * or bidi character, say): not a reason to retry */
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.profile_refused "
+                          "user=%s reason=\"%s\"", gs_log_value(r->pool, user_id), why);
+            revoke_token(r, conf, user_id, new_refresh);
+            return connect_failed(r, user_id, "profile_refused", HTTP_BAD_REQUEST,
+                                  "gmail-address-refused", RESULT_EXCHANGE,
+                                  apr_pstrcat(r->pool, "the Gmail account's address was refused (",
+                                              why, "): nothing was stored", NULL));
+        }
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.profile_failed user=%s "
-                      "reason=\"%s\"", user_id, err ? err : why);
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), err ? err : why);
         revoke_token(r, conf, user_id, new_refresh);
         return connect_failed(r, user_id, "profile", HTTP_SERVICE_UNAVAILABLE,
                               "gmail-unavailable", RESULT_EXCHANGE,
@@ -478,14 +622,15 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
         gs_db_t *failed = gs_httpd_request_db(r);
 
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, failed && failed->last_error ? failed->last_error : "unknown");
+                      gs_log_value(r->pool, user_id),
+                      failed && failed->last_error ? failed->last_error : "unknown");
         revoke_token(r, conf, user_id, new_refresh);
         return connect_failed(r, user_id, "database", HTTP_SERVICE_UNAVAILABLE,
                               "database-unavailable", RESULT_EXCHANGE,
                               "the account could not be stored now: connect again shortly");
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.connected user=%s account=%s",
-                  user_id, how);
+                  gs_log_value(r->pool, user_id), how);
     return to_page(r, RESULT_CONNECTED);
 }
 
@@ -541,7 +686,7 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
                                                user)))
         || APR_SUCCESS != (rv = gs_db_commit(db))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=oauth.db_error user=%s reason=\"%s\"",
-                      user_id, db->last_error ? db->last_error : "unknown");
+                      gs_log_value(r->pool, user_id), db->last_error ? db->last_error : "unknown");
         gs_db_rollback(db);
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
@@ -550,7 +695,7 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
         /* the worker sees its lease-guarded writes fail and stops; the board forgets it now */
         gs_httpd_registry_task_remove(user_id, cancelled);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s "
-                      "reason=disconnect", user_id, cancelled);
+                      "reason=disconnect", gs_log_value(r->pool, user_id), cancelled);
     }
     /* revoking the refresh token ends its access tokens too; without one, the access token */
     if (account->nrows == 1) {
@@ -563,11 +708,12 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
         }
         else if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.revoke_failed user=%s "
-                          "reason=\"%s\"", user_id, why);
+                          "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
         }
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=oauth.disconnected user=%s account=%s "
-                  "task_cancelled=%s revoked=%s messages_deleted=%d", user_id,
+                  "task_cancelled=%s revoked=%s messages_deleted=%d",
+                  gs_log_value(r->pool, user_id),
                   account->nrows ? "removed" : "none", cancelled ? cancelled : "none",
                   revoked ? "true" : "false", removed);
     body = gs_json_object(r->pool);

@@ -19,6 +19,7 @@
 #include "gs_accept.h"
 #include "gs_db.h"
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_sql.h"
 #include "gs_taskview.h"
 #include "mod_gmailsync.h"
@@ -275,7 +276,7 @@ int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char
         /* the worker sees its lease-guarded writes fail and stops; the board forgets it now */
         gs_httpd_registry_task_remove(user_id, task_id);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=task.cancelled user=%s task=%s",
-                      user_id, task_id);
+                      gs_log_value(r->pool, user_id), task_id);
         return gs_httpd_send_json(r, HTTP_ACCEPTED,
                                   gs_json_own(r->pool, gs_taskview_from_row(rows, 0, 0)));
     }

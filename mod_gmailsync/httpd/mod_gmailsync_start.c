@@ -14,6 +14,7 @@
 
 #include "gs_db.h"
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_start.h"
 #include "mod_gmailsync.h"
 
@@ -65,11 +66,11 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     if (answered) {
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.rejected user=%s status=%d",
-                      user_id, r->status);
+                      gs_log_value(r->pool, user_id), r->status);
         return status;
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=start.requested user=%s force_full=%s",
-                  user_id, force_full ? "true" : "false");
+                  gs_log_value(r->pool, user_id), force_full ? "true" : "false");
     t_db = apr_time_now();
     if (!db && !(db = gs_httpd_request_db(r))) {
         gs_httpd_count(GS_CTR_START_REJECTED, 1);
@@ -89,7 +90,8 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
     }
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=start.failed user=%s "
-                      "reason=\"%s\"", user_id, db->last_error ? db->last_error : "unknown");
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id),
+                      db->last_error ? db->last_error : "unknown");
         return gs_httpd_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database-unavailable",
                                      "the sync could not be started now; retry shortly");
     }
@@ -114,7 +116,8 @@ int gs_httpd_handle_start(request_rec *r, const gs_srv_conf_t *conf, const char 
                   " us_dbconn=%" APR_INT64_T_FMT " us_check=%" APR_INT64_T_FMT " us_lock=%"
                   APR_INT64_T_FMT " us_insert=%" APR_INT64_T_FMT " us_commit=%" APR_INT64_T_FMT
                   " us_notify=%" APR_INT64_T_FMT,
-                  result.reused ? "task.reused" : "task.created", user_id, result.task_id,
+                  result.reused ? "task.reused" : "task.created", gs_log_value(r->pool, user_id),
+                  result.task_id,
                   result.state, (apr_int64_t)(apr_time_now() - r->request_time),
                   (apr_int64_t)(t_id - r->request_time), (apr_int64_t)(t_db - t_id),
                   (apr_int64_t)(t_start - t_db), (apr_int64_t)result.t_check,

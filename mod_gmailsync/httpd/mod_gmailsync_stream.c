@@ -34,6 +34,7 @@
 #include <http_protocol.h>
 
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_sql.h"
 #include "gs_taskview.h"
 #include "mod_gmailsync.h"
@@ -105,7 +106,7 @@ static int admitted(request_rec *r, const gs_srv_conf_t *conf, const char *user_
     gs_httpd_count(a == GS_STREAM_USER_FULL ? GS_CTR_STREAMS_REFUSED_USER
                                             : GS_CTR_STREAMS_REFUSED_HOST, 1);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=progress.stream_refused user=%s "
-                  "reason=%s open=%u limit=%ld", user_id,
+                  "reason=%s open=%u limit=%ld", gs_log_value(r->pool, user_id),
                   a == GS_STREAM_USER_FULL ? "user_limit" : "host_limit",
                   (unsigned)gs_httpd_streams_open(),
                   a == GS_STREAM_USER_FULL ? conf->max_streams_per_user

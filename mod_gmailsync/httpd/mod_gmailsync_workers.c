@@ -269,7 +269,7 @@ static int fail_task(daemon_t *d, const char *task, const char *lease, const cha
     if (rv == APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s,
                      "event=task.failed task=%s user=%s error=%s duration_ms=%" APR_INT64_T_FMT
-                     " reason=\"%s\"", task, user, code, ms, message);
+                     " reason=\"%s\"", task, gs_log_value(d->tick, user), code, ms, message);
     }
     return rv == APR_SUCCESS || rv == APR_NOTFOUND;
 }
@@ -389,7 +389,8 @@ void gs_workers_claim_and_spawn(daemon_t *d)
         d->running++;
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s,
                      "event=worker.spawned task=%s user=%s pid=%d binary=%s queued_ms=%"
-                     APR_INT64_T_FMT, w->task_id, w->user_id, (int)w->proc.pid,
+                     APR_INT64_T_FMT, w->task_id, gs_log_value(d->tick, w->user_id),
+                     (int)w->proc.pid,
                      d->conf->worker_path, claim.queued_ms);
     }
     gs_daemon_claim_done(d, 1);
@@ -425,7 +426,8 @@ static int resume_in_slot(daemon_t *d, worker_t *w)
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s, "event=worker.resumed task=%s user=%s "
                  "pid=%d resume=%d reason=\"its worker ended it, but the database does not have "
                  "that end (a failover to a standby that lagged): it runs again from what is "
-                 "stored\"", w->task_id, w->user_id, (int)w->proc.pid, w->resumes);
+                 "stored\"", w->task_id, gs_log_value(d->tick, w->user_id), (int)w->proc.pid,
+                 w->resumes);
     return 1;
 }
 
@@ -576,7 +578,7 @@ void gs_workers_reap(daemon_t *d, const char *code_if_running)
              * a database that stays away is reported as event=daemon.db_unavailable */
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->ctx->s, "event=task.fail_deferred "
                          "task=%s user=%s reason=\"the database is unavailable; retrying\"",
-                         w->task_id, w->user_id);
+                         w->task_id, gs_log_value(d->tick, w->user_id));
         }
     }
 }
@@ -618,7 +620,7 @@ void gs_workers_reconcile(daemon_t *d)
         w->lost = 1;
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s, "event=worker.lease_lost task=%s "
                      "user=%s pid=%d reason=\"the task left RUNNING elsewhere\"", w->task_id,
-                     w->user_id, (int)w->proc.pid);
+                     gs_log_value(d->tick, w->user_id), (int)w->proc.pid);
         kill(w->proc.pid, SIGTERM);
     }
 }
@@ -639,7 +641,8 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
         if (w->used && !w->exited && !strcmp(w->task_id, task_id)) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
                          "event=worker.killed task=%s user=%s pid=%d reason=stuck "
-                         "heartbeat_age_s=%" APR_INT64_T_FMT, task_id, user_id,
+                         "heartbeat_age_s=%" APR_INT64_T_FMT, task_id,
+                         gs_log_value(d->tick, user_id),
                          (int)w->proc.pid, age);
             kill(w->proc.pid, SIGKILL);
             gs_httpd_registry_task_remove(w->user_id, w->task_id);
@@ -759,7 +762,7 @@ static void kill_frozen_stray(daemon_t *d, const char *task_id, const char *user
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
                      "event=worker.killed task=%s user=%s pid=%d reason=stuck "
                      "heartbeat_age_s=%" APR_INT64_T_FMT " detail=\"left by an earlier daemon\"",
-                     task_id, user_id, (int)st->pid, age);
+                     task_id, gs_log_value(d->tick, user_id), (int)st->pid, age);
         kill(st->pid, SIGKILL);
     }
 }

@@ -111,8 +111,9 @@ static apr_status_t rotate_row(rotate_t *rt, apr_pool_t *p, const char *user, co
         if (a == GS_REKEY_FAILED) {
             const char *id = gs_tokenbox_key_id(p, stored[i]);
             gs_log_error(GS_LOG_ERR, p, "event=token.undecryptable user=%s column=%s key=%s "
-                         "reason=\"%s\"", user, columns[i], id ? id : "none", why);
-            printf("failed user=%s column=%s key=%s reason=\"%s\"\n", user, columns[i],
+                         "reason=\"%s\"", gs_log_value(p, user), columns[i], id ? id : "none", why);
+            printf("failed user=%s column=%s key=%s reason=\"%s\"\n", gs_log_value(p, user),
+            columns[i],
                    id ? id : "none", why);
             out[i] = stored[i];           /* left as it is */
         }
@@ -162,9 +163,10 @@ static apr_status_t rotate_one(rotate_t *rt, apr_pool_t *p, const char *user, co
             return rv;
         }
         if (attempt == TRIES) {
-            gs_log_error(GS_LOG_ERR, p, "event=token.busy user=%s tries=%d", user, TRIES);
+            gs_log_error(GS_LOG_ERR, p, "event=token.busy user=%s tries=%d", gs_log_value(p, user),
+            TRIES);
             printf("failed user=%s column=* key=none reason=\"changed concurrently %d times: "
-                   "run again\"\n", user, TRIES);
+                   "run again\"\n", gs_log_value(p, user), TRIES);
             rt->counts[GS_REKEY_FAILED]++;
             rt->rows++;
             return APR_SUCCESS;

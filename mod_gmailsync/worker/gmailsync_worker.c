@@ -284,7 +284,8 @@ int main(int argc, const char *const *argv)
     apr_snprintf(line, sizeof line, "pid=%d", (int)getpid());
     gs_task_announce_state(task, "RUNNING", line);
     gs_log_error(GS_LOG_INFO, pool, "event=worker.started task=%s user=%s pid=%d host=%s how=%s "
-                 "version=%s", task->task_id, task->user_id, (int)getpid(), conf->host,
+                 "version=%s", task->task_id, gs_log_value(pool, task->user_id),
+                 (int)getpid(), conf->host,
                  lease ? "adopted" : "claimed", GS_VERSION);
 
     /* from here on every way out records an end state (or leaves it to the daemon: exit 4) */

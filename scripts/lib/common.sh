@@ -88,3 +88,71 @@ gs_wait_for() {
 }
 
 gs_pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+
+# ------------------------------------------------------------------ the connection string
+# The shell operator scripts (gmailsync-migrate, gmailsync-rotate-key) take it as the Python ones
+# do (scripts/lib/gs_dsn.py), never with a password on their command line, which `ps` shows to
+# every local user: --dsn without a password (libpq reads it from PGPASSFILE, ~/.pgpass), or
+# --dsn-file FILE (GS_PG_DSN_FILE; mode 0600 when it holds a password), or GS_PG_DSN.
+
+# Splits a connection string (URI user:password@host, or key=value password=...) into
+# GS_DSN_NOPW (the string without its password) and GS_DSN_PASSWORD (empty if none).
+gs_dsn_split() {
+  local dsn=$1 rest authority userinfo s
+  GS_DSN_NOPW=$dsn
+  GS_DSN_PASSWORD=""
+  case "$dsn" in
+    postgres://*|postgresql://*)
+      rest=${dsn#*://}
+      authority=${rest%%[/?]*}
+      if [[ $authority == *@* && ${authority%@*} == *:* ]]; then
+        userinfo=${authority%@*}
+        s=${userinfo#*:}
+        s=${s//\\/\\\\}
+        GS_DSN_PASSWORD=$(printf '%b' "${s//%/\\x}")
+        GS_DSN_NOPW="${dsn%%://*}://${userinfo%%:*}@${rest#"$userinfo"@}"
+      fi
+      ;;
+    *)
+      if [[ $dsn =~ (^|[[:space:]])password[[:space:]]*=[[:space:]]*(\'([^\'\\]*)\'|([^[:space:]\']+)) ]]; then
+        GS_DSN_PASSWORD=${BASH_REMATCH[3]}${BASH_REMATCH[4]}
+        GS_DSN_NOPW=${dsn/"${BASH_REMATCH[0]}"/${BASH_REMATCH[1]}}
+      fi
+      ;;
+  esac
+}
+
+# Sets GS_DSN from --dsn (argv_dsn), --dsn-file (dsn_file, else $GS_PG_DSN_FILE) or $GS_PG_DSN.
+# Exits 2 for a password on the command line or both options, 1 for an unusable file.
+gs_dsn_resolve() {
+  local argv_dsn=$1 dsn_file=$2 mode lines
+  if [ -n "$argv_dsn" ] && [ -n "$dsn_file" ]; then
+    echo "${GS_PROG:-gmailsync}: give --dsn or --dsn-file, not both" >&2; exit 2
+  fi
+  if [ -n "$argv_dsn" ]; then
+    gs_dsn_split "$argv_dsn"
+    if [ -n "$GS_DSN_PASSWORD" ]; then
+      echo "${GS_PROG:-gmailsync}: --dsn holds a password, which \`ps\` shows to every local user: put it in a file given with --dsn-file (mode 0600), in PGPASSFILE (~/.pgpass) or in GS_PG_DSN instead" >&2
+      exit 2
+    fi
+    GS_DSN=$argv_dsn
+    return 0
+  fi
+  dsn_file=${dsn_file:-${GS_PG_DSN_FILE:-}}
+  if [ -n "$dsn_file" ]; then
+    [ -f "$dsn_file" ] && [ ! -L "$dsn_file" ] \
+      || gs_die "--dsn-file $dsn_file is not a regular file"
+    lines=$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$dsn_file") \
+      || gs_die "--dsn-file $dsn_file holds no connection string"
+    [ "$(printf '%s\n' "$lines" | wc -l)" -eq 1 ] \
+      || gs_die "--dsn-file $dsn_file must hold one connection string (one line)"
+    GS_DSN=$(printf '%s' "$lines" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
+    gs_dsn_split "$GS_DSN"
+    mode=$(stat -c %a "$dsn_file") || gs_die "cannot stat --dsn-file $dsn_file"
+    if [ -n "$GS_DSN_PASSWORD" ] && [ $((8#$mode & 8#077)) -ne 0 ]; then
+      gs_die "--dsn-file $dsn_file holds a password and has mode $mode: chmod 600 it (its owner alone may read it)"
+    fi
+    return 0
+  fi
+  GS_DSN=${GS_PG_DSN:-}
+}

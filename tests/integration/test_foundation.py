@@ -102,7 +102,7 @@ def configtest(tmp_path, directives, include_snippet=True, keys=True):
         {include}
         """) + directives + "\n")
     proc = subprocess.run([HTTPD_BIN, "-d", str(tmp_path), "-f", str(conf), "-t"],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=15)
     return proc, conf
 
 
@@ -115,6 +115,7 @@ def test_shipped_snippet_passes_configtest(stack, tmp_path):
 def test_all_directives_accept_good_values(stack, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
+    secret.chmod(0o600)
     proc, _ = configtest(tmp_path, textwrap.dedent(f"""\
         GmailSync Off
         GmailSyncPrefix /sync/api
@@ -193,6 +194,66 @@ def test_bad_directive_is_a_clear_startup_error(stack, tmp_path, line, directive
     assert f"line {lineno} of {conf}" in proc.stderr, proc.stderr
     assert directive in proc.stderr, proc.stderr
     assert "Segmentation" not in proc.stderr
+
+
+def secret_file_cases(tmp_path):
+    """(name, make) pairs: each make() returns a path that breaks a rule of secret files."""
+    good = "s3cret\n"
+
+    def fifo():
+        path = tmp_path / "fifo"
+        os.mkfifo(path, 0o600)
+        return path
+
+    def owned_by_nobody():
+        path = tmp_path / "nobody"
+        path.write_text(good)
+        path.chmod(0o600)
+        os.chown(path, 65534, 65534)
+        return path
+
+    def mode(bits):
+        def make():
+            path = tmp_path / ("mode%o" % bits)
+            path.write_text(good)
+            path.chmod(bits)
+            return path
+        return make
+
+    def symlink():
+        target = tmp_path / "target"
+        target.write_text(good)
+        target.chmod(0o600)
+        (tmp_path / "link").symlink_to(target)
+        return tmp_path / "link"
+
+    return {"fifo": (fifo, "not a regular file (a FIFO)"),
+            "owner": (owned_by_nobody, "is owned by uid 65534: it must be owned by root"),
+            "group_readable": (mode(0o640), "has mode 0640: it must not be open to its group"),
+            "world_readable": (mode(0o604), "has mode 0604"),
+            "symlink": (symlink, "is a symbolic link: name the file itself"),
+            "directory": (lambda: tmp_path, "not a regular file (a directory)")}
+
+
+@pytest.mark.parametrize("directive", ["GmailSyncTokenKeyFile", "GmailSyncClientSecretFile"])
+@pytest.mark.parametrize("case", ["fifo", "owner", "group_readable", "world_readable", "symlink",
+                                  "directory"])
+def test_secret_files_are_opened_with_care_and_checked(stack, tmp_path, directive, case):
+    """A FIFO as GmailSyncTokenKeyFile hung `apachectl -t`; the key file's owner and the client
+    secret file's mode were not checked. One set of rules for both, named by configtest."""
+    make, why = secret_file_cases(tmp_path)[case]
+    path = make()
+    line = f'{directive} "{path}"'
+    try:
+        proc, conf = configtest(tmp_path, "# the secret file\n" + line,
+                                keys=directive != "GmailSyncTokenKeyFile")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"apachectl -t hangs on {case} as {directive}")
+    assert proc.returncode != 0, f"accepted: {case} as {directive}"
+    lineno = conf.read_text().splitlines().index(line) + 1
+    assert f"line {lineno} of {conf}" in proc.stderr, proc.stderr
+    assert directive in proc.stderr and str(path) in proc.stderr, proc.stderr
+    assert why in proc.stderr, proc.stderr
 
 
 def test_stuck_after_must_exceed_two_heartbeats(stack, tmp_path):
@@ -325,12 +386,13 @@ def test_migrations_up_down_are_idempotent_and_transactional(stack):
     admin.cursor().execute(f"CREATE DATABASE {db}")
     dsn = stack.pg_admin_dsn.rsplit("/", 1)[0] + "/" + db
     migrate = os.path.join(ROOT, "scripts", "gmailsync-migrate")
+    env = dict(os.environ, GS_PG_DSN=dsn)   # the password never on a command line
     try:
-        status = subprocess.run([migrate, "--dsn", dsn, "status"], capture_output=True, text=True,
-                                check=True).stdout
+        status = subprocess.run([migrate, "status"], capture_output=True, text=True,
+                                check=True, env=env).stdout
         assert "pending" in status and "applied" not in status
         # three concurrent runs: the advisory lock queues them, each migration applies once
-        procs = [subprocess.Popen([migrate, "--dsn", dsn, "up"], stdout=subprocess.PIPE,
+        procs = [subprocess.Popen([migrate, "up"], stdout=subprocess.PIPE, env=env,
                                   stderr=subprocess.PIPE, text=True) for _ in range(3)]
         outs = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), outs
@@ -340,15 +402,15 @@ def test_migrations_up_down_are_idempotent_and_transactional(stack):
         cur.execute("SELECT count(*), max(version) FROM gmailsync.schema_migrations")
         assert cur.fetchone() == (LATEST_MIGRATION, LATEST_MIGRATION)
         conn.close()
-        subprocess.run([migrate, "--dsn", dsn, "down", "--all"], check=True, capture_output=True)
+        subprocess.run([migrate, "down", "--all"], check=True, capture_output=True, env=env)
         conn = psycopg2.connect(dsn)
         cur = conn.cursor()
         cur.execute("SELECT to_regnamespace('gmailsync')")
         assert cur.fetchone() == (None,)
         conn.close()
-        subprocess.run([migrate, "--dsn", dsn, "up"], check=True, capture_output=True)
-        again = subprocess.run([migrate, "--dsn", dsn, "up"], check=True, capture_output=True,
-                               text=True).stdout
+        subprocess.run([migrate, "up"], check=True, capture_output=True, env=env)
+        again = subprocess.run([migrate, "up"], check=True, capture_output=True,
+                               text=True, env=env).stdout
         assert "already applied" in again
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
@@ -367,8 +429,9 @@ def test_broken_migration_leaves_nothing_behind(stack, tmp_path):
         "CREATE TABLE gmailsync.half_done (x int);\nSELECT no_such_function();\n")
     (tmp_path / "999_broken.down.sql").write_text("DROP TABLE gmailsync.half_done;\n")
     try:
-        proc = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-migrate"), "--dsn", dsn,
-                               "--sql-dir", str(tmp_path), "up"], capture_output=True, text=True)
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-migrate"),
+                               "--sql-dir", str(tmp_path), "up"], capture_output=True, text=True,
+                              env=dict(os.environ, GS_PG_DSN=dsn))
         assert proc.returncode != 0
         conn = psycopg2.connect(dsn)
         cur = conn.cursor()

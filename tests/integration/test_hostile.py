@@ -155,7 +155,7 @@ def test_strict_json_still_takes_valid_json(stack):
 @pytest.mark.parametrize("path,allow", [
     ("/smart", "POST"), ("/progress/" + UUID, "GET, HEAD"), ("/status", "GET, HEAD"),
     ("/cancel/" + UUID, "POST"), ("/health", "GET, HEAD"), ("/metrics", "GET, HEAD"),
-    ("/oauth/start", "GET, HEAD"), ("/oauth/callback", "GET, HEAD"), ("/oauth/disconnect", "POST"),
+    ("/oauth/start", "GET, HEAD"), ("/oauth/callback", "GET"), ("/oauth/disconnect", "POST"),
 ])
 def test_trace_is_refused_under_the_prefix_without_echo(stack, path, allow):
     answer = exchange(stack, b"TRACE /api/gmail/sync" + path.encode() + b" HTTP/1.1\r\n" + H
@@ -493,3 +493,50 @@ def test_accept_naming_the_event_stream_gets_the_stream(stack, accept):
                       cookies={"session": session}, stream=True, timeout=30) as r:
         assert r.status_code == 200
         assert r.headers["Content-Type"].startswith("text/event-stream")
+
+
+# ------------------------------------------------------------------ the callback's query (issue 21, 9)
+
+def test_the_callbacks_query_never_reaches_the_access_log(stack, expect_log):
+    """A code and a state on the callback path stay out of the access log whatever the answer:
+    405 (POST, HEAD), 404 (a path the handler does not serve), 400 (a request httpd refuses
+    while reading it), 503 (GmailSync Off) -- not only when the handler takes them."""
+    import urllib.parse
+    from conftest import wait_for
+    expect_log(r"AH00561|AH02430|size of a request header field")
+    code = "4/0AcodeSECRET" + os.urandom(8).hex()
+    state = "stateSECRET" + os.urandom(8).hex()
+    query = "state=%s&code=%s&scope=x" % (state, urllib.parse.quote(code, safe=""))
+    cb = "/api/gmail/sync/oauth/callback"
+    log = os.path.join(os.path.dirname(stack.error_log), "access_log")
+    start = os.path.getsize(log)
+    answers = [
+        exchange(stack, b"POST %s?%s HTTP/1.1\r\n%sContent-Length: 0\r\n\r\n"
+                 % (cb.encode(), query.encode(), H)).status,
+        exchange(stack, b"HEAD %s?%s HTTP/1.1\r\n%s\r\n" % (cb.encode(), query.encode(), H)).status,
+        exchange(stack, b"GET %s/?%s HTTP/1.1\r\n%s\r\n" % (cb.encode(), query.encode(), H)).status,
+        exchange(stack, b"GET /api/gmail/sync/oauth/%%63allback/?%s HTTP/1.1\r\n%s\r\n"
+                 % (query.encode(), H)).status,
+        exchange(stack, b"GET %s?%s HTTP/1.1\r\n%sX-Big: %s\r\n\r\n"
+                 % (cb.encode(), query.encode(), H, b"x" * 9000)).status,
+    ]
+    assert answers == [405, 405, 404, 404, 400], answers
+    stack.reconfigure_text("GmailSync Off\n", "off.conf")
+    try:
+        answers.append(exchange(stack, b"GET %s?%s HTTP/1.1\r\n%s\r\n"
+                                % (cb.encode(), query.encode(), H)).status)
+    finally:
+        stack.reconfigure(None)
+    assert answers[-1] == 503
+
+    def lines():
+        with open(log, encoding="utf-8", errors="replace") as f:
+            f.seek(start)
+            found = [l for l in f.read().splitlines() if "oauth/" in l]
+        return found if len(found) >= len(answers) else None
+    found = wait_for("the access log's lines", lines, 10)
+    text = "\n".join(found)
+    for secret in (code, state, urllib.parse.quote(code, safe="")):
+        assert secret not in text, text
+    assert "SECRET" not in text, text
+    assert all("?(redacted)" in l for l in found), text

@@ -112,6 +112,7 @@ def connect_conf(tmp_path, redirect, key=True, client=True):
     if client:
         secret = tmp_path / "secret"
         secret.write_text("s3cret\n")
+        secret.chmod(0o600)
         lines += ["GmailSyncClientId 123-abc.apps.googleusercontent.com",
                   f'GmailSyncClientSecretFile "{secret}"']
     lines += ["GmailSyncAuthURL https://accounts.example.test/o/oauth2/v2/auth",
@@ -388,6 +389,152 @@ def test_connect_then_sync_reads_the_mailbox(stack):
     assert wait_for("the sync", ended, 60) == ("SUCCEEDED", None)
     assert stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id = %s",
                        (u["user_id"],))[0][0] == 25
+
+
+# ------------------------------------------------------------------ hostile answers (issue 21, 9)
+
+class TokenEndpoint:
+    """A token endpoint and Gmail profile that answer what a test says (the fake is honest):
+    records the headers of every request it gets."""
+
+    def __init__(self):
+        import http.server
+        import json as _json
+        import threading
+        self.access_token = "ya29.ok"
+        self.email = "nobody@example.test"
+        self.seen = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, obj):
+                body = _json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.seen.append(("POST", self.path, dict(self.headers)))
+                self.answer({"access_token": outer.access_token, "expires_in": 3599,
+                             "refresh_token": "1//refresh-" + os.urandom(8).hex(),
+                             "token_type": "Bearer"})
+
+            def do_GET(self):
+                outer.seen.append(("GET", self.path, dict(self.headers)))
+                self.answer({"emailAddress": outer.email, "messagesTotal": 0,
+                             "historyId": "1"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def state_of(resp):
+    assert resp.status_code == 302, resp.text
+    return query_of(resp.headers["Location"])["state"]
+
+
+def test_an_access_token_that_is_not_a_bearer_token_is_refused(stack, tmp_path, expect_log):
+    """A CR LF in the token endpoint's access token injected a header into the profile request;
+    20 MB were accepted. Neither is used now: the connect flow answers 400 and stores nothing,
+    the worker's refresh fails the task at once, and no request carries the token."""
+    from gsworker import Worker, new_task, task
+    expect_log(r"event=oauth\.exchange_refused .*unusable access token")
+    ep = TokenEndpoint()
+    conf = tmp_path / "hostile.conf"
+    conf.write_text(f"GmailSyncTokenURL {ep.url}/token\nGmailSyncApiBase {ep.url}\n"
+                    "GmailSyncMaxWorkers 0\n")
+    conf.chmod(0o644)
+    try:
+        stack.reconfigure(str(conf))
+        for token in ("ya29.a\r\nX-Injected: yes", "ya29." + "A" * (20 << 20)):
+            ep.access_token = token
+            u = new_user(stack)
+            state = state_of(start(stack, u["session"]))
+            r = callback(stack, f"{stack.api}/oauth/callback?state={state}&code=4%2Fcode",
+                         u["session"])
+            assert_problem(r, 400, "exchange-failed")
+            assert "not a valid bearer token" in r.json()["detail"]
+            assert account(stack, u["user_id"]) is None
+        assert [m for m, path, _ in ep.seen if m == "GET"] == []       # no profile request
+        # the worker's refresh
+        w = stack.add_user(messages=3)
+        ep.access_token = "ya29.b\r\nX-Injected: yes"
+        tid = new_task(stack, w["user_id"])
+        run = Worker(stack).run(tid, token_url=ep.url + "/token", api_base=ep.url)
+        t = task(stack, tid)
+        assert t["state"] == "FAILED" and t["error_code"] == "internal", (t, run.stderr[-2000:])
+        assert "unusable access token (a control character" in t["error_message"]
+        assert "X-Injected" not in t["error_message"] and "ya29" not in t["error_message"]
+        assert [m for m, path, _ in ep.seen if m == "GET"] == []       # no Gmail call
+        assert not any("X-Injected" in h for _, _, h in ep.seen)
+    finally:
+        stack.reconfigure(None)
+        ep.close()
+
+
+@pytest.mark.parametrize("address", ["box\u202e{id}@example.test",       # RIGHT-TO-LEFT OVERRIDE
+                                     "box{id}\u200b@example.test",       # ZERO WIDTH SPACE
+                                     "box\x07{id}@example.test",         # BEL
+                                     "box {id}@example.test",
+                                     "box{id}@example.test\r\nX: y"])
+def test_a_profile_address_with_control_or_bidi_characters_is_refused(stack, address,
+                                                                      expect_log):
+    expect_log(r"event=oauth\.profile_refused .*unacceptable emailAddress")
+    u = stack.add_user(messages=0, no_account=True)
+    u["mailbox"] = address.format(id=u["user_id"])
+    fake(stack, "POST", "mailboxes", {"email": u["mailbox"], "messages": 1, "seed": 7})
+    r = callback(stack, begin(stack, u), u["session"])
+    assert_problem(r, 400, "gmail-address-refused")
+    assert "nothing was stored" in r.json()["detail"]
+    assert u["mailbox"] not in r.text
+    assert account(stack, u["user_id"]) is None
+    assert stack.query("SELECT count(*) FROM gmailsync.accounts WHERE email = %s",
+                       (u["mailbox"],)) == [(0,)]
+
+
+def test_one_user_keeps_at_most_ten_pending_states(stack):
+    u = new_user(stack)
+    consent(stack, "allow", u["mailbox"])
+    first = start(stack, u["session"]).headers["Location"]
+    for _ in range(14):
+        assert start(stack, u["session"]).status_code == 302
+    last = start(stack, u["session"]).headers["Location"]
+    assert len(states_of(stack, u["user_id"])) == 10
+    # the oldest went with the surplus; the newest works
+    assert_problem(callback(stack, authorize(first), u["session"]), 400, "invalid-state")
+    r = callback(stack, authorize(last), u["session"])
+    assert r.status_code == 303 and r.headers["Location"] == "/gmailsync/?oauth=connected"
+    # another user's states are not touched by this one's starts
+    other = new_user(stack)
+    assert start(stack, other["session"]).status_code == 302
+    for _ in range(12):
+        assert start(stack, u["session"]).status_code == 302
+    assert len(states_of(stack, other["user_id"])) == 1
+
+
+def test_head_of_the_callback_is_405_and_exchanges_nothing(stack):
+    u = new_user(stack)
+    url = begin(stack, u)
+    before = fake(stack, "GET", "stats")["requests"].get("token", 0)
+    r = seen(requests.head(url, cookies={"session": u["session"]}, allow_redirects=False,
+                           timeout=30))
+    assert r.status_code == 405 and r.headers["Allow"] == "GET"
+    assert fake(stack, "GET", "stats")["requests"].get("token", 0) == before
+    assert account(stack, u["user_id"]) is None
+    assert len(states_of(stack, u["user_id"])) == 1           # not consumed
+    r = callback(stack, url, u["session"])                     # the GET still works
+    assert r.status_code == 303 and r.headers["Location"] == "/gmailsync/?oauth=connected"
 
 
 # ------------------------------------------------------------------ nothing leaks

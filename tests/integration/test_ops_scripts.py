@@ -294,7 +294,7 @@ def test_status_usage_and_database_errors(stack):
     p = run(stack, STATUS, "someone", env={"GS_PG_DSN": ""})
     assert p.returncode == 2 and "GS_PG_DSN" in p.stderr
     wrong = stack.pg_dsn.replace(urlsplit(stack.pg_dsn).password, "wrong-secret-0123")
-    p = run(stack, STATUS, "someone", "--dsn", wrong)
+    p = run(stack, STATUS, "someone", env={"GS_PG_DSN": wrong})
     assert p.returncode == 1 and "cannot connect" in p.stderr
     assert "wrong-secret-0123" not in p.stdout + p.stderr
 
@@ -494,9 +494,60 @@ def test_cleanup_usage_and_database_errors(stack):
     p = run(stack, CLEANUP, env={"GS_PG_DSN": ""})
     assert p.returncode == 2 and "GS_PG_DSN" in p.stderr
     wrong = stack.pg_dsn.replace(urlsplit(stack.pg_dsn).password, "wrong-secret-0123")
-    p = run(stack, CLEANUP, "--dsn", wrong)
+    p = run(stack, CLEANUP, env={"GS_PG_DSN": wrong})
     assert p.returncode == 1 and "cannot connect" in p.stderr
     assert "wrong-secret-0123" not in p.stdout + p.stderr
     for ok in ("1500ms", "5s", "5m", "1h", "2d", "30"):
         p = cleanup(stack, "--dry-run", "--older-than", ok)
         assert p.returncode == 0, (ok, p.stderr)
+
+
+# ------------------------------------------------------------------ the connection string (issue 21, 9)
+
+MIGRATE = os.path.join(ROOT, "scripts", "gmailsync-migrate")
+ROTATE = os.path.join(ROOT, "scripts", "gmailsync-rotate-key")
+
+
+def test_a_password_on_the_command_line_is_refused_and_a_dsn_file_or_pgpass_works(stack,
+                                                                                tmp_path):
+    """The README and the scripts showed --dsn with the password in it, which `ps` shows to
+    every local user. Every script refuses that now; --dsn-file (or GS_PG_DSN_FILE), a
+    password-free --dsn with PGPASSFILE, and GS_PG_DSN work."""
+    import psycopg2.extensions
+    u = stack.add_user(messages=0)
+    password = urlsplit(stack.pg_dsn).password
+    keys = stack.env["GS_TOKEN_KEY_FILE"]
+    scripts = ((STATUS, [u["user_id"]], (0,)), (CLEANUP, ["--dry-run"], (0,)),
+               (MIGRATE, ["status"], (0,)), (ROTATE, ["--check", "--key-file", keys], (0, 1)))
+    key_value = " ".join("%s=%s" % kv for kv in psycopg2.extensions.parse_dsn(stack.pg_dsn).items())
+    no_env = {"GS_PG_DSN": ""}
+    for script, args, ok in scripts:
+        for dsn in (stack.pg_dsn, key_value):
+            p = run(stack, script, *args, "--dsn", dsn, env=no_env)
+            assert p.returncode == 2, (script, dsn == key_value, p.returncode, p.stdout, p.stderr)
+            assert "--dsn holds a password" in p.stderr and "--dsn-file" in p.stderr, p.stderr
+    # the connection string from a file of its owner's
+    f = tmp_path / "dsn"
+    f.write_text("# the gmailsync database\n" + stack.pg_dsn + "\n")
+    f.chmod(0o600)
+    for script, args, ok in scripts:
+        p = run(stack, script, *args, "--dsn-file", str(f), env=no_env)
+        assert p.returncode in ok, (script, p.stdout, p.stderr)
+    p = run(stack, STATUS, u["user_id"], env={"GS_PG_DSN": "", "GS_PG_DSN_FILE": str(f)})
+    assert p.returncode == 0, p.stderr
+    f.chmod(0o644)                         # a password others can read: refused
+    for script, args, ok in scripts:
+        p = run(stack, script, *args, "--dsn-file", str(f), env=no_env)
+        assert p.returncode not in (0, 2) and "chmod 600" in p.stderr, (script, p.stderr)
+    # a password-free --dsn: libpq takes the password from PGPASSFILE
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text("*:*:*:*:%s\n" % password)
+    pgpass.chmod(0o600)
+    bare = stack.pg_dsn.replace(":%s@" % password, "@")
+    assert password not in bare
+    for script, args, ok in scripts:
+        p = run(stack, script, *args, "--dsn", bare, env={"GS_PG_DSN": "", "PGPASSFILE": str(pgpass)})
+        assert p.returncode in ok, (script, p.stdout, p.stderr)
+    # the README no longer shows a password on a command line
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert not re.search(r"--dsn '?postgres(ql)?://[^ ']*:[^ '@]*@", readme)

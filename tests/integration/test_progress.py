@@ -281,9 +281,9 @@ def test_seed_6_stuck_task_is_reported_cleaned_up_and_the_user_syncs_again(stack
         assert h["stuck"][0]["heartbeat_age_s"] >= 3
         # /health only reports; the daemon's rescue marks it STUCK, which frees the user
         wait_for("the daemon's rescue", lambda: db_state(stack, tid) == "STUCK", 5)
-        cleanup = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-cleanup"),
-                                  "--dsn", stack.pg_dsn], capture_output=True, text=True,
-                                 timeout=60)
+        cleanup = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-cleanup")],
+                                 env=dict(os.environ, GS_PG_DSN=stack.pg_dsn),
+                                 capture_output=True, text=True, timeout=60)
         assert cleanup.returncode == 0, cleanup.stderr
         row = stack.query("SELECT state, error_code FROM gmailsync.sync_tasks WHERE task_id=%s",
                           (tid,))

@@ -141,10 +141,16 @@ def test_generated_files_holding_secrets_are_private(stack):
 
 
 def test_migrate_passes_the_password_outside_psqls_command_line(stack, tmp_path):
-    # a psql that records what it was given
+    # a psql that records what it was given: its arguments, its environment and the password
+    # file it is pointed at (PGPASSFILE, a private one of the run: issue 21, 9)
     fake = tmp_path / "psql"
-    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" >"$0.argv"\nprintf "%s" "$PGPASSWORD" '
-                    '>"$0.pw"\ncat >/dev/null\n')
+    fake.write_text(r"""#!/bin/sh
+printf "%s\n" "$@" >"$0.argv"
+env >"$0.env"
+stat -c %a "$PGPASSFILE" >"$0.mode"
+sed 's/^[*]:[*]:[*]:[*]://; s/\\\(.\)/\1/g' "$PGPASSFILE" >"$0.pw"
+cat >/dev/null
+""")
     fake.chmod(0o700)
     env = dict(os.environ, PATH="%s:%s" % (tmp_path, os.environ["PATH"]))
     for dsn, password in ((stack.pg_dsn, secrets()["pg_app_password"]),
@@ -155,7 +161,9 @@ def test_migrate_passes_the_password_outside_psqls_command_line(stack, tmp_path)
                        check=True, capture_output=True, timeout=30)
         argv = (tmp_path / "psql.argv").read_text()
         assert password not in argv and "password" not in argv, argv
-        assert (tmp_path / "psql.pw").read_text() == password
+        assert password not in (tmp_path / "psql.env").read_text()
+        assert (tmp_path / "psql.mode").read_text().strip() == "600"
+        assert (tmp_path / "psql.pw").read_text() == password + "\n"
     # and the real thing still connects with it
     proc = subprocess.run([os.path.join(ROOT, "scripts", "gmailsync-migrate"), "status"],
                           env=dict(os.environ, GS_PG_DSN=stack.pg_dsn), capture_output=True,

@@ -443,3 +443,63 @@ def test_300_sse_clients_that_vanish_free_their_threads(stack, gmail):
                  headers={"Accept": "text/event-stream", "Cookie": "session=" + u["session"]})
     assert conn.getresponse().status == 200
     conn.close()
+
+
+# ------------------------------------------------------------------ remote-user names (issue 21, 9)
+
+def test_remote_user_names_with_spaces_stay_one_log_field_and_bad_utf8_is_401(stack, shared_tmp):
+    """A REMOTE_USER with spaces broke every key=value log line it was in; one with invalid
+    UTF-8 was answered 503 (the database refused it) instead of 401."""
+    import subprocess
+    suffix = os.urandom(3).hex()
+    name = "Jane Doe " + suffix
+    bad = b"bad\xff" + suffix.encode()
+    stack.add_user(messages=3, user_id=name)
+    users = os.path.join(shared_tmp, "htpasswd")
+    subprocess.run(["htpasswd", "-bc", users, name, "pw"], check=True, capture_output=True)
+    subprocess.run([b"htpasswd", b"-b", users.encode(), bad, b"pw"], check=True,
+                   capture_output=True)
+    os.chmod(users, 0o644)
+    extra = os.path.join(shared_tmp, "ru.conf")
+    with open(extra, "w") as f:
+        f.write(f"""
+LoadModule auth_basic_module /usr/lib/apache2/modules/mod_auth_basic.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule authn_file_module /usr/lib/apache2/modules/mod_authn_file.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+GmailSyncUserFrom remote-user
+<LocationMatch "^/api/gmail/sync/(smart|status|oauth/start)$">
+    AuthType Basic
+    AuthName "gmailsync"
+    AuthBasicProvider file
+    AuthUserFile "{users}"
+    Require valid-user
+</LocationMatch>
+""")
+    try:
+        stack.reconfigure(extra)
+        offset = stack.log_size()
+        r = requests.post(stack.api + "/smart", auth=(name, "pw"), timeout=30)
+        assert r.status_code == 202, r.text
+        tid = r.json()["task_id"]
+        wait_for("the sync", lambda: state(stack, tid) in ("SUCCEEDED", "FAILED"), 60)
+        assert state(stack, tid) == "SUCCEEDED"
+        for method, path in (("POST", "/smart"), ("GET", "/status"), ("GET", "/oauth/start")):
+            r = requests.request(method, stack.api + path, auth=(bad, "pw"), timeout=30,
+                                 allow_redirects=False)
+            assert_problem_json(r, 401)
+        wait_for("the task's end in the log",
+                 lambda: "event=task.succeeded task=%s" % tid in stack.log_since(offset), 10)
+        text = stack.log_since(offset)
+        mine = [l for l in text.splitlines() if suffix in l]
+        assert len(mine) >= 4, text        # start.requested, task.created, worker.*, task.*
+        for line in mine:
+            assert 'user="%s"' % name in line, line
+    finally:
+        stack.reconfigure(None)
+
+
+def assert_problem_json(r, status):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"] == "application/problem+json"
+

@@ -126,6 +126,86 @@ START_TEST(profile_answers)
 }
 END_TEST
 
+/* issue 21 item 9: what the profile may give as the account's address */
+START_TEST(profile_addresses_are_strict)
+{
+    static const char *const good[] = {
+        "a@b.co", "first.last+tag@example.test", "x_y-z!#$%&'*/=?^`{|}~@sub.example-1.org",
+    };
+    static const char *const bad[] = {
+        "", "nobody", "@b.co", "a@", "a@b", "a@@b.co", "a@b@c.co", ".a@b.co", "a.@b.co",
+        "a..b@b.co", "a b@b.co", "\"a\"@b.co", "a@[127.0.0.1]", "a@-b.co", "a@b-.co", "a@b..co",
+        "a@b.co.", "a@b_c.co", "a\x01@b.co", "a\x7f@b.co", "a\t@b.co", "a@b.co\r\nX: y",
+        "\xe2\x80\xae" "evil@b.co",         /* U+202E RIGHT-TO-LEFT OVERRIDE */
+        "a\xe2\x80\x8b@b.co",               /* U+200B ZERO WIDTH SPACE (format) */
+        "\xc3\xa9@b.co",                    /* non-ASCII */
+        "\xff@b.co",                         /* invalid UTF-8 */
+    };
+    char longest[300];
+    const char *why;
+    size_t i;
+
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ck_assert_msg(!gs_connect_email_problem(good[i], strlen(good[i])), "%s", good[i]);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(gs_connect_email_problem(bad[i], strlen(bad[i])) != NULL, "%s", bad[i]);
+    }
+    ck_assert_ptr_nonnull(gs_connect_email_problem("a\0b@b.co", 8));   /* a NUL inside */
+    memset(longest, 'a', 64);
+    strcpy(longest + 64, "@b.co");
+    ck_assert_ptr_null(gs_connect_email_problem(longest, strlen(longest)));
+    memset(longest, 'a', 65);
+    strcpy(longest + 65, "@b.co");
+    ck_assert_ptr_nonnull(gs_connect_email_problem(longest, strlen(longest)));
+    ck_assert_ptr_null(profile(200, "{\"emailAddress\": \"a\\u202e@b.co\"}", &why));
+    ck_assert(strstr(why, "unacceptable emailAddress") != NULL);
+    ck_assert_ptr_null(profile(200, "{\"emailAddress\": \"a@b.co\\u0000x\"}", &why));
+}
+END_TEST
+
+/* issue 21 item 9: what the token endpoint may give as an access token */
+START_TEST(access_tokens_are_b64tokens)
+{
+    static char big[GS_OAUTH_ACCESS_TOKEN_MAX + 2];
+    gs_oauth_t *o = gs_oauth_make(pool, "https://t/token", "cid", "sec", "1//r");
+    gs_http_request_t *req = gs_http_request(pool, "POST", "https://t/token");
+    const char *why = NULL, *new_refresh = NULL;
+    long expires_in = 0;
+
+    ck_assert_ptr_null(gs_oauth_access_token_problem("ya29.a0AfH6-_~+/x==", 19));
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem("ya29\r\nX-Injected: 1", 20));
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem("ya 29", 5));
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem("=abc", 4));
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem("ab=c", 4));
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem("", 0));
+    memset(big, 'a', sizeof big - 1);
+    ck_assert_ptr_nonnull(gs_oauth_access_token_problem(big, strlen(big)));
+    ck_assert_ptr_null(gs_oauth_access_token_problem(big, GS_OAUTH_ACCESS_TOKEN_MAX));
+
+    req->status = 200;
+    req->resp_body = "{\"access_token\": \"ya29\\r\\nX-Injected: 1\", \"expires_in\": 3599}";
+    req->resp_len = strlen(req->resp_body);
+    ck_assert_int_eq(gs_oauth_parse(o, pool, req, 0, &expires_in, &new_refresh, &why),
+                     GS_OAUTH_INVALID);
+    ck_assert_ptr_null(o->access_token);
+    ck_assert(strstr(why, "control character") != NULL);
+    req->resp_body = "{\"access_token\": \"ya29.ok\", \"refresh_token\": \"1//a\\nb\"}";
+    req->resp_len = strlen(req->resp_body);
+    ck_assert_int_eq(gs_oauth_parse(o, pool, req, 0, &expires_in, &new_refresh, &why),
+                     GS_OAUTH_INVALID);
+    ck_assert_ptr_null(o->access_token);
+    req->resp_body = "{\"access_token\": \"ya29.ok\", \"expires_in\": 60}";
+    req->resp_len = strlen(req->resp_body);
+    ck_assert_int_eq(gs_oauth_parse(o, pool, req, 0, &expires_in, &new_refresh, &why),
+                     GS_OAUTH_OK);
+    ck_assert_str_eq(o->access_token, "ya29.ok");
+    /* a cached token of the wrong shape is not used: the next call refreshes */
+    gs_oauth_set_token(o, "bad\ntoken", apr_time_from_sec(600), 0);
+    ck_assert(gs_oauth_needs_refresh(o, 0));
+}
+END_TEST
+
 START_TEST(redirect_uris)
 {
     const char *path, *why;
@@ -167,6 +247,8 @@ Suite *gs_connect_suite(void)
     tcase_add_test(tc, exchange_and_revoke_bodies);
     tcase_add_test(tc, profile_answers);
     tcase_add_test(tc, redirect_uris);
+    tcase_add_test(tc, profile_addresses_are_strict);
+    tcase_add_test(tc, access_tokens_are_b64tokens);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -60,6 +60,18 @@ START_TEST(what_does_not_fit_is_not_written)
 }
 END_TEST
 
+START_TEST(a_user_with_spaces_is_encoded)
+{
+    char buf[GS_HANDOFF_MAX];
+    gs_handoff_t m;
+    int n = gs_handoff_format(buf, sizeof buf, TASK, "Jane Doe 100%");
+
+    ck_assert_int_gt(n, 0);
+    ck_assert_str_eq(buf, "gs1 start task=" TASK " user=Jane%20Doe%20100%25\n");
+    ck_assert_int_eq(gs_handoff_parse(buf, (apr_size_t)n, &m), APR_SUCCESS);
+}
+END_TEST
+
 Suite *gs_handoff_suite(void)
 {
     Suite *s = suite_create("gs_handoff");
@@ -68,6 +80,7 @@ Suite *gs_handoff_suite(void)
     tcase_add_test(tc, messages_round_trip);
     tcase_add_test(tc, malformed_messages_are_refused);
     tcase_add_test(tc, what_does_not_fit_is_not_written);
+    tcase_add_test(tc, a_user_with_spaces_is_encoded);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -86,6 +86,24 @@ START_TEST(another_message_ends_the_run_and_is_written)
 }
 END_TEST
 
+/* issue 21 item 9: a remote-user name with a space is still one key=value field */
+START_TEST(field_values_stay_one_field)
+{
+    apr_pool_t *p;
+
+    ck_assert_int_eq(apr_pool_create(&p, NULL), APR_SUCCESS);
+    ck_assert_str_eq(gs_log_value(p, "user-1"), "user-1");
+    ck_assert_str_eq(gs_log_value(p, "J\xc3\xbcrgen"), "J\xc3\xbcrgen");
+    ck_assert_str_eq(gs_log_value(p, "Jane Doe"), "\"Jane Doe\"");
+    ck_assert_str_eq(gs_log_value(p, "a=b"), "\"a=b\"");
+    ck_assert_str_eq(gs_log_value(p, "q\"u\\o"), "\"q\\\"u\\\\o\"");
+    ck_assert_str_eq(gs_log_value(p, "x\ny\x7f"), "\"x\\x0ay\\x7f\"");
+    ck_assert_str_eq(gs_log_value(p, ""), "\"\"");
+    ck_assert_str_eq(gs_log_value(p, NULL), "-");
+    apr_pool_destroy(p);
+}
+END_TEST
+
 Suite *gs_log_suite(void)
 {
     Suite *s = suite_create("gs_log");
@@ -94,6 +112,7 @@ Suite *gs_log_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, one_line_then_a_summary_per_interval);
     tcase_add_test(tc, another_message_ends_the_run_and_is_written);
+    tcase_add_test(tc, field_values_stay_one_field);
     suite_add_tcase(s, tc);
     return s;
 }
