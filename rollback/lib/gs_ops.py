@@ -5,16 +5,19 @@ replacement, the effective gmailsync directives, secret redaction.
 Debian's python3 (/usr/bin/python3); psycopg2 (python3-psycopg2) only for the incident bundle's
 database part. Nothing here puts a secret on a command line or in a log line.
 """
+import collections
 import fcntl
 import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,9 +87,13 @@ def add_common_options(ap):
                    help="with --httpd: its -d (default: --confdir)")
     g.add_argument("--httpd-conf", default=env.get("GS_HTTPD_CONF", ""),
                    help="with --httpd: its -f")
-    g.add_argument("--health-url", default=env.get("GS_HEALTH_URL",
-                                                   "http://127.0.0.1/api/gmail/sync/health"),
-                   help="the /health of this httpd (default %(default)s)")
+    g.add_argument("--health-url", default=env.get("GS_HEALTH_URL", ""),
+                   help="the /health of this httpd (default: found from the configuration: "
+                        "GmailSyncPrefix on each Listen address, the first that mod_gmailsync "
+                        "answers)")
+    g.add_argument("--health-token-file", default=env.get("GS_HEALTH_TOKEN_FILE", ""),
+                   help="file holding the bearer token of /health and /metrics (default: the "
+                        "configuration's GmailSyncHealthTokenFile, if it sets one)")
     g.add_argument("--prefix", default=env.get("GS_PREFIX", ""),
                    help="install prefix: versions in PREFIX/libexec/mod_gmailsync and "
                         "PREFIX/share/mod_gmailsync")
@@ -107,6 +114,7 @@ def finish_common_options(args):
     args.gsdir = os.path.join(args.confdir, "gmailsync")
     args.active_file = os.path.join(args.gsdir, "active-version.conf")
     args.toggles_file = os.path.join(args.gsdir, "toggles.conf")
+    args.health_token = None   # resolve_health reads it (GmailSyncHealthTokenFile)
     return args
 
 
@@ -183,10 +191,16 @@ class Httpd:
         return p.returncode == 0, (p.stdout + p.stderr).strip()
 
     def included_files(self):
+        entries, out, _ = self.include_entries()
+        return [path for path, _ in entries], out
+
+    def include_entries(self):
+        """[(path, key)] of the configuration files in httpd's reading order (-t -D
+        DUMP_INCLUDES), the output, and whether the configuration passed -t. key orders every
+        line of every file as httpd reads it: position(key, line) (a file included at line N of
+        its parent comes between that parent's lines N-1 and N+1)."""
         p = self.run("-t", "-D", "DUMP_INCLUDES")
-        files = [m.group(1) for m in re.finditer(r"^\s*\((?:\*|\d+)\)\s+(\S.*?)\s*$", p.stdout,
-                                                 re.M)]
-        return files, (p.stdout + p.stderr).strip()
+        return include_tree(p.stdout), (p.stdout + p.stderr).strip(), p.returncode == 0
 
     def run_cfg(self):
         p = self.run("-t", "-D", "DUMP_RUN_CFG")
@@ -216,30 +230,74 @@ class Httpd:
         return self.envvars().get("APACHE_HTTPD", "/usr/sbin/apache2").split()[0]
 
 
-def health(url, timeout=5.0):
-    """(status, body dict or None, version or None, error text). A fresh connection each time,
-    so that an old generation's keep-alive connection never answers for the new one."""
-    req = urllib.request.Request(url, headers={"Connection": "close", "Accept": "application/json"})
+# ------------------------------------------------------------------ /health
+
+# One answer of /health: status None when nothing answered; module: mod_gmailsync answered (its
+# X-GmailSync-Version header, set even on a 503); version: the body's on a 200, else the header's.
+Reading = collections.namedtuple("Reading", "status body version error module url")
+
+
+def _open(url, token, timeout, accept):
+    headers = {"Connection": "close", "Accept": accept}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    req = urllib.request.Request(url, headers=headers)
+    ctx = None
+    if url.startswith("https://"):
+        # this host's own httpd on loopback (a certificate for its public name, not 127.0.0.1)
+        ctx = ssl._create_unverified_context() if _loopback(url) else None
+    return urllib.request.urlopen(req, timeout=timeout, context=ctx)
+
+
+def _loopback(url):
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def read_health(url, token=None, timeout=5.0):
+    """GET /health on a fresh connection (an old generation's keep-alive connection never
+    answers for the new one), with the bearer token if there is one."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            status, hdr = resp.status, resp.headers.get("X-GmailSync-Version")
+        with _open(url, token, timeout, "application/json") as resp:
+            raw = resp.read(1 << 22)
+            status, headers = resp.status, resp.headers
     except urllib.error.HTTPError as e:
-        raw, status, hdr = e.read(), e.code, e.headers.get("X-GmailSync-Version")
+        raw, status, headers = e.read(1 << 16), e.code, e.headers
     except (urllib.error.URLError, OSError, ValueError) as e:
-        return None, None, None, f"{url}: {getattr(e, 'reason', e)}"
+        reason = getattr(e, "reason", None) or e
+        return Reading(None, None, None, f"{url}: {reason}", False, url)
     try:
         body = json.loads(raw.decode("utf-8"))
     except ValueError:
         body = None
+    if not isinstance(body, dict):
+        body = None
+    hdr = headers.get("X-GmailSync-Version")
+    # the module answers every error under its prefix as application/problem+json, also those
+    # httpd raises before the handler (401/403 of an access check)
+    module = bool(hdr) or (headers.get("Content-Type") or "").startswith("application/problem+json")
     version = (body or {}).get("version") if status == 200 else None
-    return status, body, version or hdr, None if status == 200 else f"{url}: HTTP {status}"
+    err = None
+    if status != 200:
+        detail = (body or {}).get("type") or (body or {}).get("title") or ""
+        detail = str(detail).rsplit("/", 1)[-1] if detail else ""
+        err = f"{url}: HTTP {status}" + (f" ({detail})" if detail else "") + \
+            ("" if module else ", not from mod_gmailsync")
+    elif body is None or not isinstance(body.get("version"), str):
+        err = f"{url}: HTTP 200 but not mod_gmailsync's /health (no JSON with a version)"
+        module = False
+    return Reading(status, body, version or hdr, err, module or not err, url)
 
 
-def fetch_text(url, timeout=10.0):
-    req = urllib.request.Request(url, headers={"Connection": "close"})
+def health(url, timeout=5.0, token=None):
+    """(status, body dict or None, version or None, error text): see read_health."""
+    r = read_health(url, token, timeout)
+    return r.status, r.body, r.version, r.error
+
+
+def fetch_text(url, timeout=10.0, token=None):
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _open(url, token, timeout, "*/*") as resp:
             return resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return f"# HTTP {e.code}\n" + e.read().decode("utf-8", "replace")
@@ -247,17 +305,110 @@ def fetch_text(url, timeout=10.0):
         return f"# {url}: {getattr(e, 'reason', e)}\n"
 
 
-def wait_health(url, predicate, timeout):
-    """Polls /health until predicate(status, body, version) holds; returns (ok, last)."""
+def wait_health(url, predicate, timeout, token=None):
+    """Polls /health until predicate(status, body, version) holds; returns (ok, last), last a
+    Reading."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
-        last = health(url, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
-        if predicate(*last[:3]):
+        last = read_health(url, token, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
+        if predicate(last.status, last.body, last.version):
             return True, last
         if time.monotonic() >= deadline:
             return False, last
         time.sleep(0.1)
+
+
+def describe(reading):
+    """What a /health answer was, in words, for an error message."""
+    if reading.error:
+        return reading.error
+    b = reading.body or {}
+    return (f"HTTP 200 version={b.get('version')} enabled={str(b.get('enabled')).lower()} "
+            f"mode={b.get('mode')} max_workers={b.get('max_workers')}")
+
+
+def expand(value, env):
+    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+LISTEN_RE = re.compile(r"^\s*Listen\s+(\S+)(?:\s+(\S+))?\s*$", re.I)
+
+
+def health_candidates(files, env):
+    """The /health URLs the configuration can answer on: GmailSyncPrefix on each Listen address
+    (a wildcard address through loopback), plain http first."""
+    prefix = last_directive(files, "GmailSyncPrefix", env) or "/api/gmail/sync"
+    prefix = "/" + prefix.strip("/")
+    plain, tls = [], []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = LISTEN_RE.match(line)
+            if not m:
+                continue
+            addr, proto = expand(m.group(1), env).strip('"'), (m.group(2) or "").lower()
+            host, _, port = addr.rpartition(":")
+            if not port.isdigit():
+                continue
+            host = host.strip("[]")
+            if host in ("", "*", "0.0.0.0"):
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            if ":" in host:
+                host = f"[{host}]"
+            https = proto == "https" or (not proto and port == "443")
+            url = f"{'https' if https else 'http'}://{host}:{port}{prefix}/health"
+            lst = tls if https else plain
+            if url not in lst:
+                lst.append(url)
+    return plain + tls
+
+
+def read_token_file(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read(4096).strip()
+    except OSError as e:
+        raise Failure(f"cannot read the /health token file {path} (GmailSyncHealthTokenFile): "
+                      f"{e.strerror}")
+    if not token or any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7e for c in token):
+        raise Failure(f"the /health token file {path} holds no usable token (one line of "
+                      "printable characters)")
+    return token
+
+
+def resolve_health(args, httpd, files=None, env=None):
+    """Sets args.health_url (when not given: derived from the configuration) and
+    args.health_token (GmailSyncHealthTokenFile), and returns the first Reading. The Reading has
+    error set when /health could not be read."""
+    if files is None:
+        files, _ = httpd.included_files()
+    if env is None:
+        env = httpd.envvars()
+        env.update(httpd.run_cfg()["defines"])
+    token_file = args.health_token_file or last_directive(files, "GmailSyncHealthTokenFile", env)
+    if token_file and not os.path.isabs(token_file):
+        token_file = os.path.join(args.server_root or args.confdir, token_file)
+    args.health_token = read_token_file(token_file) if token_file else None
+    if args.health_url:
+        return read_health(args.health_url, args.health_token)
+    tried = []
+    for url in health_candidates(files, env):
+        r = read_health(url, args.health_token)
+        if r.module:
+            args.health_url = url
+            return r
+        tried.append(r.error)
+    args.health_url = "http://127.0.0.1/api/gmail/sync/health"
+    why = "; ".join(tried) if tried else "the configuration names no Listen address"
+    return Reading(None, None, None, f"no Listen address of the configuration answers /health "
+                   f"from mod_gmailsync ({why}); give --health-url (GS_HEALTH_URL)", False, None)
 
 
 # ------------------------------------------------------------------ files
@@ -354,6 +505,53 @@ DIRECTIVE_RE = re.compile(
     r"|Alias\s+/gmailsync/.*)$", re.I)
 
 
+def include_tree(dump):
+    """[(path, key)] from the output of -t -D DUMP_INCLUDES, which indents each included file
+    below its parent and names the parent's line that includes it: "(*) root", "(146) file"."""
+    entries, stack, seen = [], [], {}
+    for m in re.finditer(r"^( +)\((\*|\d+)\) (\S.*?)\s*$", dump, re.M):
+        indent, line, path = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1] if stack else ()
+        if line == "*":
+            key = ()
+        else:
+            n = int(line)
+            seq = seen[(parent, n)] = seen.get((parent, n), 0) + 1
+            key = parent + ((n, seq),)
+        stack.append((indent, key))
+        entries.append((path, key))
+    return entries
+
+
+def position(key, line):
+    """Where line `line` of the file with `key` comes in httpd's reading order."""
+    return key + ((line, 0),)
+
+
+def settings_after(entries, after_path, name):
+    """[(path, line number, text)] of each `name` directive httpd reads after the whole of
+    after_path (its last inclusion). None when after_path is not included at all."""
+    real = os.path.realpath(after_path)
+    keys = [k for p, k in entries if os.path.realpath(p) == real]
+    if not keys:
+        return None
+    end = position(keys[-1], 1 << 60)
+    rx = re.compile(r"^\s*" + re.escape(name) + r"\s+\S", re.I)
+    found = []
+    for path, key in entries:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for n, text in enumerate(lines, 1):
+            if rx.match(text) and position(key, n) > end:
+                found.append((path, n, text.strip()))
+    return found
+
+
 def effective_directives(files):
     """The gmailsync-related lines of the included files, in the order httpd reads them
     (a later one wins), each with file:line."""
@@ -383,7 +581,7 @@ def last_directive(files, name, env):
             pass
     if value is None:
         return None
-    value = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: env.get(m.group(1), m.group(0)), value)
+    value = expand(value, env)
     try:
         parts = shlex.split(value)
         return parts[0] if len(parts) == 1 else value

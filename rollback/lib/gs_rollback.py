@@ -200,10 +200,11 @@ def collect(args, httpd, conn, db_error, active, running, target, action, since,
         lines.append(f" {mark} {v:<16} {' '.join(have):<26} {ver.libexec}  {ver.data}")
     b.add("versions.txt", "\n".join(lines) + "\n")
 
-    st, body, _, err = gs_ops.health(args.health_url, timeout=10)
+    st, body, _, err = gs_ops.health(args.health_url, timeout=10, token=args.health_token)
     b.add("health.json", json.dumps(body, indent=2, sort_keys=True) + "\n" if body is not None
           else f"# /health did not answer: {err}\n")
-    b.add("metrics.txt", gs_ops.fetch_text(metrics_url(args.health_url)))
+    b.add("metrics.txt", gs_ops.fetch_text(metrics_url(args.health_url),
+                                           token=args.health_token))
 
     log = cfg["error_log"]
     if log and not log.startswith("|") and os.path.isfile(log):
@@ -361,7 +362,8 @@ def activate(args, target, previous):
 
 def list_versions(args):
     active = gs_ops.active_version(args)
-    _, _, running, err = gs_ops.health(args.health_url)
+    r = gs_ops.resolve_health(args, gs_ops.Httpd(args))
+    running, err = (r.version if r.status == 200 else None), r.error
     for v in gs_ops.installed_versions(args):
         ver = gs_ops.Version(args, v)
         flags = ["active"] if v == active else []
@@ -392,16 +394,18 @@ def rollback(args):
         if not older:
             raise Failure(f"no installed version older than the active {active}: name one with --to")
         target = older[-1]
-    st, body, running, herr = gs_ops.health(args.health_url)
-    schema = (body or {}).get("database", {}).get("schema_version") if st == 200 else None
-
     # what the incident needs saved, whatever happens next
     files, _ = httpd.included_files()
     env = httpd.envvars()
     env.update(httpd.run_cfg()["defines"])
+    # /health verifies the switch: it must answer (from mod_gmailsync) before anything changes
+    pre = gs_ops.resolve_health(args, httpd, files, env)
+    st, body = pre.status, pre.body
+    running = pre.version if pre.module else None
+    schema = (body or {}).get("database", {}).get("schema_version") if st == 200 else None
     dsn = args.dsn or os.environ.get("GS_PG_DSN") or gs_ops.last_directive(files, "DBDParams", env)
     secret_file = gs_ops.last_directive(files, "GmailSyncClientSecretFile", env)
-    secrets = [dsn, password_of(dsn) if dsn else None]
+    secrets = [dsn, password_of(dsn) if dsn else None, args.health_token]
     if secret_file:
         try:
             with open(secret_file) as f:
@@ -420,6 +424,11 @@ def rollback(args):
         gs_ops.say(PROG, f"{target} is already the active and running version: nothing to switch")
         return 0
     problems = check_target(args, httpd, target, schema, gs_ops.loaded_modules(files, env))
+    if not pre.module:
+        problems.append(f"cannot read /health, so the switch could not be verified: {pre.error}")
+    elif pre.error:
+        gs_ops.say(PROG, f"note: /health answers {pre.error}; the switch is verified by a 200 "
+                         f"from {target}", err=True)
     if not ok:
         problems.append(f"the current configuration does not pass apachectl -t:\n{configtest}")
     if problems:
@@ -443,10 +452,11 @@ def rollback(args):
         if restart:
             ok, out = httpd.graceful()
             if ok:
-                back, _ = gs_ops.wait_health(args.health_url, lambda s, b, v: v == active,
-                                             args.timeout)
-                msg += " and serves again" if back else \
-                    f", but /health does not report {active} yet"
+                back, last = gs_ops.wait_health(
+                    args.health_url, lambda s, b, v: s == 200 and b and b.get("version") == active,
+                    args.timeout, args.health_token)
+                msg += " and serves again (/health reports it)" if back else \
+                    f", but /health does not report {active} ({gs_ops.describe(last)})"
             else:
                 msg += f", but the graceful restart failed: {out}"
         raise Failure(msg)
@@ -459,10 +469,12 @@ def rollback(args):
     ok, out = httpd.graceful()
     if not ok:
         revert(f"the graceful restart failed:\n{out}", False)
-    ok, last = gs_ops.wait_health(args.health_url, lambda s, b, v: v == target, args.timeout)
+    ok, last = gs_ops.wait_health(
+        args.health_url, lambda s, b, v: s == 200 and b and b.get("version") == target,
+        args.timeout, args.health_token)
     if not ok:
-        revert(f"/health did not report {target} within {args.timeout:g} s (last: "
-               f"{last[2] or last[3]})", True)
+        revert(f"/health did not report {target} with a 200 within {args.timeout:g} s (last: "
+               f"{gs_ops.describe(last)})", True)
     switch_s = time.monotonic() - t0
     gs_ops.say(PROG, f"switched {active} -> {target} in {switch_s:.2f} s (/health reports "
                      f"{target})")

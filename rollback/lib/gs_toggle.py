@@ -86,12 +86,14 @@ def status(args):
     print(f"toggles file: {args.toggles_file}" + ("" if data is not None else " (absent)"))
     for name in gs_ops.GS_DIRECTIVES:
         print(f"  {name:<20} {settings.get(name, '(from gmailsync.conf)')}")
-    st, body, version, err = gs_ops.health(args.health_url)
-    if st != 200 or not body:
-        print(f"health: unreachable ({err})")
+    r = gs_ops.resolve_health(args, gs_ops.Httpd(args))
+    if r.error:
+        print(f"health: unreadable ({r.error})")
         return 1
+    body, version = r.body, r.version
     run = body.get("running") or {}
-    print(f"health: version={version} enabled={str(body.get('enabled')).lower()} "
+    print(f"health: {args.health_url} version={version} "
+          f"enabled={str(body.get('enabled')).lower()} "
           f"mode={body.get('mode')} max_workers={body.get('max_workers')} "
           f"auto_sync={shown(body, 'auto_sync') or 'off'} "
           f"running={run.get('count')} worker_versions="
@@ -99,14 +101,41 @@ def status(args):
     return 0
 
 
+def overridden(httpd, args, name):
+    """Refuses (Failure) when httpd does not read the toggles file, or reads a `name` directive
+    after it (a later file, e.g. conf-enabled/ or sites-enabled/ in Debian's order, or a line of
+    gmailsync.conf below its IncludeOptional): the toggle would never take effect."""
+    entries, _, ok = httpd.include_entries()
+    if not ok:
+        return   # a configuration that fails -t: apachectl -t next says why
+    later = gs_ops.settings_after(entries, args.toggles_file, name)
+    if later is None:
+        raise Failure(f"httpd does not read {args.toggles_file} (no Include of it in the "
+                      "configuration: gmailsync.conf must end with IncludeOptional "
+                      "gmailsync/toggles.conf)")
+    if later:
+        where = "\n".join(f"  {path}:{n}: {text}" for path, n, text in later)
+        raise Failure(f"{name} is set again after {args.toggles_file} by:\n{where}\n"
+                      f"{PROG}: that later setting wins, so the toggle would not take effect: "
+                      f"remove {name} from {later[-1][0]} (toggles.conf must be the last word)")
+
+
 def apply(args, change):
     lock = gs_ops.Lock(args.gsdir, PROG)  # noqa: F841 (held until exit)
     httpd = gs_ops.Httpd(args)
+    field, want = expected(change)
+    before = None
+    if not args.no_verify:
+        # what verifies the change afterwards must answer before anything changes
+        r = gs_ops.resolve_health(args, httpd)
+        if r.error:
+            raise Failure(f"cannot read /health, so the toggle could not be verified; nothing "
+                          f"was changed: {r.error} (--health-url, or --no-verify)")
+        before = shown(r.body, field)
     old = gs_ops.read_bytes(args.toggles_file)
     settings = parse_toggles(old)
     settings[change[0]] = change[1]
     new = render(settings, f"{change[0]} {change[1]}")
-    field, want = expected(change)
     t0 = time.monotonic()
 
     def restore(why, restart):
@@ -114,11 +143,24 @@ def apply(args, change):
         msg = f"{why}; the previous toggles file is back"
         if restart:
             ok, out = httpd.graceful()
-            msg += " and httpd restarted gracefully with it" if ok else \
-                f" but the graceful restart failed: {out}"
+            if not ok:
+                msg += f" but the graceful restart failed: {out}"
+            elif args.no_verify:
+                msg += " and httpd restarted gracefully with it"
+            else:
+                back, last = gs_ops.wait_health(
+                    args.health_url, lambda st, body, v: st == 200 and body
+                    and shown(body, field) == before, args.timeout, args.health_token)
+                msg += (f" and httpd restarted gracefully with it ({field}={before} again)"
+                        if back else f" and httpd restarted gracefully with it, but /health does "
+                        f"not show {field}={before} ({gs_ops.describe(last)})")
         raise Failure(msg)
 
     gs_ops.replace_file(args.toggles_file, new)
+    try:
+        overridden(httpd, args, change[0])
+    except Failure as e:
+        restore(f"{e}\n{PROG}", False)
     ok, out = httpd.configtest()
     if not ok:
         restore(f"apachectl -t failed:\n{out}\n{PROG}", False)
@@ -131,12 +173,12 @@ def apply(args, change):
         return 0
     ok, last = gs_ops.wait_health(args.health_url,
                                   lambda st, body, v: st == 200 and body
-                                  and shown(body, field) == want, args.timeout)
+                                  and shown(body, field) == want, args.timeout, args.health_token)
     if not ok:
-        seen = shown(last[1], field) if last[0] == 200 else last[3]
+        seen = f"{field}={shown(last.body, field)}" if not last.error else last.error
         restore(f"/health did not show {field}={want} within {args.timeout:g} s (last: {seen})",
                 True)
-    body = last[1]
+    body = last.body
     gs_ops.say(PROG, f"{change[0]} {change[1]}: applied and verified in "
                      f"{time.monotonic() - t0:.2f} s (health: version={body.get('version')} "
                      f"enabled={str(body.get('enabled')).lower()} mode={body.get('mode')} "

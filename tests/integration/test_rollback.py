@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from conftest import RUN_DIR, wait_for
+from conftest import ROOT, RUN_DIR, wait_for
 from gsworker import Gmail, assert_table_equals_mailbox
 from rbstack import DebianInstall, sh, summary
 
@@ -568,3 +568,363 @@ def test_rollback_without_target_goes_to_the_previous_version(deb):
     p = rollback(deb)
     assert p.returncode == 1 and "no installed version older than the active 9.9.1" in p.stderr
     assert deb.health()["version"] == V1
+
+
+# ------------------------------------------------------------------ issue 21: uninstall, install
+
+def tree(root):
+    """{relative path: (kind, size, mtime)} of everything under root."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
+    return out
+
+
+def make(deb, *args, destdir=None):
+    argv = ["make", "-s", *args, f"prefix={deb.prefix}", f"APACHE_CONFDIR={deb.confdir}",
+            f"HTTPD_LIBEXECDIR={deb.modules}"] + ([f"DESTDIR={destdir}"] if destdir else [])
+    return sh(argv, env=deb.env, check=False)
+
+
+def test_uninstall_refuses_an_empty_missing_unknown_active_or_running_version(deb, tmp_path):
+    stage = str(tmp_path / "root")
+    deb.install(V1, destdir=stage)          # the first there: active in the stage
+    deb.install(V2, destdir=stage)
+    before = tree(stage)
+    assert os.path.relpath(f"{stage}{deb.libexec_root}/{V2}/gmailsync-worker", stage) in before
+    for args, why in ((["VERSION="], "VERSION is empty"),      # an unset shell variable
+                      ([], "name the version to remove"),       # none given
+                      (["VERSION=9.9.7"], "9.9.7 is not installed"),
+                      (["VERSION=.."], "bad VERSION"),
+                      ([f"VERSION={V1}/.."], "bad VERSION"),
+                      ([f"VERSION={V1}"], "is the active version")):
+        p = make(deb, "uninstall", *args, destdir=stage)
+        assert p.returncode != 0, (args, p.stdout, p.stderr)
+        assert why in p.stderr, (args, p.stderr)
+        assert tree(stage) == before, f"make uninstall {args} removed or changed files"
+    # the version httpd runs, while the active-version file already names the other one (an
+    # activation not yet applied): refused, as the process scan and /health both tell
+    running = deb.health()["version"]
+    other = V2 if running == V1 else V1
+    saved = open(deb.active_file, "rb").read()
+    link = os.path.join(deb.modules, "mod_gmailsync.so")
+    saved_link = os.readlink(link)
+    live = tree(os.path.join(deb.libexec_root, running)), tree(os.path.join(deb.data_root, running))
+    sh([os.path.join(deb.data_root, other, "rollback", "gmailsync-activate"), "--confdir",
+        deb.confdir, "--libexec-root", deb.libexec_root, "--data-root", deb.data_root,
+        "--modules", deb.modules, other], env=deb.env)
+    try:
+        p = make(deb, "uninstall", f"VERSION={running}")
+    finally:
+        with open(deb.active_file, "wb") as f:
+            f.write(saved)
+        os.unlink(link)
+        os.symlink(saved_link, link)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert f"mod_gmailsync {running} is in use by running processes" in p.stderr, p.stderr
+    assert (tree(os.path.join(deb.libexec_root, running)),
+            tree(os.path.join(deb.data_root, running))) == live
+    assert deb.health()["version"] == running
+    # a version nothing uses goes, and only its two directories
+    p = make(deb, "uninstall", f"VERSION={V2}", destdir=stage)
+    assert p.returncode == 0, p.stdout + p.stderr
+    gone = {k for k in before if f"/mod_gmailsync/{V2}/" in f"/{k}/"}
+    assert gone and set(tree(stage)) == set(before) - gone
+
+
+def test_install_never_installs_binaries_built_for_another_version(deb, tmp_path):
+    # a build directory holding V1's binaries, installed as another version without rebuilding
+    # by hand: the binaries are rebuilt for it (their compiled-in version and worker path)
+    b = str(tmp_path / "b")
+    shutil.copytree(os.path.join(deb.root, "build-" + V1), b, symlinks=True)
+    stage = str(tmp_path / "root")
+    p = make(deb, "-j2", "install", "VERSION=9.9.4", f"B={b}", "ACTIVATE=0", destdir=stage)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lib = stage + os.path.join(deb.libexec_root, "9.9.4")
+    said = sh([os.path.join(lib, "gmailsync-worker"), "--version"]).stdout.strip()
+    assert said == "gmailsync-worker 9.9.4", said
+    so = open(os.path.join(lib, "mod_gmailsync.so"), "rb").read()
+    assert f"{deb.libexec_root}/9.9.4/gmailsync-worker\0".encode() in so
+    assert f"{deb.libexec_root}/{V1}/gmailsync-worker\0".encode() not in so
+    # binaries that claim to be current but are not (a stale record of what was compiled in):
+    # refused, nothing installed
+    stamp = os.path.join(b, "compiled-values")
+    with open(stamp, "w") as f:
+        f.write(f"version=9.9.6 worker={deb.libexec_root}/9.9.6/gmailsync-worker\n")
+    os.utime(stamp, (1e9, 1e9))
+    p = make(deb, "install", "VERSION=9.9.6", f"B={b}", "ACTIVATE=0", destdir=stage)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "refusing to install it as 9.9.6" in p.stderr, p.stderr
+    assert not os.path.exists(stage + os.path.join(deb.libexec_root, "9.9.6"))
+
+
+# ------------------------------------------------------------------ issue 21: /health of the scripts
+
+class FakeHealth:
+    """A small HTTP server on loopback standing in for /health: answer(handler) returns
+    (status, headers, body bytes); every request's path and headers are kept."""
+
+    def __init__(self, port, answer):
+        import http.server
+        import threading
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, dict(self.headers)))
+                status, headers, body = answer(self)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{port}/api/gmail/sync/health"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def forward(deb, handler):
+    """Relays a request to the Debian httpd, Authorization included."""
+    import urllib.error
+    import urllib.request
+    hdrs = {k: v for k, v in handler.headers.items() if k.lower() in ("authorization", "accept")}
+    req = urllib.request.Request(deb.base + handler.path, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k: v for k, v in r.headers.items()
+                              if k.lower() in ("content-type", "x-gmailsync-version")}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k: v for k, v in e.headers.items()
+                        if k.lower() in ("content-type", "x-gmailsync-version")}, e.read()
+
+
+FAKE_PORT = PORT + 4    # GS_TEST_HTTP_PORT + 11: +4..+10 belong to other tests
+
+
+def env_without_health_url(deb, **extra):
+    env = {k: v for k, v in deb.env.items() if k != "GS_HEALTH_URL"}
+    env.update(extra)
+    return env
+
+
+def run_with(deb, name, *args, env, version=V1):
+    t0 = time.monotonic()
+    p = subprocess.run([deb.script(version, name), *args], env=env, capture_output=True,
+                       text=True, timeout=180)
+    p.seconds = time.monotonic() - t0
+    return p
+
+
+def test_scripts_find_health_from_the_configuration(deb):
+    # no --health-url, no GS_HEALTH_URL: the Listen address of ports.conf and GmailSyncPrefix
+    env = env_without_health_url(deb)
+    p = run_with(deb, "gmailsync-toggle", "status", env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"health: {deb.health_url} " in p.stdout, p.stdout
+    p = run_with(deb, "gmailsync-toggle", "mode", "full", "--timeout", "10s", env=env)
+    try:
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "applied and verified" in p.stdout
+        assert deb.health()["mode"] == "full"
+    finally:
+        p = run_with(deb, "gmailsync-toggle", "mode", "smart", "--timeout", "10s", env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    current = deb.active()
+    other = V2 if current == V1 else V1
+    for target in (other, current):
+        p = run_with(deb, "gmailsync-rollback", "--to", target, "--wait-tasks", "0",
+                     "--timeout", "10s", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert deb.health()["version"] == target and deb.active() == target
+    p = run_with(deb, "gmailsync-rollback", "--list", env=env)
+    assert re.search(rf"^\* {re.escape(current)}\s+active running$", p.stdout, re.M), p.stdout
+
+
+def test_unreadable_or_unverified_health_switches_nothing(deb):
+    current = deb.active()
+    other = V2 if current == V1 else V1
+    toggles, active = file_state(deb.toggles_file)[0], file_state(deb.active_file)[0]
+    # nothing answers there: refused before anything changes, naming the URL and why
+    closed = f"http://127.0.0.1:{FAKE_PORT}/api/gmail/sync/health"
+    env = env_without_health_url(deb, GS_HEALTH_URL=closed)
+    gens = deb.generations()
+    for name, args, what in (("gmailsync-toggle", ("workers", "3"), "nothing was changed"),
+                             ("gmailsync-rollback", ("--to", other, "--wait-tasks", "0"),
+                              "refusing to switch")):
+        p = run_with(deb, name, *args, "--timeout", "5s", env=env)
+        assert p.returncode == 1, (name, p.stdout, p.stderr)
+        assert "cannot read /health" in p.stderr and closed in p.stderr, p.stderr
+        assert what in p.stderr and "Connection refused" in p.stderr, p.stderr
+    assert deb.generations() == gens, "httpd was restarted"
+    assert file_state(deb.toggles_file)[0] == toggles and file_state(deb.active_file)[0] == active
+    # an answer that is not a verification (a 503 that carries the target's version header):
+    # the switch is reverted, naming the answer
+    fake = FakeHealth(FAKE_PORT, lambda h: (503, {"Content-Type": "application/problem+json",
+                                                  "X-GmailSync-Version": other},
+                                            b'{"type": "database-unavailable"}'))
+    try:
+        p = run_with(deb, "gmailsync-rollback", "--to", other, "--wait-tasks", "0",
+                     "--timeout", "2s", env=env_without_health_url(deb, GS_HEALTH_URL=fake.url))
+    finally:
+        fake.close()
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"/health did not report {other} with a 200" in p.stderr, p.stderr
+    assert "HTTP 503 (database-unavailable)" in p.stderr and "reverted" in p.stderr, p.stderr
+    assert file_state(deb.active_file)[0] == active
+    wait_for("the Debian httpd back on " + current,
+             lambda: (deb.health() or {}).get("version") == current, 30)
+
+
+def test_a_toggle_overridden_by_a_later_file_is_refused_naming_it(deb):
+    before = file_state(deb.toggles_file)[0]
+    gens = deb.generations()
+    # Debian reads conf-enabled/ after mods-enabled/gmailsync.conf (and its toggles include)
+    later = os.path.join(deb.confdir, "conf-enabled", "zz-local-workers.conf")
+    with open(later, "w") as f:
+        f.write("<IfModule gmailsync_module>\n    GmailSyncMaxWorkers 2\n</IfModule>\n")
+    try:
+        p = toggle(deb, "workers", "3", "--timeout", "60s")
+    finally:
+        os.unlink(later)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"{later}:2: GmailSyncMaxWorkers 2" in p.stderr, p.stderr
+    assert "previous toggles file is back" in p.stderr
+    assert p.seconds < 30, p.seconds        # found before the restart, not timed out
+    # a line of gmailsync.conf itself below its IncludeOptional of the toggles file
+    conf = os.path.join(deb.confdir, "mods-available", "gmailsync.conf")
+    saved = open(conf).read()
+    with open(conf, "a") as f:
+        f.write("GmailSyncMode smart\n")
+    try:
+        p = toggle(deb, "mode", "full", "--timeout", "60s")
+    finally:
+        with open(conf, "w") as f:
+            f.write(saved)
+    assert p.returncode == 1, p.stdout + p.stderr
+    n = saved.count("\n") + 1
+    assert re.search(rf"{re.escape(deb.confdir)}/mods-\w+/gmailsync\.conf:{n}: GmailSyncMode smart",
+                     p.stderr), p.stderr
+    assert p.seconds < 30, p.seconds
+    assert file_state(deb.toggles_file)[0] == before
+    assert deb.generations() == gens and deb.health()["max_workers"] == 4
+
+
+def token_conf(deb, token, directive_known):
+    """A token file (root-readable only) and a site file setting GmailSyncHealthTokenFile
+    (inside <IfDirective> when the module does not know the directive yet)."""
+    path = os.path.join(deb.root, "health-token")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(token + "\n")
+    site = os.path.join(deb.confdir, "conf-enabled", "zz-health-token.conf")
+    line = f'GmailSyncHealthTokenFile "{path}"\n'
+    with open(site, "w") as f:
+        f.write(line if directive_known else
+                f"<IfDirective GmailSyncHealthTokenFile>\n    {line}</IfDirective>\n")
+    return site
+
+
+def test_scripts_send_the_health_token_of_the_configuration(deb):
+    # /health behind a proxy that demands the bearer token (the module's own check is
+    # test_scripts_use_the_real_health_token_directive): every request the scripts make to
+    # /health and /metrics must carry it, and no bundle file may hold it
+    token = "t0k-" + os.urandom(12).hex()
+
+    def answer(h):
+        if h.headers.get("Authorization") != f"Bearer {token}":
+            return 401, {"Content-Type": "application/problem+json",
+                         "WWW-Authenticate": "Bearer"}, b'{"type": "unauthorized"}'
+        return forward(deb, h)
+
+    fake = FakeHealth(FAKE_PORT, answer)
+    env = env_without_health_url(deb, GS_HEALTH_URL=fake.url)
+    current = deb.active()
+    other = V2 if current == V1 else V1
+    try:
+        p = run_with(deb, "gmailsync-toggle", "status", env=env)
+        assert p.returncode == 1 and "HTTP 401" in p.stdout, p.stdout + p.stderr
+        site = token_conf(deb, token, directive_known=False)
+        try:
+            assert "Syntax OK" in deb.ctl("-t").stderr
+            p = run_with(deb, "gmailsync-toggle", "status", env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            p = run_with(deb, "gmailsync-toggle", "mode", "full", "--timeout", "10s", env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            p = run_with(deb, "gmailsync-toggle", "mode", "smart", "--timeout", "10s", env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            p = run_with(deb, "gmailsync-rollback", "--to", other, "--dry-run", env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+        finally:
+            os.unlink(site)
+    finally:
+        fake.close()
+    assert token not in p.stdout + p.stderr
+    paths = [path for path, _ in fake.seen]
+    assert any(x.endswith("/metrics") for x in paths) and any(x.endswith("/health") for x in paths)
+    unauthorised = [path for path, h in fake.seen[1:] if h.get("Authorization") != f"Bearer {token}"]
+    assert not unauthorised, unauthorised
+    with tarfile.open(summary(p.stdout)["bundle"]) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                text = tar.extractfile(m).read().decode()
+                assert token not in text, m.name
+        health = next(tar.extractfile(m).read().decode() for m in tar.getmembers()
+                      if m.name.endswith("/health.json"))
+    assert f'"version": "{current}"' in health
+
+
+def module_knows(directive):
+    """Whether this tree's module (what the fixture builds) defines the directive."""
+    src = os.path.join(ROOT, "mod_gmailsync", "httpd")
+    return any(f'"{directive}"' in open(os.path.join(src, n), errors="replace").read()
+               for n in os.listdir(src) if n.endswith((".c", ".h")))
+
+
+@pytest.mark.skipif(not module_knows("GmailSyncHealthTokenFile"),
+                    reason="the module has no GmailSyncHealthTokenFile yet (issue 21 item 7)")
+def test_scripts_use_the_real_health_token_directive(deb):
+    token = "t0k-" + os.urandom(12).hex()
+    site = token_conf(deb, token, directive_known=True)
+    env = env_without_health_url(deb)    # found from the configuration, token included
+    current = deb.active()
+    other = V2 if current == V1 else V1
+    try:
+        assert "Syntax OK" in deb.ctl("-t").stderr
+        deb.ctl("graceful")
+        wait_for("/health to demand the token", lambda: requests.get(
+            deb.health_url, timeout=5, headers={"Connection": "close"}).status_code in (401, 403),
+            30)
+        p = run_with(deb, "gmailsync-toggle", "status", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = run_with(deb, "gmailsync-toggle", "mode", "full", "--timeout", "10s", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        p = run_with(deb, "gmailsync-toggle", "mode", "smart", "--timeout", "10s", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        for target in (other, current):
+            p = run_with(deb, "gmailsync-rollback", "--to", target, "--wait-tasks", "0",
+                         "--timeout", "10s", env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert token not in p.stdout + p.stderr
+            with tarfile.open(summary(p.stdout)["bundle"]) as tar:
+                for m in tar.getmembers():
+                    if m.isfile():
+                        assert token not in tar.extractfile(m).read().decode(), m.name
+    finally:
+        os.unlink(site)
+        deb.ctl("graceful")
+        wait_for("/health without the token", deb.health, 30)
+    assert deb.health()["version"] == current
