@@ -217,8 +217,12 @@ def test_staged_install_with_destdir_touches_nothing_outside(deb, tmp_path):
 # ------------------------------------------------------------------ switching while syncs run
 
 def test_roll_forward_and_back_three_times_while_syncs_run(stack, deb, gmail, capsys):
-    # mailboxes of different sizes (~1.5 to 4.5 s a full sync): tasks start and end all along
+    # mailboxes of different sizes (~3 to 9 s a full sync, each batch answered in 1 s: longer
+    # than a rollback takes on a loaded machine): tasks start and end all along
     users = [stack.add_user(messages=n) for n in (300, 500, 700, 900)]
+    for u in users:
+        gmail.fault(method="messages.get", mode="latency", seconds=1.0, count=-1,
+                    email=u["email"])
     ids = [u["user_id"] for u in users]
     created = []          # task ids answered 202
     switches = []         # (target, seconds, tasks running, time health reported it)
