@@ -343,11 +343,11 @@ def test_cleanup_dry_run_changes_nothing(stack, crafted):
     p = cleanup(stack, "--dry-run")
     assert p.returncode == 0, p.stdout + p.stderr
     acts = actions(p.stdout, stale)
-    assert re.fullmatch(r"would move RUNNING -> STUCK \(no heartbeat for 60[01] s\)", acts[0])
+    assert re.fullmatch(r"would move RUNNING -> STUCK \(no heartbeat for 60[0-9] s\)", acts[0])
     assert acts[1:] == [f"would kill worker pid {worker.pid} (SIGKILL)",
                         "would move STUCK -> FAILED (stuck)"]
     assert actions(p.stdout, stuck)[-1] == "would move STUCK -> FAILED (stuck)"
-    assert re.fullmatch(r"would move CREATED -> FAILED \(not_started; created 720[01] s ago\)",
+    assert re.fullmatch(r"would move CREATED -> FAILED \(not_started; created 72[01][0-9] s ago\)",
                         actions(p.stdout, old)[0])
     assert re.search(r"^dry run, nothing changed: would do marked_stuck=\d+ workers_killed=1 ",
                      p.stdout, re.M)
@@ -448,7 +448,7 @@ def test_cleanup_fails_created_tasks_older_than_an_hour(stack, crafted):
     p = cleanup(stack, "--older-than", "10m")
     assert p.returncode == 0, p.stdout + p.stderr
     assert len(actions(p.stdout, old)) == 1
-    assert re.fullmatch(r"CREATED -> FAILED \(not_started; created 720[01] s ago\)",
+    assert re.fullmatch(r"CREATED -> FAILED \(not_started; created 72[01][0-9] s ago\)",
                         actions(p.stdout, old)[0])
     state, code, message, finished = task(stack, old)
     assert (state, code, finished) == ("FAILED", "not_started", True)

@@ -6,6 +6,7 @@ import os
 import secrets as pysecrets
 import stat
 import subprocess
+import time
 
 import requests
 
@@ -96,6 +97,11 @@ def test_no_secret_on_any_command_line_nor_in_the_stack_environment(stack):
                 for k in kinds:
                     kinds[k] |= k.encode() in argv
                 env = read_proc(pid, "environ")
+                for _ in range(10):   # unreadable for a moment while it forks or execs
+                    if env is not None or ended(pid):
+                        break
+                    time.sleep(0.02)
+                    env = read_proc(pid, "environ")
                 if env is None and ended(pid):
                     continue    # it ended between the two reads (a short-lived process)
                 assert env is not None, "cannot read the environment of %s" % pid

@@ -408,7 +408,8 @@ def test_300_sse_clients_that_vanish_free_their_threads(stack, gmail):
         # the host's cap is full (a task that already ended answers its last event without
         # taking a place), the rest is the documented 503
         assert ok + busy == 300 and ok >= limit, (ok, busy, limit, set(heads))
-        assert metric(stack, "gmailsync_progress_streams") == limit
+        # at most the cap (fewer once a watched task ends and its streams close)
+        assert 0 < metric(stack, "gmailsync_progress_streams") <= limit
     finally:
         # vanish: no FIN handshake courtesy, just an RST
         for s in socks:
