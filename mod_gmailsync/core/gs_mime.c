@@ -435,6 +435,9 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
     }
     a->content_id = pool_str(c->p, g_mime_object_get_content_id(obj));
     a->disposition = disp ? lower(c->p, disp) : NULL;
+    if (a->disposition && strcmp(a->disposition, "inline") != 0 && strcmp(a->disposition, "attachment") != 0) {
+        a->disposition = NULL;   /* neither of RFC 2183's: as if none were declared */
+    }
     a->is_inline = !(cd && g_mime_content_disposition_is_attachment(cd))
                    && ((a->disposition && strcmp(a->disposition, "inline") == 0) || a->content_id);
     a->related = related;

@@ -69,7 +69,7 @@ typedef struct {
     const char *filename;    /* RFC 2231 / RFC 2047 decoded; NULL when none */
     const char *mime_type;   /* lower case, e.g. "image/png", "message/rfc822" */
     const char *content_id;  /* without the angle brackets; NULL when none */
-    const char *disposition; /* "inline", "attachment", or NULL when the part declares none */
+    const char *disposition; /* "inline", "attachment", or NULL when the part declares neither */
     int is_inline;           /* not declared attachment, and declared inline or has a Content-ID */
     int related;             /* a resource of a multipart/related (an inline image of the HTML) */
     apr_size_t size;         /* decoded bytes (a message/rfc822 part: the message as written) */
