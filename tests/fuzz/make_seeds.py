@@ -172,8 +172,25 @@ def shaped_seeds():
     put("tokenbox", "ctx\ngs1:deadbeef:c2VhbGVkIGJ1dCBub3QgcmVhbGx5")
 
 
+def mime_seeds():
+    """fuzz_mime: every message of the MIME test corpus (tests/data/mime), and hostile shapes."""
+    d = os.path.join(ROOT, "tests", "data", "mime")
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".eml"):
+            with open(os.path.join(d, name), "rb") as f:
+                put("mime", f.read())
+    deep = "Subject: deep\r\n" + "".join("Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+                                         for i in range(60)) + "Content-Type: text/plain\r\n\r\nx\r\n"
+    put("mime", deep)
+    put("mime", "Content-Type: multipart/mixed; boundary=z\r\n\r\n"
+        + "--z\r\nContent-Type: text/plain; charset=gb18030\r\n\r\n\xd6\xd0\r\n" * 50 + "--z--\r\n")
+    put("mime", "Content-Type: text/html; charset=iso-2022-jp\r\n\r\n<p>\x1b$B$3$s\x1b(B&amp;<script>x")
+    put("mime", b"Subject: =?utf-8?q?bad=ZZ?= =?gb2312?b?!!?=\nFrom: \xff\xfe <@>\n\n\x00\x00")
+
+
 if __name__ == "__main__":
     fake_gmail_seeds()
     shaped_seeds()
+    mime_seeds()
     for h in sorted(os.listdir(CORPUS)):
         print("%-12s %d seeds" % (h, len(os.listdir(os.path.join(CORPUS, h)))))

@@ -22,5 +22,7 @@ Suite *gs_gmail_parse_suite(void);
 Suite *gs_board_suite(void);
 Suite *gs_log_suite(void);
 Suite *gs_handoff_suite(void);
+/* message content (issue 22) */
+Suite *gs_mime_suite(void);
 
 #endif

@@ -32,6 +32,8 @@ int main(void)
     srunner_add_suite(runner, gs_board_suite());
     srunner_add_suite(runner, gs_log_suite());
     srunner_add_suite(runner, gs_handoff_suite());
+    /* message content (issue 22) */
+    srunner_add_suite(runner, gs_mime_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -1,0 +1,1252 @@
+/* gs_mime.c -- a raw RFC 822 message parsed with GMime 3 (see gs_mime.h).
+ *
+ * GMime does the MIME: the parser, RFC 2047 and RFC 2231, the transfer encodings, the address
+ * lists and the Date header. Charsets go through GMime's charset tables (canonical and iconv
+ * names, ISO-to-Windows supersets) and GLib's iconv (g_convert, strict); a body whose declared
+ * charset is missing or wrong is tried, strictly, with the charsets of the fallback list, and
+ * when none fits it is decoded with g_mime_utils_decode_8bit, GMime's best-effort decoder over
+ * the same list. Nothing here decodes a charset or a transfer encoding by hand.
+ *
+ * GMime's objects live in a scratch subpool of the caller's pool: each is released by a pool
+ * cleanup, and the subpool is destroyed before gs_mime_parse returns. The result is copied
+ * into the caller's pool.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <gmime/gmime.h>
+
+#include "gs_mime.h"
+#include "gs_sha256.h"
+
+static const char *const default_fallback[] = { "UTF-8", "windows-1252", NULL };
+
+/* ------------------------------------------------------------------ set-up */
+
+static gsize init_once;
+
+void gs_mime_init(void)
+{
+    if (g_once_init_enter(&init_once)) {
+        g_mime_init();
+        g_once_init_leave(&init_once, 1);
+    }
+}
+
+const char *gs_mime_state_name(gs_mime_state_e state)
+{
+    return state == GS_MIME_COMPLETE ? "complete" : "parse_error";
+}
+
+/* ------------------------------------------------------------------ pool-owned GLib objects */
+
+static apr_status_t unref_cleanup(void *obj)
+{
+    g_object_unref(obj);
+    return APR_SUCCESS;
+}
+
+static apr_status_t options_cleanup(void *opts)
+{
+    g_mime_parser_options_free(opts);
+    return APR_SUCCESS;
+}
+
+static apr_status_t format_cleanup(void *fo)
+{
+    g_mime_format_options_free(fo);
+    return APR_SUCCESS;
+}
+
+static void *pool_own(apr_pool_t *scratch, void *gobj)
+{
+    if (gobj) {
+        apr_pool_cleanup_register(scratch, gobj, unref_cleanup, apr_pool_cleanup_null);
+    }
+    return gobj;
+}
+
+/* ------------------------------------------------------------------ UTF-8 strings in the pool */
+
+/* s[0..len) as valid UTF-8 without NULs, in p (GLib replaces invalid sequences by U+FFFD). */
+static char *pool_utf8(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    char *valid, *out, *w;
+    apr_size_t i, n;
+
+    if (g_utf8_validate_len(s, len, NULL)) {
+        valid = NULL;
+        n = len;
+    }
+    else {
+        valid = g_utf8_make_valid(s, (gssize)len);
+        s = valid;
+        n = strlen(valid);   /* make_valid turns an embedded NUL into U+FFFD */
+    }
+    out = w = apr_palloc(p, n + 1);
+    for (i = 0; i < n; i++) {
+        if (s[i] != '\0') {
+            *w++ = s[i];
+        }
+    }
+    *w = '\0';
+    g_free(valid);
+    return out;
+}
+
+static char *pool_str(apr_pool_t *p, const char *s)
+{
+    return s ? pool_utf8(p, s, strlen(s)) : NULL;
+}
+
+/* CRLF and lone CR line ends as LF, in place (the bodies are stored with LF line ends). */
+static void to_lf(char *s)
+{
+    char *r = s, *w = s;
+
+    while (*r) {
+        if (r[0] == '\r') {
+            *w++ = '\n';
+            r += (r[1] == '\n') ? 2 : 1;
+        }
+        else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+}
+
+/* ------------------------------------------------------------------ the parse state */
+
+typedef struct {
+    apr_pool_t *p;              /* the result's */
+    apr_pool_t *scratch;        /* GMime's objects */
+    const gs_mime_opts_t *opts;
+    const char **fallback;      /* NULL-terminated */
+    GMimeParserOptions *po;
+    GMimeFormatOptions *fo;     /* writing a forwarded message: the source's line ends */
+    gs_mime_t *m;
+    int parts;
+    int stopped;                /* max_parts reached: visit no more */
+    apr_array_header_t *declared;   /* const char *: charsets the message's text parts declare */
+} ctx_t;
+
+static void set_error(ctx_t *c, const char *reason)
+{
+    c->m->state = GS_MIME_PARSE_ERROR;
+    if (!c->m->reason) {
+        c->m->reason = apr_pstrdup(c->p, reason);
+    }
+}
+
+static const char *warning_name(GMimeParserWarning w)
+{
+    switch (w) {
+    case GMIME_WARN_DUPLICATED_HEADER: return "duplicated header";
+    case GMIME_WARN_DUPLICATED_PARAMETER: return "duplicated parameter";
+    case GMIME_WARN_UNENCODED_8BIT_HEADER: return "unencoded 8-bit header";
+    case GMIME_WARN_INVALID_CONTENT_TYPE: return "invalid content type";
+    case GMIME_WARN_INVALID_RFC2047_HEADER_VALUE: return "invalid RFC 2047 header value";
+    case GMIME_WARN_MALFORMED_MULTIPART: return "malformed multipart (no child parts)";
+    case GMIME_WARN_TRUNCATED_MESSAGE: return "truncated message (a closing boundary is missing)";
+    case GMIME_WARN_MALFORMED_MESSAGE: return "malformed message";
+    case GMIME_CRIT_INVALID_HEADER_NAME: return "invalid header name";
+    case GMIME_CRIT_CONFLICTING_HEADER: return "conflicting header";
+    case GMIME_CRIT_CONFLICTING_PARAMETER: return "conflicting parameter";
+    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY: return "multipart without a boundary";
+    case GMIME_WARN_INVALID_PARAMETER: return "invalid parameter";
+    case GMIME_WARN_INVALID_ADDRESS_LIST: return "invalid address list";
+    case GMIME_CRIT_NESTING_OVERFLOW: return "MIME nesting too deep";
+    case GMIME_WARN_PART_WITHOUT_CONTENT: return "part without content";
+    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT: return "part without headers or content";
+    }
+    return "parser warning";
+}
+
+/* The structural problems make the message parse_error (stored raw, with what could be read);
+ * the cosmetic ones are counted. A conflicting header or parameter (two Subject lines, two
+ * charset parameters) is cosmetic: GMime keeps one, and every header is in the list anyway. */
+static int warning_is_error(GMimeParserWarning w)
+{
+    switch (w) {
+    case GMIME_WARN_MALFORMED_MULTIPART:
+    case GMIME_WARN_TRUNCATED_MESSAGE:
+    case GMIME_WARN_MALFORMED_MESSAGE:
+    case GMIME_CRIT_INVALID_HEADER_NAME:
+    case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+    case GMIME_CRIT_NESTING_OVERFLOW:
+    case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void on_warning(gint64 offset, GMimeParserWarning errcode, const gchar *item, gpointer data)
+{
+    ctx_t *c = data;
+
+    (void)item;
+    if (warning_is_error(errcode)) {
+        if (!c->m->reason) {
+            set_error(c, offset < 0 ? warning_name(errcode)
+                                    : apr_psprintf(c->scratch, "%s at byte %" APR_INT64_T_FMT,
+                                                   warning_name(errcode), (apr_int64_t)offset));
+        }
+    }
+    else {
+        c->m->warnings++;
+    }
+}
+
+/* ------------------------------------------------------------------ decoded content */
+
+/* The part's content with its transfer encoding undone, as a GByteArray owned by a memory
+ * stream that the scratch pool releases (the caller may release it sooner with
+ * apr_pool_cleanup_run). NULL when the part has no content or the write fails. */
+static GMimeStream *decoded_content(ctx_t *c, GMimeObject *obj, int whole_message)
+{
+    GMimeStream *mem = g_mime_stream_mem_new();
+    ssize_t n;
+
+    if (!mem) {
+        return NULL;
+    }
+    if (whole_message) {
+        n = g_mime_object_write_to_stream(obj, c->fo, mem);
+    }
+    else {
+        GMimeDataWrapper *content = g_mime_part_get_content(GMIME_PART(obj));
+
+        n = content ? g_mime_data_wrapper_write_to_stream(content, mem) : 0;
+    }
+    if (n < 0) {
+        g_object_unref(mem);
+        return NULL;
+    }
+    return pool_own(c->scratch, mem);
+}
+
+static void release(ctx_t *c, GMimeStream *mem)
+{
+    (void)apr_pool_cleanup_run(c->scratch, mem, unref_cleanup);
+}
+
+/* ------------------------------------------------------------------ charsets */
+
+/* Supersets that mail clients decode these labels with (the WHATWG encoding labels): the
+ * Chinese national sets as GB18030, Shift_JIS as Windows-932, EUC-KR as Windows-949, Big5
+ * with its HKSCS extension; the ISO 8859 sets as their Windows counterparts (GMime's table). */
+static const char *superset_of(const char *canon)
+{
+    static const char *const table[][2] = {
+        { "gb2312", "GB18030" }, { "gbk", "GB18030" }, { "x-gbk", "GB18030" },
+        { "cp936", "GB18030" }, { "euc-cn", "GB18030" }, { "shift_jis", "CP932" },
+        { "shift-jis", "CP932" }, { "x-sjis", "CP932" }, { "sjis", "CP932" }, { "euc-kr", "CP949" },
+        { "ks_c_5601-1987", "CP949" }, { "big5", "BIG5-HKSCS" }, { "iso-2022-jp", "ISO-2022-JP-2" },
+        { "us-ascii", "windows-1252" }, { "ascii", "windows-1252" },
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (g_ascii_strcasecmp(canon, table[i][0]) == 0) {
+            return table[i][1];
+        }
+    }
+    if (g_ascii_strncasecmp(canon, "iso-8859-", 9) == 0) {
+        const char *w = g_mime_charset_iso_to_windows(canon);
+
+        if (w && g_ascii_strcasecmp(w, canon) != 0) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/* Strict conversion to UTF-8 (GLib's iconv): NULL when the charset is unknown to iconv or the
+ * bytes are not valid in it. */
+static char *convert_strict(const char *bytes, apr_size_t len, const char *charset, gsize *outlen)
+{
+    const char *iname;
+
+    if (g_ascii_strcasecmp(charset, "utf-8") == 0 || g_ascii_strcasecmp(charset, "utf8") == 0) {
+        if (!g_utf8_validate_len(bytes, len, NULL)) {
+            return NULL;
+        }
+        *outlen = len;
+        return g_strndup(bytes, len);
+    }
+    iname = g_mime_charset_iconv_name(charset);
+    return g_convert(bytes, (gssize)len, "UTF-8", iname ? iname : charset, NULL, outlen, NULL);
+}
+
+static void add_candidate(const char **list, int *n, int max, const char *cs)
+{
+    int i;
+
+    if (!cs || !*cs || *n >= max) {
+        return;
+    }
+    for (i = 0; i < *n; i++) {
+        if (g_ascii_strcasecmp(list[i], cs) == 0) {
+            return;
+        }
+    }
+    list[(*n)++] = cs;
+}
+
+/* bytes[0..len) in the declared charset (or none) as UTF-8 in the result pool, with LF line
+ * ends. *used: the charset it was decoded with. Order: the declared charset's superset, the
+ * declared charset, UTF-8, the charsets the message's other text parts declare, the fallback
+ * list, each strictly; then GMime's best effort over the fallback list. */
+static char *decode_text(ctx_t *c, const char *bytes, apr_size_t len, const char *declared,
+                         const char **used)
+{
+    const char *cands[48];
+    int n = 0, i;
+    char *out = NULL, *res;
+    gsize outlen = 0;
+    const char *canon = NULL;
+
+    if (declared && *declared) {
+        canon = g_mime_charset_canon_name(declared);
+    }
+    if (memchr(bytes, '\0', len) && !(canon && (g_ascii_strncasecmp(canon, "utf-16", 6) == 0
+                                               || g_ascii_strncasecmp(canon, "utf-32", 6) == 0
+                                               || g_ascii_strncasecmp(canon, "ucs-", 4) == 0))) {
+        /* a NUL is no character of any 8-bit or multibyte mail charset: junk, dropped */
+        char *copy = apr_palloc(c->scratch, len + 1), *w = copy;
+        apr_size_t k;
+
+        for (k = 0; k < len; k++) {
+            if (bytes[k] != '\0') {
+                *w++ = bytes[k];
+            }
+        }
+        len = (apr_size_t)(w - copy);
+        bytes = copy;
+    }
+    if (declared && *declared) {
+        const char *cn = canon ? canon : declared;
+
+        /* a Latin label on bytes that are valid UTF-8 (and not ASCII) is a mislabel: UTF-8
+         * text hardly ever happens to be valid in the other reading's intent */
+        if (g_ascii_strcasecmp(cn, "us-ascii") == 0 || g_ascii_strncasecmp(cn, "iso-8859-", 9) == 0
+            || g_ascii_strncasecmp(cn, "windows-125", 11) == 0 || g_ascii_strncasecmp(cn, "cp125", 5) == 0) {
+            add_candidate(cands, &n, 48, "UTF-8");
+        }
+        add_candidate(cands, &n, 48, superset_of(cn));
+        add_candidate(cands, &n, 48, canon ? canon : declared);
+    }
+    add_candidate(cands, &n, 48, "UTF-8");
+    for (i = 0; i < c->declared->nelts; i++) {
+        const char *d = APR_ARRAY_IDX(c->declared, i, const char *);
+        const char *dc = g_mime_charset_canon_name(d);
+
+        add_candidate(cands, &n, 48, superset_of(dc ? dc : d));
+        add_candidate(cands, &n, 48, dc ? dc : d);
+    }
+    for (i = 0; c->fallback[i]; i++) {
+        add_candidate(cands, &n, 48, c->fallback[i]);
+    }
+    for (i = 0; i < n && !out; i++) {
+        out = convert_strict(bytes, len, cands[i], &outlen);
+        if (out) {
+            *used = apr_pstrdup(c->p, cands[i]);
+        }
+    }
+    if (!out) {
+        out = g_mime_utils_decode_8bit(c->po, bytes, len);
+        if (!out) {
+            return NULL;
+        }
+        outlen = strlen(out);
+        *used = "best-effort";
+    }
+    res = pool_utf8(c->p, out, outlen);
+    g_free(out);
+    to_lf(res);
+    return res;
+}
+
+/* ------------------------------------------------------------------ the bodies */
+
+typedef struct {
+    apr_array_header_t *text;   /* char *: text/plain pieces in order */
+    apr_array_header_t *html;   /* char *: text/html pieces in order */
+    const char *text_cs, *html_cs;
+} bodies_t;
+
+static void bodies_init(ctx_t *c, bodies_t *b)
+{
+    b->text = apr_array_make(c->p, 2, sizeof(char *));
+    b->html = apr_array_make(c->p, 2, sizeof(char *));
+    b->text_cs = b->html_cs = NULL;
+}
+
+static void bodies_append(bodies_t *to, const bodies_t *from, int text, int html)
+{
+    if (text && from->text->nelts) {
+        apr_array_cat(to->text, from->text);
+        if (!to->text_cs) {
+            to->text_cs = from->text_cs;
+        }
+    }
+    if (html && from->html->nelts) {
+        apr_array_cat(to->html, from->html);
+        if (!to->html_cs) {
+            to->html_cs = from->html_cs;
+        }
+    }
+}
+
+static char *lower(apr_pool_t *p, const char *s)
+{
+    char *g = g_ascii_strdown(s ? s : "", -1);
+    char *r = pool_str(p, g);
+
+    g_free(g);
+    return r;
+}
+
+static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int related)
+{
+    gs_mime_attachment_t *a = apr_array_push(c->m->attachments);
+    GMimeContentType *ct = g_mime_object_get_content_type(obj);
+    char *mt = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
+    const char *disp = g_mime_object_get_disposition(obj);
+    GMimeContentDisposition *cd = g_mime_object_get_content_disposition(obj);
+    int is_message = GMIME_IS_MESSAGE_PART(obj);
+    GMimeStream *mem = NULL;
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+
+    memset(a, 0, sizeof(*a));
+    a->part_id = apr_pstrdup(c->p, path);
+    a->mime_type = lower(c->p, mt ? mt : "application/octet-stream");
+    g_free(mt);
+    if (GMIME_IS_PART(obj)) {
+        a->filename = pool_str(c->p, g_mime_part_get_filename(GMIME_PART(obj)));
+    }
+    else {
+        const char *fn = g_mime_object_get_content_disposition_parameter(obj, "filename");
+
+        a->filename = pool_str(c->p, fn ? fn : g_mime_object_get_content_type_parameter(obj, "name"));
+    }
+    a->content_id = pool_str(c->p, g_mime_object_get_content_id(obj));
+    a->disposition = disp ? lower(c->p, disp) : NULL;
+    if (a->disposition && strcmp(a->disposition, "inline") != 0 && strcmp(a->disposition, "attachment") != 0) {
+        a->disposition = NULL;   /* neither of RFC 2183's: as if none were declared */
+    }
+    a->is_inline = !(cd && g_mime_content_disposition_is_attachment(cd))
+                   && ((a->disposition && strcmp(a->disposition, "inline") == 0) || a->content_id);
+    a->related = related;
+    if (is_message) {
+        GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+
+        mem = inner ? decoded_content(c, GMIME_OBJECT(inner), 1) : NULL;
+    }
+    else if (GMIME_IS_PART(obj)) {
+        mem = decoded_content(c, obj, 0);
+    }
+    if (mem) {
+        GByteArray *ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+
+        a->size = ba->len;
+        gs_sha256(ba->len ? ba->data : (const guint8 *)"", ba->len, digest);
+        if (c->opts->want_bytes
+            && (c->opts->max_attachment_bytes == 0 || ba->len <= c->opts->max_attachment_bytes)) {
+            unsigned char *copy = apr_palloc(c->p, ba->len + 1);
+
+            if (ba->len) {
+                memcpy(copy, ba->data, ba->len);
+            }
+            a->bytes = copy;
+        }
+        release(c, mem);
+    }
+    else {
+        a->size = 0;
+        gs_sha256("", 0, digest);
+        if (c->opts->want_bytes) {
+            a->bytes = apr_pcalloc(c->p, 1);
+        }
+    }
+    gs_sha256_hex(digest, a->sha256);
+    if (!a->is_inline || (a->filename && !related)) {
+        c->m->has_attachments = 1;
+    }
+}
+
+static const char *child_path(ctx_t *c, const char *path, int index)
+{
+    return *path ? apr_psprintf(c->p, "%s.%d", path, index + 1) : apr_psprintf(c->p, "%d", index + 1);
+}
+
+static int is_type(GMimeObject *obj, const char *type, const char *subtype)
+{
+    GMimeContentType *ct = g_mime_object_get_content_type(obj);
+
+    return ct && g_mime_content_type_is_type(ct, type, subtype);
+}
+
+static void walk(ctx_t *c, GMimeObject *obj, const char *path, int depth, bodies_t *b, int related);
+
+/* A leaf: a text/plain or text/html part that is not declared an attachment is a body piece;
+ * anything else is an attachment. */
+static void walk_leaf(ctx_t *c, GMimeObject *obj, const char *path, bodies_t *b, int related)
+{
+    GMimeContentDisposition *cd = g_mime_object_get_content_disposition(obj);
+    int attachment = cd && g_mime_content_disposition_is_attachment(cd);
+    int plain = is_type(obj, "text", "plain"), html = is_type(obj, "text", "html");
+
+    if (GMIME_IS_PART(obj) && !attachment && (plain || html) && !related) {
+        GMimeStream *mem = decoded_content(c, obj, 0);
+        const char *declared = g_mime_object_get_content_type_parameter(obj, "charset");
+        const char *used = NULL;
+        char *text;
+
+        if (!mem) {
+            return;
+        }
+        {
+            GByteArray *ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+
+            text = decode_text(c, ba->len ? (const char *)ba->data : "", ba->len, declared, &used);
+        }
+        release(c, mem);
+        if (!text) {
+            return;
+        }
+        if (plain) {
+            APR_ARRAY_PUSH(b->text, char *) = text;
+            if (!b->text_cs) {
+                b->text_cs = used;
+            }
+        }
+        else {
+            APR_ARRAY_PUSH(b->html, char *) = text;
+            if (!b->html_cs) {
+                b->html_cs = used;
+            }
+        }
+        return;
+    }
+    add_attachment(c, obj, path, related);
+}
+
+/* multipart/alternative: the last alternative that has a text/plain rendering gives the text,
+ * the last one with HTML gives the HTML (a client shows the last alternative it can render);
+ * the attachments of every alternative are kept. */
+static void walk_alternative(ctx_t *c, GMimeMultipart *mp, const char *path, int depth, bodies_t *b)
+{
+    int i, n = g_mime_multipart_get_count(mp), text_i = -1, html_i = -1;
+    bodies_t *alt = apr_pcalloc(c->p, sizeof(bodies_t) * (apr_size_t)(n > 0 ? n : 1));
+
+    for (i = 0; i < n && !c->stopped; i++) {
+        bodies_init(c, &alt[i]);
+        walk(c, g_mime_multipart_get_part(mp, i), child_path(c, path, i), depth + 1, &alt[i], 0);
+        if (alt[i].text->nelts) {
+            text_i = i;
+        }
+        if (alt[i].html->nelts) {
+            html_i = i;
+        }
+    }
+    if (text_i >= 0) {
+        bodies_append(b, &alt[text_i], 1, 0);
+    }
+    if (html_i >= 0) {
+        bodies_append(b, &alt[html_i], 0, 1);
+    }
+}
+
+/* multipart/related: the root (the part the start parameter names, else the first) is the
+ * body; the others are its resources (attachments marked related). */
+static void walk_related(ctx_t *c, GMimeMultipart *mp, const char *path, int depth, bodies_t *b)
+{
+    int i, n = g_mime_multipart_get_count(mp), root = 0;
+    const char *start = g_mime_object_get_content_type_parameter(GMIME_OBJECT(mp), "start");
+
+    if (start) {
+        char *id = g_strstrip(g_strdup(start));
+        apr_size_t l = strlen(id);
+        const char *want = id;
+
+        if (l >= 2 && id[0] == '<' && id[l - 1] == '>') {
+            id[l - 1] = '\0';
+            want = id + 1;
+        }
+        for (i = 0; i < n; i++) {
+            const char *cid = g_mime_object_get_content_id(g_mime_multipart_get_part(mp, i));
+
+            if (cid && strcmp(cid, want) == 0) {
+                root = i;
+                break;
+            }
+        }
+        g_free(id);
+    }
+    for (i = 0; i < n && !c->stopped; i++) {
+        walk(c, g_mime_multipart_get_part(mp, i), child_path(c, path, i), depth + 1, b, i != root);
+    }
+}
+
+static void walk(ctx_t *c, GMimeObject *obj, const char *path, int depth, bodies_t *b, int related)
+{
+    if (!obj || c->stopped) {
+        return;
+    }
+    if (++c->parts > c->opts->max_parts) {
+        c->stopped = 1;
+        set_error(c, apr_psprintf(c->scratch, "more than %d MIME parts", c->opts->max_parts));
+        return;
+    }
+    if (depth > c->opts->max_depth) {
+        set_error(c, apr_psprintf(c->scratch, "MIME nesting deeper than %d", c->opts->max_depth));
+        return;
+    }
+    if (GMIME_IS_MULTIPART(obj)) {
+        GMimeMultipart *mp = GMIME_MULTIPART(obj);
+        int i, n = g_mime_multipart_get_count(mp);
+
+        if (related) {   /* a multipart resource of a related: its leaves are resources */
+            for (i = 0; i < n && !c->stopped; i++) {
+                walk(c, g_mime_multipart_get_part(mp, i), child_path(c, path, i), depth + 1, b, 1);
+            }
+        }
+        else if (is_type(obj, "multipart", "alternative")) {
+            walk_alternative(c, mp, path, depth, b);
+        }
+        else if (is_type(obj, "multipart", "related")) {
+            walk_related(c, mp, path, depth, b);
+        }
+        else {           /* mixed, signed, digest, report...: every part in order */
+            for (i = 0; i < n && !c->stopped; i++) {
+                walk(c, g_mime_multipart_get_part(mp, i), child_path(c, path, i), depth + 1, b, 0);
+            }
+        }
+        return;
+    }
+    /* a leaf, or message/rfc822 (a forward: one attachment, the message as written) */
+    walk_leaf(c, obj, *path ? path : "1", b, related);
+}
+
+/* The charsets the text parts declare (tried for a sibling that declares none or a wrong one). */
+static void collect_declared(ctx_t *c, GMimeObject *obj, int depth)
+{
+    if (!obj || depth > c->opts->max_depth || c->declared->nelts >= 8) {
+        return;
+    }
+    if (GMIME_IS_MULTIPART(obj)) {
+        GMimeMultipart *mp = GMIME_MULTIPART(obj);
+        int i, n = g_mime_multipart_get_count(mp);
+
+        for (i = 0; i < n && i < c->opts->max_parts; i++) {
+            collect_declared(c, g_mime_multipart_get_part(mp, i), depth + 1);
+        }
+    }
+    else if (GMIME_IS_PART(obj) && is_type(obj, "text", "*")) {
+        const char *cs = g_mime_object_get_content_type_parameter(obj, "charset");
+
+        if (cs && *cs && strlen(cs) < 64) {
+            APR_ARRAY_PUSH(c->declared, const char *) = apr_pstrdup(c->scratch, cs);
+        }
+    }
+}
+
+/* Joins body pieces: text pieces on separate lines, HTML pieces one after the other. */
+static const char *join(apr_pool_t *p, apr_array_header_t *pieces, int text)
+{
+    apr_array_header_t *parts;
+    int i;
+
+    if (!pieces->nelts) {
+        return NULL;
+    }
+    if (pieces->nelts == 1) {
+        return APR_ARRAY_IDX(pieces, 0, char *);
+    }
+    parts = apr_array_make(p, pieces->nelts * 2, sizeof(char *));
+    for (i = 0; i < pieces->nelts; i++) {
+        const char *s = APR_ARRAY_IDX(pieces, i, char *);
+        apr_size_t l = strlen(s);
+
+        APR_ARRAY_PUSH(parts, const char *) = s;
+        if (i + 1 < pieces->nelts && (l == 0 || s[l - 1] != '\n')) {
+            APR_ARRAY_PUSH(parts, const char *) = "\n";
+        }
+    }
+    (void)text;
+    return apr_array_pstrcat(p, parts, '\0');
+}
+
+/* ------------------------------------------------------------------ addresses and headers */
+
+static void add_addresses(ctx_t *c, apr_array_header_t *to, InternetAddressList *list, int depth)
+{
+    int i, n;
+
+    if (!list || depth > 4) {
+        return;
+    }
+    n = internet_address_list_length(list);
+    for (i = 0; i < n && to->nelts < 10000; i++) {
+        InternetAddress *ia = internet_address_list_get_address(list, i);
+
+        if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+            gs_mime_addr_t *a = apr_array_push(to);
+            const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+            char *norm;
+
+            a->name = pool_str(c->p, internet_address_get_name(ia) ? internet_address_get_name(ia) : "");
+            a->address = pool_str(c->p, addr ? addr : "");
+            norm = g_utf8_strdown(a->address, -1);
+            a->normalized = pool_str(c->p, g_strstrip(norm));
+            g_free(norm);
+        }
+        else if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+            add_addresses(c, to, internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)), depth + 1);
+        }
+    }
+}
+
+typedef struct {
+    GMimeHeader *h;
+    gint64 offset;   /* -1: unknown (then the list order) */
+    int seq;
+} hdr_at_t;
+
+static int hdr_cmp(const void *a, const void *b)
+{
+    const hdr_at_t *x = a, *y = b;
+
+    if (x->offset >= 0 && y->offset >= 0 && x->offset != y->offset) {
+        return x->offset < y->offset ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void read_envelope(ctx_t *c, GMimeMessage *msg)
+{
+    gs_mime_t *m = c->m;
+    GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
+    int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
+    const char *v;
+    GDateTime *dt;
+
+    /* GMime keeps the Content-* headers of the top-level message in its body part's list:
+     * both lists are merged back into the order of the message by their stream offsets */
+    {
+        GMimeObject *body = g_mime_message_get_mime_part(msg);
+        GMimeHeaderList *bl = body ? g_mime_object_get_header_list(body) : NULL;
+        int bn = bl ? g_mime_header_list_get_count(bl) : 0, total = 0, k;
+        hdr_at_t *all;
+
+        if (n > c->opts->max_headers || bn > c->opts->max_headers
+            || n + bn > c->opts->max_headers) {
+            set_error(c, apr_psprintf(c->scratch, "more than %d headers", c->opts->max_headers));
+            n = n > c->opts->max_headers ? c->opts->max_headers : n;
+            bn = bn > c->opts->max_headers ? c->opts->max_headers : bn;
+        }
+        all = apr_palloc(c->scratch, sizeof(hdr_at_t) * (apr_size_t)(n + bn + 1));
+        for (i = 0; i < n; i++) {
+            all[total].h = g_mime_header_list_get_header_at(hl, i);
+            all[total].offset = g_mime_header_get_offset(all[total].h);
+            all[total].seq = total;
+            total++;
+        }
+        for (i = 0; i < bn; i++) {
+            GMimeHeader *h = g_mime_header_list_get_header_at(bl, i);
+            gint64 off = g_mime_header_get_offset(h);
+
+            for (k = 0; k < n && off >= 0; k++) {   /* in both lists: once */
+                if (all[k].offset == off) {
+                    break;
+                }
+            }
+            if (off >= 0 && k < n) {
+                continue;
+            }
+            all[total].h = h;
+            all[total].offset = off;
+            all[total].seq = total;
+            total++;
+        }
+        qsort(all, (size_t)total, sizeof(hdr_at_t), hdr_cmp);
+        for (i = 0; i < total && i < c->opts->max_headers; i++) {
+            gs_mime_header_t *out = apr_array_push(m->headers);
+
+            out->name = pool_str(c->p, g_mime_header_get_name(all[i].h));
+            v = g_mime_header_get_value(all[i].h);
+            out->value = pool_str(c->p, v ? v : "");
+        }
+    }
+    m->message_id = pool_str(c->p, g_mime_message_get_message_id(msg));
+    m->subject = pool_str(c->p, g_mime_message_get_subject(msg));
+    m->date_raw = pool_str(c->p, g_mime_object_get_header(GMIME_OBJECT(msg), "Date"));
+    dt = g_mime_message_get_date(msg);
+    if (dt && m->date_raw) {
+        m->has_date = 1;
+        m->date = (apr_time_t)g_date_time_to_unix(dt) * APR_USEC_PER_SEC
+                  + (apr_time_t)g_date_time_get_microsecond(dt);
+    }
+    v = g_mime_object_get_header(GMIME_OBJECT(msg), "In-Reply-To");
+    if (v) {
+        GMimeReferences *refs = g_mime_references_parse(c->po, v);
+
+        if (refs) {
+            if (g_mime_references_length(refs) > 0) {
+                m->in_reply_to = pool_str(c->p, g_mime_references_get_message_id(refs, 0));
+            }
+            g_mime_references_free(refs);
+        }
+    }
+    v = g_mime_object_get_header(GMIME_OBJECT(msg), "References");
+    if (v) {
+        GMimeReferences *refs = g_mime_references_parse(c->po, v);
+
+        if (refs) {
+            int k, len = g_mime_references_length(refs);
+
+            for (k = 0; k < len && k < 1000; k++) {
+                APR_ARRAY_PUSH(m->references, const char *) =
+                    pool_str(c->p, g_mime_references_get_message_id(refs, k));
+            }
+            g_mime_references_free(refs);
+        }
+    }
+    add_addresses(c, m->from, g_mime_message_get_from(msg), 0);
+    add_addresses(c, m->to, g_mime_message_get_to(msg), 0);
+    add_addresses(c, m->cc, g_mime_message_get_cc(msg), 0);
+    add_addresses(c, m->bcc, g_mime_message_get_bcc(msg), 0);
+    add_addresses(c, m->reply_to, g_mime_message_get_reply_to(msg), 0);
+    add_addresses(c, m->sender, g_mime_message_get_sender(msg), 0);
+}
+
+/* ------------------------------------------------------------------ GMime's own cost
+ *
+ * GMime's parser compares every line that starts with "--" with each boundary of the open
+ * multiparts (up to its own nesting limit, about a thousand): a message of a thousand nested
+ * multiparts followed by megabytes of "--x" lines costs it minutes. Both counts are bounded
+ * from the bytes before GMime sees them (a count, not a parse: each nesting level needs a
+ * "multipart/" in a Content-Type, each boundary candidate is a line starting with "--"); over
+ * the budget, only the header block goes to GMime and the message is parse_error. Real mail is
+ * far below it: 10,000 flat parts are one multipart times 10,000 lines. */
+#define GS_MIME_PARSER_BUDGET 4000000.0
+
+static int over_parser_budget(const char *s, apr_size_t len, double *cost)
+{
+    apr_size_t i, multiparts = 0, dashes = 0;
+
+    for (i = 0; i + 10 <= len; i++) {
+        if ((s[i] == 'm' || s[i] == 'M') && g_ascii_strncasecmp(s + i, "multipart/", 10) == 0) {
+            multiparts++;
+        }
+    }
+    for (i = 0; i + 1 < len; i++) {
+        if ((i == 0 || s[i - 1] == '\n') && s[i] == '-' && s[i + 1] == '-') {
+            dashes++;
+        }
+    }
+    *cost = (double)multiparts * (double)dashes;
+    return *cost > GS_MIME_PARSER_BUDGET;
+}
+
+/* The length of the header block (up to and including the empty line ending it). */
+static apr_size_t header_block(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\n' && (i + 1 >= len || s[i + 1] == '\n'
+                             || (s[i + 1] == '\r' && i + 2 < len && s[i + 2] == '\n'))) {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* ------------------------------------------------------------------ gs_mime_parse */
+
+static gs_mime_t *result_new(apr_pool_t *p)
+{
+    gs_mime_t *m = apr_pcalloc(p, sizeof(*m));
+
+    m->references = apr_array_make(p, 0, sizeof(const char *));
+    m->from = apr_array_make(p, 1, sizeof(gs_mime_addr_t));
+    m->to = apr_array_make(p, 1, sizeof(gs_mime_addr_t));
+    m->cc = apr_array_make(p, 0, sizeof(gs_mime_addr_t));
+    m->bcc = apr_array_make(p, 0, sizeof(gs_mime_addr_t));
+    m->reply_to = apr_array_make(p, 0, sizeof(gs_mime_addr_t));
+    m->sender = apr_array_make(p, 0, sizeof(gs_mime_addr_t));
+    m->headers = apr_array_make(p, 16, sizeof(gs_mime_header_t));
+    m->attachments = apr_array_make(p, 0, sizeof(gs_mime_attachment_t));
+    return m;
+}
+
+gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const gs_mime_opts_t *user)
+{
+    gs_mime_opts_t opts;
+    ctx_t c;
+    gs_mime_t *m = result_new(p);
+    GMimeStream *stream;
+    GMimeParser *parser;
+    GMimeMessage *msg;
+    bodies_t b;
+
+    gs_mime_init();
+    memset(&opts, 0, sizeof(opts));
+    if (user) {
+        opts = *user;
+    }
+    if (!opts.max_message_bytes) opts.max_message_bytes = GS_MIME_DEFAULT_MAX_MESSAGE;
+    if (opts.max_depth <= 0) opts.max_depth = GS_MIME_DEFAULT_MAX_DEPTH;
+    if (opts.max_headers <= 0) opts.max_headers = GS_MIME_DEFAULT_MAX_HEADERS;
+    if (opts.max_parts <= 0) opts.max_parts = GS_MIME_DEFAULT_MAX_PARTS;
+
+    memset(&c, 0, sizeof(c));
+    c.p = p;
+    c.opts = &opts;
+    c.m = m;
+    c.fallback = (const char **)(opts.fallback_charsets ? opts.fallback_charsets : default_fallback);
+    if (len > opts.max_message_bytes) {
+        set_error(&c, apr_psprintf(p, "message of %" APR_SIZE_T_FMT " bytes is over the %"
+                                   APR_SIZE_T_FMT "-byte limit", len, opts.max_message_bytes));
+        return m;
+    }
+    if (apr_pool_create(&c.scratch, p) != APR_SUCCESS) {
+        set_error(&c, "out of memory");
+        return m;
+    }
+    c.declared = apr_array_make(c.scratch, 4, sizeof(const char *));
+    c.po = g_mime_parser_options_new();
+    apr_pool_cleanup_register(c.scratch, c.po, options_cleanup, apr_pool_cleanup_null);
+    g_mime_parser_options_set_fallback_charsets(c.po, c.fallback);
+    g_mime_parser_options_set_allow_addresses_without_domain(c.po, TRUE);
+    g_mime_parser_options_set_warning_callback(c.po, on_warning, &c);
+    c.fo = g_mime_format_options_new();
+    apr_pool_cleanup_register(c.scratch, c.fo, format_cleanup, apr_pool_cleanup_null);
+    {   /* a message/rfc822 part is written back with the line ends of the message's first line */
+        const char *nl = memchr(raw, '\n', len);
+
+        g_mime_format_options_set_newline_format(c.fo, nl && nl > (const char *)raw && nl[-1] == '\r'
+                                                       ? GMIME_NEWLINE_FORMAT_DOS
+                                                       : GMIME_NEWLINE_FORMAT_UNIX);
+    }
+
+    /* the parser reads a copy of the message (GMime's memory stream) and, persisting the
+     * stream, keeps each part's content as a window on it rather than another copy */
+    {
+        double cost;
+
+        if (over_parser_budget(raw, len, &cost)) {
+            set_error(&c, apr_psprintf(p, "too costly to parse (nested multiparts times boundary "
+                                       "lines: %.0f): headers only", cost));
+            len = header_block(raw, len);
+        }
+    }
+    stream = pool_own(c.scratch, g_mime_stream_mem_new_with_buffer(len ? raw : "", len));
+    parser = stream ? pool_own(c.scratch, g_mime_parser_new_with_stream(stream)) : NULL;
+    if (!parser) {
+        set_error(&c, "out of memory");
+        apr_pool_destroy(c.scratch);
+        return m;
+    }
+    g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+    g_mime_parser_set_persist_stream(parser, TRUE);
+    msg = pool_own(c.scratch, g_mime_parser_construct_message(parser, c.po));
+    if (!msg) {
+        set_error(&c, "not a message (GMime found no header block)");
+        apr_pool_destroy(c.scratch);
+        return m;
+    }
+    read_envelope(&c, msg);
+    collect_declared(&c, g_mime_message_get_mime_part(msg), 0);
+    bodies_init(&c, &b);
+    walk(&c, g_mime_message_get_mime_part(msg), "", 0, &b, 0);
+    m->text = join(p, b.text, 1);
+    m->html = join(p, b.html, 0);
+    m->text_charset = b.text_cs;
+    m->html_charset = b.html_cs;
+    if (m->html && !m->text) {
+        m->html_text = gs_mime_html_to_text(p, m->html, strlen(m->html));
+    }
+    apr_pool_destroy(c.scratch);
+    return m;
+}
+
+/* ------------------------------------------------------------------ HTML as text
+ *
+ * Neither GMime nor GLib renders HTML as text (GMime's HTML filter goes the other way), so this
+ * is a small routine over the decoded UTF-8: one pass, no backtracking (a search for a closing
+ * tag that fails is remembered, so hostile input stays linear), and the output never grows
+ * past the input (every tag, reference and run of white space is at least as long as what it
+ * becomes). Tested in tests/unit/test_mime.c.
+ */
+
+typedef struct {
+    char *out;
+    apr_size_t n;
+    int space;     /* a collapsed space is pending */
+    int newlines;  /* line breaks at the end of the output (0..2) */
+} html_out_t;
+
+static void h_char(html_out_t *o, const char *s, apr_size_t len)
+{
+    if (o->space && o->n && !o->newlines) {
+        o->out[o->n++] = ' ';
+    }
+    o->space = 0;
+    memcpy(o->out + o->n, s, len);
+    o->n += len;
+    o->newlines = 0;
+}
+
+static void h_break(html_out_t *o, int lines)
+{
+    o->space = 0;
+    while (o->n && o->out[o->n - 1] == ' ') {
+        o->n--;
+    }
+    if (!o->n) {
+        return;
+    }
+    while (o->newlines < lines) {
+        o->out[o->n++] = '\n';
+        o->newlines++;
+    }
+}
+
+/* ASCII case-insensitive search for needle in s[from..len); len when absent. */
+static apr_size_t h_find(const char *s, apr_size_t len, apr_size_t from, const char *needle)
+{
+    apr_size_t nl = strlen(needle), i;
+
+    for (i = from; i + nl <= len; i++) {
+        if (g_ascii_strncasecmp(s + i, needle, nl) == 0) {
+            return i;
+        }
+    }
+    return len;
+}
+
+static const struct { const char *name; const char *utf8; } entities[] = {
+    { "amp", "&" }, { "lt", "<" }, { "gt", ">" }, { "quot", "\"" }, { "apos", "'" },
+    { "nbsp", " " }, { "copy", "\xc2\xa9" }, { "reg", "\xc2\xae" }, { "trade", "\xe2\x84\xa2" },
+    { "hellip", "\xe2\x80\xa6" }, { "mdash", "\xe2\x80\x94" }, { "ndash", "\xe2\x80\x93" },
+    { "lsquo", "\xe2\x80\x98" }, { "rsquo", "\xe2\x80\x99" }, { "ldquo", "\xe2\x80\x9c" },
+    { "rdquo", "\xe2\x80\x9d" }, { "laquo", "\xc2\xab" }, { "raquo", "\xc2\xbb" },
+    { "euro", "\xe2\x82\xac" }, { "pound", "\xc2\xa3" }, { "yen", "\xc2\xa5" },
+    { "cent", "\xc2\xa2" }, { "bull", "\xe2\x80\xa2" }, { "middot", "\xc2\xb7" },
+    { "deg", "\xc2\xb0" }, { "times", "\xc3\x97" }, { "shy", "" }, { "zwnj", "" }, { "zwj", "" },
+};
+
+/* A character reference at s[i] ('&'): its length, and its UTF-8 in buf; 0 when it is none. */
+static apr_size_t h_entity(const char *s, apr_size_t len, apr_size_t i, char *buf, apr_size_t *blen)
+{
+    apr_size_t j = i + 1, k;
+
+    if (j < len && s[j] == '#') {
+        gunichar u = 0;
+        int hex = (j + 1 < len && (s[j + 1] == 'x' || s[j + 1] == 'X')), digits = 0;
+
+        j += hex ? 2 : 1;
+        for (; j < len && digits < 8; j++, digits++) {
+            int d = hex ? g_ascii_xdigit_value(s[j]) : g_ascii_digit_value(s[j]);
+
+            if (d < 0) {
+                break;
+            }
+            u = u * (hex ? 16 : 10) + (gunichar)d;
+        }
+        if (!digits || j >= len || s[j] != ';') {
+            return 0;
+        }
+        if (u == 0 || u > 0x10FFFF || (u >= 0xD800 && u <= 0xDFFF)) {
+            u = 0xFFFD;
+        }
+        else if (u < 0x20 || u == 0x7F || u == 0xA0) {
+            u = ' ';
+        }
+        *blen = (apr_size_t)g_unichar_to_utf8(u, buf);
+        return j + 1 - i;
+    }
+    for (k = 0; k < sizeof(entities) / sizeof(entities[0]); k++) {
+        apr_size_t nl = strlen(entities[k].name);
+
+        if (j + nl < len && strncmp(s + j, entities[k].name, nl) == 0 && s[j + nl] == ';') {
+            *blen = strlen(entities[k].utf8);
+            memcpy(buf, entities[k].utf8, *blen);
+            return nl + 2;
+        }
+    }
+    return 0;
+}
+
+/* Elements that start a new line (block level), and those whose content is not text. */
+static int h_block(const char *name)
+{
+    static const char *const blocks[] = {
+        "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+        "blockquote", "pre", "hr", "section", "article", "header", "footer", "dd", "dt", "dl",
+        "address", "center", "form", "fieldset", "nav", "aside", "main", "figure", "tbody",
+        "thead", "tfoot", "caption", "body", "html",
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+        if (g_ascii_strcasecmp(name, blocks[i]) == 0) {
+            return (strcmp(blocks[i], "p") == 0 || blocks[i][0] == 'h') ? 2 : 1;
+        }
+    }
+    return 0;
+}
+
+char *gs_mime_html_to_text(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    static const char *const skipped[] = { "script", "style", "head", "title", "template" };
+    apr_size_t no_close[5] = { 0, 0, 0, 0, 0 };   /* 1 + the position where a search failed */
+    html_out_t o;
+    apr_size_t i = 0, pre = 0;
+    int comment_unclosed = 0;
+
+    o.out = apr_palloc(p, len + 2);
+    o.n = 0;
+    o.space = 0;
+    o.newlines = 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch == '<') {
+            char name[16];
+            apr_size_t j = i + 1, nl = 0, k;
+            int closing = 0, quote = 0;
+
+            if (!comment_unclosed && i + 4 <= len && strncmp(s + i, "<!--", 4) == 0) {
+                apr_size_t end = h_find(s, len, i + 4, "-->");
+
+                if (end < len) {
+                    i = end + 3;
+                    continue;
+                }
+                comment_unclosed = 1;
+            }
+            if (j < len && s[j] == '/') {
+                closing = 1;
+                j++;
+            }
+            if (j >= len || !(g_ascii_isalpha(s[j]) || s[j] == '!' || s[j] == '?')) {
+                h_char(&o, "<", 1);      /* a lone '<' is text */
+                i++;
+                continue;
+            }
+            while (j < len && (g_ascii_isalnum(s[j]) || s[j] == '!' || s[j] == '?' || s[j] == '-')) {
+                if (nl < sizeof(name) - 1) {
+                    name[nl++] = s[j];
+                }
+                j++;
+            }
+            name[nl] = '\0';
+            for (; j < len; j++) {           /* the end of the tag, quoted values skipped */
+                if (quote) {
+                    if (s[j] == quote) {
+                        quote = 0;
+                    }
+                }
+                else if (s[j] == '"' || s[j] == '\'') {
+                    quote = s[j];
+                }
+                else if (s[j] == '>') {
+                    break;
+                }
+            }
+            if (j >= len) {
+                break;                       /* a tag unclosed at the end: dropped */
+            }
+            i = j + 1;
+            if (!closing) {
+                for (k = 0; k < sizeof(skipped) / sizeof(skipped[0]); k++) {
+                    if (g_ascii_strcasecmp(name, skipped[k]) == 0) {
+                        char close[16];
+                        apr_size_t end;
+
+                        if (no_close[k] && i >= no_close[k] - 1) {
+                            break;
+                        }
+                        apr_snprintf(close, sizeof(close), "</%s", skipped[k]);
+                        end = h_find(s, len, i, close);
+                        if (end >= len) {
+                            no_close[k] = i + 1;
+                            break;
+                        }
+                        i = end;             /* the closing tag is read as a tag next */
+                        break;
+                    }
+                }
+            }
+            if (g_ascii_strcasecmp(name, "pre") == 0) {
+                pre = closing ? (pre ? pre - 1 : 0) : pre + 1;
+            }
+            if (g_ascii_strcasecmp(name, "td") == 0 || g_ascii_strcasecmp(name, "th") == 0) {
+                if (!closing) {
+                    o.space = 1;
+                }
+            }
+            else if (g_ascii_strcasecmp(name, "li") == 0 && !closing) {
+                h_break(&o, 1);
+                h_char(&o, "- ", 2);
+            }
+            else if (g_ascii_strcasecmp(name, "br") == 0) {
+                h_break(&o, 0);              /* each <br> is a line break, two at most */
+                if (o.n && o.newlines < 2) {
+                    o.out[o.n++] = '\n';
+                    o.newlines++;
+                }
+            }
+            else if ((k = (apr_size_t)h_block(name)) != 0) {
+                h_break(&o, (int)k);
+            }
+            continue;
+        }
+        if (ch == '&') {
+            char buf[8];
+            apr_size_t blen = 0, used = h_entity(s, len, i, buf, &blen);
+
+            if (used) {
+                if (blen == 1 && buf[0] == ' ' && !pre) {
+                    o.space = 1;
+                }
+                else if (blen) {
+                    h_char(&o, buf, blen);
+                }
+                i += used;
+                continue;
+            }
+        }
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f') {
+            if (pre) {
+                if (ch == '\n') {
+                    o.out[o.n++] = '\n';
+                    o.newlines = o.newlines < 2 ? o.newlines + 1 : 2;
+                    o.space = 0;
+                }
+                else if (ch != '\r') {
+                    h_char(&o, " ", 1);
+                }
+            }
+            else {
+                o.space = 1;
+            }
+            i++;
+            continue;
+        }
+        h_char(&o, s + i, 1);
+        i++;
+    }
+    while (o.n && (o.out[o.n - 1] == '\n' || o.out[o.n - 1] == ' ')) {
+        o.n--;
+    }
+    o.out[o.n] = '\0';
+    return o.out;
+}
