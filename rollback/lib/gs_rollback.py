@@ -154,7 +154,8 @@ Files
   README.txt         this file
   versions.txt       installed versions (module, worker, page present?), the active one, the target
   health.json        GET /health: version, enabled/mode/max_workers (the toggles), task counts,
-                     stuck tasks, alerts, and the RUNNING tasks with the version of their worker
+                     the stuck count, alerts, and the versions of the RUNNING tasks' workers (the
+                     task ids only with ?detail=1 and GmailSyncHealthTokenFile's token)
   metrics.txt        GET /metrics (Prometheus text): gmailsync_build_info{{version}}, starts,
                      Gmail answers by status class, task durations, running tasks by worker version
   error_log.txt      the httpd error log lines of the window (source: {error_log});
@@ -170,7 +171,8 @@ Files
 Reading it
   - What failed: sync_tasks.csv, error_code per state; error_log.txt, event=task.failed lines.
   - Which version: worker_version of the failing rows vs. versions.txt; health.json "running".
-  - Stuck: health.json "stuck" and "metrics"; error_log.txt event=task.stuck / worker.killed.
+  - Stuck: health.json "stuck_tasks" and "metrics"; sync_tasks.csv, state STUCK; error_log.txt
+    event=task.stuck / worker.killed.
   - Gmail trouble: metrics.txt gmailsync_gmail_calls_total{{status="429"|"5xx"|"error"}};
     error_log.txt event=gmail.retry.
   - Toggles in force: health.json enabled/mode/max_workers; directives.conf (toggles file).
