@@ -309,6 +309,7 @@ static int schedule_round(daemon_t *d, apr_time_t now)
     o.interval_s = apr_psprintf(d->tick, "%.3f", (double)c->autosync / APR_USEC_PER_SEC);
     o.backoff_max_s = apr_psprintf(d->tick, "%.3f",
                                    (double)c->autosync_backoff_max / APR_USEC_PER_SEC);
+    gs_httpd_count(GS_CTR_AUTOSYNC_ROUNDS, 1);
     if ((rv = gs_start_scheduled(d->db, d->tick, &o, room, &res)) != APR_SUCCESS) {
         GS_LOG_REPEAT(&d->log_schedule, GS_LOG_ERR, APR_SUCCESS, "event=autosync.round_failed "
                       "reason=\"%s\"", d->db->last_error ? d->db->last_error : "unknown");

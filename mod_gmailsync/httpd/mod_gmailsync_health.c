@@ -561,6 +561,11 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "already started (by a click or another host) under the start lock.\n"
         "# TYPE gmailsync_autosync_skipped_total counter\n"
         "gmailsync_autosync_skipped_total{reason=\"active\"} %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_autosync_rounds_total Scheduling rounds of this host's daemon that "
+        "asked the database (one a second, and one when a worker's slot frees while accounts "
+        "are due).\n"
+        "# TYPE gmailsync_autosync_rounds_total counter\n"
+        "gmailsync_autosync_rounds_total %" APR_UINT64_T_FMT "\n"
         "# HELP gmailsync_autosync_accounts Linked accounts by schedule state (all hosts): due "
         "now, skipped because a sync is active, backing off after failures, waiting for a new "
         "link after auth_revoked or token_undecryptable.\n"
@@ -586,7 +591,8 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "# TYPE gmailsync_autosync_late_alert_after_seconds gauge\n"
         "gmailsync_autosync_late_alert_after_seconds %.3f\n",
         (double)as.interval / APR_USEC_PER_SEC, gs_httpd_counter(GS_CTR_AUTOSYNC_STARTED),
-        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), as.interval ? as.due : 0,
+        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), gs_httpd_counter(GS_CTR_AUTOSYNC_ROUNDS),
+        as.interval ? as.due : 0,
         as.interval ? as.active : 0, as.interval ? as.backoff : 0, as.interval ? as.revoked : 0,
         as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC,
         as.interval ? as.late : 0.0, (double)conf->autosync_late_alert_after / APR_USEC_PER_SEC);

@@ -417,7 +417,7 @@ def test_the_late_alert_fires_while_the_backlog_grows_and_clears_once_it_is_work
     tail = "GmailSyncAutoSync 60s\nGmailSyncAutoSyncLateAlertAfter 3s\n"
     gmail = Gmail(auto.gmail_url)
     gmail.fault(method="*", mode="latency", seconds=1.0, count=-1)
-    with fleet(auto, 12, tail + "GmailSyncMaxWorkers 1\n"):
+    with fleet(auto, 12, tail + "GmailSyncMaxWorkers 1\n") as ids:
         metric, sched, alerting = wait_for("the late alert", lambda: (
             lambda m: m if m[2] else None)(late_alert(auto)), 60, interval=0.5)
         assert metric["value"] > 3.0 and metric["threshold"] == 3.0 and metric["alert"], metric
@@ -426,6 +426,16 @@ def test_the_late_alert_fires_while_the_backlog_grows_and_clears_once_it_is_work
         assert metric_value(auto, "gmailsync_autosync_late_seconds") > 3.0
         assert metric_value(auto, "gmailsync_autosync_late_alert_after_seconds") == 3.0
         assert metric_value(auto, 'gmailsync_autosync_accounts{state="due"}') >= 1
+        # accounts are due and the one worker is busy: no busy loop, a round a second that needs
+        # no query (no room) and one when the worker's slot frees
+        rounds0, t0 = metric_value(auto, "gmailsync_autosync_rounds_total"), time.time()
+        ended0 = auto.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id = ANY(%s)"
+                            " AND finished_at IS NOT NULL", (ids,))[0][0]
+        time.sleep(6)  # a measuring window, not a wait for a condition
+        rounds = metric_value(auto, "gmailsync_autosync_rounds_total") - rounds0
+        ended = auto.query("SELECT count(*) FROM gmailsync.sync_tasks WHERE user_id = ANY(%s)"
+                           " AND finished_at IS NOT NULL", (ids,))[0][0] - ended0
+        assert rounds <= 2 * ended + (time.time() - t0) + 3, (rounds, ended)
         gmail.clear_faults()
         auto.base_conf = tail
         auto.reconfigure(None)
