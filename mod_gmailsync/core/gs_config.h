@@ -36,7 +36,9 @@
 
 /* Upper bound for every duration directive: long enough for any sane setting, small enough that
  * adding two of them never overflows apr_interval_time_t. */
-#define GS_DEFAULT_AUTOSYNC_MAX_STARTS 10                    /* scheduled starts per round */
+#define GS_DEFAULT_AUTOSYNC_MAX_STARTS 20                    /* scheduled starts per second */
+/* the most overdue due account's lateness (now - its due time): alert above */
+#define GS_DEFAULT_AUTOSYNC_LATE_ALERT_AFTER apr_time_from_sec(60)
 #define GS_DEFAULT_AUTOSYNC_BACKOFF_MAX apr_time_from_sec(3600)  /* failed accounts: retry cap */
 #define GS_MAX_DURATION               apr_time_from_sec(30 * 86400)
 

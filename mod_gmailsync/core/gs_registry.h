@@ -45,6 +45,7 @@ typedef enum {
     GS_CTR_STREAMS_REFUSED_HOST,                      /* ... over the host cap */
     GS_CTR_AUTOSYNC_STARTED,          /* tasks this host's scheduler created */
     GS_CTR_AUTOSYNC_SKIPPED,          /* due accounts it found started under the lock */
+    GS_CTR_AUTOSYNC_ROUNDS,           /* its rounds that asked the database */
     GS_CTR_MAX
 } gs_counter_t;
 

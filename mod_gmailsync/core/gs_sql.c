@@ -91,13 +91,15 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     "   WHERE a.refresh_token IS NOT NULL" where ")"
     { GS_SQL_D_SCHEDULE_PICK,
       /* the accounts due now, most overdue first, at most the free room (the argument minus
-       * the tasks already queued on every host); an account another host's round holds is
-       * skipped, not waited for */
+       * the tasks already queued on every host) and one more, which is not started but tells
+       * that more are due than the round can start; an account another host's round holds is
+       * skipped, not waited for. The third column is that room. */
       SCHED_CTE("")
-      " SELECT a.user_id, s.why FROM gmailsync.accounts a JOIN s ON s.user_id = a.user_id"
-      " WHERE s.due_at <= now() ORDER BY s.due_at, a.user_id"
-      " LIMIT (SELECT GREATEST(0, %s::integer - count(*)) FROM gmailsync.sync_tasks"
+      ", q AS (SELECT GREATEST(0, %s::integer - count(*)) AS room FROM gmailsync.sync_tasks"
       "        WHERE state = 'CREATED')"
+      " SELECT a.user_id, s.why, q.room::text FROM q, gmailsync.accounts a"
+      " JOIN s ON s.user_id = a.user_id"
+      " WHERE s.due_at <= now() ORDER BY s.due_at, a.user_id LIMIT (SELECT room + 1 FROM q)"
       " FOR NO KEY UPDATE OF a SKIP LOCKED" },
     { GS_SQL_D_SCHEDULE_DUE,
       /* the same question for one account, asked again under its start lock */
@@ -116,7 +118,9 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " count(*) FILTER (WHERE why = 'backoff' AND due_at > now())::text,"
       " count(*) FILTER (WHERE why = 'revoked')::text,"
       " COALESCE(max(extract(epoch FROM now() - COALESCE(success_at, linked_at))), 0)::text,"
-      " count(*)::text FROM s" },
+      " count(*)::text,"
+      " COALESCE(max(extract(epoch FROM now() - due_at)) FILTER (WHERE due_at <= now()), 0)::text"
+      " FROM s" },
 #undef SCHED_CTE
 
     /* ---------------------------------------------------------------- connect (issue 13) */

@@ -41,15 +41,17 @@ typedef struct {
 
 /* Auto sync (issue 16; gs_start.h). The first two arguments of each are GmailSyncAutoSync and
  * GmailSyncAutoSyncBackoffMax in seconds. */
-#define GS_SQL_D_SCHEDULE_PICK   "gs_d_schedule_pick"    /* (iv, cap, room) -> user_id, why of
-                                                           the accounts due now, row-locked */
+#define GS_SQL_D_SCHEDULE_PICK   "gs_d_schedule_pick"    /* (iv, cap, room) -> user_id, why, room
+                                                           of the accounts due now, row-locked:
+                                                           room + 1 rows at most */
 #define GS_SQL_D_SCHEDULE_DUE    "gs_d_schedule_due"     /* (iv, cap, user_id) -> why, when due */
 #define GS_SQL_SCHEDULE_NEXT     "gs_schedule_next"      /* (iv, cap, user_id) -> why, next start
                                                            (RFC 3339, NULL: not scheduled), age s
                                                            of the last success (NULL: none); no
                                                            row for an unlinked account */
 #define GS_SQL_SCHEDULE_STATS    "gs_schedule_stats"     /* (iv, cap) -> due, active, backing off,
-                                                           revoked, oldest sync age s, linked */
+                                                           revoked, oldest sync age s, linked,
+                                                           oldest due account's lateness s */
 
 /* NOTIFY channels (sql/007): task state changes and finished syncs as JSON; new task ids for
  * the daemons. LISTEN is not a statement that can be prepared: GS_SQL_LISTEN_QUEUE is one of

@@ -148,7 +148,7 @@ apr_status_t gs_start_scheduled(gs_db_t *db, apr_pool_t *p, const gs_schedule_op
     const char *timeouts[2], *pick[3];
     gs_db_rows_t *rows;
     apr_status_t rv;
-    int i;
+    int i, n;
 
     memset(out, 0, sizeof *out);
     if (room <= 0) {
@@ -164,9 +164,16 @@ apr_status_t gs_start_scheduled(gs_db_t *db, apr_pool_t *p, const gs_schedule_op
         || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_D_SCHEDULE_PICK, &rows, 3, pick))) {
         goto leave;
     }
-    out->picked = rows->nrows;
-    out->started = apr_array_make(p, rows->nrows ? rows->nrows : 1, sizeof(const char *));
-    for (i = 0; i < rows->nrows; i++) {
+    /* one row more than the room (the room less the tasks queued on every host, in the third
+     * column) says that more are due than this round starts; that one is left alone */
+    n = rows->nrows;
+    if (n > 0 && gs_db_cell(rows, 0, 2) && apr_atoi64(gs_db_cell(rows, 0, 2)) < n) {
+        n = (int)apr_atoi64(gs_db_cell(rows, 0, 2));
+        out->more = 1;
+    }
+    out->picked = n;
+    out->started = apr_array_make(p, n ? n : 1, sizeof(const char *));
+    for (i = 0; i < n; i++) {
         const char *user_id = gs_db_cell(rows, i, 0), *why = "", *task_id = NULL;
         int created;
 
@@ -193,6 +200,7 @@ leave:
         if (out->started) {
             apr_array_clear(out->started);
         }
+        out->more = 0;
     }
     return rv;
 }

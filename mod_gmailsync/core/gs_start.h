@@ -49,12 +49,15 @@ typedef struct {
     int picked;                 /* accounts found due */
     int skipped_active;         /* of those, found started (or being started) under the lock */
     apr_array_header_t *started; /* const char * task ids created (committed) */
+    int more;                   /* more accounts were due than the round had room for */
 } gs_schedule_result_t;
 
 /* One scheduling round (the daemon's auto sync): in one transaction, picks at most `room` (less
  * the tasks already queued on every host) linked accounts that are due (GS_SQL_D_SCHEDULE_PICK,
  * FOR NO KEY UPDATE SKIP LOCKED: rounds of several hosts share the accounts out, never wait on
  * each other) and starts each through the start's lock and insert with trigger 'schedule'.
+ * out->more tells that more were due than that room (the daemon then runs the next round as soon
+ * as a worker's slot frees, not a second later).
  * The per-user advisory lock, a due check under it and the partial unique index make a click
  * and the scheduler (on any host) never create two tasks. APR_SUCCESS with *out filled, or an
  * error with nothing written (db->last_error). */

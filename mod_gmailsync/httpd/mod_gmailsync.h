@@ -57,6 +57,7 @@
 #define GS_DIR_AUTOSYNC_BACKOFF_MAX    "GmailSyncAutoSyncBackoffMax"
 #define GS_DIR_STALE_ALERT_AFTER       "GmailSyncStaleAlertAfter"
 #define GS_DIR_HEALTH_TOKEN_FILE       "GmailSyncHealthTokenFile"
+#define GS_DIR_AUTOSYNC_LATE_ALERT_AFTER "GmailSyncAutoSyncLateAlertAfter"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -104,9 +105,11 @@ typedef struct {
     /* auto sync (issue 16): the daemon schedules with the main server's values (it is one per
      * httpd and accounts belong to no virtual host); /status reports those too */
     apr_interval_time_t autosync;          /* GmailSyncAutoSync; 0: Off */
-    long autosync_max_starts;              /* scheduled starts per round (1 s) per host */
+    long autosync_max_starts;              /* scheduled starts per second per host */
     apr_interval_time_t autosync_backoff_max; /* failed accounts: the longest wait */
     apr_interval_time_t stale_alert_after; /* oldest last sync of a linked account; 0: no alert */
+    apr_interval_time_t autosync_late_alert_after; /* the most overdue due account's lateness;
+                                                      0: no alert */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
     /* GmailSyncHealthTokenFile: /health and /metrics answer only Authorization: Bearer <the
      * file's token>. Only the token's SHA-256 is kept (read at configuration, as root). */

@@ -57,6 +57,7 @@ static gs_bounds_t autosync_bounds     = BOUNDS(autosync, apr_time_from_sec(1), 
 static gs_bounds_t autosync_starts     = BOUNDS(autosync_max_starts, 1, 10000);
 static gs_bounds_t autosync_backoff    = BOUNDS(autosync_backoff_max, apr_time_from_sec(1), GS_MAX_DURATION);
 static gs_bounds_t stale_alert_bounds  = BOUNDS(stale_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t late_alert_bounds   = BOUNDS(autosync_late_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
 
 void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
@@ -88,6 +89,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->autosync_max_starts = GS_UNSET;
     conf->autosync_backoff_max = GS_UNSET;
     conf->stale_alert_after = GS_UNSET;
+    conf->autosync_late_alert_after = GS_UNSET;
     return conf;
 }
 
@@ -137,6 +139,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(autosync_max_starts);
     PICK(autosync_backoff_max);
     PICK(stale_alert_after);
+    PICK(autosync_late_alert_after);
     PICK_PTR(worker_where);
     PICK_PTR(health_token_file);
     PICK_PTR(health_token_sha256);
@@ -183,6 +186,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(autosync_max_starts, GS_DEFAULT_AUTOSYNC_MAX_STARTS);
         DEFAULT(autosync_backoff_max, GS_DEFAULT_AUTOSYNC_BACKOFF_MAX);
         DEFAULT(stale_alert_after, 0);
+        DEFAULT(autosync_late_alert_after, GS_DEFAULT_AUTOSYNC_LATE_ALERT_AFTER);
     }
 }
 
@@ -589,13 +593,16 @@ const command_rec gs_httpd_cmds[] = {
                   "DURATION|Off: the daemon starts an incremental sync of every linked account "
                   "whose last sync is older than this (main server; default Off)"),
     AP_INIT_TAKE1(GS_DIR_AUTOSYNC_MAX_STARTS, set_number, &autosync_starts, RSRC_CONF,
-                  "scheduled starts per host per second at most (main server; default 10)"),
+                  "scheduled starts per host per second at most (main server; default 20)"),
     AP_INIT_TAKE1(GS_DIR_AUTOSYNC_BACKOFF_MAX, set_duration, &autosync_backoff, RSRC_CONF,
                   "the longest wait before a failing account is scheduled again (the wait "
                   "doubles per failure from twice GmailSyncAutoSync; main server; default 1h)"),
     AP_INIT_TAKE1(GS_DIR_STALE_ALERT_AFTER, set_duration_or_off, &stale_alert_bounds, RSRC_CONF,
                   "DURATION|Off: alert when a linked account's last successful sync is older "
                   "than this (default Off)"),
+    AP_INIT_TAKE1(GS_DIR_AUTOSYNC_LATE_ALERT_AFTER, set_duration_or_off, &late_alert_bounds,
+                  RSRC_CONF, "DURATION|Off: alert when a linked account that is due for its "
+                  "scheduled sync has waited longer than this past its due time (default 60s)"),
     AP_INIT_TAKE1(GS_DIR_REGISTRY_SIZE, set_number, &registry_bounds, RSRC_CONF,
                   "slots of the per-host shared-memory registry (main server; default 1024)"),
     AP_INIT_TAKE1(GS_DIR_SESSION_CACHE_TTL, set_duration, &session_ttl_bounds, RSRC_CONF,

@@ -21,7 +21,8 @@
 #define GS_MAX_WORKER_SLOTS     256
 #define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
 #define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
-#define GS_SCHEDULE_INTERVAL    apr_time_from_msec(1000)  /* auto sync rounds */
+#define GS_SCHEDULE_INTERVAL    apr_time_from_msec(1000)  /* auto sync rounds (and when a slot
+                                                             frees while accounts are due) */
 #define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
 #define GS_STOP_GRACE           apr_time_from_msec(2500)  /* workers: SIGTERM .. SIGKILL */
 #define GS_STOP_FINISH          apr_time_from_msec(2500)  /* then the daemon's FAILED writes */
@@ -105,6 +106,14 @@ typedef struct {
     int listening;            /* LISTEN gmailsync_queue holds on d->db */
     unsigned long listen_resets; /* d->db->resets when it was sent */
     apr_uint64_t claim_failures, rescue_failures;
+    /* the scheduler (schedule_round): GmailSyncAutoSyncMaxStarts starts a second (a token
+     * bucket), and whether its last round left accounts due that it had no room for; it then
+     * runs again as soon as a worker's slot frees (d->running falls below sched_running, its
+     * highest value since that round) */
+    double sched_tokens;
+    apr_time_t sched_tokens_at;
+    int sched_more;
+    int sched_running;
 } daemon_t;
 
 extern volatile sig_atomic_t gs_daemon_should_exit;   /* restart: leave workers */

@@ -253,26 +253,68 @@ static int take_notifications(daemon_t *d)
     return n > 0;
 }
 
+/* The scheduled starts this host may make now: GmailSyncAutoSyncMaxStarts a second, as a
+ * token bucket that holds one second's worth. */
+static double schedule_tokens(daemon_t *d, apr_time_t now)
+{
+    double cap = (double)d->conf->autosync_max_starts;
+
+    if (d->sched_tokens_at == 0 || now < d->sched_tokens_at) {
+        d->sched_tokens = cap;
+    }
+    else {
+        d->sched_tokens += cap * (double)(now - d->sched_tokens_at) / APR_USEC_PER_SEC;
+        if (d->sched_tokens > cap) {
+            d->sched_tokens = cap;
+        }
+    }
+    d->sched_tokens_at = now;
+    return d->sched_tokens;
+}
+
+/* Is a round due before the next second's: the last one left accounts due that it had no room
+ * for, a worker's slot has freed since, and a start is allowed. Rounds are then bounded by the
+ * workers' exits (no busy loop while accounts are due but nothing frees). */
+static int schedule_early(daemon_t *d, apr_time_t now)
+{
+    if (d->running > d->sched_running) {
+        d->sched_running = d->running; /* started by a claim since the round */
+    }
+    return d->sched_more && d->running < d->sched_running
+           && d->running + d->strays < d->conf->max_workers && schedule_tokens(d, now) >= 1;
+}
+
 /* One auto sync round (GmailSyncAutoSync, main server): starts the linked accounts that are
- * due, at most GmailSyncAutoSyncMaxStarts and the room this host's GmailSyncMaxWorkers leaves
- * (less the tasks queued on every host), through the start's lock and insert (gs_start.h), so
- * that a click, this host and the others never create two tasks. Returns how many it started. */
-static int schedule_round(daemon_t *d)
+ * due, at most the room this host's GmailSyncMaxWorkers leaves (less the tasks queued on every
+ * host) and GmailSyncAutoSyncMaxStarts a second, through the start's lock and insert
+ * (gs_start.h), so that a click, this host and the others never create two tasks. Notes in
+ * d->sched_more whether it left due accounts for lack of room. Returns how many it started. */
+static int schedule_round(daemon_t *d, apr_time_t now)
 {
     const gs_srv_conf_t *c = d->conf;
     gs_schedule_opts_t o;
     gs_schedule_result_t res;
+    double tokens;
     long room;
     apr_status_t rv;
 
+    d->sched_running = d->running;
     if (!c->autosync || !c->enabled || gs_daemon_should_exit) {
+        d->sched_more = 0;
         return 0;
     }
+    tokens = schedule_tokens(d, now);
     room = c->max_workers - d->running - d->strays;
-    if (room > c->autosync_max_starts) {
-        room = c->autosync_max_starts;
+    if (room > (long)tokens) {
+        room = (long)tokens;
     }
-    if (room <= 0 || !gs_daemon_ensure_db(d)) {
+    if (room <= 0) {
+        /* every worker busy (or no start allowed this second): whether accounts are due is
+         * asked when a slot frees */
+        d->sched_more = c->max_workers > 0;
+        return 0;
+    }
+    if (!gs_daemon_ensure_db(d)) {
         return 0;
     }
     o.start.lock_timeout = apr_time_from_sec(1);
@@ -280,12 +322,17 @@ static int schedule_round(daemon_t *d)
     o.interval_s = apr_psprintf(d->tick, "%.3f", (double)c->autosync / APR_USEC_PER_SEC);
     o.backoff_max_s = apr_psprintf(d->tick, "%.3f",
                                    (double)c->autosync_backoff_max / APR_USEC_PER_SEC);
+    gs_httpd_count(GS_CTR_AUTOSYNC_ROUNDS, 1);
     if ((rv = gs_start_scheduled(d->db, d->tick, &o, room, &res)) != APR_SUCCESS) {
         GS_LOG_REPEAT(&d->log_schedule, GS_LOG_ERR, APR_SUCCESS, "event=autosync.round_failed "
                       "reason=\"%s\"", d->db->last_error ? d->db->last_error : "unknown");
         return 0;
     }
     GS_LOG_REPEAT_END(&d->log_schedule);
+    d->sched_more = res.more;
+    if (res.started) {
+        d->sched_tokens -= res.started->nelts;
+    }
     if (res.started && res.started->nelts) {
         gs_httpd_count(GS_CTR_AUTOSYNC_STARTED, (apr_uint64_t)res.started->nelts);
     }
@@ -424,12 +471,13 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
             gs_workers_claim_and_spawn(d);
             next_poll = now + GS_POLL_INTERVAL;
         }
-        if (now >= next_schedule) {
+        if (now >= next_schedule || schedule_early(d, now)) {
             next_schedule = now + GS_SCHEDULE_INTERVAL;
-            if (schedule_round(d) > 0) {
+            if (schedule_round(d, now) > 0) {
                 gs_workers_claim_and_spawn(d); /* its own tasks: no need to wait for the echo */
                 next_poll = now + GS_POLL_INTERVAL;
             }
+            d->sched_running = d->running;
         }
         if (now >= next_rescue) {
             rescue(d);

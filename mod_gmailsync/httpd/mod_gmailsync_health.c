@@ -88,6 +88,7 @@ typedef struct {
     apr_interval_time_t interval;     /* 0: Off */
     apr_int64_t due, active, backoff, revoked, linked;
     double oldest_age;
+    double late;                      /* the most overdue due account: now - its due time */
 } gs_autosync_stats_t;
 
 static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stats_t *st)
@@ -112,6 +113,7 @@ static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stat
     st->revoked = apr_atoi64(gs_db_cell(rows, 0, 3));
     st->oldest_age = atof(gs_db_cell(rows, 0, 4));
     st->linked = apr_atoi64(gs_db_cell(rows, 0, 5));
+    st->late = atof(gs_db_cell(rows, 0, 6));
     return APR_SUCCESS;
 }
 
@@ -247,7 +249,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                  *versions;
     gs_liveness_t lv;
     gs_autosync_stats_t as;
-    double queued_after, stale_after;
+    double queued_after, stale_after, late_after;
     json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
     apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
@@ -406,6 +408,12 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     stale_after = (double)conf->stale_alert_after / APR_USEC_PER_SEC;
     METRIC("oldest_sync_age_s", as.oldest_age, conf->stale_alert_after > 0 && as.linked > 0,
            stale_after, as.oldest_age > stale_after);
+    /* the scheduler's backlog: how long the most overdue due account has waited past its due
+     * time (0: none due). It grows without bound when the accounts need more than the workers
+     * give (accounts x sync duration / interval > GmailSyncMaxWorkers), whatever their number */
+    late_after = (double)conf->autosync_late_alert_after / APR_USEC_PER_SEC;
+    METRIC("autosync_late_s", as.late, as.interval > 0, late_after,
+           conf->autosync_late_alert_after > 0 && as.late > late_after);
 #undef METRIC
     gs_json_set_object(body, "metrics", metrics);
 
@@ -419,6 +427,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         gs_json_set_int(dbj, "backoff_max_s", apr_time_sec(main_conf->autosync_backoff_max));
         gs_json_set_int(dbj, "linked", as.linked);
         gs_json_set_int(dbj, "due", as.due);
+        json_object_object_add(dbj, "late_s", json_object_new_double(as.late));
         gs_json_set_int(dbj, "active", as.active);
         gs_json_set_int(dbj, "backing_off", as.backoff);
         gs_json_set_int(dbj, "revoked", as.revoked);
@@ -660,6 +669,11 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "already started (by a click or another host) under the start lock.\n"
         "# TYPE gmailsync_autosync_skipped_total counter\n"
         "gmailsync_autosync_skipped_total{reason=\"active\"} %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_autosync_rounds_total Scheduling rounds of this host's daemon that "
+        "asked the database (one a second, and one when a worker's slot frees while accounts "
+        "are due).\n"
+        "# TYPE gmailsync_autosync_rounds_total counter\n"
+        "gmailsync_autosync_rounds_total %" APR_UINT64_T_FMT "\n"
         "# HELP gmailsync_autosync_accounts Linked accounts by schedule state (all hosts): due "
         "now, skipped because a sync is active, backing off after failures, waiting for a new "
         "link after auth_revoked or token_undecryptable.\n"
@@ -675,11 +689,21 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         "# HELP gmailsync_stale_alert_after_seconds Its alert threshold "
         "(GmailSyncStaleAlertAfter; 0: no alert).\n"
         "# TYPE gmailsync_stale_alert_after_seconds gauge\n"
-        "gmailsync_stale_alert_after_seconds %.3f\n",
+        "gmailsync_stale_alert_after_seconds %.3f\n"
+        "# HELP gmailsync_autosync_late_seconds How long the most overdue account that is due "
+        "for a scheduled sync has waited past its due time (all hosts; 0 when none is due).\n"
+        "# TYPE gmailsync_autosync_late_seconds gauge\n"
+        "gmailsync_autosync_late_seconds %.3f\n"
+        "# HELP gmailsync_autosync_late_alert_after_seconds Its alert threshold "
+        "(GmailSyncAutoSyncLateAlertAfter; 0: no alert).\n"
+        "# TYPE gmailsync_autosync_late_alert_after_seconds gauge\n"
+        "gmailsync_autosync_late_alert_after_seconds %.3f\n",
         (double)as.interval / APR_USEC_PER_SEC, gs_httpd_counter(GS_CTR_AUTOSYNC_STARTED),
-        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), as.interval ? as.due : 0,
+        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), gs_httpd_counter(GS_CTR_AUTOSYNC_ROUNDS),
+        as.interval ? as.due : 0,
         as.interval ? as.active : 0, as.interval ? as.backoff : 0, as.interval ? as.revoked : 0,
-        as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC);
+        as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC,
+        as.interval ? as.late : 0.0, (double)conf->autosync_late_alert_after / APR_USEC_PER_SEC);
 
     histogram(bb, r, "gmailsync_task_duration_seconds",
               "Duration of tasks finished in the last day (started to finished).", durations, 0);

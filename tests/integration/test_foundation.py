@@ -142,6 +142,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncAlertErrorRate 1
         GmailSyncRegistrySize 4096
         GmailSyncSessionCacheTTL 0
+        GmailSyncAutoSyncLateAlertAfter 2m
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -183,6 +184,8 @@ BAD_DIRECTIVES = [
     ("GmailSyncRegistrySize 2", "GmailSyncRegistrySize"),
     ("GmailSyncSessionCacheTTL 1h", "GmailSyncSessionCacheTTL"),
     ("GmailSyncPrefix /api/sync/", "GmailSyncPrefix"),
+    ("GmailSyncAutoSyncLateAlertAfter 500ms", "GmailSyncAutoSyncLateAlertAfter"),
+    ("GmailSyncAutoSyncLateAlertAfter soon", "GmailSyncAutoSyncLateAlertAfter"),
 ]
 
 
