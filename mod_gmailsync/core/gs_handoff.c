@@ -59,6 +59,42 @@ static int take(char *dst, apr_size_t size, const char *value, apr_size_t n)
     return 1;
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The user field, %XX-decoded (gs_handoff_format's encoding): a bad escape, an empty or too
+ * long value, or a decoded control character (never in a user id) is refused. */
+static int take_user(char *dst, apr_size_t size, const char *value, apr_size_t n)
+{
+    apr_size_t i, o = 0;
+
+    if (!take(dst, size, value, n)) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        int c = (unsigned char)value[i];
+
+        if (c == '%') {
+            int hi = i + 2 < n ? hexval(value[i + 1]) : -1;
+            int lo = hi >= 0 ? hexval(value[i + 2]) : -1;
+            if (lo < 0) {
+                return 0;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+            if (c < 0x20 || c == 0x7f) {
+                return 0;
+            }
+        }
+        dst[o++] = (char)c;
+    }
+    dst[o] = '\0';
+    return 1;
+}
+
 apr_status_t gs_handoff_parse(const char *buf, apr_size_t len, gs_handoff_t *out)
 {
     static const char prefix[] = "gs1 start";
@@ -91,7 +127,7 @@ apr_status_t gs_handoff_parse(const char *buf, apr_size_t len, gs_handoff_t *out
             }
         }
         else if ((apr_size_t)(eq - field) == 4 && !memcmp(field, "user", 4)) {
-            if (!take(out->user, sizeof out->user, eq + 1, (apr_size_t)(p - eq - 1))) {
+            if (!take_user(out->user, sizeof out->user, eq + 1, (apr_size_t)(p - eq - 1))) {
                 return APR_EINVAL;
             }
         }

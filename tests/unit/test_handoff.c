@@ -69,6 +69,15 @@ START_TEST(a_user_with_spaces_is_encoded)
     ck_assert_int_gt(n, 0);
     ck_assert_str_eq(buf, "gs1 start task=" TASK " user=Jane%20Doe%20100%25\n");
     ck_assert_int_eq(gs_handoff_parse(buf, (apr_size_t)n, &m), APR_SUCCESS);
+    ck_assert_str_eq(m.user, "Jane Doe 100%");
+    /* a bad escape or a control character is refused */
+    {
+        static const char bad_escape[] = "gs1 start task=" TASK " user=a%2\n";
+        static const char control[] = "gs1 start task=" TASK " user=a%0A\n";
+
+        ck_assert_int_ne(gs_handoff_parse(bad_escape, sizeof bad_escape - 1, &m), APR_SUCCESS);
+        ck_assert_int_ne(gs_handoff_parse(control, sizeof control - 1, &m), APR_SUCCESS);
+    }
 }
 END_TEST
 
