@@ -75,6 +75,80 @@ apr_status_t gs_parse_int(const char *text, long min, long max, long *out, const
     return APR_SUCCESS;
 }
 
+apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, const char **why)
+{
+    apr_int64_t value = 0, unit = 1;
+    const char *c = text;
+
+    if (!text || !apr_isdigit(*text)) {
+        WHY("a size is a whole number of bytes, optionally followed by K or M (e.g. 25M)");
+        return APR_EINVAL;
+    }
+    for (; apr_isdigit(*c); c++) {
+        if (value > (GS_MAX_ATTACHMENT_MAX_SIZE * 1024)) {
+            WHY("size out of range");
+            return APR_EINVAL;
+        }
+        value = value * 10 + (*c - '0');
+    }
+    if (*c == 'K' || *c == 'k') {
+        unit = 1024;
+        c++;
+    }
+    else if (*c == 'M' || *c == 'm') {
+        unit = 1024 * 1024;
+        c++;
+    }
+    if (*c) {
+        WHY("a size is a whole number of bytes, optionally followed by K or M (e.g. 25M)");
+        return APR_EINVAL;
+    }
+    if (value > max / unit) {
+        WHY("size out of range");
+        return APR_EINVAL;
+    }
+    *out = value * unit;
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_parse_content_mode(const char *text, gs_content_mode_t *out, const char **why)
+{
+    if (text && !strcasecmp(text, "full")) {
+        *out = GS_CONTENT_FULL;
+        return APR_SUCCESS;
+    }
+    if (text && !strcasecmp(text, "metadata")) {
+        *out = GS_CONTENT_METADATA;
+        return APR_SUCCESS;
+    }
+    WHY("expected full or metadata");
+    return APR_EINVAL;
+}
+
+apr_status_t gs_parse_attach_mode(const char *text, gs_attach_mode_t *out, const char **why)
+{
+    if (text && !strcasecmp(text, "store")) {
+        *out = GS_ATTACH_STORE;
+        return APR_SUCCESS;
+    }
+    if (text && !strcasecmp(text, "metadata")) {
+        *out = GS_ATTACH_METADATA;
+        return APR_SUCCESS;
+    }
+    WHY("expected store or metadata");
+    return APR_EINVAL;
+}
+
+const char *gs_content_mode_name(gs_content_mode_t mode)
+{
+    return mode == GS_CONTENT_METADATA ? "metadata" : "full";
+}
+
+const char *gs_attach_mode_name(gs_attach_mode_t mode)
+{
+    return mode == GS_ATTACH_METADATA ? "metadata" : "store";
+}
+
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why)
 {
     char *end;
