@@ -199,6 +199,23 @@ END_TEST
 
 /* ------------------------------------------------------------------ headers and addresses */
 
+/* GMime 3.2.13 joins adjacent B-encoded words of one charset and stops at the first one's
+ * padding (jstedfast/gmime#133): gs_mime decodes each word alone */
+START_TEST(padded_base64_words_in_a_row)
+{
+    const char *raw = "Subject: =?UTF-8?B?SGVsbG8=?= =?UTF-8?B?IHdvcmxk?=\r\n"
+                      "X-Folded: =?UTF-8?B?6ZW/5Li76aKYIGFzIGVhY2gg?=\r\n"
+                      " =?UTF-8?B?5Lya6K6uIHNlZQ==?=\r\n =?UTF-8?B?ZQ==?= tail  end\r\n"
+                      "From: a@example.com\r\n\r\nbody\r\n";
+    gs_mime_t *m = gs_mime_parse(pool, raw, strlen(raw), NULL);
+
+    ck_assert_str_eq(m->subject, "Hello world");
+    ck_assert_str_eq(HDR(m, 0)->value, "Hello world");
+    ck_assert_str_eq(HDR(m, 1)->name, "X-Folded");
+    ck_assert_str_eq(HDR(m, 1)->value, "长主题 as each 会议 seee tail  end");
+}
+END_TEST
+
 START_TEST(encoded_words)
 {
     gs_mime_t *m = parse_complete("rfc2047.eml");
@@ -646,6 +663,7 @@ Suite *gs_mime_suite(void)
     tcase_add_test(tc, wrong_charset);
     tcase_add_test(tc, fallback_list_is_configurable);
     tcase_add_test(tc, encoded_words);
+    tcase_add_test(tc, padded_base64_words_in_a_row);
     tcase_add_test(tc, duplicate_headers_in_order);
     tcase_add_test(tc, content_headers_keep_their_place);
     tcase_add_test(tc, eight_bit_headers);
