@@ -208,6 +208,10 @@ int gs_httpd_handle_message_raw(request_rec *r, const gs_srv_conf_t *conf, const
                    apr_psprintf(r->pool, "attachment; filename=\"%s.eml\"", arg));
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    /* httpd's byterange filter would answer a Range only when the whole message is in one
+     * brigade (one slice): no ranges at all, so that every download is the same 200 */
+    apr_table_unset(r->headers_in, "Range");
+    apr_table_setn(r->headers_out, "Accept-Ranges", "none");
     ap_set_content_length(r, size);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   "event=message.raw user=%s message=%s bytes=%" APR_OFF_T_FMT,
