@@ -182,6 +182,17 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.sync_tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now()"
       " WHERE t.task_id = %s::uuid AND t.user_id = %s AND t." GS_SQL_ACTIVE_PREDICATE
       " RETURNING " TASK_COLUMNS },
+    { GS_SQL_MESSAGE_RAW_SIZE,
+      /* octet_length of a TOASTed value reads its header only, not the (lz4) bytes */
+      "SELECT octet_length(r.raw)::text FROM gmailsync.messages m"
+      " LEFT JOIN gmailsync.message_raw r ON r.user_id = m.user_id AND r.gmail_id = m.gmail_id"
+      " WHERE m.user_id = %s AND m.gmail_id = %s" },
+    { GS_SQL_MESSAGE_RAW_SLICE,
+      /* substring of a TOASTed bytea decompresses and reads only up to the slice's end;
+       * encode(..., 'hex') whatever the session's bytea_output */
+      "SELECT octet_length(raw)::text,"
+      " encode(substring(raw FROM %s::integer + 1 FOR %s::integer), 'hex')"
+      " FROM gmailsync.message_raw WHERE user_id = %s AND gmail_id = %s" },
     { GS_SQL_USER_STATUS,
       "SELECT s.is_syncing::text, " RFC3339("s.updated_at") ", " TASK_COLUMNS
       " FROM gmailsync.user_sync_status s"

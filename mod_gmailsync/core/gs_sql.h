@@ -151,6 +151,15 @@ typedef struct {
                                                            SUCCEEDED task_id, finished_at, processed,
                                                            duration s (NULLs when none), has a
                                                            refresh token true/false */
+/* GET {prefix}/messages/{id}/raw (sql/010): the owner's stored raw message, read in slices so
+ * that no process holds a large message whole (the module streams each slice on). */
+#define GS_SQL_MESSAGE_RAW_SIZE  "gs_message_raw_size"  /* (user_id, gmail_id) -> no row: no such
+                                                           message of this user; one row: raw
+                                                           size in bytes, NULL when no raw is
+                                                           stored */
+#define GS_SQL_MESSAGE_RAW_SLICE "gs_message_raw_slice" /* (offset from 0, length, user_id,
+                                                           gmail_id) -> raw size, the slice in
+                                                           hex; no row once the raw is gone */
 #define GS_SQL_HEALTH_READ_ONLY  "gs_health_read_only"  /* (lock ms, statement ms): the open
                                                            transaction becomes read-only with
                                                            these timeouts */

@@ -236,6 +236,8 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 /* The owner's task JSON (from p) from the board or the database: OK, HTTP_NOT_FOUND or 503. */
+/* GET {prefix}/messages/{id}/raw (mod_gmailsync_message.c) */
+int gs_httpd_handle_message_raw(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
                        const char *task_id, json_object **task);
 int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,
