@@ -76,7 +76,9 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
     while (n > 0 && text[n - 1] == '=') {
         n--;
     }
-    if (len - n > 2 || n % 4 == 1 || n > (apr_size_t)APR_INT32_MAX - 4) {
+    /* padding only completes a last group of 2 or 3 characters */
+    if (len - n > 2 || n % 4 == 1 || (len > n && (n % 4 == 0 || len % 4 != 0))
+        || n > (apr_size_t)APR_INT32_MAX - 4) {
         return APR_EINVAL;
     }
     /* the URL-safe alphabet as the standard one, for apr_base64 (which stops at the first
