@@ -238,7 +238,7 @@ START_TEST(content_row)
     row = gs_content_row(pool, gmail, m, digest, len);
     ck_assert_ptr_null(json_object_object_get(row, "date_us"));
     /* parse_error carries its reason */
-    m = gs_mime_parse(pool, "\n\n\n", 3, NULL);
+    m = parse("malformed.eml");
     row = gs_content_row(pool, gmail, m, digest, 3);
     ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "content_state")),
                      "parse_error");
