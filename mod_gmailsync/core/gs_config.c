@@ -111,42 +111,28 @@ apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, 
     return APR_SUCCESS;
 }
 
-apr_status_t gs_parse_content_mode(const char *text, gs_content_mode_t *out, const char **why)
+const char *const gs_content_mode_names[] = { "full", "metadata", NULL };
+const char *const gs_attach_mode_names[] = { "store", "metadata", NULL };
+
+apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const *names, int *out,
+                             const char **why)
 {
-    if (text && !strcasecmp(text, "full")) {
-        *out = GS_CONTENT_FULL;
-        return APR_SUCCESS;
+    int i;
+
+    for (i = 0; text && names[i]; i++) {
+        if (!strcasecmp(text, names[i])) {
+            *out = i;
+            return APR_SUCCESS;
+        }
     }
-    if (text && !strcasecmp(text, "metadata")) {
-        *out = GS_CONTENT_METADATA;
-        return APR_SUCCESS;
+    if (why) {
+        const char *list = names[0];
+        for (i = 1; names[i]; i++) {
+            list = apr_pstrcat(p, list, names[i + 1] ? ", " : " or ", names[i], NULL);
+        }
+        *why = apr_pstrcat(p, "expected ", list, NULL);
     }
-    WHY("expected full or metadata");
     return APR_EINVAL;
-}
-
-apr_status_t gs_parse_attach_mode(const char *text, gs_attach_mode_t *out, const char **why)
-{
-    if (text && !strcasecmp(text, "store")) {
-        *out = GS_ATTACH_STORE;
-        return APR_SUCCESS;
-    }
-    if (text && !strcasecmp(text, "metadata")) {
-        *out = GS_ATTACH_METADATA;
-        return APR_SUCCESS;
-    }
-    WHY("expected store or metadata");
-    return APR_EINVAL;
-}
-
-const char *gs_content_mode_name(gs_content_mode_t mode)
-{
-    return mode == GS_CONTENT_METADATA ? "metadata" : "full";
-}
-
-const char *gs_attach_mode_name(gs_attach_mode_t mode)
-{
-    return mode == GS_ATTACH_METADATA ? "metadata" : "store";
 }
 
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why)

@@ -67,12 +67,16 @@ apr_status_t gs_parse_int(const char *text, long min, long max, long *out, const
  * case-insensitive), in [0, max]. "25M", "512K", "1048576". */
 apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, const char **why);
 
-/* "full"|"metadata" (GmailSyncContent) and "store"|"metadata" (GmailSyncAttachments), case-
- * insensitive; APR_EINVAL with a reason naming the accepted values otherwise. */
-apr_status_t gs_parse_content_mode(const char *text, gs_content_mode_t *out, const char **why);
-apr_status_t gs_parse_attach_mode(const char *text, gs_attach_mode_t *out, const char **why);
-const char *gs_content_mode_name(gs_content_mode_t mode);
-const char *gs_attach_mode_name(gs_attach_mode_t mode);
+/* One of names (NULL-terminated, case-insensitive): *out is its index. APR_EINVAL with a
+ * reason naming the accepted values otherwise ("expected full or metadata"). */
+apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const *names, int *out,
+                             const char **why);
+
+/* The values of GmailSyncContent and GmailSyncAttachments, indexed by their enums. */
+extern const char *const gs_content_mode_names[];
+extern const char *const gs_attach_mode_names[];
+#define gs_content_mode_name(mode) (gs_content_mode_names[(mode) == GS_CONTENT_METADATA])
+#define gs_attach_mode_name(mode) (gs_attach_mode_names[(mode) == GS_ATTACH_METADATA])
 
 /* Parses a percentage "95", "95%", "99.5%" in [0, 100]. */
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why);

@@ -222,6 +222,7 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
     void *field = (char *)conf + k->offset;
     apr_interval_time_t d;
     long n;
+    int choice;
     apr_status_t rv;
 
     switch (k->kind) {
@@ -270,9 +271,19 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
     case K_TOKEN_KEY_FILE:
         return read_token_key_file(conf, p, value, why);
     case K_CONTENT:
-        return gs_parse_content_mode(value, (gs_content_mode_t *)field, why);
     case K_ATTACHMENTS:
-        return gs_parse_attach_mode(value, (gs_attach_mode_t *)field, why);
+        if ((rv = gs_parse_choice(p, value, k->kind == K_CONTENT ? gs_content_mode_names
+                                                               : gs_attach_mode_names,
+                                  &choice, why)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (k->kind == K_CONTENT) {
+            *(gs_content_mode_t *)field = choice ? GS_CONTENT_METADATA : GS_CONTENT_FULL;
+        }
+        else {
+            *(gs_attach_mode_t *)field = choice ? GS_ATTACH_METADATA : GS_ATTACH_STORE;
+        }
+        return APR_SUCCESS;
     case K_SIZE:
         return gs_parse_size(value, GS_MAX_ATTACHMENT_MAX_SIZE, (apr_int64_t *)field, why);
     case K_ON_OFF:

@@ -250,29 +250,28 @@ static const char *set_mode(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
-static const char *set_content(cmd_parms *cmd, void *dconf, const char *arg)
+/* A directive that takes one of a few words, stored as the word's index (an int field). */
+typedef struct {
+    size_t offset;
+    const char *const *names;
+} gs_choice_t;
+
+static const gs_choice_t content_choice = { APR_OFFSETOF(gs_srv_conf_t, content),
+                                            gs_content_mode_names };
+static const gs_choice_t attachments_choice = { APR_OFFSETOF(gs_srv_conf_t, attachments),
+                                                gs_attach_mode_names };
+
+static const char *set_choice(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    gs_content_mode_t mode;
+    const gs_choice_t *c = cmd->info;
     const char *why;
+    int index;
 
     (void)dconf;
-    if (gs_parse_content_mode(arg, &mode, &why) != APR_SUCCESS) {
+    if (gs_parse_choice(cmd->pool, arg, c->names, &index, &why) != APR_SUCCESS) {
         return bad_value(cmd, arg, why);
     }
-    gs_httpd_srv_conf(cmd->server)->content = (int)mode;
-    return NULL;
-}
-
-static const char *set_attachments(cmd_parms *cmd, void *dconf, const char *arg)
-{
-    gs_attach_mode_t mode;
-    const char *why;
-
-    (void)dconf;
-    if (gs_parse_attach_mode(arg, &mode, &why) != APR_SUCCESS) {
-        return bad_value(cmd, arg, why);
-    }
-    gs_httpd_srv_conf(cmd->server)->attachments = (int)mode;
+    *(int *)((char *)gs_httpd_srv_conf(cmd->server) + c->offset) = index;
     return NULL;
 }
 
@@ -637,10 +636,10 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_RETRY_BUDGET, set_duration, &retry_budget_bounds, RSRC_CONF,
                   "how long a worker keeps retrying Gmail without a successful answer before "
                   "the task fails, e.g. 5m (1s-1d; default 5m)"),
-    AP_INIT_TAKE1(GS_DIR_CONTENT, set_content, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(GS_DIR_CONTENT, set_choice, (void *)&content_choice, RSRC_CONF,
                   "full|metadata: full stores each whole message (raw, bodies, addresses, "
                   "attachments), metadata only its envelope (default full)"),
-    AP_INIT_TAKE1(GS_DIR_ATTACHMENTS, set_attachments, NULL, RSRC_CONF,
+    AP_INIT_TAKE1(GS_DIR_ATTACHMENTS, set_choice, (void *)&attachments_choice, RSRC_CONF,
                   "store|metadata: store keeps attachment bytes, metadata only their name, "
                   "type, size and SHA-256 (default store)"),
     AP_INIT_TAKE1(GS_DIR_ATTACHMENT_MAX_SIZE, set_attachment_max_size, NULL, RSRC_CONF,

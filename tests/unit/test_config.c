@@ -91,8 +91,6 @@ START_TEST(sizes_and_content_modes)
     static const char *const bad[] = { "", "M", "-1", "1.5M", "25G", "25 M", "25MB", "1025M",
                                        "99999999999999999999", NULL };
     apr_int64_t v = -1;
-    gs_content_mode_t cm;
-    gs_attach_mode_t am;
     const char *why = NULL;
     int i;
 
@@ -112,17 +110,20 @@ START_TEST(sizes_and_content_modes)
                       "accepted '%s'", bad[i]);
         ck_assert_ptr_nonnull(why);
     }
-    ck_assert_int_eq(gs_parse_content_mode("FULL", &cm, &why), APR_SUCCESS);
-    ck_assert_int_eq(cm, GS_CONTENT_FULL);
-    ck_assert_int_eq(gs_parse_content_mode("metadata", &cm, &why), APR_SUCCESS);
-    ck_assert_int_eq(cm, GS_CONTENT_METADATA);
-    ck_assert_int_ne(gs_parse_content_mode("raw", &cm, &why), APR_SUCCESS);
+    ck_assert_int_eq(gs_parse_choice(pool, "FULL", gs_content_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_int_eq(i, GS_CONTENT_FULL);
+    ck_assert_int_eq(gs_parse_choice(pool, "metadata", gs_content_mode_names, &i, &why),
+                     APR_SUCCESS);
+    ck_assert_int_eq(i, GS_CONTENT_METADATA);
+    ck_assert_int_ne(gs_parse_choice(pool, "raw", gs_content_mode_names, &i, &why), APR_SUCCESS);
     ck_assert_str_eq(why, "expected full or metadata");
-    ck_assert_int_eq(gs_parse_attach_mode("Store", &am, &why), APR_SUCCESS);
-    ck_assert_int_eq(am, GS_ATTACH_STORE);
-    ck_assert_int_eq(gs_parse_attach_mode("metadata", &am, &why), APR_SUCCESS);
-    ck_assert_int_eq(am, GS_ATTACH_METADATA);
-    ck_assert_int_ne(gs_parse_attach_mode("", &am, &why), APR_SUCCESS);
+    ck_assert_int_eq(gs_parse_choice(pool, "Store", gs_attach_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_int_eq(i, GS_ATTACH_STORE);
+    ck_assert_int_eq(gs_parse_choice(pool, "metadata", gs_attach_mode_names, &i, &why),
+                     APR_SUCCESS);
+    ck_assert_int_eq(i, GS_ATTACH_METADATA);
+    ck_assert_int_ne(gs_parse_choice(pool, NULL, gs_attach_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_str_eq(why, "expected store or metadata");
     ck_assert_str_eq(gs_content_mode_name(GS_CONTENT_METADATA), "metadata");
     ck_assert_str_eq(gs_attach_mode_name(GS_ATTACH_STORE), "store");
 }
