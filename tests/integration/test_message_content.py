@@ -40,6 +40,9 @@ def hostile_messages():
                     + b"Content-Type: text/plain\r\n\r\nbottom\r\n",
         "headers.eml": b"".join(b"X-H%d: v\r\n" % i for i in range(1500))
                        + b"From: many@example.com\r\n\r\nbody\r\n",
+        "parts.eml": b"From: parts@example.com\r\nMIME-Version: 1.0\r\n"
+                     b"Content-Type: multipart/mixed; boundary=p\r\n\r\n"
+                     + b"--p\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 10001 + b"--p--\r\n",
     }
 
 
