@@ -70,8 +70,10 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
                                  gs_gmail_raw_t *out)
 {
     apr_size_t i, n = len;
+    apr_pool_t *tmp;
     char *std;
     int want, got;
+    apr_status_t rv;
 
     while (n > 0 && text[n - 1] == '=') {
         n--;
@@ -82,8 +84,12 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
         return APR_EINVAL;
     }
     /* the URL-safe alphabet as the standard one, for apr_base64 (which stops at the first
-     * byte outside it: every byte is checked here, so nothing is cut silently) */
-    std = apr_palloc(p, n + 1);
+     * byte outside it: every byte is checked here, so nothing is cut silently); the copy lives
+     * only as long as this call */
+    if ((rv = apr_pool_create(&tmp, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    std = apr_palloc(tmp, n + 1);
     for (i = 0; i < n; i++) {
         char c = text[i];
         if (c == '-') {
@@ -93,6 +99,7 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
             c = '/';
         }
         else if (!apr_isalnum(c)) {
+            apr_pool_destroy(tmp);
             return APR_EINVAL;
         }
         std[i] = c;
@@ -101,6 +108,7 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
     want = (int)(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
     out->bytes = apr_palloc(p, (apr_size_t)apr_base64_decode_len(std) + 1);
     got = apr_base64_decode_binary((unsigned char *)out->bytes, std);
+    apr_pool_destroy(tmp);
     if (got != want) {
         return APR_EINVAL;
     }
