@@ -75,6 +75,66 @@ apr_status_t gs_parse_int(const char *text, long min, long max, long *out, const
     return APR_SUCCESS;
 }
 
+apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, const char **why)
+{
+    apr_int64_t value = 0, unit = 1;
+    const char *c = text;
+
+    if (!text || !apr_isdigit(*text)) {
+        WHY("a size is a whole number of bytes, optionally followed by K or M (e.g. 25M)");
+        return APR_EINVAL;
+    }
+    for (; apr_isdigit(*c); c++) {
+        if (value > (GS_MAX_ATTACHMENT_MAX_SIZE * 1024)) {
+            WHY("size out of range");
+            return APR_EINVAL;
+        }
+        value = value * 10 + (*c - '0');
+    }
+    if (*c == 'K' || *c == 'k') {
+        unit = 1024;
+        c++;
+    }
+    else if (*c == 'M' || *c == 'm') {
+        unit = 1024 * 1024;
+        c++;
+    }
+    if (*c) {
+        WHY("a size is a whole number of bytes, optionally followed by K or M (e.g. 25M)");
+        return APR_EINVAL;
+    }
+    if (value > max / unit) {
+        WHY("size out of range");
+        return APR_EINVAL;
+    }
+    *out = value * unit;
+    return APR_SUCCESS;
+}
+
+const char *const gs_content_mode_names[] = { "full", "metadata", NULL };
+const char *const gs_attach_mode_names[] = { "store", "metadata", NULL };
+
+apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const *names, int *out,
+                             const char **why)
+{
+    int i;
+
+    for (i = 0; text && names[i]; i++) {
+        if (!strcasecmp(text, names[i])) {
+            *out = i;
+            return APR_SUCCESS;
+        }
+    }
+    if (why) {
+        const char *list = names[0];
+        for (i = 1; names[i]; i++) {
+            list = apr_pstrcat(p, list, names[i + 1] ? ", " : " or ", names[i], NULL);
+        }
+        *why = apr_pstrcat(p, "expected ", list, NULL);
+    }
+    return APR_EINVAL;
+}
+
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why)
 {
     char *end;

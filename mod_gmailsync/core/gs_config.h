@@ -43,6 +43,16 @@
 #define GS_MAX_DURATION               apr_time_from_sec(30 * 86400)
 
 typedef enum { GS_SYNC_SMART = 0, GS_SYNC_FULL = 1 } gs_sync_mode_t;
+
+/* What a sync stores of each message (issue 22). GmailSyncContent: full fetches format=raw and
+ * stores the parsed message (bodies, addresses, attachments, raw), metadata today's envelope
+ * only. GmailSyncAttachments: store keeps attachment bytes (content-addressed), metadata only
+ * their metadata and SHA-256. */
+typedef enum { GS_CONTENT_FULL = 0, GS_CONTENT_METADATA = 1 } gs_content_mode_t;
+typedef enum { GS_ATTACH_STORE = 0, GS_ATTACH_METADATA = 1 } gs_attach_mode_t;
+#define GS_DEFAULT_ATTACHMENT_MAX_SIZE ((apr_int64_t)25 * 1024 * 1024)   /* 25M */
+/* PostgreSQL's bytea holds at most 1 GB */
+#define GS_MAX_ATTACHMENT_MAX_SIZE     ((apr_int64_t)1024 * 1024 * 1024)
 typedef enum { GS_USER_FROM_SESSION = 0, GS_USER_FROM_REMOTE_USER = 1 } gs_user_from_t;
 
 /* Parses "250ms", "5s", "5m", "1h", "2d" or a bare number of seconds into microseconds.
@@ -52,6 +62,21 @@ apr_status_t gs_parse_duration(const char *text, apr_interval_time_t *out, const
 
 /* Parses a decimal integer in [min, max]. Rejects empty input, trailing text and overflow. */
 apr_status_t gs_parse_int(const char *text, long min, long max, long *out, const char **why);
+
+/* Parses a size in bytes: a decimal number, optionally followed by K or M (binary: 1K = 1024;
+ * case-insensitive), in [0, max]. "25M", "512K", "1048576". */
+apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, const char **why);
+
+/* One of names (NULL-terminated, case-insensitive): *out is its index. APR_EINVAL with a
+ * reason naming the accepted values otherwise ("expected full or metadata"). */
+apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const *names, int *out,
+                             const char **why);
+
+/* The values of GmailSyncContent and GmailSyncAttachments, indexed by their enums. */
+extern const char *const gs_content_mode_names[];
+extern const char *const gs_attach_mode_names[];
+#define gs_content_mode_name(mode) (gs_content_mode_names[(mode) == GS_CONTENT_METADATA])
+#define gs_attach_mode_name(mode) (gs_attach_mode_names[(mode) == GS_ATTACH_METADATA])
 
 /* Parses a percentage "95", "95%", "99.5%" in [0, 100]. */
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why);

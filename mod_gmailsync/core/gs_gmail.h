@@ -30,12 +30,25 @@
 typedef apr_status_t gs_gmail_token_cb(void *baton, apr_pool_t *p, const char *access_token,
                                        long expires_in, const char *new_refresh_token);
 
+/* What messages.get is asked for: format=metadata (Subject, From, To, Date) or format=raw (the
+ * whole RFC 822 message, issue 22). Both cost 5 quota units. */
+typedef enum { GS_FETCH_METADATA = 0, GS_FETCH_RAW = 1 } gs_fetch_format_t;
+
+/* One message fetched with format=raw: its bytes, base64url-decoded (apr_base64), in a pool of
+ * their own (a subpool of the store's pool). */
+typedef struct {
+    const unsigned char *bytes;
+    apr_size_t len;
+} gs_gmail_raw_t;
+
 /* Fetched messages: `rows` is a JSON array of gs_gmail_message_row objects (owned by p), `gone`
- * the number of ids that no longer exist (404). Called with the answers of one or more batches
- * (unpaced, once per round; paced, while the quota holds the next round back), each id once, and
- * for all of them before gs_gmail_fetch returns. */
-typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *rows, int nrows,
-                                       int gone);
+ * the number of ids that no longer exist (404). With format=raw, `raws` holds each row's
+ * message (gs_gmail_raw_t, same order; the rows have no subject, from or to: the store reads
+ * them from the message); NULL with format=metadata. Called with the answers of one or more
+ * batches (unpaced, once per round; paced, while the quota holds the next round back), each id
+ * once, and for all of them before gs_gmail_fetch returns. */
+typedef apr_status_t gs_gmail_store_cb(void *baton, apr_pool_t *p, json_object *rows,
+                                       const apr_array_header_t *raws, int nrows, int gone);
 
 /* A retry wait begins (reason "rate_limited" or "unavailable", attempt: retries since the last
  * successful answer), or, with reason NULL, a call succeeded after one. */
@@ -102,10 +115,16 @@ apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *p
 apr_status_t gs_gmail_list_history(gs_gmail_t *gm, apr_pool_t *p, const char *start_history_id,
                                    const char *page_token, gs_history_page_t *out);
 
-/* Fetches the messages ids[0..n-1] (format=metadata) in batch requests of batch_size, up to
- * `parallel` at once, and hands each batch's results to store. Failed parts (429, 5xx, missing)
- * are asked again, alone, after a backoff; 404 parts are counted as gone. */
+/* Fetches the messages ids[0..n-1] in `format` in batch requests of batch_size, up to
+ * `parallel` at once, and hands each batch's results to store. Failed parts (429, 5xx, missing,
+ * a raw message that is not base64url) are asked again, alone, after a backoff; 404 parts are
+ * counted as gone. */
 apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,
-                            gs_gmail_store_cb *store, void *baton);
+                            gs_fetch_format_t format, gs_gmail_store_cb *store, void *baton);
+
+/* Gmail's base64url text (RFC 4648 section 5, '=' padding optional) decoded with apr_base64
+ * into p. APR_EINVAL when text holds anything else. */
+apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
+                                 gs_gmail_raw_t *out);
 
 #endif /* GS_GMAIL_H */

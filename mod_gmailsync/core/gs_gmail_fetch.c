@@ -15,6 +15,8 @@
  */
 #include <string.h>
 
+#include <apr_base64.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "gs_batch.h"
@@ -25,6 +27,7 @@
 
 #define METADATA_QUERY "?format=metadata&metadataHeaders=Subject&metadataHeaders=From" \
                        "&metadataHeaders=To&metadataHeaders=Date"
+#define RAW_QUERY      "?format=raw"
 
 typedef struct {
     const char *id;
@@ -33,8 +36,10 @@ typedef struct {
 
 /* Fetched rows not handed to the store yet. */
 typedef struct {
-    apr_pool_t *pool;    /* the rows; cleared after each store */
+    apr_pool_t *pool;    /* the rows (and raw messages); cleared after each store */
     json_object *rows;
+    apr_array_header_t *raws;   /* gs_gmail_raw_t per row with format=raw, else NULL */
+    gs_fetch_format_t format;
     int nrows, gone;
     gs_gmail_store_cb *store;
     void *baton;
@@ -44,6 +49,8 @@ static void held_reset(held_t *h)
 {
     apr_pool_clear(h->pool);
     h->rows = gs_json_own(h->pool, json_object_new_array());
+    h->raws = h->format == GS_FETCH_RAW ? apr_array_make(h->pool, 16, sizeof(gs_gmail_raw_t))
+                                        : NULL;
     h->nrows = h->gone = 0;
 }
 
@@ -54,8 +61,97 @@ static apr_status_t held_store(held_t *h)
     if (!h->nrows && !h->gone) {
         return APR_SUCCESS;
     }
-    rv = h->store(h->baton, h->pool, h->rows, h->nrows, h->gone);
+    rv = h->store(h->baton, h->pool, h->rows, h->raws, h->nrows, h->gone);
     held_reset(h);
+    return rv;
+}
+
+apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
+                                 gs_gmail_raw_t *out)
+{
+    apr_size_t i, n = len;
+    apr_pool_t *tmp;
+    char *std;
+    int want, got;
+    apr_status_t rv;
+
+    while (n > 0 && text[n - 1] == '=') {
+        n--;
+    }
+    /* padding only completes a last group of 2 or 3 characters */
+    if (len - n > 2 || n % 4 == 1 || (len > n && (n % 4 == 0 || len % 4 != 0))
+        || n > (apr_size_t)APR_INT32_MAX - 4) {
+        return APR_EINVAL;
+    }
+    /* the URL-safe alphabet as the standard one, for apr_base64 (which stops at the first
+     * byte outside it: every byte is checked here, so nothing is cut silently); the copy lives
+     * only as long as this call */
+    if ((rv = apr_pool_create(&tmp, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    std = apr_palloc(tmp, n + 1);
+    for (i = 0; i < n; i++) {
+        char c = text[i];
+        if (c == '-') {
+            c = '+';
+        }
+        else if (c == '_') {
+            c = '/';
+        }
+        else if (!apr_isalnum(c)) {
+            apr_pool_destroy(tmp);
+            return APR_EINVAL;
+        }
+        std[i] = c;
+    }
+    std[n] = '\0';
+    want = (int)(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
+    out->bytes = apr_palloc(p, (apr_size_t)apr_base64_decode_len(std) + 1);
+    got = apr_base64_decode_binary((unsigned char *)out->bytes, std);
+    apr_pool_destroy(tmp);
+    if (got != want) {
+        return APR_EINVAL;
+    }
+    out->len = (apr_size_t)got;
+    return APR_SUCCESS;
+}
+
+/* One message of a format=raw answer: its row and its decoded bytes, held for the store. The
+ * JSON of the message lives only as long as this call (its own pool): one message's text at a
+ * time, whatever the batch. */
+static apr_status_t take_raw_message(apr_pool_t *p, const char *body, apr_size_t len,
+                                     held_t *held, const char **err)
+{
+    apr_pool_t *mp;
+    json_object *msg, *row, *raw = NULL;
+    gs_gmail_raw_t *r;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create(&mp, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = APR_EINVAL;
+    if ((msg = gs_json_parse(mp, body, len, err)) && (row = gs_gmail_message_row(mp, msg, err))) {
+        if (!json_object_object_get_ex(msg, "raw", &raw)
+            || !json_object_is_type(raw, json_type_string)) {
+            *err = "the message has no raw field";
+            json_object_put(row);
+        }
+        else {
+            r = apr_array_push(held->raws);
+            rv = gs_gmail_decode_raw(held->pool, json_object_get_string(raw),
+                                     (apr_size_t)json_object_get_string_len(raw), r);
+            if (rv == APR_SUCCESS) {
+                json_object_array_add(held->rows, row);
+            }
+            else {
+                held->raws->nelts--;
+                *err = "the raw message is not base64url";
+                json_object_put(row);
+            }
+        }
+    }
+    apr_pool_destroy(mp);
     return rv;
 }
 
@@ -170,7 +266,19 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
         pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
         pa.until = pa.cls == GS_GM_RATE_LIMITED
                    ? gs_gmail_lockout_until(p, part->body, part->body_len) : 0;
-        if (pa.cls == GS_GM_OK) {
+        if (pa.cls == GS_GM_OK && held->format == GS_FETCH_RAW) {
+            apr_status_t mrv = take_raw_message(p, part->body, part->body_len, held, &err);
+            if (mrv == APR_SUCCESS) {
+                nrows++;
+                continue;
+            }
+            if (mrv != APR_EINVAL) {
+                return mrv;
+            }
+            pa.cls = GS_GM_TRANSIENT;
+            pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
+        }
+        else if (pa.cls == GS_GM_OK) {
             json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
             /* a row is a new object with copies of its strings: it outlives p in held */
             if (msg && (row = gs_gmail_message_row(p, msg, &err))) {
@@ -276,8 +384,9 @@ static apr_status_t round_limit(gs_gmail_t *gm, held_t *held, int *limit, int *p
 }
 
 apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *ids, int n,
-                            gs_gmail_store_cb *store, void *baton)
+                            gs_fetch_format_t format, gs_gmail_store_cb *store, void *baton)
 {
+    const char *query = format == GS_FETCH_RAW ? RAW_QUERY : METADATA_QUERY;
     apr_array_header_t *queue = apr_array_make(p, n > 0 ? n : 1, sizeof(pending_t));
     const char *batch_url = apr_pstrcat(p, gm->api_base, "/batch/gmail/v1", NULL);
     held_t held;
@@ -289,6 +398,7 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
     }
     held.store = store;
     held.baton = baton;
+    held.format = format;
     held_reset(&held);
 
     for (i = 0; i < n; i++) {
@@ -334,7 +444,7 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
             chunk[k] = copy;
             for (i = 0; i < sizes[k]; i++) {
                 paths[i] = apr_pstrcat(rp, gm->api_path, USERS_ME "/messages/", copy[i].id,
-                                       METADATA_QUERY, NULL);
+                                       query, NULL);
             }
             reqs[k] = gs_http_request(rp, "POST", batch_url);
             reqs[k]->body = gs_batch_build(rp, paths, sizes[k], &ctype, &len);

@@ -717,6 +717,60 @@ typedef struct {
     int seq;
 } hdr_at_t;
 
+/* A header's value, unfolded and RFC 2047 decoded to UTF-8 by GMime, one encoded word at a
+ * time. GMime 3.2.13 (Debian's) joins adjacent B-encoded words of one charset before decoding
+ * and stops at the first one's '=' padding: "=?UTF-8?B?SGVsbG8=?= =?UTF-8?B?IHdvcmxk?=" comes
+ * out "Hello" (jstedfast/gmime#133, fixed after 3.2.13), and every long non-ASCII subject is
+ * folded that way. So the raw value is cut at its white space and each piece is handed to
+ * g_mime_utils_header_decode_text alone; the white space between two encoded words is dropped
+ * (RFC 2047 section 6.2), other white space is kept, CR and LF of the folding go. A value
+ * without "=?" is GMime's own. The decoding itself (base64, quoted-printable, charsets, the
+ * fallback for 8-bit text) stays GMime's. */
+static const char *header_text(ctx_t *c, GMimeHeader *h)
+{
+    const char *raw = g_mime_header_get_raw_value(h), *s, *v;
+    apr_array_header_t *out;
+    int prev_word = 0, first = 1;
+
+    if (!raw || !strstr(raw, "=?")) {
+        v = g_mime_header_get_value(h);
+        return pool_str(c->p, v ? v : "");
+    }
+    out = apr_array_make(c->scratch, 16, sizeof(const char *));
+    for (s = raw; *s; ) {
+        const char *ws = s, *tok;
+        char *piece, *decoded;
+        int word;
+
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') {
+            s++;
+        }
+        tok = s;
+        while (*s && *s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
+            s++;
+        }
+        if (tok == s) {
+            break;          /* trailing white space */
+        }
+        word = s - tok >= 8 && tok[0] == '=' && tok[1] == '?' && s[-2] == '?' && s[-1] == '=';
+        if (!first && !(prev_word && word)) {
+            const char *w;
+            for (w = ws; w < tok; w++) {
+                if (*w == ' ' || *w == '\t') {
+                    APR_ARRAY_PUSH(out, const char *) = apr_pstrmemdup(c->scratch, w, 1);
+                }
+            }
+        }
+        piece = apr_pstrmemdup(c->scratch, tok, (apr_size_t)(s - tok));
+        decoded = g_mime_utils_header_decode_text(c->po, piece);
+        APR_ARRAY_PUSH(out, const char *) = apr_pstrdup(c->scratch, decoded ? decoded : piece);
+        g_free(decoded);
+        prev_word = word;
+        first = 0;
+    }
+    return pool_str(c->p, apr_array_pstrcat(c->scratch, out, 0));
+}
+
 static int hdr_cmp(const void *a, const void *b)
 {
     const hdr_at_t *x = a, *y = b;
@@ -778,12 +832,14 @@ static void read_envelope(ctx_t *c, GMimeMessage *msg)
             gs_mime_header_t *out = apr_array_push(m->headers);
 
             out->name = pool_str(c->p, g_mime_header_get_name(all[i].h));
-            v = g_mime_header_get_value(all[i].h);
-            out->value = pool_str(c->p, v ? v : "");
+            out->value = header_text(c, all[i].h);
         }
     }
     m->message_id = pool_str(c->p, g_mime_message_get_message_id(msg));
-    m->subject = pool_str(c->p, g_mime_message_get_subject(msg));
+    {
+        GMimeHeader *sh = g_mime_header_list_get_header(hl, "Subject");
+        m->subject = sh ? header_text(c, sh) : NULL;
+    }
     m->date_raw = pool_str(c->p, g_mime_object_get_header(GMIME_OBJECT(msg), "Date"));
     dt = g_mime_message_get_date(msg);
     if (dt && m->date_raw) {

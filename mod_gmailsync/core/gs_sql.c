@@ -182,6 +182,17 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.sync_tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now()"
       " WHERE t.task_id = %s::uuid AND t.user_id = %s AND t." GS_SQL_ACTIVE_PREDICATE
       " RETURNING " TASK_COLUMNS },
+    { GS_SQL_MESSAGE_RAW_SIZE,
+      /* octet_length of a TOASTed value reads its header only, not the (lz4) bytes */
+      "SELECT octet_length(r.raw)::text FROM gmailsync.messages m"
+      " LEFT JOIN gmailsync.message_raw r ON r.user_id = m.user_id AND r.gmail_id = m.gmail_id"
+      " WHERE m.user_id = %s AND m.gmail_id = %s" },
+    { GS_SQL_MESSAGE_RAW_SLICE,
+      /* substring of a TOASTed bytea decompresses and reads only up to the slice's end;
+       * encode(..., 'hex') whatever the session's bytea_output */
+      "SELECT octet_length(raw)::text,"
+      " encode(substring(raw FROM %s::integer + 1 FOR %s::integer), 'hex')"
+      " FROM gmailsync.message_raw WHERE user_id = %s AND gmail_id = %s" },
     { GS_SQL_USER_STATUS,
       "SELECT s.is_syncing::text, " RFC3339("s.updated_at") ", " TASK_COLUMNS
       " FROM gmailsync.user_sync_status s"
@@ -394,11 +405,11 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "WITH lease AS (SELECT 1 FROM gmailsync.sync_tasks WHERE " W_GUARD " FOR SHARE)"
       " INSERT INTO gmailsync.messages AS m (user_id, gmail_id, thread_id, history_id,"
       "   internal_date, label_ids, subject, from_addr, to_addr, snippet, size_estimate,"
-      "   fetched_in, seen_by, synced_at)"
+      "   fetched_in, seen_by, synced_at, content_state)"
       " SELECT DISTINCT ON (r.id) %s, r.id, r.thread_id, r.history_id::numeric,"
       "   timestamptz 'epoch' + r.internal_date * interval '1 millisecond',"
       "   COALESCE(r.labels, '{}'::text[]), r.subject, r.\"from\", r.\"to\", r.snippet, r.size,"
-      "   %s::uuid, %s::uuid, now()"
+      "   %s::uuid, %s::uuid, now(), 'metadata_only'"
       " FROM json_to_recordset(%s::json) AS r(id text, thread_id text, history_id text,"
       "   internal_date bigint, labels text[], subject text, \"from\" text, \"to\" text,"
       "   snippet text, size bigint)"
@@ -408,7 +419,9 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "   label_ids = EXCLUDED.label_ids, subject = EXCLUDED.subject,"
       "   from_addr = EXCLUDED.from_addr, to_addr = EXCLUDED.to_addr, snippet = EXCLUDED.snippet,"
       "   size_estimate = EXCLUDED.size_estimate, fetched_in = EXCLUDED.fetched_in,"
-      "   seen_by = EXCLUDED.seen_by, synced_at = now()" },
+      "   seen_by = EXCLUDED.seen_by, synced_at = now(),"
+      /* content stored before (GmailSyncContent full) stays: its state too (issue 22) */
+      "   content_state = COALESCE(m.content_state, EXCLUDED.content_state)" },
     { GS_SQL_W_MESSAGES_DELETE,
       "DELETE FROM gmailsync.messages WHERE user_id = %s AND gmail_id = ANY (%s::text[])" },
     { GS_SQL_W_MESSAGES_LABELS,
@@ -431,6 +444,94 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.accounts SET history_id = %s::numeric, last_full_sync_at = now(),"
       " full_sync_task = NULL, full_sync_history_id = NULL, full_sync_started_at = NULL,"
       " updated_at = now() WHERE user_id = %s" },
+    /* ------------------------------------------------------------ message content (issue 22)
+     * Inside one transaction that first holds the task (gs_task_hold): the message's row with
+     * its content columns, then its parts, blobs and raw bytes. */
+    { GS_SQL_W_CONTENT_KNOWN,
+      "SELECT gmail_id FROM gmailsync.messages WHERE user_id = %s AND gmail_id = ANY (%s::text[])"
+      " AND content_state IN ('complete', 'parse_error')" },
+    { GS_SQL_W_CONTENT_MISSING,
+      "SELECT gmail_id FROM gmailsync.messages WHERE user_id = %s AND gmail_id > %s"
+      " AND (content_state IS NULL OR content_state = 'metadata_only')"
+      " AND (%s::uuid IS NULL OR seen_by = %s::uuid)"
+      " ORDER BY gmail_id LIMIT %s::integer" },
+    { GS_SQL_W_MESSAGE_PUT,
+      /* the row (envelope and content columns) and, when it was there, the old content gone:
+       * the parts that follow are the message's whole content */
+      "WITH r AS (SELECT * FROM json_to_record(%s::json) AS x(id text, thread_id text,"
+      "   history_id text, internal_date bigint, labels text[], subject text, \"from\" text,"
+      "   \"to\" text, snippet text, size bigint, message_id text, in_reply_to text,"
+      "   reference_ids text[], date_us bigint, cc text, bcc text, reply_to text,"
+      "   has_attachments boolean, content_state text, content_reason text, headers jsonb,"
+      "   raw_sha256 text, raw_size bigint)),"
+      " up AS (INSERT INTO gmailsync.messages AS m (user_id, gmail_id, thread_id, history_id,"
+      "   internal_date, label_ids, subject, from_addr, to_addr, snippet, size_estimate,"
+      "   fetched_in, seen_by, synced_at, message_id, in_reply_to, reference_ids, date_header,"
+      "   cc_addr, bcc_addr, reply_to_addr, has_attachments, content_state, content_reason,"
+      "   content_synced_at, headers, raw_sha256, raw_size)"
+      "  SELECT %s, r.id, r.thread_id, r.history_id::numeric,"
+      "   timestamptz 'epoch' + r.internal_date * interval '1 millisecond',"
+      "   COALESCE(r.labels, '{}'::text[]), r.subject, r.\"from\", r.\"to\", r.snippet, r.size,"
+      "   %s::uuid, %s::uuid, now(), r.message_id, r.in_reply_to, r.reference_ids,"
+      "   timestamptz 'epoch' + r.date_us * interval '1 microsecond', r.cc, r.bcc, r.reply_to,"
+      "   r.has_attachments, r.content_state, r.content_reason, now(), r.headers,"
+      "   decode(r.raw_sha256, 'hex'), r.raw_size FROM r"
+      "  ON CONFLICT (user_id, gmail_id) DO UPDATE SET thread_id = EXCLUDED.thread_id,"
+      "   history_id = EXCLUDED.history_id, internal_date = EXCLUDED.internal_date,"
+      "   label_ids = EXCLUDED.label_ids, subject = EXCLUDED.subject,"
+      "   from_addr = EXCLUDED.from_addr, to_addr = EXCLUDED.to_addr,"
+      "   snippet = EXCLUDED.snippet, size_estimate = EXCLUDED.size_estimate,"
+      /* a backfill (no stamps) keeps the full sync's stamps of the row */
+      "   fetched_in = COALESCE(EXCLUDED.fetched_in, m.fetched_in),"
+      "   seen_by = COALESCE(EXCLUDED.seen_by, m.seen_by), synced_at = now(),"
+      "   message_id = EXCLUDED.message_id, in_reply_to = EXCLUDED.in_reply_to,"
+      "   reference_ids = EXCLUDED.reference_ids, date_header = EXCLUDED.date_header,"
+      "   cc_addr = EXCLUDED.cc_addr, bcc_addr = EXCLUDED.bcc_addr,"
+      "   reply_to_addr = EXCLUDED.reply_to_addr, has_attachments = EXCLUDED.has_attachments,"
+      "   content_state = EXCLUDED.content_state, content_reason = EXCLUDED.content_reason,"
+      "   content_synced_at = now(), headers = EXCLUDED.headers,"
+      "   raw_sha256 = EXCLUDED.raw_sha256, raw_size = EXCLUDED.raw_size"
+      "  RETURNING m.user_id, m.gmail_id),"
+      " a AS (DELETE FROM gmailsync.message_addresses d USING up"
+      "   WHERE d.user_id = up.user_id AND d.gmail_id = up.gmail_id),"
+      " b AS (DELETE FROM gmailsync.message_bodies d USING up"
+      "   WHERE d.user_id = up.user_id AND d.gmail_id = up.gmail_id),"
+      " c AS (DELETE FROM gmailsync.message_attachments d USING up"
+      "   WHERE d.user_id = up.user_id AND d.gmail_id = up.gmail_id),"
+      " e AS (DELETE FROM gmailsync.message_raw d USING up"
+      "   WHERE d.user_id = up.user_id AND d.gmail_id = up.gmail_id)"
+      " SELECT 1 FROM up" },
+    { GS_SQL_W_MESSAGE_PARTS,
+      "WITH k AS (SELECT %s::text AS user_id, %s::text AS gmail_id),"
+      " a AS (INSERT INTO gmailsync.message_addresses (user_id, gmail_id, role, position, name,"
+      "   address)"
+      "  SELECT k.user_id, k.gmail_id, x.role, x.position, COALESCE(x.name, ''), x.address"
+      "  FROM k, json_to_recordset(%s::json) AS x(role text, position integer, name text,"
+      "   address text) ON CONFLICT DO NOTHING),"
+      " c AS (INSERT INTO gmailsync.message_attachments (user_id, gmail_id, part_id, filename,"
+      "   mime_type, size, content_id, disposition, is_inline, related, sha256, stored)"
+      "  SELECT k.user_id, k.gmail_id, x.part_id, x.filename, x.mime_type, x.size, x.content_id,"
+      "   x.disposition, x.is_inline, x.related, decode(x.sha256, 'hex'), x.stored"
+      "  FROM k, json_to_recordset(%s::json) AS x(part_id text, filename text, mime_type text,"
+      "   size bigint, content_id text, disposition text, is_inline boolean, related boolean,"
+      "   sha256 text, stored boolean) ON CONFLICT DO NOTHING)"
+      " INSERT INTO gmailsync.message_bodies (user_id, gmail_id, text_body, html_body, html_text,"
+      "   text_charset, html_charset)"
+      " SELECT k.user_id, k.gmail_id, b.t, b.h, b.ht, b.tc, b.hc"
+      " FROM k, (SELECT %s::text AS t, %s::text AS h, %s::text AS ht, %s::text AS tc,"
+      "   %s::text AS hc) b WHERE COALESCE(b.t, b.h, b.ht) IS NOT NULL"
+      " ON CONFLICT (user_id, gmail_id) DO UPDATE SET text_body = EXCLUDED.text_body,"
+      "   html_body = EXCLUDED.html_body, html_text = EXCLUDED.html_text,"
+      "   text_charset = EXCLUDED.text_charset, html_charset = EXCLUDED.html_charset" },
+    { GS_SQL_W_BLOB_PUT,
+      /* content-addressed per user: the same bytes are stored once */
+      "INSERT INTO gmailsync.attachment_blobs (user_id, sha256, size, bytes)"
+      " VALUES (%s, decode(%s, 'hex'), %s::bigint, %pDb) ON CONFLICT DO NOTHING" },
+    { GS_SQL_W_BLOB_KNOWN,
+      "SELECT 1 FROM gmailsync.attachment_blobs WHERE user_id = %s AND sha256 = decode(%s, 'hex')" },
+    { GS_SQL_W_RAW_PUT,
+      "INSERT INTO gmailsync.message_raw (user_id, gmail_id, raw) VALUES (%s, %s, %pDb)"
+      " ON CONFLICT (user_id, gmail_id) DO UPDATE SET raw = EXCLUDED.raw" },
 #undef W_GUARD
 #undef W_DURATION_MS
 

@@ -121,6 +121,26 @@ typedef struct {
 #define GS_SQL_W_MESSAGES_UNSEEN "gs_w_messages_unseen" /* (user_id, task): rows not listed */
 #define GS_SQL_W_CURSOR_ADVANCE  "gs_w_cursor_advance"  /* (history_id, user_id) */
 #define GS_SQL_W_FULL_FINISH     "gs_w_full_finish"     /* (history_id, user_id) */
+/* Message content (issue 22, sql/010), inside a transaction that holds the task: */
+#define GS_SQL_W_CONTENT_KNOWN   "gs_w_content_known"   /* (user_id, ids text[]) -> gmail_id of
+                                                           those whose content is stored
+                                                           (complete or parse_error) */
+#define GS_SQL_W_CONTENT_MISSING "gs_w_content_missing" /* (user_id, after gmail_id, seen_by
+                                                           task or NULL, same, limit) -> gmail_id
+                                                           of rows without content, in order */
+#define GS_SQL_W_MESSAGE_PUT     "gs_w_message_put"     /* (row json, user_id, generation,
+                                                           seen_by) -> 1 row: upserted with its
+                                                           content columns, old parts deleted */
+#define GS_SQL_W_MESSAGE_PARTS   "gs_w_message_parts"   /* (user_id, gmail_id, addresses json,
+                                                           attachments json, text, html,
+                                                           html_text, text charset, html
+                                                           charset) */
+#define GS_SQL_W_BLOB_PUT        "gs_w_blob_put"        /* (user_id, sha256 hex, size, bytes
+                                                           bytea: 4 values) */
+#define GS_SQL_W_BLOB_KNOWN      "gs_w_blob_known"      /* (user_id, sha256 hex) -> 1 row when
+                                                           stored */
+#define GS_SQL_W_RAW_PUT         "gs_w_raw_put"         /* (user_id, gmail_id, raw bytea: 4
+                                                           values) */
 
 /* Task JSON columns (gs_taskview.h): task_id, state, mode, progress_percentage, processed, total,
  * error_code, error_message, created_at, started_at, heartbeat_at, finished_at (RFC 3339). */
@@ -131,6 +151,15 @@ typedef struct {
                                                            SUCCEEDED task_id, finished_at, processed,
                                                            duration s (NULLs when none), has a
                                                            refresh token true/false */
+/* GET {prefix}/messages/{id}/raw (sql/010): the owner's stored raw message, read in slices so
+ * that no process holds a large message whole (the module streams each slice on). */
+#define GS_SQL_MESSAGE_RAW_SIZE  "gs_message_raw_size"  /* (user_id, gmail_id) -> no row: no such
+                                                           message of this user; one row: raw
+                                                           size in bytes, NULL when no raw is
+                                                           stored */
+#define GS_SQL_MESSAGE_RAW_SLICE "gs_message_raw_slice" /* (offset from 0, length, user_id,
+                                                           gmail_id) -> raw size, the slice in
+                                                           hex; no row once the raw is gone */
 #define GS_SQL_HEALTH_READ_ONLY  "gs_health_read_only"  /* (lock ms, statement ms): the open
                                                            transaction becomes read-only with
                                                            these timeouts */
@@ -183,7 +212,9 @@ const gs_sql_stmt_t *gs_sql_find(const char *label);
  * accounts' parts in flight) has columns or tables its statements use. Run gmailsync-migrate
  * before the new code; the previous release runs on the newer schema (expand-only migrations),
  * never the other way. sql/009 (dev_login_nonces) is needed by GmailSyncDevLogin alone, which
- * only the local stack turns on (and it always migrates): production works on 008. */
-#define GS_SQL_MIN_SCHEMA 8
+ * only the local stack turns on (and it always migrates). sql/010 (message content, issue 22)
+ * has the columns and tables every message write of the worker names (content_state even with
+ * GmailSyncContent metadata). */
+#define GS_SQL_MIN_SCHEMA 10
 
 #endif /* GS_SQL_H */

@@ -4,6 +4,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 
+#include "gs_content.h"
 #include "gs_json.h"
 #include "gs_log.h"
 #include "gs_sql.h"
@@ -126,13 +127,65 @@ gs_sync_t *gs_sync_create(apr_pool_t *p, const gs_worker_conf_t *conf, gs_task_t
     return s;
 }
 
-apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, int nrows, int gone)
+/* The messages of one store with their content, in one transaction (run again whole when the
+ * connection was lost: each message is upserted with its old content deleted first). */
+typedef struct {
+    gs_sync_store_ctx_t *ctx;
+    json_object *rows;
+    const apr_array_header_t *raws;
+    gs_content_result_t result;
+} content_txn_t;
+
+static apr_status_t content_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
+{
+    content_txn_t *c = baton;
+    gs_content_opts_t o;
+    apr_status_t rv;
+    int i;
+
+    o.attachments = s->conf->attachments;
+    o.attachment_max_size = s->conf->attachment_max_size;
+    o.store_raw = s->conf->store_raw;
+    memset(&c->result, 0, sizeof c->result);
+    if ((rv = gs_task_hold(s->task, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (i = 0; i < c->raws->nelts; i++) {
+        rv = gs_content_store(s->task, p, &o, c->ctx->gen, c->ctx->seen_by,
+                              json_object_array_get_idx(c->rows, (size_t)i),
+                              &APR_ARRAY_IDX(c->raws, i, gs_gmail_raw_t), &c->result);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows,
+                                const apr_array_header_t *raws, int nrows, int gone)
 {
     gs_sync_store_ctx_t *ctx = baton;
     gs_sync_t *s = ctx->s;
     apr_status_t rv;
 
-    rv = gs_store_upsert(s->task, p, ctx->gen, ctx->seen_by, gs_json_to_string(p, rows), nrows);
+    if (raws && nrows > 0) {
+        content_txn_t c;
+
+        memset(&c, 0, sizeof c);
+        c.ctx = ctx;
+        c.rows = rows;
+        c.raws = raws;
+        rv = gs_sync_transaction(s, p, content_txn, &c);
+        if (rv == APR_SUCCESS) {
+            s->contents += nrows;
+            s->parse_errors += c.result.parse_error;
+            s->blobs_stored += c.result.blobs_stored;
+            s->blobs_known += c.result.blobs_known;
+        }
+    }
+    else {
+        rv = gs_store_upsert(s->task, p, ctx->gen, ctx->seen_by, gs_json_to_string(p, rows), nrows);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -140,6 +193,105 @@ apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, i
     s->gone += gone;
     return ctx->count_progress ? gs_task_progress(s->task, NULL, s->task->total, nrows + gone)
                                : APR_SUCCESS;
+}
+
+apr_status_t gs_sync_fetch(gs_sync_t *s, apr_pool_t *p, const char *const *ids, int n,
+                           gs_sync_store_ctx_t *ctx)
+{
+    const char *args[2];
+    const char **raw, **meta;
+    apr_hash_t *known;
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+    int i, nraw = 0, nmeta = 0;
+
+    if (s->conf->content != GS_CONTENT_FULL || n == 0) {
+        return gs_gmail_fetch(s->gm, p, ids, n, GS_FETCH_METADATA, gs_sync_store_rows, ctx);
+    }
+    args[0] = s->task->user_id;
+    args[1] = gs_store_text_array(p, ids, n);
+    if ((rv = gs_task_select(s->task, p, GS_SQL_W_CONTENT_KNOWN, &rows, 2, args))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    known = apr_hash_make(p);
+    for (i = 0; i < rows->nrows; i++) {
+        const char *id = gs_db_cell(rows, i, 0);
+        if (id) {
+            apr_hash_set(known, id, APR_HASH_KEY_STRING, id);
+        }
+    }
+    raw = apr_palloc(p, sizeof(char *) * (apr_size_t)n);
+    meta = apr_palloc(p, sizeof(char *) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        if (apr_hash_get(known, ids[i], APR_HASH_KEY_STRING)) {
+            meta[nmeta++] = ids[i];
+        }
+        else {
+            raw[nraw++] = ids[i];
+        }
+    }
+    if (nmeta > 0 && (rv = gs_gmail_fetch(s->gm, p, meta, nmeta, GS_FETCH_METADATA,
+                                          gs_sync_store_rows, ctx)) != APR_SUCCESS) {
+        return rv;
+    }
+    return nraw > 0 ? gs_gmail_fetch(s->gm, p, raw, nraw, GS_FETCH_RAW, gs_sync_store_rows, ctx)
+                    : APR_SUCCESS;
+}
+
+/* Ids of messages without content asked per page of the backfill. */
+#define BACKFILL_PAGE 500
+
+apr_status_t gs_sync_backfill(gs_sync_t *s, apr_pool_t *p, const char *gen, const char *seen_by,
+                              int count_progress)
+{
+    gs_task_t *t = s->task;
+    gs_sync_store_ctx_t ctx;
+    const char *after = "";
+    apr_status_t rv = APR_SUCCESS;
+    int n;
+
+    if (s->conf->content != GS_CONTENT_FULL) {
+        return APR_SUCCESS;
+    }
+    ctx.s = s;
+    ctx.gen = gen;
+    ctx.seen_by = seen_by;
+    ctx.count_progress = count_progress;
+    do {
+        const char *args[5] = { t->user_id, after, seen_by, seen_by, NULL };
+        const char **ids;
+        gs_db_rows_t *rows;
+        apr_pool_t *pp;
+        int i;
+
+        if ((rv = apr_pool_create(&pp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        args[4] = apr_itoa(pp, BACKFILL_PAGE);
+        rv = gs_task_select(t, pp, GS_SQL_W_CONTENT_MISSING, &rows, 5, args);
+        n = rv == APR_SUCCESS ? rows->nrows : 0;
+        if (n > 0) {
+            ids = apr_palloc(pp, sizeof(char *) * (apr_size_t)n);
+            for (i = 0; i < n; i++) {
+                ids[i] = gs_db_cell(rows, i, 0);
+            }
+            after = apr_pstrdup(p, ids[n - 1]);
+            if (s->backfilled == 0) {
+                gs_log_error(GS_LOG_INFO, pp, "event=sync.backfill task=%s reason=\"messages "
+                             "stored without their content: fetching it\"", t->task_id);
+            }
+            s->backfilled += n;
+            if (count_progress) {
+                rv = gs_task_progress(t, NULL, t->total + n, 0);
+            }
+            if (rv == APR_SUCCESS) {
+                rv = gs_gmail_fetch(s->gm, pp, ids, n, GS_FETCH_RAW, gs_sync_store_rows, &ctx);
+            }
+        }
+        apr_pool_destroy(pp);
+    } while (rv == APR_SUCCESS && n == BACKFILL_PAGE);
+    return rv;
 }
 
 /* How many times one transaction runs again after losing its connection. */
@@ -304,6 +456,9 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " quota_units=%" APR_INT64_T_FMT " retries=%" APR_INT64_T_FMT
                  " rate_limited=%" APR_INT64_T_FMT " refused_rate=%" APR_INT64_T_FMT
                  " refused_concurrent=%" APR_INT64_T_FMT " parts_in_flight=%d"
+                 " contents=%" APR_INT64_T_FMT " parse_errors=%" APR_INT64_T_FMT
+                 " backfilled=%" APR_INT64_T_FMT " blobs_stored=%" APR_INT64_T_FMT
+                 " blobs_known=%" APR_INT64_T_FMT
                  " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
                  event, s->task->task_id, gs_log_value(p, s->task->user_id),
@@ -311,7 +466,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  s->duration_ms, s->task->processed, s->fetched, s->skipped, s->gone, s->deleted,
                  s->relabeled, s->removed, gm->calls, gm->batch_parts, gm->units,
                  gm->retries_done, gm->rate_limited, gm->refused_rate, gm->refused_concurrent,
-                 gm->flight.level, gm->pace.rate, s->task->progress_writes,
+                 gm->flight.level, s->contents, s->parse_errors, s->backfilled, s->blobs_stored,
+                 s->blobs_known, gm->pace.rate, s->task->progress_writes,
                  s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
                  s->failure->code ? " message=\"" : "",
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");

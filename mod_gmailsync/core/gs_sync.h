@@ -47,6 +47,10 @@ typedef struct {
     const char *reason;        /* why that mode */
     int resumed;               /* a full sync continued an interrupted one */
     apr_int64_t fetched, skipped, gone, deleted, relabeled, removed, pages;
+    /* message content (issue 22): messages stored with content, of which parse errors;
+     * messages fetched for content they lacked (the backfill); attachment bytes sent and found
+     * stored already */
+    apr_int64_t contents, parse_errors, backfilled, blobs_stored, blobs_known;
     apr_int64_t answers_seen;   /* Gmail answers at the last tick (stall watchdog) */
     apr_int64_t duration_ms;
 } gs_sync_t;

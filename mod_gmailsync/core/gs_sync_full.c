@@ -80,12 +80,17 @@ apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
             s->pages++;
             rv = gs_task_progress(t, NULL, t->total, page.ids->nelts - n);
             if (rv == APR_SUCCESS) {
-                rv = gs_gmail_fetch(s->gm, pp, to_fetch, n, gs_sync_store_rows, &ctx);
+                rv = gs_sync_fetch(s, pp, to_fetch, n, &ctx);
             }
             token = page.next_token ? apr_pstrdup(p, page.next_token) : NULL;
         }
         apr_pool_destroy(pp);
     } while (rv == APR_SUCCESS && token);
+    /* GmailSyncContent full: what this sync listed and skipped as stored may lack its content
+     * (stored by an attempt under GmailSyncContent metadata) */
+    if (rv == APR_SUCCESS) {
+        rv = gs_sync_backfill(s, p, ctx.gen, ctx.seen_by, 0);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -152,8 +152,8 @@ static apr_status_t apply_history_page(gs_sync_t *s, apr_pool_t *p, const gs_his
             nops++;
         }
     }
-    if ((rv = gs_gmail_fetch(s->gm, p, (const char *const *)fetch->elts, fetch->nelts,
-                             gs_sync_store_rows, &ctx)) != APR_SUCCESS) {
+    if ((rv = gs_sync_fetch(s, p, (const char *const *)fetch->elts, fetch->nelts, &ctx))
+        != APR_SUCCESS) {
         return rv;
     }
     txn.dels = dels;
@@ -210,6 +210,11 @@ apr_status_t gs_sync_incremental(gs_sync_t *s, apr_pool_t *p)
         }
         apr_pool_destroy(pp);
     } while (rv == APR_SUCCESS && token);
+    /* GmailSyncContent full: messages stored without their content (under GmailSyncContent
+     * metadata, or by an older release) get it now; complete ones are never fetched again */
+    if (rv == APR_SUCCESS) {
+        rv = gs_sync_backfill(s, p, NULL, NULL, 1);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }

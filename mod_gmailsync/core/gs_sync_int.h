@@ -12,8 +12,25 @@ typedef struct {
     int count_progress;       /* full sync: a stored (or gone) message is one processed */
 } gs_sync_store_ctx_t;
 
-/* gs_gmail_store_cb: one upsert per fetched batch. */
-apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows, int nrows, int gone);
+/* gs_gmail_store_cb: one upsert per fetched batch (format=metadata); with format=raw, one
+ * transaction that stores each message with its content (gs_content_store). */
+apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows,
+                                const apr_array_header_t *raws, int nrows, int gone);
+
+/* Fetches ids[0..n-1] and stores them: with GmailSyncContent full, the ids whose content is
+ * stored already (complete or parse_error) are asked with format=metadata (their labels and
+ * envelope; never their content again) and the others with format=raw; with metadata, all of
+ * them with format=metadata. */
+apr_status_t gs_sync_fetch(gs_sync_t *s, apr_pool_t *p, const char *const *ids, int n,
+                           gs_sync_store_ctx_t *ctx);
+
+/* GmailSyncContent full: fetches the content of the user's messages that have none
+ * (content_state NULL or metadata_only: stored by GmailSyncContent metadata or an older
+ * release), in pages, each id once (a message gone from Gmail stays as it was). seen_by: only
+ * the rows this full sync listed; NULL: all of the user's. count_progress: each one is a
+ * change of the incremental sync's total. */
+apr_status_t gs_sync_backfill(gs_sync_t *s, apr_pool_t *p, const char *gen, const char *seen_by,
+                              int count_progress);
 
 /* The statements of one transaction, run between BEGIN and COMMIT in a pool of their own. They
  * must be safe to run twice: a transaction whose connection was lost runs again whole. */

@@ -19,7 +19,7 @@
 #define MAX_CONF_BYTES (64 * 1024)
 
 typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL, K_TOKEN_KEY,
-               K_TOKEN_KEY_FILE } kind_t;
+               K_TOKEN_KEY_FILE, K_CONTENT, K_ATTACHMENTS, K_SIZE, K_ON_OFF } kind_t;
 
 typedef struct {
     const char *name;
@@ -55,6 +55,10 @@ static const key_t_ keys[] = {
     { "timeout", K_DURATION, F(timeout), 0, 0, 1000 * 100 },
     { "connect_timeout", K_DURATION, F(connect_timeout), 0, 0, 1000 * 100 },
     { "low_speed_time", K_DURATION, F(low_speed_time), 0, 0, APR_USEC_PER_SEC },
+    { "content", K_CONTENT, F(content), 0, 0, 0 },
+    { "attachments", K_ATTACHMENTS, F(attachments), 0, 0, 0 },
+    { "attachment_max_size", K_SIZE, F(attachment_max_size), 0, 0, 0 },
+    { "store_raw", K_ON_OFF, F(store_raw), 0, 0, 0 },
     { "host", K_STRING, F(host), 0, 0, 0 },
     { "log_level", K_LOG_LEVEL, F(debug), 0, 0, 0 },
     { NULL, K_STRING, 0, 0, 0, 0 }
@@ -82,6 +86,10 @@ gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p)
     conf->timeout = GS_WORKER_DEFAULT_TIMEOUT;
     conf->connect_timeout = GS_WORKER_DEFAULT_CONNECT_TIMEOUT;
     conf->low_speed_time = GS_WORKER_DEFAULT_LOW_SPEED_TIME;
+    conf->content = GS_CONTENT_FULL;
+    conf->attachments = GS_ATTACH_STORE;
+    conf->attachment_max_size = GS_DEFAULT_ATTACHMENT_MAX_SIZE;
+    conf->store_raw = 1;
     return conf;
 }
 
@@ -214,6 +222,7 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
     void *field = (char *)conf + k->offset;
     apr_interval_time_t d;
     long n;
+    int choice;
     apr_status_t rv;
 
     switch (k->kind) {
@@ -261,6 +270,29 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
         return APR_EINVAL;
     case K_TOKEN_KEY_FILE:
         return read_token_key_file(conf, p, value, why);
+    case K_CONTENT:
+    case K_ATTACHMENTS:
+        if ((rv = gs_parse_choice(p, value, k->kind == K_CONTENT ? gs_content_mode_names
+                                                               : gs_attach_mode_names,
+                                  &choice, why)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (k->kind == K_CONTENT) {
+            *(gs_content_mode_t *)field = choice ? GS_CONTENT_METADATA : GS_CONTENT_FULL;
+        }
+        else {
+            *(gs_attach_mode_t *)field = choice ? GS_ATTACH_METADATA : GS_ATTACH_STORE;
+        }
+        return APR_SUCCESS;
+    case K_SIZE:
+        return gs_parse_size(value, GS_MAX_ATTACHMENT_MAX_SIZE, (apr_int64_t *)field, why);
+    case K_ON_OFF:
+        if (!strcasecmp(value, "on") || !strcasecmp(value, "off")) {
+            *(int *)field = !strcasecmp(value, "on");
+            return APR_SUCCESS;
+        }
+        *why = "expected on or off";
+        return APR_EINVAL;
     case K_LOG_LEVEL:
         if (!strcmp(value, "info") || !strcmp(value, "debug")) {
             conf->debug = !strcmp(value, "debug");

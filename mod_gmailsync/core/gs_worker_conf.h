@@ -60,6 +60,11 @@ typedef struct {
     apr_interval_time_t timeout;          /* whole HTTP request */
     apr_interval_time_t connect_timeout;
     apr_interval_time_t low_speed_time;   /* abort a transfer slower than 1 byte/s for this long */
+    gs_content_mode_t content;       /* full: format=raw, the whole message (GmailSyncContent) */
+    gs_attach_mode_t attachments;    /* store: attachment bytes kept (GmailSyncAttachments) */
+    apr_int64_t attachment_max_size; /* larger attachments keep metadata and hash only
+                                        (GmailSyncAttachmentMaxSize) */
+    int store_raw;                   /* keep the raw message (GmailSyncStoreRaw) */
     const char *host;                /* recorded as sync_tasks.worker_host */
     int debug;                       /* log_level = debug */
 } gs_worker_conf_t;

@@ -58,6 +58,10 @@
 #define GS_DIR_STALE_ALERT_AFTER       "GmailSyncStaleAlertAfter"
 #define GS_DIR_HEALTH_TOKEN_FILE       "GmailSyncHealthTokenFile"
 #define GS_DIR_AUTOSYNC_LATE_ALERT_AFTER "GmailSyncAutoSyncLateAlertAfter"
+#define GS_DIR_CONTENT                 "GmailSyncContent"
+#define GS_DIR_ATTACHMENTS             "GmailSyncAttachments"
+#define GS_DIR_ATTACHMENT_MAX_SIZE     "GmailSyncAttachmentMaxSize"
+#define GS_DIR_STORE_RAW               "GmailSyncStoreRaw"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -110,6 +114,11 @@ typedef struct {
     apr_interval_time_t stale_alert_after; /* oldest last sync of a linked account; 0: no alert */
     apr_interval_time_t autosync_late_alert_after; /* the most overdue due account's lateness;
                                                       0: no alert */
+    /* what the worker stores of each message (issue 22; handed to it with its configuration) */
+    int content;                           /* gs_content_mode_t: GmailSyncContent */
+    int attachments;                       /* gs_attach_mode_t: GmailSyncAttachments */
+    apr_int64_t attachment_max_size;       /* GmailSyncAttachmentMaxSize, bytes */
+    int store_raw;                         /* GmailSyncStoreRaw */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
     /* GmailSyncHealthTokenFile: /health and /metrics answer only Authorization: Bearer <the
      * file's token>. Only the token's SHA-256 is kept (read at configuration, as root). */
@@ -227,6 +236,8 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 /* The owner's task JSON (from p) from the board or the database: OK, HTTP_NOT_FOUND or 503. */
+/* GET {prefix}/messages/{id}/raw (mod_gmailsync_message.c) */
+int gs_httpd_handle_message_raw(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
                        const char *task_id, json_object **task);
 int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,

@@ -90,6 +90,10 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->autosync_backoff_max = GS_UNSET;
     conf->stale_alert_after = GS_UNSET;
     conf->autosync_late_alert_after = GS_UNSET;
+    conf->content = GS_UNSET;
+    conf->attachments = GS_UNSET;
+    conf->attachment_max_size = GS_UNSET;
+    conf->store_raw = GS_UNSET;
     return conf;
 }
 
@@ -140,6 +144,10 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(autosync_backoff_max);
     PICK(stale_alert_after);
     PICK(autosync_late_alert_after);
+    PICK(content);
+    PICK(attachments);
+    PICK(attachment_max_size);
+    PICK(store_raw);
     PICK_PTR(worker_where);
     PICK_PTR(health_token_file);
     PICK_PTR(health_token_sha256);
@@ -187,6 +195,10 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(autosync_backoff_max, GS_DEFAULT_AUTOSYNC_BACKOFF_MAX);
         DEFAULT(stale_alert_after, 0);
         DEFAULT(autosync_late_alert_after, GS_DEFAULT_AUTOSYNC_LATE_ALERT_AFTER);
+        DEFAULT(content, GS_CONTENT_FULL);
+        DEFAULT(attachments, GS_ATTACH_STORE);
+        DEFAULT(attachment_max_size, GS_DEFAULT_ATTACHMENT_MAX_SIZE);
+        DEFAULT(store_raw, 1);
     }
 }
 
@@ -235,6 +247,52 @@ static const char *set_mode(cmd_parms *cmd, void *dconf, const char *arg)
     else {
         return bad_value(cmd, arg, "expected smart or full");
     }
+    return NULL;
+}
+
+/* A directive that takes one of a few words, stored as the word's index (an int field). */
+typedef struct {
+    size_t offset;
+    const char *const *names;
+} gs_choice_t;
+
+static const gs_choice_t content_choice = { APR_OFFSETOF(gs_srv_conf_t, content),
+                                            gs_content_mode_names };
+static const gs_choice_t attachments_choice = { APR_OFFSETOF(gs_srv_conf_t, attachments),
+                                                gs_attach_mode_names };
+
+static const char *set_choice(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const gs_choice_t *c = cmd->info;
+    const char *why;
+    int index;
+
+    (void)dconf;
+    if (gs_parse_choice(cmd->pool, arg, c->names, &index, &why) != APR_SUCCESS) {
+        return bad_value(cmd, arg, why);
+    }
+    *(int *)((char *)gs_httpd_srv_conf(cmd->server) + c->offset) = index;
+    return NULL;
+}
+
+static const char *set_attachment_max_size(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    apr_int64_t size;
+    const char *why;
+
+    (void)dconf;
+    if (gs_parse_size(arg, GS_MAX_ATTACHMENT_MAX_SIZE, &size, &why) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s (bytes, or with K or M: "
+                            "0 to 1024M)", cmd->cmd->name, arg, why);
+    }
+    gs_httpd_srv_conf(cmd->server)->attachment_max_size = size;
+    return NULL;
+}
+
+static const char *set_store_raw(cmd_parms *cmd, void *dconf, int flag)
+{
+    (void)dconf;
+    gs_httpd_srv_conf(cmd->server)->store_raw = flag ? 1 : 0;
     return NULL;
 }
 
@@ -578,6 +636,17 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_RETRY_BUDGET, set_duration, &retry_budget_bounds, RSRC_CONF,
                   "how long a worker keeps retrying Gmail without a successful answer before "
                   "the task fails, e.g. 5m (1s-1d; default 5m)"),
+    AP_INIT_TAKE1(GS_DIR_CONTENT, set_choice, (void *)&content_choice, RSRC_CONF,
+                  "full|metadata: full stores each whole message (raw, bodies, addresses, "
+                  "attachments), metadata only its envelope (default full)"),
+    AP_INIT_TAKE1(GS_DIR_ATTACHMENTS, set_choice, (void *)&attachments_choice, RSRC_CONF,
+                  "store|metadata: store keeps attachment bytes, metadata only their name, "
+                  "type, size and SHA-256 (default store)"),
+    AP_INIT_TAKE1(GS_DIR_ATTACHMENT_MAX_SIZE, set_attachment_max_size, NULL, RSRC_CONF,
+                  "larger attachments keep metadata and SHA-256 only: bytes, or with K or M "
+                  "(default 25M)"),
+    AP_INIT_FLAG(GS_DIR_STORE_RAW, set_store_raw, NULL, RSRC_CONF,
+                 "On|Off: keep each message's raw RFC 822 bytes (the .eml export; default On)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_SUCCESS_RATE, set_percent, &success_rate_offset, RSRC_CONF,
                   "alert when the success rate falls below this percentage (default 95)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_MEAN_DURATION, set_duration, &mean_dur_bounds, RSRC_CONF,

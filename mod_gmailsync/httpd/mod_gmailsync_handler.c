@@ -26,6 +26,8 @@ typedef int gs_route_fn(request_rec *r, const gs_srv_conf_t *conf, const char *a
 
 typedef struct {
     const char *path;        /* below the prefix; a trailing '/' matches one path segment */
+    const char *suffix;      /* with a trailing '/': what must follow that segment ("/raw"),
+                              * or NULL for nothing */
     const char *allow;       /* the Allow header for 405 */
     apr_int64_t methods;     /* AP_METHOD_BIT masks */
     int needs_enabled;       /* answered with 503 under `GmailSync Off` */
@@ -150,21 +152,23 @@ void gs_httpd_release_db(request_rec *r)
 }
 
 static const gs_route_t routes[] = {
-    { "/smart", "POST", AP_METHOD_BIT << M_POST, 1, 1, gs_httpd_handle_start },
-    { "/progress/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_progress },
-    { "/status", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_status },
-    { "/cancel/", "POST", AP_METHOD_BIT << M_POST, 0, 0, gs_httpd_handle_cancel },
-    { "/health", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
-    { "/metrics", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
+    { "/smart", NULL, "POST", AP_METHOD_BIT << M_POST, 1, 1, gs_httpd_handle_start },
+    { "/progress/", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_progress },
+    { "/status", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_status },
+    { "/cancel/", NULL, "POST", AP_METHOD_BIT << M_POST, 0, 0, gs_httpd_handle_cancel },
+    { "/health", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_health },
+    { "/metrics", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_metrics },
     /* HEAD is answered 405 by the handler itself: it must not use a login link up */
-    { "/dev-login", "GET", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
-    { "/oauth/start", "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0, gs_httpd_handle_oauth_start },
+    { "/dev-login", NULL, "GET", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_dev_login },
+    { "/oauth/start", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 1, 0, gs_httpd_handle_oauth_start },
     /* the callback exchanges a code: a HEAD must not (405 with Allow: GET) */
-    { "/oauth/callback", "GET", AP_METHOD_BIT << M_GET, 1, 0,
+    { "/oauth/callback", NULL, "GET", AP_METHOD_BIT << M_GET, 1, 0,
       gs_httpd_handle_oauth_callback },
-    { "/oauth/disconnect", "POST", AP_METHOD_BIT << M_POST, 0, 1,
+    { "/oauth/disconnect", NULL, "POST", AP_METHOD_BIT << M_POST, 0, 1,
       gs_httpd_handle_oauth_disconnect },
-    { NULL, NULL, 0, 0, 0, NULL }
+    { "/messages/", "/raw", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
+      gs_httpd_handle_message_raw },
+    { NULL, NULL, NULL, 0, 0, 0, NULL }
 };
 
 /* The route for r->uri (with its argument), or NULL. *under_prefix tells a foreign URI (a
@@ -185,10 +189,17 @@ static const gs_route_t *find_route(request_rec *r, const gs_srv_conf_t *conf, c
         size_t len = strlen(route->path);
 
         if (route->path[len - 1] == '/') {
-            if (strncmp(sub, route->path, len) || !sub[len] || ap_strchr_c(sub + len, '/')) {
+            const char *slash;
+
+            if (strncmp(sub, route->path, len) || !sub[len] || sub[len] == '/') {
                 continue;
             }
-            *arg = sub + len;
+            slash = ap_strchr_c(sub + len, '/');
+            if (!route->suffix ? slash != NULL : !slash || strcmp(slash, route->suffix)) {
+                continue;
+            }
+            *arg = route->suffix ? apr_pstrmemdup(r->pool, sub + len, (apr_size_t)(slash - sub - len))
+                                 : sub + len;
             return route;
         }
         if (!strcmp(sub, route->path)) {

@@ -36,6 +36,7 @@
 #include "gs_db.h"
 #include "gs_http.h"
 #include "gs_log.h"
+#include "gs_mime.h"
 #include "gs_sync.h"
 #include "gs_task.h"
 #include "gs_taskview.h"
@@ -256,6 +257,10 @@ int main(int argc, const char *const *argv)
         return EXIT_NOSTART;
     }
     log_debug = conf->debug;
+    /* GMime's tables, once, before the first message is parsed (GmailSyncContent full) */
+    if (conf->content == GS_CONTENT_FULL) {
+        gs_mime_init();
+    }
 
     if ((rv = apr_dbd_init(pool)) != APR_SUCCESS
         || (rv = open_db(&db, pool, conf, task_id, &err)) != APR_SUCCESS) {

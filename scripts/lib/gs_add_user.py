@@ -13,6 +13,8 @@ import os
 import secrets
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg2
@@ -26,6 +28,27 @@ def create_mailbox(gmail_url, email, messages, seed, refresh_token):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.load(resp)
+
+
+def import_mail(gmail_url, email, kind, path):
+    """Imports one .eml file or every message of an mbox into the mailbox (the fake's
+    /_control/mailboxes/{email}/import and /import-mbox: the bytes are kept exactly); returns the
+    new message ids."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        sys.exit("gmailsync-dev add-user: --%s %s: %s" % (kind, path, err.strerror))
+    endpoint, ctype = ("import-mbox", "application/mbox") if kind == "mbox" else ("import", "message/rfc822")
+    req = urllib.request.Request("%s/_control/mailboxes/%s/%s" % (gmail_url, urllib.parse.quote(email), endpoint),
+                                 data=data, method="POST", headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            answer = json.load(resp)
+    except urllib.error.HTTPError as err:
+        sys.exit("gmailsync-dev add-user: --%s %s: the fake Gmail refused it: %s %s" % (
+            kind, path, err.code, err.read().decode("utf-8", "replace").strip()))
+    return answer["ids"] if kind == "mbox" else [answer["id"]]
 
 
 def seal(user_id, token):
@@ -43,7 +66,13 @@ def seal(user_id, token):
 
 def main():
     ap = argparse.ArgumentParser(prog="gmailsync-dev add-user")
-    ap.add_argument("--messages", type=int, default=100, help="messages in the mailbox (default 100)")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="generated messages in the mailbox (default 100; 0 with --mbox or --eml)")
+    ap.add_argument("--mbox", dest="imports", action="append", default=[], metavar="FILE",
+                    type=lambda path: ("mbox", path),
+                    help="import every message of this mbox (mboxo or mboxrd) into the mailbox; repeatable")
+    ap.add_argument("--eml", dest="imports", action="append", metavar="FILE", type=lambda path: ("eml", path),
+                    help="import this RFC 822 message (.eml) into the mailbox; repeatable")
     ap.add_argument("--email", help="Gmail address (default: derived from the user id)")
     ap.add_argument("--seed", type=int, default=None, help="mailbox generator seed (default: random)")
     ap.add_argument("--user-id", help="user id (default: random)")
@@ -54,8 +83,15 @@ def main():
     ap.add_argument("--plaintext", action="store_true",
                     help="store the refresh token unsealed (as releases before 006 did)")
     args = ap.parse_args()
+    if args.messages is None:
+        args.messages = 0 if args.imports else 100
     if args.messages < 0:
         ap.error("--messages must be >= 0")
+    if args.imports and args.no_account:
+        ap.error("--mbox and --eml need a mailbox (not --no-account)")
+    for kind, path in args.imports:
+        if not os.path.isfile(path):
+            ap.error("--%s %s: no such file" % (kind, path))
 
     dsn = os.environ.get("GS_PG_DSN")
     gmail_url = os.environ.get("GS_GMAIL_URL")
@@ -68,6 +104,7 @@ def main():
     session = secrets.token_urlsafe(32)
     token_sha256 = hashlib.sha256(session.encode()).digest()
 
+    imported = []
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         if not args.no_account:
             if args.refresh_token_stdin:
@@ -77,6 +114,8 @@ def main():
             else:
                 refresh_token = "1//dev-" + secrets.token_urlsafe(24)
             create_mailbox(gmail_url, email, args.messages, seed, refresh_token)
+            for kind, path in args.imports:
+                imported += import_mail(gmail_url, email, kind, path)
             stored = refresh_token if args.plaintext else seal(user_id, refresh_token)
             cur.execute(
                 """INSERT INTO gmailsync.accounts (user_id, email, refresh_token)
@@ -91,7 +130,10 @@ def main():
                VALUES (%s, %s, now() + make_interval(secs => %s))""",
             (psycopg2.Binary(token_sha256), user_id, args.session_hours * 3600))
     conn.close()
-    json.dump({"user_id": user_id, "session": session, "email": email}, sys.stdout)
+    out = {"user_id": user_id, "session": session, "email": email}
+    if args.imports:
+        out["imported"] = imported      # the new message ids, in file and mbox order
+    json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 
 

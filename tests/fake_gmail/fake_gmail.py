@@ -28,6 +28,7 @@ import zlib  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from urllib.parse import parse_qsl, unquote, unquote_plus  # noqa: E402
 
+import fg_import as I  # noqa: E402
 import fg_model as M  # noqa: E402
 import fg_oauth as O  # noqa: E402
 import fg_policy as P  # noqa: E402
@@ -47,6 +48,7 @@ METHOD_PARAMS = {
 }
 FORMATS = {"minimal", "metadata", "full", "raw"}
 MAX_BODY = 32 * 1024 * 1024
+MAX_IMPORT_BODY = 512 * 1024 * 1024   # /_control/mailboxes/{email}/import and import-mbox
 HEX_ID = re.compile(r"^[0-9a-fA-F]{1,16}$")
 JSON_CT = "application/json; charset=UTF-8"
 
@@ -626,7 +628,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     # --- plumbing ------------------------------------------------------------------------
-    def _read_body(self):
+    def _read_body(self, limit=MAX_BODY):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = []
             total = 0
@@ -638,7 +640,7 @@ class Handler(BaseHTTPRequestHandler):
                         pass
                     break
                 total += size
-                if total > MAX_BODY:
+                if total > limit:
                     raise ValueError("body too large")
                 out.append(self.rfile.read(size))
                 self.rfile.readline(1024)
@@ -647,7 +649,7 @@ class Handler(BaseHTTPRequestHandler):
         if not length:
             return b""
         length = int(length)
-        if length < 0 or length > MAX_BODY:
+        if length < 0 or length > limit:
             raise ValueError("body too large")
         return self.rfile.read(length)
 
@@ -733,7 +735,8 @@ class Handler(BaseHTTPRequestHandler):
         api = False
         try:
             try:
-                body = self._read_body()
+                importing = path.startswith("/_control/mailboxes/") and path.endswith(("/import", "/import-mbox"))
+                body = self._read_body(MAX_IMPORT_BODY if importing else MAX_BODY)
             except (ValueError, OSError):
                 self.close_connection = True
                 self._send(Reply(413, P.error_body(413, "Request Entity Too Large", "badRequest")))
@@ -1039,6 +1042,12 @@ def _control_error(status, message):
 
 def control(state, http_method, path, query, body):
     parts = [unquote(p) for p in path[len("/_control/"):].split("/")]
+    if len(parts) == 3 and parts[0] == "mailboxes" and parts[2] in ("import", "import-mbox"):
+        # the body is mail, not JSON
+        try:
+            return _import(state, http_method, parts, dict(parse_qsl(query)), body)
+        except (ValueError, TypeError, M.InvalidArgument) as err:
+            return _control_error(400, str(err))
     try:
         data = json.loads(body.decode("utf-8")) if body.strip() else {}
     except (ValueError, UnicodeDecodeError):
@@ -1131,6 +1140,35 @@ def _control(state, http_method, parts, data, params):
                     return _control_error(404, "no such message")
                 return Reply(200, mailbox.raw_message(msg), "message/rfc822")
     return _control_error(404, "unknown control endpoint %s %s" % (http_method, "/".join(parts)))
+
+
+def _import(state, http_method, parts, params, body):
+    """POST /_control/mailboxes/{email}/import (one RFC 822 message) or /import-mbox (an mbox):
+    the exact bytes become new messages (see fg_import)."""
+    if http_method != "POST":
+        return _control_error(405, "POST")
+    mailbox = state.mailboxes.get(parts[1].lower())
+    if mailbox is None:
+        return _control_error(404, "no such mailbox")
+    unknown = set(params) - {"labelIds", "internalDate"}
+    if unknown:
+        raise ValueError("unknown parameter %s" % sorted(unknown)[0])
+    labels = None
+    if "labelIds" in params:
+        labels = [label for label in params["labelIds"].split(",") if label]
+    internal_date = None
+    if "internalDate" in params:
+        if not params["internalDate"].isdigit():
+            raise ValueError("internalDate must be milliseconds since 1970")
+        internal_date = int(params["internalDate"])
+    if parts[2] == "import":
+        msg = mailbox.import_message(body, labels, internal_date)
+        return _json_reply(201, {"id": msg.id, "threadId": msg.thread_id, "historyId": str(msg.history_id)})
+    raws = I.split_mbox(body)
+    if not raws:
+        raise ValueError("the mbox holds no message")
+    ids = [mailbox.import_message(raw, labels, internal_date).id for raw in raws]
+    return _json_reply(201, {"ids": ids})
 
 
 def _create_mailbox(state, data):

@@ -19,6 +19,7 @@ F_SENT = 0x08
 F_LARGE = 0x10
 F_ATTACH = 0x20
 F_HTML = 0x40            # has a text/html alternative
+F_IMPORTED = 0x80        # real bytes given to the control API (fg_import), not generated
 
 SUBJECT_KIND_NAMES = {
     SUBJ_ASCII: "ascii", SUBJ_CJK: "cjk", SUBJ_EMOJI: "emoji", SUBJ_ACCENT: "accents",

@@ -20,6 +20,7 @@ import random
 import threading
 
 import fg_content as C
+import fg_import as I
 from fg_json import jstr, dumps, apply_fields
 
 SYSTEM_LABELS = ["INBOX", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT", "SENT", "DRAFT",
@@ -78,7 +79,7 @@ class Message:
     """Skeleton of one message; content is derived from it by fg_content.generate."""
 
     __slots__ = ("id", "thread_id", "date_ms", "labels", "history_id", "index", "root", "parent",
-                 "flags", "version", "env")
+                 "flags", "version", "env", "raw")
 
     def __init__(self, msg_id, thread_id, date_ms, labels, history_id, index, root, parent, flags):
         self.id = msg_id
@@ -92,6 +93,7 @@ class Message:
         self.flags = flags
         self.version = 0              # bumped on every change: part of render-cache keys
         self.env = None               # fg_content.Envelope once generated (kept: small)
+        self.raw = None               # bytes of an imported message (fg_import); None: generated
 
 
 class HistoryRecord:
@@ -163,6 +165,7 @@ class Mailbox:
         self.version = 0
         self.recent_threads = collections.deque(maxlen=24)   # (root index, thread id, last index, kind)
         self.next_index = 0
+        self.imported_threads = {}    # Message-ID of an imported message -> its threadId
         self._generate(count, spam_trash)
         if prerender:
             for msg in self.messages.values():
@@ -338,6 +341,41 @@ class Mailbox:
                 ids.append(msg.id)
             self.version += 1
             return ids, self.history_id
+
+    def import_message(self, raw, labels=None, internal_date=None):
+        """Adds real RFC 822 bytes as a new message (a messagesAdded record), threaded with the
+        imported message its In-Reply-To or References names, else a thread of its own."""
+        labels = self.check_labels(["INBOX"] if labels is None else labels)
+        if not isinstance(raw, bytes) or not raw.strip():
+            raise InvalidArgument("the message is empty")
+        date_ms = I.internal_date_ms(raw) if internal_date is None else internal_date
+        if isinstance(date_ms, bool) or not isinstance(date_ms, int) or not 0 < date_ms < 2 ** 43:
+            raise InvalidArgument("internalDate must be milliseconds since 1970")
+        own_id, parents = I.threading_ids(raw)
+        with self.lock:
+            while True:      # internalDate is unique per mailbox (the list order is total)
+                pos = bisect.bisect_left(self.order_keys, -date_ms)
+                if pos == len(self.order_keys) or self.order_keys[pos] != -date_ms:
+                    break
+                date_ms += 1
+            hid = self._next_history_id()
+            index = self.next_index
+            self.next_index += 1
+            msg_id = self._new_id(date_ms)
+            thread_id = msg_id
+            for parent in parents:
+                known = self.imported_threads.get(parent)
+                if known is not None and self.threads.get(known, 0) > 0:
+                    thread_id = known
+                    break
+            msg = Message(msg_id, thread_id, date_ms, tuple(labels), hid, index, index, -1, C.F_IMPORTED)
+            msg.raw = raw
+            if own_id is not None:
+                self.imported_threads.setdefault(own_id, thread_id)
+            self._insert(msg)
+            self._record(HistoryRecord(hid, "messageAdded", msg.id, msg.thread_id, msg.labels))
+            self.version += 1
+            return msg
 
     def delete_messages(self, ids):
         deleted, missing = [], []
@@ -543,7 +581,10 @@ class Mailbox:
     def envelope(self, msg):
         env = msg.env
         if env is None:
-            env = C.envelope(self.key, self.email, self.owner_name, msg)
+            if msg.raw is not None:
+                env = I.envelope(self.content(msg))
+            else:
+                env = C.envelope(self.key, self.email, self.owner_name, msg)
             # Escaped once, kept as one string ("lower\x01"name"\x01"value" entries joined by \x00;
             # JSON text never holds raw control characters): a metadata answer is then a join of
             # ready pieces, and a cached envelope costs ~1 KB instead of a few hundred objects.
@@ -557,7 +598,10 @@ class Mailbox:
         ckey = (self.uid, msg.index)
         content = CONTENT_CACHE.get(ckey)
         if content is None:
-            content = C.generate(self.key, self.email, self.owner_name, msg)
+            if msg.raw is not None:
+                content = I.content(msg.raw)
+            else:
+                content = C.generate(self.key, self.email, self.owner_name, msg)
             CONTENT_CACHE.put(ckey, content)
         return content
 
@@ -641,7 +685,7 @@ class Mailbox:
         body = {"size": part.body_size()}
         if part.children:
             body = {"size": 0}
-        elif part.filename:
+        elif part.filename or getattr(part, "as_attachment", False):
             body = {"attachmentId": self._attachment_id(msg, part_id), "size": part.body_size()}
         else:
             body["data"] = base64.urlsafe_b64encode(part.body).decode()
@@ -669,7 +713,7 @@ class Mailbox:
             out["payload"] = self._part_dict(msg, content.root, "", content.headers)
         out["sizeEstimate"] = content.size
         if fmt == "raw":
-            out["raw"] = base64.urlsafe_b64encode(C.raw_bytes(self.key, msg.index, content)).decode()
+            out["raw"] = I.b64url(self.raw_message(msg, content))
         out["historyId"] = str(msg.history_id)
         out["internalDate"] = str(msg.date_ms)
         return out
@@ -685,7 +729,8 @@ class Mailbox:
                     if found is not None:
                         return found
                 return None
-            if part.filename and self._attachment_id(msg, part_id) == attachment_id:
+            if (part.filename or getattr(part, "as_attachment", False)) and \
+                    self._attachment_id(msg, part_id) == attachment_id:
                 return part
             return None
 
@@ -695,8 +740,11 @@ class Mailbox:
         data = C.part_bytes(self.key, msg.index, part)
         return {"size": len(data), "data": base64.urlsafe_b64encode(data).decode()}
 
-    def raw_message(self, msg):
-        return C.raw_bytes(self.key, msg.index, self.content(msg))
+    def raw_message(self, msg, content=None):
+        """The RFC 822 bytes: an imported message's own, a generated one's from its content."""
+        if msg.raw is not None:
+            return msg.raw
+        return C.raw_bytes(self.key, msg.index, self.content(msg) if content is None else content)
 
 
 def parse_history_types(values):

@@ -853,3 +853,237 @@ def test_labels_list(server, box):
     labels = {l["id"]: l for l in server.get("labels", token).json()["labels"]}
     assert labels["INBOX"]["type"] == "system" and labels["Label_4"]["type"] == "user"
     assert labels["Label_4"]["name"] == "家庭"
+
+
+# --- real mail: the import control API ----------------------------------------------------
+
+# CRLF headers, an 8-bit ISO-8859-1 body with a bare LF inside, an 8-bit header, a folded
+# encoded-word subject, two Received headers, a nested multipart/alternative and an RFC 2231
+# attachment: every byte must come back as it was given.
+EIGHT_BIT = (
+    b"Received: from a.example (a.example [192.0.2.1])\r\n        by b.example; Tue, 5 Mar 2024 09:59:00 +0100\r\n"
+    b"Received: from c.example by a.example; Tue, 5 Mar 2024 09:58:00 +0100\r\n"
+    b"From: =?UTF-8?B?Sm9zw6kgTcO8bGxlcg==?= <jose@example.de>\r\n"
+    b"To: \"Doe, John\" <john@example.com>\r\n"
+    b"Subject: =?ISO-8859-1?Q?Gr=FC=DFe_aus?=\r\n =?UTF-8?B?IE3DvG5jaGVu?=\r\n"
+    b"X-Raw-8bit: caf\xc3\xa9 \xff\r\n"
+    b"Message-ID: <root-1@example.de>\r\n"
+    b"Date: Tue, 05 Mar 2024 10:00:00 +0100\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=\"outer\"\r\n"
+    b"\r\n"
+    b"preamble\r\n"
+    b"--outer\r\n"
+    b"Content-Type: multipart/alternative; boundary=inner\r\n"
+    b"\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/plain; charset=ISO-8859-1\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Gr\xfc\xdfe & <tsch\xfc\xdf>\nbare LF line\r\n"
+    b"--inner\r\n"
+    b"Content-Type: text/html; charset=UTF-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"<p>Gr=C3=BC=C3=9Fe</p>\r\n"
+    b"--inner--\r\n"
+    b"--outer\r\n"
+    b"Content-Type: application/pdf; name=\"r=?UTF-8?Q?=C3=A9?=sum=?UTF-8?Q?=C3=A9?=.pdf\"\r\n"
+    b"Content-Disposition: attachment;\r\n filename*0*=UTF-8''r%C3%A9;\r\n filename*1*=sum%C3%A9.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQKJcfsj6IK\r\n"
+    b"--outer--\r\n")
+
+
+def import_eml(server, mail, raw, expect=201, **params):
+    resp = server.http.post(server.base + "/_control/mailboxes/%s/import" % mail, data=raw, params=params,
+                            headers={"Content-Type": "message/rfc822"})
+    assert resp.status_code == expect, resp.text
+    return resp.json()
+
+
+def simple_eml(msgid, subject, body=b"Hello.\r\n", extra=b""):
+    return (b"From: a@example.com\r\nTo: b@example.com\r\nSubject: " + subject.encode() + b"\r\n"
+            b"Message-ID: " + msgid.encode() + b"\r\nDate: Wed, 06 Mar 2024 12:00:00 +0000\r\n" + extra +
+            b"\r\n" + body)
+
+
+def test_import_is_served_byte_exact_as_raw_with_the_raw_size(server, box):
+    mail, info, token = box
+    got = import_eml(server, mail, EIGHT_BIT)
+    assert set(got) == {"id", "threadId", "historyId"} and got["threadId"] == got["id"]
+    assert len(got["id"]) == 16 and int(got["id"], 16) >> 20 == 1709629200000   # from the Date header
+    doc = server.get("messages/" + got["id"], token, format="raw").json()
+    assert "payload" not in doc
+    assert doc["sizeEstimate"] == len(EIGHT_BIT)
+    assert doc["internalDate"] == "1709629200000" and doc["labelIds"] == ["INBOX"]
+    assert doc["historyId"] == got["historyId"]
+    # base64url with padding, as Gmail's raw (its clients decode with urlsafe_b64decode as is)
+    assert "+" not in doc["raw"] and "/" not in doc["raw"] and len(doc["raw"]) % 4 == 0
+    assert doc["raw"] == base64.urlsafe_b64encode(EIGHT_BIT).decode()
+    assert base64.urlsafe_b64decode(doc["raw"]) == EIGHT_BIT
+    assert doc["snippet"] == "Grüße &amp; &lt;tschüß&gt; bare LF line"
+    control = server.http.get(server.base + "/_control/mailboxes/%s/raw/%s" % (mail, got["id"]))
+    assert control.status_code == 200 and control.content == EIGHT_BIT
+    # bare LF throughout, no trailing newline, no MIME at all
+    bare = b"From: x@example.com\nSubject: bare\n\nline one\nline two \xe9"
+    doc = server.get("messages/" + import_eml(server, mail, bare)["id"], token, format="raw").json()
+    assert base64.urlsafe_b64decode(doc["raw"]) == bare and doc["sizeEstimate"] == len(bare)
+
+
+def test_import_labels_date_list_and_history(server, box):
+    mail, info, token = box
+    start = server.get("profile", token).json()["historyId"]
+    older = import_eml(server, mail, simple_eml("<o@x>", "older"), labelIds="STARRED,Label_2",
+                       internalDate="1500000000000")
+    newer = import_eml(server, mail, simple_eml("<n@x>", "no date").replace(b"Date:", b"X-Date:"),
+                       labelIds="INBOX,UNREAD")
+    assert int(newer["id"], 16) >> 20 > 1700000000000          # no Date header: now
+    first = server.get("messages", token, maxResults=1).json()["messages"][0]
+    assert first == {"id": newer["id"], "threadId": newer["threadId"]}
+    ids, _ = all_ids(server, token)
+    assert ids[-1] == older["id"] and len(ids) == 62
+    assert older["id"] in all_ids(server, token, labelIds="STARRED")[0]
+    assert older["id"] not in all_ids(server, token, labelIds="INBOX")[0]
+    assert newer["id"] in all_ids(server, token, labelIds="UNREAD")[0]
+    minimal = server.get("messages/" + older["id"], token, format="minimal").json()
+    assert minimal["labelIds"] == ["STARRED", "Label_2"] and minimal["internalDate"] == "1500000000000"
+    records, _ = history_pages(server, token, start)
+    assert [r["messagesAdded"][0]["message"] for r in records] == [
+        {"id": older["id"], "threadId": older["threadId"], "labelIds": ["STARRED", "Label_2"]},
+        {"id": newer["id"], "threadId": newer["threadId"], "labelIds": ["INBOX", "UNREAD"]}]
+    assert records[-1]["id"] == newer["historyId"] == server.get("profile", token).json()["historyId"]
+    assert server.get("profile", token).json()["messagesTotal"] == 62
+
+
+def test_import_metadata_shows_the_real_headers_decoded(server, box):
+    mail, info, token = box
+    mid = import_eml(server, mail, EIGHT_BIT)["id"]
+    meta = server.get("messages/" + mid, token, format="metadata").json()
+    headers = meta["payload"]["headers"]
+    assert meta["payload"]["mimeType"] == "multipart/mixed"
+    assert [h["name"] for h in headers] == ["Received", "Received", "From", "To", "Subject", "X-Raw-8bit",
+                                            "Message-ID", "Date", "MIME-Version", "Content-Type"]
+    values = {h["name"]: h["value"] for h in headers}
+    assert values["Subject"] == "Grüße aus Münchenn"[:-1]
+    assert values["From"] == "José Müller <jose@example.de>"
+    assert values["To"] == '"Doe, John" <john@example.com>'
+    assert values["X-Raw-8bit"] == "café \ufffd"
+    assert headers[0]["value"] == ("from a.example (a.example [192.0.2.1])        by b.example; "
+                                   "Tue, 5 Mar 2024 09:59:00 +0100")
+    picked = server.get("messages/" + mid, token, format="metadata",
+                        metadataHeaders=["received", "Subject", "X-None"]).json()["payload"]["headers"]
+    assert [h["name"] for h in picked] == ["Received", "Received", "Subject"]
+    # the JSON is Google's: '<' escaped
+    text = server.get("messages/" + mid, token, format="metadata", metadataHeaders="Message-ID").text
+    assert "\\u003croot-1@example.de\\u003e" in text
+
+
+def test_import_full_format_is_the_mime_tree_like_gmail(server, box):
+    mail, info, token = box
+    mid = import_eml(server, mail, EIGHT_BIT)["id"]
+    full = server.get("messages/" + mid, token, format="full").json()
+    root = full["payload"]
+    assert (root["partId"], root["mimeType"], root["filename"], root["body"]) == ("", "multipart/mixed", "", {"size": 0})
+    assert root["headers"] == server.get("messages/" + mid, token, format="metadata").json()["payload"]["headers"]
+    alt, att = root["parts"]
+    assert (alt["partId"], alt["mimeType"]) == ("0", "multipart/alternative")
+    plain, html = alt["parts"]
+    assert (plain["partId"], plain["mimeType"], html["partId"], html["mimeType"]) == \
+        ("0.0", "text/plain", "0.1", "text/html")
+    assert base64.urlsafe_b64decode(plain["body"]["data"]) == b"Gr\xfc\xdfe & <tsch\xfc\xdf>\nbare LF line"
+    assert plain["body"]["size"] == len(b"Gr\xfc\xdfe & <tsch\xfc\xdf>\nbare LF line")
+    assert base64.urlsafe_b64decode(html["body"]["data"]) == "<p>Grüße</p>".encode()   # the CRLF before a boundary is the boundary's
+    assert plain["headers"] == [{"name": "Content-Type", "value": "text/plain; charset=ISO-8859-1"},
+                                {"name": "Content-Transfer-Encoding", "value": "8bit"}]
+    assert (att["partId"], att["mimeType"], att["filename"]) == ("1", "application/pdf", "résumé.pdf")
+    assert set(att["body"]) == {"attachmentId", "size"} and att["body"]["size"] == 15
+    got = server.get("messages/%s/attachments/%s" % (mid, att["body"]["attachmentId"]), token).json()
+    assert base64.urlsafe_b64decode(got["data"]) == b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n" and got["size"] == 15
+    # a single-part message is its own payload, its bytes inline
+    one = import_eml(server, mail, simple_eml("<s@x>", "single", b"just text\r\n"))["id"]
+    payload = server.get("messages/" + one, token).json()["payload"]
+    assert payload["partId"] == "" and payload["mimeType"] == "text/plain" and "parts" not in payload
+    assert base64.urlsafe_b64decode(payload["body"]["data"]) == b"just text\r\n"
+
+
+def test_import_threads_by_in_reply_to_and_references(server, box):
+    mail, info, token = box
+    root = import_eml(server, mail, simple_eml("<t1@x>", "plan"))
+    reply = import_eml(server, mail, simple_eml("<t2@x>", "Re: plan", extra=b"In-Reply-To: <t1@x>\r\n"))
+    deep = import_eml(server, mail, simple_eml("<t3@x>", "Re: plan",
+                                               extra=b"References: <t1@x>\r\n <t2@x>\r\n"))
+    stranger = import_eml(server, mail, simple_eml("<t4@x>", "other", extra=b"In-Reply-To: <unknown@x>\r\n"))
+    assert reply["threadId"] == deep["threadId"] == root["id"] == root["threadId"]
+    assert stranger["threadId"] == stranger["id"] != root["id"]
+    assert server.get("profile", token).json()["threadsTotal"] == \
+        server.ctl("GET", "mailboxes/" + mail)["threads_total"]
+    assert server.get("messages/" + deep["id"], token, format="minimal").json()["threadId"] == root["id"]
+
+
+def test_import_mbox_unquotes_from_lines_and_keeps_each_message_exact(server, box):
+    mail, info, token = box
+    one = simple_eml("<m1@x>", "first", b"From the start\r\n>From here, quoted\r\nend\r\n")
+    two = b"From: b@example.com\nSubject: second\n\nbody line\nFrom nobody, a body line\n>From mboxrd\n"
+    three = EIGHT_BIT
+    # mboxrd: ">From " in the body gains one more '>', "From " lines get their '>'
+    mbox = (b"From a@example.com Wed Mar  6 12:00:00 2024\n"
+            b"From: a@example.com\r\nTo: b@example.com\r\nSubject: first\r\nMessage-ID: <m1@x>\r\n"
+            b"Date: Wed, 06 Mar 2024 12:00:00 +0000\r\n\r\n>From the start\r\n>>From here, quoted\r\nend\r\n"
+            b"\n"
+            b"From b@example.com Wed Mar  6 12:00:01 2024\n"
+            b"From: b@example.com\nSubject: second\n\nbody line\n>From nobody, a body line\n>>From mboxrd\n"
+            b"\n"
+            b"From MAILER-DAEMON Thu Mar  7 00:00:00 2024\n" + three + b"\n")
+    resp = server.http.post(server.base + "/_control/mailboxes/%s/import-mbox" % mail, data=mbox,
+                            params={"labelIds": "INBOX"}, headers={"Content-Type": "application/mbox"})
+    assert resp.status_code == 201, resp.text
+    ids = resp.json()["ids"]
+    assert list(resp.json()) == ["ids"] and len(ids) == 3 and len(set(ids)) == 3
+    for mid, want in zip(ids, (one, two, three)):
+        doc = server.get("messages/" + mid, token, format="raw").json()
+        assert base64.urlsafe_b64decode(doc["raw"]) == want
+        assert doc["sizeEstimate"] == len(want)
+    assert server.get("profile", token).json()["messagesTotal"] == 63
+
+
+def test_generated_raw_is_the_control_raw_and_its_size_is_close(server, box):
+    mail, info, token = box
+    for mid in all_ids(server, token)[0][:20]:
+        doc = server.get("messages/" + mid, token, format="raw").json()
+        raw = base64.urlsafe_b64decode(doc["raw"])
+        assert server.http.get(server.base + "/_control/mailboxes/%s/raw/%s" % (mail, mid)).content == raw
+        assert abs(len(raw) - doc["sizeEstimate"]) <= 0.06 * len(raw)
+        assert "payload" not in doc and len(doc["raw"]) % 4 == 0
+
+
+def test_import_refusals(server, box):
+    mail, info, token = box
+    base = server.base + "/_control/mailboxes/"
+    assert server.http.post(base + "nobody@example.com/import", data=EIGHT_BIT).status_code == 404
+    assert server.http.post(base + mail + "/import", data=b"").status_code == 400
+    assert server.http.post(base + mail + "/import", data=b"\r\n \r\n").status_code == 400
+    assert server.http.post(base + mail + "/import?internalDate=soon", data=EIGHT_BIT).status_code == 400
+    assert server.http.post(base + mail + "/import?labelIds=NOPE", data=EIGHT_BIT).status_code == 400
+    assert server.http.post(base + mail + "/import?colour=red", data=EIGHT_BIT).status_code == 400
+    assert server.http.get(base + mail + "/import").status_code == 405
+    assert server.http.post(base + mail + "/import-mbox", data=b"not an mbox\n").status_code == 400
+    assert server.http.post(base + mail + "/import-mbox", data=b"").status_code == 400
+    assert server.get("profile", token).json()["messagesTotal"] == 60
+
+
+def test_import_large_message_round_trips(server, box):
+    mail, info, token = box
+    payload = os.urandom(3 * 1024 * 1024)
+    raw = (b"From: big@example.com\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+           b"--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+           base64.encodebytes(payload).replace(b"\n", b"\r\n") + b"--B--\r\n")
+    mid = import_eml(server, mail, raw)["id"]
+    doc = server.get("messages/" + mid, token, format="raw").json()
+    assert base64.urlsafe_b64decode(doc["raw"]) == raw and doc["sizeEstimate"] == len(raw)
+    att = server.get("messages/" + mid, token, format="full").json()["payload"]["parts"][1]
+    assert att["filename"] == "" and att["body"]["size"] == len(payload)
+    got = server.get("messages/%s/attachments/%s" % (mid, att["body"]["attachmentId"]), token).json()
+    assert base64.urlsafe_b64decode(got["data"]) == payload

@@ -250,9 +250,9 @@ def assert_row_matches(row, msg):
     assert row["history_id"] == msg["historyId"]
     assert row["internal_date"] == int(msg["internalDate"])
     assert row["labels"] == msg.get("labelIds", []), (row["labels"], msg.get("labelIds"))
-    assert row["subject"] == header(msg, "Subject")
-    assert row["from"] == header(msg, "From")
-    assert row["to"] == header(msg, "To")
+    assert row["subject"] == header(msg, "Subject"), (row["subject"], header(msg, "Subject"))
+    assert row["from"] == header(msg, "From"), (row["from"], header(msg, "From"))
+    assert row["to"] == header(msg, "To"), (row["to"], header(msg, "To"))
     assert row["snippet"] == msg["snippet"]
     assert row["size"] == msg["sizeEstimate"]
 

@@ -143,6 +143,10 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncRegistrySize 4096
         GmailSyncSessionCacheTTL 0
         GmailSyncAutoSyncLateAlertAfter 2m
+        GmailSyncContent metadata
+        GmailSyncAttachments metadata
+        GmailSyncAttachmentMaxSize 512K
+        GmailSyncStoreRaw Off
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -186,6 +190,13 @@ BAD_DIRECTIVES = [
     ("GmailSyncPrefix /api/sync/", "GmailSyncPrefix"),
     ("GmailSyncAutoSyncLateAlertAfter 500ms", "GmailSyncAutoSyncLateAlertAfter"),
     ("GmailSyncAutoSyncLateAlertAfter soon", "GmailSyncAutoSyncLateAlertAfter"),
+    ("GmailSyncContent everything", "GmailSyncContent"),
+    ("GmailSyncAttachments keep", "GmailSyncAttachments"),
+    ("GmailSyncAttachmentMaxSize 25G", "GmailSyncAttachmentMaxSize"),
+    ("GmailSyncAttachmentMaxSize 2048M", "GmailSyncAttachmentMaxSize"),
+    ("GmailSyncAttachmentMaxSize -1", "GmailSyncAttachmentMaxSize"),
+    ("GmailSyncAttachmentMaxSize 1.5M", "GmailSyncAttachmentMaxSize"),
+    ("GmailSyncStoreRaw Maybe", "GmailSyncStoreRaw"),
 ]
 
 

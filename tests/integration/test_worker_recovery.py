@@ -54,6 +54,9 @@ def test_kill_9_mid_full_sync_then_rerun_fetches_only_what_is_missing_and_loses_
     # only what the killed run had not stored: mailbox (n - 10 + 7) minus (before - 5) kept rows
     assert gmail.requests_of(email, "messages.get") == n - before + 2
     assert count(stack, uid)[0] == count(stack, uid)[1] == n - 3
+    # GmailSyncContent full (the default): every row has its content, none was fetched twice
+    assert stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id = %s AND"
+                       " content_state IN ('complete', 'parse_error')", (uid,))[0][0] == n - 3
     assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
     # the cursor is the first attempt's: the next incremental sync replays the relabels it skipped
     assert cursor(stack, uid)[2] is None

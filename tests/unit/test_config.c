@@ -86,6 +86,49 @@ START_TEST(int_bounds)
 }
 END_TEST
 
+START_TEST(sizes_and_content_modes)
+{
+    static const char *const bad[] = { "", "M", "-1", "1.5M", "25G", "25 M", "25MB", "1025M",
+                                       "99999999999999999999", NULL };
+    apr_int64_t v = -1;
+    const char *why = NULL;
+    int i;
+
+    ck_assert_int_eq(gs_parse_size("0", GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why), APR_SUCCESS);
+    ck_assert(v == 0);
+    ck_assert_int_eq(gs_parse_size("1048576", GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why), APR_SUCCESS);
+    ck_assert(v == 1048576);
+    ck_assert_int_eq(gs_parse_size("512k", GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why), APR_SUCCESS);
+    ck_assert(v == 512 * 1024);
+    ck_assert_int_eq(gs_parse_size("25M", GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why), APR_SUCCESS);
+    ck_assert(v == GS_DEFAULT_ATTACHMENT_MAX_SIZE);
+    ck_assert_int_eq(gs_parse_size("1024M", GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why), APR_SUCCESS);
+    ck_assert(v == GS_MAX_ATTACHMENT_MAX_SIZE);
+    for (i = 0; bad[i]; i++) {
+        why = NULL;
+        ck_assert_msg(gs_parse_size(bad[i], GS_MAX_ATTACHMENT_MAX_SIZE, &v, &why) != APR_SUCCESS,
+                      "accepted '%s'", bad[i]);
+        ck_assert_ptr_nonnull(why);
+    }
+    ck_assert_int_eq(gs_parse_choice(pool, "FULL", gs_content_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_int_eq(i, GS_CONTENT_FULL);
+    ck_assert_int_eq(gs_parse_choice(pool, "metadata", gs_content_mode_names, &i, &why),
+                     APR_SUCCESS);
+    ck_assert_int_eq(i, GS_CONTENT_METADATA);
+    ck_assert_int_ne(gs_parse_choice(pool, "raw", gs_content_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_str_eq(why, "expected full or metadata");
+    ck_assert_int_eq(gs_parse_choice(pool, "Store", gs_attach_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_int_eq(i, GS_ATTACH_STORE);
+    ck_assert_int_eq(gs_parse_choice(pool, "metadata", gs_attach_mode_names, &i, &why),
+                     APR_SUCCESS);
+    ck_assert_int_eq(i, GS_ATTACH_METADATA);
+    ck_assert_int_ne(gs_parse_choice(pool, NULL, gs_attach_mode_names, &i, &why), APR_SUCCESS);
+    ck_assert_str_eq(why, "expected store or metadata");
+    ck_assert_str_eq(gs_content_mode_name(GS_CONTENT_METADATA), "metadata");
+    ck_assert_str_eq(gs_attach_mode_name(GS_ATTACH_STORE), "store");
+}
+END_TEST
+
 START_TEST(percent_forms)
 {
     double v = -1;
@@ -160,6 +203,7 @@ Suite *gs_config_suite(void)
     tcase_add_test(tc, duration_round_trips);
     tcase_add_test(tc, int_bounds);
     tcase_add_test(tc, percent_forms);
+    tcase_add_test(tc, sizes_and_content_modes);
     tcase_add_test(tc, urls);
     tcase_add_test(tc, origins);
     tcase_add_test(tc, prefixes);

@@ -4,6 +4,7 @@
 #include <apr_pools.h>
 #include <check.h>
 
+#include "gs_gmail.h"
 #include "gs_gmail_parse.h"
 #include "gs_json.h"
 #include "unit.h"
@@ -35,6 +36,32 @@ static gs_gm_class_t classify(int status, const char *body)
 
     return gs_gmail_classify(pool, status, body, body ? strlen(body) : 0, &reason);
 }
+
+/* format=raw: Gmail's base64url (padded or not) through apr_base64; anything else refused */
+START_TEST(raw_is_base64url)
+{
+    static const struct { const char *in; const char *out; apr_size_t len; } ok[] = {
+        { "", "", 0 }, { "YQ", "a", 1 }, { "YQ==", "a", 1 }, { "YWI", "ab", 2 }, { "YWI=", "ab", 2 },
+        { "YWJj", "abc", 3 }, { "-_-_", "\xfb\xff\xbf", 3 }, { "AAE", "\0\1", 2 },
+        { "RnJvbTogYUBiLmMNCg0KaGkNCg==", "From: a@b.c\r\n\r\nhi\r\n", 19 },
+    };
+    static const char *const bad[] = { "Y", "YQ===", "YQ=a", "Y+Q=", "YQ/=", "YW I", "YW\nI",
+                                       "YWJjZ", "=", "YQ=\x80" };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        gs_gmail_raw_t r;
+        ck_assert_int_eq(gs_gmail_decode_raw(pool, ok[i].in, strlen(ok[i].in), &r), APR_SUCCESS);
+        ck_assert_uint_eq(r.len, ok[i].len);
+        ck_assert_int_eq(memcmp(r.bytes, ok[i].out, ok[i].len), 0);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gs_gmail_raw_t r;
+        ck_assert_msg(gs_gmail_decode_raw(pool, bad[i], strlen(bad[i]), &r) == APR_EINVAL,
+                      "accepted '%s'", bad[i]);
+    }
+}
+END_TEST
 
 START_TEST(classifies_what_to_retry)
 {
@@ -225,6 +252,7 @@ Suite *gs_gmail_parse_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, classifies_what_to_retry);
+    tcase_add_test(tc, raw_is_base64url);
     tcase_add_test(tc, message_becomes_a_row);
     tcase_add_test(tc, message_without_labels_or_headers);
     tcase_add_test(tc, utf8_is_repaired_and_cut_on_boundaries);

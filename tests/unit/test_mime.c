@@ -9,7 +9,10 @@
 #include <apr_strings.h>
 #include <check.h>
 
+#include "gs_content.h"
+#include "gs_json.h"
 #include "gs_mime.h"
+#include "gs_sha256.h"
 #include "gs_sha256.h"
 #include "unit.h"
 
@@ -198,6 +201,67 @@ START_TEST(fallback_list_is_configurable)
 END_TEST
 
 /* ------------------------------------------------------------------ headers and addresses */
+
+/* The messages row of a parsed message (what GS_SQL_W_MESSAGE_PUT reads) */
+START_TEST(content_row)
+{
+    apr_size_t len;
+    char *raw = slurp("rfc2047.eml", &len);
+    gs_mime_t *m = gs_mime_parse(pool, raw, len, NULL);
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    json_object *gmail = gs_json_own(pool, json_object_new_object()), *row, *v, *h;
+    char hex[65];
+
+    gs_json_set_string(gmail, "id", "18e4ff40c8862fb4");
+    gs_json_set_string(gmail, "snippet", "from Gmail");
+    gs_sha256(raw, len, digest);
+    gs_sha256_hex(digest, hex);
+    row = gs_content_row(pool, gmail, m, digest, len);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "id")), "18e4ff40c8862fb4");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "snippet")), "from Gmail");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "subject")), m->subject);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "content_state")),
+                     "complete");
+    ck_assert_ptr_null(json_object_object_get(row, "content_reason"));
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "raw_sha256")), hex);
+    ck_assert_int_eq(json_object_get_int64(json_object_object_get(row, "raw_size")), (int64_t)len);
+    ck_assert_ptr_nonnull(strstr(json_object_get_string(json_object_object_get(row, "cc")),
+                                 "Renée"));
+    v = json_object_object_get(row, "date_us");
+    ck_assert(m->has_date && json_object_get_int64(v) == (int64_t)m->date);
+    h = json_object_object_get(row, "headers");
+    ck_assert_int_eq((int)json_object_array_length(h), m->headers->nelts);
+    ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(
+                         json_object_array_get_idx(h, 0), 0)), HDR(m, 0)->name);
+    /* a Date PostgreSQL cannot hold is left out (the header keeps it) */
+    m->date = (apr_time_t)APR_INT64_C(200000) * 365 * 86400 * APR_USEC_PER_SEC;
+    row = gs_content_row(pool, gmail, m, digest, len);
+    ck_assert_ptr_null(json_object_object_get(row, "date_us"));
+    /* parse_error carries its reason */
+    m = parse("malformed.eml");
+    row = gs_content_row(pool, gmail, m, digest, 3);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(row, "content_state")),
+                     "parse_error");
+    ck_assert_ptr_nonnull(json_object_get_string(json_object_object_get(row, "content_reason")));
+}
+END_TEST
+
+/* GMime 3.2.13 joins adjacent B-encoded words of one charset and stops at the first one's
+ * padding (jstedfast/gmime#133): gs_mime decodes each word alone */
+START_TEST(padded_base64_words_in_a_row)
+{
+    const char *raw = "Subject: =?UTF-8?B?SGVsbG8=?= =?UTF-8?B?IHdvcmxk?=\r\n"
+                      "X-Folded: =?UTF-8?B?6ZW/5Li76aKYIGFzIGVhY2gg?=\r\n"
+                      " =?UTF-8?B?5Lya6K6uIHNlZQ==?=\r\n =?UTF-8?B?ZQ==?= tail  end\r\n"
+                      "From: a@example.com\r\n\r\nbody\r\n";
+    gs_mime_t *m = gs_mime_parse(pool, raw, strlen(raw), NULL);
+
+    ck_assert_str_eq(m->subject, "Hello world");
+    ck_assert_str_eq(HDR(m, 0)->value, "Hello world");
+    ck_assert_str_eq(HDR(m, 1)->name, "X-Folded");
+    ck_assert_str_eq(HDR(m, 1)->value, "长主题 as each 会议 seee tail  end");
+}
+END_TEST
 
 START_TEST(encoded_words)
 {
@@ -646,6 +710,8 @@ Suite *gs_mime_suite(void)
     tcase_add_test(tc, wrong_charset);
     tcase_add_test(tc, fallback_list_is_configurable);
     tcase_add_test(tc, encoded_words);
+    tcase_add_test(tc, padded_base64_words_in_a_row);
+    tcase_add_test(tc, content_row);
     tcase_add_test(tc, duplicate_headers_in_order);
     tcase_add_test(tc, content_headers_keep_their_place);
     tcase_add_test(tc, eight_bit_headers);

@@ -46,6 +46,11 @@ START_TEST(defaults_match_the_directives)
     ck_assert_int_eq(c->retries, 0);                          /* no count cap by default */
     ck_assert_str_eq(c->api_base, "https://gmail.googleapis.com");
     ck_assert_str_eq(c->token_url, "https://oauth2.googleapis.com/token");
+    /* issue 22: GmailSyncContent full, GmailSyncAttachments store, 25M, GmailSyncStoreRaw On */
+    ck_assert_int_eq(c->content, GS_CONTENT_FULL);
+    ck_assert_int_eq(c->attachments, GS_ATTACH_STORE);
+    ck_assert(c->attachment_max_size == 25 * 1024 * 1024);
+    ck_assert_int_eq(c->store_raw, 1);
 }
 END_TEST
 
@@ -77,6 +82,10 @@ START_TEST(parses_every_key)
         "connect_timeout = 2s\n"
         "low_speed_time = 5s\n"
         "host = web-1\n"
+        "content = metadata\n"
+        "attachments = metadata\n"
+        "attachment_max_size = 512K\n"
+        "store_raw = off\n"
         "log_level = debug";
 
     ck_assert_int_eq(parse(c, text, &err), APR_SUCCESS);
@@ -93,6 +102,10 @@ START_TEST(parses_every_key)
     ck_assert(c->backoff_max == apr_time_from_sec(1));
     ck_assert_str_eq(c->host, "web-1");
     ck_assert_int_eq(c->debug, 1);
+    ck_assert_int_eq(c->content, GS_CONTENT_METADATA);
+    ck_assert_int_eq(c->attachments, GS_ATTACH_METADATA);
+    ck_assert(c->attachment_max_size == 512 * 1024);
+    ck_assert_int_eq(c->store_raw, 0);
     /* token_key repeats: the first line is the current key, the order is kept */
     ck_assert_ptr_nonnull(c->token_keys);
     ck_assert_int_eq(c->token_keys->keys->nelts, 2);
@@ -115,6 +128,8 @@ START_TEST(rejects_mistakes_without_echoing_values)
         "token_key = 00\n", "token_key = " KEY_A "\ntoken_key = " KEY_A "\n",
         "token_key = " KEY_A "\ntoken_key_file = /nonexistent\n",
         "token_key_file = /nonexistent/keys\n", "token_key_file = -\n",
+        "content = all\n", "attachments = none\n", "attachment_max_size = 25G\n",
+        "attachment_max_size = 1.5M\n", "attachment_max_size =\n", "store_raw = yes\n",
     };
     size_t i;
 

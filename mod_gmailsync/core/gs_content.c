@@ -1,0 +1,241 @@
+/* gs_content.c -- see gs_content.h */
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "gs_content.h"
+#include "gs_gmail_parse.h"
+#include "gs_json.h"
+#include "gs_sha256.h"
+#include "gs_sql.h"
+
+/* Like the envelope columns of the metadata path: a header value longer than this is cut. */
+#define MAX_HEADER_BYTES 4096
+/* Attachments at least this large are looked up before their bytes are sent: the same file
+ * in many messages crosses the wire once. */
+#define BLOB_LOOKUP_BYTES (64 * 1024)
+/* date_header: years 1000 to 9999 (a Date header outside is kept in headers only) */
+#define DATE_MIN_SEC APR_INT64_C(-30610224000)
+#define DATE_MAX_SEC APR_INT64_C(253402300799)
+
+/* The first header of that name (case-insensitive), as gs_mime decoded it; NULL if absent. */
+static const char *first_header(apr_pool_t *p, const gs_mime_t *m, const char *name)
+{
+    int i;
+
+    for (i = 0; m->headers && i < m->headers->nelts; i++) {
+        const gs_mime_header_t *h = &APR_ARRAY_IDX(m->headers, i, gs_mime_header_t);
+        if (!strcasecmp(h->name, name)) {
+            return gs_utf8_clean(p, h->value, MAX_HEADER_BYTES);
+        }
+    }
+    return NULL;
+}
+
+json_object *gs_content_row(apr_pool_t *p, json_object *row, const gs_mime_t *m,
+                            const unsigned char raw_sha256[32], apr_size_t raw_size)
+{
+    json_object *out = gs_json_own(p, json_object_new_object()), *refs, *headers;
+    char hex[65];
+    int i;
+
+    /* Gmail's fields of the raw answer (shared, not copied: the row outlives this object) */
+    json_object_object_foreach(row, key, value) {
+        json_object_object_add(out, key, json_object_get(value));
+    }
+    gs_json_set_string(out, "subject", m->subject ? gs_utf8_clean(p, m->subject, MAX_HEADER_BYTES)
+                                                  : NULL);
+    gs_json_set_string(out, "from", first_header(p, m, "From"));
+    gs_json_set_string(out, "to", first_header(p, m, "To"));
+    gs_json_set_string(out, "cc", first_header(p, m, "Cc"));
+    gs_json_set_string(out, "bcc", first_header(p, m, "Bcc"));
+    gs_json_set_string(out, "reply_to", first_header(p, m, "Reply-To"));
+    gs_json_set_string(out, "message_id", m->message_id);
+    gs_json_set_string(out, "in_reply_to", m->in_reply_to);
+    refs = json_object_new_array();
+    for (i = 0; m->references && i < m->references->nelts; i++) {
+        json_object_array_add(refs, json_object_new_string(APR_ARRAY_IDX(m->references, i,
+                                                                         const char *)));
+    }
+    gs_json_set_object(out, "reference_ids", refs);
+    if (m->has_date && apr_time_sec(m->date) >= DATE_MIN_SEC
+        && apr_time_sec(m->date) <= DATE_MAX_SEC) {
+        gs_json_set_int(out, "date_us", (apr_int64_t)m->date);
+    }
+    else {
+        gs_json_set_string(out, "date_us", NULL);
+    }
+    gs_json_set_bool(out, "has_attachments", m->has_attachments);
+    gs_json_set_string(out, "content_state", gs_mime_state_name(m->state));
+    gs_json_set_string(out, "content_reason", m->state == GS_MIME_COMPLETE ? NULL
+                       : m->reason ? m->reason : "unreadable message");
+    headers = json_object_new_array();
+    for (i = 0; m->headers && i < m->headers->nelts; i++) {
+        const gs_mime_header_t *h = &APR_ARRAY_IDX(m->headers, i, gs_mime_header_t);
+        json_object *pair = json_object_new_array();
+        json_object_array_add(pair, json_object_new_string(h->name));
+        json_object_array_add(pair, json_object_new_string(h->value));
+        json_object_array_add(headers, pair);
+    }
+    gs_json_set_object(out, "headers", headers);
+    gs_sha256_hex(raw_sha256, hex);
+    gs_json_set_string(out, "raw_sha256", hex);
+    gs_json_set_int(out, "raw_size", (apr_int64_t)raw_size);
+    return out;
+}
+
+static void add_addresses(json_object *arr, const char *role, const apr_array_header_t *list)
+{
+    int i;
+
+    for (i = 0; list && i < list->nelts; i++) {
+        const gs_mime_addr_t *a = &APR_ARRAY_IDX(list, i, gs_mime_addr_t);
+        json_object *o;
+
+        if (!a->normalized || !*a->normalized) {
+            continue;   /* an empty group names nobody */
+        }
+        o = json_object_new_object();
+        gs_json_set_string(o, "role", role);
+        gs_json_set_int(o, "position", i);
+        gs_json_set_string(o, "name", a->name ? a->name : "");
+        gs_json_set_string(o, "address", a->normalized);
+        json_object_array_add(arr, o);
+    }
+}
+
+/* A bytea argument: the four values apr_dbd's pgsql driver takes for %pDb (bytes, length,
+ * table, column), never NULL (a NULL would shift the values that follow). */
+static void blob_args(apr_pool_t *p, const char **args, const void *bytes, apr_size_t len)
+{
+    args[0] = bytes && len ? (const char *)bytes : "";
+    args[1] = apr_psprintf(p, "%" APR_SIZE_T_FMT, bytes ? len : 0);
+    args[2] = "";
+    args[3] = "";
+}
+
+static apr_status_t put_blob(gs_task_t *t, apr_pool_t *p, const gs_mime_attachment_t *a,
+                             gs_content_result_t *result)
+{
+    const char *known[2] = { t->user_id, a->sha256 };
+    const char *args[7];
+    gs_db_rows_t *rows;
+    apr_status_t rv;
+
+    if (a->size >= BLOB_LOOKUP_BYTES) {
+        if ((rv = gs_task_select(t, p, GS_SQL_W_BLOB_KNOWN, &rows, 2, known)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (rows->nrows > 0) {
+            result->blobs_known++;
+            return APR_SUCCESS;
+        }
+    }
+    args[0] = t->user_id;
+    args[1] = a->sha256;
+    args[2] = apr_psprintf(p, "%" APR_SIZE_T_FMT, a->size);
+    blob_args(p, args + 3, a->bytes, a->size);
+    if ((rv = gs_task_exec(t, p, GS_SQL_W_BLOB_PUT, 0, NULL, 7, args)) == APR_SUCCESS) {
+        result->blobs_stored++;
+    }
+    return rv;
+}
+
+static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *o,
+                                 const char *gen, const char *seen_by, json_object *row,
+                                 const gs_gmail_raw_t *raw, const gs_mime_t *m,
+                                 gs_content_result_t *result)
+{
+    unsigned char digest[GS_SHA256_DIGEST_LEN];
+    json_object *addrs = gs_json_own(p, json_object_new_array());
+    json_object *atts = gs_json_own(p, json_object_new_array());
+    const char *id = json_object_get_string(json_object_object_get(row, "id"));
+    const char *put[4], *parts[9], *rawargs[6];
+    apr_status_t rv;
+    int i;
+
+    gs_sha256(raw->bytes, raw->len, digest);
+    put[0] = gs_json_to_string(p, gs_content_row(p, row, m, digest, raw->len));
+    put[1] = t->user_id;
+    put[2] = gen;
+    put[3] = seen_by;
+    if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGE_PUT, 1, NULL, 4, put)) != APR_SUCCESS) {
+        return rv;
+    }
+
+    add_addresses(addrs, "from", m->from);
+    add_addresses(addrs, "to", m->to);
+    add_addresses(addrs, "cc", m->cc);
+    add_addresses(addrs, "bcc", m->bcc);
+    add_addresses(addrs, "reply_to", m->reply_to);
+    add_addresses(addrs, "sender", m->sender);
+    for (i = 0; m->attachments && i < m->attachments->nelts; i++) {
+        const gs_mime_attachment_t *a = &APR_ARRAY_IDX(m->attachments, i, gs_mime_attachment_t);
+        json_object *j = json_object_new_object();
+        /* within the size (an empty attachment too: its blob is empty) */
+        int stored = o->attachments == GS_ATTACH_STORE && o->attachment_max_size > 0
+                     && (apr_int64_t)a->size <= o->attachment_max_size
+                     && (a->bytes != NULL || a->size == 0);
+
+        if (stored && (rv = put_blob(t, p, a, result)) != APR_SUCCESS) {
+            return rv;
+        }
+        gs_json_set_string(j, "part_id", a->part_id);
+        gs_json_set_string(j, "filename", a->filename);
+        gs_json_set_string(j, "mime_type", a->mime_type ? a->mime_type
+                                                        : "application/octet-stream");
+        gs_json_set_int(j, "size", (apr_int64_t)a->size);
+        gs_json_set_string(j, "content_id", a->content_id);
+        gs_json_set_string(j, "disposition", a->disposition);
+        gs_json_set_bool(j, "is_inline", a->is_inline);
+        gs_json_set_bool(j, "related", a->related);
+        gs_json_set_string(j, "sha256", a->sha256);
+        gs_json_set_bool(j, "stored", stored);
+        json_object_array_add(atts, j);
+    }
+    parts[0] = t->user_id;
+    parts[1] = id;
+    parts[2] = gs_json_to_string(p, addrs);
+    parts[3] = gs_json_to_string(p, atts);
+    parts[4] = m->text;
+    parts[5] = m->html;
+    parts[6] = m->html_text;
+    parts[7] = m->text ? m->text_charset : NULL;
+    parts[8] = m->html ? m->html_charset : NULL;
+    if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGE_PARTS, 0, NULL, 9, parts)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!o->store_raw) {
+        return APR_SUCCESS;
+    }
+    rawargs[0] = t->user_id;
+    rawargs[1] = id;
+    blob_args(p, rawargs + 2, raw->bytes, raw->len);
+    return gs_task_exec(t, p, GS_SQL_W_RAW_PUT, 0, NULL, 6, rawargs);
+}
+
+apr_status_t gs_content_store(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *opts,
+                              const char *gen, const char *seen_by, json_object *row,
+                              const gs_gmail_raw_t *raw, gs_content_result_t *result)
+{
+    gs_mime_opts_t mo;
+    gs_mime_t *m;
+    apr_pool_t *mp;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create(&mp, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    apr_pool_tag(mp, "gs_content_message");
+    memset(&mo, 0, sizeof mo);
+    /* GmailSyncAttachmentMaxSize 0 keeps no bytes (gs_mime reads 0 as "no limit") */
+    mo.want_bytes = opts->attachments == GS_ATTACH_STORE && opts->attachment_max_size > 0;
+    mo.max_attachment_bytes = (apr_size_t)opts->attachment_max_size;
+    m = gs_mime_parse(mp, raw->bytes, raw->len, &mo);
+    if (m->state != GS_MIME_COMPLETE) {
+        result->parse_error++;
+    }
+    rv = store_parsed(t, mp, opts, gen, seen_by, row, raw, m, result);
+    apr_pool_destroy(mp);
+    return rv;
+}
