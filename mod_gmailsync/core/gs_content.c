@@ -171,15 +171,18 @@ static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_o
     add_addresses(addrs, "sender", m->sender);
     for (i = 0; m->attachments && i < m->attachments->nelts; i++) {
         const gs_mime_attachment_t *a = &APR_ARRAY_IDX(m->attachments, i, gs_mime_attachment_t);
-        json_object *j = json_object_new_object();
         /* within the size (an empty attachment too: its blob is empty) */
         int stored = o->attachments == GS_ATTACH_STORE && o->attachment_max_size > 0
                      && (apr_int64_t)a->size <= o->attachment_max_size
                      && (a->bytes != NULL || a->size == 0);
+        json_object *j;
 
+        /* the blob first: when its statement fails (a lost connection), no object is left
+         * outside atts, which the pool owns (the sanitizer run found one leaked) */
         if (stored && (rv = put_blob(t, p, a, result)) != APR_SUCCESS) {
             return rv;
         }
+        j = json_object_new_object();
         gs_json_set_string(j, "part_id", a->part_id);
         gs_json_set_string(j, "filename", a->filename);
         gs_json_set_string(j, "mime_type", a->mime_type ? a->mime_type
