@@ -2,7 +2,7 @@
 no ghost task (nothing CREATED or RUNNING without a worker), the user able to sync again, and the
 user's `messages` rows equal to the mailbox (same ids, no duplicates).
 
-Cases already proven elsewhere with that same ending are not repeated here (README, Reliability,
+Cases already proven elsewhere with that same ending are not repeated here (docs/testing.md, Reliability,
 maps each case to its test): PostgreSQL restarted mid-sync is test_resilience.py. The timing-
 sensitive ones run repeatedly in `scripts/soak faults [N]`.
 """

@@ -100,7 +100,7 @@ def test_task_ids_are_random_v4_uuids(stack):
 
 # ------------------------------------------------------------------ sessions
 
-TTL = 5.0   # GmailSyncSessionCacheTTL's documented default (README, Directives)
+TTL = 5.0   # GmailSyncSessionCacheTTL's documented default (docs/install.md, Directives)
 
 
 @pytest.mark.parametrize("how", ["deleted", "expired"])
