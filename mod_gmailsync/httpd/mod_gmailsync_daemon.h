@@ -139,4 +139,19 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
                             const char *lease, apr_int64_t age);
 void gs_workers_stop(daemon_t *d);
 
+/* Workers an earlier daemon of this httpd left running (mod_gmailsync_strays.c). */
+typedef struct {
+    pid_t pid;
+    int done;
+    char task_id[40];
+    char lease[40];
+} gs_stray_t;
+/* Finds up to max of them (none unless httpd's parent d_parent leads this session). */
+int gs_strays_find(pid_t d_parent, gs_stray_t *strays, int max);
+/* Is st's process still that worker (its pid not reused)? */
+int gs_stray_alive(gs_stray_t *st);
+/* Kills the one that holds task_id under lease (a stuck task nobody else will end). */
+void gs_strays_kill_frozen(daemon_t *d, const char *task_id, const char *user_id,
+                           const char *lease, apr_int64_t age);
+
 #endif /* MOD_GMAILSYNC_DAEMON_H */

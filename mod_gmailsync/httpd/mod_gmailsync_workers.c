@@ -6,7 +6,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* SO_PEERCRED, struct ucred, accept4 */
 #endif
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -629,9 +628,6 @@ void gs_workers_reconcile(daemon_t *d)
     }
 }
 
-static void kill_frozen_stray(daemon_t *d, const char *task_id, const char *user_id,
-                              const char *lease, apr_int64_t age);
-
 void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,
                             const char *lease, apr_int64_t age)
 {
@@ -654,145 +650,31 @@ void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_i
         }
     }
     (void)pid;
-    kill_frozen_stray(d, task_id, user_id, lease, age);
-}
-
-/* Workers that an earlier daemon of this httpd left running (a graceful restart leaves running
- * syncs to finish; a daemon that died leaves its workers): in httpd's session, in another
- * process group than this daemon's, with the worker's command line. Only when httpd's parent
- * leads its session (it detached, as `httpd -k start`, apachectl and systemd run it): otherwise
- * the session may hold other httpds' workers. */
-typedef struct {
-    pid_t pid;
-    int done;
-    char task_id[40];
-    char lease[40];
-} stray_t;
-
-/* Reads /proc/PID/NAME into buf (NUL-terminated); returns the bytes read, <= 0 on failure. */
-static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t size)
-{
-    char path[64];
-    ssize_t n;
-    int fd;
-
-    apr_snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        return -1;
-    }
-    n = read(fd, buf, size - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    return n;
-}
-
-/* Reads the command line of `pid` if it is such a worker (task and lease into *st). */
-static int stray_match(pid_t pid, pid_t sid, stray_t *st)
-{
-    char buf[1024], *p, *argv[16], state;
-    long ppid, pgrp, session;
-    int argc = 0, i;
-    ssize_t n;
-
-    if (read_proc(pid, "stat", buf, sizeof buf) <= 0) {
-        return 0;
-    }
-    /* "pid (comm) state ppid pgrp session ...": comm may hold anything but ends at the last ')' */
-    if (!(p = strrchr(buf, ')'))
-        || sscanf(p + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &session) != 4
-        || state == 'Z' || state == 'X' || (pid_t)session != sid || (pid_t)pgrp == getpgrp()) {
-        return 0;
-    }
-    if ((n = read_proc(pid, "cmdline", buf, sizeof buf)) <= 0) {
-        return 0;
-    }
-    for (p = buf; p < buf + n && argc < (int)(sizeof argv / sizeof argv[0]); p += strlen(p) + 1) {
-        argv[argc++] = p;
-    }
-    for (i = 0; i + 5 < argc; i++) {
-        if (!strcmp(argv[i], "--task") && !strcmp(argv[i + 2], "--lease")
-            && !strcmp(argv[i + 4], "--config")
-            && strlen(argv[i + 1]) < sizeof st->task_id && strlen(argv[i + 3]) < sizeof st->lease
-            && (!st->task_id[0] || !strcmp(st->task_id, argv[i + 1]))) {
-            apr_cpystrn(st->task_id, argv[i + 1], sizeof st->task_id);
-            apr_cpystrn(st->lease, argv[i + 3], sizeof st->lease);
-            st->pid = pid;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int strays_find(pid_t d_parent, stray_t *strays, int max)
-{
-    pid_t sid = getsid(0);
-    struct dirent *e;
-    DIR *dir;
-    int n = 0;
-
-    /* httpd's parent, even once it is gone (the daemon stops because it died) */
-    if (sid != d_parent || !(dir = opendir("/proc"))) {
-        return 0;
-    }
-    while (n < max && (e = readdir(dir))) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-
-        memset(&strays[n], 0, sizeof strays[n]);
-        if (pid > 0 && !*end && stray_match((pid_t)pid, sid, &strays[n])) {
-            n++;
-        }
-    }
-    closedir(dir);
-    return n;
-}
-
-/* A stuck task whose worker an earlier daemon of this httpd left running (a graceful restart
- * or a rollback left it to finish, and it froze): nobody else will kill it. Matched by the task
- * and the lease on its command line, checked right before the kill. */
-static void kill_frozen_stray(daemon_t *d, const char *task_id, const char *user_id,
-                              const char *lease, apr_int64_t age)
-{
-    stray_t strays[GS_MAX_WORKER_SLOTS];
-    int n = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS), i;
-
-    for (i = 0; i < n; i++) {
-        stray_t *st = &strays[i];
-
-        if (strcmp(st->task_id, task_id) || !lease || strcmp(st->lease, lease)
-            || !stray_match(st->pid, getsid(0), st)) {
-            continue;
-        }
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->ctx->s,
-                     "event=worker.killed task=%s user=%s pid=%d reason=stuck "
-                     "heartbeat_age_s=%" APR_INT64_T_FMT " detail=\"left by an earlier daemon\"",
-                     task_id, gs_log_value(d->tick, user_id), (int)st->pid, age);
-        kill(st->pid, SIGKILL);
-    }
+    gs_strays_kill_frozen(d, task_id, user_id, lease, age);
 }
 
 /* Counts the workers an earlier daemon of this httpd left running: a rollback or graceful
  * restart must not let the new daemon start GmailSyncMaxWorkers more beside them. */
 void gs_workers_count_strays(daemon_t *d)
 {
-    stray_t strays[GS_MAX_WORKER_SLOTS];
+    gs_stray_t strays[GS_MAX_WORKER_SLOTS];
 
-    d->strays = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS);
+    d->strays = gs_strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS);
 }
 
 /* Fails the tasks of the strays that are gone (they are not our children: the pid is checked
  * again, not waited for); returns how many are left. */
-static int strays_reap(daemon_t *d, stray_t *strays, int n)
+static int strays_reap(daemon_t *d, gs_stray_t *strays, int n)
 {
     int i, left = 0;
 
     for (i = 0; i < n; i++) {
-        stray_t *st = &strays[i];
+        gs_stray_t *st = &strays[i];
 
         if (st->done) {
             continue;
         }
-        if (stray_match(st->pid, getsid(0), st)) {
+        if (gs_stray_alive(st)) {
             left++;
             continue;
         }
@@ -809,8 +691,8 @@ static int strays_reap(daemon_t *d, stray_t *strays, int n)
  * waits GS_STOP_GRACE + GS_STOP_FINISH for this, then kills this daemon's process group. */
 void gs_workers_stop(daemon_t *d)
 {
-    stray_t strays[GS_MAX_WORKER_SLOTS];
-    int nstrays = strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS), left, i;
+    gs_stray_t strays[GS_MAX_WORKER_SLOTS];
+    int nstrays = gs_strays_find(d->ctx->parent, strays, GS_MAX_WORKER_SLOTS), left, i;
     apr_time_t deadline = apr_time_now() + GS_STOP_GRACE;
 
     /* the writes below are the last chance: not skipped for a reconnection back-off */
@@ -851,7 +733,7 @@ void gs_workers_stop(daemon_t *d)
     if (left > 0) {
         for (i = 0; i < nstrays; i++) {
             /* checked again right before the kill: a pid reused meanwhile is left alone */
-            if (!strays[i].done && stray_match(strays[i].pid, getsid(0), &strays[i])) {
+            if (!strays[i].done && gs_stray_alive(&strays[i])) {
                 kill(strays[i].pid, SIGKILL);
             }
         }
