@@ -12,7 +12,9 @@ apr_status_t gs_fail(gs_failure_t *f, apr_pool_t *p, const char *code, const cha
         va_list ap;
 
         va_start(ap, fmt);
-        f->message = gs_error_clean(p, apr_pvsprintf(p, fmt, ap), GS_ERROR_MESSAGE_MAX);
+        apr_cpystrn(f->buf, gs_error_clean(p, apr_pvsprintf(p, fmt, ap), GS_ERROR_MESSAGE_MAX),
+                    sizeof f->buf);
+        f->message = f->buf;
         va_end(ap);
         f->code = code;
     }

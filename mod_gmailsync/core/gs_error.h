@@ -44,7 +44,9 @@
 
 typedef struct {
     const char *code;      /* one of GS_ERR_*, NULL while nothing failed */
-    const char *message;
+    const char *message;   /* NULL, or buf: the record owns its text, whatever pool the failing
+                            * call had (a batch round's pool is gone before the task ends) */
+    char buf[GS_ERROR_MESSAGE_MAX + 1];
 } gs_failure_t;
 
 /* Records the failure (the first one wins: later, consequential failures do not overwrite it)

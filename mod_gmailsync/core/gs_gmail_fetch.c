@@ -172,6 +172,7 @@ typedef struct {
     int refused_rate, refused_concurrent;   /* parts refused as over quota / too concurrent */
     apr_interval_time_t rate_retry_after;   /* the longest Retry-After of the quota refusals */
     gs_attempt_t worst;  /* the failure to report (rate limits win over other transients) */
+    char reason[128];    /* worst.reason's text: the answers' pool ends before the round does */
 } round_t;
 
 static void requeue(apr_array_header_t *queue, const pending_t *item, int count_it, round_t *r,
@@ -192,6 +193,10 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
     until = r->worst.until > a->until ? r->worst.until : a->until;
     if (!r->worst.reason || a->cls == GS_GM_RATE_LIMITED || a->retry_after > r->worst.retry_after) {
         r->worst = *a;
+        if (a->reason) {
+            apr_cpystrn(r->reason, a->reason, sizeof r->reason);
+            r->worst.reason = r->reason;
+        }
     }
     r->worst.until = until;      /* the latest lockout end of the round */
     if (a->cls == GS_GM_RATE_LIMITED && a->concurrent) {

@@ -334,11 +334,7 @@ apr_status_t gs_sync_transaction(gs_sync_t *s, apr_pool_t *p, gs_sync_txn_fn *bo
         if (rv != GS_EFAILED || !s->failure->code
             || strcmp(s->failure->code, GS_ERR_DB_UNAVAILABLE) || replays == TXN_REPLAYS
             || !gs_task_db_back(t, p, resets)) {
-            /* the failure outlives the transaction's pool */
-            if (s->failure->message) {
-                s->failure->message = apr_pstrdup(p, s->failure->message);
-            }
-            apr_pool_destroy(tp);
+            apr_pool_destroy(tp);     /* the failure record owns its message */
             return rv;
         }
         apr_pool_destroy(tp);

@@ -186,7 +186,7 @@ int main(int argc, const char *const *argv)
     apr_status_t rv;
     const char *arg, *task_id = NULL, *lease = NULL, *config = NULL, *err = NULL;
     gs_worker_conf_t *conf;
-    gs_failure_t failure = { NULL, NULL };
+    gs_failure_t failure;
     gs_http_settings_t hs;
     gs_http_t *http;
     gs_db_t *db;
@@ -196,6 +196,7 @@ int main(int argc, const char *const *argv)
     char line[GS_BOARD_LINE_MAX];
     int ch;
 
+    memset(&failure, 0, sizeof failure);
     if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS) {
         fprintf(stderr, "gmailsync-worker: cannot initialize APR\n");
         return EXIT_NOSTART;

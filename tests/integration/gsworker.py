@@ -125,6 +125,15 @@ class Gmail:
         return out
 
 
+def assert_utf8_log(err):
+    """The worker's log is UTF-8 text: bytes that are not (read with surrogateescape) mean that
+    something raw reached a log line (once: a reason read from a freed pool)."""
+    for line in (err or "").splitlines():
+        if any("\udc80" <= ch <= "\udcff" for ch in line):
+            raise AssertionError("the worker logged bytes that are not UTF-8: %r"
+                                 % line.encode("utf-8", "surrogateescape")[:600])
+
+
 class Run:
     """A finished (or running) worker: exit code, stdout protocol lines, stderr log."""
 
@@ -193,7 +202,7 @@ class Worker:
         if lease:
             args += ["--lease", lease]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,
-                                text=True, env=self.env)
+                                text=True, errors="surrogateescape", env=self.env)
         proc.stdin.write(self.config(**conf))
         proc.stdin.close()
         proc.stdin = None        # so that communicate() does not touch it again
@@ -208,6 +217,7 @@ class Worker:
             proc.kill()
             out, err = proc.communicate()
             raise AssertionError("worker did not finish in %ss:\n%s" % (wait, err[-3000:]))
+        assert_utf8_log(err)
         return Run(proc, out, err)
 
 

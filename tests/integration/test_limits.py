@@ -97,6 +97,11 @@ def test_a_lower_server_quota_brings_the_pace_down_instead_of_thrashing(stack, g
     refused = mb["denied"].get("rate", 0)
     assert 0 < refused <= 20, mb
     assert int(fields["refused_rate"]) == refused
+    # the retry lines name what Gmail said (the round's reason once came from a freed pool)
+    retries = run.events("gmail.retry")
+    assert retries, run.stderr
+    for line in retries:
+        assert re.search(r' reason="?(rateLimitExceeded|userRateLimitExceeded)"? ', line), line
     assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
 
 
@@ -112,7 +117,11 @@ def test_a_paced_sync_that_fails_between_stores_keeps_every_message_it_fetched(s
     # 1,000 units/s: ten rounds of 2 x 10 parts fit in the first window, no wait for the quota
     run = worker.run(tid, quota_units=1000, batch_size=10, parallel=2)
     assert run.rc == EXIT_FAILED, run.stderr
-    assert task(stack, tid)["state"] == "FAILED"
+    t = task(stack, tid)
+    assert t["state"] == "FAILED"
+    # the failure's text is what Gmail said, intact (it was once made in the batch round's pool,
+    # which ends before the task does)
+    assert "insufficientPermissions" in t["error_message"], t
     answered = gmail.requests_of(user["email"], "messages.get")
     assert answered == 5 * 10                      # five batches answered, the sixth refused
     rows = stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id = %s",
