@@ -1,11 +1,13 @@
 /* gs_content.c -- see gs_content.h */
 #include <string.h>
+#include <time.h>
 
 #include <apr_strings.h>
 
 #include "gs_content.h"
 #include "gs_gmail_parse.h"
 #include "gs_json.h"
+#include "gs_log.h"
 #include "gs_sha256.h"
 #include "gs_sql.h"
 
@@ -50,7 +52,8 @@ json_object *gs_content_row(apr_pool_t *p, json_object *row, const gs_mime_t *m,
     gs_json_set_string(out, "cc", first_header(p, m, "Cc"));
     gs_json_set_string(out, "bcc", first_header(p, m, "Bcc"));
     gs_json_set_string(out, "reply_to", first_header(p, m, "Reply-To"));
-    gs_json_set_string(out, "message_id", m->message_id);
+    gs_json_set_string(out, "message_id", m->message_id
+                       && strlen(m->message_id) <= GS_CONTENT_MAX_INDEXED ? m->message_id : NULL);
     gs_json_set_string(out, "in_reply_to", m->in_reply_to);
     refs = json_object_new_array();
     for (i = 0; m->references && i < m->references->nelts; i++) {
@@ -92,8 +95,8 @@ static void add_addresses(json_object *arr, const char *role, const apr_array_he
         const gs_mime_addr_t *a = &APR_ARRAY_IDX(list, i, gs_mime_addr_t);
         json_object *o;
 
-        if (!a->normalized || !*a->normalized) {
-            continue;   /* an empty group names nobody */
+        if (!a->normalized || !*a->normalized || strlen(a->normalized) > GS_CONTENT_MAX_INDEXED) {
+            continue;   /* an empty group names nobody; a longer one cannot be indexed */
         }
         o = json_object_new_object();
         gs_json_set_string(o, "role", role);
@@ -141,27 +144,25 @@ static apr_status_t put_blob(gs_task_t *t, apr_pool_t *p, const gs_mime_attachme
     return rv;
 }
 
-static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *o,
-                                 const char *gen, const char *seen_by, json_object *row,
-                                 const gs_gmail_raw_t *raw, const gs_mime_t *m,
-                                 gs_content_result_t *result)
+gs_content_t *gs_content_build(apr_pool_t *p, const gs_content_opts_t *o, json_object *row,
+                               const gs_gmail_raw_t *raw)
 {
+    gs_content_t *c = apr_pcalloc(p, sizeof *c);
     unsigned char digest[GS_SHA256_DIGEST_LEN];
     json_object *addrs = gs_json_own(p, json_object_new_array());
     json_object *atts = gs_json_own(p, json_object_new_array());
-    const char *id = json_object_get_string(json_object_object_get(row, "id"));
-    const char *put[4], *parts[9], *rawargs[6];
-    apr_status_t rv;
+    gs_mime_opts_t mo;
+    const gs_mime_t *m;
     int i;
 
+    memset(&mo, 0, sizeof mo);
+    /* GmailSyncAttachmentMaxSize 0 keeps no bytes (gs_mime reads 0 as "no limit") */
+    mo.want_bytes = o->attachments == GS_ATTACH_STORE && o->attachment_max_size > 0;
+    mo.max_attachment_bytes = (apr_size_t)o->attachment_max_size;
+    c->mime = m = gs_mime_parse(p, raw->bytes, raw->len, &mo);
+    c->id = json_object_get_string(json_object_object_get(row, "id"));
     gs_sha256(raw->bytes, raw->len, digest);
-    put[0] = gs_json_to_string(p, gs_content_row(p, row, m, digest, raw->len));
-    put[1] = t->user_id;
-    put[2] = gen;
-    put[3] = seen_by;
-    if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGE_PUT, 1, NULL, 4, put)) != APR_SUCCESS) {
-        return rv;
-    }
+    c->row = gs_json_to_string(p, gs_content_row(p, row, m, digest, raw->len));
 
     add_addresses(addrs, "from", m->from);
     add_addresses(addrs, "to", m->to);
@@ -169,20 +170,17 @@ static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_o
     add_addresses(addrs, "bcc", m->bcc);
     add_addresses(addrs, "reply_to", m->reply_to);
     add_addresses(addrs, "sender", m->sender);
-    for (i = 0; m->attachments && i < m->attachments->nelts; i++) {
+    c->addresses = gs_json_to_string(p, addrs);
+    c->blobs = apr_array_make(p, m->attachments->nelts, sizeof(const gs_mime_attachment_t *));
+    for (i = 0; i < m->attachments->nelts; i++) {
         const gs_mime_attachment_t *a = &APR_ARRAY_IDX(m->attachments, i, gs_mime_attachment_t);
         /* within the size (an empty attachment too: its blob is empty) */
         int stored = o->attachments == GS_ATTACH_STORE && o->attachment_max_size > 0
                      && (apr_int64_t)a->size <= o->attachment_max_size
                      && (a->bytes != NULL || a->size == 0);
-        json_object *j;
+        json_object *j = json_object_new_object();
 
-        /* the blob first: when its statement fails (a lost connection), no object is left
-         * outside atts, which the pool owns (the sanitizer run found one leaked) */
-        if (stored && (rv = put_blob(t, p, a, result)) != APR_SUCCESS) {
-            return rv;
-        }
-        j = json_object_new_object();
+        json_object_array_add(atts, j);   /* owned by atts (the pool) from here on */
         gs_json_set_string(j, "part_id", a->part_id);
         gs_json_set_string(j, "filename", a->filename);
         gs_json_set_string(j, "mime_type", a->mime_type ? a->mime_type
@@ -194,17 +192,51 @@ static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_o
         gs_json_set_bool(j, "related", a->related);
         gs_json_set_string(j, "sha256", a->sha256);
         gs_json_set_bool(j, "stored", stored);
-        json_object_array_add(atts, j);
+        if (stored) {
+            APR_ARRAY_PUSH(c->blobs, const gs_mime_attachment_t *) = a;
+        }
+    }
+    c->attachments = gs_json_to_string(p, atts);
+    c->text = m->text;
+    c->html = m->html;
+    c->html_text = m->html_text;
+    c->text_charset = m->text ? m->text_charset : NULL;
+    c->html_charset = m->html ? m->html_charset : NULL;
+    return c;
+}
+
+static apr_status_t store_built(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *o,
+                                const char *gen, const char *seen_by, const gs_gmail_raw_t *raw,
+                                const gs_content_t *c, gs_content_result_t *result)
+{
+    const char *put[4], *parts[9], *rawargs[6];
+    apr_status_t rv;
+    int i;
+
+    put[0] = c->row;
+    put[1] = t->user_id;
+    put[2] = gen;
+    put[3] = seen_by;
+    if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGE_PUT, 1, NULL, 4, put)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* the blobs before the attachment rows that name them, in the same transaction: see
+     * GS_SQL_W_BLOB_PUT for the lock that keeps gmailsync-cleanup from removing them */
+    for (i = 0; i < c->blobs->nelts; i++) {
+        if ((rv = put_blob(t, p, APR_ARRAY_IDX(c->blobs, i, const gs_mime_attachment_t *),
+                           result)) != APR_SUCCESS) {
+            return rv;
+        }
     }
     parts[0] = t->user_id;
-    parts[1] = id;
-    parts[2] = gs_json_to_string(p, addrs);
-    parts[3] = gs_json_to_string(p, atts);
-    parts[4] = m->text;
-    parts[5] = m->html;
-    parts[6] = m->html_text;
-    parts[7] = m->text ? m->text_charset : NULL;
-    parts[8] = m->html ? m->html_charset : NULL;
+    parts[1] = c->id;
+    parts[2] = c->addresses;
+    parts[3] = c->attachments;
+    parts[4] = c->text;
+    parts[5] = c->html;
+    parts[6] = c->html_text;
+    parts[7] = c->text_charset;
+    parts[8] = c->html_charset;
     if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGE_PARTS, 0, NULL, 9, parts)) != APR_SUCCESS) {
         return rv;
     }
@@ -212,17 +244,29 @@ static apr_status_t store_parsed(gs_task_t *t, apr_pool_t *p, const gs_content_o
         return APR_SUCCESS;
     }
     rawargs[0] = t->user_id;
-    rawargs[1] = id;
+    rawargs[1] = c->id;
     blob_args(p, rawargs + 2, raw->bytes, raw->len);
     return gs_task_exec(t, p, GS_SQL_W_RAW_PUT, 0, NULL, 6, rawargs);
+}
+
+/* This thread's CPU time in microseconds (0 when the clock is not there). */
+static apr_int64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return 0;
+    }
+    return (apr_int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 apr_status_t gs_content_store(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *opts,
                               const char *gen, const char *seen_by, json_object *row,
                               const gs_gmail_raw_t *raw, gs_content_result_t *result)
 {
-    gs_mime_opts_t mo;
-    gs_mime_t *m;
+    apr_int64_t cpu0 = thread_cpu_us(), cpu;
+    apr_time_t wall0 = apr_time_now(), wall;
+    const gs_content_t *c;
     apr_pool_t *mp;
     apr_status_t rv;
 
@@ -230,15 +274,26 @@ apr_status_t gs_content_store(gs_task_t *t, apr_pool_t *p, const gs_content_opts
         return rv;
     }
     apr_pool_tag(mp, "gs_content_message");
-    memset(&mo, 0, sizeof mo);
-    /* GmailSyncAttachmentMaxSize 0 keeps no bytes (gs_mime reads 0 as "no limit") */
-    mo.want_bytes = opts->attachments == GS_ATTACH_STORE && opts->attachment_max_size > 0;
-    mo.max_attachment_bytes = (apr_size_t)opts->attachment_max_size;
-    m = gs_mime_parse(mp, raw->bytes, raw->len, &mo);
-    if (m->state != GS_MIME_COMPLETE) {
+    c = gs_content_build(mp, opts, row, raw);
+    if (c->mime->state != GS_MIME_COMPLETE) {
         result->parse_error++;
     }
-    rv = store_parsed(t, mp, opts, gen, seen_by, row, raw, m, result);
+    rv = store_built(t, mp, opts, gen, seen_by, raw, c, result);
+    cpu = thread_cpu_us() - cpu0;
+    wall = apr_time_now() - wall0;
+    if (gs_log_is_level(GS_LOG_DEBUG)) {
+        gs_log_error(GS_LOG_DEBUG, mp, "event=content.stored task=%s id=%s raw_bytes=%"
+                     APR_SIZE_T_FMT " state=%s cpu_us=%" APR_INT64_T_FMT " wall_us=%"
+                     APR_INT64_T_FMT, t->task_id, c->id, raw->len,
+                     gs_mime_state_name(c->mime->state), cpu, (apr_int64_t)wall);
+    }
+    if (cpu >= result->cpu_max_us) {
+        result->cpu_max_us = cpu;
+        result->cpu_max_id = json_object_get_string(json_object_object_get(row, "id"));
+    }
+    if (wall > result->wall_max_us) {
+        result->wall_max_us = wall;
+    }
     apr_pool_destroy(mp);
     return rv;
 }

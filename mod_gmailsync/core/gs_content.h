@@ -33,22 +33,58 @@ typedef struct {
     int parse_error;      /* stored with content_state parse_error */
     int blobs_stored;     /* attachment bytes sent (not already stored for the user) */
     int blobs_known;      /* attachments whose bytes the user had stored already */
+    /* the costliest message of the store: the worker's CPU time (this thread's: the parse,
+     * gs_content_build and the client side of its statements, not PostgreSQL's) and its wall
+     * time, in microseconds, with its Gmail id (owned by the row) */
+    apr_int64_t cpu_max_us, wall_max_us;
+    const char *cpu_max_id;
 } gs_content_result_t;
 
+/* Indexed text columns (messages.message_id, message_addresses.address) take values of at most
+ * this many bytes: a btree entry holds at most 2,704 bytes (user_id, up to 1,024 bytes, is in
+ * the same entries), and RFC 5322 lines end at 998. A longer Message-ID is stored as NULL and a
+ * longer address gets no address row (both stay whole in the headers column). */
+#define GS_CONTENT_MAX_INDEXED 998
+
+/* Everything the store sends for one message, built without the database: the values of
+ * GS_SQL_W_MESSAGE_PUT, GS_SQL_W_MESSAGE_PARTS, GS_SQL_W_BLOB_PUT and GS_SQL_W_RAW_PUT but
+ * the user, the sync's stamps and the raw bytes themselves. Every text is valid UTF-8 without
+ * NUL; the JSON texts hold no "\u0000" (jsonb refuses it). Owned by the pool it was built in. */
+typedef struct {
+    const gs_mime_t *mime;        /* the parse (state, reason, and what blobs point into) */
+    const char *id;               /* the message's Gmail id */
+    const char *row;              /* GS_SQL_W_MESSAGE_PUT's row JSON (gs_content_row) */
+    const char *addresses;        /* GS_SQL_W_MESSAGE_PARTS's JSON array: role, position,
+                                   * name, address (normalised) */
+    const char *attachments;      /* ...its JSON array: part_id, filename, mime_type, size,
+                                   * content_id, disposition, is_inline, related, sha256, stored */
+    const char *text, *html, *html_text;      /* the bodies (NULL when none) */
+    const char *text_charset, *html_charset;  /* NULL when that body is NULL */
+    apr_array_header_t *blobs;    /* const gs_mime_attachment_t *: the attachments whose bytes
+                                   * go to attachment_blobs (stored = true), in part order */
+} gs_content_t;
+
+/* Parses `raw` (gs_mime, with the options' attachment bytes) and builds the values the store
+ * sends for it; `row` is the message's gs_gmail_message_row. Never fails: a message gs_mime
+ * cannot read gives content_state parse_error and its reason. Everything is owned by p. */
+gs_content_t *gs_content_build(apr_pool_t *p, const gs_content_opts_t *opts, json_object *row,
+                               const gs_gmail_raw_t *raw);
+
 /* Stores the message `raw` whose Gmail fields are `row` (a gs_gmail_message_row object: id,
- * thread_id, history_id, internal_date, labels, snippet, size). gen and seen_by are the full
- * sync's stamps (NULL for incremental syncs). A message gs_mime cannot read is stored raw with
- * content_state parse_error and its reason: never a failure of the sync. Returns what the
- * statements returned (GS_EFAILED with the failure set, GS_ELOST, GS_EMOVED). */
+ * thread_id, history_id, internal_date, labels, snippet, size): gs_content_build, then its
+ * statements. gen and seen_by are the full sync's stamps (NULL for incremental syncs). A
+ * message gs_mime cannot read is stored raw with content_state parse_error and its reason:
+ * never a failure of the sync. Returns what the statements returned (GS_EFAILED with the
+ * failure set, GS_ELOST, GS_EMOVED). */
 apr_status_t gs_content_store(gs_task_t *t, apr_pool_t *p, const gs_content_opts_t *opts,
                               const char *gen, const char *seen_by, json_object *row,
                               const gs_gmail_raw_t *raw, gs_content_result_t *result);
 
 /* The messages row of a parsed message, as GS_SQL_W_MESSAGE_PUT reads it: `row`'s Gmail
  * fields, subject, from, to, cc, bcc and reply_to as written (decoded to UTF-8), the ids of
- * Message-ID, In-Reply-To and References, the Date header (date_us, when it is a time
- * PostgreSQL can hold), the content state and reason, every header, the raw size and SHA-256.
- * Owned by p. Exposed for the unit tests. */
+ * Message-ID (NULL over GS_CONTENT_MAX_INDEXED bytes), In-Reply-To and References, the Date
+ * header (date_us, when it is a time PostgreSQL can hold), the content state and reason, every
+ * header, the raw size and SHA-256. Owned by p. Exposed for the unit tests. */
 json_object *gs_content_row(apr_pool_t *p, json_object *row, const gs_mime_t *mime,
                             const unsigned char raw_sha256[32], apr_size_t raw_size);
 

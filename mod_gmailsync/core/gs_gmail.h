@@ -127,4 +127,13 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
 apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
                                  gs_gmail_raw_t *out);
 
+/* One part of a format=raw batch answer (the JSON of messages.get) as the worker takes it: its
+ * row (gs_gmail_message_row; the caller owns the reference) and its raw message decoded by
+ * gs_gmail_decode_raw into `into`. The JSON lives in a subpool of p for this call only.
+ * APR_EINVAL with *err set (and *row NULL) when the part is not a message with a valid id and a
+ * base64url "raw" string: a malformed part, asked again. */
+apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body,
+                               apr_size_t len, json_object **row, gs_gmail_raw_t *raw,
+                               const char **err);
+
 #endif /* GS_GMAIL_H */

@@ -116,42 +116,53 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
     return APR_SUCCESS;
 }
 
-/* One message of a format=raw answer: its row and its decoded bytes, held for the store. The
- * JSON of the message lives only as long as this call (its own pool): one message's text at a
- * time, whatever the batch. */
-static apr_status_t take_raw_message(apr_pool_t *p, const char *body, apr_size_t len,
-                                     held_t *held, const char **err)
+apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body,
+                               apr_size_t len, json_object **row, gs_gmail_raw_t *raw,
+                               const char **err)
 {
     apr_pool_t *mp;
-    json_object *msg, *row, *raw = NULL;
-    gs_gmail_raw_t *r;
+    json_object *msg, *r, *text = NULL;
     apr_status_t rv;
 
+    *row = NULL;
     if ((rv = apr_pool_create(&mp, p)) != APR_SUCCESS) {
         return rv;
     }
     rv = APR_EINVAL;
-    if ((msg = gs_json_parse(mp, body, len, err)) && (row = gs_gmail_message_row(mp, msg, err))) {
-        if (!json_object_object_get_ex(msg, "raw", &raw)
-            || !json_object_is_type(raw, json_type_string)) {
+    if ((msg = gs_json_parse(mp, body, len, err)) && (r = gs_gmail_message_row(mp, msg, err))) {
+        if (!json_object_object_get_ex(msg, "raw", &text)
+            || !json_object_is_type(text, json_type_string)) {
             *err = "the message has no raw field";
-            json_object_put(row);
+            json_object_put(r);
+        }
+        else if ((rv = gs_gmail_decode_raw(into, json_object_get_string(text),
+                                           (apr_size_t)json_object_get_string_len(text),
+                                           raw)) != APR_SUCCESS) {
+            *err = "the raw message is not base64url";
+            json_object_put(r);
         }
         else {
-            r = apr_array_push(held->raws);
-            rv = gs_gmail_decode_raw(held->pool, json_object_get_string(raw),
-                                     (apr_size_t)json_object_get_string_len(raw), r);
-            if (rv == APR_SUCCESS) {
-                json_object_array_add(held->rows, row);
-            }
-            else {
-                held->raws->nelts--;
-                *err = "the raw message is not base64url";
-                json_object_put(row);
-            }
+            *row = r;
         }
     }
     apr_pool_destroy(mp);
+    return rv;
+}
+
+/* One message of a format=raw answer: its row and its decoded bytes, held for the store. The
+ * JSON of the message lives only as long as this call: one message's text at a time, whatever
+ * the batch. */
+static apr_status_t take_raw_message(apr_pool_t *p, const char *body, apr_size_t len,
+                                     held_t *held, const char **err)
+{
+    json_object *row;
+    gs_gmail_raw_t r;
+    apr_status_t rv = gs_gmail_raw_part(p, held->pool, body, len, &row, &r, err);
+
+    if (rv == APR_SUCCESS) {
+        APR_ARRAY_PUSH(held->raws, gs_gmail_raw_t) = r;
+        json_object_array_add(held->rows, row);
+    }
     return rv;
 }
 

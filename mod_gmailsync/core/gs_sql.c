@@ -523,12 +523,23 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " ON CONFLICT (user_id, gmail_id) DO UPDATE SET text_body = EXCLUDED.text_body,"
       "   html_body = EXCLUDED.html_body, html_text = EXCLUDED.html_text,"
       "   text_charset = EXCLUDED.text_charset, html_charset = EXCLUDED.html_charset" },
+    /* content-addressed per user: the same bytes are stored once. A blob the user has already
+     * is locked FOR KEY SHARE until the commit that adds the attachment rows naming it, so
+     * that gmailsync-cleanup, which removes the blobs no row names (FOR UPDATE SKIP LOCKED,
+     * then a DELETE that checks again in a statement of its own), can neither remove it under
+     * this transaction nor have removed it unseen: a blob the cleanup removed first is not
+     * found here (the lock waits for the cleanup's commit) and is inserted again. */
     { GS_SQL_W_BLOB_PUT,
-      /* content-addressed per user: the same bytes are stored once */
-      "INSERT INTO gmailsync.attachment_blobs (user_id, sha256, size, bytes)"
-      " VALUES (%s, decode(%s, 'hex'), %s::bigint, %pDb) ON CONFLICT DO NOTHING" },
+      "WITH k AS (SELECT %s::text AS user_id, decode(%s, 'hex') AS sha256, %s::bigint AS size,"
+      "   %pDb::bytea AS bytes),"
+      " held AS (SELECT 1 FROM gmailsync.attachment_blobs b, k"
+      "   WHERE b.user_id = k.user_id AND b.sha256 = k.sha256 FOR KEY SHARE OF b)"
+      " INSERT INTO gmailsync.attachment_blobs (user_id, sha256, size, bytes)"
+      " SELECT k.user_id, k.sha256, k.size, k.bytes FROM k WHERE NOT EXISTS (SELECT 1 FROM held)"
+      " ON CONFLICT DO NOTHING" },
     { GS_SQL_W_BLOB_KNOWN,
-      "SELECT 1 FROM gmailsync.attachment_blobs WHERE user_id = %s AND sha256 = decode(%s, 'hex')" },
+      "SELECT 1 FROM gmailsync.attachment_blobs WHERE user_id = %s AND sha256 = decode(%s, 'hex')"
+      " FOR KEY SHARE" },
     { GS_SQL_W_RAW_PUT,
       "INSERT INTO gmailsync.message_raw (user_id, gmail_id, raw) VALUES (%s, %s, %pDb)"
       " ON CONFLICT (user_id, gmail_id) DO UPDATE SET raw = EXCLUDED.raw" },

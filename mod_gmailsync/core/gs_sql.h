@@ -136,9 +136,10 @@ typedef struct {
                                                            html_text, text charset, html
                                                            charset) */
 #define GS_SQL_W_BLOB_PUT        "gs_w_blob_put"        /* (user_id, sha256 hex, size, bytes
-                                                           bytea: 4 values) */
+                                                           bytea: 4 values); an existing blob
+                                                           is locked FOR KEY SHARE instead */
 #define GS_SQL_W_BLOB_KNOWN      "gs_w_blob_known"      /* (user_id, sha256 hex) -> 1 row when
-                                                           stored */
+                                                           stored, locked FOR KEY SHARE */
 #define GS_SQL_W_RAW_PUT         "gs_w_raw_put"         /* (user_id, gmail_id, raw bytea: 4
                                                            values) */
 

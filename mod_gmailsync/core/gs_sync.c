@@ -181,6 +181,14 @@ apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows,
             s->parse_errors += c.result.parse_error;
             s->blobs_stored += c.result.blobs_stored;
             s->blobs_known += c.result.blobs_known;
+            if (c.result.cpu_max_id && c.result.cpu_max_us >= s->content_cpu_max_us) {
+                s->content_cpu_max_us = c.result.cpu_max_us;
+                apr_cpystrn(s->content_cpu_max_id, c.result.cpu_max_id,
+                            sizeof s->content_cpu_max_id);
+            }
+            if (c.result.wall_max_us > s->content_wall_max_us) {
+                s->content_wall_max_us = c.result.wall_max_us;
+            }
         }
     }
     else {
@@ -454,7 +462,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " refused_concurrent=%" APR_INT64_T_FMT " parts_in_flight=%d"
                  " contents=%" APR_INT64_T_FMT " parse_errors=%" APR_INT64_T_FMT
                  " backfilled=%" APR_INT64_T_FMT " blobs_stored=%" APR_INT64_T_FMT
-                 " blobs_known=%" APR_INT64_T_FMT
+                 " blobs_known=%" APR_INT64_T_FMT " content_cpu_max_ms=%.1f"
+                 " content_cpu_max_id=%s content_wall_max_ms=%.1f"
                  " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
                  event, s->task->task_id, gs_log_value(p, s->task->user_id),
@@ -463,7 +472,9 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  s->relabeled, s->removed, gm->calls, gm->batch_parts, gm->units,
                  gm->retries_done, gm->rate_limited, gm->refused_rate, gm->refused_concurrent,
                  gm->flight.level, s->contents, s->parse_errors, s->backfilled, s->blobs_stored,
-                 s->blobs_known, gm->pace.rate, s->task->progress_writes,
+                 s->blobs_known, (double)s->content_cpu_max_us / 1000.0,
+                 s->content_cpu_max_id[0] ? s->content_cpu_max_id : "-",
+                 (double)s->content_wall_max_us / 1000.0, gm->pace.rate, s->task->progress_writes,
                  s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
                  s->failure->code ? " message=\"" : "",
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");

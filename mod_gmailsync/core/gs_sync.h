@@ -51,6 +51,10 @@ typedef struct {
      * messages fetched for content they lacked (the backfill); attachment bytes sent and found
      * stored already */
     apr_int64_t contents, parse_errors, backfilled, blobs_stored, blobs_known;
+    /* the costliest message stored with content: the worker's CPU time for it (parse, build,
+     * the client side of its statements) and the longest wall time of one, in ms; its id */
+    apr_int64_t content_cpu_max_us, content_wall_max_us;
+    char content_cpu_max_id[129];   /* a Gmail id: at most 128 characters */
     apr_int64_t answers_seen;   /* Gmail answers at the last tick (stall watchdog) */
     apr_int64_t duration_ms;
 } gs_sync_t;

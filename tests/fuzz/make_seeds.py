@@ -7,6 +7,7 @@ the worker write or receive (hand-off messages, gs1 lines, Origin and Accept hea
 configurations, key files and sealed tokens). Files are named by content hash, so a refresh
 adds rather than renames.
 """
+import base64
 import hashlib
 import json
 import os
@@ -188,9 +189,27 @@ def mime_seeds():
     put("mime", b"Subject: =?utf-8?q?bad=ZZ?= =?gb2312?b?!!?=\nFrom: \xff\xfe <@>\n\n\x00\x00")
 
 
+def content_seeds():
+    """fuzz_content: every message of the MIME corpus as raw bytes and as the batch part the
+    worker takes it from (format=raw: base64url without padding, as Gmail sends it)."""
+    d = os.path.join(ROOT, "tests", "data", "mime")
+    for i, name in enumerate(sorted(n for n in os.listdir(d) if n.endswith(".eml"))):
+        with open(os.path.join(d, name), "rb") as f:
+            raw = f.read()
+        put("content", raw)
+        put("content", json.dumps({
+            "id": "18e4ff40c8862f%02x" % i, "threadId": "18e4ff40c8862f00",
+            "labelIds": ["INBOX", "UNREAD"], "snippet": name, "historyId": "4242",
+            "internalDate": "1733000000000", "sizeEstimate": len(raw),
+            "raw": base64.urlsafe_b64encode(raw).decode().rstrip("=")}))
+
+
+SEEDERS = {"gmail": fake_gmail_seeds, "shaped": shaped_seeds, "mime": mime_seeds,
+           "content": content_seeds}
+
 if __name__ == "__main__":
-    fake_gmail_seeds()
-    shaped_seeds()
-    mime_seeds()
+    # make_seeds.py [gmail|shaped|mime|content ...]: only those (default: all)
+    for seeder in sys.argv[1:] or SEEDERS:
+        SEEDERS[seeder]()
     for h in sorted(os.listdir(CORPUS)):
         print("%-12s %d seeds" % (h, len(os.listdir(os.path.join(CORPUS, h)))))

@@ -7,15 +7,18 @@ fails its host's STUCK tasks and CREATED tasks older than an hour). So every tes
 freezes the daemon with SIGSTOP while it runs (`daemon_frozen`) and ends the tasks it crafted
 before the daemon resumes.
 """
+import hashlib
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import threading
 import uuid
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 import requests
 
@@ -27,7 +30,7 @@ STATUS = os.path.join(ROOT, "scripts", "gmailsync-status")
 CLEANUP = os.path.join(ROOT, "scripts", "gmailsync-cleanup")
 HOST = socket.gethostname()
 SUMMARY_ZERO = ("summary: marked_stuck=0 workers_killed=0 failed_stuck=0 failed_not_started=0 "
-                "left_stuck=0")
+                "left_stuck=0 blobs_removed=0 blob_bytes_removed=0")
 
 
 def proc_state(pid):
@@ -317,7 +320,8 @@ def test_cleanup_fails_a_stale_running_task_and_leaves_a_fresh_one_alone(stack, 
     assert actions(p.stdout, fresh) == []
     assert task(stack, fresh)[:2] == ("RUNNING", None)
     assert re.search(r"^summary: marked_stuck=\d+ workers_killed=\d+ failed_stuck=\d+ "
-                     r"failed_not_started=\d+ left_stuck=0$", p.stdout, re.M)
+                     r"failed_not_started=\d+ left_stuck=0 blobs_removed=\d+ "
+                     r"blob_bytes_removed=\d+$", p.stdout, re.M)
 
 
 def test_cleanup_finalises_a_task_already_stuck(stack, crafted):
@@ -487,7 +491,8 @@ def test_cleanup_usage_and_database_errors(stack):
     p = cleanup(stack, "--help")
     assert p.returncode == 0 and "--dry-run" in p.stdout
     for bad in (["--older-than", "5x"], ["--older-than", "0s"], ["--older-than", "31d"],
-                ["--older-than", "-5m"], ["--older-than", "250ms"], ["--bogus"], ["extra"]):
+                ["--older-than", "-5m"], ["--older-than", "250ms"], ["--bogus"], ["extra"],
+                ["--blob-batch", "0"], ["--blob-batch", "10001"], ["--blob-batch", "x"]):
         p = cleanup(stack, *bad)
         assert p.returncode == 2, (bad, p.stderr)
         assert p.stdout == ""
@@ -500,6 +505,179 @@ def test_cleanup_usage_and_database_errors(stack):
     for ok in ("1500ms", "5s", "5m", "1h", "2d", "30"):
         p = cleanup(stack, "--dry-run", "--older-than", ok)
         assert p.returncode == 0, (ok, p.stderr)
+
+
+# ------------------------------------------------------------------ gmailsync-cleanup: blobs
+
+def worker_sql(label):
+    """The worker's statement `label` as gs_sql.c has it (its C string pieces joined), with
+    psycopg2's placeholders: the tests below run exactly what a sync runs."""
+    src = open(os.path.join(ROOT, "mod_gmailsync", "core", "gs_sql.c")).read()
+    body = re.search(r"\{ %s,\s*(?:/\*.*?\*/\s*)?((?:\"(?:[^\"\\]|\\.)*\"\s*)+)\}" % label,
+                     src, re.S).group(1)
+    text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body)).replace('\\"', '"')
+    return text.replace("%pDb", "%s")
+
+
+def blob(stack, user_id, data):
+    """An attachment blob of the user's; returns its SHA-256 (hex)."""
+    sha = hashlib.sha256(data).hexdigest()
+    stack.query("INSERT INTO gmailsync.attachment_blobs (user_id, sha256, size, bytes)"
+                " VALUES (%s, decode(%s, 'hex'), %s, %s)", (user_id, sha, len(data), data))
+    return sha
+
+
+def name_blob(cur, user_id, gmail_id, sha, stored=True):
+    """A message with one attachment row naming the blob, as a sync stores it."""
+    cur.execute("INSERT INTO gmailsync.messages (user_id, gmail_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING", (user_id, gmail_id))
+    cur.execute("INSERT INTO gmailsync.message_attachments (user_id, gmail_id, part_id,"
+                " mime_type, size, is_inline, sha256, stored) VALUES (%s, %s, %s,"
+                " 'application/pdf', 1, false, decode(%s, 'hex'), %s)",
+                (user_id, gmail_id, str(1 + len(sha) % 7), sha, stored))
+
+
+def blobs_of(stack, user_id):
+    return {h for (h,) in stack.query("SELECT encode(sha256, 'hex') FROM"
+                                      " gmailsync.attachment_blobs WHERE user_id = %s",
+                                      (user_id,))}
+
+
+def blob_lines(output, user_id):
+    return [line for line in output.splitlines() if line.startswith(f"blobs user={user_id}:")]
+
+
+def test_cleanup_removes_the_blobs_no_attachment_names_in_batches(stack, daemon_frozen):
+    a, b = "blobs-" + uuid.uuid4().hex[:10], "blobs-" + uuid.uuid4().hex[:10]
+    named = blob(stack, a, b"named")
+    metadata_only = blob(stack, a, b"named by a row that keeps its hash only")
+    orphans = {blob(stack, a, b"orphan %d" % i) for i in range(5)}
+    other = blob(stack, b, b"named")        # the same bytes, another user's: nobody names it
+    with stack.db() as conn, conn.cursor() as cur:
+        name_blob(cur, a, "m1", named)
+        name_blob(cur, a, "m2", metadata_only, stored=False)
+    conn.close()
+    before = blobs_of(stack, a) | blobs_of(stack, b)
+    dry = cleanup(stack, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert blob_lines(dry.stdout, a) == [
+        f"blobs user={a}: would remove 5 attachment blobs (40 bytes) no attachment names"]
+    assert blob_lines(dry.stdout, b) == [
+        f"blobs user={b}: would remove 1 attachment blob (5 bytes) no attachment names"]
+    assert blobs_of(stack, a) | blobs_of(stack, b) == before
+    p = cleanup(stack, "--blob-batch", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert blob_lines(p.stdout, a) == [
+        f"blobs user={a}: removed 5 attachment blobs (40 bytes) no attachment names"]
+    assert blob_lines(p.stdout, b) == [
+        f"blobs user={b}: removed 1 attachment blob (5 bytes) no attachment names"]
+    assert re.search(r"^summary: .* blobs_removed=([6-9]|\d\d+) blob_bytes_removed=\d+$",
+                     p.stdout, re.M), p.stdout
+    assert blobs_of(stack, a) == {named, metadata_only} and not orphans & blobs_of(stack, a)
+    assert blobs_of(stack, b) == set() and other not in blobs_of(stack, b)
+    again = cleanup(stack)
+    assert again.returncode == 0 and blob_lines(again.stdout, a) == [], again.stdout
+    assert blobs_of(stack, a) == {named, metadata_only}
+    # the message goes (deleted from Gmail): its blob is garbage at the next run
+    stack.query("DELETE FROM gmailsync.messages WHERE user_id = %s AND gmail_id = 'm1'", (a,))
+    p = cleanup(stack)
+    assert blob_lines(p.stdout, a) == [
+        f"blobs user={a}: removed 1 attachment blob (5 bytes) no attachment names"]
+    assert blobs_of(stack, a) == {metadata_only}
+    stack.query("DELETE FROM gmailsync.messages WHERE user_id = ANY(%s)", ([a, b],))
+    assert cleanup(stack).returncode == 0 and blobs_of(stack, a) == set()
+
+
+def cleanup_between_its_lock_and_its_delete(stack):
+    """Starts gmailsync-cleanup and holds it after it has locked its candidate blobs (FOR UPDATE)
+    and before the statement that deletes them: a SHARE lock on the table lets the locking
+    SELECT through (ROW SHARE) and holds the DELETE (ROW EXCLUSIVE). Returns the process and
+    the connection holding the lock (commit it to let the cleanup go on)."""
+    gate = stack.db()
+    gate.autocommit = False
+    with gate.cursor() as cur:
+        cur.execute("LOCK TABLE gmailsync.attachment_blobs IN SHARE MODE")
+    proc = subprocess.Popen([CLEANUP], env=dict(os.environ, GS_PG_DSN=stack.pg_dsn),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for("the cleanup waiting to delete", lambda: stack.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gmailsync-cleanup'"
+        " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM gmailsync.attachment_blobs%%'"
+    )[0][0] == 1, 30)
+    return proc, gate
+
+
+def test_a_sync_naming_a_blob_while_the_cleanup_removes_it_keeps_its_bytes(stack,
+                                                                           daemon_frozen):
+    """The race of a sync that stores an attachment whose bytes the user has, as an orphan,
+    with a cleanup removing that orphan, in the three orders it can take (the worker's own
+    statements, from gs_sql.c)."""
+    known, put = worker_sql("GS_SQL_W_BLOB_KNOWN"), worker_sql("GS_SQL_W_BLOB_PUT")
+    assert "FOR KEY SHARE" in known and "FOR KEY SHARE" in put
+    user = "blobs-" + uuid.uuid4().hex[:10]
+
+    # 1. the sync holds the blobs first (a large one through gs_w_blob_known, a small one
+    #    through gs_w_blob_put, its transaction still open): the cleanup skips them without
+    #    waiting, and after the commit they are named. (Without the locks the cleanup removed
+    #    both here: the rows naming them were not committed yet.)
+    first, small = blob(stack, user, b"x" * 70000), blob(stack, user, b"small")
+    sync = stack.db()
+    sync.autocommit = False
+    with sync.cursor() as cur:
+        cur.execute(known, (user, first))
+        assert cur.fetchall() == [(1,)]
+        cur.execute(put, (user, small, 5, psycopg2.Binary(b"small")))
+        assert cur.rowcount == 0       # stored already: not sent again
+        name_blob(cur, user, "m1", first)
+        name_blob(cur, user, "m0", small)
+        p = cleanup(stack)
+        assert p.returncode == 0 and blob_lines(p.stdout, user) == [], p.stdout
+    sync.commit()
+    assert blob_lines(cleanup(stack).stdout, user) == []
+    assert {first, small} <= blobs_of(stack, user)
+
+    # 2. the cleanup locks first; the sync's gs_w_blob_put waits for it, finds the blob gone
+    #    and inserts it again: its attachment row names bytes that are there
+    second = blob(stack, user, b"second")
+    proc, gate = cleanup_between_its_lock_and_its_delete(stack)
+    done = {}
+
+    def a_sync():
+        with sync.cursor() as cur:
+            cur.execute(put, (user, second, 6, psycopg2.Binary(b"second")))
+            done["inserted"] = cur.rowcount
+            name_blob(cur, user, "m2", second)
+        sync.commit()
+
+    t = threading.Thread(target=a_sync)
+    t.start()
+    wait_for("the sync waiting", lambda: stack.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND query LIKE %s", ("WITH k AS (SELECT '%s'::text%%" % user,))[0][0] == 1, 30)
+    gate.commit()
+    out, err = proc.communicate(timeout=60)
+    t.join(30)
+    assert proc.returncode == 0, out + err
+    assert blob_lines(out, user) == [
+        f"blobs user={user}: removed 1 attachment blob (6 bytes) no attachment names"], out
+    assert done == {"inserted": 1}
+    assert bytes(stack.query("SELECT bytes FROM gmailsync.attachment_blobs WHERE user_id = %s"
+                             " AND sha256 = decode(%s, 'hex')", (user, second))[0][0]) == b"second"
+
+    # 3. a row naming the blob commits after the cleanup locked it and before its delete: the
+    #    delete checks again and keeps it
+    third = blob(stack, user, b"third")
+    proc, gate = cleanup_between_its_lock_and_its_delete(stack)
+    with stack.db() as conn, conn.cursor() as cur:
+        name_blob(cur, user, "m3", third)
+    conn.close()
+    gate.commit()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and blob_lines(out, user) == [], out + err
+    assert blobs_of(stack, user) == {first, small, second, third}
+    sync.close()
+    gate.close()
+    stack.query("DELETE FROM gmailsync.messages WHERE user_id = %s", (user,))
+    assert cleanup(stack).returncode == 0 and blobs_of(stack, user) == set()
 
 
 # ------------------------------------------------------------------ the connection string (issue 21, 9)

@@ -24,5 +24,6 @@ Suite *gs_log_suite(void);
 Suite *gs_handoff_suite(void);
 /* message content (issue 22) */
 Suite *gs_mime_suite(void);
+Suite *gs_content_suite(void);
 
 #endif

@@ -34,6 +34,7 @@ int main(void)
     srunner_add_suite(runner, gs_handoff_suite());
     /* message content (issue 22) */
     srunner_add_suite(runner, gs_mime_suite());
+    srunner_add_suite(runner, gs_content_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);
