@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, OtherHttpd, wait_for
+from conftest import ROOT, SANITIZE, OtherHttpd, wait_for
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -354,4 +354,9 @@ def test_start_counters_are_per_host_not_per_process_under_prefork(stack):
         assert latency["gmailsync_start_latency_seconds_count"] == 40
     finally:
         errors = other.stop()
+    if SANITIZE:
+        # under ASan (leak checks off for httpd) a prefork child's exit, with its pools and its
+        # shadow memory, can outlast httpd's first wait at stop on a loaded machine (AH00045, then
+        # SIGTERM; seen once at a load of 10): slow, not stuck. Reports still fail the stage.
+        errors = [e for e in errors if "AH00045" not in e]
     assert not errors, errors
