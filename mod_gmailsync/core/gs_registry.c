@@ -234,6 +234,7 @@ int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task)
 
 int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task)
 {
+    gs_registry_task_t floor;
     task_slot_t *t;
     apr_uint32_t generation;
 
@@ -243,8 +244,16 @@ int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task)
         return 0;
     }
     generation = t->task.generation;
+    floor = t->task;
     t->task = *task;
     t->task.generation = generation + 1;
+    if (floor.progress_percentage > task->progress_percentage) {
+        /* the progress a user saw never goes back: a worker run again after a lost end (a
+         * failover) starts from what the database stores, which may be less */
+        t->task.progress_percentage = floor.progress_percentage;
+        t->task.processed = floor.processed;
+        t->task.total = floor.total;
+    }
     return 1;
 }
 
@@ -280,6 +289,20 @@ int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_t
 
     for (i = 0; i < reg->slots; i++) {
         if (slots[i].used == SLOT_LIVE && !strcmp(slots[i].task.task_id, task_id)) {
+            *out = slots[i].task;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int gs_registry_task_seen(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out)
+{
+    task_slot_t *slots = task_slots(reg);
+    apr_size_t i;
+
+    for (i = 0; i < reg->slots; i++) {
+        if (slots[i].used != SLOT_FREE && !strcmp(slots[i].task.task_id, task_id)) {
             *out = slots[i].task;
             return 1;
         }

@@ -115,7 +115,8 @@ int gs_registry_task_get(gs_registry_t *reg, const char *user_id, gs_registry_ta
  * simply has no fast path for this task). */
 int gs_registry_task_put(gs_registry_t *reg, const gs_registry_task_t *task);
 /* Replaces the user's entry only if it exists and is for the same task (a late progress line
- * must not bring back an entry that a cancel removed); returns 1 if updated. */
+ * must not bring back an entry that a cancel removed); returns 1 if updated. The progress
+ * (percentage, processed, total) never decreases: a lower one keeps the entry's. */
 int gs_registry_task_update(gs_registry_t *reg, const gs_registry_task_t *task);
 /* Takes `task_id` off the board for good: its entry (or, if it has none yet, a free slot of the
  * user) becomes a tombstone that refuses a later put of the same task, so that a claim or a late
@@ -129,6 +130,9 @@ void gs_registry_tasks_sweep(gs_registry_t *reg, apr_time_t before);
 void gs_registry_tasks_clear(gs_registry_t *reg);
 /* Finds an entry by task id (for progress readers); linear in the table size. */
 int gs_registry_task_find(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out);
+/* Like find, but also a task that left the board (ended, cancelled) and has not been swept yet:
+ * what its watchers last saw, the floor of a later answer read from the database. */
+int gs_registry_task_seen(gs_registry_t *reg, const char *task_id, gs_registry_task_t *out);
 
 /* Progress streams (SSE) each hold an httpd thread for their whole life: they are counted per
  * user and per host, and refused beyond the limits. Every admitted stream must leave. */

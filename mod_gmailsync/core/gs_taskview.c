@@ -120,6 +120,20 @@ json_object *gs_taskview_from_board(apr_pool_t *p, const gs_registry_task_t *t)
     return task;
 }
 
+void gs_taskview_floor(json_object *task, const gs_registry_task_t *seen)
+{
+    json_object *pct;
+
+    if (!task || !json_object_object_get_ex(task, "progress_percentage", &pct)
+        || json_object_get_double(pct) >= seen->progress_percentage) {
+        return;
+    }
+    json_object_object_add(task, "progress_percentage", percentage(seen->progress_percentage));
+    json_object_object_add(task, "processed", json_object_new_int64(seen->processed));
+    json_object_object_add(task, "total",
+                           seen->total >= 0 ? json_object_new_int64(seen->total) : NULL);
+}
+
 int gs_is_uuid(const char *s)
 {
     int i;

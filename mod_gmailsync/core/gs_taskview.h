@@ -24,6 +24,11 @@ json_object *gs_taskview_from_row(const gs_db_rows_t *rows, int row, int col);
  * is the time of the worker's last line. */
 json_object *gs_taskview_from_board(apr_pool_t *p, const gs_registry_task_t *t);
 
+/* Raises the progress of `task` (percentage, processed, total) to what this host's board last
+ * showed of it, when that was more: the database of a server promoted after a failover may hold
+ * less than the watchers saw, and the progress a user sees never decreases. */
+void gs_taskview_floor(json_object *task, const gs_registry_task_t *seen);
+
 /* Is `s` a canonical UUID text (8-4-4-4-12 hex)? Checked before any task id reaches SQL. */
 int gs_is_uuid(const char *s);
 

@@ -206,6 +206,7 @@ void gs_httpd_registry_task_put(const gs_registry_task_t *task);
 void gs_httpd_registry_task_update(const gs_registry_task_t *task);
 void gs_httpd_registry_task_remove(const char *user_id, const char *task_id);
 int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out);
+int gs_httpd_registry_task_seen(const char *task_id, gs_registry_task_t *out);
 void gs_httpd_registry_tasks_clear(void);
 void gs_httpd_registry_tasks_sweep(apr_time_t before);
 /* Per-host counters in shared memory (0 when the registry is unavailable). */

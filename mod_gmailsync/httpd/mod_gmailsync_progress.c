@@ -72,6 +72,9 @@ int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *
         return HTTP_NOT_FOUND;
     }
     *task = gs_json_own(p, gs_taskview_from_row(rows, 0, 0));
+    if (gs_httpd_registry_task_seen(task_id, &live) && !strcmp(live.user_id, user_id)) {
+        gs_taskview_floor(*task, &live);
+    }
     return OK;
 }
 

@@ -179,16 +179,27 @@ void gs_httpd_registry_task_remove(const char *user_id, const char *task_id)
     unlock_registry();
 }
 
-int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out)
+static int task_lookup(int (*look)(gs_registry_t *, const char *, gs_registry_task_t *),
+                       const char *task_id, gs_registry_task_t *out)
 {
     int found;
 
     if (!lock_registry()) {
         return 0;
     }
-    found = gs_registry_task_find(registry_state.reg, task_id, out);
+    found = look(registry_state.reg, task_id, out);
     unlock_registry();
     return found;
+}
+
+int gs_httpd_registry_task_find(const char *task_id, gs_registry_task_t *out)
+{
+    return task_lookup(gs_registry_task_find, task_id, out);
+}
+
+int gs_httpd_registry_task_seen(const char *task_id, gs_registry_task_t *out)
+{
+    return task_lookup(gs_registry_task_seen, task_id, out);
 }
 
 void gs_httpd_registry_tasks_clear(void)

@@ -108,15 +108,21 @@ START_TEST(long_user_ids_are_not_cached)
 }
 END_TEST
 
+/* Alice's RUNNING task 1111..., nothing else set. */
+static void alice_running(gs_registry_task_t *t)
+{
+    memset(t, 0, sizeof *t);
+    apr_cpystrn(t->user_id, "alice", sizeof t->user_id);
+    apr_cpystrn(t->task_id, "11111111-1111-4111-8111-111111111111", sizeof t->task_id);
+    apr_cpystrn(t->state, "RUNNING", sizeof t->state);
+}
+
 START_TEST(tasks_by_user)
 {
     gs_registry_t *reg = fresh(32);
     gs_registry_task_t t, got;
 
-    memset(&t, 0, sizeof t);
-    apr_cpystrn(t.user_id, "alice", sizeof t.user_id);
-    apr_cpystrn(t.task_id, "11111111-1111-4111-8111-111111111111", sizeof t.task_id);
-    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+    alice_running(&t);
     ck_assert(gs_registry_task_put(reg, &t));
     ck_assert(gs_registry_task_get(reg, "alice", &got));
     ck_assert_str_eq(got.task_id, t.task_id);
@@ -142,10 +148,7 @@ START_TEST(removed_tasks_stay_gone)
     gs_registry_t *reg = fresh(32);
     gs_registry_task_t t, next, got;
 
-    memset(&t, 0, sizeof t);
-    apr_cpystrn(t.user_id, "alice", sizeof t.user_id);
-    apr_cpystrn(t.task_id, "11111111-1111-4111-8111-111111111111", sizeof t.task_id);
-    apr_cpystrn(t.state, "RUNNING", sizeof t.state);
+    alice_running(&t);
 
     /* removed before it was ever put (cancel committed first, claim's put comes late) */
     ck_assert(gs_registry_task_remove(reg, "alice", t.task_id, 10));
@@ -173,6 +176,40 @@ START_TEST(removed_tasks_stay_gone)
     /* tombstones are swept like finished entries */
     gs_registry_tasks_sweep(reg, 13);
     ck_assert(gs_registry_task_put(reg, &next));
+}
+END_TEST
+
+/* The progress on the board never goes back, not even when a worker runs the task again from
+ * what a promoted standby stores; what the watchers saw of an ended task stays readable as a
+ * floor until it is swept. */
+START_TEST(board_progress_never_decreases)
+{
+    gs_registry_t *reg = fresh(32);
+    gs_registry_task_t t, got;
+
+    alice_running(&t);
+    t.total = 600;
+    t.processed = 250;
+    t.progress_percentage = 41.66;
+    ck_assert(gs_registry_task_put(reg, &t));
+    t.processed = 100;
+    t.progress_percentage = 16.66;
+    apr_cpystrn(t.retry_reason, "unavailable", sizeof t.retry_reason);
+    ck_assert(gs_registry_task_update(reg, &t));
+    ck_assert(gs_registry_task_find(reg, t.task_id, &got));
+    ck_assert(got.processed == 250 && got.total == 600 && got.progress_percentage > 41.6);
+    ck_assert_str_eq(got.retry_reason, "unavailable");   /* the rest of the line is taken */
+    t.processed = 300;
+    t.progress_percentage = 50;
+    ck_assert(gs_registry_task_update(reg, &t));
+    ck_assert(gs_registry_task_find(reg, t.task_id, &got) && got.processed == 300);
+
+    ck_assert(gs_registry_task_remove(reg, "alice", t.task_id, 20));
+    ck_assert(!gs_registry_task_find(reg, t.task_id, &got));
+    ck_assert(gs_registry_task_seen(reg, t.task_id, &got) && got.processed == 300);
+    ck_assert(!gs_registry_task_seen(reg, "22222222-2222-4222-8222-222222222222", &got));
+    gs_registry_tasks_sweep(reg, 21);
+    ck_assert(!gs_registry_task_seen(reg, t.task_id, &got));
 }
 END_TEST
 
@@ -301,6 +338,7 @@ Suite *gs_registry_suite(void)
     tcase_add_test(tc, long_user_ids_are_not_cached);
     tcase_add_test(tc, tasks_by_user);
     tcase_add_test(tc, removed_tasks_stay_gone);
+    tcase_add_test(tc, board_progress_never_decreases);
     tcase_add_test(tc, streams_are_capped_per_user_and_host);
     tcase_add_test(tc, streams_of_a_crashed_child_are_reaped_when_a_limit_is_reached);
     tcase_add_test(tc, task_table_full_falls_through);
