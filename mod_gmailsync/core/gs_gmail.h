@@ -84,6 +84,7 @@ typedef struct {
     /* counters for the final log line and the benchmark */
     apr_int64_t calls, batch_parts, units, retries_done, rate_limited, refreshes;
     apr_int64_t refused_rate, refused_concurrent;    /* batch parts refused, by cause */
+    apr_int64_t spooled, spooled_bytes;  /* batch answers spooled to disk (gs_http.h), bytes */
     /* Gmail's answers (top-level requests and batch parts) by class, see gs_board_calls() */
     apr_int64_t answers[GS_BOARD_CALL_CLASSES];
 } gs_gmail_t;
