@@ -42,7 +42,8 @@ typedef struct {
 } gs_json_span_t;
 
 /* gs_json_validate, which also finds the member `key` of the document's top-level object (no
- * object holds a key twice: the validator refuses that). For a value too large to copy: a
+ * object holds a key twice: the validator refuses that); span is all zero when the text is
+ * refused. For a value too large to copy: a
  * caller can read it where it is, and parse the rest of the document without it. */
 apr_status_t gs_json_validate_member(apr_pool_t *p, const char *data, apr_size_t len,
                                      int max_depth, const char *key, gs_json_span_t *span,

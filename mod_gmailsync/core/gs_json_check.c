@@ -549,11 +549,15 @@ apr_status_t gs_json_validate_member(apr_pool_t *p, const char *data, apr_size_t
                                      const char **err, apr_size_t *offset)
 {
     checker_t c;
+    apr_status_t rv;
 
     memset(&c, 0, sizeof c);
     memset(span, 0, sizeof *span);
     c.want.ptr = key;
     c.want.len = strlen(key);
     c.span = span;
-    return check(&c, p, data, len, max_depth, err, offset);
+    if ((rv = check(&c, p, data, len, max_depth, err, offset)) != APR_SUCCESS) {
+        memset(span, 0, sizeof *span);   /* found before the text turned out invalid */
+    }
+    return rv;
 }
