@@ -464,8 +464,10 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
         if (c->opts->want_bytes
             && (c->opts->max_attachment_bytes == 0 || ba->len <= c->opts->max_attachment_bytes)) {
             /* the decoded bytes themselves, not a copy: the stream that holds them moves from
-             * the scratch pool to the result's pool */
-            a->bytes = ba->len ? ba->data : (const guint8 *)"";
+             * the scratch pool to the result's pool; a NUL after them (not counted in size),
+             * as the bytes of a C string */
+            g_byte_array_append(ba, (const guint8 *)"", 1);
+            a->bytes = ba->data;
             apr_pool_cleanup_kill(c->scratch, mem, unref_cleanup);
             pool_own(c->p, mem);
         }
