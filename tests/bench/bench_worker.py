@@ -301,15 +301,15 @@ def mbox_chunks(messages, chunk_bytes=64 << 20):
     return out
 
 
-def content_mix(n, seed=22):
+def content_mix(n, seed=22, giant=True):
     """The content mix: n messages, a median of ~10 KB of text, a tenth with an attachment of
-    100 KB-5 MB (log-uniform), one with 25 MB."""
+    100 KB-5 MB (log-uniform), one of 25 MB (unless not giant)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         body = int(min(max(rng.lognormvariate(math.log(10000), 0.8), 500), 200000))
         attach = 0
-        if i == n // 2:
+        if i == n // 2 and giant:
             attach = (25 << 20) * 57 // 78     # a 25 MB message (base64: 57 bytes a 78-byte line)
         elif rng.random() < 0.1:
             attach = int(math.exp(rng.uniform(math.log(100 << 10), math.log(5 << 20))))
@@ -325,7 +325,7 @@ def big_messages(n):
 def print_content(results):
     cols = ["messages", "content", "state", "seconds", "messages_per_s", "cpu_us_per_message",
             "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
-            "blob_stored_kb_per_message", "spooled", "batch_size_end", "peak_rss_mb"]
+            "blob_stored_kb_per_message", "spooled", "batch_size_end", "peak_rss_mb", "vmhwm_mb"]
     print("  ".join(cols))
     for r in results:
         print("  ".join(str(r[c]).rjust(len(c)) for c in cols))
@@ -351,6 +351,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="leave the bench stack running")
     ap.add_argument("--mix", type=int, default=0, help="sync the content mix of N messages")
     ap.add_argument("--content", default="metadata,full", help="content values for --mix")
+    ap.add_argument("--no-giant", action="store_true", help="the mix without its 25 MB message")
     ap.add_argument("--big", type=int, default=0, help="sync N messages of 25 MB in one batch")
     ap.add_argument("--deadline", type=int, default=900, help="seconds a sync may take")
     ap.add_argument("--json", action="store_true")
@@ -382,11 +383,12 @@ def main():
         if args.mix or args.big:
             results = []
             if args.mix:
-                mix = content_mix(args.mix)
+                mix = content_mix(args.mix, giant=not args.no_giant)
                 print("content mix: %d messages, median %.1f KB, %d with an attachment, largest %.1f MB, "
                       "%.1f MB in all" % (len(mix), sorted(len(m) for m in mix)[len(mix) // 2] / 1024,
                                           sum(b"--MIXB--" in m for m in mix), max(len(m) for m in mix) / 2**20,
-                                          sum(len(m) for m in mix) / 2**20), flush=True)
+                                          sum(len(m) for m in mix) / 2**20),
+                      file=sys.stderr if args.json else sys.stdout, flush=True)
                 chunks = mbox_chunks(mix)
                 del mix
                 for content in args.content.split(","):
