@@ -3,10 +3,15 @@
  * One multi handle per client keeps connections alive between requests (its connection cache),
  * and carries several requests at once. Every transfer has connect, total and low-speed
  * timeouts, no signals (CURLOPT_NOSIGNAL), and may only speak http/https.
+ *
+ * An answer is gathered in a malloc'ed buffer that becomes resp_body (the request pool frees
+ * it: no copy). A request with `spool` moves on to an unlinked temporary file once its answer
+ * passes GS_HTTP_SPOOL_AT: what came so far is written there, then every chunk as it arrives.
  */
 #include <string.h>
 #include <stdlib.h>
 
+#include <apr_file_io.h>
 #include <apr_strings.h>
 #include <curl/curl.h>
 
@@ -21,9 +26,12 @@ typedef struct {
     apr_pool_t *p;
     CURL *easy;
     struct curl_slist *headers;
-    char *buf;            /* malloc'ed; freed by the transfer cleanup */
+    char *buf;            /* malloc'ed; handed to the pool as resp_body, else freed by the cleanup */
     size_t len, cap;
+    apr_file_t *file;     /* the spool (opened in p, whose cleanup closes it), or NULL */
+    apr_off_t flen;
     int too_large;
+    const char *spool_error;
     int done;
     char errbuf[CURL_ERROR_SIZE];
 } transfer_t;
@@ -33,11 +41,75 @@ apr_status_t gs_curl_global_init(void)
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? APR_SUCCESS : APR_EGENERAL;
 }
 
+static apr_status_t free_cleanup(void *data)
+{
+    free(data);
+    return APR_SUCCESS;
+}
+
+/* The spool: a temporary file of the worker's own (mkstemp: mode 0600, O_EXCL) in its temporary
+ * directory, unlinked at once: no name to find, and the disk is free again when it is closed,
+ * however the process ends. */
+static apr_status_t spool_open(transfer_t *t)
+{
+    const char *dir;
+    char *path;
+    apr_status_t rv;
+
+    if ((rv = apr_temp_dir_get(&dir, t->p)) != APR_SUCCESS) {
+        return rv;
+    }
+    path = apr_pstrcat(t->p, dir, "/gmailsync-answer.XXXXXX", NULL);
+    if ((rv = apr_file_mktemp(&t->file, path, APR_FOPEN_CREATE | APR_FOPEN_READ
+                              | APR_FOPEN_WRITE | APR_FOPEN_EXCL, t->p)) != APR_SUCCESS) {
+        t->file = NULL;
+        return rv;
+    }
+    if ((rv = apr_file_remove(path, t->p)) != APR_SUCCESS) {
+        (void)apr_file_close(t->file);
+        t->file = NULL;
+    }
+    return rv;
+}
+
+static int spool_write(transfer_t *t, const char *data, size_t n)
+{
+    apr_size_t written;
+
+    if (t->flen + (apr_off_t)n > GS_HTTP_MAX_SPOOL) {
+        t->too_large = 1;
+        return 0;
+    }
+    if (n && apr_file_write_full(t->file, data, n, &written) != APR_SUCCESS) {
+        t->spool_error = "cannot write the answer to its temporary file";
+        return 0;
+    }
+    t->flen += (apr_off_t)n;
+    return 1;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *baton)
 {
     transfer_t *t = baton;
     size_t n = size * nmemb;
 
+    if (t->file) {
+        return spool_write(t, data, n) ? n : 0;
+    }
+    if (t->req->spool && t->len + n > GS_HTTP_SPOOL_AT) {
+        /* past the threshold: what came so far, and all that follows, go to the spool */
+        if (spool_open(t) != APR_SUCCESS) {
+            t->spool_error = "cannot create a temporary file for the answer";
+            return 0;
+        }
+        if (!spool_write(t, t->buf, t->len) || !spool_write(t, data, n)) {
+            return 0;
+        }
+        free(t->buf);
+        t->buf = NULL;
+        t->len = t->cap = 0;
+        return n;
+    }
     if (t->len + n > GS_HTTP_MAX_BODY) {
         t->too_large = 1;
         return 0;   /* aborts the transfer */
@@ -106,6 +178,11 @@ static apr_status_t transfer_cleanup(void *data)
     t->headers = NULL;
     free(t->buf);
     t->buf = NULL;
+    if (t->file) {
+        /* a transfer the tick stopped halfway */
+        (void)apr_file_close(t->file);
+        t->file = NULL;
+    }
     return APR_SUCCESS;
 }
 
@@ -180,16 +257,39 @@ static void transfer_finish(transfer_t *t, CURLcode code)
     if (code == CURLE_OK
         && curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
         req->status = (int)status;
-        req->resp_body = t->buf ? apr_pstrmemdup(t->p, t->buf, t->len) : "";
-        req->resp_len = t->len;
+        if (t->file) {
+            req->resp_file = t->file;       /* closed by the pool's cleanup */
+            req->resp_file_len = t->flen;
+            t->file = NULL;
+        }
+        else if (t->buf) {
+            /* the buffer is the answer (on_body keeps room for the NUL); the pool frees it */
+            t->buf[t->len] = '\0';
+            apr_pool_cleanup_register(t->p, t->buf, free_cleanup, apr_pool_cleanup_null);
+            req->resp_body = t->buf;
+            req->resp_len = t->len;
+            t->buf = NULL;
+        }
     }
     else if (t->too_large) {
-        req->transport_error = "response too large";
+        req->too_large = 1;
+        req->transport_error = t->file
+            ? apr_psprintf(t->p, "response too large (over %" APR_INT64_T_FMT " MB)",
+                           (apr_int64_t)(GS_HTTP_MAX_SPOOL >> 20))
+            : apr_psprintf(t->p, "response too large (over %d MB)", GS_HTTP_MAX_BODY >> 20);
+    }
+    else if (t->spool_error) {
+        req->transport_error = t->spool_error;
     }
     else {
         req->timed_out = code == CURLE_OPERATION_TIMEDOUT;
         req->transport_error = apr_pstrdup(t->p, t->errbuf[0] ? t->errbuf
                                                                : curl_easy_strerror(code));
+    }
+    if (t->file) {
+        /* a failed transfer's spool: the disk is free again now */
+        (void)apr_file_close(t->file);
+        t->file = NULL;
     }
     free(t->buf);
     t->buf = NULL;

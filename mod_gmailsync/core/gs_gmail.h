@@ -84,6 +84,7 @@ typedef struct {
     /* counters for the final log line and the benchmark */
     apr_int64_t calls, batch_parts, units, retries_done, rate_limited, refreshes;
     apr_int64_t refused_rate, refused_concurrent;    /* batch parts refused, by cause */
+    apr_int64_t spooled, spooled_bytes;  /* batch answers spooled to disk (gs_http.h), bytes */
     /* Gmail's answers (top-level requests and batch parts) by class, see gs_board_calls() */
     apr_int64_t answers[GS_BOARD_CALL_CLASSES];
 } gs_gmail_t;
@@ -129,11 +130,12 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
 
 /* One part of a format=raw batch answer (the JSON of messages.get) as the worker takes it: its
  * row (gs_gmail_message_row; the caller owns the reference) and its raw message decoded by
- * gs_gmail_decode_raw into `into`. The JSON lives in a subpool of p for this call only.
- * APR_EINVAL with *err set (and *row NULL) when the part is not a message with a valid id and a
- * base64url "raw" string: a malformed part, asked again. */
-apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body,
-                               apr_size_t len, json_object **row, gs_gmail_raw_t *raw,
-                               const char **err);
+ * gs_gmail_decode_raw into `into`. The text is checked where it is (gs_json_validate_member)
+ * and the raw field unescaped in place, so body may change; only the rest of the message (a few
+ * hundred bytes) is parsed by json-c, in a subpool of p for this call only. APR_EINVAL with
+ * *err set (from p; *row NULL) when the part is not a message with a valid id and a base64url
+ * "raw" string: a malformed part, asked again. */
+apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, char *body, apr_size_t len,
+                               json_object **row, gs_gmail_raw_t *raw, const char **err);
 
 #endif /* GS_GMAIL_H */

@@ -12,6 +12,13 @@
  * while the worker waits for the quota anyway (or once two rounds' worth are held, or before a
  * backoff, or at the end); the database's time and the spread of its commits then stay out of
  * the rounds' timing. Unpaced, the rows of each round are stored after it.
+ *
+ * Memory is bounded by the largest message, not by the batch (issue 22): an answer over 1 MB is
+ * spooled to a temporary file (gs_http.h) and its parts are read one at a time
+ * (gs_batch_reader); a message's JSON text is read where it is, its raw field decoded straight
+ * into the held pool and the text freed before the next part is read; and the held raw
+ * messages are stored as soon as they pass GS_HELD_STORE_BYTES, whatever the pacing. A batch
+ * whose answer passes GS_BATCH_ANSWER_TARGET makes the batches smaller for the rest of the run.
  */
 #include <string.h>
 
@@ -29,6 +36,16 @@
                        "&metadataHeaders=To&metadataHeaders=Date"
 #define RAW_QUERY      "?format=raw"
 
+/* Held raw messages are stored once they pass this, paced or not: a round of small messages
+ * stays together (stored while the quota is waited for), a few large ones do not pile up. */
+#define GS_HELD_STORE_BYTES (16 * 1024 * 1024)
+/* A batch answer larger than this makes later batches smaller, so that an answer like it would
+ * have stayed within it: the answer is on disk (spooled), but it takes disk, time within the
+ * whole-request timeout, and a failure asks all its parts again. Shrunk only, for the run. */
+#define GS_BATCH_ANSWER_TARGET (APR_INT64_C(64) * 1024 * 1024)
+/* characters of base64url translated to apr_base64's alphabet at a time (a multiple of 4) */
+#define DECODE_CHUNK 4096
+
 typedef struct {
     const char *id;
     int attempts;       /* failed tries so far */
@@ -41,6 +58,7 @@ typedef struct {
     apr_array_header_t *raws;   /* gs_gmail_raw_t per row with format=raw, else NULL */
     gs_fetch_format_t format;
     int nrows, gone;
+    apr_size_t raw_bytes;       /* of the raws held */
     gs_gmail_store_cb *store;
     void *baton;
 } held_t;
@@ -52,6 +70,7 @@ static void held_reset(held_t *h)
     h->raws = h->format == GS_FETCH_RAW ? apr_array_make(h->pool, 16, sizeof(gs_gmail_raw_t))
                                         : NULL;
     h->nrows = h->gone = 0;
+    h->raw_bytes = 0;
 }
 
 static apr_status_t held_store(held_t *h)
@@ -70,10 +89,7 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
                                  gs_gmail_raw_t *out)
 {
     apr_size_t i, n = len;
-    apr_pool_t *tmp;
-    char *std;
-    int want, got;
-    apr_status_t rv;
+    unsigned char *o;
 
     while (n > 0 && text[n - 1] == '=') {
         n--;
@@ -83,45 +99,44 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
         || n > (apr_size_t)APR_INT32_MAX - 4) {
         return APR_EINVAL;
     }
-    /* the URL-safe alphabet as the standard one, for apr_base64 (which stops at the first
-     * byte outside it: every byte is checked here, so nothing is cut silently); the copy lives
-     * only as long as this call */
-    if ((rv = apr_pool_create(&tmp, p)) != APR_SUCCESS) {
-        return rv;
-    }
-    std = apr_palloc(tmp, n + 1);
+    /* apr_base64 stops at the first byte outside its alphabet: every byte is checked first, so
+     * nothing is cut silently (and nothing is allocated for text that is not base64url) */
     for (i = 0; i < n; i++) {
-        char c = text[i];
-        if (c == '-') {
-            c = '+';
-        }
-        else if (c == '_') {
-            c = '/';
-        }
-        else if (!apr_isalnum(c)) {
-            apr_pool_destroy(tmp);
+        if (!apr_isalnum(text[i]) && text[i] != '-' && text[i] != '_') {
             return APR_EINVAL;
         }
-        std[i] = c;
     }
-    std[n] = '\0';
-    want = (int)(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
-    out->bytes = apr_palloc(p, (apr_size_t)apr_base64_decode_len(std) + 1);
-    got = apr_base64_decode_binary((unsigned char *)out->bytes, std);
-    apr_pool_destroy(tmp);
-    if (got != want) {
-        return APR_EINVAL;
+    out->bytes = o = apr_palloc(p, n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) + 1);
+    /* the URL-safe alphabet as the standard one, a chunk at a time on the stack: the decoded
+     * bytes are the only copy of the message made here */
+    for (i = 0; i < n; i += DECODE_CHUNK) {
+        char std[DECODE_CHUNK + 1];
+        apr_size_t k = n - i < DECODE_CHUNK ? n - i : DECODE_CHUNK, j;
+        int want = (int)(k / 4 * 3 + (k % 4 ? k % 4 - 1 : 0));
+
+        for (j = 0; j < k; j++) {
+            char c = text[i + j];
+            std[j] = c == '-' ? '+' : c == '_' ? '/' : c;
+        }
+        std[k] = '\0';
+        if (apr_base64_decode_binary(o, std) != want) {
+            return APR_EINVAL;
+        }
+        o += want;
     }
-    out->len = (apr_size_t)got;
+    *o = '\0';
+    out->len = (apr_size_t)(o - out->bytes);
     return APR_SUCCESS;
 }
 
-apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body,
-                               apr_size_t len, json_object **row, gs_gmail_raw_t *raw,
-                               const char **err)
+apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, char *body, apr_size_t len,
+                               json_object **row, gs_gmail_raw_t *raw, const char **err)
 {
     apr_pool_t *mp;
-    json_object *msg, *r, *text = NULL;
+    gs_json_span_t span;
+    json_object *msg, *r;
+    apr_size_t at = 0, raw_len;
+    char *rest;
     apr_status_t rv;
 
     *row = NULL;
@@ -129,20 +144,35 @@ apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body
         return rv;
     }
     rv = APR_EINVAL;
-    if ((msg = gs_json_parse(mp, body, len, err)) && (r = gs_gmail_message_row(mp, msg, err))) {
-        if (!json_object_object_get_ex(msg, "raw", &text)
-            || !json_object_is_type(text, json_type_string)) {
-            *err = "the message has no raw field";
-            json_object_put(r);
-        }
-        else if ((rv = gs_gmail_decode_raw(into, json_object_get_string(text),
-                                           (apr_size_t)json_object_get_string_len(text),
-                                           raw)) != APR_SUCCESS) {
-            *err = "the raw message is not base64url";
-            json_object_put(r);
+    if (gs_json_validate_member(mp, body, len, GS_JSON_MAX_DEPTH, "raw", &span, err, &at)
+        != APR_SUCCESS) {
+        *err = apr_psprintf(p, "%s (at byte %" APR_SIZE_T_FMT ")", *err, at);
+    }
+    else if (!span.found) {
+        *err = "the message has no raw field";
+    }
+    else {
+        /* the message without its raw field's bytes ("raw":"") */
+        rest = apr_palloc(mp, len - span.len + 1);
+        memcpy(rest, body, span.start);
+        memcpy(rest + span.start, body + span.start + span.len, len - span.start - span.len);
+        rest[len - span.len] = '\0';
+        if ((msg = gs_json_parse(mp, rest, len - span.len, err))
+            && (r = gs_gmail_message_row(mp, msg, err))) {
+            /* Google's JSON writes '=' as \u003d: the padding comes escaped */
+            raw_len = span.escaped ? gs_json_unescape_in_place(body + span.start, span.len)
+                                   : span.len;
+            if ((rv = gs_gmail_decode_raw(into, body + span.start, raw_len, raw))
+                == APR_SUCCESS) {
+                *row = r;
+            }
+            else {
+                *err = "the raw message is not base64url";
+                json_object_put(r);
+            }
         }
         else {
-            *row = r;
+            *err = apr_pstrdup(p, *err);    /* it may be mp's */
         }
     }
     apr_pool_destroy(mp);
@@ -150,10 +180,11 @@ apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, const char *body
 }
 
 /* One message of a format=raw answer: its row and its decoded bytes, held for the store. The
- * JSON of the message lives only as long as this call: one message's text at a time, whatever
- * the batch. */
-static apr_status_t take_raw_message(apr_pool_t *p, const char *body, apr_size_t len,
-                                     held_t *held, const char **err)
+ * text is checked where it is (body, len: one part's, which this may change), its raw field
+ * decoded straight into the held pool, and only the rest of the message (a few hundred bytes)
+ * is copied for json-c: the message's text is never copied. */
+static apr_status_t take_raw_message(apr_pool_t *p, char *body, apr_size_t len, held_t *held,
+                                     const char **err)
 {
     json_object *row;
     gs_gmail_raw_t r;
@@ -162,6 +193,8 @@ static apr_status_t take_raw_message(apr_pool_t *p, const char *body, apr_size_t
     if (rv == APR_SUCCESS) {
         APR_ARRAY_PUSH(held->raws, gs_gmail_raw_t) = r;
         json_object_array_add(held->rows, row);
+        held->nrows++;
+        held->raw_bytes += r.len;
     }
     return rv;
 }
@@ -221,24 +254,140 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
     }
 }
 
+/* One part of a batch answer: held for the store, counted gone, or requeued. *taken counts
+ * the parts that came back with data (or gone). Parsed in p (the part's pool). */
+static apr_status_t take_part(gs_gmail_t *gm, apr_pool_t *p, const gs_batch_part_t *part,
+                              const pending_t *item, apr_array_header_t *queue, round_t *r,
+                              held_t *held, int *taken)
+{
+    const char *err = NULL;
+    gs_attempt_t pa;
+
+    pa.status = part->status;
+    gs_gmail_count_answer(gm, part->status);
+    pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
+    pa.concurrent = gs_gmail_too_concurrent(part->status, part->body, part->body_len);
+    pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
+    pa.until = pa.cls == GS_GM_RATE_LIMITED
+               ? gs_gmail_lockout_until(p, part->body, part->body_len) : 0;
+    if (pa.cls == GS_GM_OK && held->format == GS_FETCH_RAW) {
+        apr_status_t mrv = take_raw_message(p, part->body, part->body_len, held, &err);
+        if (mrv == APR_SUCCESS) {
+            (*taken)++;
+            return APR_SUCCESS;
+        }
+        if (mrv != APR_EINVAL) {
+            return mrv;
+        }
+        pa.cls = GS_GM_TRANSIENT;
+        pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
+    }
+    else if (pa.cls == GS_GM_OK) {
+        json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
+        /* a row is a new object with copies of its strings: it outlives p in held */
+        if (msg && (row = gs_gmail_message_row(p, msg, &err))) {
+            json_object_array_add(held->rows, row);
+            held->nrows++;
+            (*taken)++;
+            return APR_SUCCESS;
+        }
+        pa.cls = GS_GM_TRANSIENT;
+        pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
+    }
+    switch (pa.cls) {
+    case GS_GM_NOT_FOUND:
+        held->gone++;        /* deleted since it was listed */
+        (*taken)++;
+        break;
+    case GS_GM_UNAUTHORIZED:
+        r->need_auth = 1;
+        requeue(queue, item, 0, r, &pa);
+        break;
+    case GS_GM_RATE_LIMITED:
+    case GS_GM_TRANSIENT:
+        requeue(queue, item, 1, r, &pa);
+        break;
+    case GS_GM_FORBIDDEN:
+        return gs_gmail_fail_for(gm, p, "messages.get", &pa);
+    default:
+        /* a 400 for one id cannot be fixed by asking again: skip it, say so */
+        gs_log_error(GS_LOG_WARNING, p, "event=gmail.skipped %s id=%s status=%d reason=\"%s\"",
+                     gm->log_ctx, item->id, pa.status, pa.reason);
+        held->gone++;
+        (*taken)++;
+        break;
+    }
+    return APR_SUCCESS;
+}
+
+/* Held raw messages past GS_HELD_STORE_BYTES are stored now, paced or not. */
+static apr_status_t held_check(held_t *held)
+{
+    return held->raw_bytes >= GS_HELD_STORE_BYTES ? held_store(held) : APR_SUCCESS;
+}
+
+/* After a spooled answer of `bytes` for n parts: when it was larger than the target, later
+ * batches are cut so that one like it would have kept to it. */
+static void shrink_for(gs_gmail_t *gm, apr_pool_t *p, int n, apr_off_t bytes)
+{
+    apr_int64_t fit;
+
+    if (bytes <= GS_BATCH_ANSWER_TARGET || n <= 1) {
+        return;
+    }
+    fit = (apr_int64_t)n * GS_BATCH_ANSWER_TARGET / bytes;
+    if (fit < 1) {
+        fit = 1;
+    }
+    if (fit >= gm->batch_size) {
+        return;
+    }
+    gs_log_error(GS_LOG_NOTICE, p, "event=gmail.batch_shrunk %s parts=%d answer_mb=%"
+                 APR_INT64_T_FMT " target_mb=%" APR_INT64_T_FMT " from=%d to=%d", gm->log_ctx,
+                 n, (apr_int64_t)(bytes >> 20), (apr_int64_t)(GS_BATCH_ANSWER_TARGET >> 20),
+                 gm->batch_size, (int)fit);
+    gm->batch_size = (int)fit;
+}
+
 /* Handles one batch answer: holds what came back for the store, requeues what must be asked
- * again. */
+ * again. A spooled answer is read a part at a time, each part in a pool cleared after it. */
 static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t *req,
                                const pending_t *items, int n, apr_array_header_t *queue,
                                round_t *r, held_t *held)
 {
-    apr_array_header_t *parts;
+    apr_array_header_t *parts = NULL;
+    gs_batch_reader_t *reader = NULL;
+    gs_batch_part_t part;
+    apr_pool_t *pp;
     char *answered;
     const char *err = NULL;
     gs_attempt_t a;
-    int i, nrows = 0, gone = 0;
+    apr_status_t rv, brv;
+    int i, taken = 0;
 
     gs_gmail_judge(p, req, &a);
     gs_gmail_count_answer(gm, req->status);
-    if (a.cls == GS_GM_OK && gs_batch_parse(p, req->content_type, req->resp_body, req->resp_len,
-                                            n, &parts, &err) != APR_SUCCESS) {
+    if (a.cls == GS_GM_OK
+        && (req->resp_file
+            ? gs_batch_reader_file(&reader, p, req->content_type, n, req->resp_file, &err)
+            : gs_batch_parse(p, req->content_type, req->resp_body, req->resp_len, n, &parts,
+                             &err)) != APR_SUCCESS) {
         a.cls = GS_GM_TRANSIENT;
         a.reason = apr_pstrcat(p, "malformed batch answer: ", err, NULL);
+    }
+    if (req->too_large) {
+        /* refused for its size (the spool's cap): ask again in batches half this size; a
+         * single part that large counts as a failed attempt */
+        gs_log_error(GS_LOG_WARNING, p, "event=gmail.answer_too_large %s parts=%d limit_mb=%"
+                     APR_INT64_T_FMT " batch_size=%d reason=\"%s\"", gm->log_ctx, n,
+                     (apr_int64_t)(GS_HTTP_MAX_SPOOL >> 20), n > 1 ? n / 2 : 1, a.reason);
+        if (n > 1 && gm->batch_size > n / 2) {
+            gm->batch_size = n / 2;
+        }
+        for (i = 0; i < n; i++) {
+            requeue(queue, &items[i], n == 1, r, &a);
+        }
+        return APR_SUCCESS;
     }
     if (a.cls == GS_GM_BAD_REQUEST && n > 1 && strstr(req->resp_body, "Inner request count")) {
         /* "Inner request count exceeds the limit": Gmail has refused batches of 100 and even
@@ -269,67 +418,35 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     }
 
     answered = apr_pcalloc(p, (apr_size_t)n);
-    for (i = 0; i < parts->nelts; i++) {
-        const gs_batch_part_t *part = &APR_ARRAY_IDX(parts, i, gs_batch_part_t);
-        const pending_t *item = &items[part->index];
-        gs_attempt_t pa;
-
-        answered[part->index] = 1;
-        pa.status = part->status;
-        gs_gmail_count_answer(gm, part->status);
-        pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
-        pa.concurrent = gs_gmail_too_concurrent(part->status, part->body, part->body_len);
-        pa.cls = gs_gmail_classify(p, part->status, part->body, part->body_len, &pa.reason);
-        pa.until = pa.cls == GS_GM_RATE_LIMITED
-                   ? gs_gmail_lockout_until(p, part->body, part->body_len) : 0;
-        if (pa.cls == GS_GM_OK && held->format == GS_FETCH_RAW) {
-            apr_status_t mrv = take_raw_message(p, part->body, part->body_len, held, &err);
-            if (mrv == APR_SUCCESS) {
-                nrows++;
-                continue;
+    if ((rv = apr_pool_create(&pp, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    brv = APR_EOF;
+    for (i = 0; reader || i < parts->nelts; i++) {
+        if (reader) {
+            if ((brv = gs_batch_reader_next(reader, pp, &part, &err)) != APR_SUCCESS) {
+                break;
             }
-            if (mrv != APR_EINVAL) {
-                return mrv;
-            }
-            pa.cls = GS_GM_TRANSIENT;
-            pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
         }
-        else if (pa.cls == GS_GM_OK) {
-            json_object *row, *msg = gs_json_parse(p, part->body, part->body_len, &err);
-            /* a row is a new object with copies of its strings: it outlives p in held */
-            if (msg && (row = gs_gmail_message_row(p, msg, &err))) {
-                json_object_array_add(held->rows, row);
-                nrows++;
-                continue;
-            }
-            pa.cls = GS_GM_TRANSIENT;
-            pa.reason = apr_pstrcat(p, "malformed message: ", err, NULL);
+        else {
+            part = APR_ARRAY_IDX(parts, i, gs_batch_part_t);
         }
-        switch (pa.cls) {
-        case GS_GM_NOT_FOUND:
-            gone++;          /* deleted since it was listed */
-            break;
-        case GS_GM_UNAUTHORIZED:
-            r->need_auth = 1;
-            requeue(queue, item, 0, r, &pa);
-            break;
-        case GS_GM_RATE_LIMITED:
-        case GS_GM_TRANSIENT:
-            requeue(queue, item, 1, r, &pa);
-            break;
-        case GS_GM_FORBIDDEN:
-            return gs_gmail_fail_for(gm, p, "messages.get", &pa);
-        default:
-            /* a 400 for one id cannot be fixed by asking again: skip it, say so */
-            gs_log_error(GS_LOG_WARNING, p, "event=gmail.skipped %s id=%s status=%d reason=\"%s\"",
-                         gm->log_ctx, item->id, pa.status, pa.reason);
-            gone++;
-            break;
+        answered[part.index] = 1;
+        rv = take_part(gm, pp, &part, &items[part.index], queue, r, held, &taken);
+        apr_pool_clear(pp);
+        if (rv != APR_SUCCESS || (rv = held_check(held)) != APR_SUCCESS) {
+            return rv;
         }
+    }
+    if (reader) {
+        gm->spooled++;
+        gm->spooled_bytes += req->resp_file_len;
+        shrink_for(gm, p, n, req->resp_file_len);
     }
     a.cls = GS_GM_TRANSIENT;
     a.status = req->status;
-    a.reason = "part missing from the batch answer";
+    a.reason = brv == APR_EOF ? "part missing from the batch answer"
+                              : apr_pstrcat(p, "malformed batch answer: ", err, NULL);
     a.retry_after = 0;
     a.concurrent = 0;
     a.until = 0;
@@ -338,13 +455,8 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
             requeue(queue, &items[i], 1, r, &a);
         }
     }
-    if (!nrows && !gone) {
-        return APR_SUCCESS;
-    }
-    held->nrows += nrows;
-    held->gone += gone;
     /* some parts came back: Gmail answers again, whatever the rest of this round does */
-    return gs_gmail_note_ok(gm);
+    return taken ? gs_gmail_note_ok(gm) : APR_SUCCESS;
 }
 
 /* The parts of the next round: the parts in flight Gmail's concurrency limit allows, cut to
@@ -463,6 +575,7 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
                                        query, NULL);
             }
             reqs[k] = gs_http_request(rp, "POST", batch_url);
+            reqs[k]->spool = 1;     /* a large answer goes to disk, read a part at a time */
             reqs[k]->body = gs_batch_build(rp, paths, sizes[k], &ctype, &len);
             reqs[k]->body_len = len;
             gs_http_add_header(reqs[k], rp, "Content-Type", ctype);

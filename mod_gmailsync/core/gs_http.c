@@ -65,6 +65,9 @@ apr_status_t gs_http_perform(gs_http_t *http, apr_pool_t *p, gs_http_request_t *
         reqs[i]->content_type = reqs[i]->retry_after = NULL;
         reqs[i]->resp_body = "";
         reqs[i]->resp_len = 0;
+        reqs[i]->resp_file = NULL;
+        reqs[i]->resp_file_len = 0;
+        reqs[i]->too_large = 0;
     }
     return n > 0 ? http->impl->perform(http, p, reqs, n) : APR_SUCCESS;
 }

@@ -12,13 +12,24 @@
 #ifndef GS_HTTP_H
 #define GS_HTTP_H
 
+#include <apr_file_io.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
 
 #define GS_HTTP_TICK apr_time_from_msec(100)
-/* Answers larger than this are refused (a metadata batch of 100 messages is ~300 KB). */
+/* Answers kept in memory larger than this are refused (a metadata batch of 100 messages is
+ * ~300 KB; OAuth, profile, list and history answers are a few KB). */
 #define GS_HTTP_MAX_BODY (32 * 1024 * 1024)
+/* A request with `spool` set keeps its answer in memory up to this size, as any other; past it
+ * the body goes on to an unlinked temporary file (see gs_http_request_t.spool). */
+#define GS_HTTP_SPOOL_AT (1024 * 1024)
+/* A spooled answer larger than this is refused ("response too large", too_large set): 1 GiB
+ * holds a batch of 15 of Gmail's largest messages (50 MB received, 67 MB as base64url in the
+ * JSON of format=raw) or 40 of the 25 MB that Gmail lets a user send. It bounds the temporary
+ * disk a worker takes (one file per batch in flight), not its memory; the batch shrinks when
+ * answers are large (gs_gmail_fetch.c), so only a first round of giant messages meets it. */
+#define GS_HTTP_MAX_SPOOL (APR_INT64_C(1024) * 1024 * 1024)
 
 typedef struct gs_http_t gs_http_t;
 
@@ -32,6 +43,11 @@ typedef struct {
     apr_array_header_t *headers;     /* of "Name: value" strings; may be NULL */
     const char *body;                /* POST body, or NULL */
     apr_size_t body_len;
+    /* An answer over GS_HTTP_SPOOL_AT goes to a temporary file instead of memory: made with
+     * mkstemp (mode 0600) in the worker's TMPDIR (apr_temp_dir_get: TMPDIR, TMP, TEMP, else
+     * P_tmpdir, /tmp), unlinked at once, closed by a cleanup of the perform() pool. Then
+     * resp_file holds the body and resp_body is "" (a small answer stays in resp_body). */
+    int spool;
     /* what came back: set by gs_http_perform */
     int status;                      /* HTTP status, or 0 when the transfer itself failed */
     const char *transport_error;     /* why the transfer failed (static or pool text), else NULL */
@@ -40,6 +56,9 @@ typedef struct {
     const char *retry_after;         /* response header, or NULL */
     const char *resp_body;           /* NUL-terminated, in the request pool; "" if none */
     apr_size_t resp_len;
+    apr_file_t *resp_file;           /* the spooled body (see spool), else NULL */
+    apr_off_t resp_file_len;
+    int too_large;                   /* refused for its size (transport_error says so) */
 } gs_http_request_t;
 
 typedef struct {

@@ -34,6 +34,25 @@ json_object *gs_json_parse(apr_pool_t *p, const char *data, apr_size_t len, cons
 apr_status_t gs_json_validate(apr_pool_t *p, const char *data, apr_size_t len, int max_depth,
                               const char **err, apr_size_t *offset);
 
+/* Where a member's string value is in a JSON text: its bytes between the quotes, as written. */
+typedef struct {
+    int found;              /* the top-level object has the member, and its value is a string */
+    int escaped;            /* the bytes hold escapes (gs_json_unescape_in_place undoes them) */
+    apr_size_t start, len;  /* [start, start + len) of the text */
+} gs_json_span_t;
+
+/* gs_json_validate, which also finds the member `key` of the document's top-level object (no
+ * object holds a key twice: the validator refuses that); span is all zero when the text is
+ * refused. For a value too large to copy: a
+ * caller can read it where it is, and parse the rest of the document without it. */
+apr_status_t gs_json_validate_member(apr_pool_t *p, const char *data, apr_size_t len,
+                                     int max_depth, const char *key, gs_json_span_t *span,
+                                     const char **err, apr_size_t *offset);
+
+/* Undoes the escapes of a string's bytes that gs_json_validate_member found, in place; returns
+ * the new length (never more than len). Only for bytes the validator has checked. */
+apr_size_t gs_json_unescape_in_place(char *s, apr_size_t len);
+
 /* Serializes compactly (no escaping of '/') into memory from p. */
 const char *gs_json_to_string(apr_pool_t *p, json_object *obj);
 

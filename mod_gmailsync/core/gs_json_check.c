@@ -32,6 +32,9 @@ typedef struct {
     int depth, max_depth;
     const char *err;
     const unsigned char *err_at;
+    int last_escaped;           /* the last string had an escape */
+    objkey_t want;              /* gs_json_validate_member: the key looked for ... */
+    gs_json_span_t *span;       /* ... and where its string value is (NULL: not looking) */
 } checker_t;
 
 static int fail(checker_t *c, const unsigned char *at, const char *why)
@@ -138,17 +141,12 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
-/* Unescapes the already validated string body [s, end) into the scratch pool. */
-static int unescape(checker_t *c, const unsigned char *s, const unsigned char *end, objkey_t *key)
+/* Unescapes the already validated string body [s, end) to o (which may be s: an escape never
+ * grows when decoded, and each is read whole before its bytes are written); returns the end. */
+static char *unescape_to(char *o, const unsigned char *s, const unsigned char *end)
 {
-    apr_pool_t *p = scratch_pool(c);
-    char *out, *o;
     unsigned cp, lo;
 
-    if (!p) {
-        return fail(c, s, "out of memory");
-    }
-    o = out = apr_palloc(p, (apr_size_t)(end - s)); /* an escape never grows when decoded */
     while (s < end) {
         if (*s != '\\') {
             *o++ = (char)*s++;
@@ -174,9 +172,28 @@ static int unescape(checker_t *c, const unsigned char *s, const unsigned char *e
         }
         s += 2;
     }
+    return o;
+}
+
+/* Unescapes the already validated string body [s, end) into the scratch pool. */
+static int unescape(checker_t *c, const unsigned char *s, const unsigned char *end, objkey_t *key)
+{
+    apr_pool_t *p = scratch_pool(c);
+    char *out;
+
+    if (!p) {
+        return fail(c, s, "out of memory");
+    }
+    out = apr_palloc(p, (apr_size_t)(end - s)); /* an escape never grows when decoded */
     key->ptr = out;
-    key->len = (apr_size_t)(o - out);
+    key->len = (apr_size_t)(unescape_to(out, s, end) - out);
     return 1;
+}
+
+apr_size_t gs_json_unescape_in_place(char *s, apr_size_t len)
+{
+    return (apr_size_t)(unescape_to(s, (const unsigned char *)s, (const unsigned char *)s + len)
+                        - s);
 }
 
 /* A string at c->pos (which is '"'). With `key`, also yields its unescaped value. */
@@ -237,6 +254,7 @@ static int string(checker_t *c, objkey_t *key)
         s += 6;
     }
     c->pos = s + 1;
+    c->last_escaped = escaped;
     if (key) {
         if (escaped) {
             if (!unescape(c, body, s, key)) {
@@ -382,7 +400,22 @@ static int object(checker_t *c)
             return fail(c, c->pos, "':' expected after an object key");
         }
         c->pos++;
-        if (!value(c)) {
+        if (c->span && c->depth == 1 && same_key(&key, &c->want)) {
+            const unsigned char *at;
+
+            skip_ws(c);
+            at = c->pos;
+            if (!value(c)) {
+                return 0;
+            }
+            if (*at == '"') {   /* a string: its bytes between the quotes */
+                c->span->found = 1;
+                c->span->start = (apr_size_t)(at + 1 - c->start);
+                c->span->len = (apr_size_t)(c->pos - 1 - (at + 1));
+                c->span->escaped = c->last_escaped;
+            }
+        }
+        else if (!value(c)) {
             return 0;
         }
         skip_ws(c);
@@ -473,33 +506,58 @@ static int value(checker_t *c)
     }
 }
 
-apr_status_t gs_json_validate(apr_pool_t *p, const char *data, apr_size_t len, int max_depth,
-                              const char **err, apr_size_t *offset)
+static apr_status_t check(checker_t *c, apr_pool_t *p, const char *data, apr_size_t len,
+                          int max_depth, const char **err, apr_size_t *offset)
 {
-    checker_t c;
     int ok;
 
-    memset(&c, 0, sizeof c);
-    c.start = c.pos = (const unsigned char *)data;
-    c.end = c.start + len;
-    c.parent = p;
-    c.max_depth = max_depth;
-    ok = value(&c);
+    c->start = c->pos = (const unsigned char *)data;
+    c->end = c->start + len;
+    c->parent = p;
+    c->max_depth = max_depth;
+    ok = value(c);
     if (ok) {
-        skip_ws(&c);
-        if (c.pos < c.end) {
-            ok = fail(&c, c.pos, "trailing data after the JSON document");
+        skip_ws(c);
+        if (c->pos < c->end) {
+            ok = fail(c, c->pos, "trailing data after the JSON document");
         }
     }
-    if (c.scratch) {
-        apr_pool_destroy(c.scratch);
+    if (c->scratch) {
+        apr_pool_destroy(c->scratch);
     }
     if (ok) {
         return APR_SUCCESS;
     }
-    *err = c.err;
+    *err = c->err;
     if (offset) {
-        *offset = (apr_size_t)(c.err_at - c.start);
+        *offset = (apr_size_t)(c->err_at - c->start);
     }
     return APR_EINVAL;
+}
+
+apr_status_t gs_json_validate(apr_pool_t *p, const char *data, apr_size_t len, int max_depth,
+                              const char **err, apr_size_t *offset)
+{
+    checker_t c;
+
+    memset(&c, 0, sizeof c);
+    return check(&c, p, data, len, max_depth, err, offset);
+}
+
+apr_status_t gs_json_validate_member(apr_pool_t *p, const char *data, apr_size_t len,
+                                     int max_depth, const char *key, gs_json_span_t *span,
+                                     const char **err, apr_size_t *offset)
+{
+    checker_t c;
+    apr_status_t rv;
+
+    memset(&c, 0, sizeof c);
+    memset(span, 0, sizeof *span);
+    c.want.ptr = key;
+    c.want.len = strlen(key);
+    c.span = span;
+    if ((rv = check(&c, p, data, len, max_depth, err, offset)) != APR_SUCCESS) {
+        memset(span, 0, sizeof *span);   /* found before the text turned out invalid */
+    }
+    return rv;
 }

@@ -59,6 +59,13 @@ static apr_status_t format_cleanup(void *fo)
     return APR_SUCCESS;
 }
 
+/* A GByteArray over bytes it does not own: the array goes, the bytes stay. */
+static apr_status_t borrowed_cleanup(void *array)
+{
+    (void)g_byte_array_free(array, FALSE);
+    return APR_SUCCESS;
+}
+
 static void *pool_own(apr_pool_t *scratch, void *gobj)
 {
     if (gobj) {
@@ -456,14 +463,17 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
         gs_sha256(ba->len ? ba->data : (const guint8 *)"", ba->len, digest);
         if (c->opts->want_bytes
             && (c->opts->max_attachment_bytes == 0 || ba->len <= c->opts->max_attachment_bytes)) {
-            unsigned char *copy = apr_palloc(c->p, ba->len + 1);
-
-            if (ba->len) {
-                memcpy(copy, ba->data, ba->len);
-            }
-            a->bytes = copy;
+            /* the decoded bytes themselves, not a copy: the stream that holds them moves from
+             * the scratch pool to the result's pool; a NUL after them (not counted in size),
+             * as the bytes of a C string */
+            g_byte_array_append(ba, (const guint8 *)"", 1);
+            a->bytes = ba->data;
+            apr_pool_cleanup_kill(c->scratch, mem, unref_cleanup);
+            pool_own(c->p, mem);
         }
-        release(c, mem);
+        else {
+            release(c, mem);
+        }
     }
     else {
         a->size = 0;
@@ -947,6 +957,7 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     ctx_t c;
     gs_mime_t *m = result_new(p);
     GMimeStream *stream;
+    GByteArray *bytes;
     GMimeParser *parser;
     GMimeMessage *msg;
     bodies_t b;
@@ -991,8 +1002,9 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
                                                        : GMIME_NEWLINE_FORMAT_UNIX);
     }
 
-    /* the parser reads a copy of the message (GMime's memory stream) and, persisting the
-     * stream, keeps each part's content as a window on it rather than another copy */
+    /* the parser reads the message where it is (GMime's memory stream over the caller's bytes,
+     * which it does not own: see below) and, persisting the stream, keeps each part's content
+     * as a window on it rather than another copy */
     {
         double cost;
 
@@ -1002,7 +1014,15 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
             len = header_block(raw, len);
         }
     }
-    stream = pool_own(c.scratch, g_mime_stream_mem_new_with_buffer(len ? raw : "", len));
+    /* A byte array over the caller's bytes: registered before the stream, so that it is
+     * released (without its bytes: borrowed, read only) after the stream and whatever reads
+     * from it; the stream is told it does not own the array. Nothing writes to the stream. */
+    bytes = g_byte_array_new_take((guint8 *)(len ? raw : ""), len);
+    apr_pool_cleanup_register(c.scratch, bytes, borrowed_cleanup, apr_pool_cleanup_null);
+    stream = pool_own(c.scratch, g_mime_stream_mem_new_with_byte_array(bytes));
+    if (stream) {
+        g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+    }
     parser = stream ? pool_own(c.scratch, g_mime_parser_new_with_stream(stream)) : NULL;
     if (!parser) {
         set_error(&c, "out of memory");

@@ -74,7 +74,8 @@ typedef struct {
     int related;             /* a resource of a multipart/related (an inline image of the HTML) */
     apr_size_t size;         /* decoded bytes (a message/rfc822 part: the message as written) */
     char sha256[65];         /* lower-case hex of gs_sha256 over the decoded bytes */
-    const unsigned char *bytes;  /* decoded bytes when asked and within the limit, else NULL */
+    const unsigned char *bytes;  /* decoded bytes when asked and within the limit, else NULL;
+                                  * a NUL follows them (bytes[size]) */
 } gs_mime_attachment_t;
 
 typedef struct {

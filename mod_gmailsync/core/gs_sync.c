@@ -1,4 +1,5 @@
 /* gs_sync.c -- see gs_sync.h */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_hash.h>
@@ -447,6 +448,29 @@ static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
     return gs_sync_full(s, p);
 }
 
+/* The process's peak resident memory in KB: VmHWM of /proc/self/status (Linux), -1 where there
+ * is none. Not getrusage's ru_maxrss: that also counts the memory of the process the worker was
+ * forked from, until its exec. */
+static long peak_rss_kb(apr_pool_t *p)
+{
+    apr_file_t *f;
+    char line[256];
+    long kb = -1;
+
+    if (apr_file_open(&f, "/proc/self/status", APR_FOPEN_READ | APR_FOPEN_BUFFERED, 0, p)
+        != APR_SUCCESS) {
+        return -1;
+    }
+    while (apr_file_gets(line, sizeof line, f) == APR_SUCCESS) {
+        if (!strncmp(line, "VmHWM:", 6)) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    (void)apr_file_close(f);
+    return kb;
+}
+
 static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
 {
     gs_gmail_t *gm = s->gm;
@@ -464,6 +488,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " backfilled=%" APR_INT64_T_FMT " blobs_stored=%" APR_INT64_T_FMT
                  " blobs_known=%" APR_INT64_T_FMT " content_cpu_max_ms=%.1f"
                  " content_cpu_max_id=%s content_wall_max_ms=%.1f"
+                 " spooled=%" APR_INT64_T_FMT
+                 " spooled_mb=%" APR_INT64_T_FMT " batch_size=%d peak_rss_kb=%ld"
                  " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
                  event, s->task->task_id, gs_log_value(p, s->task->user_id),
@@ -474,7 +500,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  gm->flight.level, s->contents, s->parse_errors, s->backfilled, s->blobs_stored,
                  s->blobs_known, (double)s->content_cpu_max_us / 1000.0,
                  s->content_cpu_max_id[0] ? s->content_cpu_max_id : "-",
-                 (double)s->content_wall_max_us / 1000.0, gm->pace.rate, s->task->progress_writes,
+                 (double)s->content_wall_max_us / 1000.0, gm->spooled, gm->spooled_bytes >> 20,
+                 gm->batch_size, peak_rss_kb(p), gm->pace.rate, s->task->progress_writes,
                  s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
                  s->failure->code ? " message=\"" : "",
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");

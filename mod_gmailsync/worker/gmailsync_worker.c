@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <apr_allocator.h>
 #include <apr_getopt.h>
 #include <apr_dbd.h>
 #include <apr_general.h>
@@ -47,6 +49,14 @@
 #define EXIT_USAGE     2
 #define EXIT_LOST      3
 #define EXIT_NOSTART   4
+
+/* Memory freed is given back (issue 22: peak RSS bounded by the largest message): the worker's
+ * pools keep at most this much free memory for reuse; a larger block (a message, a part's
+ * text) goes back to malloc, which, for a block of at least MMAP_AT, returns it to the system
+ * at once. glibc's own threshold moves up to 32 MB after a large free, after which such blocks
+ * come from, and stay in, the heap: it is pinned here. */
+#define POOL_MAX_FREE (2 * 1024 * 1024)
+#define MMAP_AT       (1024 * 1024)
 
 static const apr_getopt_option_t options[] = {
     { "task", 't', 1, "UUID of the sync task to run (required)" },
@@ -182,6 +192,7 @@ static apr_status_t open_db(gs_db_t **db, apr_pool_t *p, const gs_worker_conf_t 
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *pool;
+    apr_allocator_t *allocator;
     apr_getopt_t *opt;
     apr_status_t rv;
     const char *arg, *task_id = NULL, *lease = NULL, *config = NULL, *err = NULL;
@@ -202,10 +213,18 @@ int main(int argc, const char *const *argv)
         return EXIT_NOSTART;
     }
     atexit(apr_terminate);
-    if (apr_pool_create(&pool, NULL) != APR_SUCCESS) {
+#ifdef M_MMAP_THRESHOLD
+    if (!mallopt(M_MMAP_THRESHOLD, MMAP_AT)) {
+        fprintf(stderr, "gmailsync-worker: cannot set the mmap threshold (memory is kept longer)\n");
+    }
+#endif
+    if (apr_allocator_create(&allocator) != APR_SUCCESS
+        || apr_pool_create_ex(&pool, NULL, NULL, allocator) != APR_SUCCESS) {
         fprintf(stderr, "gmailsync-worker: out of memory\n");
         return EXIT_NOSTART;
     }
+    apr_allocator_owner_set(allocator, pool);
+    apr_allocator_max_free_set(allocator, POOL_MAX_FREE);
     /* the parent may go away and close our stdout: a write must fail with EPIPE, not kill us */
     apr_signal(SIGPIPE, SIG_IGN);
     gs_log_set(stderr_print, stderr_is_level, NULL);

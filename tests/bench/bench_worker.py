@@ -6,6 +6,15 @@ ru_maxrss from wait4), progress writes, Gmail calls and quota units per message,
     /usr/bin/python3 tests/bench/bench_worker.py [--sizes 2000,20000] [--parallel 2]
         [--latency 0.05 --quota 250]      # a paced run: wall time against the quota bound
         [--worker build/gmailsync-worker] [--keep]
+    /usr/bin/python3 tests/bench/bench_worker.py --mix 1000 [--content metadata,full]
+        [--big 10]                        # the content mix (issue 22), and N 25 MB messages
+
+--mix N imports N messages of real MIME into the fake (a median of ~10 KB of text; a tenth with
+one attachment of 100 KB-5 MB, log-uniform; one message with a 25 MB attachment) and syncs them
+with each `content` given, printing messages/s, the worker's CPU per message, the raw bytes per
+message as PostgreSQL stores them (pg_column_size, lz4 where the server has it) against their
+length, and the worker's peak RSS (VmHWM, from its end line). --big N syncs N messages of 25 MB
+in one batch (content = full) and prints the same. Each sync has a deadline (--deadline).
 
 It brings up its own stack with scripts/gmailsync-dev under $GS_BENCH_RUN_DIR or $GS_RUN_DIR
 (default run/bench-worker), on the ports of GS_BENCH_HTTP_PORT/GS_BENCH_PG_PORT/GS_BENCH_GMAIL_PORT,
@@ -15,8 +24,12 @@ paused (GmailSyncMaxWorkers 0) since it runs the worker itself, and stops it at 
 and 20,000 messages.
 """
 import argparse
+import base64
+import hashlib
 import json
+import math
 import os
+import random
 import secrets
 import shlex
 import subprocess
@@ -73,14 +86,29 @@ def seal(env, user, token):
     return p.stdout.strip()
 
 
-def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, concurrent=0):
+def import_mbox(gmail, email, chunks):
+    """POSTs mbox chunks to the fake's import-mbox; returns the number of messages imported."""
+    n = 0
+    for chunk in chunks:
+        req = urllib.request.Request(gmail + "/_control/mailboxes/%s/import-mbox?labelIds=INBOX" % email,
+                                     data=chunk, method="POST",
+                                     headers={"Content-Type": "application/mbox"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            n += len(json.load(r)["ids"])
+    return n
+
+
+def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, concurrent=0,
+            content=None, mbox=None, batch_size=None, deadline=900):
     gmail, dsn = env["GS_GMAIL_URL"], env["GS_PG_DSN"]
     user = "bench-" + secrets.token_hex(4)
     email = user + "@example.test"
     refresh = "1//bench-" + secrets.token_urlsafe(16)
     t0 = time.monotonic()
-    control(gmail, "/mailboxes", {"email": email, "messages": messages, "seed": 7,
-                                  "refresh_token": refresh, "prerender": True})
+    control(gmail, "/mailboxes", {"email": email, "messages": 0 if mbox else messages, "seed": 7,
+                                  "refresh_token": refresh, "prerender": not mbox})
+    if mbox:
+        messages = import_mbox(gmail, email, mbox)
     created = time.monotonic() - t0
     control(gmail, "/faults", method="DELETE")
     server_quota = quota if server_quota is None else server_quota
@@ -101,6 +129,12 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
             "token_key_file = %s\nquota_units = %d\nparallel = %d\nprogress_interval = 1s\n"
             % (dsn, gmail, gmail, env["GS_CLIENT_ID"], secret, env["GS_TOKEN_KEY_FILE"], quota or 0,
                parallel))
+    if content:
+        conf += "content = %s\n" % content
+    if batch_size:
+        # one batch of giant answers: the fake builds (and compresses) it whole before its first
+        # byte, as Gmail does not; give it the time
+        conf += "batch_size = %d\ntimeout = 600s\nlow_speed_time = 300s\n" % batch_size
     control(gmail, "/stats/reset", {})
     start = time.monotonic()
     proc = subprocess.Popen([worker, "--task", task, "--config", "-"], stdin=subprocess.PIPE,
@@ -117,6 +151,7 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
     reader = threading.Thread(target=read_stderr)
     reader.start()
     early_429, late_429, polled = None, 0, 0.0
+    usage = None
     while True:
         now = time.monotonic() - start
         if quota and now - polled >= 0.5:
@@ -131,10 +166,14 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         if value:
             hwm = max(hwm, value)
         try:
-            wpid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            wpid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         except ChildProcessError:
             break
         if wpid:
+            break
+        if time.monotonic() - start > deadline:
+            proc.kill()     # the bench is bounded in time: a sync past its deadline fails
+            wpid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(0.02)
     elapsed = time.monotonic() - start
@@ -155,7 +194,19 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         stored = cur.fetchone()[0]
         cur.execute("SELECT state FROM gmailsync.sync_tasks WHERE task_id = %s", (task,))
         state = cur.fetchone()[0]
-        cur.execute("DELETE FROM gmailsync.messages WHERE user_id = %s", (user,))
+        # the raw messages and attachment bytes as PostgreSQL stores them (after TOAST's
+        # compression) and as they are
+        cur.execute("SELECT count(*), coalesce(sum(octet_length(raw)), 0),"
+                    " coalesce(sum(pg_column_size(raw)), 0) FROM gmailsync.message_raw"
+                    " WHERE user_id = %s", (user,))
+        raws, raw_len, raw_stored = cur.fetchone()
+        cur.execute("SELECT count(*), coalesce(sum(octet_length(bytes)), 0),"
+                    " coalesce(sum(pg_column_size(bytes)), 0) FROM gmailsync.attachment_blobs"
+                    " WHERE user_id = %s", (user,))
+        blobs, blob_len, blob_stored = cur.fetchone()
+        for table in ("message_raw", "attachment_blobs", "message_bodies", "message_attachments",
+                      "message_addresses", "messages"):
+            cur.execute("DELETE FROM gmailsync.%s WHERE user_id = %%s" % table, (user,))
     conn.close()
     calls = sum(mb.get("requests", {}).values()) + stats["requests"].get("batch", 0)
     http_requests = calls - mb.get("requests", {}).get("messages.get", 0)
@@ -175,6 +226,16 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         "retries": int(fields.get("retries", 0)),
         "parts_in_flight": int(fields.get("parts_in_flight", 0)),
         "mailbox_created_s": round(created, 1),
+        "content": content or "full",
+        "cpu_us_per_message": round((usage.ru_utime + usage.ru_stime) * 1e6 / max(messages, 1))
+        if usage else None,
+        "peak_rss_mb": round(int(fields.get("peak_rss_kb", 0)) / 1024, 1),
+        "raw_kb_per_message": round(raw_len / 1024 / max(messages, 1), 1),
+        "raw_stored_kb_per_message": round(raw_stored / 1024 / max(messages, 1), 1),
+        "blob_kb_per_message": round(blob_len / 1024 / max(messages, 1), 1),
+        "blob_stored_kb_per_message": round(blob_stored / 1024 / max(messages, 1), 1),
+        "raws": raws, "blobs": blobs,
+        "spooled": int(fields.get("spooled", 0)), "batch_size_end": int(fields.get("batch_size", 0)),
     }
     if state != "SUCCEEDED":
         out["stderr_tail"] = err.splitlines()[-5:]
@@ -187,6 +248,90 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         out["429_after_5s"] = max(late, 0)
     control(gmail, "/mailboxes/" + email, method="DELETE")
     return out
+
+
+WORDS = ("the of and to in is you that it he was for on are as with his they at be this have "
+         "from or one had by word but not what all were we when your can said there use an each "
+         "which she do how their if will up other about out many then them these so some her "
+         "would make like him into time has look two more write go see number no way could "
+         "people my than first water been call who oil its now find long down day did get come "
+         "made may part invoice meeting report quarterly schedule attached regards thanks").split()
+
+
+def mix_message(rng, i, body_len, attach_len):
+    """One RFC 822 message (CRLF): text of about body_len bytes, and an attachment of attach_len
+    random bytes (base64) when attach_len > 0."""
+    words = []
+    size = 0
+    while size < body_len:
+        w = rng.choice(WORDS)
+        words.append(w)
+        size += len(w) + 1
+    lines = []
+    for k in range(0, len(words), 12):
+        lines.append(" ".join(words[k:k + 12]))
+    text = ("\r\n".join(lines) + "\r\n").encode()
+    head = ("From: Sender %d <sender%d@example.com>\r\nTo: user@example.test\r\n"
+            "Subject: mix %d %s\r\nDate: Mon, 01 Jan 2024 10:%02d:%02d +0000\r\n"
+            "Message-ID: <mix-%d@example.com>\r\nMIME-Version: 1.0\r\n"
+            % (i % 97, i % 97, i, rng.choice(WORDS), (i // 60) % 60, i % 60, i)).encode()
+    if not attach_len:
+        return head + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + text
+    payload = hashlib.shake_256(b"mix %d" % i).digest(attach_len)
+    b64 = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    return (head + b"Content-Type: multipart/mixed; boundary=MIXB\r\n\r\n--MIXB\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + text + b"--MIXB\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+            b" filename=\"file%d.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" % i
+            + b64 + b"--MIXB--\r\n")
+
+
+def mbox_chunks(messages, chunk_bytes=64 << 20):
+    """The messages as mbox bodies of about chunk_bytes each (none of them has a line that
+    begins with "From ")."""
+    out, cur, size = [], [], 0
+    for raw in messages:
+        cur.append(b"From bench@example.com Mon Jan  1 00:00:00 2024\n" + raw + b"\n")
+        size += len(raw)
+        if size >= chunk_bytes:
+            out.append(b"".join(cur))
+            cur, size = [], 0
+    if cur:
+        out.append(b"".join(cur))
+    return out
+
+
+def content_mix(n, seed=22, giant=True):
+    """The content mix: n messages, a median of ~10 KB of text, a tenth with an attachment of
+    100 KB-5 MB (log-uniform), one of 25 MB (unless not giant)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        body = int(min(max(rng.lognormvariate(math.log(10000), 0.8), 500), 200000))
+        attach = 0
+        if i == n // 2 and giant:
+            attach = (25 << 20) * 57 // 78     # a 25 MB message (base64: 57 bytes a 78-byte line)
+        elif rng.random() < 0.1:
+            attach = int(math.exp(rng.uniform(math.log(100 << 10), math.log(5 << 20))))
+        out.append(mix_message(rng, i, body, attach))
+    return out
+
+
+def big_messages(n):
+    rng = random.Random(25)
+    return [mix_message(rng, i, 2000, (25 << 20) * 57 // 78) for i in range(n)]
+
+
+def print_content(results):
+    cols = ["messages", "content", "state", "seconds", "messages_per_s", "cpu_us_per_message",
+            "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
+            "blob_stored_kb_per_message", "spooled", "batch_size_end", "peak_rss_mb", "vmhwm_mb"]
+    print("  ".join(cols))
+    for r in results:
+        print("  ".join(str(r[c]).rjust(len(c)) for c in cols))
+    for r in results:
+        for line in r.get("stderr_tail", []):
+            print("  worker(%d): %s" % (r["messages"], line))
 
 
 def main():
@@ -204,6 +349,11 @@ def main():
                          "--max-concurrent 25 unless given")
     ap.add_argument("--worker", default=os.path.join(ROOT, os.environ.get("GS_WORKER_BIN", "build/gmailsync-worker")))
     ap.add_argument("--keep", action="store_true", help="leave the bench stack running")
+    ap.add_argument("--mix", type=int, default=0, help="sync the content mix of N messages")
+    ap.add_argument("--content", default="metadata,full", help="content values for --mix")
+    ap.add_argument("--no-giant", action="store_true", help="the mix without its 25 MB message")
+    ap.add_argument("--big", type=int, default=0, help="sync N messages of 25 MB in one batch")
+    ap.add_argument("--deadline", type=int, default=900, help="seconds a sync may take")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.paced:
@@ -224,14 +374,38 @@ def main():
     with open(extra, "w") as f:
         f.write("GmailSyncMaxWorkers 0\n")
     env["GS_EXTRA_CONF"] = extra
+    largest = 0
     dev(["up"], env)
     try:
         for line in dev(["env"], env).splitlines():
             k, _, v = shlex.split(line)[0].partition("=")
             env[k] = v
-        results = [run_one(env, args.worker, int(n), args.parallel, args.latency, args.quota,
-                           args.server_quota, args.max_concurrent)
-                   for n in args.sizes.split(",")]
+        if args.mix or args.big:
+            results = []
+            if args.mix:
+                mix = content_mix(args.mix, giant=not args.no_giant)
+                print("content mix: %d messages, median %.1f KB, %d with an attachment, largest %.1f MB, "
+                      "%.1f MB in all" % (len(mix), sorted(len(m) for m in mix)[len(mix) // 2] / 1024,
+                                          sum(b"--MIXB--" in m for m in mix), max(len(m) for m in mix) / 2**20,
+                                          sum(len(m) for m in mix) / 2**20),
+                      file=sys.stderr if args.json else sys.stdout, flush=True)
+                chunks = mbox_chunks(mix)
+                del mix
+                for content in args.content.split(","):
+                    results.append(run_one(env, args.worker, args.mix, args.parallel, 0, 0,
+                                           content=content, mbox=chunks, deadline=args.deadline))
+            if args.big:
+                big = big_messages(args.big)
+                largest = max(len(m) for m in big)
+                chunks = mbox_chunks(big)
+                del big
+                results.append(run_one(env, args.worker, args.big, args.parallel, 0, 0,
+                                       content="full", mbox=chunks, batch_size=args.big,
+                                       deadline=args.deadline))
+        else:
+            results = [run_one(env, args.worker, int(n), args.parallel, args.latency, args.quota,
+                               args.server_quota, args.max_concurrent, deadline=args.deadline)
+                       for n in args.sizes.split(",")]
     finally:
         if not args.keep:
             dev(["down"], env)
@@ -239,6 +413,16 @@ def main():
         json.dump(results, sys.stdout, indent=1)
         print()
         return
+    if args.mix or args.big:
+        print("gmailsync-worker full sync of real MIME (parallel=%d, no quota, no latency); "
+              "raw/blob KB per message: length, then as PostgreSQL stores it" % args.parallel)
+        print_content(results)
+        if args.big:
+            r = results[-1]
+            print("%d messages of %.1f MB in one batch: peak RSS %.1f MB (4 x largest + 32 MB = %.0f MB)"
+                  % (r["messages"], largest / 2**20, r["peak_rss_mb"], 4 * largest / 2**20 + 32))
+        sys.exit(0 if all(r["state"] == "SUCCEEDED" and r["stored"] == r["messages"]
+                          for r in results) else 1)
     cols = ["messages", "state", "seconds", "messages_per_s", "vmhwm_mb", "progress_writes",
             "gmail_calls_per_message", "http_requests_per_message", "quota_units_per_message",
             "answers_429"]

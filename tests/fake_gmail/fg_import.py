@@ -157,9 +157,17 @@ def envelope(content_):
                       content_.root.mime_type, None, None)
 
 
+def _headers_of(raw):
+    """The message as compat32 reads its headers, parsed from the bytes up to its first blank
+    line in any of its line ends (a superset of the header block: the headers are the same) —
+    an import of a 25 MB message need not walk its attachment."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n"), raw.find(b"\r\r")) if i >= 0]
+    return email.message_from_bytes(raw[:min(ends) + 4] if ends else raw, policy=email.policy.compat32)
+
+
 def internal_date_ms(raw):
     """Milliseconds of the Date header, else now (what Gmail does for an import without a date)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = _headers_of(raw)
     value = msg.get("Date")
     if value:
         try:
@@ -176,7 +184,7 @@ def internal_date_ms(raw):
 def threading_ids(raw):
     """(its Message-ID or None, the ids it replies to: In-Reply-To first, then References newest
     first) — what the fake threads an imported message by."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = _headers_of(raw)
 
     def ids(name):
         value = msg.get(name)

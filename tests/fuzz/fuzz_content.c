@@ -19,6 +19,8 @@
  * a batch part (make_seeds.py). */
 #include <glib.h>
 
+#include <apr_strings.h>
+
 #include "fuzz.h"
 #include "gs_content.h"
 #include "gs_gmail.h"
@@ -211,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     p = fuzz_pool();
     if (data[0] == '{') {
-        if (gs_gmail_raw_part(p, p, (const char *)data, size, &row, &raw, &err) != APR_SUCCESS) {
+        if (gs_gmail_raw_part(p, p, apr_pmemdup(p, data, size), size, &row, &raw, &err) != APR_SUCCESS) {
             if (row || !err) {
                 abort();
             }

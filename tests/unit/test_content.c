@@ -184,10 +184,10 @@ START_TEST(raw_part_is_taken_apart)
 {
     static const char msg[] = "Subject: hi\r\n\r\nbody\r\n";
     char *b64 = apr_palloc(pool, (apr_size_t)apr_base64_encode_len(sizeof msg - 1));
-    const char *err = NULL, *body;
+    const char *err = NULL;
     json_object *row = NULL;
     gs_gmail_raw_t raw;
-    char *u;
+    char *u, *body;
 
     apr_base64_encode_binary(b64, (const unsigned char *)msg, sizeof msg - 1);
     for (u = b64; *u; u++) {   /* base64url: Gmail's alphabet */
@@ -222,7 +222,8 @@ START_TEST(raw_part_is_taken_apart)
         for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             row = (json_object *)1;
             err = NULL;
-            ck_assert_msg(gs_gmail_raw_part(pool, pool, bad[i], strlen(bad[i]), &row, &raw, &err)
+            ck_assert_msg(gs_gmail_raw_part(pool, pool, apr_pstrdup(pool, bad[i]),
+                                            strlen(bad[i]), &row, &raw, &err)
                           == APR_EINVAL, "accepted: %s", bad[i]);
             ck_assert_ptr_null(row);
             ck_assert_ptr_nonnull(err);

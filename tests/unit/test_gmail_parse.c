@@ -1,6 +1,7 @@
 /* test_gmail_parse.c -- Gmail's answers become what we store and what we retry. */
 #include <string.h>
 
+#include <apr_base64.h>
 #include <apr_pools.h>
 #include <check.h>
 
@@ -59,6 +60,42 @@ START_TEST(raw_is_base64url)
         gs_gmail_raw_t r;
         ck_assert_msg(gs_gmail_decode_raw(pool, bad[i], strlen(bad[i]), &r) == APR_EINVAL,
                       "accepted '%s'", bad[i]);
+    }
+}
+END_TEST
+
+/* Messages of many KB are decoded 4 KB of text at a time: every length around the chunk's
+ * edges, padded or not, gives the bytes back; a bad character in a later chunk is refused. */
+START_TEST(long_raw_is_decoded_across_chunks)
+{
+    static const apr_size_t lens[] = { 3069, 3070, 3071, 3072, 3073, 3074, 6143, 6144, 6145,
+                                       100000 };
+    apr_size_t i, k;
+
+    for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        unsigned char *bytes = apr_palloc(pool, lens[i]);
+        char *text = apr_palloc(pool, (apr_size_t)apr_base64_encode_len((int)lens[i]));
+        apr_size_t n;
+        gs_gmail_raw_t r;
+
+        for (k = 0; k < lens[i]; k++) {
+            bytes[k] = (unsigned char)(k * 131 + i * 7 + (k >> 8));
+        }
+        n = (apr_size_t)apr_base64_encode_binary(text, bytes, (int)lens[i]) - 1;
+        for (k = 0; k < n; k++) {
+            text[k] = text[k] == '+' ? '-' : text[k] == '/' ? '_' : text[k];
+        }
+        ck_assert_int_eq(gs_gmail_decode_raw(pool, text, n, &r), APR_SUCCESS);
+        ck_assert_uint_eq(r.len, lens[i]);
+        ck_assert_int_eq(memcmp(r.bytes, bytes, lens[i]), 0);
+        while (n > 0 && text[n - 1] == '=') {
+            n--;
+        }
+        ck_assert_int_eq(gs_gmail_decode_raw(pool, text, n, &r), APR_SUCCESS);
+        ck_assert_uint_eq(r.len, lens[i]);
+        ck_assert_int_eq(memcmp(r.bytes, bytes, lens[i]), 0);
+        text[n - 2] = '+';
+        ck_assert_int_eq(gs_gmail_decode_raw(pool, text, n, &r), APR_EINVAL);
     }
 }
 END_TEST
@@ -253,6 +290,7 @@ Suite *gs_gmail_parse_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, classifies_what_to_retry);
     tcase_add_test(tc, raw_is_base64url);
+    tcase_add_test(tc, long_raw_is_decoded_across_chunks);
     tcase_add_test(tc, message_becomes_a_row);
     tcase_add_test(tc, message_without_labels_or_headers);
     tcase_add_test(tc, utf8_is_repaired_and_cut_on_boundaries);

@@ -232,6 +232,52 @@ START_TEST(parse_builds_what_validate_accepts)
 }
 END_TEST
 
+/* The member a large value is read from in place (a format=raw message's "raw"): found at the
+ * top level only, as written between its quotes, its escapes undone in place. */
+START_TEST(finds_a_top_level_member_where_it_is)
+{
+    const char *text = "{\"id\":\"a\",\"x\":{\"raw\":\"inner\"},\"raw\":\"QUJD\\u003d\\u003d\","
+                       "\"n\":1}";
+    static const char *const none[] = { "{\"x\":{\"raw\":\"inner\"}}", "{\"raw\":12}",
+                                        "[\"raw\",\"raw\"]", "{}" };
+    const char *err = NULL;
+    gs_json_span_t span;
+    char *copy;
+    apr_size_t at = 0, i;
+
+    ck_assert_int_eq(gs_json_validate_member(pool, text, strlen(text), GS_JSON_MAX_DEPTH, "raw",
+                                             &span, &err, &at), APR_SUCCESS);
+    ck_assert(span.found && span.escaped);
+    ck_assert_uint_eq(span.len, 16);
+    ck_assert(!strncmp(text + span.start, "QUJD\\u003d\\u003d\"", 17));
+    copy = apr_pstrdup(pool, text);
+    ck_assert_uint_eq(gs_json_unescape_in_place(copy + span.start, span.len), 6);
+    ck_assert(!strncmp(copy + span.start, "QUJD==", 6));
+    /* every escape, in place: the same as json-c's reading */
+    text = "{\"raw\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u4e2d\\ud83d\\ude00z\"}";
+    ck_assert_int_eq(gs_json_validate_member(pool, text, strlen(text), GS_JSON_MAX_DEPTH, "raw",
+                                             &span, &err, &at), APR_SUCCESS);
+    copy = apr_pstrdup(pool, text);
+    copy[span.start + gs_json_unescape_in_place(copy + span.start, span.len)] = '\0';
+    ck_assert_str_eq(copy + span.start, "a\"b\\c/d\b\f\n\r\t\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80z");
+    /* unescaped, a nested one, a value that is not a string, none, not an object */
+    text = "{\"raw\":\"plain\"}";
+    ck_assert_int_eq(gs_json_validate_member(pool, text, strlen(text), 4, "raw", &span, &err, &at),
+                     APR_SUCCESS);
+    ck_assert(span.found && !span.escaped && span.start == 8 && span.len == 5);
+    for (i = 0; i < sizeof none / sizeof *none; i++) {
+        ck_assert_int_eq(gs_json_validate_member(pool, none[i], strlen(none[i]), 4, "raw", &span,
+                                                 &err, &at), APR_SUCCESS);
+        ck_assert_msg(!span.found, "%s", none[i]);
+    }
+    /* the checks are gs_json_validate's: a duplicate raw is refused */
+    text = "{\"raw\":\"a\",\"raw\":\"b\"}";
+    ck_assert_int_eq(gs_json_validate_member(pool, text, strlen(text), 4, "raw", &span, &err, &at),
+                     APR_EINVAL);
+    ck_assert_str_eq(err, "duplicate object key");
+}
+END_TEST
+
 Suite *gs_json_check_suite(void)
 {
     Suite *s = suite_create("gs_json_check");
@@ -245,6 +291,7 @@ Suite *gs_json_check_suite(void)
     tcase_add_test(tc, large_documents_are_linear);
     tcase_add_test(tc, parse_refuses_what_validate_refuses);
     tcase_add_test(tc, parse_builds_what_validate_accepts);
+    tcase_add_test(tc, finds_a_top_level_member_where_it_is);
     suite_add_tcase(s, tc);
     return s;
 }
