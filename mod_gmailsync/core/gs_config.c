@@ -113,6 +113,7 @@ apr_status_t gs_parse_size(const char *text, apr_int64_t max, apr_int64_t *out, 
 
 const char *const gs_content_mode_names[] = { "full", "metadata", NULL };
 const char *const gs_attach_mode_names[] = { "store", "metadata", NULL };
+const char *const gs_deletions_names[] = { "delete", "keep", NULL };
 
 apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const *names, int *out,
                              const char **why)

@@ -50,6 +50,9 @@ typedef enum { GS_SYNC_SMART = 0, GS_SYNC_FULL = 1 } gs_sync_mode_t;
  * their metadata and SHA-256. */
 typedef enum { GS_CONTENT_FULL = 0, GS_CONTENT_METADATA = 1 } gs_content_mode_t;
 typedef enum { GS_ATTACH_STORE = 0, GS_ATTACH_METADATA = 1 } gs_attach_mode_t;
+/* GmailSyncDeletions (issue 23): delete removes a message Gmail deleted, keep (archive mode)
+ * keeps its rows with deleted_at set. */
+typedef enum { GS_DELETIONS_DELETE = 0, GS_DELETIONS_KEEP = 1 } gs_deletions_t;
 #define GS_DEFAULT_ATTACHMENT_MAX_SIZE ((apr_int64_t)25 * 1024 * 1024)   /* 25M */
 /* PostgreSQL's bytea holds at most 1 GB */
 #define GS_MAX_ATTACHMENT_MAX_SIZE     ((apr_int64_t)1024 * 1024 * 1024)
@@ -75,8 +78,10 @@ apr_status_t gs_parse_choice(apr_pool_t *p, const char *text, const char *const 
 /* The values of GmailSyncContent and GmailSyncAttachments, indexed by their enums. */
 extern const char *const gs_content_mode_names[];
 extern const char *const gs_attach_mode_names[];
+extern const char *const gs_deletions_names[];
 #define gs_content_mode_name(mode) (gs_content_mode_names[(mode) == GS_CONTENT_METADATA])
 #define gs_attach_mode_name(mode) (gs_attach_mode_names[(mode) == GS_ATTACH_METADATA])
+#define gs_deletions_name(mode) (gs_deletions_names[(mode) == GS_DELETIONS_KEEP])
 
 /* Parses a percentage "95", "95%", "99.5%" in [0, 100]. */
 apr_status_t gs_parse_percent(const char *text, double *out, const char **why);

@@ -412,6 +412,29 @@ apr_status_t gs_gmail_profile(gs_gmail_t *gm, apr_pool_t *p, gs_profile_t *out)
     return rv;
 }
 
+apr_status_t gs_gmail_labels(gs_gmail_t *gm, apr_pool_t *p, const char **rows_json, int *count)
+{
+    json_object *doc;
+    const char *err;
+    int skipped = 0;
+    apr_status_t rv;
+
+    rv = get_json(gm, p, "labels.list", apr_pstrcat(p, gm->api_base, USERS_ME "/labels", NULL),
+                  GS_UNITS_LABELS_LIST, &doc);
+    if (rv == GS_ENOTFOUND) {
+        return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail answered 404 to labels.list");
+    }
+    if (rv == APR_SUCCESS
+        && gs_gmail_parse_labels(p, doc, rows_json, count, &skipped, &err) != APR_SUCCESS) {
+        return malformed(gm, p, "labels.list", err);
+    }
+    if (rv == APR_SUCCESS && skipped) {
+        gs_log_error(GS_LOG_WARNING, p, "event=gmail.labels_skipped count=%d reason=\"a label "
+                     "without a valid id or a name\"", skipped);
+    }
+    return rv;
+}
+
 apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,
                                     gs_list_page_t *out)
 {

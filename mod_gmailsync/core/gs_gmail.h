@@ -107,6 +107,8 @@ void gs_gmail_flight_reset(gs_gmail_t *gm, int remembered);
 apr_status_t gs_gmail_ensure_token(gs_gmail_t *gm, apr_pool_t *p);
 
 apr_status_t gs_gmail_profile(gs_gmail_t *gm, apr_pool_t *p, gs_profile_t *out);
+/* users.labels.list (1 unit): the rows of gmailsync.labels as JSON (gs_gmail_parse_labels). */
+apr_status_t gs_gmail_labels(gs_gmail_t *gm, apr_pool_t *p, const char **rows_json, int *count);
 
 /* One page (up to 500) of message ids, spam and trash included; page_token NULL for the first. */
 apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,

@@ -218,6 +218,76 @@ apr_status_t gs_gmail_parse_profile(json_object *doc, gs_profile_t *out, const c
     return APR_SUCCESS;
 }
 
+/* "#rrggbb" (what Gmail's label colours are), else NULL. */
+static const char *label_color(json_object *color, const char *key)
+{
+    const char *c = string_member(color, key);
+    int i;
+
+    if (!c || strlen(c) != 7 || c[0] != '#') {
+        return NULL;
+    }
+    for (i = 1; i < 7; i++) {
+        if (!apr_isxdigit(c[i])) {
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* A visibility word: letters only, at most 32 (Gmail's are show, hide, labelShow...). */
+static const char *label_word(json_object *label, const char *key)
+{
+    const char *w = string_member(label, key);
+    size_t i;
+
+    for (i = 0; w && w[i]; i++) {
+        if (i >= 32 || !apr_isalpha(w[i])) {
+            return NULL;
+        }
+    }
+    return w && *w ? w : NULL;
+}
+
+apr_status_t gs_gmail_parse_labels(apr_pool_t *p, json_object *doc, const char **rows_json,
+                                   int *count, int *skipped, const char **err)
+{
+    json_object *labels = member(doc, "labels"), *rows;
+    size_t i, n;
+
+    *count = *skipped = 0;
+    if (!labels || !json_object_is_type(labels, json_type_array)) {
+        *err = "the label list has no labels array";
+        return APR_EINVAL;
+    }
+    rows = json_object_new_array();
+    n = json_object_array_length(labels);
+    for (i = 0; i < n; i++) {
+        json_object *l = json_object_array_get_idx(labels, i), *row, *color = member(l, "color");
+        const char *id = string_member(l, "id"), *name = string_member(l, "name");
+        const char *type = string_member(l, "type");
+
+        if (!gs_gmail_valid_id(id) || !name || !*name) {
+            (*skipped)++;
+            continue;
+        }
+        row = json_object_new_object();
+        gs_json_set_string(row, "id", id);
+        gs_json_set_string(row, "name", gs_utf8_clean(p, name, 1024));
+        gs_json_set_string(row, "type", type && !strcmp(type, "system") ? "system" : "user");
+        gs_json_set_string(row, "text_color", label_color(color, "textColor"));
+        gs_json_set_string(row, "background_color", label_color(color, "backgroundColor"));
+        gs_json_set_string(row, "message_list_visibility",
+                           label_word(l, "messageListVisibility"));
+        gs_json_set_string(row, "label_list_visibility", label_word(l, "labelListVisibility"));
+        json_object_array_add(rows, row);
+        (*count)++;
+    }
+    *rows_json = gs_json_to_string(p, rows);
+    json_object_put(rows);
+    return APR_SUCCESS;
+}
+
 static const char *next_token(apr_pool_t *p, json_object *doc)
 {
     const char *t = string_member(doc, "nextPageToken");

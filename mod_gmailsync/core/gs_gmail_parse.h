@@ -70,6 +70,16 @@ apr_status_t gs_gmail_parse_list(apr_pool_t *p, json_object *doc, gs_list_page_t
 apr_status_t gs_gmail_parse_history(apr_pool_t *p, json_object *doc, gs_history_page_t *out,
                                     const char **err);
 
+/* users.labels.list into the rows of gmailsync.labels: a JSON array (text, from p) of
+ * {"id","name","type","text_color","background_color","message_list_visibility",
+ * "label_list_visibility"}, *count of them. Ids are checked like message ids (Gmail's are
+ * INBOX, CATEGORY_SOCIAL, Label_12); names are cleaned to UTF-8 without NUL and cut at 1,024
+ * bytes; a type other than "system" is "user"; colours are "#rrggbb" or null. A label without a
+ * valid id or a name is left out (counted in *skipped). APR_EINVAL with *err when the answer has
+ * no "labels" array (an account with no labels still has the system ones). */
+apr_status_t gs_gmail_parse_labels(apr_pool_t *p, json_object *doc, const char **rows_json,
+                                   int *count, int *skipped, const char **err);
+
 /* Turns a message resource (format=metadata) into a row object for the messages upsert:
  * {"id","thread_id","history_id","internal_date","labels","subject","from","to","snippet",
  * "size"}. The result is a new json-c object owned by the caller (add it to a pool-owned array).

@@ -1,6 +1,6 @@
 /* gs_quota.h -- staying inside Gmail's per-user quota, and backing off when we do not.
  *
- * Gmail charges each call in quota units (getProfile 1, history.list 2, messages.list 5,
+ * Gmail charges each call in quota units (getProfile 1, labels.list 1, history.list 2, messages.list 5,
  * messages.get 5 per batch part) against a per-user budget of 250 units/s by default. A client
  * that sends at will gets 429s and wastes its retry budget; gs_pace.h keeps the worker just
  * under the limit. This file: the costs, and the retry decision after a failure.
@@ -14,6 +14,7 @@
 
 /* Gmail's costs in quota units. */
 #define GS_UNITS_GET_PROFILE   1
+#define GS_UNITS_LABELS_LIST   1
 #define GS_UNITS_HISTORY_LIST  2
 #define GS_UNITS_MESSAGES_LIST 5
 #define GS_UNITS_MESSAGES_GET  5

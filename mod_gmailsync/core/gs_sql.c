@@ -419,11 +419,14 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "   label_ids = EXCLUDED.label_ids, subject = EXCLUDED.subject,"
       "   from_addr = EXCLUDED.from_addr, to_addr = EXCLUDED.to_addr, snippet = EXCLUDED.snippet,"
       "   size_estimate = EXCLUDED.size_estimate, fetched_in = EXCLUDED.fetched_in,"
-      "   seen_by = EXCLUDED.seen_by, synced_at = now(),"
+      "   seen_by = EXCLUDED.seen_by, synced_at = now(), deleted_at = NULL,"
       /* content stored before (GmailSyncContent full) stays: its state too (issue 22) */
       "   content_state = COALESCE(m.content_state, EXCLUDED.content_state)" },
     { GS_SQL_W_MESSAGES_DELETE,
       "DELETE FROM gmailsync.messages WHERE user_id = %s AND gmail_id = ANY (%s::text[])" },
+    { GS_SQL_W_MESSAGES_MARK,
+      "UPDATE gmailsync.messages SET deleted_at = now()"
+      " WHERE user_id = %s AND gmail_id = ANY (%s::text[]) AND deleted_at IS NULL" },
     { GS_SQL_W_MESSAGES_LABELS,
       /* in Gmail's order: the old labels minus the removed ones, then the added ones that are
        * not kept (a label removed and added again moves to the end, as in Gmail) */
@@ -437,6 +440,31 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " WHERE m.user_id = %s AND m.gmail_id = o.id" },
     { GS_SQL_W_MESSAGES_UNSEEN,
       "DELETE FROM gmailsync.messages WHERE user_id = %s AND seen_by IS DISTINCT FROM %s::uuid" },
+    { GS_SQL_W_UNSEEN_MARK,
+      "UPDATE gmailsync.messages SET deleted_at = now()"
+      " WHERE user_id = %s AND seen_by IS DISTINCT FROM %s::uuid AND deleted_at IS NULL" },
+    { GS_SQL_W_LABELS_PUT,
+      /* Gmail's list replaces the user's: new and changed labels written, the others gone.
+       * Unchanged rows are not touched (no dead tuples on every sync) */
+      "WITH l AS (SELECT DISTINCT ON (x.id) x.* FROM json_to_recordset(%s::json) AS x(id text,"
+      "   name text, type text, text_color text, background_color text,"
+      "   message_list_visibility text, label_list_visibility text)),"
+      " up AS (INSERT INTO gmailsync.labels AS g (user_id, label_id, name, type, text_color,"
+      "   background_color, message_list_visibility, label_list_visibility, synced_at)"
+      "  SELECT %s, l.id, l.name, l.type, l.text_color, l.background_color,"
+      "   l.message_list_visibility, l.label_list_visibility, now() FROM l"
+      "  ON CONFLICT (user_id, label_id) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type,"
+      "   text_color = EXCLUDED.text_color, background_color = EXCLUDED.background_color,"
+      "   message_list_visibility = EXCLUDED.message_list_visibility,"
+      "   label_list_visibility = EXCLUDED.label_list_visibility, synced_at = now()"
+      "  WHERE (g.name, g.type, g.text_color, g.background_color, g.message_list_visibility,"
+      "         g.label_list_visibility) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.type,"
+      "         EXCLUDED.text_color, EXCLUDED.background_color,"
+      "         EXCLUDED.message_list_visibility, EXCLUDED.label_list_visibility)"
+      "  RETURNING 1),"
+      " gone AS (DELETE FROM gmailsync.labels g WHERE g.user_id = %s"
+      "   AND NOT EXISTS (SELECT 1 FROM l WHERE l.id = g.label_id) RETURNING 1)"
+      " SELECT (SELECT count(*) FROM up)::text, (SELECT count(*) FROM gone)::text" },
     { GS_SQL_W_CURSOR_ADVANCE,
       "UPDATE gmailsync.accounts SET history_id = GREATEST(COALESCE(history_id, 0), %s::numeric),"
       " updated_at = now() WHERE user_id = %s" },
@@ -452,7 +480,7 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " AND content_state IN ('complete', 'parse_error')" },
     { GS_SQL_W_CONTENT_MISSING,
       "SELECT gmail_id FROM gmailsync.messages WHERE user_id = %s AND gmail_id > %s"
-      " AND (content_state IS NULL OR content_state = 'metadata_only')"
+      " AND (content_state IS NULL OR content_state = 'metadata_only') AND deleted_at IS NULL"
       " AND (%s::uuid IS NULL OR seen_by = %s::uuid)"
       " ORDER BY gmail_id LIMIT %s::integer" },
     { GS_SQL_W_MESSAGE_PUT,
@@ -483,7 +511,7 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "   snippet = EXCLUDED.snippet, size_estimate = EXCLUDED.size_estimate,"
       /* a backfill (no stamps) keeps the full sync's stamps of the row */
       "   fetched_in = COALESCE(EXCLUDED.fetched_in, m.fetched_in),"
-      "   seen_by = COALESCE(EXCLUDED.seen_by, m.seen_by), synced_at = now(),"
+      "   seen_by = COALESCE(EXCLUDED.seen_by, m.seen_by), synced_at = now(), deleted_at = NULL,"
       "   message_id = EXCLUDED.message_id, in_reply_to = EXCLUDED.in_reply_to,"
       "   reference_ids = EXCLUDED.reference_ids, date_header = EXCLUDED.date_header,"
       "   cc_addr = EXCLUDED.cc_addr, bcc_addr = EXCLUDED.bcc_addr,"

@@ -117,8 +117,15 @@ typedef struct {
 #define GS_SQL_W_MESSAGES_UPSERT "gs_w_messages_upsert" /* (task, lease, user_id, generation,
                                                            seen_by, rows json) */
 #define GS_SQL_W_MESSAGES_DELETE "gs_w_messages_delete" /* (user_id, ids text[]) */
+#define GS_SQL_W_MESSAGES_MARK   "gs_w_messages_mark"   /* (user_id, ids text[]): deleted_at
+                                                           set (GmailSyncDeletions keep, 011) */
 #define GS_SQL_W_MESSAGES_LABELS "gs_w_messages_labels" /* (ops json, user_id) */
 #define GS_SQL_W_MESSAGES_UNSEEN "gs_w_messages_unseen" /* (user_id, task): rows not listed */
+#define GS_SQL_W_UNSEEN_MARK     "gs_w_unseen_mark"     /* (user_id, task): rows not listed get
+                                                           deleted_at (keep, 011) */
+#define GS_SQL_W_LABELS_PUT      "gs_w_labels_put"      /* (labels json, user_id, user_id) -> labels
+                                                           written (new or changed), labels
+                                                           removed (011) */
 #define GS_SQL_W_CURSOR_ADVANCE  "gs_w_cursor_advance"  /* (history_id, user_id) */
 #define GS_SQL_W_FULL_FINISH     "gs_w_full_finish"     /* (history_id, user_id) */
 /* Message content (issue 22, sql/010), inside a transaction that holds the task: */
@@ -215,7 +222,8 @@ const gs_sql_stmt_t *gs_sql_find(const char *label);
  * never the other way. sql/009 (dev_login_nonces) is needed by GmailSyncDevLogin alone, which
  * only the local stack turns on (and it always migrates). sql/010 (message content, issue 22)
  * has the columns and tables every message write of the worker names (content_state even with
- * GmailSyncContent metadata). */
-#define GS_SQL_MIN_SCHEMA 10
+ * GmailSyncContent metadata). sql/011 (labels, archive-mode deletions, issue 23): every sync
+ * writes gmailsync.labels, and every message upsert clears deleted_at. */
+#define GS_SQL_MIN_SCHEMA 11
 
 #endif /* GS_SQL_H */

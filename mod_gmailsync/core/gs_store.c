@@ -128,13 +128,31 @@ apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const
 }
 
 apr_status_t gs_store_delete(gs_task_t *t, apr_pool_t *p, const char *const *ids, int n,
-                             int *deleted)
+                             gs_deletions_t mode, int *deleted)
 {
     const char *args[2] = { t->user_id, gs_store_text_array(p, ids, n) };
 
     *deleted = 0;
-    return n > 0 ? gs_task_exec(t, p, GS_SQL_W_MESSAGES_DELETE, 0, deleted, 2, args)
+    return n > 0 ? gs_task_exec(t, p, mode == GS_DELETIONS_KEEP ? GS_SQL_W_MESSAGES_MARK
+                                                                : GS_SQL_W_MESSAGES_DELETE,
+                                0, deleted, 2, args)
                  : APR_SUCCESS;
+}
+
+apr_status_t gs_store_labels(gs_task_t *t, apr_pool_t *p, const char *labels_json, int *written,
+                             int *removed)
+{
+    const char *args[3] = { labels_json, t->user_id, t->user_id };
+    gs_db_rows_t *rows;
+    apr_status_t rv = gs_task_select(t, p, GS_SQL_W_LABELS_PUT, &rows, 3, args);
+
+    *written = *removed = 0;
+    if (rv == APR_SUCCESS && rows->nrows == 1) {
+        const char *w = gs_db_cell(rows, 0, 0), *r = gs_db_cell(rows, 0, 1);
+        *written = w ? atoi(w) : 0;
+        *removed = r ? atoi(r) : 0;
+    }
+    return rv;
 }
 
 apr_status_t gs_store_relabel(gs_task_t *t, apr_pool_t *p, const char *ops_json, int *changed)
@@ -152,13 +170,15 @@ apr_status_t gs_store_advance_cursor(gs_task_t *t, apr_pool_t *p, const char *hi
 }
 
 apr_status_t gs_store_full_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
-                                  int *removed)
+                                  gs_deletions_t mode, int *removed)
 {
     const char *unseen[2] = { t->user_id, t->task_id };
     const char *cursor[2] = { history_id, t->user_id };
     apr_status_t rv;
 
-    if ((rv = gs_task_exec(t, p, GS_SQL_W_MESSAGES_UNSEEN, 0, removed, 2, unseen)) != APR_SUCCESS) {
+    if ((rv = gs_task_exec(t, p, mode == GS_DELETIONS_KEEP ? GS_SQL_W_UNSEEN_MARK
+                                                           : GS_SQL_W_MESSAGES_UNSEEN,
+                           0, removed, 2, unseen)) != APR_SUCCESS) {
         return rv;
     }
     return gs_task_exec(t, p, GS_SQL_W_FULL_FINISH, 0, NULL, 2, cursor);

@@ -11,6 +11,7 @@
 #include <apr_hash.h>
 #include <apr_pools.h>
 
+#include "gs_config.h"
 #include "gs_task.h"
 
 typedef struct {
@@ -48,9 +49,14 @@ apr_status_t gs_store_mark_seen(gs_task_t *t, apr_pool_t *p, const char *gen,
 apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,
                              const char *rows_json, int nrows);
 
-/* Deletes the given messages. */
+/* Deletes the given messages; with GmailSyncDeletions keep, sets their deleted_at instead. */
 apr_status_t gs_store_delete(gs_task_t *t, apr_pool_t *p, const char *const *ids, int n,
-                             int *deleted);
+                             gs_deletions_t mode, int *deleted);
+
+/* Replaces the user's labels with Gmail's list (gs_gmail_labels' JSON): *written new or changed
+ * ones, *removed the ones Gmail no longer has. */
+apr_status_t gs_store_labels(gs_task_t *t, apr_pool_t *p, const char *labels_json, int *written,
+                             int *removed);
 
 /* Applies label changes: a JSON array of {"id","history_id","add":[...],"remove":[...]}; the
  * row's history_id moves up to the record's. */
@@ -60,9 +66,10 @@ apr_status_t gs_store_relabel(gs_task_t *t, apr_pool_t *p, const char *ops_json,
 apr_status_t gs_store_advance_cursor(gs_task_t *t, apr_pool_t *p, const char *history_id);
 
 /* The end of a full sync (inside the finishing transaction): deletes the rows this task did not
- * list, sets the cursor to history_id and clears the pending full sync. */
+ * list (keep: sets their deleted_at), sets the cursor to history_id and clears the pending full
+ * sync. */
 apr_status_t gs_store_full_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
-                                  int *removed);
+                                  gs_deletions_t mode, int *removed);
 
 /* "{a,b,c}" for ids that gs_gmail_valid_id accepted (no quoting needed, quoted anyway). */
 const char *gs_store_text_array(apr_pool_t *p, const char *const *ids, int n);

@@ -360,6 +360,7 @@ apr_status_t gs_sync_transaction(gs_sync_t *s, apr_pool_t *p, gs_sync_txn_fn *bo
 typedef struct {
     gs_sync_record_fn *record;
     void *baton;
+    const char *labels;     /* users.labels.list as gmailsync.labels rows (JSON) */
 } succeed_ctx_t;
 
 /* The finished-sync event on gmailsync_events, last in the final transaction (after the record,
@@ -387,14 +388,23 @@ static apr_status_t succeed_body(gs_sync_t *s, apr_pool_t *p, void *baton)
     if (rv == APR_SUCCESS) {
         rv = ctx->record(s, p, ctx->baton);
     }
+    if (rv == APR_SUCCESS) {
+        rv = gs_store_labels(s->task, p, ctx->labels, &s->labels_written, &s->labels_removed);
+    }
     return rv == APR_SUCCESS ? notify_synced(s, p) : rv;
 }
 
 apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *record,
                              void *baton)
 {
-    succeed_ctx_t ctx = { record, baton };
+    succeed_ctx_t ctx = { record, baton, NULL };
+    apr_status_t rv;
 
+    /* the label names with every sync (1 unit), asked before the final transaction: a Gmail
+     * call never holds one open. A label renamed after this answer shows after the next sync */
+    if ((rv = gs_gmail_labels(s->gm, p, &ctx.labels, &s->labels)) != APR_SUCCESS) {
+        return rv;
+    }
     return gs_sync_transaction(s, p, succeed_body, &ctx);
 }
 
@@ -490,7 +500,7 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  " content_cpu_max_id=%s content_wall_max_ms=%.1f"
                  " spooled=%" APR_INT64_T_FMT
                  " spooled_mb=%" APR_INT64_T_FMT " batch_size=%d peak_rss_kb=%ld"
-                 " pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
+                 " labels=%d labels_written=%d labels_removed=%d pace_units=%.0f progress_writes=%" APR_INT64_T_FMT
                  "%s%s%s%s%s",
                  event, s->task->task_id, gs_log_value(p, s->task->user_id),
                  s->mode ? s->mode : "-",
@@ -501,7 +511,8 @@ static void log_end(gs_sync_t *s, apr_pool_t *p, const char *event)
                  s->blobs_known, (double)s->content_cpu_max_us / 1000.0,
                  s->content_cpu_max_id[0] ? s->content_cpu_max_id : "-",
                  (double)s->content_wall_max_us / 1000.0, gm->spooled, gm->spooled_bytes >> 20,
-                 gm->batch_size, peak_rss_kb(p), gm->pace.rate, s->task->progress_writes,
+                 gm->batch_size, peak_rss_kb(p), s->labels, s->labels_written, s->labels_removed,
+                 gm->pace.rate, s->task->progress_writes,
                  s->failure->code ? " error=" : "", s->failure->code ? s->failure->code : "",
                  s->failure->code ? " message=\"" : "",
                  s->failure->code ? s->failure->message : "", s->failure->code ? "\"" : "");

@@ -55,6 +55,8 @@ typedef struct {
      * the client side of its statements) and the longest wall time of one, in ms; its id */
     apr_int64_t content_cpu_max_us, content_wall_max_us;
     char content_cpu_max_id[129];   /* a Gmail id: at most 128 characters */
+    int labels, labels_written, labels_removed;   /* Gmail's labels at the end (issue 23), of
+                                                     which new or changed, and labels gone */
     apr_int64_t answers_seen;   /* Gmail answers at the last tick (stall watchdog) */
     apr_int64_t duration_ms;
 } gs_sync_t;

@@ -13,7 +13,7 @@
 static apr_status_t record_full_end(gs_sync_t *s, apr_pool_t *p, void *cursor)
 {
     int removed = 0;
-    apr_status_t rv = gs_store_full_finish(s->task, p, cursor, &removed);
+    apr_status_t rv = gs_store_full_finish(s->task, p, cursor, s->conf->deletions, &removed);
 
     s->removed = removed;
     return rv;

@@ -84,7 +84,7 @@ static apr_status_t apply_page_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
     txn->deleted = txn->changed = 0;
     if (rv == APR_SUCCESS) {
         rv = gs_store_delete(t, p, (const char *const *)txn->dels->elts, txn->dels->nelts,
-                             &txn->deleted);
+                             s->conf->deletions, &txn->deleted);
     }
     if (rv == APR_SUCCESS && txn->ops) {
         rv = gs_store_relabel(t, p, txn->ops, &txn->changed);

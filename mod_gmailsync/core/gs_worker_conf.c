@@ -19,7 +19,7 @@
 #define MAX_CONF_BYTES (64 * 1024)
 
 typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL, K_TOKEN_KEY,
-               K_TOKEN_KEY_FILE, K_CONTENT, K_ATTACHMENTS, K_SIZE, K_ON_OFF } kind_t;
+               K_TOKEN_KEY_FILE, K_CONTENT, K_ATTACHMENTS, K_DELETIONS, K_SIZE, K_ON_OFF } kind_t;
 
 typedef struct {
     const char *name;
@@ -57,6 +57,7 @@ static const key_t_ keys[] = {
     { "low_speed_time", K_DURATION, F(low_speed_time), 0, 0, APR_USEC_PER_SEC },
     { "content", K_CONTENT, F(content), 0, 0, 0 },
     { "attachments", K_ATTACHMENTS, F(attachments), 0, 0, 0 },
+    { "deletions", K_DELETIONS, F(deletions), 0, 0, 0 },
     { "attachment_max_size", K_SIZE, F(attachment_max_size), 0, 0, 0 },
     { "store_raw", K_ON_OFF, F(store_raw), 0, 0, 0 },
     { "host", K_STRING, F(host), 0, 0, 0 },
@@ -272,16 +273,21 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
         return read_token_key_file(conf, p, value, why);
     case K_CONTENT:
     case K_ATTACHMENTS:
+    case K_DELETIONS:
         if ((rv = gs_parse_choice(p, value, k->kind == K_CONTENT ? gs_content_mode_names
-                                                               : gs_attach_mode_names,
+                                            : k->kind == K_ATTACHMENTS ? gs_attach_mode_names
+                                            : gs_deletions_names,
                                   &choice, why)) != APR_SUCCESS) {
             return rv;
         }
         if (k->kind == K_CONTENT) {
             *(gs_content_mode_t *)field = choice ? GS_CONTENT_METADATA : GS_CONTENT_FULL;
         }
-        else {
+        else if (k->kind == K_ATTACHMENTS) {
             *(gs_attach_mode_t *)field = choice ? GS_ATTACH_METADATA : GS_ATTACH_STORE;
+        }
+        else {
+            *(gs_deletions_t *)field = choice ? GS_DELETIONS_KEEP : GS_DELETIONS_DELETE;
         }
         return APR_SUCCESS;
     case K_SIZE:

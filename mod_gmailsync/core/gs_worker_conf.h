@@ -62,6 +62,7 @@ typedef struct {
     apr_interval_time_t low_speed_time;   /* abort a transfer slower than 1 byte/s for this long */
     gs_content_mode_t content;       /* full: format=raw, the whole message (GmailSyncContent) */
     gs_attach_mode_t attachments;    /* store: attachment bytes kept (GmailSyncAttachments) */
+    gs_deletions_t deletions;        /* keep: Gmail's deletions set deleted_at (archive mode) */
     apr_int64_t attachment_max_size; /* larger attachments keep metadata and hash only
                                         (GmailSyncAttachmentMaxSize) */
     int store_raw;                   /* keep the raw message (GmailSyncStoreRaw) */

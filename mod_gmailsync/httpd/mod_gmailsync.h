@@ -60,6 +60,7 @@
 #define GS_DIR_AUTOSYNC_LATE_ALERT_AFTER "GmailSyncAutoSyncLateAlertAfter"
 #define GS_DIR_CONTENT                 "GmailSyncContent"
 #define GS_DIR_ATTACHMENTS             "GmailSyncAttachments"
+#define GS_DIR_DELETIONS               "GmailSyncDeletions"
 #define GS_DIR_ATTACHMENT_MAX_SIZE     "GmailSyncAttachmentMaxSize"
 #define GS_DIR_STORE_RAW               "GmailSyncStoreRaw"
 
@@ -117,6 +118,7 @@ typedef struct {
     /* what the worker stores of each message (issue 22; handed to it with its configuration) */
     int content;                           /* gs_content_mode_t: GmailSyncContent */
     int attachments;                       /* gs_attach_mode_t: GmailSyncAttachments */
+    int deletions;                         /* gs_deletions_t: GmailSyncDeletions */
     apr_int64_t attachment_max_size;       /* GmailSyncAttachmentMaxSize, bytes */
     int store_raw;                         /* GmailSyncStoreRaw */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */

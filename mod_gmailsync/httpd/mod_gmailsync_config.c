@@ -92,6 +92,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->autosync_late_alert_after = GS_UNSET;
     conf->content = GS_UNSET;
     conf->attachments = GS_UNSET;
+    conf->deletions = GS_UNSET;
     conf->attachment_max_size = GS_UNSET;
     conf->store_raw = GS_UNSET;
     return conf;
@@ -146,6 +147,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(autosync_late_alert_after);
     PICK(content);
     PICK(attachments);
+    PICK(deletions);
     PICK(attachment_max_size);
     PICK(store_raw);
     PICK_PTR(worker_where);
@@ -197,6 +199,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(autosync_late_alert_after, GS_DEFAULT_AUTOSYNC_LATE_ALERT_AFTER);
         DEFAULT(content, GS_CONTENT_FULL);
         DEFAULT(attachments, GS_ATTACH_STORE);
+        DEFAULT(deletions, GS_DELETIONS_DELETE);
         DEFAULT(attachment_max_size, GS_DEFAULT_ATTACHMENT_MAX_SIZE);
         DEFAULT(store_raw, 1);
     }
@@ -260,6 +263,8 @@ static const gs_choice_t content_choice = { APR_OFFSETOF(gs_srv_conf_t, content)
                                             gs_content_mode_names };
 static const gs_choice_t attachments_choice = { APR_OFFSETOF(gs_srv_conf_t, attachments),
                                                 gs_attach_mode_names };
+static const gs_choice_t deletions_choice = { APR_OFFSETOF(gs_srv_conf_t, deletions),
+                                              gs_deletions_names };
 
 static const char *set_choice(cmd_parms *cmd, void *dconf, const char *arg)
 {
@@ -642,6 +647,9 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_ATTACHMENTS, set_choice, (void *)&attachments_choice, RSRC_CONF,
                   "store|metadata: store keeps attachment bytes, metadata only their name, "
                   "type, size and SHA-256 (default store)"),
+    AP_INIT_TAKE1(GS_DIR_DELETIONS, set_choice, (void *)&deletions_choice, RSRC_CONF,
+                  "delete|keep: delete removes a message deleted in Gmail, keep (archive mode) "
+                  "keeps it with deleted_at set (default delete)"),
     AP_INIT_TAKE1(GS_DIR_ATTACHMENT_MAX_SIZE, set_attachment_max_size, NULL, RSRC_CONF,
                   "larger attachments keep metadata and SHA-256 only: bytes, or with K or M "
                   "(default 25M)"),

@@ -230,6 +230,7 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         "retry_budget = ", gs_format_duration(p, c->retry_budget), "\n",
         "content = ", gs_content_mode_name((gs_content_mode_t)c->content), "\n",
         "attachments = ", gs_attach_mode_name((gs_attach_mode_t)c->attachments), "\n",
+        "deletions = ", gs_deletions_name((gs_deletions_t)c->deletions), "\n",
         "attachment_max_size = ", apr_off_t_toa(p, (apr_off_t)c->attachment_max_size), "\n",
         "store_raw = ", c->store_raw ? "on" : "off", "\n",
         "host = ", d->host, "\n", NULL);

@@ -1059,6 +1059,8 @@ def control(state, http_method, path, query, body):
         return _control(state, http_method, parts, data, params)
     except (ValueError, TypeError, M.InvalidArgument) as err:
         return _control_error(400, str(err))
+    except M.NotFound:
+        return _control_error(404, "no such label")
 
 
 def _control(state, http_method, parts, data, params):
@@ -1228,6 +1230,16 @@ def _mailbox_action(state, mailbox, action, data):
             raise ValueError("add and remove must be lists of label ids")
         changed, missing, hid = mailbox.relabel(_ids_arg(data, mailbox), add, remove)
         return _json_reply(200, {"history_id": str(hid), "ids": changed, "missing": missing})
+    if action == "label-create":
+        lid = mailbox.create_label(data.get("name"), data.get("color"))
+        return _json_reply(200, {"id": lid})
+    if action == "label-update":
+        mailbox.update_label(data.get("id"), data.get("name"), data.get("color"))
+        return _json_reply(200, {"id": data.get("id")})
+    if action == "label-delete":
+        on = mailbox.delete_label(data.get("id"))
+        return _json_reply(200, {"id": data.get("id"), "removed_from": on,
+                                 "history_id": str(mailbox.history_id)})
     if action == "revoke":
         state.tokens.revoke(email_lc)
         return _json_reply(200, {"revoked": mailbox.email})

@@ -161,6 +161,7 @@ class Mailbox:
         self.threads = collections.Counter()
         self.spamtrash = 0
         self.user_labels = dict(USER_LABEL_NAMES)
+        self.label_colors = {}        # user label id -> (textColor, backgroundColor)
         self.history = []
         self.history_ids = []
         self.version = 0
@@ -404,6 +405,63 @@ class Mailbox:
             self.version += 1
             return deleted, missing, self.history_id
 
+    # --- labels (users.labels create / patch / delete, as a Gmail user would) -------------
+    def _label_name_taken(self, name, other_than=None):
+        return any(n.lower() == name.lower() and lid != other_than
+                   for lid, n in self.user_labels.items()) or name.upper() in SYSTEM_LABELS
+
+    @staticmethod
+    def _check_label_fields(name, color):
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 225):
+            raise InvalidArgument("Invalid label name")
+        if color is not None:
+            if (not isinstance(color, dict) or set(color) != {"textColor", "backgroundColor"}
+                    or not all(isinstance(v, str) and len(v) == 7 and v[0] == "#" for v in color.values())):
+                raise InvalidArgument("color must be {textColor, backgroundColor} of #rrggbb")
+
+    def create_label(self, name, color=None):
+        self._check_label_fields(name, color)
+        with self.lock:
+            if self._label_name_taken(name):
+                raise InvalidArgument("Label name exists or conflicts")
+            n = 1 + max([int(l[6:]) for l in self.user_labels if l[6:].isdigit()] or [0])
+            lid = "Label_%d" % n
+            self.user_labels[lid] = name
+            if color:
+                self.label_colors[lid] = (color["textColor"], color["backgroundColor"])
+            self.version += 1
+            return lid
+
+    def update_label(self, lid, name=None, color=None):
+        """Renames and/or recolours a user label (color {} removes it)."""
+        self._check_label_fields(name, color or None)
+        with self.lock:
+            if lid not in self.user_labels:
+                raise NotFound()
+            if name is not None:
+                if self._label_name_taken(name, other_than=lid):
+                    raise InvalidArgument("Label name exists or conflicts")
+                self.user_labels[lid] = name
+            if color == {}:
+                self.label_colors.pop(lid, None)
+            elif color:
+                self.label_colors[lid] = (color["textColor"], color["backgroundColor"])
+            self.version += 1
+
+    def delete_label(self, lid):
+        """Deletes a user label: Gmail takes it off every message it is on (each such change a
+        labelRemoved history record) and forgets it."""
+        with self.lock:
+            if lid not in self.user_labels:
+                raise NotFound()
+            on = [mid for mid, m in self.messages.items() if lid in m.labels]
+        self.relabel(on, [], [lid])
+        with self.lock:
+            self.user_labels.pop(lid, None)
+            self.label_colors.pop(lid, None)
+            self.version += 1
+            return on
+
     def newest_ids(self, count):
         with self.lock:
             return self.order_ids[:count]
@@ -548,8 +606,12 @@ class Mailbox:
                         "labelListVisibility": "labelShow", "type": "system"}
             labels.append(item)
         for lid, name in sorted(self.user_labels.items()):
-            labels.append({"id": lid, "name": name, "messageListVisibility": "show",
-                           "labelListVisibility": "labelShow", "type": "user"})
+            item = {"id": lid, "name": name, "messageListVisibility": "show",
+                    "labelListVisibility": "labelShow", "type": "user"}
+            if lid in self.label_colors:
+                text, background = self.label_colors[lid]
+                item["color"] = {"textColor": text, "backgroundColor": background}
+            labels.append(item)
         return {"labels": labels}
 
     def summary(self, include_ids=False):

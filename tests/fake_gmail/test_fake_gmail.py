@@ -855,6 +855,36 @@ def test_labels_list(server, box):
     assert labels["Label_4"]["name"] == "家庭"
 
 
+def test_labels_created_renamed_recoloured_and_deleted_like_gmail(server, box):
+    mail, info, token = box
+    color = {"textColor": "#ffffff", "backgroundColor": "#16a765"}
+    lid = server.ctl("POST", "mailboxes/%s/label-create" % mail, {"name": "Invoices", "color": color},
+                     expect=200)["id"]
+    assert server.ctl("POST", "mailboxes/%s/label-create" % mail, {"name": "invoices"})["error"]
+    assert server.ctl("POST", "mailboxes/%s/label-create" % mail, {"name": "Inbox"})["error"]
+    labels = {l["id"]: l for l in server.get("labels", token).json()["labels"]}
+    assert labels[lid]["name"] == "Invoices" and labels[lid]["color"] == color
+    assert "color" not in labels["INBOX"]
+    ids = all_ids(server, token)[0][:3]
+    server.ctl("POST", "mailboxes/%s/labels" % mail, {"ids": ids, "add": [lid]}, expect=200)
+    server.ctl("POST", "mailboxes/%s/label-update" % mail,
+               {"id": lid, "name": "Rechnungen", "color": {}}, expect=200)
+    labels = {l["id"]: l for l in server.get("labels", token).json()["labels"]}
+    assert labels[lid]["name"] == "Rechnungen" and "color" not in labels[lid]
+    start = server.get("profile", token).json()["historyId"]
+    gone = server.ctl("POST", "mailboxes/%s/label-delete" % mail, {"id": lid}, expect=200)
+    assert sorted(gone["removed_from"]) == sorted(ids)
+    assert lid not in {l["id"] for l in server.get("labels", token).json()["labels"]}
+    # Gmail takes a deleted label off its messages: the history says so, message by message
+    records, _ = history_pages(server, token, start)
+    removed = [r["labelsRemoved"][0] for r in records if "labelsRemoved" in r]
+    assert sorted(x["message"]["id"] for x in removed) == sorted(ids)
+    assert all(lid in x["labelIds"] for x in removed)
+    for mid in ids:
+        assert lid not in server.get("messages/" + mid, token, format="minimal").json().get("labelIds", [])
+    server.ctl("POST", "mailboxes/%s/label-delete" % mail, {"id": lid}, expect=404)
+
+
 # --- real mail: the import control API ----------------------------------------------------
 
 # CRLF headers, an 8-bit ISO-8859-1 body with a bare LF inside, an 8-bit header, a folded

@@ -32,12 +32,12 @@ static void row(apr_pool_t *p, json_object *msg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p;
-    const char *body, *reason = NULL, *err = NULL;
+    const char *body, *reason = NULL, *err = NULL, *labels;
     json_object *doc, *msgs;
     gs_profile_t profile;
     gs_list_page_t list;
     gs_history_page_t hist;
-    int status, i;
+    int status, i, nlabels, skipped;
 
     if (size < 1) {
         return 0;
@@ -74,6 +74,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (i = 0; i < hist.changes->nelts; i++) {
                 const gs_hist_change_t *c = &APR_ARRAY_IDX(hist.changes, i, gs_hist_change_t);
                 if (!gs_gmail_valid_id(c->msg_id)) {
+                    abort();
+                }
+            }
+        }
+        if (gs_gmail_parse_labels(p, doc, &labels, &nlabels, &skipped, &err) == APR_SUCCESS) {
+            /* the rows are valid JSON, one per label taken, each with a valid id */
+            json_object *rows = gs_json_parse(p, labels, strlen(labels), &err);
+            if (!rows || !json_object_is_type(rows, json_type_array)
+                || (int)json_object_array_length(rows) != nlabels
+                || gs_json_validate(p, labels, strlen(labels), GS_JSON_MAX_DEPTH, &err, NULL)
+                   != APR_SUCCESS) {
+                abort();
+            }
+            for (i = 0; i < nlabels; i++) {
+                json_object *id = json_object_object_get(json_object_array_get_idx(rows,
+                                                         (size_t)i), "id");
+                if (!gs_gmail_valid_id(json_object_get_string(id))) {
                     abort();
                 }
             }

@@ -86,6 +86,12 @@ def fake_gmail_seeds():
         s, ct, profile = http("GET", api + "/profile", headers=auth)
         put("gmail", status_byte(GMAIL_STATUSES, s) + profile)
         put("oauth", status_byte(OAUTH_STATUSES, s) + ct.encode() + b"\n" + profile)
+        http("POST", base + "/_control/mailboxes/%s/label-create" % EMAIL,
+             json.dumps({"name": "Rechnungen", "color": {"textColor": "#ffffff",
+                                                        "backgroundColor": "#16a765"}}).encode(),
+             {"Content-Type": "application/json"})
+        s, _, b = http("GET", api + "/labels", headers=auth)
+        put("gmail", status_byte(GMAIL_STATUSES, s) + b)
         s, _, b = http("GET", api + "/messages?maxResults=5", headers=auth)
         put("gmail", status_byte(GMAIL_STATUSES, s) + b)
         ids = [m["id"] for m in json.loads(b)["messages"]]
@@ -128,6 +134,14 @@ def fake_gmail_seeds():
 
 def shaped_seeds():
     task = "6f1c0d2e-0000-4000-8000-000000000001"
+    # users.labels.list as Gmail documents it (the fake's own answer is a gmail seed too)
+    put("gmail", bytes([0]) + json.dumps({"labels": [
+        {"id": "INBOX", "name": "INBOX", "messageListVisibility": "hide",
+         "labelListVisibility": "labelShow", "type": "system"},
+        {"id": "Label_12", "name": "家庭/账单", "type": "user", "messageListVisibility": "show",
+         "labelListVisibility": "labelShowIfUnread",
+         "color": {"textColor": "#000000", "backgroundColor": "#fad165"}}]},
+        ensure_ascii=False).encode())
     # start request bodies and JSON edge cases
     for body in ('{}', '{"force_full":true}', '{"force_full":false}', '{"force_full":1}',
                  '{"a":[1,2.5e3,-0.5,"\\u00e9\\ud83d\\ude00",null,true],"b":{"c":{}}}', '[]', 'null',

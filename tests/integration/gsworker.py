@@ -100,6 +100,27 @@ class Gmail:
         return self._call("POST", "/mailboxes/%s/labels" % email,
                           {"ids": list(ids), "add": list(add), "remove": list(remove)})["ids"]
 
+    def label_create(self, email, name, color=None):
+        body = {"name": name}
+        if color is not None:
+            body["color"] = color
+        return self._call("POST", "/mailboxes/%s/label-create" % email, body)["id"]
+
+    def label_update(self, email, label_id, name=None, color=None):
+        self._call("POST", "/mailboxes/%s/label-update" % email,
+                   {"id": label_id, "name": name, "color": color})
+
+    def label_delete(self, email, label_id):
+        return self._call("POST", "/mailboxes/%s/label-delete" % email, {"id": label_id})
+
+    def labels(self, email):
+        """users.labels.list as Gmail serves it, with a fresh token."""
+        token = self._call("POST", "/mailboxes/%s/token" % email)["access_token"]
+        r = self.http.get(self.url + "/gmail/v1/users/me/labels", timeout=30,
+                          headers={"Authorization": "Bearer " + token})
+        assert r.status_code == 200, r.text
+        return r.json()["labels"]
+
     def revoke(self, email):
         self._call("POST", "/mailboxes/%s/revoke" % email)
 
@@ -237,11 +258,13 @@ def task(stack, task_id):
 
 
 def stored(stack, user_id):
-    """The user's messages table as {gmail_id: row dict}."""
+    """The user's messages as {gmail_id: row dict}: the mailbox, without rows that archive mode
+    (GmailSyncDeletions keep) keeps for messages deleted in Gmail."""
     rows = stack.query("SELECT gmail_id, thread_id, history_id::text, "
                        " (extract(epoch FROM internal_date) * 1000)::bigint, label_ids, subject,"
                        " from_addr, to_addr, snippet, size_estimate"
-                       " FROM gmailsync.messages WHERE user_id = %s", (user_id,))
+                       " FROM gmailsync.messages WHERE user_id = %s AND deleted_at IS NULL",
+                       (user_id,))
     keys = ("id", "thread_id", "history_id", "internal_date", "labels", "subject", "from", "to",
             "snippet", "size")
     return {r[0]: dict(zip(keys, r)) for r in rows}

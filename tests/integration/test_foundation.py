@@ -147,6 +147,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncAttachments metadata
         GmailSyncAttachmentMaxSize 512K
         GmailSyncStoreRaw Off
+        GmailSyncDeletions keep
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -197,6 +198,7 @@ BAD_DIRECTIVES = [
     ("GmailSyncAttachmentMaxSize -1", "GmailSyncAttachmentMaxSize"),
     ("GmailSyncAttachmentMaxSize 1.5M", "GmailSyncAttachmentMaxSize"),
     ("GmailSyncStoreRaw Maybe", "GmailSyncStoreRaw"),
+    ("GmailSyncDeletions archive", "GmailSyncDeletions"),
 ]
 
 

@@ -247,6 +247,49 @@ START_TEST(profile_needs_a_history_id)
 }
 END_TEST
 
+/* users.labels.list: Gmail's fields into gmailsync.labels rows; what is not Gmail's shape is
+ * cleaned or left out, never passed on. */
+START_TEST(labels_become_rows)
+{
+    const char *rows_json, *err = NULL;
+    json_object *rows, *r;
+    int n, skipped;
+
+    ck_assert_int_eq(gs_gmail_parse_labels(pool, doc(
+        "{\"labels\":[{\"id\":\"INBOX\",\"name\":\"INBOX\",\"type\":\"system\","
+        "\"messageListVisibility\":\"hide\",\"labelListVisibility\":\"labelShow\"},"
+        "{\"id\":\"Label_7\",\"name\":\"\u5bb6\u5ead/\u8d26\u5355\",\"type\":\"user\","
+        "\"color\":{\"textColor\":\"#ffffff\",\"backgroundColor\":\"#16a765\"}},"
+        "{\"id\":\"Label_8\",\"name\":\"x\",\"type\":\"weird\",\"color\":{\"textColor\":"
+        "\"red\",\"backgroundColor\":\"#12345g\"},\"labelListVisibility\":\"a b\"},"
+        "{\"id\":\"bad id\",\"name\":\"n\"},{\"id\":\"Label_9\"},{\"id\":\"Label_10\",\"name\":\"\"},"
+        "7]}"), &rows_json, &n, &skipped, &err), APR_SUCCESS);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(skipped, 4);
+    rows = doc(rows_json);
+    ck_assert_int_eq((int)json_object_array_length(rows), 3);
+    r = json_object_array_get_idx(rows, 0);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(r, "type")), "system");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(r, "message_list_visibility")),
+                     "hide");
+    ck_assert_ptr_null(json_object_object_get(r, "text_color"));
+    r = json_object_array_get_idx(rows, 1);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(r, "name")),
+                     "\xe5\xae\xb6\xe5\xba\xad/\xe8\xb4\xa6\xe5\x8d\x95");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(r, "background_color")),
+                     "#16a765");
+    r = json_object_array_get_idx(rows, 2);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(r, "type")), "user");
+    ck_assert_ptr_null(json_object_object_get(r, "text_color"));
+    ck_assert_ptr_null(json_object_object_get(r, "background_color"));
+    ck_assert_ptr_null(json_object_object_get(r, "label_list_visibility"));
+    /* no labels array: malformed (Gmail always lists the system labels) */
+    ck_assert_int_eq(gs_gmail_parse_labels(pool, doc("{}"), &rows_json, &n, &skipped, &err),
+                     APR_EINVAL);
+    ck_assert_ptr_nonnull(err);
+}
+END_TEST
+
 START_TEST(lockout_end_comes_from_the_message_and_access_not_configured_is_forbidden)
 {
     static const char lockout[] =
@@ -297,6 +340,7 @@ Suite *gs_gmail_parse_suite(void)
     tcase_add_test(tc, list_page_dedupes_and_keeps_the_token);
     tcase_add_test(tc, history_page_keeps_the_order_of_changes);
     tcase_add_test(tc, profile_needs_a_history_id);
+    tcase_add_test(tc, labels_become_rows);
     tcase_add_test(tc, lockout_end_comes_from_the_message_and_access_not_configured_is_forbidden);
     suite_add_tcase(s, tc);
     return s;

@@ -51,6 +51,7 @@ START_TEST(defaults_match_the_directives)
     ck_assert_int_eq(c->attachments, GS_ATTACH_STORE);
     ck_assert(c->attachment_max_size == 25 * 1024 * 1024);
     ck_assert_int_eq(c->store_raw, 1);
+    ck_assert_int_eq(c->deletions, GS_DELETIONS_DELETE);       /* issue 23 */
 }
 END_TEST
 
@@ -86,6 +87,7 @@ START_TEST(parses_every_key)
         "attachments = metadata\n"
         "attachment_max_size = 512K\n"
         "store_raw = off\n"
+        "deletions = keep\n"
         "log_level = debug";
 
     ck_assert_int_eq(parse(c, text, &err), APR_SUCCESS);
@@ -106,6 +108,7 @@ START_TEST(parses_every_key)
     ck_assert_int_eq(c->attachments, GS_ATTACH_METADATA);
     ck_assert(c->attachment_max_size == 512 * 1024);
     ck_assert_int_eq(c->store_raw, 0);
+    ck_assert_int_eq(c->deletions, GS_DELETIONS_KEEP);
     /* token_key repeats: the first line is the current key, the order is kept */
     ck_assert_ptr_nonnull(c->token_keys);
     ck_assert_int_eq(c->token_keys->keys->nelts, 2);
@@ -130,6 +133,7 @@ START_TEST(rejects_mistakes_without_echoing_values)
         "token_key_file = /nonexistent/keys\n", "token_key_file = -\n",
         "content = all\n", "attachments = none\n", "attachment_max_size = 25G\n",
         "attachment_max_size = 1.5M\n", "attachment_max_size =\n", "store_raw = yes\n",
+        "deletions = archive\n", "deletions =\n",
     };
     size_t i;
 
