@@ -53,6 +53,7 @@ typedef enum { GS_ATTACH_STORE = 0, GS_ATTACH_METADATA = 1 } gs_attach_mode_t;
 /* GmailSyncDeletions (issue 23): delete removes a message Gmail deleted, keep (archive mode)
  * keeps its rows with deleted_at set. */
 typedef enum { GS_DELETIONS_DELETE = 0, GS_DELETIONS_KEEP = 1 } gs_deletions_t;
+#define GS_DEFAULT_CHANGE_RETENTION apr_time_from_sec(7 * 86400)   /* GmailSyncChangeRetention */
 #define GS_DEFAULT_ATTACHMENT_MAX_SIZE ((apr_int64_t)25 * 1024 * 1024)   /* 25M */
 /* PostgreSQL's bytea holds at most 1 GB */
 #define GS_MAX_ATTACHMENT_MAX_SIZE     ((apr_int64_t)1024 * 1024 * 1024)

@@ -193,6 +193,33 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "SELECT octet_length(raw)::text,"
       " encode(substring(raw FROM %s::integer + 1 FOR %s::integer), 'hex')"
       " FROM gmailsync.message_raw WHERE user_id = %s AND gmail_id = %s" },
+    { GS_SQL_CHANGES_PURGE,
+      /* the daemon: changes older than the retention, oldest first, a bounded batch; a user
+       * whose counter a sync holds is skipped (no wait on a worker's lock) and purged later.
+       * Per user, seq order is time order (numbers and times are taken under the counter's
+       * lock), so what goes is a prefix: purged_through says up to where */
+      "WITH o AS (SELECT c.user_id, c.seq FROM gmailsync.changes c"
+      "   WHERE c.created_at < now() - make_interval(secs => %s::double precision)"
+      "   ORDER BY c.created_at LIMIT %s::integer),"
+      " s AS (SELECT q.user_id FROM gmailsync.change_seq q"
+      "   WHERE q.user_id IN (SELECT o.user_id FROM o) FOR UPDATE SKIP LOCKED),"
+      " d AS (DELETE FROM gmailsync.changes c USING o"
+      "   WHERE c.user_id = o.user_id AND c.seq = o.seq AND o.user_id IN (SELECT s.user_id FROM s)"
+      "   RETURNING c.user_id, c.seq),"
+      " m AS (SELECT d.user_id, max(d.seq) AS mx, count(*) AS n FROM d GROUP BY d.user_id),"
+      " u AS (UPDATE gmailsync.change_seq q SET purged_through = GREATEST(q.purged_through, m.mx)"
+      "   FROM m WHERE q.user_id = m.user_id RETURNING 1)"
+      " SELECT COALESCE(sum(m.n), 0)::text, (SELECT count(*) FROM u)::text FROM m" },
+    { GS_SQL_CHANGES_STATE,
+      "SELECT last_seq::text, purged_through::text FROM gmailsync.change_seq WHERE user_id = %s" },
+    { GS_SQL_CHANGES_PAGE,
+      /* the page as one JSON array: each change's labels are arrays of any length */
+      "SELECT count(*)::text, COALESCE(json_agg(json_build_object('seq', c.seq,"
+      " 'message_id', c.gmail_id, 'kind', c.kind, 'labels_added', c.labels_added,"
+      " 'labels_removed', c.labels_removed, 'history_id', c.history_id::text,"
+      " 'at', " RFC3339("c.created_at") ") ORDER BY c.seq), '[]')::text"
+      " FROM (SELECT * FROM gmailsync.changes WHERE user_id = %s AND seq > %s::bigint"
+      "       ORDER BY seq LIMIT %s::integer) c" },
     { GS_SQL_USER_STATUS,
       "SELECT s.is_syncing::text, " RFC3339("s.updated_at") ", " TASK_COLUMNS
       " FROM gmailsync.user_sync_status s"

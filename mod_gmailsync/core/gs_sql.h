@@ -168,6 +168,13 @@ typedef struct {
 #define GS_SQL_MESSAGE_RAW_SLICE "gs_message_raw_slice" /* (offset from 0, length, user_id,
                                                            gmail_id) -> raw size, the slice in
                                                            hex; no row once the raw is gone */
+/* GET {prefix}/changes (sql/011): the user's change feed. */
+#define GS_SQL_CHANGES_PURGE     "gs_changes_purge"     /* (retention s, limit) -> changes
+                                                           removed, users */
+#define GS_SQL_CHANGES_STATE     "gs_changes_state"     /* (user_id) -> newest seq, purged
+                                                           through; no row: no change yet */
+#define GS_SQL_CHANGES_PAGE      "gs_changes_page"      /* (user_id, since, limit) -> count,
+                                                           the changes as a JSON array */
 #define GS_SQL_HEALTH_READ_ONLY  "gs_health_read_only"  /* (lock ms, statement ms): the open
                                                            transaction becomes read-only with
                                                            these timeouts */

@@ -61,6 +61,7 @@
 #define GS_DIR_CONTENT                 "GmailSyncContent"
 #define GS_DIR_ATTACHMENTS             "GmailSyncAttachments"
 #define GS_DIR_DELETIONS               "GmailSyncDeletions"
+#define GS_DIR_CHANGE_RETENTION        "GmailSyncChangeRetention"
 #define GS_DIR_ATTACHMENT_MAX_SIZE     "GmailSyncAttachmentMaxSize"
 #define GS_DIR_STORE_RAW               "GmailSyncStoreRaw"
 
@@ -119,6 +120,7 @@ typedef struct {
     int content;                           /* gs_content_mode_t: GmailSyncContent */
     int attachments;                       /* gs_attach_mode_t: GmailSyncAttachments */
     int deletions;                         /* gs_deletions_t: GmailSyncDeletions */
+    apr_interval_time_t change_retention;  /* GmailSyncChangeRetention (main server) */
     apr_int64_t attachment_max_size;       /* GmailSyncAttachmentMaxSize, bytes */
     int store_raw;                         /* GmailSyncStoreRaw */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
@@ -241,6 +243,7 @@ int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char
 /* The owner's task JSON (from p) from the board or the database: OK, HTTP_NOT_FOUND or 503. */
 /* GET {prefix}/messages/{id}/raw (mod_gmailsync_message.c) */
 int gs_httpd_handle_message_raw(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_changes(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
                        const char *task_id, json_object **task);
 int gs_httpd_progress_stream(request_rec *r, const gs_srv_conf_t *conf, gs_db_t *db,

@@ -58,6 +58,7 @@ static gs_bounds_t autosync_starts     = BOUNDS(autosync_max_starts, 1, 10000);
 static gs_bounds_t autosync_backoff    = BOUNDS(autosync_backoff_max, apr_time_from_sec(1), GS_MAX_DURATION);
 static gs_bounds_t stale_alert_bounds  = BOUNDS(stale_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
 static gs_bounds_t late_alert_bounds   = BOUNDS(autosync_late_alert_after, apr_time_from_sec(1), GS_MAX_DURATION);
+static gs_bounds_t retention_bounds    = BOUNDS(change_retention, apr_time_from_sec(60), GS_MAX_DURATION);
 
 void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
 {
@@ -93,6 +94,7 @@ void *gs_httpd_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->content = GS_UNSET;
     conf->attachments = GS_UNSET;
     conf->deletions = GS_UNSET;
+    conf->change_retention = GS_UNSET;
     conf->attachment_max_size = GS_UNSET;
     conf->store_raw = GS_UNSET;
     return conf;
@@ -148,6 +150,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(content);
     PICK(attachments);
     PICK(deletions);
+    PICK(change_retention);
     PICK(attachment_max_size);
     PICK(store_raw);
     PICK_PTR(worker_where);
@@ -200,6 +203,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(content, GS_CONTENT_FULL);
         DEFAULT(attachments, GS_ATTACH_STORE);
         DEFAULT(deletions, GS_DELETIONS_DELETE);
+        DEFAULT(change_retention, GS_DEFAULT_CHANGE_RETENTION);
         DEFAULT(attachment_max_size, GS_DEFAULT_ATTACHMENT_MAX_SIZE);
         DEFAULT(store_raw, 1);
     }
@@ -650,6 +654,9 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_DELETIONS, set_choice, (void *)&deletions_choice, RSRC_CONF,
                   "delete|keep: delete removes a message deleted in Gmail, keep (archive mode) "
                   "keeps it with deleted_at set (default delete)"),
+    AP_INIT_TAKE1(GS_DIR_CHANGE_RETENTION, set_duration, &retention_bounds, RSRC_CONF,
+                  "how long the change feed keeps a change (1m-30d; default 7d; read by the "
+                  "daemon from the main server)"),
     AP_INIT_TAKE1(GS_DIR_ATTACHMENT_MAX_SIZE, set_attachment_max_size, NULL, RSRC_CONF,
                   "larger attachments keep metadata and SHA-256 only: bytes, or with K or M "
                   "(default 25M)"),

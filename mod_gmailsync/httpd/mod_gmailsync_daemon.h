@@ -21,6 +21,8 @@
 #define GS_MAX_WORKER_SLOTS     256
 #define GS_POLL_INTERVAL        apr_time_from_msec(1000)  /* queue pick-up without hand-off */
 #define GS_RESCUE_INTERVAL      apr_time_from_msec(1000)
+#define GS_PURGE_INTERVAL       apr_time_from_sec(10)     /* the change feed's retention */
+#define GS_PURGE_BATCH          5000
 #define GS_SCHEDULE_INTERVAL    apr_time_from_msec(1000)  /* auto sync rounds (and when a slot
                                                              frees while accounts are due) */
 #define GS_BOARD_LINGER         apr_time_from_sec(30)     /* SUCCEEDED entries for watchers */
@@ -102,7 +104,7 @@ typedef struct {
     int ended_next;
     unsigned long ended_sessions;  /* d->db->sessions when they were last checked */
     /* errors that can repeat every tick are written once, then summarised (gs_log.h) */
-    gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile, log_schedule, log_listen;
+    gs_log_repeat_t log_db, log_claim, log_rescue, log_reconcile, log_schedule, log_listen, log_purge;
     int listening;            /* LISTEN gmailsync_queue holds on d->db */
     unsigned long listen_resets; /* d->db->resets when it was sent */
     apr_uint64_t claim_failures, rescue_failures;

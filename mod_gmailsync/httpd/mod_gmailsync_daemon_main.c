@@ -210,6 +210,34 @@ static void rescue(daemon_t *d)
     gs_daemon_rescue_done(d, 1);
 }
 
+/* The change feed's retention (GmailSyncChangeRetention): a bounded batch per round, every
+ * 10 s (an index scan that finds nothing most times); more right away while a round finds a
+ * full batch. */
+static int purge_changes(daemon_t *d)
+{
+    const char *args[2];
+    gs_db_rows_t *rows;
+    apr_int64_t removed;
+
+    if (!gs_daemon_ensure_db(d)) {
+        return 0;
+    }
+    args[0] = apr_psprintf(d->tick, "%.3f", (double)d->conf->change_retention / APR_USEC_PER_SEC);
+    args[1] = apr_itoa(d->tick, GS_PURGE_BATCH);
+    if (gs_db_select(d->db, d->tick, GS_SQL_CHANGES_PURGE, &rows, 2, args) != APR_SUCCESS) {
+        GS_LOG_REPEAT(&d->log_purge, GS_LOG_WARNING, APR_SUCCESS, "event=daemon.purge_failed "
+                      "reason=\"%s\"", d->db->last_error);
+        return 0;
+    }
+    GS_LOG_REPEAT_END(&d->log_purge);
+    removed = rows->nrows ? apr_atoi64(gs_db_cell(rows, 0, 0)) : 0;
+    if (removed > 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->ctx->s, "event=changes.purged changes=%"
+                     APR_INT64_T_FMT " users=%s", removed, gs_db_cell(rows, 0, 1));
+    }
+    return removed >= GS_PURGE_BATCH;
+}
+
 /* The daemons LISTEN on gmailsync_queue (sql/007 notifies it for every new task), so that a
  * task created on any host is claimed by an idle daemon at once; the poll every
  * GS_POLL_INTERVAL stays as the fallback for lost notifications. A new or reset connection has
@@ -366,7 +394,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
 {
     struct pollfd pfds[2 + 2 * GS_MAX_WORKER_SLOTS];
     worker_t *owner[2 + 2 * GS_MAX_WORKER_SLOTS];
-    apr_time_t next_poll = 0, next_rescue = 0, next_schedule = 0;
+    apr_time_t next_poll = 0, next_rescue = 0, next_schedule = 0, next_purge = 0;
     char hostname[256];
     daemon_t *d;
     int rc;
@@ -486,6 +514,9 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
             gs_workers_count_strays(d);
             gs_httpd_registry_tasks_sweep(now - GS_BOARD_LINGER);
             next_rescue = now + GS_RESCUE_INTERVAL;
+        }
+        if (now >= next_purge) {
+            next_purge = now + (purge_changes(d) ? GS_RESCUE_INTERVAL : GS_PURGE_INTERVAL);
         }
     }
     close(d->listen_fd);

@@ -168,6 +168,7 @@ static const gs_route_t routes[] = {
       gs_httpd_handle_oauth_disconnect },
     { "/messages/", "/raw", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
       gs_httpd_handle_message_raw },
+    { "/changes", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_changes },
     { NULL, NULL, NULL, 0, 0, 0, NULL }
 };
 

@@ -10,6 +10,7 @@ scripts/test's `sanitizers` suite makes it): every test then also fails on an Ad
 LeakSanitizer or UBSan report in the error log (the daemon's workers write theirs to stderr) or in
 a file under run/.../sanitizer/ (httpd's processes and the workers tests start by hand).
 """
+import glob
 import json
 import contextlib
 import os
@@ -52,6 +53,25 @@ def _recording_send(self, request, **kw):
 requests.Session.send = _recording_send
 BUILD_DIR = os.path.join(ROOT, os.environ.get("GS_TEST_BUILD_DIR", "build"))
 SANITIZE = os.environ.get("GS_SANITIZE") == "1"
+
+# what a database outage legitimately writes to the error log, on every side
+OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile)_failed|event=daemon\.db_unavailable"
+              r"|event=db\.waiting|event=task\.fail_deferred|event=(session\.lookup|progress\.db"
+              r"|status\.db|health\.db|start|cancel\.db)_?\w*|event=task\.(failed|unrecorded)"
+              r"|event=health\.\w+|terminating connection|server closed the connection"
+              r"|event=worker\.(error|killed)|event=task\.stuck")
+
+PG_DIR = os.path.join(RUN_DIR, "pg")
+
+
+def pg_ctl(*args):
+    """pg_ctl on the stack's PostgreSQL (restart, stop, start), as its owner."""
+    pg_ctl_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    cmd = [pg_ctl_bin, "-D", os.path.join(PG_DIR, "data"), "-l",
+           os.path.join(PG_DIR, "postgres.log"), "-w", "-t", "60", *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, timeout=90, capture_output=True)
 SANITIZER_REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 # an httpd of a test's own (configtest, -X): the stack's wrapper that preloads libasan for a
 # sanitizer build (scripts/gmailsync-dev writes it), else Debian's binary

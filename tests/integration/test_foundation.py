@@ -148,6 +148,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncAttachmentMaxSize 512K
         GmailSyncStoreRaw Off
         GmailSyncDeletions keep
+        GmailSyncChangeRetention 30d
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -199,6 +200,8 @@ BAD_DIRECTIVES = [
     ("GmailSyncAttachmentMaxSize 1.5M", "GmailSyncAttachmentMaxSize"),
     ("GmailSyncStoreRaw Maybe", "GmailSyncStoreRaw"),
     ("GmailSyncDeletions archive", "GmailSyncDeletions"),
+    ("GmailSyncChangeRetention 10s", "GmailSyncChangeRetention"),
+    ("GmailSyncChangeRetention 31d", "GmailSyncChangeRetention"),
 ]
 
 

@@ -2,7 +2,6 @@
 click right after a cancel, a task another process marked STUCK, a worker that is alive but goes
 nowhere. No outage, no ghost task, the mailbox exact."""
 import contextlib
-import glob
 import os
 import subprocess
 import threading
@@ -11,27 +10,8 @@ import time
 import pytest
 import requests
 
-from conftest import RUN_DIR, SANITIZE, OtherHttpd, wait_for
+from conftest import OUTAGE_LOG, SANITIZE, OtherHttpd, pg_ctl, wait_for
 from gsworker import assert_table_equals_mailbox
-
-# what a database outage legitimately writes to the error log, on every side
-OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile)_failed|event=daemon\.db_unavailable"
-              r"|event=db\.waiting|event=task\.fail_deferred|event=(session\.lookup|progress\.db"
-              r"|status\.db|health\.db|start|cancel\.db)_?\w*|event=task\.(failed|unrecorded)"
-              r"|event=health\.\w+|terminating connection|server closed the connection"
-              r"|event=worker\.(error|killed)|event=task\.stuck")
-
-PG_DIR = os.path.join(RUN_DIR, "pg")
-
-
-def pg_ctl(*args):
-    pg_ctl_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
-    cmd = [pg_ctl_bin, "-D", os.path.join(PG_DIR, "data"), "-l",
-           os.path.join(PG_DIR, "postgres.log"), "-w", "-t", "60", *args]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    subprocess.run(cmd, check=True, timeout=90, capture_output=True)
-
 
 def start(stack, user, force_full=False):
     return requests.post(stack.api + "/smart", json={"force_full": force_full},

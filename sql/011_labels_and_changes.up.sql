@@ -1,0 +1,197 @@
+-- 011: labels with their names, archive mode for deletions and the change feed (issue 23).
+-- Expand-only: new tables, a nullable column, views and triggers the previous release never
+-- names (its writes are fed like any other). The previous release
+-- keeps deleting messages that Gmail deleted (it knows no archive mode) and never writes labels;
+-- its rows have deleted_at NULL, which is what they are.
+
+-- users.labels.list as Gmail gave it at the user's last sync: a rename shows after the next
+-- sync; a label deleted in Gmail goes (Gmail also takes it off its messages, and the sync
+-- applies that like any other label change). Messages keep label ids (Gmail's are stable across
+-- renames); names come from here through the views below.
+CREATE TABLE gmailsync.labels (
+    user_id                  text         NOT NULL,
+    label_id                 text         NOT NULL CHECK (label_id <> ''),
+    name                     text         NOT NULL,
+    type                     text         NOT NULL CHECK (type IN ('system', 'user')),
+    text_color               text,        -- "#rrggbb", user labels with a colour only
+    background_color         text,
+    message_list_visibility  text,        -- show | hide
+    label_list_visibility    text,        -- labelShow | labelShowIfUnread | labelHide
+    synced_at                timestamptz  NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, label_id)
+);
+
+-- GmailSyncDeletions keep (archive mode): a message deleted in Gmail keeps its rows and gets
+-- deleted_at; GmailSyncDeletions delete (the default) removes the rows as before. TRASH and
+-- SPAM are labels, never deletions.
+ALTER TABLE gmailsync.messages ADD COLUMN deleted_at timestamptz;
+
+-- "every message with label X" (label_ids @> ARRAY['X']) without reading the user's mailbox
+CREATE INDEX messages_label_ids ON gmailsync.messages USING gin (label_ids);
+
+-- The mailbox as Gmail shows it: the messages not deleted, each with its label names in the
+-- order of label_ids (an id no labels row names yet, before the user's first sync of this
+-- release, shows as the id itself).
+CREATE VIEW gmailsync.mailbox AS
+SELECT m.user_id, m.gmail_id, m.thread_id, m.history_id, m.internal_date, m.label_ids,
+       ARRAY(SELECT COALESCE(l.name, x.id)
+               FROM unnest(m.label_ids) WITH ORDINALITY AS x(id, n)
+               LEFT JOIN gmailsync.labels l ON l.user_id = m.user_id AND l.label_id = x.id
+              ORDER BY x.n) AS label_names,
+       m.subject, m.from_addr, m.to_addr, m.cc_addr, m.snippet, m.size_estimate,
+       m.message_id, m.in_reply_to, m.date_header, m.has_attachments, m.content_state,
+       m.synced_at
+  FROM gmailsync.messages m
+ WHERE m.deleted_at IS NULL;
+
+-- Archive mode's other half: what Gmail deleted and GmailSyncDeletions keep kept.
+CREATE VIEW gmailsync.deleted_messages AS
+SELECT m.user_id, m.gmail_id, m.thread_id, m.internal_date, m.label_ids, m.subject,
+       m.from_addr, m.snippet, m.deleted_at
+  FROM gmailsync.messages m
+ WHERE m.deleted_at IS NOT NULL;
+
+-- One row per (message, label), names and types joined: "which labels does this message
+-- have", "every message labelled Travel" by name.
+CREATE VIEW gmailsync.message_labels AS
+SELECT m.user_id, m.gmail_id, x.id AS label_id, l.name, l.type
+  FROM gmailsync.messages m
+ CROSS JOIN LATERAL unnest(m.label_ids) AS x(id)
+  LEFT JOIN gmailsync.labels l ON l.user_id = m.user_id AND l.label_id = x.id
+ WHERE m.deleted_at IS NULL;
+
+-- Each label with the counts of the synced mail (Gmail's own counts cost a labels.get each):
+-- messages and threads, and of those the unread ones, deleted messages left out.
+CREATE VIEW gmailsync.label_counts AS
+SELECT l.user_id, l.label_id, l.name, l.type,
+       c.messages_total, c.messages_unread, c.threads_total, c.threads_unread
+  FROM gmailsync.labels l
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS messages_total,
+              count(*) FILTER (WHERE 'UNREAD' = ANY (m.label_ids)) AS messages_unread,
+              count(DISTINCT m.thread_id) AS threads_total,
+              count(DISTINCT m.thread_id) FILTER (WHERE 'UNREAD' = ANY (m.label_ids))
+                  AS threads_unread
+         FROM gmailsync.messages m
+        WHERE m.user_id = l.user_id AND m.label_ids @> ARRAY[l.label_id]
+          AND m.deleted_at IS NULL) c;
+
+-- The change feed: every change to a user's stored mailbox, numbered per user without a gap,
+-- written by triggers in the transaction that makes the change (a change rolled back never
+-- appears; the previous release's writes are fed too). Kinds: added (a new row, or a row
+-- archive mode had marked deleted coming back), deleted (the row went, or archive mode set
+-- deleted_at), labels (label_ids changed: labels_added, labels_removed), content (the row got
+-- its content: content_state became complete or parse_error). An added change carries the
+-- message's labels then (labels_added), so the feed alone rebuilds the mailbox's ids and
+-- labels. A reader keeps the last seq it
+-- applied, in its own transaction, and asks for seq > it (docs/changes.md).
+CREATE TABLE gmailsync.change_seq (
+    user_id         text    PRIMARY KEY,
+    last_seq        bigint  NOT NULL DEFAULT 0,   -- the newest seq given out
+    purged_through  bigint  NOT NULL DEFAULT 0    -- retention removed every seq up to this
+);
+
+CREATE TABLE gmailsync.changes (
+    user_id         text         NOT NULL,
+    seq             bigint       NOT NULL CHECK (seq > 0),
+    gmail_id        text         NOT NULL,
+    kind            text         NOT NULL CHECK (kind IN ('added', 'deleted', 'labels', 'content')),
+    labels_added    text[],
+    labels_removed  text[],
+    history_id      numeric(20,0),
+    created_at      timestamptz  NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (user_id, seq)
+);
+CREATE INDEX changes_created_at ON gmailsync.changes (created_at);
+
+-- Records changes: pending is a JSON array of {user_id, gmail_id, kind, labels_added,
+-- labels_removed, history_id} in order. Each user's rows are numbered from the user's counter,
+-- whose row stays locked until the transaction ends: the transactions of one user take their
+-- numbers, and commit, in order, so a reader never sees a later seq before an earlier one.
+-- Then a wake-up on gmailsync_changes (user id and newest seq, sent at commit).
+CREATE FUNCTION gmailsync.changes_record(pending jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF pending IS NULL OR jsonb_array_length(pending) = 0 THEN
+        RETURN;
+    END IF;
+    WITH p AS (SELECT x.*, row_number() OVER (PARTITION BY x.user_id ORDER BY x.ord) AS rn
+                 FROM jsonb_to_recordset(pending) AS x(user_id text, gmail_id text, kind text,
+                      labels_added text[], labels_removed text[], history_id numeric, ord bigint)),
+         n AS (SELECT p.user_id, count(*) AS k FROM p GROUP BY p.user_id),
+         b AS (INSERT INTO gmailsync.change_seq AS s (user_id, last_seq)
+               SELECT n.user_id, n.k FROM n ORDER BY n.user_id
+               ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + EXCLUDED.last_seq
+               RETURNING s.user_id, s.last_seq)
+    INSERT INTO gmailsync.changes (user_id, seq, gmail_id, kind, labels_added, labels_removed,
+                                   history_id)
+    SELECT p.user_id, b.last_seq - n.k + p.rn, p.gmail_id, p.kind, p.labels_added,
+           p.labels_removed, p.history_id
+      FROM p JOIN n ON n.user_id = p.user_id JOIN b ON b.user_id = p.user_id;
+    PERFORM pg_notify('gmailsync_changes',
+                      json_build_object('user_id', s.user_id, 'seq', s.last_seq)::text)
+       FROM gmailsync.change_seq s
+      WHERE s.user_id IN (SELECT DISTINCT x->>'user_id' FROM jsonb_array_elements(pending) x);
+END
+$$;
+
+-- A row stored (INSERT: added, with its labels) or gone (DELETE: deleted); rows archive mode
+-- had already marked deleted were fed then.
+CREATE FUNCTION gmailsync.changes_on_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM gmailsync.changes_record((
+            SELECT jsonb_agg(jsonb_build_object('user_id', n.user_id, 'gmail_id', n.gmail_id,
+                                                'kind', 'added', 'labels_added', n.label_ids,
+                                                'history_id', n.history_id, 'ord', 0)
+                             ORDER BY n.user_id, n.gmail_id)
+              FROM new_rows n WHERE n.deleted_at IS NULL));
+    ELSE
+        PERFORM gmailsync.changes_record((
+            SELECT jsonb_agg(jsonb_build_object('user_id', o.user_id, 'gmail_id', o.gmail_id,
+                                                'kind', 'deleted', 'history_id', o.history_id,
+                                                'ord', 0) ORDER BY o.user_id, o.gmail_id)
+              FROM old_rows o WHERE o.deleted_at IS NULL));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION gmailsync.changes_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM gmailsync.changes_record((
+        SELECT jsonb_agg(to_jsonb(c) ORDER BY c.user_id, c.gmail_id, c.ord)
+          FROM (
+            -- archive mode: marked deleted, or back
+            SELECT n.user_id, n.gmail_id, 1 AS ord,
+                   CASE WHEN n.deleted_at IS NULL THEN 'added' ELSE 'deleted' END AS kind,
+                   CASE WHEN n.deleted_at IS NULL THEN n.label_ids END AS labels_added,
+                   NULL::text[] AS labels_removed, n.history_id
+              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
+             WHERE (n.deleted_at IS NULL) <> (o.deleted_at IS NULL)
+            UNION ALL
+            SELECT n.user_id, n.gmail_id, 2, 'labels',
+                   ARRAY(SELECT x FROM unnest(n.label_ids) x WHERE x <> ALL (o.label_ids)),
+                   ARRAY(SELECT x FROM unnest(o.label_ids) x WHERE x <> ALL (n.label_ids)),
+                   n.history_id
+              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
+             WHERE n.deleted_at IS NULL AND o.deleted_at IS NULL
+               AND NOT (n.label_ids @> o.label_ids AND n.label_ids <@ o.label_ids)
+            UNION ALL
+            SELECT n.user_id, n.gmail_id, 3, 'content', NULL, NULL, n.history_id
+              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
+             WHERE n.deleted_at IS NULL
+               AND n.content_state IN ('complete', 'parse_error')
+               AND (o.content_state IS NULL OR o.content_state = 'metadata_only')) c));
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER messages_changes_insert AFTER INSERT ON gmailsync.messages
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION gmailsync.changes_on_rows();
+CREATE TRIGGER messages_changes_update AFTER UPDATE ON gmailsync.messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION gmailsync.changes_on_update();
+CREATE TRIGGER messages_changes_delete AFTER DELETE ON gmailsync.messages
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION gmailsync.changes_on_rows();
