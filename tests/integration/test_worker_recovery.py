@@ -139,8 +139,13 @@ def test_the_quota_bucket_keeps_429s_rare(stack, gmail, worker):
     calls = sum(st["requests"].values())
     limited = st["status_counts"].get("429", 0)
     assert limited <= 0.01 * calls, (limited, calls)
-    # ~2,500 units at 500/s with a one-second burst: at least ~4 s, and not much more
-    assert 3.5 <= elapsed <= 9, elapsed
+    # ~2,500 units at 500/s with a one-second burst: at least ~4 s; the pace the worker kept at
+    # the end is the one allowed (not lowered: no 429 made it back off), and the wall time
+    # is not much more than the pace's (12 s: a loaded machine's CPU, not the bucket; 10.4 s
+    # was seen under ASan beside another lane, which is why this test runs on the release build)
+    pace = float(run.events("task.succeeded")[0].split(" pace_units=")[1].split()[0])
+    assert pace >= 450, run.events("task.succeeded")[0]
+    assert 3.5 <= elapsed <= 12, elapsed
     assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
 
 
