@@ -1,4 +1,4 @@
--- 011 down: forgets label names, archive mode and the change feed. Rows kept by
+-- 011 down: forgets label names, threads, archive mode and the change feed. Rows kept by
 -- GmailSyncDeletions keep (deleted in Gmail) are removed, after the triggers: without
 -- deleted_at they would look like mail the user still has.
 DROP TRIGGER IF EXISTS messages_changes_insert ON gmailsync.messages;
@@ -7,6 +7,9 @@ DROP TRIGGER IF EXISTS messages_changes_delete ON gmailsync.messages;
 DROP FUNCTION IF EXISTS gmailsync.changes_on_rows();
 DROP FUNCTION IF EXISTS gmailsync.changes_on_update();
 DROP FUNCTION IF EXISTS gmailsync.changes_record(jsonb);
+DROP FUNCTION IF EXISTS gmailsync.threads_refresh(jsonb);
+DROP TABLE IF EXISTS gmailsync.threads;
+DROP INDEX IF EXISTS gmailsync.messages_user_thread;
 DROP TABLE IF EXISTS gmailsync.changes;
 DROP TABLE IF EXISTS gmailsync.change_seq;
 DROP VIEW IF EXISTS gmailsync.label_counts;

@@ -1,4 +1,5 @@
--- 011: labels with their names, archive mode for deletions and the change feed (issue 23).
+-- 011: labels with their names, threads, archive mode for deletions and the change feed
+-- (issue 23).
 -- Expand-only: new tables, a nullable column, views and triggers the previous release never
 -- names (its writes are fed like any other). The previous release
 -- keeps deleting messages that Gmail deleted (it knows no archive mode) and never writes labels;
@@ -76,6 +77,82 @@ SELECT l.user_id, l.label_id, l.name, l.type,
         WHERE m.user_id = l.user_id AND m.label_ids @> ARRAY[l.label_id]
           AND m.deleted_at IS NULL) c;
 
+-- Conversations as Gmail shows them, kept in step with the messages by the triggers below (in
+-- the transaction of the change): the newest threads of a large mailbox are one index scan
+-- (user_id, newest_date), not an aggregate over every message. Deleted messages (archive mode)
+-- are left out; a thread without messages goes.
+CREATE TABLE gmailsync.threads (
+    user_id          text         NOT NULL,
+    thread_id        text         NOT NULL,
+    subject          text,                    -- of its oldest message
+    participants     text[]       NOT NULL,   -- From of its messages, first 20 distinct
+    message_count    integer      NOT NULL,
+    unread_count     integer      NOT NULL,
+    newest_date      timestamptz,
+    oldest_date      timestamptz,
+    label_ids        text[]       NOT NULL,   -- the union of its messages' labels
+    has_attachments  boolean      NOT NULL,
+    updated_at       timestamptz  NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, thread_id)
+);
+CREATE INDEX threads_user_newest ON gmailsync.threads (user_id, newest_date DESC);
+CREATE INDEX messages_user_thread ON gmailsync.messages (user_id, thread_id);
+
+-- Recomputes the threads named in pairs (a JSON array of {"u": user_id, "t": thread_id}).
+CREATE FUNCTION gmailsync.threads_refresh(pairs jsonb) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF pairs IS NULL OR jsonb_array_length(pairs) = 0 THEN
+        RETURN;
+    END IF;
+    WITH t AS (SELECT DISTINCT x->>'u' AS user_id, x->>'t' AS thread_id
+                 FROM jsonb_array_elements(pairs) x WHERE x->>'t' IS NOT NULL),
+         a AS (SELECT t.user_id, t.thread_id, s.n, s.unread, s.subject, s.newest, s.oldest,
+                      s.attach, COALESCE(lb.ids, '{}') AS label_ids,
+                      COALESCE(pp.who, '{}') AS participants
+                 FROM t
+                CROSS JOIN LATERAL (
+                      SELECT count(*) AS n,
+                             count(*) FILTER (WHERE 'UNREAD' = ANY (m.label_ids)) AS unread,
+                             (array_agg(m.subject ORDER BY m.internal_date, m.gmail_id))[1]
+                                 AS subject,
+                             max(m.internal_date) AS newest, min(m.internal_date) AS oldest,
+                             COALESCE(bool_or(m.has_attachments), false) AS attach
+                        FROM gmailsync.messages m
+                       WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
+                         AND m.deleted_at IS NULL) s
+                CROSS JOIN LATERAL (
+                      SELECT array_agg(DISTINCT l ORDER BY l) AS ids
+                        FROM gmailsync.messages m CROSS JOIN LATERAL unnest(m.label_ids) AS l
+                       WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
+                         AND m.deleted_at IS NULL) lb
+                CROSS JOIN LATERAL (
+                      SELECT array_agg(f) AS who FROM (
+                          SELECT DISTINCT m.from_addr AS f FROM gmailsync.messages m
+                           WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
+                             AND m.deleted_at IS NULL AND m.from_addr IS NOT NULL
+                           LIMIT 20) q) pp),
+         gone AS (DELETE FROM gmailsync.threads h USING a
+                   WHERE a.n = 0 AND h.user_id = a.user_id AND h.thread_id = a.thread_id)
+    INSERT INTO gmailsync.threads AS h (user_id, thread_id, subject, participants, message_count,
+                                        unread_count, newest_date, oldest_date, label_ids,
+                                        has_attachments, updated_at)
+    SELECT a.user_id, a.thread_id, a.subject, a.participants, a.n, a.unread, a.newest, a.oldest,
+           a.label_ids, a.attach, now()
+      FROM a WHERE a.n > 0
+    ON CONFLICT (user_id, thread_id) DO UPDATE SET subject = EXCLUDED.subject,
+        participants = EXCLUDED.participants, message_count = EXCLUDED.message_count,
+        unread_count = EXCLUDED.unread_count, newest_date = EXCLUDED.newest_date,
+        oldest_date = EXCLUDED.oldest_date, label_ids = EXCLUDED.label_ids,
+        has_attachments = EXCLUDED.has_attachments, updated_at = now();
+END
+$$;
+
+-- The threads of the messages already stored.
+SELECT gmailsync.threads_refresh(
+    (SELECT jsonb_agg(jsonb_build_object('u', user_id, 't', thread_id))
+       FROM (SELECT DISTINCT user_id, thread_id FROM gmailsync.messages
+              WHERE thread_id IS NOT NULL) d));
+
 -- The change feed: every change to a user's stored mailbox, numbered per user without a gap,
 -- written by triggers in the transaction that makes the change (a change rolled back never
 -- appears; the previous release's writes are fed too). Kinds: added (a new row, or a row
@@ -145,12 +222,18 @@ BEGIN
                                                 'history_id', n.history_id, 'ord', 0)
                              ORDER BY n.user_id, n.gmail_id)
               FROM new_rows n WHERE n.deleted_at IS NULL));
+        PERFORM gmailsync.threads_refresh((
+            SELECT jsonb_agg(DISTINCT jsonb_build_object('u', n.user_id, 't', n.thread_id))
+              FROM new_rows n WHERE n.deleted_at IS NULL AND n.thread_id IS NOT NULL));
     ELSE
         PERFORM gmailsync.changes_record((
             SELECT jsonb_agg(jsonb_build_object('user_id', o.user_id, 'gmail_id', o.gmail_id,
                                                 'kind', 'deleted', 'history_id', o.history_id,
                                                 'ord', 0) ORDER BY o.user_id, o.gmail_id)
               FROM old_rows o WHERE o.deleted_at IS NULL));
+        PERFORM gmailsync.threads_refresh((
+            SELECT jsonb_agg(DISTINCT jsonb_build_object('u', o.user_id, 't', o.thread_id))
+              FROM old_rows o WHERE o.deleted_at IS NULL AND o.thread_id IS NOT NULL));
     END IF;
     RETURN NULL;
 END
@@ -182,6 +265,16 @@ BEGIN
              WHERE n.deleted_at IS NULL
                AND n.content_state IN ('complete', 'parse_error')
                AND (o.content_state IS NULL OR o.content_state = 'metadata_only')) c));
+    -- the threads of rows whose thread-visible columns changed (an unchanged upsert costs none)
+    PERFORM gmailsync.threads_refresh((
+        SELECT jsonb_agg(DISTINCT p)
+          FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
+         CROSS JOIN LATERAL (VALUES (jsonb_build_object('u', n.user_id, 't', n.thread_id)),
+                                    (jsonb_build_object('u', o.user_id, 't', o.thread_id))) v(p)
+         WHERE (n.thread_id, n.label_ids, n.deleted_at, n.subject, n.from_addr, n.internal_date,
+                n.has_attachments)
+               IS DISTINCT FROM (o.thread_id, o.label_ids, o.deleted_at, o.subject, o.from_addr,
+                                 o.internal_date, o.has_attachments)));
     RETURN NULL;
 END
 $$;

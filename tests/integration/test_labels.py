@@ -156,3 +156,66 @@ def test_archive_mode_keeps_deleted_mail_and_trash_is_a_label(stack, gmail, work
     assert not stack.query("SELECT 1 FROM gmailsync.messages WHERE user_id = %s"
                            " AND deleted_at IS NOT NULL", (uid,))
     assert_table_equals_mailbox(stack, gmail, user)
+
+
+def threads_table(stack, uid):
+    rows = stack.query("SELECT thread_id, message_count, unread_count, label_ids,"
+                       " (extract(epoch FROM newest_date) * 1000)::bigint,"
+                       " (extract(epoch FROM oldest_date) * 1000)::bigint, subject"
+                       " FROM gmailsync.threads WHERE user_id = %s", (uid,))
+    return {r[0]: (r[1], r[2], sorted(r[3]), r[4], r[5], r[6]) for r in rows}
+
+
+def gmail_threads(gmail, email):
+    msgs = gmail.messages(email, gmail.ids(email))
+    by = {}
+    for m in msgs.values():
+        by.setdefault(m["threadId"], []).append(m)
+    out = {}
+    for tid, ms in by.items():
+        ms.sort(key=lambda m: (int(m["internalDate"]), m["id"]))
+        subject = next((h["value"] for h in ms[0].get("payload", {}).get("headers", [])
+                        if h["name"].lower() == "subject"), None)
+        out[tid] = (len(ms), sum("UNREAD" in m.get("labelIds", []) for m in ms),
+                    sorted({l for m in ms for l in m.get("labelIds", [])}),
+                    int(ms[-1]["internalDate"]), int(ms[0]["internalDate"]), subject)
+    return out
+
+
+def test_threads_follow_adds_deletes_and_label_changes_in_the_same_transaction(stack, gmail,
+                                                                               worker):
+    user = stack.add_user(messages=300)
+    email, uid = user["email"], user["user_id"]
+    sync(stack, worker, user)
+    want = gmail_threads(gmail, email)
+    assert any(v[0] > 1 for v in want.values()), "the fake made no conversation"
+    assert threads_table(stack, uid) == want
+    # a reply in a conversation, a message of another one deleted, one read, one starred
+    multi = [t for t, v in want.items() if v[0] > 1]
+    ids = gmail.ids(email)
+    msgs = gmail.messages(email, ids)
+    in_thread = {}
+    for mid, m in msgs.items():
+        in_thread.setdefault(m["threadId"], []).append(mid)
+    gmail.delete(email, in_thread[multi[0]][:1])
+    gmail.relabel(email, in_thread[multi[1]][:1], add=["STARRED"], remove=["UNREAD"])
+    single = [t for t, v in want.items() if v[0] == 1][0]
+    gmail.delete(email, in_thread[single])                 # a whole thread goes
+    sync(stack, worker, user)
+    assert threads_table(stack, uid) == gmail_threads(gmail, email)
+    assert single not in threads_table(stack, uid)
+    gmail.add(email, 20)                                   # new threads, and replies
+    sync(stack, worker, user)
+    assert threads_table(stack, uid) == gmail_threads(gmail, email)
+    # archive mode: a deleted message leaves its thread too
+    gmail.delete(email, in_thread[multi[2]][:1])
+    sync(stack, worker, user, deletions="keep")
+    assert threads_table(stack, uid) == gmail_threads(gmail, email)
+    # the newest threads and one thread's messages, as an application lists them
+    newest = [r[0] for r in stack.query("SELECT thread_id FROM gmailsync.threads WHERE user_id = %s"
+                                        " ORDER BY newest_date DESC LIMIT 50", (uid,))]
+    assert newest == [t for t, _ in sorted(gmail_threads(gmail, email).items(),
+                                           key=lambda kv: -kv[1][3])][:50]
+    got = [r[0] for r in stack.query("SELECT gmail_id FROM gmailsync.mailbox WHERE user_id = %s"
+                                     " AND thread_id = %s ORDER BY internal_date", (uid, multi[1]))]
+    assert sorted(got) == sorted(in_thread[multi[1]])
