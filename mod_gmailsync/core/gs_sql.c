@@ -281,6 +281,15 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " (count(*) FILTER (WHERE error_code IN ('stuck', 'not_started', 'worker_crashed')))::text,"
       " COALESCE(max(extract(epoch FROM now() - heartbeat_at)) FILTER (WHERE state = 'RUNNING'), 0)::text"
       " FROM gmailsync.sync_tasks GROUP BY state" },
+    { GS_SQL_USER_MAILBOX,
+      "SELECT COALESCE(sum(message_count), 0)::text, COALESCE(sum(unread_count), 0)::text,"
+      " count(*)::text,"
+      " (SELECT count(*) FROM gmailsync.labels WHERE user_id = %s)::text"
+      " FROM gmailsync.threads WHERE user_id = %s" },
+    { GS_SQL_METRICS_MAILBOX,
+      "SELECT COALESCE(sum(message_count), 0)::text, COALESCE(sum(unread_count), 0)::text,"
+      " count(*)::text, (SELECT count(*) FROM gmailsync.labels)::text"
+      " FROM gmailsync.threads" },
     { GS_SQL_METRICS_DURATIONS,
       "SELECT extract(epoch FROM finished_at - started_at)::text,"
       " extract(epoch FROM started_at - created_at)::text"

@@ -159,6 +159,11 @@ typedef struct {
                                                            SUCCEEDED task_id, finished_at, processed,
                                                            duration s (NULLs when none), has a
                                                            refresh token true/false */
+/* The synced mailbox in numbers (sql/011): threads hold every message not deleted, so their
+ * sums are the message counts, through the (user, newest date) index rather than the messages. */
+#define GS_SQL_USER_MAILBOX      "gs_user_mailbox"      /* (user_id, user_id) -> messages, unread,
+                                                           threads, labels */
+#define GS_SQL_METRICS_MAILBOX   "gs_metrics_mailbox"   /* () -> the same over every user */
 /* GET {prefix}/messages/{id}/raw (sql/010): the owner's stored raw message, read in slices so
  * that no process holds a large message whole (the module streams each slice on). */
 #define GS_SQL_MESSAGE_RAW_SIZE  "gs_message_raw_size"  /* (user_id, gmail_id) -> no row: no such

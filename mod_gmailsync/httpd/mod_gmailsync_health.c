@@ -41,6 +41,7 @@
 #include "gs_sha256.h"
 #include "gs_sql.h"
 #include "mod_gmailsync.h"
+#include "mod_gmailsync_health.h"
 
 APLOG_USE_MODULE(gmailsync);
 
@@ -49,10 +50,10 @@ APLOG_USE_MODULE(gmailsync);
 #define GS_HEALTH_LOCK_TIMEOUT_MS      "1000"
 #define GS_HEALTH_STATEMENT_TIMEOUT_MS "2000"
 
-static const char *const all_states[] = { "CREATED", "RUNNING", "STUCK", "SUCCEEDED", "FAILED",
+const char *const gs_health_states[] = { "CREATED", "RUNNING", "STUCK", "SUCCEEDED", "FAILED",
                                           "CANCELLED", NULL };
 
-static const char *seconds_text(apr_pool_t *p, apr_interval_time_t t)
+const char *gs_health_seconds(apr_pool_t *p, apr_interval_time_t t)
 {
     return apr_psprintf(p, "%.3f", (double)t / APR_USEC_PER_SEC);
 }
@@ -67,31 +68,8 @@ static json_object *metric(double value, int has_value, double threshold, int fi
     return m;
 }
 
-/* What /health and /metrics tell about this host's daemon and the queue (all ages in seconds;
- * a negative queued age: nothing queued). The daemon's ages count from its last round that did
- * not fail, or from the start of this httpd generation if it never had one: a daemon that is
- * gone, wedged or failing every round ages the same way. */
-typedef struct {
-    double queued_age;           /* oldest CREATED task, all hosts; < 0 none */
-    double claim_age, rescue_age;
-    apr_uint64_t claim_failures, rescue_failures;
-    apr_time_t claim_at, rescue_at;   /* 0: never */
-    apr_uint64_t pid;
-} gs_liveness_t;
 
-/* Auto sync over every host (GS_SQL_SCHEDULE_STATS) with the main server's settings (the
- * daemon schedules with those): linked accounts due now, running, backing off after failures,
- * waiting for a new link; and the age of the stalest last successful sync (or of the link, for
- * an account never synced). With GmailSyncAutoSync Off the ages are still right (the counts
- * then describe a 1 s interval and are not shown). */
-typedef struct {
-    apr_interval_time_t interval;     /* 0: Off */
-    apr_int64_t due, active, backoff, revoked, linked;
-    double oldest_age;
-    double late;                      /* the most overdue due account: now - its due time */
-} gs_autosync_stats_t;
-
-static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stats_t *st)
+apr_status_t gs_health_autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stats_t *st)
 {
     const gs_srv_conf_t *main_conf = gs_httpd_srv_conf(ap_server_conf);
     const char *args[2];
@@ -99,8 +77,8 @@ static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stat
     apr_status_t rv;
 
     st->interval = main_conf->autosync;
-    args[0] = seconds_text(r->pool, st->interval ? st->interval : apr_time_from_sec(1));
-    args[1] = seconds_text(r->pool, main_conf->autosync_backoff_max);
+    args[0] = gs_health_seconds(r->pool, st->interval ? st->interval : apr_time_from_sec(1));
+    args[1] = gs_health_seconds(r->pool, main_conf->autosync_backoff_max);
     if ((rv = gs_db_select(db, r->pool, GS_SQL_SCHEDULE_STATS, &rows, 2, args)) != APR_SUCCESS) {
         return rv;
     }
@@ -117,7 +95,7 @@ static apr_status_t autosync_stats(request_rec *r, gs_db_t *db, gs_autosync_stat
     return APR_SUCCESS;
 }
 
-static apr_status_t liveness(request_rec *r, gs_db_t *db, gs_liveness_t *lv)
+apr_status_t gs_health_liveness(request_rec *r, gs_db_t *db, gs_liveness_t *lv)
 {
     apr_time_t now = apr_time_now();
     apr_time_t since = (apr_time_t)gs_httpd_gauge(GS_GAUGE_GENERATION_AT);
@@ -161,7 +139,7 @@ static json_object *time_or_null(apr_pool_t *p, apr_time_t t)
     return json_object_new_string(apr_psprintf(p, "%s.%03dZ", buf, e.tm_usec / 1000));
 }
 
-static int db_unavailable(request_rec *r, gs_db_t *db)
+int gs_health_db_unavailable(request_rec *r, gs_db_t *db)
 {
     ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=health.db_error reason=\"%s\"",
                   db && db->last_error ? db->last_error : "the database cannot be reached");
@@ -173,7 +151,7 @@ static int db_unavailable(request_rec *r, gs_db_t *db)
 /* May r read /health and /metrics? Yes without GmailSyncHealthTokenFile; else only with
  * `Authorization: Bearer <the token>`, compared through SHA-256 digests with CRYPTO_memcmp: the
  * time taken says nothing about the token. */
-static int bearer_ok(request_rec *r, const gs_srv_conf_t *conf)
+int gs_health_bearer_ok(request_rec *r, const gs_srv_conf_t *conf)
 {
     unsigned char digest[GS_SHA256_DIGEST_LEN];
     const char *h;
@@ -196,7 +174,7 @@ static int bearer_ok(request_rec *r, const gs_srv_conf_t *conf)
     return CRYPTO_memcmp(digest, conf->health_token_sha256, GS_SHA256_DIGEST_LEN) == 0;
 }
 
-static int unauthorized(request_rec *r)
+int gs_health_unauthorized(request_rec *r)
 {
     /* info, not warn: a monitor without the token would flood the log; never the header */
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=health.unauthorized client=%s",
@@ -208,7 +186,7 @@ static int unauthorized(request_rec *r)
 }
 
 /* The read-only transaction of /health and /metrics, with its timeouts. */
-static apr_status_t begin_read_only(request_rec *r, gs_db_t *db)
+apr_status_t gs_health_begin_read_only(request_rec *r, gs_db_t *db)
 {
     static const char *const timeouts[2] = { GS_HEALTH_LOCK_TIMEOUT_MS,
                                              GS_HEALTH_STATEMENT_TIMEOUT_MS };
@@ -259,8 +237,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     gs_db_t *db;
 
     (void)arg;
-    if (!bearer_ok(r, conf)) {
-        return unauthorized(r);
+    if (!gs_health_bearer_ok(r, conf)) {
+        return gs_health_unauthorized(r);
     }
     /* the version that answers, even in a 503: a rollback can tell which generation serves */
     apr_table_setn(r->headers_out, "X-GmailSync-Version", GS_VERSION);
@@ -272,16 +250,16 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                                      "token; without ?detail=1 this answers counts and alerts");
     }
     if (!(db = gs_httpd_request_db(r))) {
-        return db_unavailable(r, NULL);
+        return gs_health_db_unavailable(r, NULL);
     }
-    if (begin_read_only(r, db) != APR_SUCCESS
+    if (gs_health_begin_read_only(r, db) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
         || version->nrows != 1 || !gs_db_cell(version, 0, 0)) {
-        return db_unavailable(r, db);
+        return gs_health_db_unavailable(r, db);
     }
     schema_version = strtol(gs_db_cell(version, 0, 0), NULL, 10);
-    stuck_args[0] = seconds_text(r->pool, conf->stuck_after);
-    window_args[0] = seconds_text(r->pool, conf->metrics_window);
+    stuck_args[0] = gs_health_seconds(r->pool, conf->stuck_after);
+    window_args[0] = gs_health_seconds(r->pool, conf->metrics_window);
     if (gs_db_select(db, r->pool, GS_SQL_HEALTH_STATES, &states, 0, NULL) != APR_SUCCESS
         || gs_db_select(db, r->pool, GS_SQL_HEALTH_STUCK_COUNT, &stuck_count, 1, stuck_args)
                != APR_SUCCESS
@@ -294,9 +272,9 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                           != APR_SUCCESS)
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS
+        || gs_health_liveness(r, db, &lv) != APR_SUCCESS || gs_health_autosync_stats(r, db, &as) != APR_SUCCESS
         || gs_db_commit(db) != APR_SUCCESS) {
-        return db_unavailable(r, db);
+        return gs_health_db_unavailable(r, db);
     }
     stuck_n = apr_atoi64(gs_db_cell(stuck_count, 0, 0));
 
@@ -315,7 +293,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
 
     tasks = json_object_new_object();
     for (i = 0; i < 3; i++) { /* the non-terminal states, 0 when absent */
-        gs_json_set_int(tasks, all_states[i], 0);
+        gs_json_set_int(tasks, gs_health_states[i], 0);
     }
     for (i = 0; i < states->nrows; i++) {
         gs_json_set_int(tasks, gs_db_cell(states, i, 0), apr_atoi64(gs_db_cell(states, i, 1)));
@@ -459,281 +437,4 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     }
     gs_json_set_string(body, "status", degraded ? "degraded" : "ok");
     return gs_httpd_send_json(r, HTTP_OK, body);
-}
-
-/* ------------------------------------------------------------------ Prometheus */
-
-/* A Prometheus label value: backslash, double quote and newline escaped. */
-static const char *gs_prom_label(apr_pool_t *p, const char *v)
-{
-    char *out = apr_palloc(p, 2 * strlen(v) + 1), *o = out;
-
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"') {
-            *o++ = '\\';
-            *o++ = *v;
-        }
-        else if (*v == '\n') {
-            *o++ = '\\';
-            *o++ = 'n';
-        }
-        else {
-            *o++ = *v;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
-static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, const char *help,
-                      const gs_db_rows_t *rows, int col)
-{
-    static const double bounds[] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600 };
-    apr_uint64_t counts[sizeof bounds / sizeof bounds[0]] = { 0 };
-    double sum = 0;
-    unsigned b;
-    int i;
-
-    for (i = 0; i < rows->nrows; i++) {
-        const char *cell = gs_db_cell(rows, i, col);
-        double v = cell ? atof(cell) : 0;
-        sum += v;
-        for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
-            if (v <= bounds[b]) {
-                counts[b]++;
-            }
-        }
-    }
-    apr_brigade_printf(bb, NULL, NULL, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
-        apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"%g\"} %" APR_UINT64_T_FMT "\n", name,
-                           bounds[b], counts[b]);
-    }
-    apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %.3f\n%s_count %d\n",
-                       name, rows->nrows, name, sum, name, rows->nrows);
-    (void)r;
-}
-
-int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
-{
-    static const double start_bounds[] = GS_START_BUCKETS;
-    gs_db_rows_t *totals, *durations, *versions;
-    gs_liveness_t lv;
-    gs_autosync_stats_t as;
-    apr_bucket_brigade *bb;
-    apr_int64_t messages = 0, rescues = 0;
-    double oldest = 0;
-    const char *state;
-    unsigned b;
-    int i, j;
-    gs_db_t *db;
-
-    (void)arg;
-    if (!bearer_ok(r, conf)) {
-        return unauthorized(r);
-    }
-    if (!(db = gs_httpd_request_db(r))) {
-        return db_unavailable(r, NULL);
-    }
-    if (begin_read_only(r, db) != APR_SUCCESS
-        || gs_db_select(db, r->pool, GS_SQL_METRICS_TOTALS, &totals, 0, NULL) != APR_SUCCESS
-        || gs_db_select(db, r->pool, GS_SQL_METRICS_DURATIONS, &durations, 0, NULL)
-               != APR_SUCCESS
-        || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
-               != APR_SUCCESS
-        || liveness(r, db, &lv) != APR_SUCCESS || autosync_stats(r, db, &as) != APR_SUCCESS
-        || gs_db_commit(db) != APR_SUCCESS) {
-        return db_unavailable(r, db);
-    }
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_build_info The mod_gmailsync version this host's httpd runs.\n"
-        "# TYPE gmailsync_build_info gauge\ngmailsync_build_info{version=\"%s\"} 1\n"
-        "# HELP gmailsync_info Version of mod_gmailsync on this host (old name of "
-        "gmailsync_build_info).\n"
-        "# TYPE gmailsync_info gauge\ngmailsync_info{version=\"%s\"} 1\n", GS_VERSION,
-        GS_VERSION);
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_running_tasks RUNNING tasks by the version of their worker (all hosts; "
-        "unknown: not recorded).\n# TYPE gmailsync_running_tasks gauge\n");
-    for (i = 0; i < versions->nrows; i++) {
-        const char *v = gs_db_cell(versions, i, 0);
-        apr_brigade_printf(bb, NULL, NULL, "gmailsync_running_tasks{worker_version=\"%s\"} %s\n",
-                           v && *v ? gs_prom_label(r->pool, v) : "unknown",
-                           gs_db_cell(versions, i, 1));
-    }
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_starts_total Start requests on this host by result.\n"
-        "# TYPE gmailsync_starts_total counter\n"
-        "gmailsync_starts_total{result=\"created\"} %" APR_UINT64_T_FMT "\n"
-        "gmailsync_starts_total{result=\"reused\"} %" APR_UINT64_T_FMT "\n"
-        "gmailsync_starts_total{result=\"rejected\"} %" APR_UINT64_T_FMT "\n",
-        gs_httpd_counter(GS_CTR_START_CREATED), gs_httpd_counter(GS_CTR_START_REUSED),
-        gs_httpd_counter(GS_CTR_START_REJECTED));
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_progress_streams Open progress streams (SSE) on this host.\n"
-        "# TYPE gmailsync_progress_streams gauge\ngmailsync_progress_streams %u\n"
-        "# HELP gmailsync_progress_streams_limit The host's limit (GmailSyncMaxStreams).\n"
-        "# TYPE gmailsync_progress_streams_limit gauge\ngmailsync_progress_streams_limit %ld\n"
-        "# HELP gmailsync_progress_streams_refused_total Streams refused by limit.\n"
-        "# TYPE gmailsync_progress_streams_refused_total counter\n"
-        "gmailsync_progress_streams_refused_total{limit=\"user\"} %" APR_UINT64_T_FMT "\n"
-        "gmailsync_progress_streams_refused_total{limit=\"host\"} %" APR_UINT64_T_FMT "\n",
-        (unsigned)gs_httpd_streams_open(), gs_httpd_streams_limit(),
-        gs_httpd_counter(GS_CTR_STREAMS_REFUSED_USER),
-        gs_httpd_counter(GS_CTR_STREAMS_REFUSED_HOST));
-
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_gmail_calls_total Gmail answers to this host's workers (requests and "
-        "batch parts) by status class; error = no answer.\n"
-        "# TYPE gmailsync_gmail_calls_total counter\n");
-    for (b = 0; b < GS_BOARD_CALL_CLASSES; b++) {
-        apr_brigade_printf(bb, NULL, NULL, "gmailsync_gmail_calls_total{status=\"%s\"} %"
-                           APR_UINT64_T_FMT "\n", gs_board_call_class_names[b],
-                           gs_httpd_counter((gs_counter_t)(GS_CTR_GMAIL0 + b)));
-    }
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_tasks Tasks by state (all hosts).\n# TYPE gmailsync_tasks gauge\n");
-    for (j = 0; all_states[j]; j++) {
-        const char *count = "0";
-        for (i = 0; i < totals->nrows; i++) {
-            if (!strcmp(gs_db_cell(totals, i, 0), all_states[j])) {
-                count = gs_db_cell(totals, i, 1);
-            }
-        }
-        apr_brigade_printf(bb, NULL, NULL, "gmailsync_tasks{state=\"%s\"} %s\n", all_states[j],
-                           count);
-    }
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_tasks_finished_total Finished tasks by final state (all hosts).\n"
-        "# TYPE gmailsync_tasks_finished_total counter\n");
-    for (j = 3; all_states[j]; j++) {
-        const char *count = "0";
-        for (i = 0; i < totals->nrows; i++) {
-            if (!strcmp(gs_db_cell(totals, i, 0), all_states[j])) {
-                count = gs_db_cell(totals, i, 1);
-            }
-        }
-        apr_brigade_printf(bb, NULL, NULL, "gmailsync_tasks_finished_total{state=\"%s\"} %s\n",
-                           all_states[j], count);
-    }
-    for (i = 0; i < totals->nrows; i++) {
-        state = gs_db_cell(totals, i, 0);
-        messages += apr_atoi64(gs_db_cell(totals, i, 2));
-        rescues += apr_atoi64(gs_db_cell(totals, i, 3));
-        if (!strcmp(state, "RUNNING")) {
-            oldest = atof(gs_db_cell(totals, i, 4));
-        }
-    }
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_messages_synced_total Messages processed by succeeded tasks.\n"
-        "# TYPE gmailsync_messages_synced_total counter\n"
-        "gmailsync_messages_synced_total %" APR_INT64_T_FMT "\n"
-        "# HELP gmailsync_rescues_total Tasks ended by the rescuer (stuck, not started, crashed).\n"
-        "# TYPE gmailsync_rescues_total counter\ngmailsync_rescues_total %" APR_INT64_T_FMT "\n"
-        "# HELP gmailsync_oldest_heartbeat_age_seconds Age of the oldest running heartbeat.\n"
-        "# TYPE gmailsync_oldest_heartbeat_age_seconds gauge\n"
-        "gmailsync_oldest_heartbeat_age_seconds %.3f\n", messages, rescues, oldest);
-
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_oldest_queued_age_seconds Age of the oldest CREATED task (all hosts; "
-        "0 when none).\n# TYPE gmailsync_oldest_queued_age_seconds gauge\n"
-        "gmailsync_oldest_queued_age_seconds %.3f\n"
-        "# HELP gmailsync_daemon_last_claim_age_seconds Seconds since this host's daemon last "
-        "finished a claim round without an error.\n"
-        "# TYPE gmailsync_daemon_last_claim_age_seconds gauge\n"
-        "gmailsync_daemon_last_claim_age_seconds %.3f\n"
-        "# HELP gmailsync_daemon_last_rescue_age_seconds Seconds since this host's daemon last "
-        "finished a rescue round without an error.\n"
-        "# TYPE gmailsync_daemon_last_rescue_age_seconds gauge\n"
-        "gmailsync_daemon_last_rescue_age_seconds %.3f\n"
-        "# HELP gmailsync_daemon_failing_rounds Consecutive failed rounds of this host's daemon.\n"
-        "# TYPE gmailsync_daemon_failing_rounds gauge\n"
-        "gmailsync_daemon_failing_rounds{round=\"claim\"} %" APR_UINT64_T_FMT "\n"
-        "gmailsync_daemon_failing_rounds{round=\"rescue\"} %" APR_UINT64_T_FMT "\n"
-        "# HELP gmailsync_queued_alert_after_seconds The alert threshold of the three ages "
-        "above (GmailSyncQueuedAlertAfter).\n"
-        "# TYPE gmailsync_queued_alert_after_seconds gauge\n"
-        "gmailsync_queued_alert_after_seconds %.3f\n",
-        lv.queued_age > 0 ? lv.queued_age : 0.0, lv.claim_age, lv.rescue_age, lv.claim_failures,
-        lv.rescue_failures, (double)conf->queued_alert_after / APR_USEC_PER_SEC);
-
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_autosync_interval_seconds GmailSyncAutoSync (0: Off).\n"
-        "# TYPE gmailsync_autosync_interval_seconds gauge\n"
-        "gmailsync_autosync_interval_seconds %.3f\n"
-        "# HELP gmailsync_autosync_starts_total Syncs this host's scheduler started.\n"
-        "# TYPE gmailsync_autosync_starts_total counter\n"
-        "gmailsync_autosync_starts_total %" APR_UINT64_T_FMT "\n"
-        "# HELP gmailsync_autosync_skipped_total Due accounts this host's scheduler found "
-        "already started (by a click or another host) under the start lock.\n"
-        "# TYPE gmailsync_autosync_skipped_total counter\n"
-        "gmailsync_autosync_skipped_total{reason=\"active\"} %" APR_UINT64_T_FMT "\n"
-        "# HELP gmailsync_autosync_rounds_total Scheduling rounds of this host's daemon that "
-        "asked the database (one a second, and one when a worker's slot frees while accounts "
-        "are due).\n"
-        "# TYPE gmailsync_autosync_rounds_total counter\n"
-        "gmailsync_autosync_rounds_total %" APR_UINT64_T_FMT "\n"
-        "# HELP gmailsync_autosync_accounts Linked accounts by schedule state (all hosts): due "
-        "now, skipped because a sync is active, backing off after failures, waiting for a new "
-        "link after auth_revoked or token_undecryptable.\n"
-        "# TYPE gmailsync_autosync_accounts gauge\n"
-        "gmailsync_autosync_accounts{state=\"due\"} %" APR_INT64_T_FMT "\n"
-        "gmailsync_autosync_accounts{state=\"active\"} %" APR_INT64_T_FMT "\n"
-        "gmailsync_autosync_accounts{state=\"backing_off\"} %" APR_INT64_T_FMT "\n"
-        "gmailsync_autosync_accounts{state=\"revoked\"} %" APR_INT64_T_FMT "\n"
-        "# HELP gmailsync_oldest_sync_age_seconds Seconds since the stalest linked account last "
-        "synced successfully (since it was linked, if never; 0 when none is linked).\n"
-        "# TYPE gmailsync_oldest_sync_age_seconds gauge\n"
-        "gmailsync_oldest_sync_age_seconds %.3f\n"
-        "# HELP gmailsync_stale_alert_after_seconds Its alert threshold "
-        "(GmailSyncStaleAlertAfter; 0: no alert).\n"
-        "# TYPE gmailsync_stale_alert_after_seconds gauge\n"
-        "gmailsync_stale_alert_after_seconds %.3f\n"
-        "# HELP gmailsync_autosync_late_seconds How long the most overdue account that is due "
-        "for a scheduled sync has waited past its due time (all hosts; 0 when none is due).\n"
-        "# TYPE gmailsync_autosync_late_seconds gauge\n"
-        "gmailsync_autosync_late_seconds %.3f\n"
-        "# HELP gmailsync_autosync_late_alert_after_seconds Its alert threshold "
-        "(GmailSyncAutoSyncLateAlertAfter; 0: no alert).\n"
-        "# TYPE gmailsync_autosync_late_alert_after_seconds gauge\n"
-        "gmailsync_autosync_late_alert_after_seconds %.3f\n",
-        (double)as.interval / APR_USEC_PER_SEC, gs_httpd_counter(GS_CTR_AUTOSYNC_STARTED),
-        gs_httpd_counter(GS_CTR_AUTOSYNC_SKIPPED), gs_httpd_counter(GS_CTR_AUTOSYNC_ROUNDS),
-        as.interval ? as.due : 0,
-        as.interval ? as.active : 0, as.interval ? as.backoff : 0, as.interval ? as.revoked : 0,
-        as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC,
-        as.interval ? as.late : 0.0, (double)conf->autosync_late_alert_after / APR_USEC_PER_SEC);
-
-    histogram(bb, r, "gmailsync_task_duration_seconds",
-              "Duration of tasks finished in the last day (started to finished).", durations, 0);
-    histogram(bb, r, "gmailsync_queue_latency_seconds",
-              "CREATED to RUNNING latency of tasks finished in the last day.", durations, 1);
-
-    apr_brigade_printf(bb, NULL, NULL,
-        "# HELP gmailsync_start_latency_seconds Handling time of POST /smart on this host.\n"
-        "# TYPE gmailsync_start_latency_seconds histogram\n");
-    for (b = 0; b < sizeof start_bounds / sizeof start_bounds[0]; b++) {
-        apr_brigade_printf(bb, NULL, NULL,
-                           "gmailsync_start_latency_seconds_bucket{le=\"%g\"} %" APR_UINT64_T_FMT
-                           "\n", start_bounds[b], gs_httpd_counter(GS_CTR_START_BUCKET0 + b));
-    }
-    apr_brigade_printf(bb, NULL, NULL,
-        "gmailsync_start_latency_seconds_bucket{le=\"+Inf\"} %" APR_UINT64_T_FMT "\n"
-        "gmailsync_start_latency_seconds_sum %.6f\n"
-        "gmailsync_start_latency_seconds_count %" APR_UINT64_T_FMT "\n",
-        gs_httpd_counter(GS_CTR_START_COUNT),
-        (double)gs_httpd_counter(GS_CTR_START_SECONDS_US) / APR_USEC_PER_SEC,
-        gs_httpd_counter(GS_CTR_START_COUNT));
-
-    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    if (r->header_only) {
-        return OK;
-    }
-    if (ap_pass_brigade(r->output_filters, bb) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "event=metrics.client_gone");
-    }
-    return OK;
 }

@@ -149,6 +149,31 @@ static json_object *last_success_json(const gs_db_rows_t *rows)
     return last;
 }
 
+/* "mailbox": {"messages", "unread", "threads", "labels"} of what is stored for the user
+ * (messages deleted in archive mode left out). Returns 0 on a database error. */
+static int add_mailbox(request_rec *r, gs_db_t *db, const char *user_id, json_object *body)
+{
+    const char *args[2] = { user_id, user_id };
+    static const char *const names[] = { "messages", "unread", "threads", "labels" };
+    json_object *mailbox;
+    gs_db_rows_t *rows;
+    int i;
+
+    if (gs_db_select(db, r->pool, GS_SQL_USER_MAILBOX, &rows, 2, args) != APR_SUCCESS
+        || rows->nrows != 1) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "event=status.db_error reason=\"%s\"",
+                      db->last_error ? db->last_error : "no row");
+        return 0;
+    }
+    mailbox = json_object_new_object();
+    for (i = 0; i < 4; i++) {
+        const char *v = gs_db_cell(rows, 0, i);
+        json_object_object_add(mailbox, names[i], json_object_new_int64(v ? apr_atoi64(v) : 0));
+    }
+    json_object_object_add(body, "mailbox", mailbox);
+    return 1;
+}
+
 /* "last_synced_ago_s" (seconds since the last successful sync, database clock; null: never)
  * and "auto_sync": null when GmailSyncAutoSync is Off, else {"interval_s", "state" (new,
  * interval, backoff, relinked: next_at is the next scheduled start; active: a sync runs;
@@ -240,7 +265,7 @@ int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char
                          json_object_object_get(json_object_object_get(body, "account"),
                                                 "connected")));
     gs_json_set_object(body, "last_success", last_success_json(rows));
-    if (!add_schedule(r, db, user_id, body)) {
+    if (!add_schedule(r, db, user_id, body) || !add_mailbox(r, db, user_id, body)) {
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
     return gs_httpd_send_json(r, HTTP_OK, body);

@@ -37,7 +37,8 @@
     remaining: $('remaining'), taskId: $('task-id'), channel: $('channel'), waiting: $('waiting'),
     problem: $('problem'), problemTitle: $('problem-title'), problemText: $('problem-text'),
     problemAdvice: $('problem-advice'), problemCode: $('problem-code'), retry: $('retry'),
-    last: $('last'), lastSuccess: $('last-success'), freshness: $('freshness'), announcer: $('announcer')
+    last: $('last'), lastSuccess: $('last-success'), freshness: $('freshness'), mailbox: $('mailbox'),
+    announcer: $('announcer')
   };
 
   var S = {
@@ -684,6 +685,7 @@
       el.last.textContent = S.signedIn ? t('loading') : '–';
       el.lastSuccess.hidden = true;
       el.freshness.hidden = true;
+      el.mailbox.hidden = true;
       return;
     }
     var task = st.task, ok = st.last_success;
@@ -711,6 +713,16 @@
     el.lastSuccess.textContent = okText;
     el.lastSuccess.hidden = !okText;
     renderFreshness(st);
+    renderMailbox(st.mailbox);
+  }
+
+  // What is stored, in numbers (/status "mailbox"): shown once anything is.
+  function renderMailbox(mb) {
+    var any = mb && (mb.messages > 0 || mb.labels > 0);
+    el.mailbox.textContent = any ? t('mailbox_counts', {
+      messages: nf(mb.messages), unread: nf(mb.unread), threads: nf(mb.threads), labels: nf(mb.labels)
+    }) : '';
+    el.mailbox.hidden = !any;
   }
 
   // "Last synced N minutes ago" (server clock: /status counts the seconds) and, with

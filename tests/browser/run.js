@@ -537,6 +537,15 @@ pageTest('connect, then sync: the page shows the whole mailbox synced', { skip: 
   assert.equal(await page.textContent('#counts'), '40 of 40');
   assert.equal(stack.storedMessages(user.user_id), 40);
   assert.ok(await page.isHidden('#oauth-result'));
+  // what is stored, in numbers (issue 23): the messages table's own counts
+  const [[messages, unread, threads, labels]] = stack.query(
+    `SELECT count(*), count(*) FILTER (WHERE label_ids @> ARRAY['UNREAD']), count(DISTINCT thread_id),
+            (SELECT count(*) FROM gmailsync.labels WHERE user_id = :'uid')
+       FROM gmailsync.messages WHERE user_id = :'uid'`, { uid: user.user_id });
+  assert.ok(Number(labels) > 0 && Number(threads) > 0);
+  await page.waitForSelector('#mailbox:not([hidden])', { timeout: 10000 });
+  assert.equal(await page.textContent('#mailbox'),
+               `Stored: messages ${messages} · unread ${unread} · conversations ${threads} · labels ${labels}.`);
 });
 
 pageTest('connect: denying consent says so in plain words and connects nothing', async (session) => {

@@ -219,3 +219,57 @@ def test_threads_follow_adds_deletes_and_label_changes_in_the_same_transaction(s
     got = [r[0] for r in stack.query("SELECT gmail_id FROM gmailsync.mailbox WHERE user_id = %s"
                                      " AND thread_id = %s ORDER BY internal_date", (uid, multi[1]))]
     assert sorted(got) == sorted(in_thread[multi[1]])
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_status_and_metrics_count_the_stored_mailbox(stack, gmail, worker):
+    """/status tells the user what is stored (messages, unread, conversations, labels), /metrics
+    the same over every user; archive mode's deleted messages are not counted."""
+    import requests
+    user = stack.add_user(messages=90)
+    email, uid = user["email"], user["user_id"]
+    cookies = {"session": user["session"]}
+
+    def status_mailbox():
+        r = requests.get(stack.api + "/status", cookies=cookies, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["mailbox"]
+
+    assert status_mailbox() == {"messages": 0, "unread": 0, "threads": 0, "labels": 0}
+
+    def expected():
+        msgs = gmail.messages(email, gmail.ids(email))
+        return {"messages": len(msgs),
+                "unread": sum("UNREAD" in m.get("labelIds", []) for m in msgs.values()),
+                "threads": len({m["threadId"] for m in msgs.values()}),
+                "labels": len(gmail.labels(email))}
+
+    sync(stack, worker, user, deletions="keep")
+    want = expected()
+    assert want["unread"] > 0 and want["threads"] < want["messages"], want   # a real mailbox
+    assert status_mailbox() == want
+    gmail.delete(email, gmail.ids(email)[:7])
+    gmail.label_create(email, "Warranty 保修")
+    sync(stack, worker, user, deletions="keep")
+    assert status_mailbox() == expected()
+    assert stack.query("SELECT count(*) FROM gmailsync.messages WHERE user_id = %s"
+                       " AND deleted_at IS NOT NULL", (uid,))[0][0] == 7
+
+    text = requests.get(stack.api + "/metrics", timeout=10).text
+    (messages, unread, threads, labels), = stack.query(
+        "SELECT (SELECT count(*) FROM gmailsync.messages WHERE deleted_at IS NULL),"
+        " (SELECT count(*) FROM gmailsync.messages WHERE deleted_at IS NULL"
+        "   AND label_ids @> ARRAY['UNREAD']),"
+        " (SELECT count(DISTINCT (user_id, thread_id)) FROM gmailsync.messages"
+        "   WHERE deleted_at IS NULL),"
+        " (SELECT count(*) FROM gmailsync.labels)")
+    assert metric(text, "gmailsync_mailbox_messages") == messages >= 83
+    assert metric(text, "gmailsync_mailbox_unread") == unread
+    assert metric(text, "gmailsync_mailbox_threads") == threads
+    assert metric(text, "gmailsync_mailbox_labels") == labels
