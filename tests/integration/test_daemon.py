@@ -380,25 +380,31 @@ def test_a_frozen_worker_an_earlier_daemon_left_is_killed_when_its_task_is_stuck
     killed (only the new daemon's own workers were)."""
     expect_log(r"event=task\.stuck|event=worker\.killed|event=task\.failed .*error=stuck"
                r"|event=worker\.stalled")
+    # the worker must look healthy until it is frozen, under ASan on a loaded machine too: a
+    # stall limit (half of GmailSyncStuckAfter, 4 s) well above its batch answers (0.4 s), and an
+    # idle-in-transaction limit (2 s) above the gaps between the statements of a batch's
+    # transaction. (With 3s and 2 s answers it stopped beating as stalled and was found stuck
+    # before the restart; with 4s PostgreSQL once ended its session, 1 s idle in a transaction.)
+    conf = "GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 8s\n"
     extra = tmp_path / "stray.conf"
-    extra.write_text("GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 3s\n")
+    extra.write_text(conf)
     stack.reconfigure(str(extra))
     try:
         u = stack.add_user(messages=2000)
-        slow_down(stack, seconds=2.0, email=u["email"])
+        slow_down(stack, seconds=0.4, email=u["email"])
         tid = start(stack, u)
         wait_for("RUNNING", lambda: state(stack, tid) == "RUNNING", 5)
         pid = wait_for("worker", lambda: worker_pids(tid), 3)[0]
         # a graceful restart (the same thresholds): the worker goes on, left by the old daemon
-        extra.write_text("GmailSyncHeartbeat 500ms\nGmailSyncStuckAfter 3s\n"
-                         "GmailSyncProgressInterval 900ms\n")
+        extra.write_text(conf + "GmailSyncProgressInterval 900ms\n")
         stack.reconfigure(str(extra))
         assert worker_pids(tid) == [pid] and state(stack, tid) == "RUNNING"
         os.kill(pid, signal.SIGSTOP)
-        wait_for("FAILED stuck", lambda: task(stack, tid)[4] == "stuck", 15)
+        wait_for("FAILED stuck", lambda: task(stack, tid)[4] == "stuck", 25)
         wait_for("the frozen stray killed", lambda: not worker_pids(tid), 5)
         requests.delete(stack.gmail_url + "/_control/faults", timeout=10)
         again = start(stack, u)
-        wait_for("rerun", lambda: state(stack, again) == "SUCCEEDED", 60)
+        # (2,000 messages at the fake's 250 units/s per user: 40 s at most)
+        wait_for("rerun", lambda: state(stack, again) == "SUCCEEDED", 90)
     finally:
         stack.reconfigure(None)
