@@ -98,17 +98,19 @@ CREATE TABLE gmailsync.threads (
 CREATE INDEX threads_user_newest ON gmailsync.threads (user_id, newest_date DESC);
 CREATE INDEX messages_user_thread ON gmailsync.messages (user_id, thread_id);
 
--- Recomputes the threads named in pairs (a JSON array of {"u": user_id, "t": thread_id}).
-CREATE FUNCTION gmailsync.threads_refresh(pairs jsonb) RETURNS void LANGUAGE plpgsql AS $$
+-- A union of label sets, as one aggregate over a thread's messages.
+CREATE AGGREGATE gmailsync.label_union(text[]) (SFUNC = array_cat, STYPE = text[], INITCOND = '{}');
+
+-- Recomputes the threads named by (users[i], threads[i]) in one pass over their messages.
+CREATE FUNCTION gmailsync.threads_refresh(users text[], threads text[]) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    IF pairs IS NULL OR jsonb_array_length(pairs) = 0 THEN
+    IF users IS NULL OR cardinality(users) = 0 THEN
         RETURN;
     END IF;
-    WITH t AS (SELECT DISTINCT x->>'u' AS user_id, x->>'t' AS thread_id
-                 FROM jsonb_array_elements(pairs) x WHERE x->>'t' IS NOT NULL),
-         a AS (SELECT t.user_id, t.thread_id, s.n, s.unread, s.subject, s.newest, s.oldest,
-                      s.attach, COALESCE(lb.ids, '{}') AS label_ids,
-                      COALESCE(pp.who, '{}') AS participants
+    WITH t AS (SELECT DISTINCT x.u AS user_id, x.t AS thread_id
+                 FROM unnest(users, threads) AS x(u, t) WHERE x.t IS NOT NULL),
+         a AS (SELECT t.user_id, t.thread_id, s.*
                  FROM t
                 CROSS JOIN LATERAL (
                       SELECT count(*) AS n,
@@ -116,28 +118,20 @@ BEGIN
                              (array_agg(m.subject ORDER BY m.internal_date, m.gmail_id))[1]
                                  AS subject,
                              max(m.internal_date) AS newest, min(m.internal_date) AS oldest,
-                             COALESCE(bool_or(m.has_attachments), false) AS attach
+                             COALESCE(bool_or(m.has_attachments), false) AS attach,
+                             gmailsync.label_union(m.label_ids) AS labels,
+                             (array_agg(DISTINCT m.from_addr)
+                                  FILTER (WHERE m.from_addr IS NOT NULL))[1:20] AS who
                         FROM gmailsync.messages m
                        WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
-                         AND m.deleted_at IS NULL) s
-                CROSS JOIN LATERAL (
-                      SELECT array_agg(DISTINCT l ORDER BY l) AS ids
-                        FROM gmailsync.messages m CROSS JOIN LATERAL unnest(m.label_ids) AS l
-                       WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
-                         AND m.deleted_at IS NULL) lb
-                CROSS JOIN LATERAL (
-                      SELECT array_agg(f) AS who FROM (
-                          SELECT DISTINCT m.from_addr AS f FROM gmailsync.messages m
-                           WHERE m.user_id = t.user_id AND m.thread_id = t.thread_id
-                             AND m.deleted_at IS NULL AND m.from_addr IS NOT NULL
-                           LIMIT 20) q) pp),
+                         AND m.deleted_at IS NULL) s),
          gone AS (DELETE FROM gmailsync.threads h USING a
                    WHERE a.n = 0 AND h.user_id = a.user_id AND h.thread_id = a.thread_id)
     INSERT INTO gmailsync.threads AS h (user_id, thread_id, subject, participants, message_count,
                                         unread_count, newest_date, oldest_date, label_ids,
                                         has_attachments, updated_at)
-    SELECT a.user_id, a.thread_id, a.subject, a.participants, a.n, a.unread, a.newest, a.oldest,
-           a.label_ids, a.attach, now()
+    SELECT a.user_id, a.thread_id, a.subject, COALESCE(a.who, '{}'), a.n, a.unread, a.newest,
+           a.oldest, ARRAY(SELECT DISTINCT l FROM unnest(a.labels) l ORDER BY l), a.attach, now()
       FROM a WHERE a.n > 0
     ON CONFLICT (user_id, thread_id) DO UPDATE SET subject = EXCLUDED.subject,
         participants = EXCLUDED.participants, message_count = EXCLUDED.message_count,
@@ -148,10 +142,9 @@ END
 $$;
 
 -- The threads of the messages already stored.
-SELECT gmailsync.threads_refresh(
-    (SELECT jsonb_agg(jsonb_build_object('u', user_id, 't', thread_id))
-       FROM (SELECT DISTINCT user_id, thread_id FROM gmailsync.messages
-              WHERE thread_id IS NOT NULL) d));
+SELECT gmailsync.threads_refresh(array_agg(user_id), array_agg(thread_id))
+  FROM (SELECT DISTINCT user_id, thread_id FROM gmailsync.messages
+         WHERE thread_id IS NOT NULL) d;
 
 -- The change feed: every change to a user's stored mailbox, numbered per user without a gap,
 -- written by triggers in the transaction that makes the change (a change rolled back never
@@ -181,100 +174,118 @@ CREATE TABLE gmailsync.changes (
 );
 CREATE INDEX changes_created_at ON gmailsync.changes (created_at);
 
--- Records changes: pending is a JSON array of {user_id, gmail_id, kind, labels_added,
--- labels_removed, history_id} in order. Each user's rows are numbered from the user's counter,
--- whose row stays locked until the transaction ends: the transactions of one user take their
--- numbers, and commit, in order, so a reader never sees a later seq before an earlier one.
+-- One change, as the triggers hand it to changes_record.
+CREATE TYPE gmailsync.change AS (user_id text, gmail_id text, kind text, labels_added text[],
+                                 labels_removed text[], history_id numeric);
+
+-- Records changes (in the order of the array). Each user's rows are numbered from the user's
+-- counter, whose row stays locked until the transaction ends: the transactions of one user take
+-- their numbers, and commit, in order, so a reader never sees a later seq before an earlier one.
 -- Then a wake-up on gmailsync_changes (user id and newest seq, sent at commit).
-CREATE FUNCTION gmailsync.changes_record(pending jsonb) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION gmailsync.changes_record(pending gmailsync.change[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    woken integer;
 BEGIN
-    IF pending IS NULL OR jsonb_array_length(pending) = 0 THEN
+    IF pending IS NULL OR cardinality(pending) = 0 THEN
         RETURN;
     END IF;
-    WITH p AS (SELECT x.*, row_number() OVER (PARTITION BY x.user_id ORDER BY x.ord) AS rn
-                 FROM jsonb_to_recordset(pending) AS x(user_id text, gmail_id text, kind text,
-                      labels_added text[], labels_removed text[], history_id numeric, ord bigint)),
+    WITH p AS (SELECT c.*, row_number() OVER (PARTITION BY c.user_id ORDER BY c.ord) AS rn
+                 FROM unnest(pending) WITH ORDINALITY AS c(user_id, gmail_id, kind, labels_added,
+                                                           labels_removed, history_id, ord)),
          n AS (SELECT p.user_id, count(*) AS k FROM p GROUP BY p.user_id),
          b AS (INSERT INTO gmailsync.change_seq AS s (user_id, last_seq)
                SELECT n.user_id, n.k FROM n ORDER BY n.user_id
                ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + EXCLUDED.last_seq
-               RETURNING s.user_id, s.last_seq)
-    INSERT INTO gmailsync.changes (user_id, seq, gmail_id, kind, labels_added, labels_removed,
-                                   history_id)
-    SELECT p.user_id, b.last_seq - n.k + p.rn, p.gmail_id, p.kind, p.labels_added,
-           p.labels_removed, p.history_id
-      FROM p JOIN n ON n.user_id = p.user_id JOIN b ON b.user_id = p.user_id;
-    PERFORM pg_notify('gmailsync_changes',
-                      json_build_object('user_id', s.user_id, 'seq', s.last_seq)::text)
-       FROM gmailsync.change_seq s
-      WHERE s.user_id IN (SELECT DISTINCT x->>'user_id' FROM jsonb_array_elements(pending) x);
+               RETURNING s.user_id, s.last_seq),
+         c AS (INSERT INTO gmailsync.changes (user_id, seq, gmail_id, kind, labels_added,
+                                              labels_removed, history_id)
+               SELECT p.user_id, b.last_seq - n.k + p.rn, p.gmail_id, p.kind, p.labels_added,
+                      p.labels_removed, p.history_id
+                 FROM p JOIN n ON n.user_id = p.user_id JOIN b ON b.user_id = p.user_id)
+    SELECT count(pg_notify('gmailsync_changes',
+                           json_build_object('user_id', b.user_id, 'seq', b.last_seq)::text))
+      INTO woken FROM b;
 END
 $$;
 
 -- A row stored (INSERT: added, with its labels) or gone (DELETE: deleted); rows archive mode
 -- had already marked deleted were fed then.
 CREATE FUNCTION gmailsync.changes_on_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    feed gmailsync.change[];
+    users text[];
+    threads text[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM gmailsync.changes_record((
-            SELECT jsonb_agg(jsonb_build_object('user_id', n.user_id, 'gmail_id', n.gmail_id,
-                                                'kind', 'added', 'labels_added', n.label_ids,
-                                                'history_id', n.history_id, 'ord', 0)
-                             ORDER BY n.user_id, n.gmail_id)
-              FROM new_rows n WHERE n.deleted_at IS NULL));
-        PERFORM gmailsync.threads_refresh((
-            SELECT jsonb_agg(DISTINCT jsonb_build_object('u', n.user_id, 't', n.thread_id))
-              FROM new_rows n WHERE n.deleted_at IS NULL AND n.thread_id IS NOT NULL));
+        SELECT array_agg(ROW(n.user_id, n.gmail_id, 'added', n.label_ids, NULL, n.history_id)
+                         ::gmailsync.change ORDER BY n.user_id, n.gmail_id)
+                   FILTER (WHERE n.deleted_at IS NULL),
+               array_agg(n.user_id) FILTER (WHERE n.deleted_at IS NULL),
+               array_agg(n.thread_id) FILTER (WHERE n.deleted_at IS NULL)
+          INTO feed, users, threads FROM new_rows n;
     ELSE
-        PERFORM gmailsync.changes_record((
-            SELECT jsonb_agg(jsonb_build_object('user_id', o.user_id, 'gmail_id', o.gmail_id,
-                                                'kind', 'deleted', 'history_id', o.history_id,
-                                                'ord', 0) ORDER BY o.user_id, o.gmail_id)
-              FROM old_rows o WHERE o.deleted_at IS NULL));
-        PERFORM gmailsync.threads_refresh((
-            SELECT jsonb_agg(DISTINCT jsonb_build_object('u', o.user_id, 't', o.thread_id))
-              FROM old_rows o WHERE o.deleted_at IS NULL AND o.thread_id IS NOT NULL));
+        SELECT array_agg(ROW(o.user_id, o.gmail_id, 'deleted', NULL, NULL, o.history_id)
+                         ::gmailsync.change ORDER BY o.user_id, o.gmail_id)
+                   FILTER (WHERE o.deleted_at IS NULL),
+               array_agg(o.user_id) FILTER (WHERE o.deleted_at IS NULL),
+               array_agg(o.thread_id) FILTER (WHERE o.deleted_at IS NULL)
+          INTO feed, users, threads FROM old_rows o;
     END IF;
+    PERFORM gmailsync.changes_record(feed);
+    PERFORM gmailsync.threads_refresh(users, threads);
     RETURN NULL;
 END
 $$;
 
+-- An update: archive mode's marks (deleted, or back: added), label changes, content stored;
+-- and the threads of rows whose thread-visible columns changed (an unchanged upsert costs none).
+-- One pass over the pairs of old and new rows.
 CREATE FUNCTION gmailsync.changes_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    feed gmailsync.change[];
+    users text[];
+    threads text[];
 BEGIN
-    PERFORM gmailsync.changes_record((
-        SELECT jsonb_agg(to_jsonb(c) ORDER BY c.user_id, c.gmail_id, c.ord)
-          FROM (
-            -- archive mode: marked deleted, or back
-            SELECT n.user_id, n.gmail_id, 1 AS ord,
-                   CASE WHEN n.deleted_at IS NULL THEN 'added' ELSE 'deleted' END AS kind,
-                   CASE WHEN n.deleted_at IS NULL THEN n.label_ids END AS labels_added,
-                   NULL::text[] AS labels_removed, n.history_id
-              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
-             WHERE (n.deleted_at IS NULL) <> (o.deleted_at IS NULL)
-            UNION ALL
-            SELECT n.user_id, n.gmail_id, 2, 'labels',
-                   ARRAY(SELECT x FROM unnest(n.label_ids) x WHERE x <> ALL (o.label_ids)),
-                   ARRAY(SELECT x FROM unnest(o.label_ids) x WHERE x <> ALL (n.label_ids)),
-                   n.history_id
-              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
-             WHERE n.deleted_at IS NULL AND o.deleted_at IS NULL
-               AND NOT (n.label_ids @> o.label_ids AND n.label_ids <@ o.label_ids)
-            UNION ALL
-            SELECT n.user_id, n.gmail_id, 3, 'content', NULL, NULL, n.history_id
-              FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
-             WHERE n.deleted_at IS NULL
-               AND n.content_state IN ('complete', 'parse_error')
-               AND (o.content_state IS NULL OR o.content_state = 'metadata_only')) c));
-    -- the threads of rows whose thread-visible columns changed (an unchanged upsert costs none)
-    PERFORM gmailsync.threads_refresh((
-        SELECT jsonb_agg(DISTINCT p)
-          FROM new_rows n JOIN old_rows o ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id
-         CROSS JOIN LATERAL (VALUES (jsonb_build_object('u', n.user_id, 't', n.thread_id)),
-                                    (jsonb_build_object('u', o.user_id, 't', o.thread_id))) v(p)
-         WHERE (n.thread_id, n.label_ids, n.deleted_at, n.subject, n.from_addr, n.internal_date,
-                n.has_attachments)
-               IS DISTINCT FROM (o.thread_id, o.label_ids, o.deleted_at, o.subject, o.from_addr,
-                                 o.internal_date, o.has_attachments)));
+    WITH j AS MATERIALIZED (
+             SELECT n.user_id, n.gmail_id, n.history_id, n.label_ids AS nl, o.label_ids AS ol,
+                    n.deleted_at IS NULL AS live, o.deleted_at IS NULL AS was_live,
+                    n.content_state IN ('complete', 'parse_error')
+                        AND (o.content_state IS NULL OR o.content_state = 'metadata_only')
+                        AS content,
+                    n.thread_id AS nt, o.thread_id AS ot,
+                    (n.thread_id, n.label_ids, n.deleted_at, n.subject, n.from_addr,
+                     n.internal_date, n.has_attachments)
+                        IS DISTINCT FROM (o.thread_id, o.label_ids, o.deleted_at, o.subject,
+                                          o.from_addr, o.internal_date, o.has_attachments)
+                        AS visible
+               FROM new_rows n JOIN old_rows o
+                 ON o.user_id = n.user_id AND o.gmail_id = n.gmail_id)
+    SELECT (SELECT array_agg(k.c ORDER BY (k.c).user_id, (k.c).gmail_id, k.ord)
+              FROM j CROSS JOIN LATERAL (VALUES
+                   -- archive mode: marked deleted, or back
+                   (1, j.live <> j.was_live,
+                    ROW(j.user_id, j.gmail_id, CASE WHEN j.live THEN 'added' ELSE 'deleted' END,
+                        CASE WHEN j.live THEN j.nl END, NULL, j.history_id)::gmailsync.change),
+                   (2, j.live AND j.was_live AND NOT (j.nl @> j.ol AND j.nl <@ j.ol),
+                    ROW(j.user_id, j.gmail_id, 'labels',
+                        ARRAY(SELECT x FROM unnest(j.nl) x WHERE x <> ALL (j.ol)),
+                        ARRAY(SELECT x FROM unnest(j.ol) x WHERE x <> ALL (j.nl)),
+                        j.history_id)::gmailsync.change),
+                   (3, j.live AND j.content,
+                    ROW(j.user_id, j.gmail_id, 'content', NULL, NULL, j.history_id)
+                        ::gmailsync.change)) AS k(ord, due, c)
+             WHERE k.due),
+           -- (both in the same order: pairs)
+           (SELECT array_agg(v.u ORDER BY v.u, v.t) FROM j
+             CROSS JOIN LATERAL (VALUES (j.user_id, j.nt), (j.user_id, j.ot)) v(u, t)
+             WHERE j.visible),
+           (SELECT array_agg(v.t ORDER BY v.u, v.t) FROM j
+             CROSS JOIN LATERAL (VALUES (j.user_id, j.nt), (j.user_id, j.ot)) v(u, t)
+             WHERE j.visible)
+      INTO feed, users, threads;
+    PERFORM gmailsync.changes_record(feed);
+    PERFORM gmailsync.threads_refresh(users, threads);
     RETURN NULL;
 END
 $$;

@@ -19,7 +19,7 @@
 #define MAX_CONF_BYTES (64 * 1024)
 
 typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL, K_TOKEN_KEY,
-               K_TOKEN_KEY_FILE, K_CONTENT, K_ATTACHMENTS, K_DELETIONS, K_SIZE, K_ON_OFF } kind_t;
+               K_TOKEN_KEY_FILE, K_CHOICE, K_SIZE, K_ON_OFF } kind_t;
 
 typedef struct {
     const char *name;
@@ -27,42 +27,43 @@ typedef struct {
     size_t offset;          /* of the field in gs_worker_conf_t */
     long min, max;          /* K_INT */
     apr_interval_time_t dmin; /* K_DURATION */
+    const char *const *names; /* K_CHOICE: the values, indexed by the field's enum (0, 1, ...) */
 } key_t_;
 
 #define F(field) offsetof(gs_worker_conf_t, field)
 static const key_t_ keys[] = {
-    { "db", K_STRING, F(db), 0, 0, 0 },
-    { "api_base", K_URL, F(api_base), 0, 0, 0 },
-    { "token_url", K_URL, F(token_url), 0, 0, 0 },
-    { "client_id", K_STRING, F(client_id), 0, 0, 0 },
-    { "client_secret", K_STRING, F(client_secret), 0, 0, 0 },
-    { "client_secret_file", K_SECRET_FILE, F(client_secret_file), 0, 0, 0 },
+    { "db", K_STRING, F(db), 0, 0, 0, NULL },
+    { "api_base", K_URL, F(api_base), 0, 0, 0, NULL },
+    { "token_url", K_URL, F(token_url), 0, 0, 0, NULL },
+    { "client_id", K_STRING, F(client_id), 0, 0, 0, NULL },
+    { "client_secret", K_STRING, F(client_secret), 0, 0, 0, NULL },
+    { "client_secret_file", K_SECRET_FILE, F(client_secret_file), 0, 0, 0, NULL },
     /* repeatable: one key per line, the current one first (how the daemon passes them) */
-    { "token_key", K_TOKEN_KEY, F(token_keys), 0, 0, 0 },
-    { "token_key_file", K_TOKEN_KEY_FILE, F(token_key_file), 0, 0, 0 },
-    { "mode", K_MODE, F(mode), 0, 0, 0 },
-    { "batch_size", K_INT, F(batch_size), 1, GS_MAX_BATCH_SIZE, 0 },
-    { "quota_units", K_INT, F(quota_units), 0, 1000000, 0 },
-    { "parallel", K_INT, F(parallel), 1, GS_WORKER_MAX_PARALLEL, 0 },
-    { "retries", K_INT, F(retries), 0, 100, 0 },
-    { "heartbeat", K_DURATION, F(heartbeat), 0, 0, 1000 * 50 },
-    { "progress_interval", K_DURATION, F(progress_interval), 0, 0, 0 },
-    { "stall_limit", K_DURATION, F(stall_limit), 0, 0, 0 },
-    { "db_wait", K_DURATION, F(db_wait), 0, 0, 0 },
-    { "retry_budget", K_DURATION, F(retry_budget), 0, 0, 1000 * 100 },
-    { "backoff_base", K_DURATION, F(backoff_base), 0, 0, 1000 },
-    { "backoff_max", K_DURATION, F(backoff_max), 0, 0, 1000 },
-    { "timeout", K_DURATION, F(timeout), 0, 0, 1000 * 100 },
-    { "connect_timeout", K_DURATION, F(connect_timeout), 0, 0, 1000 * 100 },
-    { "low_speed_time", K_DURATION, F(low_speed_time), 0, 0, APR_USEC_PER_SEC },
-    { "content", K_CONTENT, F(content), 0, 0, 0 },
-    { "attachments", K_ATTACHMENTS, F(attachments), 0, 0, 0 },
-    { "deletions", K_DELETIONS, F(deletions), 0, 0, 0 },
-    { "attachment_max_size", K_SIZE, F(attachment_max_size), 0, 0, 0 },
-    { "store_raw", K_ON_OFF, F(store_raw), 0, 0, 0 },
-    { "host", K_STRING, F(host), 0, 0, 0 },
-    { "log_level", K_LOG_LEVEL, F(debug), 0, 0, 0 },
-    { NULL, K_STRING, 0, 0, 0, 0 }
+    { "token_key", K_TOKEN_KEY, F(token_keys), 0, 0, 0, NULL },
+    { "token_key_file", K_TOKEN_KEY_FILE, F(token_key_file), 0, 0, 0, NULL },
+    { "mode", K_MODE, F(mode), 0, 0, 0, NULL },
+    { "batch_size", K_INT, F(batch_size), 1, GS_MAX_BATCH_SIZE, 0, NULL },
+    { "quota_units", K_INT, F(quota_units), 0, 1000000, 0, NULL },
+    { "parallel", K_INT, F(parallel), 1, GS_WORKER_MAX_PARALLEL, 0, NULL },
+    { "retries", K_INT, F(retries), 0, 100, 0, NULL },
+    { "heartbeat", K_DURATION, F(heartbeat), 0, 0, 1000 * 50, NULL },
+    { "progress_interval", K_DURATION, F(progress_interval), 0, 0, 0, NULL },
+    { "stall_limit", K_DURATION, F(stall_limit), 0, 0, 0, NULL },
+    { "db_wait", K_DURATION, F(db_wait), 0, 0, 0, NULL },
+    { "retry_budget", K_DURATION, F(retry_budget), 0, 0, 1000 * 100, NULL },
+    { "backoff_base", K_DURATION, F(backoff_base), 0, 0, 1000, NULL },
+    { "backoff_max", K_DURATION, F(backoff_max), 0, 0, 1000, NULL },
+    { "timeout", K_DURATION, F(timeout), 0, 0, 1000 * 100, NULL },
+    { "connect_timeout", K_DURATION, F(connect_timeout), 0, 0, 1000 * 100, NULL },
+    { "low_speed_time", K_DURATION, F(low_speed_time), 0, 0, APR_USEC_PER_SEC, NULL },
+    { "content", K_CHOICE, F(content), 0, 0, 0, gs_content_mode_names },
+    { "attachments", K_CHOICE, F(attachments), 0, 0, 0, gs_attach_mode_names },
+    { "deletions", K_CHOICE, F(deletions), 0, 0, 0, gs_deletions_names },
+    { "attachment_max_size", K_SIZE, F(attachment_max_size), 0, 0, 0, NULL },
+    { "store_raw", K_ON_OFF, F(store_raw), 0, 0, 0, NULL },
+    { "host", K_STRING, F(host), 0, 0, 0, NULL },
+    { "log_level", K_LOG_LEVEL, F(debug), 0, 0, 0, NULL },
+    { NULL, K_STRING, 0, 0, 0, 0, NULL }
 };
 #undef F
 
@@ -271,24 +272,12 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
         return APR_EINVAL;
     case K_TOKEN_KEY_FILE:
         return read_token_key_file(conf, p, value, why);
-    case K_CONTENT:
-    case K_ATTACHMENTS:
-    case K_DELETIONS:
-        if ((rv = gs_parse_choice(p, value, k->kind == K_CONTENT ? gs_content_mode_names
-                                            : k->kind == K_ATTACHMENTS ? gs_attach_mode_names
-                                            : gs_deletions_names,
-                                  &choice, why)) != APR_SUCCESS) {
+    case K_CHOICE:
+        /* the fields are enums whose values index their names (gs_config.h) */
+        if ((rv = gs_parse_choice(p, value, k->names, &choice, why)) != APR_SUCCESS) {
             return rv;
         }
-        if (k->kind == K_CONTENT) {
-            *(gs_content_mode_t *)field = choice ? GS_CONTENT_METADATA : GS_CONTENT_FULL;
-        }
-        else if (k->kind == K_ATTACHMENTS) {
-            *(gs_attach_mode_t *)field = choice ? GS_ATTACH_METADATA : GS_ATTACH_STORE;
-        }
-        else {
-            *(gs_deletions_t *)field = choice ? GS_DELETIONS_KEEP : GS_DELETIONS_DELETE;
-        }
+        *(int *)field = choice;
         return APR_SUCCESS;
     case K_SIZE:
         return gs_parse_size(value, GS_MAX_ATTACHMENT_MAX_SIZE, (apr_int64_t *)field, why);

@@ -19,6 +19,7 @@
 #include <http_protocol.h>
 #include <util_script.h>
 
+#include "gs_config.h"
 #include "gs_db.h"
 #include "gs_json.h"
 #include "gs_sql.h"
@@ -30,18 +31,12 @@ APLOG_USE_MODULE(gmailsync);
 #define GS_CHANGES_MAX_LIMIT     1000
 
 /* A decimal integer in [0, max] (no sign, no blanks, at most 18 digits), else -1. */
-static apr_int64_t count_arg(const char *s, apr_int64_t max)
+static apr_int64_t count_arg(const char *s, long max)
 {
-    apr_int64_t v = 0;
-    int n;
+    long v;
 
-    for (n = 0; s && s[n]; n++) {
-        if (n >= 18 || !apr_isdigit(s[n])) {
-            return -1;
-        }
-        v = v * 10 + (s[n] - '0');
-    }
-    return n > 0 && v <= max ? v : -1;
+    /* digits only: no sign, no blank (strtol would take "+5" and " 5") */
+    return s && apr_isdigit(*s) && gs_parse_int(s, 0, max, &v, NULL) == APR_SUCCESS ? v : -1;
 }
 
 static int bad_request(request_rec *r, const char *detail)
@@ -77,7 +72,7 @@ int gs_httpd_handle_changes(request_rec *r, const gs_srv_conf_t *conf, const cha
         since_text = apr_table_get(query, "since");
         limit_text = apr_table_get(query, "limit");
     }
-    if (since_text && (since = count_arg(since_text, APR_INT64_C(999999999999999999))) < 0) {
+    if (since_text && (since = count_arg(since_text, 999999999999999999L)) < 0) {
         return bad_request(r, "since must be a change sequence number (a whole number, 0 or "
                               "more)");
     }

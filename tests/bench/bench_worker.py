@@ -334,6 +334,53 @@ def print_content(results):
             print("  worker(%d): %s" % (r["messages"], line))
 
 
+FEED_TRIGGERS = ("messages_changes_insert", "messages_changes_update", "messages_changes_delete")
+
+
+def set_feed(env, on):
+    """The change feed and the threads are kept by these statement triggers (sql/011): off, the
+    worker stores as it did before them."""
+    with psycopg2.connect(env["GS_PG_DSN"]) as conn, conn.cursor() as cur:
+        for name in FEED_TRIGGERS:
+            cur.execute("ALTER TABLE gmailsync.messages %s TRIGGER %s"
+                        % ("ENABLE" if on else "DISABLE", name))
+    conn.close()
+
+
+def feed_cost(env, args):
+    """Unpaced full syncs, each size and content mode with the triggers off, then on, in turn
+    (two rounds: the machine's drift shows as the spread)."""
+    results = []
+    sizes = [int(n) for n in args.sizes.split(",")]
+    try:
+        for _ in range(2):
+            for n in sizes:
+                for content in ("metadata", "full"):
+                    for on in (False, True):
+                        set_feed(env, on)
+                        r = run_one(env, args.worker, n, args.parallel, 0, 0, content=content,
+                                    deadline=args.deadline)
+                        r.update(feed=on, content=content)
+                        results.append(r)
+    finally:
+        set_feed(env, True)
+    return results
+
+
+def print_feed(results, args):
+    print("gmailsync-worker full sync, unpaced (parallel=%d): messages/s with the change feed and "
+          "threads triggers off and on" % args.parallel)
+    print("messages  content   off msg/s  on msg/s  cost")
+    rows = {}
+    for r in results:
+        rows.setdefault((r["messages"], r["content"]), {}).setdefault(r["feed"], []).append(
+            r["messages_per_s"])
+    for (n, content), by in rows.items():
+        for off, on in zip(by.get(False, []), by.get(True, [])):
+            print("%8d  %-8s  %9.0f  %8.0f  %+5.1f %%" % (n, content, off, on,
+                                                          (off - on) / off * 100 if off else 0))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2000,20000")
@@ -354,6 +401,9 @@ def main():
     ap.add_argument("--no-giant", action="store_true", help="the mix without its 25 MB message")
     ap.add_argument("--big", type=int, default=0, help="sync N messages of 25 MB in one batch")
     ap.add_argument("--deadline", type=int, default=900, help="seconds a sync may take")
+    ap.add_argument("--feed", action="store_true",
+                    help="each size with the change feed's and threads' triggers off, then on "
+                         "(content metadata and full): the feed's cost side by side")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.paced:
@@ -402,6 +452,8 @@ def main():
                 results.append(run_one(env, args.worker, args.big, args.parallel, 0, 0,
                                        content="full", mbox=chunks, batch_size=args.big,
                                        deadline=args.deadline))
+        elif args.feed:
+            results = feed_cost(env, args)
         else:
             results = [run_one(env, args.worker, int(n), args.parallel, args.latency, args.quota,
                                args.server_quota, args.max_concurrent, deadline=args.deadline)
@@ -413,6 +465,10 @@ def main():
         json.dump(results, sys.stdout, indent=1)
         print()
         return
+    if args.feed:
+        print_feed(results, args)
+        sys.exit(0 if all(r["state"] == "SUCCEEDED" and r["stored"] == r["messages"]
+                          for r in results) else 1)
     if args.mix or args.big:
         print("gmailsync-worker full sync of real MIME (parallel=%d, no quota, no latency); "
               "raw/blob KB per message: length, then as PostgreSQL stores it" % args.parallel)

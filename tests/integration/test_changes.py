@@ -204,7 +204,8 @@ def test_http_feed_pages_refuses_bad_input_and_says_gone_past_the_retention(stac
                                   (uid,)))
     # bad input: 400 problems; no session: 401
     for params in ({"since": "-1"}, {"since": "abc"}, {"since": "1e3"}, {"limit": "0"},
-                   {"limit": "1001"}, {"limit": ""}, {"since": "9" * 30}):
+                   {"limit": "1001"}, {"limit": ""}, {"since": "9" * 30}, {"since": "+5"},
+                   {"since": " 5"}, {"limit": "5 "}, {"since": "0x10"}):
         r = requests.get(stack.api + "/changes", params=params, cookies=cookies, timeout=30)
         assert r.status_code == 400, (params, r.status_code, r.text)
         assert r.headers["Content-Type"].startswith("application/problem+json")

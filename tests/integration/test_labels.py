@@ -161,9 +161,9 @@ def test_archive_mode_keeps_deleted_mail_and_trash_is_a_label(stack, gmail, work
 def threads_table(stack, uid):
     rows = stack.query("SELECT thread_id, message_count, unread_count, label_ids,"
                        " (extract(epoch FROM newest_date) * 1000)::bigint,"
-                       " (extract(epoch FROM oldest_date) * 1000)::bigint, subject"
+                       " (extract(epoch FROM oldest_date) * 1000)::bigint, subject, participants"
                        " FROM gmailsync.threads WHERE user_id = %s", (uid,))
-    return {r[0]: (r[1], r[2], sorted(r[3]), r[4], r[5], r[6]) for r in rows}
+    return {r[0]: (r[1], r[2], sorted(r[3]), r[4], r[5], r[6], r[7]) for r in rows}
 
 
 def gmail_threads(gmail, email):
@@ -174,11 +174,15 @@ def gmail_threads(gmail, email):
     out = {}
     for tid, ms in by.items():
         ms.sort(key=lambda m: (int(m["internalDate"]), m["id"]))
-        subject = next((h["value"] for h in ms[0].get("payload", {}).get("headers", [])
-                        if h["name"].lower() == "subject"), None)
+        def header(m, name):
+            return next((h["value"] for h in m.get("payload", {}).get("headers", [])
+                         if h["name"].lower() == name), None)
+        # participants: the distinct From values, in order, the first 20
+        senders = sorted({header(m, "from") for m in ms} - {None})[:20]
         out[tid] = (len(ms), sum("UNREAD" in m.get("labelIds", []) for m in ms),
                     sorted({l for m in ms for l in m.get("labelIds", [])}),
-                    int(ms[-1]["internalDate"]), int(ms[0]["internalDate"]), subject)
+                    int(ms[-1]["internalDate"]), int(ms[0]["internalDate"]),
+                    header(ms[0], "subject"), senders)
     return out
 
 
