@@ -6,6 +6,7 @@
 #include <apr_strings.h>
 
 #include "gs_batch.h"
+#include "gs_mem.h"
 
 #define BOUNDARY_PREFIX "gs_batch_"
 
@@ -223,6 +224,7 @@ apr_status_t gs_batch_parse(apr_pool_t *p, const char *content_type, const char 
         if (next && parse_part(p, s, e, &part, &b) && part.index < n && !seen[part.index]) {
             seen[part.index] = 1;
             part.body = b ? apr_pstrmemdup(p, b, part.body_len) : apr_pcalloc(p, 1);
+            part.pool = NULL;
             APR_ARRAY_PUSH(*parts, gs_batch_part_t) = part;
         }
         if (!next) {
@@ -455,6 +457,7 @@ apr_status_t gs_batch_reader_next(gs_batch_reader_t *r, apr_pool_t *part_pool,
             return rv;
         }
         buf = apr_palloc(pp, len + 1);
+        (void)gs_mem_huge(buf, len + 1);     /* advice only: a large part fills it at once */
         if ((rv = read_upto(r, s, buf, len, &got)) != APR_SUCCESS || got != len) {
             apr_pool_destroy(pp);
             r->done = 1;
@@ -467,6 +470,7 @@ apr_status_t gs_batch_reader_next(gs_batch_reader_t *r, apr_pool_t *part_pool,
             && !r->seen[part->index]) {
             r->seen[part->index] = 1;
             part->body = body ? (char *)body : buf + len;
+            part->pool = pp;
             return APR_SUCCESS;
         }
         apr_pool_destroy(pp);

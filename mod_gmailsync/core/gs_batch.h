@@ -24,6 +24,8 @@ typedef struct {
                              * caller may change it in place */
     apr_size_t body_len;
     const char *retry_after;/* inner Retry-After header, or NULL */
+    apr_pool_t *pool;       /* gs_batch_reader_next: the part's own pool (a subpool of the
+                             * part_pool given), which holds it alone; NULL from gs_batch_parse */
 } gs_batch_part_t;
 
 /* Builds the body of a batch request whose inner requests are "GET <paths[i]>", with

@@ -8,6 +8,7 @@
 #include "gs_gmail_parse.h"
 #include "gs_json.h"
 #include "gs_log.h"
+#include "gs_mem.h"
 #include "gs_sha256.h"
 #include "gs_sql.h"
 
@@ -117,11 +118,109 @@ static void blob_args(apr_pool_t *p, const char **args, const void *bytes, apr_s
     args[3] = "";
 }
 
+/* One piece of a blob, bytes[0..len) at offset `off`: the first by the put (which inserts
+ * nothing when the blob is stored already: *affected 0), the others appended. */
+static apr_status_t blob_piece(gs_task_t *t, apr_pool_t *p, const gs_mime_attachment_t *a,
+                               const void *bytes, apr_size_t len, apr_size_t off, int *affected)
+{
+    const char *args[7];
+
+    if (off == 0) {
+        args[0] = t->user_id;
+        args[1] = a->sha256;
+        args[2] = apr_psprintf(p, "%" APR_SIZE_T_FMT, len);
+        blob_args(p, args + 3, bytes, len);
+        return gs_task_exec(t, p, GS_SQL_W_BLOB_PUT, 0, affected, 7, args);
+    }
+    blob_args(p, args, bytes, len);
+    args[4] = t->user_id;
+    args[5] = a->sha256;
+    args[6] = apr_psprintf(p, "%" APR_SIZE_T_FMT, off);
+    return gs_task_exec(t, p, GS_SQL_W_BLOB_APPEND, 0, affected, 7, args);
+}
+
+/* An append that found no row to append to: the row the put began is not there (or has
+ * another length), which this transaction rules out. */
+static apr_status_t piece_lost(gs_task_t *t, apr_pool_t *p, const char *what, const char *id,
+                               apr_size_t off)
+{
+    gs_log_error(GS_LOG_ERR, p, "event=content.piece_lost task=%s %s=%s offset=%"
+                 APR_SIZE_T_FMT, t->task_id, what, id, off);
+    return APR_EGENERAL;
+}
+
+/* An attachment's bytes, GS_CONTENT_PIECE at a time: from its decoded bytes, or read again
+ * from the message (a source: never whole in memory, one piece at a time). */
+static apr_status_t put_blob_bytes(gs_task_t *t, apr_pool_t *p, const gs_mime_attachment_t *a)
+{
+    apr_size_t off = 0, n;
+    int affected = 0;
+    apr_status_t rv;
+
+    if (!a->source) {
+        do {
+            n = a->size - off < GS_CONTENT_PIECE ? a->size - off : GS_CONTENT_PIECE;
+            if ((rv = blob_piece(t, p, a, a->bytes ? a->bytes + off : NULL, n, off, &affected))
+                != APR_SUCCESS) {
+                return rv;
+            }
+            if (!affected) {
+                return off == 0 ? APR_SUCCESS : piece_lost(t, p, "sha256", a->sha256, off);
+            }
+            off += n;
+        } while (off < a->size);
+        return APR_SUCCESS;
+    }
+    {
+        apr_pool_t *rp, *pp;
+        gs_mime_reader_t *r;
+        char *buf;
+
+        if ((rv = apr_pool_create(&rp, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        if ((rv = apr_pool_create(&pp, rp)) != APR_SUCCESS) {
+            apr_pool_destroy(rp);
+            return rv;
+        }
+        buf = apr_palloc(rp, GS_CONTENT_PIECE);
+        (void)gs_mem_huge(buf, GS_CONTENT_PIECE);   /* advice only */
+        rv = gs_mime_reader_open(&r, rp, a->source);
+        while (rv == APR_SUCCESS) {
+            n = GS_CONTENT_PIECE;
+            if ((rv = gs_mime_reader_read(r, buf, &n)) != APR_SUCCESS || n == 0) {
+                break;
+            }
+            if (off + n > a->size) {
+                rv = APR_EGENERAL;   /* GMime decoded more than it did when hashing */
+                break;
+            }
+            if ((rv = blob_piece(t, pp, a, buf, n, off, &affected)) != APR_SUCCESS) {
+                break;
+            }
+            apr_pool_clear(pp);
+            if (!affected) {
+                rv = off == 0 ? APR_SUCCESS : piece_lost(t, p, "sha256", a->sha256, off);
+                off = a->size;
+                break;
+            }
+            off += n;
+            if (off == a->size) {
+                break;
+            }
+        }
+        apr_pool_destroy(rp);
+        if (rv == APR_SUCCESS && off != a->size) {
+            rv = APR_EGENERAL;       /* ... or less */
+        }
+        return rv;
+    }
+}
+
 static apr_status_t put_blob(gs_task_t *t, apr_pool_t *p, const gs_mime_attachment_t *a,
                              gs_content_result_t *result)
 {
     const char *known[2] = { t->user_id, a->sha256 };
-    const char *args[7];
     gs_db_rows_t *rows;
     apr_status_t rv;
 
@@ -134,11 +233,7 @@ static apr_status_t put_blob(gs_task_t *t, apr_pool_t *p, const gs_mime_attachme
             return APR_SUCCESS;
         }
     }
-    args[0] = t->user_id;
-    args[1] = a->sha256;
-    args[2] = apr_psprintf(p, "%" APR_SIZE_T_FMT, a->size);
-    blob_args(p, args + 3, a->bytes, a->size);
-    if ((rv = gs_task_exec(t, p, GS_SQL_W_BLOB_PUT, 0, NULL, 7, args)) == APR_SUCCESS) {
+    if ((rv = put_blob_bytes(t, p, a)) == APR_SUCCESS) {
         result->blobs_stored++;
     }
     return rv;
@@ -177,7 +272,7 @@ gs_content_t *gs_content_build(apr_pool_t *p, const gs_content_opts_t *o, json_o
         /* within the size (an empty attachment too: its blob is empty) */
         int stored = o->attachments == GS_ATTACH_STORE && o->attachment_max_size > 0
                      && (apr_int64_t)a->size <= o->attachment_max_size
-                     && (a->bytes != NULL || a->size == 0);
+                     && (a->bytes != NULL || a->source != NULL || a->size == 0);
         json_object *j = json_object_new_object();
 
         json_object_array_add(atts, j);   /* owned by atts (the pool) from here on */
@@ -209,7 +304,8 @@ static apr_status_t store_built(gs_task_t *t, apr_pool_t *p, const gs_content_op
                                 const char *gen, const char *seen_by, const gs_gmail_raw_t *raw,
                                 const gs_content_t *c, gs_content_result_t *result)
 {
-    const char *put[4], *parts[9], *rawargs[6];
+    const char *put[4], *parts[9], *rawargs[7];
+    apr_size_t off = 0;
     apr_status_t rv;
     int i;
 
@@ -243,10 +339,30 @@ static apr_status_t store_built(gs_task_t *t, apr_pool_t *p, const gs_content_op
     if (!o->store_raw) {
         return APR_SUCCESS;
     }
-    rawargs[0] = t->user_id;
-    rawargs[1] = c->id;
-    blob_args(p, rawargs + 2, raw->bytes, raw->len);
-    return gs_task_exec(t, p, GS_SQL_W_RAW_PUT, 0, NULL, 6, rawargs);
+    /* GS_CONTENT_PIECE at a time: the first piece by the put, the others appended */
+    do {
+        apr_size_t n = raw->len - off < GS_CONTENT_PIECE ? raw->len - off : GS_CONTENT_PIECE;
+        int affected = 0;
+
+        if (off == 0) {
+            rawargs[0] = t->user_id;
+            rawargs[1] = c->id;
+            blob_args(p, rawargs + 2, raw->bytes, n);
+            rv = gs_task_exec(t, p, GS_SQL_W_RAW_PUT, 0, NULL, 6, rawargs);
+        }
+        else {
+            blob_args(p, rawargs, raw->bytes + off, n);
+            rawargs[4] = t->user_id;
+            rawargs[5] = c->id;
+            rawargs[6] = apr_psprintf(p, "%" APR_SIZE_T_FMT, off);
+            if ((rv = gs_task_exec(t, p, GS_SQL_W_RAW_APPEND, 0, &affected, 7, rawargs))
+                == APR_SUCCESS && affected != 1) {
+                rv = piece_lost(t, p, "id", c->id, off);
+            }
+        }
+        off += n;
+    } while (rv == APR_SUCCESS && off < raw->len);
+    return rv;
 }
 
 /* This thread's CPU time in microseconds (0 when the clock is not there). */

@@ -46,6 +46,11 @@ typedef struct {
  * longer address gets no address row (both stay whole in the headers column). */
 #define GS_CONTENT_MAX_INDEXED 998
 
+/* A raw message or attachment larger than this goes to PostgreSQL a piece at a time (libpq
+ * copies a parameter whole into its output buffer and keeps that buffer as large as the largest
+ * value it sent): the first piece by its put, the others appended (GS_SQL_W_*_APPEND). */
+#define GS_CONTENT_PIECE (4 * 1024 * 1024)
+
 /* Everything the store sends for one message, built without the database: the values of
  * GS_SQL_W_MESSAGE_PUT, GS_SQL_W_MESSAGE_PARTS, GS_SQL_W_BLOB_PUT and GS_SQL_W_RAW_PUT but
  * the user, the sync's stamps and the raw bytes themselves. Every text is valid UTF-8 without

@@ -129,10 +129,13 @@ apr_status_t gs_gmail_fetch(gs_gmail_t *gm, apr_pool_t *p, const char *const *id
  * into p. APR_EINVAL when text holds anything else. */
 apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
                                  gs_gmail_raw_t *out);
+/* The same decoded where the text is (the bytes are 3/4 of it): out->bytes is text. */
+apr_status_t gs_gmail_decode_raw_in_place(char *text, apr_size_t len, gs_gmail_raw_t *out);
 
 /* One part of a format=raw batch answer (the JSON of messages.get) as the worker takes it: its
  * row (gs_gmail_message_row; the caller owns the reference) and its raw message decoded by
- * gs_gmail_decode_raw into `into`. The text is checked where it is (gs_json_validate_member)
+ * gs_gmail_decode_raw into `into` (NULL: in place, raw->bytes then points into body). The text
+ * is checked where it is (gs_json_validate_member)
  * and the raw field unescaped in place, so body may change; only the rest of the message (a few
  * hundred bytes) is parsed by json-c, in a subpool of p for this call only. APR_EINVAL with
  * *err set (from p; *row NULL) when the part is not a message with a valid id and a base64url

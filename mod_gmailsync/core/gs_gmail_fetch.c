@@ -15,15 +15,14 @@
  *
  * Memory is bounded by the largest message, not by the batch (issue 22): an answer over 1 MB is
  * spooled to a temporary file (gs_http.h) and its parts are read one at a time
- * (gs_batch_reader); a message's JSON text is read where it is, its raw field decoded straight
- * into the held pool and the text freed before the next part is read; and the held raw
+ * (gs_batch_reader), each into a pool of the held ones, where its JSON text is checked and its
+ * raw field decoded in place (the bytes are 3/4 of the text: no second copy); and the held raw
  * messages are stored as soon as they pass GS_HELD_STORE_BYTES, whatever the pacing. A batch
  * whose answer passes GS_BATCH_ANSWER_TARGET makes the batches smaller for the rest of the run.
  */
 #include <string.h>
 
 #include <apr_base64.h>
-#include <apr_lib.h>
 #include <apr_strings.h>
 
 #include "gs_batch.h"
@@ -38,7 +37,7 @@
 
 /* Held raw messages are stored once they pass this, paced or not: a round of small messages
  * stays together (stored while the quota is waited for), a few large ones do not pile up. */
-#define GS_HELD_STORE_BYTES (16 * 1024 * 1024)
+#define GS_HELD_STORE_BYTES (8 * 1024 * 1024)
 /* A batch answer larger than this makes later batches smaller, so that an answer like it would
  * have stayed within it: the answer is on disk (spooled), but it takes disk, time within the
  * whole-request timeout, and a failure asks all its parts again. Shrunk only, for the run. */
@@ -85,11 +84,25 @@ static apr_status_t held_store(held_t *h)
     return rv;
 }
 
-apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
-                                 gs_gmail_raw_t *out)
+/* base64url -> the standard alphabet apr_base64 reads; 0: not base64url */
+static const char url_to_std[256] = {
+    ['A'] = 'A', ['B'] = 'B', ['C'] = 'C', ['D'] = 'D', ['E'] = 'E', ['F'] = 'F', ['G'] = 'G',
+    ['H'] = 'H', ['I'] = 'I', ['J'] = 'J', ['K'] = 'K', ['L'] = 'L', ['M'] = 'M', ['N'] = 'N',
+    ['O'] = 'O', ['P'] = 'P', ['Q'] = 'Q', ['R'] = 'R', ['S'] = 'S', ['T'] = 'T', ['U'] = 'U',
+    ['V'] = 'V', ['W'] = 'W', ['X'] = 'X', ['Y'] = 'Y', ['Z'] = 'Z', ['a'] = 'a', ['b'] = 'b',
+    ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g', ['h'] = 'h', ['i'] = 'i',
+    ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n', ['o'] = 'o', ['p'] = 'p',
+    ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u', ['v'] = 'v', ['w'] = 'w',
+    ['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['-'] = '+',
+    ['_'] = '/'
+};
+
+/* The length of a base64url text (padded or not) without its padding in *np; APR_EINVAL when
+ * the padding is wrong. */
+static apr_status_t raw_length(const char *text, apr_size_t len, apr_size_t *np)
 {
-    apr_size_t i, n = len;
-    unsigned char *o;
+    apr_size_t n = len;
 
     while (n > 0 && text[n - 1] == '=') {
         n--;
@@ -99,27 +112,33 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
         || n > (apr_size_t)APR_INT32_MAX - 4) {
         return APR_EINVAL;
     }
-    /* apr_base64 stops at the first byte outside its alphabet: every byte is checked first, so
-     * nothing is cut silently (and nothing is allocated for text that is not base64url) */
-    for (i = 0; i < n; i++) {
-        if (!apr_isalnum(text[i]) && text[i] != '-' && text[i] != '_') {
-            return APR_EINVAL;
-        }
-    }
-    out->bytes = o = apr_palloc(p, n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) + 1);
-    /* the URL-safe alphabet as the standard one, a chunk at a time on the stack: the decoded
-     * bytes are the only copy of the message made here */
+    *np = n;
+    return APR_SUCCESS;
+}
+
+/* text[0..n) decoded to o, which may be text itself: the decoded bytes are 3/4 of the text,
+ * and each chunk is copied out before its bytes are written. apr_base64 stops at the first
+ * byte outside its alphabet: each chunk's bytes are checked as they are mapped to it, so
+ * nothing is cut silently (APR_EINVAL, o then holds a part of the bytes). */
+static apr_status_t raw_decode(const char *text, apr_size_t n, unsigned char *o,
+                               gs_gmail_raw_t *out)
+{
+    apr_size_t i;
+
+    out->bytes = o;
+    /* the URL-safe alphabet as the standard one, a chunk at a time on the stack */
     for (i = 0; i < n; i += DECODE_CHUNK) {
         char std[DECODE_CHUNK + 1];
         apr_size_t k = n - i < DECODE_CHUNK ? n - i : DECODE_CHUNK, j;
         int want = (int)(k / 4 * 3 + (k % 4 ? k % 4 - 1 : 0));
+        unsigned char ok = 1;
 
         for (j = 0; j < k; j++) {
-            char c = text[i + j];
-            std[j] = c == '-' ? '+' : c == '_' ? '/' : c;
+            std[j] = url_to_std[(unsigned char)text[i + j]];
+            ok &= (unsigned char)(std[j] != 0);
         }
         std[k] = '\0';
-        if (apr_base64_decode_binary(o, std) != want) {
+        if (!ok || apr_base64_decode_binary(o, std) != want) {
             return APR_EINVAL;
         }
         o += want;
@@ -127,6 +146,36 @@ apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len
     *o = '\0';
     out->len = (apr_size_t)(o - out->bytes);
     return APR_SUCCESS;
+}
+
+apr_status_t gs_gmail_decode_raw(apr_pool_t *p, const char *text, apr_size_t len,
+                                 gs_gmail_raw_t *out)
+{
+    apr_size_t i, n;
+    unsigned char ok = 1;
+
+    if (raw_length(text, len, &n) != APR_SUCCESS) {
+        return APR_EINVAL;
+    }
+    /* every byte checked before anything is allocated for it */
+    for (i = 0; i < n; i++) {
+        ok &= (unsigned char)(url_to_std[(unsigned char)text[i]] != 0);
+    }
+    if (!ok) {
+        return APR_EINVAL;
+    }
+    /* the decoded bytes are the only copy of the message made here */
+    return raw_decode(text, n, apr_palloc(p, n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) + 1), out);
+}
+
+apr_status_t gs_gmail_decode_raw_in_place(char *text, apr_size_t len, gs_gmail_raw_t *out)
+{
+    apr_size_t n;
+
+    if (raw_length(text, len, &n) != APR_SUCCESS) {
+        return APR_EINVAL;
+    }
+    return raw_decode(text, n, (unsigned char *)text, out);   /* one pass: checked as decoded */
 }
 
 apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, char *body, apr_size_t len,
@@ -160,9 +209,14 @@ apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, char *body, apr_
         if ((msg = gs_json_parse(mp, rest, len - span.len, err))
             && (r = gs_gmail_message_row(mp, msg, err))) {
             /* Google's JSON writes '=' as \u003d: the padding comes escaped */
-            raw_len = span.escaped ? gs_json_unescape_in_place(body + span.start, span.len)
-                                   : span.len;
-            if ((rv = gs_gmail_decode_raw(into, body + span.start, raw_len, raw))
+            /* the bytes before the first escape stay where they are */
+            raw_len = span.escaped
+                      ? span.escape_at + gs_json_unescape_in_place(body + span.start
+                                                                   + span.escape_at,
+                                                                   span.len - span.escape_at)
+                      : span.len;
+            if ((rv = into ? gs_gmail_decode_raw(into, body + span.start, raw_len, raw)
+                           : gs_gmail_decode_raw_in_place(body + span.start, raw_len, raw))
                 == APR_SUCCESS) {
                 *row = r;
             }
@@ -180,21 +234,27 @@ apr_status_t gs_gmail_raw_part(apr_pool_t *p, apr_pool_t *into, char *body, apr_
 }
 
 /* One message of a format=raw answer: its row and its decoded bytes, held for the store. The
- * text is checked where it is (body, len: one part's, which this may change), its raw field
- * decoded straight into the held pool, and only the rest of the message (a few hundred bytes)
- * is copied for json-c: the message's text is never copied. */
-static apr_status_t take_raw_message(apr_pool_t *p, char *body, apr_size_t len, held_t *held,
-                                     const char **err)
+ * text is checked where it is (the part's, which this changes), its raw field decoded in place
+ * (a part of its own pool, which *kept says the held rows now own) or into the held pool (an
+ * answer held in memory), and only the rest of the message (a few hundred bytes) is copied for
+ * json-c: the message's text is never copied. */
+static apr_status_t take_raw_message(apr_pool_t *p, const gs_batch_part_t *part, held_t *held,
+                                     int *kept, const char **err)
 {
     json_object *row;
     gs_gmail_raw_t r;
-    apr_status_t rv = gs_gmail_raw_part(p, held->pool, body, len, &row, &r, err);
+    /* a part read alone into the held pool (a spooled answer's) is decoded where it is: its
+     * text is not copied, and the part's pool goes with the held rows */
+    int in_place = part->pool != NULL;
+    apr_status_t rv = gs_gmail_raw_part(p, in_place ? NULL : held->pool, part->body,
+                                        part->body_len, &row, &r, err);
 
     if (rv == APR_SUCCESS) {
         APR_ARRAY_PUSH(held->raws, gs_gmail_raw_t) = r;
         json_object_array_add(held->rows, row);
         held->nrows++;
-        held->raw_bytes += r.len;
+        held->raw_bytes += in_place ? part->body_len : r.len;
+        *kept = in_place;
     }
     return rv;
 }
@@ -258,11 +318,12 @@ static void requeue(apr_array_header_t *queue, const pending_t *item, int count_
  * the parts that came back with data (or gone). Parsed in p (the part's pool). */
 static apr_status_t take_part(gs_gmail_t *gm, apr_pool_t *p, const gs_batch_part_t *part,
                               const pending_t *item, apr_array_header_t *queue, round_t *r,
-                              held_t *held, int *taken)
+                              held_t *held, int *taken, int *kept)
 {
     const char *err = NULL;
     gs_attempt_t pa;
 
+    *kept = 0;
     pa.status = part->status;
     gs_gmail_count_answer(gm, part->status);
     pa.retry_after = gs_parse_retry_after(part->retry_after, apr_time_now());
@@ -271,7 +332,7 @@ static apr_status_t take_part(gs_gmail_t *gm, apr_pool_t *p, const gs_batch_part
     pa.until = pa.cls == GS_GM_RATE_LIMITED
                ? gs_gmail_lockout_until(p, part->body, part->body_len) : 0;
     if (pa.cls == GS_GM_OK && held->format == GS_FETCH_RAW) {
-        apr_status_t mrv = take_raw_message(p, part->body, part->body_len, held, &err);
+        apr_status_t mrv = take_raw_message(p, part, held, kept, &err);
         if (mrv == APR_SUCCESS) {
             (*taken)++;
             return APR_SUCCESS;
@@ -423,8 +484,12 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
     }
     brv = APR_EOF;
     for (i = 0; reader || i < parts->nelts; i++) {
+        int kept = 0;
+
         if (reader) {
-            if ((brv = gs_batch_reader_next(reader, pp, &part, &err)) != APR_SUCCESS) {
+            /* a raw message is read into the held pool, where it is decoded (kept) */
+            if ((brv = gs_batch_reader_next(reader, held->format == GS_FETCH_RAW ? held->pool : pp,
+                                            &part, &err)) != APR_SUCCESS) {
                 break;
             }
         }
@@ -432,7 +497,10 @@ static apr_status_t take_batch(gs_gmail_t *gm, apr_pool_t *p, gs_http_request_t 
             part = APR_ARRAY_IDX(parts, i, gs_batch_part_t);
         }
         answered[part.index] = 1;
-        rv = take_part(gm, pp, &part, &items[part.index], queue, r, held, &taken);
+        rv = take_part(gm, pp, &part, &items[part.index], queue, r, held, &taken, &kept);
+        if (part.pool && !kept) {
+            apr_pool_destroy(part.pool);
+        }
         apr_pool_clear(pp);
         if (rv != APR_SUCCESS || (rv = held_check(held)) != APR_SUCCESS) {
             return rv;

@@ -39,6 +39,7 @@ typedef struct {
     int found;              /* the top-level object has the member, and its value is a string */
     int escaped;            /* the bytes hold escapes (gs_json_unescape_in_place undoes them) */
     apr_size_t start, len;  /* [start, start + len) of the text */
+    apr_size_t escape_at;   /* where the first escape is, from start (0 when none) */
 } gs_json_span_t;
 
 /* gs_json_validate, which also finds the member `key` of the document's top-level object (no

@@ -11,6 +11,7 @@
  * a hash table). Memory: none for the usual document; a scratch pool, created on first need
  * and destroyed before returning, holds unescaped keys and the key lists of large objects.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,8 @@ typedef struct {
     int depth, max_depth;
     const char *err;
     const unsigned char *err_at;
-    int last_escaped;           /* the last string had an escape */
+    int last_escaped;           /* the last string had an escape ... */
+    const unsigned char *last_escape_at;   /* ... the first one here */
     objkey_t want;              /* gs_json_validate_member: the key looked for ... */
     gs_json_span_t *span;       /* ... and where its string value is (NULL: not looking) */
 } checker_t;
@@ -149,7 +151,16 @@ static char *unescape_to(char *o, const unsigned char *s, const unsigned char *e
 
     while (s < end) {
         if (*s != '\\') {
-            *o++ = (char)*s++;
+            /* the run up to the next escape, moved at once (a raw message is megabytes of
+             * base64 with one escape or two at its end) */
+            const unsigned char *bs = memchr(s, '\\', (apr_size_t)(end - s));
+            apr_size_t run = (apr_size_t)((bs ? bs : end) - s);
+
+            if ((const unsigned char *)o != s) {
+                memmove(o, s, run);
+            }
+            o += run;
+            s += run;
             continue;
         }
         switch (s[1]) {
@@ -204,6 +215,23 @@ static int string(checker_t *c, objkey_t *key)
     unsigned cp, lo;
 
     for (;;) {
+        /* the printable ASCII that stands for itself, eight bytes at a time where they all are
+         * (a raw message's string is megabytes of base64): a byte of a word is such a byte
+         * unless it is a control character, '"', '\\' or not ASCII */
+        while (c->end - s >= 8) {
+            apr_uint64_t w, ctl, quote, bslash;
+
+            memcpy(&w, s, 8);
+            ctl = (w - UINT64_C(0x2020202020202020)) & ~w;
+            quote = ((w ^ UINT64_C(0x2222222222222222)) - UINT64_C(0x0101010101010101))
+                    & ~(w ^ UINT64_C(0x2222222222222222));
+            bslash = ((w ^ UINT64_C(0x5c5c5c5c5c5c5c5c)) - UINT64_C(0x0101010101010101))
+                     & ~(w ^ UINT64_C(0x5c5c5c5c5c5c5c5c));
+            if ((ctl | quote | bslash | w) & UINT64_C(0x8080808080808080)) {
+                break;
+            }
+            s += 8;
+        }
         if (s >= c->end) {
             return fail(c, s, "unterminated string");
         }
@@ -223,6 +251,9 @@ static int string(checker_t *c, objkey_t *key)
             }
             s += n;
             continue;
+        }
+        if (!escaped) {
+            c->last_escape_at = s;
         }
         escaped = 1;
         if (s + 1 >= c->end) {
@@ -413,6 +444,8 @@ static int object(checker_t *c)
                 c->span->start = (apr_size_t)(at + 1 - c->start);
                 c->span->len = (apr_size_t)(c->pos - 1 - (at + 1));
                 c->span->escaped = c->last_escaped;
+                c->span->escape_at = c->last_escaped
+                                     ? (apr_size_t)(c->last_escape_at - (at + 1)) : 0;
             }
         }
         else if (!value(c)) {

@@ -17,6 +17,7 @@
 #include <apr_strings.h>
 #include <gmime/gmime.h>
 
+#include "gs_mem.h"
 #include "gs_mime.h"
 #include "gs_sha256.h"
 
@@ -92,9 +93,15 @@ static char *pool_utf8(apr_pool_t *p, const char *s, apr_size_t len)
         n = strlen(valid);   /* make_valid turns an embedded NUL into U+FFFD */
     }
     out = w = apr_palloc(p, n + 1);
-    for (i = 0; i < n; i++) {
-        if (s[i] != '\0') {
-            *w++ = s[i];
+    if (!memchr(s, '\0', n)) {
+        memcpy(out, s, n);
+        w = out + n;
+    }
+    else {
+        for (i = 0; i < n; i++) {
+            if (s[i] != '\0') {
+                *w++ = s[i];
+            }
         }
     }
     *w = '\0';
@@ -136,6 +143,7 @@ typedef struct {
     gs_mime_t *m;
     int parts;
     int stopped;                /* max_parts reached: visit no more */
+    int keep;                   /* an attachment has a source: GMime's objects stay until p goes */
     apr_array_header_t *declared;   /* const char *: charsets the message's text parts declare */
 } ctx_t;
 
@@ -214,9 +222,26 @@ static void on_warning(gint64 offset, GMimeParserWarning errcode, const gchar *i
  * apr_pool_cleanup_run). NULL when the part has no content or the write fails. */
 static GMimeStream *decoded_content(ctx_t *c, GMimeObject *obj, int whole_message)
 {
-    GMimeStream *mem = g_mime_stream_mem_new();
+    GMimeDataWrapper *content = whole_message ? NULL : g_mime_part_get_content(GMIME_PART(obj));
+    GMimeStream *encoded = content ? g_mime_data_wrapper_get_stream(content) : NULL;
+    gint64 written = encoded ? g_mime_stream_length(encoded) : -1;
+    GMimeStream *mem;
     ssize_t n;
 
+    /* room for the decoded bytes at once (base64: 3/4 of what is written; the other encodings
+     * never grow), rather than a buffer doubled and copied as it fills */
+    if (written > 0 && written < (gint64)G_MAXINT / 2) {
+        guint room = (guint)(g_mime_data_wrapper_get_encoding(content)
+                             == GMIME_CONTENT_ENCODING_BASE64 ? written / 4 * 3 + 4 : written + 1);
+
+        GByteArray *ba = g_byte_array_sized_new(room);
+
+        (void)gs_mem_huge(ba->data, room);   /* advice only: a large part fills it at once */
+        mem = g_mime_stream_mem_new_with_byte_array(ba);
+    }
+    else {
+        mem = g_mime_stream_mem_new();
+    }
     if (!mem) {
         return NULL;
     }
@@ -224,8 +249,6 @@ static GMimeStream *decoded_content(ctx_t *c, GMimeObject *obj, int whole_messag
         n = g_mime_object_write_to_stream(obj, c->fo, mem);
     }
     else {
-        GMimeDataWrapper *content = g_mime_part_get_content(GMIME_PART(obj));
-
         n = content ? g_mime_data_wrapper_write_to_stream(content, mem) : 0;
     }
     if (n < 0) {
@@ -238,6 +261,113 @@ static GMimeStream *decoded_content(ctx_t *c, GMimeObject *obj, int whole_messag
 static void release(ctx_t *c, GMimeStream *mem)
 {
     (void)apr_pool_cleanup_run(c->scratch, mem, unref_cleanup);
+}
+
+/* ------------------------------------------------------------------ decoded a piece at a time */
+
+struct gs_mime_source_t {
+    GMimeDataWrapper *content;  /* the part's, alive as long as the message (the scratch pool) */
+};
+
+struct gs_mime_reader_t {
+    GMimeStream *stream;        /* the content with its transfer encoding undone */
+};
+
+/* What g_mime_data_wrapper_write_to_stream writes, as a stream to read from: the content
+ * through GMime's decoder of its transfer encoding (base64, quoted-printable, uuencode), or as
+ * it is. A new reference, owned by p. */
+static GMimeStream *decoding_stream(apr_pool_t *p, GMimeDataWrapper *content)
+{
+    GMimeStream *src = g_mime_data_wrapper_get_stream(content), *f;
+    GMimeContentEncoding enc = g_mime_data_wrapper_get_encoding(content);
+
+    if (!src || g_mime_stream_reset(src) != 0 || !(f = g_mime_stream_filter_new(src))) {
+        return NULL;
+    }
+    if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE
+        || enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+        GMimeFilter *decoder = g_mime_filter_basic_new(enc, FALSE);
+
+        g_mime_stream_filter_add(GMIME_STREAM_FILTER(f), decoder);
+        g_object_unref(decoder);
+    }
+    return pool_own(p, f);
+}
+
+apr_status_t gs_mime_reader_open(gs_mime_reader_t **reader, apr_pool_t *p,
+                                 const gs_mime_source_t *source)
+{
+    gs_mime_reader_t *r = apr_pcalloc(p, sizeof *r);
+
+    if (!source || !(r->stream = decoding_stream(p, source->content))) {
+        return APR_EGENERAL;
+    }
+    *reader = r;
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_mime_reader_read(gs_mime_reader_t *r, void *buf, apr_size_t *len)
+{
+    apr_size_t want = *len, got = 0, idle = 0;
+
+    while (got < want && !g_mime_stream_eos(r->stream)) {
+        ssize_t n = g_mime_stream_read(r->stream, (char *)buf + got, want - got);
+
+        if (n < 0) {
+            return APR_EGENERAL;
+        }
+        /* a read may yield nothing (input the decoder drops) but the stream moves on: a stream
+         * that stands still would be GMime's bug, an error here rather than a silent end */
+        if (n == 0 && ++idle > 1000000) {
+            return APR_EGENERAL;
+        }
+        if (n > 0) {
+            idle = 0;
+        }
+        got += (apr_size_t)n;
+    }
+    *len = got;
+    return APR_SUCCESS;
+}
+
+/* A large attachment's size and SHA-256 without holding its bytes: read a piece at a time
+ * (GS_MIME_PIECE) through its own reader in the scratch pool. APR_EGENERAL when GMime or
+ * OpenSSL fails (the caller then decodes it whole). */
+#define GS_MIME_PIECE (64 * 1024)
+
+static apr_status_t hash_pieces(ctx_t *c, const gs_mime_source_t *src, apr_size_t *size,
+                                unsigned char digest[GS_SHA256_DIGEST_LEN])
+{
+    apr_pool_t *hp;
+    gs_mime_reader_t *r;
+    gs_sha256_ctx_t *sha;
+    char *buf;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create(&hp, c->scratch)) != APR_SUCCESS) {
+        return rv;
+    }
+    buf = apr_palloc(hp, GS_MIME_PIECE);
+    *size = 0;
+    if (!(sha = gs_sha256_begin(hp))) {
+        rv = APR_EGENERAL;
+    }
+    else if ((rv = gs_mime_reader_open(&r, hp, src)) == APR_SUCCESS) {
+        for (;;) {
+            apr_size_t n = GS_MIME_PIECE;
+
+            if ((rv = gs_mime_reader_read(r, buf, &n)) != APR_SUCCESS || n == 0
+                || (rv = gs_sha256_update(sha, buf, n)) != APR_SUCCESS) {
+                break;
+            }
+            *size += n;
+        }
+        if (rv == APR_SUCCESS) {
+            rv = gs_sha256_end(sha, digest);
+        }
+    }
+    apr_pool_destroy(hp);
+    return rv;
 }
 
 /* ------------------------------------------------------------------ charsets */
@@ -454,6 +584,25 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
         mem = inner ? decoded_content(c, GMIME_OBJECT(inner), 1) : NULL;
     }
     else if (GMIME_IS_PART(obj)) {
+        GMimeDataWrapper *content = g_mime_part_get_content(GMIME_PART(obj));
+        GMimeStream *encoded = content ? g_mime_data_wrapper_get_stream(content) : NULL;
+        gint64 written = encoded ? g_mime_stream_length(encoded) : -1;
+        gs_mime_source_t *src;
+
+        if (written >= 0 && (apr_size_t)written >= c->opts->stream_at) {
+            /* large: its size and hash a piece at a time; its bytes, when wanted, read again
+             * from the message when they are sent (never whole here) */
+            src = apr_pcalloc(c->p, sizeof *src);
+            src->content = content;
+            if (hash_pieces(c, src, &a->size, digest) == APR_SUCCESS) {
+                if (c->opts->want_bytes && (c->opts->max_attachment_bytes == 0
+                                            || a->size <= c->opts->max_attachment_bytes)) {
+                    a->source = src;
+                    c->keep = 1;
+                }
+                goto hashed;
+            }
+        }
         mem = decoded_content(c, obj, 0);
     }
     if (mem) {
@@ -482,6 +631,7 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
             a->bytes = apr_pcalloc(c->p, 1);
         }
     }
+hashed:
     gs_sha256_hex(digest, a->sha256);
     if (!a->is_inline || (a->filename && !related)) {
         c->m->has_attachments = 1;
@@ -903,16 +1053,22 @@ static void read_envelope(ctx_t *c, GMimeMessage *msg)
 
 static int over_parser_budget(const char *s, apr_size_t len, double *cost)
 {
-    apr_size_t i, multiparts = 0, dashes = 0;
+    const char *at, *end = s + len;
+    apr_size_t multiparts = 0, dashes = 0;
 
-    for (i = 0; i + 10 <= len; i++) {
-        if ((s[i] == 'm' || s[i] == 'M') && g_ascii_strncasecmp(s + i, "multipart/", 10) == 0) {
+    /* memchr from one '/' to the next ("multipart/" ends with one) and from one line to the
+     * next: a few hops per line of a message rather than a test per byte */
+    for (at = s; (at = memchr(at, '/', (apr_size_t)(end - at))) != NULL; at++) {
+        if (at - s >= 9 && g_ascii_strncasecmp(at - 9, "multipart", 9) == 0) {
             multiparts++;
         }
     }
-    for (i = 0; i + 1 < len; i++) {
-        if ((i == 0 || s[i - 1] == '\n') && s[i] == '-' && s[i + 1] == '-') {
+    for (at = s; at && end - at >= 2; ) {
+        if (at[0] == '-' && at[1] == '-') {
             dashes++;
+        }
+        if ((at = memchr(at, '\n', (apr_size_t)(end - at))) != NULL) {
+            at++;
         }
     }
     *cost = (double)multiparts * (double)dashes;
@@ -971,6 +1127,7 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     if (opts.max_depth <= 0) opts.max_depth = GS_MIME_DEFAULT_MAX_DEPTH;
     if (opts.max_headers <= 0) opts.max_headers = GS_MIME_DEFAULT_MAX_HEADERS;
     if (opts.max_parts <= 0) opts.max_parts = GS_MIME_DEFAULT_MAX_PARTS;
+    if (!opts.stream_at) opts.stream_at = GS_MIME_DEFAULT_STREAM_AT;
 
     memset(&c, 0, sizeof(c));
     c.p = p;
@@ -1048,7 +1205,11 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     if (m->html && !m->text) {
         m->html_text = gs_mime_html_to_text(p, m->html, strlen(m->html));
     }
-    apr_pool_destroy(c.scratch);
+    if (!c.keep) {
+        apr_pool_destroy(c.scratch);
+    }
+    /* else the attachments' sources read from GMime's objects: the scratch pool, a subpool of
+     * p, goes with p */
     return m;
 }
 

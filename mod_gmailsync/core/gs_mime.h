@@ -33,6 +33,7 @@
 #define GS_MIME_DEFAULT_MAX_DEPTH     32
 #define GS_MIME_DEFAULT_MAX_HEADERS   1000
 #define GS_MIME_DEFAULT_MAX_PARTS     10000
+#define GS_MIME_DEFAULT_STREAM_AT     (4 * 1024 * 1024)
 
 typedef enum {
     GS_MIME_COMPLETE = 0,        /* content_state 'complete' */
@@ -47,6 +48,11 @@ typedef struct {
     int want_bytes;                    /* keep each attachment's decoded bytes in the pool */
     apr_size_t max_attachment_bytes;   /* ...only up to this size (0: no limit); larger ones
                                         * keep their metadata and hash, bytes = NULL */
+    /* An attachment whose content, as written (encoded), is at least this large (0: the default,
+     * GS_MIME_DEFAULT_STREAM_AT) is decoded and hashed a piece at a time, never whole; when its
+     * bytes are wanted they are not kept either: it gets a `source` to read them from again
+     * (gs_mime_reader_open). GMime's objects then live as long as p, and so must raw. */
+    apr_size_t stream_at;
     /* Charsets tried, in order, for a body whose declared charset is missing or wrong, and for
      * unencoded 8-bit header text (GMime's fallback charsets). NULL-terminated; NULL: the
      * default { "UTF-8", "windows-1252", NULL }. */
@@ -64,6 +70,9 @@ typedef struct {
     const char *value;       /* unfolded, RFC 2047 decoded to UTF-8 */
 } gs_mime_header_t;
 
+/* Where an attachment's decoded bytes can be read again (see stream_at). */
+typedef struct gs_mime_source_t gs_mime_source_t;
+
 typedef struct {
     const char *part_id;     /* IMAP section number: "1", "2", "2.1" (a single-part body is "1") */
     const char *filename;    /* RFC 2231 / RFC 2047 decoded; NULL when none */
@@ -76,6 +85,8 @@ typedef struct {
     char sha256[65];         /* lower-case hex of gs_sha256 over the decoded bytes */
     const unsigned char *bytes;  /* decoded bytes when asked and within the limit, else NULL;
                                   * a NUL follows them (bytes[size]) */
+    const gs_mime_source_t *source;  /* instead of bytes for an attachment of stream_at or more:
+                                      * its bytes are read again from the message; else NULL */
 } gs_mime_attachment_t;
 
 typedef struct {
@@ -111,6 +122,15 @@ void gs_mime_init(void);
  * or one with a critical parser warning is GS_MIME_PARSE_ERROR with a reason and whatever
  * could be read. opts may be NULL (defaults). The result and all it points to are in p. */
 gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const gs_mime_opts_t *opts);
+
+/* Reading an attachment's bytes again from its source, in order from the first: each read fills
+ * buf with up to *len bytes (fewer only at the end, 0 there). The reader is freed with p; a
+ * source may be read by several readers, one after the other. APR_EGENERAL when GMime fails. */
+typedef struct gs_mime_reader_t gs_mime_reader_t;
+
+apr_status_t gs_mime_reader_open(gs_mime_reader_t **reader, apr_pool_t *p,
+                                 const gs_mime_source_t *source);
+apr_status_t gs_mime_reader_read(gs_mime_reader_t *reader, void *buf, apr_size_t *len);
 
 /* A text rendering of decoded HTML (UTF-8) for search and previews: tags dropped, script,
  * style, head and comments dropped, block elements as line breaks, character references

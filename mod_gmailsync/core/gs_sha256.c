@@ -1,7 +1,39 @@
-/* gs_sha256.c -- straightforward SHA-256 after FIPS 180-4; see gs_sha256.h */
+/* gs_sha256.c -- SHA-256 (see gs_sha256.h): OpenSSL's (EVP_Digest: its assembly, SHA-NI where
+ * the CPU has it), and, should OpenSSL ever refuse (no provider for it), a straightforward one
+ * after FIPS 180-4. The worker hashes every raw message and every attachment (issue 22). */
+#include <pthread.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+
 #include "gs_sha256.h"
+
+/* OpenSSL 3 looks EVP_sha256() up in its providers at every EVP_Digest (3.2 us a call here for
+ * 100 bytes, 0.27 us with the algorithm fetched once, 1 us for the FIPS 180-4 code below):
+ * fetched once per process (pthread_once: httpd's threads). Never given back: OpenSSL's own
+ * exit handler frees its providers first, and freeing the method after it would touch them;
+ * one method object stays reachable until the process ends (and one more per graceful restart
+ * of httpd, which loads the module again). */
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static EVP_MD *fetched_md;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_md(void)
+{
+    fetched_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+#endif
+
+static const EVP_MD *sha256_md(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    if (pthread_once(&fetch_once, fetch_md) == 0 && fetched_md) {
+        return fetched_md;
+    }
+#endif
+    return EVP_sha256();
+}
 
 typedef struct {
     apr_uint32_t h[8];
@@ -49,7 +81,8 @@ static void compress(sha256_ctx *c, const unsigned char *p)
     c->h[4] += e; c->h[5] += f; c->h[6] += g; c->h[7] += h;
 }
 
-void gs_sha256(const void *data, apr_size_t len, unsigned char digest[GS_SHA256_DIGEST_LEN])
+static void sha256_fips(const void *data, apr_size_t len,
+                        unsigned char digest[GS_SHA256_DIGEST_LEN])
 {
     static const apr_uint32_t init[8] = {
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -86,6 +119,58 @@ void gs_sha256(const void *data, apr_size_t len, unsigned char digest[GS_SHA256_
         digest[4 * i + 2] = (unsigned char)(c.h[i] >> 8);
         digest[4 * i + 3] = (unsigned char)c.h[i];
     }
+}
+
+void gs_sha256(const void *data, apr_size_t len, unsigned char digest[GS_SHA256_DIGEST_LEN])
+{
+    unsigned int n = 0;
+
+    if (EVP_Digest(len ? data : "", len, digest, &n, sha256_md(), NULL) != 1
+        || n != GS_SHA256_DIGEST_LEN) {
+        sha256_fips(data, len, digest);
+    }
+}
+
+struct gs_sha256_ctx_t {
+    EVP_MD_CTX *md;
+};
+
+static apr_status_t md_cleanup(void *data)
+{
+    gs_sha256_ctx_t *ctx = data;
+
+    EVP_MD_CTX_free(ctx->md);
+    ctx->md = NULL;
+    return APR_SUCCESS;
+}
+
+gs_sha256_ctx_t *gs_sha256_begin(apr_pool_t *p)
+{
+    gs_sha256_ctx_t *ctx = apr_pcalloc(p, sizeof *ctx);
+
+    if (!(ctx->md = EVP_MD_CTX_new())) {
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, ctx, md_cleanup, apr_pool_cleanup_null);
+    return EVP_DigestInit_ex(ctx->md, sha256_md(), NULL) == 1 ? ctx : NULL;
+}
+
+apr_status_t gs_sha256_update(gs_sha256_ctx_t *ctx, const void *data, apr_size_t len)
+{
+    if (!ctx->md || (len && EVP_DigestUpdate(ctx->md, data, len) != 1)) {
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t gs_sha256_end(gs_sha256_ctx_t *ctx, unsigned char digest[GS_SHA256_DIGEST_LEN])
+{
+    unsigned int n = 0;
+
+    if (!ctx->md || EVP_DigestFinal_ex(ctx->md, digest, &n) != 1 || n != GS_SHA256_DIGEST_LEN) {
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
 }
 
 void gs_sha256_hex(const unsigned char digest[GS_SHA256_DIGEST_LEN], char hex[65])

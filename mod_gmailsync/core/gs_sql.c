@@ -607,6 +607,19 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_W_RAW_PUT,
       "INSERT INTO gmailsync.message_raw (user_id, gmail_id, raw) VALUES (%s, %s, %pDb)"
       " ON CONFLICT (user_id, gmail_id) DO UPDATE SET raw = EXCLUDED.raw" },
+    /* a value over GS_CONTENT_PIECE is sent a piece at a time (libpq copies each parameter
+     * whole into its output buffer, which never shrinks): the first piece by the put, the
+     * others appended to the row being built, which only this transaction sees. The guard on
+     * the length appends to that row only: a blob stored before (the put inserted nothing)
+     * already has its whole size */
+    { GS_SQL_W_BLOB_APPEND,
+      "UPDATE gmailsync.attachment_blobs b SET bytes = b.bytes || c.piece,"
+      " size = b.size + octet_length(c.piece) FROM (SELECT %pDb::bytea AS piece) c"
+      " WHERE b.user_id = %s AND b.sha256 = decode(%s, 'hex') AND b.size = %s::bigint" },
+    { GS_SQL_W_RAW_APPEND,
+      "UPDATE gmailsync.message_raw r SET raw = r.raw || c.piece"
+      " FROM (SELECT %pDb::bytea AS piece) c"
+      " WHERE r.user_id = %s AND r.gmail_id = %s AND octet_length(r.raw) = %s::bigint" },
 #undef W_GUARD
 #undef W_DURATION_MS
 

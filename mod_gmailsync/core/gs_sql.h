@@ -143,12 +143,19 @@ typedef struct {
                                                            html_text, text charset, html
                                                            charset) */
 #define GS_SQL_W_BLOB_PUT        "gs_w_blob_put"        /* (user_id, sha256 hex, size, bytes
-                                                           bytea: 4 values); an existing blob
-                                                           is locked FOR KEY SHARE instead */
+                                                           bytea: 4 values; size: of the bytes
+                                                           sent, the first piece of a larger
+                                                           blob); an existing blob is locked
+                                                           FOR KEY SHARE instead */
 #define GS_SQL_W_BLOB_KNOWN      "gs_w_blob_known"      /* (user_id, sha256 hex) -> 1 row when
                                                            stored, locked FOR KEY SHARE */
 #define GS_SQL_W_RAW_PUT         "gs_w_raw_put"         /* (user_id, gmail_id, raw bytea: 4
                                                            values) */
+#define GS_SQL_W_BLOB_APPEND     "gs_w_blob_append"     /* (piece bytea: 4 values, user_id,
+                                                           sha256 hex, size so far): the piece
+                                                           appended to the blob being put */
+#define GS_SQL_W_RAW_APPEND      "gs_w_raw_append"      /* (piece bytea: 4 values, user_id,
+                                                           gmail_id, length so far) */
 
 /* Task JSON columns (gs_taskview.h): task_id, state, mode, progress_percentage, processed, total,
  * error_code, error_message, created_at, started_at, heartbeat_at, finished_at (RFC 3339). */

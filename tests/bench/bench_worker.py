@@ -13,7 +13,7 @@ ru_maxrss from wait4), progress writes, Gmail calls and quota units per message,
 one attachment of 100 KB-5 MB, log-uniform; one message with a 25 MB attachment) and syncs them
 with each `content` given, printing messages/s, the worker's CPU per message, the raw bytes per
 message as PostgreSQL stores them (pg_column_size, lz4 where the server has it) against their
-length, and the worker's peak RSS (VmHWM, from its end line). --big N syncs N messages of 25 MB
+length, the rate the worker's CPU alone would allow (messages per CPU second), and the worker's peak RSS (VmHWM, from its end line). --big N syncs N messages of 25 MB
 in one batch (content = full) and prints the same. Each sync has a deadline (--deadline).
 
 It brings up its own stack with scripts/gmailsync-dev under $GS_BENCH_RUN_DIR or $GS_RUN_DIR
@@ -229,6 +229,9 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         "content": content or "full",
         "cpu_us_per_message": round((usage.ru_utime + usage.ru_stime) * 1e6 / max(messages, 1))
         if usage else None,
+        # the rate the worker's own CPU allows (one core, the fake and PostgreSQL aside)
+        "cpu_bound_msgs_per_s": round(messages / (usage.ru_utime + usage.ru_stime), 1)
+        if usage and usage.ru_utime + usage.ru_stime > 0 else None,
         "peak_rss_mb": round(int(fields.get("peak_rss_kb", 0)) / 1024, 1),
         "raw_kb_per_message": round(raw_len / 1024 / max(messages, 1), 1),
         "raw_stored_kb_per_message": round(raw_stored / 1024 / max(messages, 1), 1),
@@ -324,7 +327,7 @@ def big_messages(n):
 
 def print_content(results):
     cols = ["messages", "content", "state", "seconds", "messages_per_s", "cpu_us_per_message",
-            "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
+            "cpu_bound_msgs_per_s", "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
             "blob_stored_kb_per_message", "spooled", "batch_size_end", "peak_rss_mb", "vmhwm_mb"]
     print("  ".join(cols))
     for r in results:

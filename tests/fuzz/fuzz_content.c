@@ -213,7 +213,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     p = fuzz_pool();
     if (data[0] == '{') {
-        if (gs_gmail_raw_part(p, p, apr_pmemdup(p, data, size), size, &row, &raw, &err) != APR_SUCCESS) {
+        /* decoded into the pool (an answer held in memory) or in place (a spooled answer's
+         * part), by the last byte: the same message either way */
+        char *text = apr_pmemdup(p, data, size);
+        int in_place = (data[size - 1] & 2) != 0;
+
+        if (gs_gmail_raw_part(p, in_place ? NULL : p, text, size, &row, &raw, &err)
+            != APR_SUCCESS) {
             if (row || !err) {
                 abort();
             }
@@ -221,7 +227,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         }
         gs_json_own(p, row);
-        if (raw.len > size) {
+        if (raw.len > size || (in_place && (raw.bytes < (const unsigned char *)text
+                                            || raw.bytes + raw.len > (const unsigned char *)text
+                                               + size))) {
             abort();
         }
     }

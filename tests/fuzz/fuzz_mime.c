@@ -1,7 +1,8 @@
 /* fuzz_mime.c -- gs_mime_parse over any bytes (the raw message of Gmail's format=raw, issue 22),
  * keeping the decoded attachment bytes up to a small limit, then the invariants the storing
  * code relies on: every string is valid UTF-8 without NUL, every kept attachment's bytes hash
- * to its sha256, the state and reason agree. gs_mime_html_to_text also runs on the input as
+ * to its sha256, the state and reason agree; parsed again with every part decoded a piece at a
+ * time (gs_mime_opts_t.stream_at), the same attachments come out, read back from their sources. gs_mime_html_to_text also runs on the input as
  * is (bytes that are not even UTF-8) and must stay within its bound. Seeds: the MIME corpus of
  * tests/data/mime and hostile shapes (make_seeds.py). */
 #include <glib.h>
@@ -83,6 +84,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             gs_sha256(a->bytes, a->size, d);
             gs_sha256_hex(d, hex);
             if (strcmp(hex, a->sha256) != 0) {
+                abort();
+            }
+        }
+    }
+    {
+        /* the same message with every part's content decoded a piece at a time (stream_at 1):
+         * the same attachments, sizes and hashes, and a source whose bytes, read back in
+         * pieces of 1 to 64 bytes, are the bytes decoded whole */
+        gs_mime_opts_t so = o;
+        const gs_mime_t *s;
+        apr_size_t piece = size ? (apr_size_t)data[size - 1] % 64 + 1 : 1;
+
+        so.stream_at = 1;
+        s = gs_mime_parse(p, data, size, &so);
+        if (s->attachments->nelts != m->attachments->nelts || s->state != m->state) {
+            abort();
+        }
+        for (i = 0; i < m->attachments->nelts; i++) {
+            const gs_mime_attachment_t *a = &APR_ARRAY_IDX(m->attachments, i, gs_mime_attachment_t);
+            const gs_mime_attachment_t *b = &APR_ARRAY_IDX(s->attachments, i, gs_mime_attachment_t);
+            gs_mime_reader_t *r;
+            unsigned char buf[64];
+            apr_size_t off = 0, n;
+
+            if (a->size != b->size || strcmp(a->sha256, b->sha256) != 0
+                || (a->bytes != NULL) != (b->bytes != NULL || b->source != NULL)) {
+                abort();
+            }
+            if (!b->source) {
+                continue;
+            }
+            if (gs_mime_reader_open(&r, p, b->source) != APR_SUCCESS) {
+                abort();
+            }
+            do {
+                n = piece;
+                if (gs_mime_reader_read(r, buf, &n) != APR_SUCCESS || off + n > b->size
+                    || (n && memcmp(buf, a->bytes + off, n) != 0)) {
+                    abort();
+                }
+                off += n;
+            } while (n > 0);
+            if (off != b->size) {
                 abort();
             }
         }

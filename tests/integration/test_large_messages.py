@@ -1,7 +1,7 @@
 """Large messages (issue 22): the worker's peak memory is bounded by the largest message, not by
 the batch. Gmail's batch answer carries every message base64url-encoded inside JSON (4/3 of its
 size); the worker spools an answer over 1 MB to an unlinked temporary file and takes its parts
-one at a time, stores what it holds once it passes 16 MB, and shrinks the batch for the rest of
+one at a time, stores what it holds once it passes 8 MB, and shrinks the batch for the rest of
 the run when answers are large (mod_gmailsync/worker/README.md, "Memory").
 
 The mailbox: five 8 MB messages and one 25 MB message (each with one base64 attachment, the
@@ -96,6 +96,16 @@ def test_large_messages_in_one_batch_sync_within_the_memory_bound(stack, gmail, 
     n, = stack.query("SELECT count(*) FROM gmailsync.attachment_blobs WHERE user_id = %s",
                      (user["user_id"],))[0]
     assert n == 6
+    # ... each the attachment's bytes, whole and in order (over 4 MB a blob and a raw message
+    # go to PostgreSQL in pieces, appended): keyed by their SHA-256, which they hash to
+    payloads = [hashlib.shake_256(b"gmailsync large %s" % tag).digest(nbytes * 3 // 4)
+                for nbytes, tag in [(8 * MB, b"eight-%d" % i) for i in range(5)]
+                + [(25 * MB, b"twentyfive")]]
+    blobs = {bytes(key): (size, bytes(sha)) for key, size, sha in stack.query(
+        "SELECT sha256, octet_length(bytes), sha256(bytes) FROM gmailsync.attachment_blobs"
+        " WHERE user_id = %s", (user["user_id"],))}
+    assert blobs == {hashlib.sha256(p).digest(): (len(p), hashlib.sha256(p).digest())
+                     for p in payloads}
     # the answer went to disk, unlinked at once: nothing is left in the worker's TMPDIR
     assert os.listdir(spool_dir) == []
     end = run.events("task.succeeded")[0]

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <apr_base64.h>
+#include <apr_strings.h>
 #include <apr_pools.h>
 #include <check.h>
 
@@ -94,8 +95,17 @@ START_TEST(long_raw_is_decoded_across_chunks)
         ck_assert_int_eq(gs_gmail_decode_raw(pool, text, n, &r), APR_SUCCESS);
         ck_assert_uint_eq(r.len, lens[i]);
         ck_assert_int_eq(memcmp(r.bytes, bytes, lens[i]), 0);
+        {   /* in place (a spooled answer's part): the same bytes, where the text was */
+            char *copy = apr_pmemdup(pool, text, n + 1);
+
+            ck_assert_int_eq(gs_gmail_decode_raw_in_place(copy, n, &r), APR_SUCCESS);
+            ck_assert_ptr_eq(r.bytes, (const unsigned char *)copy);
+            ck_assert_uint_eq(r.len, lens[i]);
+            ck_assert_int_eq(memcmp(r.bytes, bytes, lens[i]), 0);
+        }
         text[n - 2] = '+';
         ck_assert_int_eq(gs_gmail_decode_raw(pool, text, n, &r), APR_EINVAL);
+        ck_assert_int_eq(gs_gmail_decode_raw_in_place(text, n, &r), APR_EINVAL);
     }
 }
 END_TEST

@@ -496,6 +496,66 @@ START_TEST(attachment_bytes_limit)
 }
 END_TEST
 
+/* Attachments at stream_at or more: hashed a piece at a time, their bytes read back from a
+ * source (gs_mime_reader_*) in any piece size, the same as decoded whole; over the bytes limit
+ * a hash and no source. */
+static char *read_back(const gs_mime_attachment_t *a, apr_size_t piece)
+{
+    gs_mime_reader_t *r;
+    char *out = apr_palloc(pool, a->size + 1);
+    apr_size_t off = 0, n;
+
+    ck_assert_ptr_nonnull(a->source);
+    ck_assert_int_eq(gs_mime_reader_open(&r, pool, a->source), APR_SUCCESS);
+    do {
+        n = piece;
+        ck_assert_int_eq(gs_mime_reader_read(r, out + off, &n), APR_SUCCESS);
+        ck_assert_uint_le(off + n, a->size);
+        off += n;
+    } while (n > 0);
+    ck_assert_uint_eq(off, a->size);
+    return out;
+}
+
+START_TEST(large_attachments_are_read_in_pieces)
+{
+    gs_mime_opts_t o;
+    gs_mime_t *m;
+    apr_size_t piece;
+
+    memset(&o, 0, sizeof(o));
+    o.want_bytes = 1;
+    o.stream_at = 1;                    /* every part with content */
+    m = parse_opts("mixed_nested.eml", &o);
+    ck_assert_int_eq(m->state, GS_MIME_COMPLETE);
+    ck_assert_int_eq(m->attachments->nelts, 3);
+    ck_assert_ptr_null(ATT(m, 0)->bytes);
+    ck_assert_uint_eq(ATT(m, 0)->size, sizeof(PNG));
+    ck_assert_str_eq(ATT(m, 0)->sha256, sha_hex(PNG, sizeof(PNG)));
+    ck_assert_uint_eq(ATT(m, 1)->size, strlen(PDF));
+    ck_assert_str_eq(ATT(m, 1)->sha256, sha_hex(PDF, strlen(PDF)));
+    for (piece = 1; piece <= 100; piece += 33) {
+        ck_assert_int_eq(memcmp(read_back(ATT(m, 0), piece), PNG, sizeof(PNG)), 0);
+        ck_assert_int_eq(memcmp(read_back(ATT(m, 1), piece), PDF, strlen(PDF)), 0);
+        ck_assert_int_eq(memcmp(read_back(ATT(m, 2), piece), "会议纪要\n", ATT(m, 2)->size), 0);
+    }
+    /* the bodies do not change: they are never streamed */
+    ck_assert_str_eq(m->text, "See the logo (plain).");
+    /* over the bytes limit: the hash, no bytes, no source */
+    o.max_attachment_bytes = 70;
+    m = parse_opts("mixed_nested.eml", &o);
+    ck_assert_ptr_nonnull(ATT(m, 0)->source);
+    ck_assert_ptr_null(ATT(m, 1)->source);
+    ck_assert_ptr_null(ATT(m, 1)->bytes);
+    ck_assert_str_eq(ATT(m, 1)->sha256, sha_hex(PDF, strlen(PDF)));
+    /* without want_bytes: hashes only */
+    o.want_bytes = 0;
+    m = parse_opts("mixed_nested.eml", &o);
+    ck_assert_ptr_null(ATT(m, 0)->source);
+    ck_assert_str_eq(ATT(m, 0)->sha256, sha_hex(PNG, sizeof(PNG)));
+}
+END_TEST
+
 START_TEST(malformed_yields_what_it_can)
 {
     gs_mime_t *m = parse("malformed.eml");
@@ -722,6 +782,7 @@ Suite *gs_mime_suite(void)
     tcase_add_test(tc, forwarded_message);
     tcase_add_test(tc, empty_attachment);
     tcase_add_test(tc, attachment_bytes_limit);
+    tcase_add_test(tc, large_attachments_are_read_in_pieces);
     tcase_add_test(tc, malformed_yields_what_it_can);
     suite_add_tcase(s, tc);
     tcase_add_checked_fixture(th, setup, teardown);
