@@ -277,3 +277,21 @@ def test_a_refused_label_listing_falls_back_to_a_full_refetch_and_says_why(stack
     assert end_fields(run)["mode"] == "full"
     assert usage(gmail, email)[2].get("messages.get") >= 300      # everything again
     assert_table_equals_mailbox(stack, gmail, user)
+
+
+def test_a_label_created_during_the_listings_falls_back_to_a_full_refetch(stack, gmail, worker):
+    user = synced_then_expired(stack, gmail, worker, 300, 11, 2, 3, 10)[0]
+    email = user["email"]
+    gmail.fault(method="messages.list", mode="latency", seconds=0.2, count=-1, email=email)
+    tid = new_task(stack, user["user_id"])
+    proc = worker.start(tid)
+    wait_for("the label listings", lambda: usage(gmail, email)[2].get("messages.list", 0) >= 3,
+             timeout=60)
+    new_label = gmail.label_create(email, "Meanwhile")
+    gmail.relabel(email, gmail.ids(email)[:4], add=[new_label])
+    out, err = proc.communicate(timeout=120)
+    gmail.clear_faults()
+    assert proc.returncode == EXIT_SUCCEEDED, err[-3000:]
+    fb = [e for e in err.splitlines() if "event=sync.fallback" in e and "from=repair" in e]
+    assert fb and "reason=labels_changed" in fb[0], err[-3000:]
+    assert_table_equals_mailbox(stack, gmail, user)
