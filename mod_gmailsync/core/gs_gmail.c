@@ -438,17 +438,26 @@ apr_status_t gs_gmail_labels(gs_gmail_t *gm, apr_pool_t *p, const char **rows_js
 apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,
                                     gs_list_page_t *out)
 {
+    apr_status_t rv = gs_gmail_list_label(gm, p, NULL, page_token, out);
+
+    if (rv == GS_ENOTFOUND) {
+        return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail answered 404 to messages.list");
+    }
+    return rv;
+}
+
+apr_status_t gs_gmail_list_label(gs_gmail_t *gm, apr_pool_t *p, const char *label_id,
+                                 const char *page_token, gs_list_page_t *out)
+{
     json_object *doc;
     const char *err, *url;
     apr_status_t rv;
 
     url = apr_pstrcat(p, gm->api_base, USERS_ME "/messages?maxResults=500&includeSpamTrash=true",
+                      label_id ? "&labelIds=" : "", label_id ? gs_http_escape(p, label_id) : "",
                       page_token ? "&pageToken=" : "",
                       page_token ? gs_http_escape(p, page_token) : "", NULL);
     rv = get_json(gm, p, "messages.list", url, GS_UNITS_MESSAGES_LIST, &doc);
-    if (rv == GS_ENOTFOUND) {
-        return gs_fail(gm->failure, p, GS_ERR_INTERNAL, "Gmail answered 404 to messages.list");
-    }
     if (rv == APR_SUCCESS && gs_gmail_parse_list(p, doc, out, &err) != APR_SUCCESS) {
         return malformed(gm, p, "messages.list", err);
     }

@@ -113,6 +113,11 @@ apr_status_t gs_gmail_labels(gs_gmail_t *gm, apr_pool_t *p, const char **rows_js
 /* One page (up to 500) of message ids, spam and trash included; page_token NULL for the first. */
 apr_status_t gs_gmail_list_messages(gs_gmail_t *gm, apr_pool_t *p, const char *page_token,
                                     gs_list_page_t *out);
+/* The same, of the messages carrying label_id (messages.list?labelIds=, 5 units a page; NULL:
+ * every message). GS_ENOTFOUND when Gmail answers 404 (a label deleted meanwhile), nothing
+ * recorded as a failure. */
+apr_status_t gs_gmail_list_label(gs_gmail_t *gm, apr_pool_t *p, const char *label_id,
+                                 const char *page_token, gs_list_page_t *out);
 
 /* One page of history after start_history_id. GS_ENOTFOUND: the id is older than Gmail keeps. */
 apr_status_t gs_gmail_list_history(gs_gmail_t *gm, apr_pool_t *p, const char *start_history_id,

@@ -479,6 +479,27 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_W_UNSEEN_MARK,
       "UPDATE gmailsync.messages SET deleted_at = now()"
       " WHERE user_id = %s AND seen_by IS DISTINCT FROM %s::uuid AND deleted_at IS NULL" },
+    { GS_SQL_W_REPAIR_STORED,
+      /* the repair (history expired) compares what is stored with Gmail's listings in the
+       * worker: one read of the user's rows, nothing written for the ones that agree */
+      "SELECT gmail_id, array_to_string(ARRAY(SELECT DISTINCT l COLLATE \"C\""
+      "   FROM unnest(label_ids) AS x(l) ORDER BY 1), ',')"
+      " FROM gmailsync.messages WHERE user_id = %s AND gmail_id > %s AND deleted_at IS NULL"
+      " ORDER BY gmail_id LIMIT %s::integer" },
+    { GS_SQL_W_REPAIR_LABELS,
+      /* each message's whole label set, from Gmail's per-label listings; only rows whose set
+       * differs are written (the change feed's `labels` change is exactly those). Gmail's order
+       * as far as known: the kept labels in their place, then the new ones */
+      "UPDATE gmailsync.messages AS m SET label_ids ="
+      "   ARRAY(SELECT l FROM unnest(COALESCE(m.label_ids, '{}')) WITH ORDINALITY AS x(l, i)"
+      "         WHERE l = ANY (o.labels) ORDER BY i)"
+      "   || ARRAY(SELECT a FROM unnest(o.labels) WITH ORDINALITY AS y(a, j)"
+      "            WHERE a <> ALL (COALESCE(m.label_ids, '{}')) ORDER BY j),"
+      "   synced_at = now()"
+      " FROM (SELECT r.id, COALESCE(r.labels, '{}'::text[]) AS labels"
+      "       FROM json_to_recordset(%s::json) AS r(id text, labels text[])) AS o"
+      " WHERE m.user_id = %s AND m.gmail_id = ANY (%s::text[]) AND m.gmail_id = o.id"
+      " AND m.deleted_at IS NULL AND NOT (COALESCE(m.label_ids, '{}') @> o.labels AND o.labels @> COALESCE(m.label_ids, '{}'))" },
     { GS_SQL_W_LABELS_PUT,
       /* Gmail's list replaces the user's: new and changed labels written, the others gone.
        * Unchanged rows are not touched (no dead tuples on every sync) */

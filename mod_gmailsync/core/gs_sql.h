@@ -123,6 +123,14 @@ typedef struct {
 #define GS_SQL_W_MESSAGES_UNSEEN "gs_w_messages_unseen" /* (user_id, task): rows not listed */
 #define GS_SQL_W_UNSEEN_MARK     "gs_w_unseen_mark"     /* (user_id, task): rows not listed get
                                                            deleted_at (keep, 011) */
+#define GS_SQL_W_REPAIR_STORED  "gs_w_repair_stored"   /* (user_id, after gmail_id, limit)
+                                                           -> gmail_id, its label ids sorted
+                                                           (C collation) joined by ","; rows
+                                                           not deleted, in gmail_id order */
+#define GS_SQL_W_REPAIR_LABELS  "gs_w_repair_labels"   /* (rows json [{id, labels}], user_id,
+                                                           their ids text[]): label sets that
+                                                           differ replaced (the ids: an index
+                                                           scan of the user's rows) */
 #define GS_SQL_W_LABELS_PUT      "gs_w_labels_put"      /* (labels json, user_id, user_id) -> labels
                                                            written (new or changed), labels
                                                            removed (011) */

@@ -118,6 +118,32 @@ apr_status_t gs_store_mark_seen(gs_task_t *t, apr_pool_t *p, const char *gen,
     return APR_SUCCESS;
 }
 
+apr_status_t gs_store_repair_stored(gs_task_t *t, apr_pool_t *p, const char *after, int limit,
+                                    gs_db_rows_t **rows)
+{
+    const char *args[3] = { t->user_id, after, apr_itoa(p, limit) };
+
+    return gs_task_select(t, p, GS_SQL_W_REPAIR_STORED, rows, 3, args);
+}
+
+apr_status_t gs_store_set_labels(gs_task_t *t, apr_pool_t *p, const char *rows_json,
+                                 const char *const *ids, int n, int *changed)
+{
+    const char *args[3] = { rows_json, t->user_id, gs_store_text_array(p, ids, n) };
+
+    return gs_task_exec(t, p, GS_SQL_W_REPAIR_LABELS, 0, changed, 3, args);
+}
+
+apr_status_t gs_store_repair_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
+                                    const char *const *ids, int n, gs_deletions_t mode,
+                                    int *removed)
+{
+    const char *cursor[2] = { history_id, t->user_id };
+    apr_status_t rv = gs_store_delete(t, p, ids, n, mode, removed);
+
+    return rv == APR_SUCCESS ? gs_task_exec(t, p, GS_SQL_W_FULL_FINISH, 0, NULL, 2, cursor) : rv;
+}
+
 apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,
                              const char *rows_json, int nrows)
 {

@@ -44,6 +44,22 @@ apr_status_t gs_store_full_begin(gs_task_t *t, apr_pool_t *p, const char *histor
 apr_status_t gs_store_mark_seen(gs_task_t *t, apr_pool_t *p, const char *gen,
                                 const char *const *ids, int n, apr_hash_t **existing);
 
+/* The repair's read of what is stored: a page of the user's rows not deleted after gmail_id
+ * `after` ("" first), each as (gmail_id, label ids sorted bytewise and joined by ","). */
+apr_status_t gs_store_repair_stored(gs_task_t *t, apr_pool_t *p, const char *after, int limit,
+                                    gs_db_rows_t **rows);
+
+/* Replaces label sets: rows_json a JSON array of {"id","labels":[...]} of ids[0..n-1]; only the rows whose set
+ * differs are written (kept labels keep their place, new ones follow). *changed: those rows. */
+apr_status_t gs_store_set_labels(gs_task_t *t, apr_pool_t *p, const char *rows_json,
+                                 const char *const *ids, int n, int *changed);
+
+/* The repair's end (inside the finishing transaction): removes ids (keep: sets their
+ * deleted_at), sets the cursor to history_id and clears a pending full sync. */
+apr_status_t gs_store_repair_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
+                                    const char *const *ids, int n, gs_deletions_t mode,
+                                    int *removed);
+
 /* Upserts rows (a JSON array of gs_gmail_message_row objects), one statement. gen and seen_by
  * are the full-sync stamps (NULL for incremental syncs). GS_ELOST if the lease is gone. */
 apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,

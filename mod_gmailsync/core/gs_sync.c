@@ -414,7 +414,7 @@ static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
 {
     gs_task_t *t = s->task;
     gs_account_t *acc = &s->account;
-    const char *refresh, *access = NULL;
+    const char *refresh, *access = NULL, *inexact = NULL;
     apr_status_t rv;
 
     if ((rv = gs_store_load_account(t, p, acc)) != APR_SUCCESS
@@ -452,8 +452,16 @@ static apr_status_t run(gs_sync_t *s, apr_pool_t *p)
             return rv;
         }
         gs_log_error(GS_LOG_NOTICE, p, "event=sync.fallback task=%s reason=history_expired "
-                     "start_history_id=%s", t->task_id, acc->history_id);
+                     "start_history_id=%s to=repair", t->task_id, acc->history_id);
         s->reason = "history_expired";
+        rv = gs_sync_repair(s, p, &inexact);
+        if (rv != APR_SUCCESS || !inexact) {
+            return rv;
+        }
+        gs_log_error(GS_LOG_NOTICE, p, "event=sync.fallback task=%s from=repair reason=%s "
+                     "to=full detail=\"the repair cannot be exact: every message is fetched "
+                     "again\"", t->task_id, inexact);
+        s->reason = apr_pstrcat(p, "repair_", inexact, NULL);
     }
     return gs_sync_full(s, p);
 }

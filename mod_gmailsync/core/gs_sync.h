@@ -3,7 +3,11 @@
  * Smart sync: incremental from accounts.history_id through history.list, unless the task asks
  * for a full sync (force_full), the configuration does (mode = full), there is no cursor, or an
  * unfinished full sync is waiting to be resumed; a history 404 (cursor older than Gmail keeps)
- * falls back to a full sync.
+ * falls back to a repair (issue 23): every id listed (5 units per 500), only the ids not stored
+ * fetched, the rows not listed removed, every message's labels rebuilt from per-label listings
+ * (messages.list?labelIds=X, 5 units per 500) and written where they differ; the cursor is the
+ * profile's historyId taken first. Where that cannot be exact (a label listing refused, the
+ * label list changed meanwhile) it falls back to a full sync (event=sync.fallback from=repair).
  *
  * Full sync: getProfile first (its historyId becomes the cursor, its messagesTotal the total),
  * then pages of 500 ids, each fetched in batches and upserted one statement per batch. An
@@ -43,7 +47,8 @@ typedef struct {
     gs_gmail_t *gm;
     gs_failure_t *failure;
     gs_account_t account;
-    const char *mode;          /* "full" or "incremental", once decided */
+    const char *mode;          /* "full", "incremental" or "repair", once decided (the task
+                                  row says "full" for a repair) */
     const char *reason;        /* why that mode */
     int resumed;               /* a full sync continued an interrupted one */
     apr_int64_t fetched, skipped, gone, deleted, relabeled, removed, pages;

@@ -19,6 +19,26 @@ static apr_status_t record_full_end(gs_sync_t *s, apr_pool_t *p, void *cursor)
     return rv;
 }
 
+apr_status_t gs_sync_fetch_page(gs_sync_t *s, apr_pool_t *p, const gs_list_page_t *page,
+                                apr_hash_t *existing, gs_sync_store_ctx_t *ctx)
+{
+    const char **to_fetch;
+    apr_status_t rv;
+    int i, n = 0;
+
+    to_fetch = apr_palloc(p, sizeof(char *) * (apr_size_t)(page->ids->nelts + 1));
+    for (i = 0; i < page->ids->nelts; i++) {
+        const char *id = APR_ARRAY_IDX(page->ids, i, const char *);
+        if (!existing || !apr_hash_get(existing, id, APR_HASH_KEY_STRING)) {
+            to_fetch[n++] = id;
+        }
+    }
+    s->skipped += page->ids->nelts - n;
+    s->pages++;
+    rv = gs_task_progress(s->task, NULL, s->task->total, page->ids->nelts - n);
+    return rv == APR_SUCCESS ? gs_sync_fetch(s, p, to_fetch, n, ctx) : rv;
+}
+
 apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
 {
     gs_task_t *t = s->task;
@@ -66,22 +86,7 @@ apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p)
                                     page.ids->nelts, &existing);
         }
         if (rv == APR_SUCCESS) {
-            const char **to_fetch;
-            int i, n = 0;
-
-            to_fetch = apr_palloc(pp, sizeof(char *) * (apr_size_t)(page.ids->nelts + 1));
-            for (i = 0; i < page.ids->nelts; i++) {
-                const char *id = APR_ARRAY_IDX(page.ids, i, const char *);
-                if (!existing || !apr_hash_get(existing, id, APR_HASH_KEY_STRING)) {
-                    to_fetch[n++] = id;
-                }
-            }
-            s->skipped += page.ids->nelts - n;
-            s->pages++;
-            rv = gs_task_progress(t, NULL, t->total, page.ids->nelts - n);
-            if (rv == APR_SUCCESS) {
-                rv = gs_sync_fetch(s, pp, to_fetch, n, &ctx);
-            }
+            rv = gs_sync_fetch_page(s, pp, &page, existing, &ctx);
             token = page.next_token ? apr_pstrdup(p, page.next_token) : NULL;
         }
         apr_pool_destroy(pp);

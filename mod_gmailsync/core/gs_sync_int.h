@@ -24,6 +24,11 @@ apr_status_t gs_sync_store_rows(void *baton, apr_pool_t *p, json_object *rows,
 apr_status_t gs_sync_fetch(gs_sync_t *s, apr_pool_t *p, const char *const *ids, int n,
                            gs_sync_store_ctx_t *ctx);
 
+/* One page of a listing of every id (full sync, repair): the ids not in `existing` (NULL:
+ * none) are fetched and stored, the others counted as skipped; all of them as processed. */
+apr_status_t gs_sync_fetch_page(gs_sync_t *s, apr_pool_t *p, const gs_list_page_t *page,
+                                apr_hash_t *existing, gs_sync_store_ctx_t *ctx);
+
 /* GmailSyncContent full: fetches the content of the user's messages that have none
  * (content_state NULL or metadata_only: stored by GmailSyncContent metadata or an older
  * release), in pages, each id once (a message gone from Gmail stays as it was). seen_by: only
@@ -55,5 +60,12 @@ apr_status_t gs_sync_succeed(gs_sync_t *s, apr_pool_t *p, gs_sync_record_fn *rec
  * gs_sync_incremental returns GS_ENOTFOUND when the cursor is older than Gmail's history. */
 apr_status_t gs_sync_full(gs_sync_t *s, apr_pool_t *p);
 apr_status_t gs_sync_incremental(gs_sync_t *s, apr_pool_t *p);
+
+/* The repair after GS_ENOTFOUND (issue 23): every id listed, only the new ones fetched, each
+ * message's labels rebuilt from the per-label listings, the rows not listed removed as by a full
+ * sync; ends SUCCEEDED with the cursor taken before the listings. When it cannot be exact (a
+ * label listing refused, the label list changed meanwhile) it returns APR_SUCCESS with *inexact
+ * set to the reason and without ending the task: the caller falls back to gs_sync_full. */
+apr_status_t gs_sync_repair(gs_sync_t *s, apr_pool_t *p, const char **inexact);
 
 #endif /* GS_SYNC_INT_H */
