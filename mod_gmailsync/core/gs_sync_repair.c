@@ -257,7 +257,7 @@ static apr_status_t labels_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
  * REPAIR_CHUNK per transaction; the statement writes only the rows that still differ. */
 static apr_status_t write_labels(gs_sync_t *s, apr_pool_t *p, repair_t *r)
 {
-    apr_array_header_t *todo = apr_array_make(p, 64, sizeof(repair_msg_t *));
+    apr_array_header_t *differ = apr_array_make(p, 64, sizeof(repair_msg_t *));
     apr_status_t rv = APR_SUCCESS;
     int from, i, j;
 
@@ -265,11 +265,11 @@ static apr_status_t write_labels(gs_sync_t *s, apr_pool_t *p, repair_t *r)
         repair_msg_t *m = APR_ARRAY_IDX(r->order, i, repair_msg_t *);
         const char *have = apr_hash_get(r->stored, m->id, APR_HASH_KEY_STRING);
         if (!have || strcmp(have, sorted_key(p, m->labels))) {
-            APR_ARRAY_PUSH(todo, repair_msg_t *) = m;
+            APR_ARRAY_PUSH(differ, repair_msg_t *) = m;
         }
     }
-    for (from = 0; rv == APR_SUCCESS && from < todo->nelts; from += REPAIR_CHUNK) {
-        int to = from + REPAIR_CHUNK < todo->nelts ? from + REPAIR_CHUNK : todo->nelts;
+    for (from = 0; rv == APR_SUCCESS && from < differ->nelts; from += REPAIR_CHUNK) {
+        int to = from + REPAIR_CHUNK < differ->nelts ? from + REPAIR_CHUNK : differ->nelts;
         json_object *rows;
         labels_txn_t txn;
         apr_pool_t *pp;
@@ -281,7 +281,7 @@ static apr_status_t write_labels(gs_sync_t *s, apr_pool_t *p, repair_t *r)
         txn.ids = apr_palloc(pp, sizeof(char *) * (apr_size_t)(to - from));
         txn.n = to - from;
         for (i = from; i < to; i++) {
-            const repair_msg_t *m = APR_ARRAY_IDX(todo, i, repair_msg_t *);
+            const repair_msg_t *m = APR_ARRAY_IDX(differ, i, repair_msg_t *);
             txn.ids[i - from] = m->id;
             json_object *row = json_object_new_object(), *ls = json_object_new_array();
             for (j = 0; m->labels && j < m->labels->nelts; j++) {
@@ -302,7 +302,7 @@ static apr_status_t write_labels(gs_sync_t *s, apr_pool_t *p, repair_t *r)
     }
     /* the others agreed already: each is one processed too */
     return rv == APR_SUCCESS ? gs_task_progress(s->task, NULL, s->task->total,
-                                                r->order->nelts - todo->nelts) : rv;
+                                                r->order->nelts - differ->nelts) : rv;
 }
 
 /* The repair's end: the rows stored at first that Gmail did not list. */
