@@ -169,12 +169,15 @@ apr_status_t gs_gmail_back_off(gs_gmail_t *gm, apr_pool_t *p, const char *method
     }
     gm->retries_done++;
     gm->streak++;
+    /* a rate limit names the pace it brought the worker down to (units per second) */
     gs_log_error(GS_LOG_NOTICE, p, "event=gmail.retry %s method=%s status=%d reason=\"%s\" "
                  "attempt=%d parts=%d wait_ms=%" APR_INT64_T_FMT " retries=%d silent_ms=%"
-                 APR_INT64_T_FMT "%s%s", gm->log_ctx, method, a->status,
+                 APR_INT64_T_FMT "%s%s%s", gm->log_ctx, method, a->status,
                  gs_error_clean(p, a->reason, 200), attempt, parts,
                  (apr_int64_t)apr_time_as_msec(wait), gm->streak,
                  (apr_int64_t)apr_time_as_msec(now - gm->last_ok),
+                 a->cls == GS_GM_RATE_LIMITED && gm->pace.configured > 0.0
+                 ? apr_psprintf(p, " pace_units=%.0f", gm->pace.rate) : "",
                  a->cls == GS_GM_RATE_LIMITED && a->until > 0 ? " locked_until=" : "",
                  a->cls == GS_GM_RATE_LIMITED && a->until > 0 ? gs_rfc3339(p, a->until) : "");
     if (gm->on_wait && (rv = gm->on_wait(gm->wait_baton, reason, wait, gm->streak))

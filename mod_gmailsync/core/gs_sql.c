@@ -368,7 +368,10 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       " RETURNING lease::text, user_id, force_full::integer::text,"
       " (progress_percentage * 100)::integer::text" },
     { GS_SQL_W_TASK_HEARTBEAT,
-      "UPDATE gmailsync.sync_tasks SET heartbeat_at = now(), updated_at = now() WHERE " W_GUARD },
+      /* clock_timestamp(), not now(): inside a long transaction now() is when it began, and a
+       * beat at its end would be as old as the transaction once it commits */
+      "UPDATE gmailsync.sync_tasks SET heartbeat_at = clock_timestamp(), updated_at = clock_timestamp()"
+      " WHERE " W_GUARD },
     { GS_SQL_W_TASK_RETRYING,
       /* a wait on Gmail is a heartbeat too */
       "UPDATE gmailsync.sync_tasks SET retry_reason = %s,"

@@ -159,6 +159,12 @@ static apr_status_t content_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
             return rv;
         }
     }
+    /* parsing a batch of large or hostile messages can take seconds (more under a loaded
+     * machine or a sanitizer): beat again before the commit, so that the beat the daemon sees
+     * once it commits is not as old as the transaction (it could be older than StuckAfter) */
+    if (apr_time_now() - s->task->last_beat > apr_time_from_sec(1)) {
+        return gs_task_hold(s->task, p);
+    }
     return APR_SUCCESS;
 }
 

@@ -302,7 +302,8 @@ class Api:
     # Returns Reply (top level) or (Reply, stats record) (batch part, when the call ran).
     # level: "top" or "part".  held: dict quota -> slots held (batch parts only).
     # locked: set of quotas whose lockout this batch already lengthened (batch parts only).
-    def call(self, http_method, path, query, auth_header, level, held=None, locked=None):
+    # arrived: when the request reached the server (time.monotonic()): the quota is charged then.
+    def call(self, http_method, path, query, auth_header, level, held=None, locked=None, arrived=None):
         state = self.state
         route = _route(path)
         if route is None:
@@ -374,7 +375,7 @@ class Api:
             held[quota] = held.get(quota, 0) + 1
         cost = P.COSTS[method]
         if denied is None:
-            denied = P.charge(quota, cost, cfg)
+            denied = P.charge(quota, cost, cfg, now=arrived)
             if denied is not None and level == "top":
                 P.release_slots(quota)
         if denied is not None:
@@ -731,6 +732,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, http_method):
         state = self.server.state
+        # the quota is charged at the request's arrival (its head read), for every part of a batch
+        # at once, as Gmail's front end counts it: the fake's own time to build the answers (a
+        # batch of 50 raw messages takes tens of milliseconds, more on a loaded machine) must not
+        # move parts of one request into the next one-second window
+        self._arrived = time.monotonic()
         path, _, query = self.path.partition("?")
         api = False
         try:
@@ -743,7 +749,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             api = path.startswith("/gmail/v1/") or path.startswith("/batch/gmail/v1")
             if path.startswith("/gmail/v1/"):
-                reply = state.api_top.call(http_method, path, query, self.headers.get("Authorization"), "top")
+                reply = state.api_top.call(http_method, path, query, self.headers.get("Authorization"), "top",
+                                           arrived=self._arrived)
             elif path.startswith("/batch/gmail/v1"):
                 reply = self._batch(http_method, body)
             elif path in TOKEN_PATHS:
@@ -815,7 +822,7 @@ class Handler(BaseHTTPRequestHandler):
                 path, _, query = target.partition("?")
                 auth = inner_headers.get(b"authorization")
                 auth = auth.decode("latin-1") if auth is not None else outer_auth
-                result = api.call(method, path, query, auth, "part", held, locked)
+                result = api.call(method, path, query, auth, "part", held, locked, arrived=self._arrived)
                 if isinstance(result, tuple):
                     reply, record = result
                     records.append(record + (True,))

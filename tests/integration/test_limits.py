@@ -92,7 +92,14 @@ def test_a_lower_server_quota_brings_the_pace_down_instead_of_thrashing(stack, g
     run = worker.run(new_task(stack, user["user_id"]), quota_units=250, retries=0, wait=120)
     assert run.rc == EXIT_SUCCEEDED, run.stderr
     fields = end_fields(run)
-    assert float(fields["pace_units"]) <= 205.0, fields
+    # each rate limit names the pace it brought the worker to: down to what Gmail admitted. At
+    # the end the pace may have climbed a little again (after 10 calm seconds it probes above
+    # the admitted level, 1 % of the configured rate a second: a loaded machine's slower sync
+    # ends higher), never back to the configured 250 without a new refusal
+    paces = [float(re.search(r" pace_units=(\d+)", line).group(1)) for line in run.events("gmail.retry")
+             if " pace_units=" in line]
+    assert paces and min(paces) <= 205.0, run.events("gmail.retry")
+    assert float(fields["pace_units"]) < 250.0, fields
     mb = gmail.stats()["per_mailbox"][user["email"]]
     refused = mb["denied"].get("rate", 0)
     assert 0 < refused <= 20, mb

@@ -139,13 +139,48 @@ def test_the_quota_bucket_keeps_429s_rare(stack, gmail, worker):
     calls = sum(st["requests"].values())
     limited = st["status_counts"].get("429", 0)
     assert limited <= 0.01 * calls, (limited, calls)
-    # ~2,500 units at 500/s with a one-second burst: at least ~4 s; the pace the worker kept at
-    # the end is the one allowed (not lowered: no 429 made it back off), and the wall time
-    # is not much more than the pace's (12 s: a loaded machine's CPU, not the bucket; 10.4 s
-    # was seen under ASan beside another lane, which is why this test runs on the release build)
+    # ~2,500 units at 500/s with a one-second burst: at least ~4 s, so the bucket held the
+    # worker back; the pace it kept at the end is the one allowed (not lowered: no 429 made it
+    # back off). How long beyond that is the machine's CPU, a benchmark's business
+    # (scripts/bench quota), not this test's: 14 s was seen at a load average of 9.
     pace = float(run.events("task.succeeded")[0].split(" pace_units=")[1].split()[0])
     assert pace >= 450, run.events("task.succeeded")[0]
-    assert 3.5 <= elapsed <= 12, elapsed
+    assert elapsed >= 3.5, elapsed
+    assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
+
+
+def test_a_long_content_transaction_beats_again_before_it_commits(stack, gmail, worker):
+    # a batch's messages are parsed and stored in one transaction that holds the task row; one
+    # that runs longer than GmailSyncStuckAfter (large or hostile mail, a loaded machine) must
+    # not commit a beat as old as itself, or the daemon finds the task STUCK the moment it
+    # commits. A deferred trigger notes, at each commit, how old the task's beat is; the user's
+    # bodies are made slow to store (0.2 s each, 20 in one batch: a 4 s transaction).
+    user = stack.add_user(messages=20)
+    uid = user["user_id"]
+    stack.query("CREATE TABLE public.beat_at_commit (task_id uuid, age double precision)")
+    stack.query("CREATE FUNCTION public.note_beat() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN INSERT INTO public.beat_at_commit SELECT t.task_id,"
+                " extract(epoch FROM clock_timestamp() - t.heartbeat_at)"
+                " FROM gmailsync.sync_tasks t WHERE t.task_id = NEW.task_id; RETURN NULL; END $$")
+    stack.query("CREATE CONSTRAINT TRIGGER beat_at_commit AFTER UPDATE ON gmailsync.sync_tasks"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.note_beat()")
+    stack.query("CREATE FUNCTION public.slow_body() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$")
+    stack.query("CREATE TRIGGER slow_body BEFORE INSERT ON gmailsync.message_bodies FOR EACH ROW"
+                " WHEN (NEW.user_id = %s) EXECUTE FUNCTION public.slow_body()", (uid,))
+    try:
+        tid = new_task(stack, uid)
+        run = worker.run(tid, batch_size=50, parallel=1)
+        assert run.rc == EXIT_SUCCEEDED, run.stderr
+        ages = [a for (a,) in stack.query("SELECT age FROM public.beat_at_commit WHERE task_id = %s",
+                                          (tid,))]
+        assert ages, "no commit was seen"
+        assert max(ages) < 1.5, sorted(ages)
+    finally:
+        stack.query("DROP TRIGGER IF EXISTS slow_body ON gmailsync.message_bodies")
+        stack.query("DROP TRIGGER IF EXISTS beat_at_commit ON gmailsync.sync_tasks")
+        stack.query("DROP FUNCTION IF EXISTS public.slow_body(), public.note_beat()")
+        stack.query("DROP TABLE IF EXISTS public.beat_at_commit")
     assert_table_equals_mailbox(stack, gmail, user, check_fields=False)
 
 
