@@ -57,6 +57,7 @@
     msg: null,         // the message JSON, once loaded
     failure: null,     // {status} when it could not be loaded
     images: false,     // remote images allowed for this message
+    inline: {},        // its inline images: {cid key: data URL}
     request: 0         // answers to an older request are dropped
   };
 
@@ -94,6 +95,57 @@
       + html + '</body></html>';
   }
 
+  // ------------------------------------------------------------------ inline images
+  // An HTML body names its inline images by Content-ID (cid:, RFC 2392). The frame can fetch
+  // nothing of this site (it has no origin of its own, nor the session cookie), so the page
+  // fetches the stored ones and the HTML gets them as data: URLs, which its policy allows.
+  var CID = /cid:([^"'\s)>]+)/gi;
+  var INLINE_MAX_BYTES = 2 * 1024 * 1024;
+  var INLINE_MAX_COUNT = 50;
+  var INLINE_WAIT_MS = 10000;
+
+  function cidKey(text) {
+    var s;
+    try { s = decodeURIComponent(text); } catch (e) { s = text; }
+    return s.toLowerCase();
+  }
+
+  function dataUrl(blob, type) {
+    return new Promise(function (resolve) {
+      var reader = new FileReader();
+      reader.onload = function () { resolve(reader.result); };
+      reader.onerror = function () { resolve(null); };
+      reader.readAsDataURL(new Blob([blob], { type: type }));
+    });
+  }
+
+  // {cid key: data URL} of the stored images the HTML names; never waits more than
+  // INLINE_WAIT_MS (what has not arrived by then stays out).
+  function loadInlineImages(m, id) {
+    var named = {}, found, out = {};
+    if (typeof m.html_body !== 'string') { return Promise.resolve(out); }
+    CID.lastIndex = 0;
+    while ((found = CID.exec(m.html_body))) { named[cidKey(found[1])] = true; }
+    var wanted = (m.attachments || []).filter(function (a) {
+      return a.stored && a.content_id && named[cidKey(a.content_id)] && a.size <= INLINE_MAX_BYTES
+        && /^image\/(png|jpeg|gif|webp|bmp)$/.test(a.mime_type);
+    }).slice(0, INLINE_MAX_COUNT);
+    var all = Promise.all(wanted.map(function (a) {
+      return fetch(page.api + '/messages/' + encodeURIComponent(id) + '/attachments/' + a.n,
+                   { credentials: 'same-origin', cache: 'no-store' })
+        .then(function (resp) { return resp.ok ? resp.blob() : null; })
+        .then(function (blob) { return blob ? dataUrl(blob, a.mime_type) : null; })
+        .then(function (url) { if (url) { out[cidKey(a.content_id)] = url; } },
+              function () { /* that image stays out */ });
+    }));
+    return Promise.race([all, new Promise(function (r) { setTimeout(r, INLINE_WAIT_MS); })])
+      .then(function () { return out; });
+  }
+
+  function withInlineImages(html) {
+    return html.replace(CID, function (whole, name) { return M.inline[cidKey(name)] || whole; });
+  }
+
   // ------------------------------------------------------------------ drawing
   function renderEnvelope(m) {
     clear(el.envelope);
@@ -124,7 +176,7 @@
     el.htmlBlock.hidden = !hasHtml;
     if (hasHtml) {
       var f = frame();
-      var doc = frameDocument(m.html_body, M.images);
+      var doc = frameDocument(withInlineImages(m.html_body), M.images);
       f.setAttribute('title', t('message_html_frame'));
       if (f.srcdoc !== doc) { f.srcdoc = doc; }
     } else {
@@ -201,6 +253,7 @@
     M.msg = null;
     M.failure = null;
     M.images = false;
+    M.inline = {};
     otherCards().forEach(function (s) { s.hidden = true; });
     el.view.hidden = false;
     render();
@@ -210,14 +263,19 @@
     }).then(function (resp) {
       return resp.json().catch(function () { return null; }).then(function (json) {
         if (request !== M.request) { return; }
-        if (resp.status === 200 && json) {
-          M.msg = json;
-          el.announcer.textContent = t('message_opened', { subject: json.subject || t('message_no_subject') });
-        } else {
+        if (resp.status !== 200 || !json) {
           M.failure = { status: resp.status };
           el.announcer.textContent = t('message_not_found');
+          render();
+          return;
         }
-        render();
+        return loadInlineImages(json, id).then(function (inline) {
+          if (request !== M.request) { return; }
+          M.msg = json;
+          M.inline = inline;
+          el.announcer.textContent = t('message_opened', { subject: json.subject || t('message_no_subject') });
+          render();
+        });
       });
     }, function () {
       if (request !== M.request) { return; }

@@ -649,7 +649,8 @@ pageTest('message view: the HTML body runs no script and loads no remote image u
   try {
     const attachment = require('node:crypto').createHash('sha512').update('gmailsync browser').digest();
     const b64 = (buf) => buf.toString('base64').replace(/(.{76})/g, '$1\r\n');
-    const html = `<p id="marker">Hello from the HTML body</p>`
+    const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+    const html = `<p id="marker">Hello from the HTML body</p><img id="inline" alt="inline pixel" src="cid:pixel@view.test">`
       + `<img id="remote" alt="remote pixel" src="${counter.base}/pixel.gif">`
       + `<script>document.getElementById('marker').textContent = 'script ran';`
       + `new Image().src = '${counter.base}/script-ran'; parent.document.title = 'pwned';</script>`
@@ -665,7 +666,10 @@ pageTest('message view: the HTML body runs no script and loads no remote image u
       b64(Buffer.from(html)), '--alt--', '',
       '--outer', 'Content-Type: application/octet-stream',
       "Content-Disposition: attachment; filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%C3%A9t%C3%A9.bin",
-      'Content-Transfer-Encoding: base64', '', b64(attachment), '--outer--', ''].join('\r\n'));
+      'Content-Transfer-Encoding: base64', '', b64(attachment),
+      '--outer', 'Content-Type: image/gif', 'Content-ID: <pixel@view.test>',
+      'Content-Disposition: inline; filename=pixel.gif', 'Content-Transfer-Encoding: base64', '',
+      b64(gif), '--outer--', ''].join('\r\n'));
     const alice = stack.addUser({ messages: 2 });
     const bob = stack.addUser({ messages: 1 });
     const id = await importMessage(alice, raw);
@@ -691,6 +695,9 @@ pageTest('message view: the HTML body runs no script and loads no remote image u
     assert.notEqual(await page.title(), 'pwned');
     const remoteLoaded = () => frame.locator('#remote').evaluate((img) => img.complete && img.naturalWidth > 0);
     assert.equal(await remoteLoaded(), false);
+    // the inline image (cid:) is there without asking: from the stored attachment
+    await waitFor('the inline image', () => frame.locator('#inline').evaluate((img) => img.complete
+      && img.naturalWidth === 1 && img.src.startsWith('data:image/gif;base64,')), 10000);
     assert.deepEqual(counter.hits, {}, 'nothing reached the remote server before asking');
     assert.match(await page.textContent('#message-images-note'), /Remote images are not shown/);
     assert.deepEqual(await audit(page), [], 'accessibility of the message view');
