@@ -208,7 +208,10 @@ const gs_sql_stmt_t gs_sql_statements[] = {
      * first 1,000 addresses of each role, the first 1,000 attachments. */
     { GS_SQL_MESSAGE_VIEW,
       "WITH k AS (SELECT %s::integer AS body_max),"
-      " m AS (SELECT * FROM gmailsync.messages WHERE user_id = %s AND gmail_id = %s),"
+      " m AS (SELECT user_id, gmail_id, thread_id, internal_date, date_header, label_ids,"
+      "   subject, snippet, message_id, in_reply_to, from_addr, to_addr, cc_addr, bcc_addr,"
+      "   reply_to_addr, headers, content_state, content_reason, raw_size, size_estimate,"
+      "   deleted_at FROM gmailsync.messages WHERE user_id = %s AND gmail_id = %s),"
       " b AS (SELECT t.* FROM gmailsync.message_bodies t, m"
       "   WHERE t.user_id = m.user_id AND t.gmail_id = m.gmail_id),"
       " a AS (SELECT " GS_SQL_ATTACHMENT_N " AS n, t.*, t.stored AND EXISTS (SELECT 1"
