@@ -131,8 +131,10 @@ def test_the_view_is_what_pythons_email_reads(stack, mail):
     assert v["envelope"]["to"] == addresses(msg["to"])
     assert v["envelope"]["cc"] == [] and v["envelope"]["bcc"] == []
     assert v["as_written"]["from"] == "Alice Example <alice@example.com>"
-    # every header in order, as written (unfolded)
-    assert v["headers"] == [[k, value] for k, value in raw_headers(raw)]
+    # every header in order (this message has no folded or encoded one)
+    assert v["headers"] == [[k, value.strip()] for k, value in
+                            email.message_from_bytes(raw, policy=policy.compat32).raw_items()]
+    assert len(v["headers"]) == 7
     assert v["date_header"] == "2026-12-07T08:15:00.000Z"
     # labels by name: the user label's name, system labels by id, in label_ids order
     assert sorted(v["labels"]) == sorted(["INBOX", "UNREAD", "STARRED", "Reisen ✈"])
@@ -149,19 +151,6 @@ def test_the_view_is_what_pythons_email_reads(stack, mail):
     logo = v["attachments"][0]
     assert logo["inline"] and logo["related"] and logo["content_id"] == "logo@corpus"
     assert all(a["stored"] for a in v["attachments"])
-
-
-def raw_headers(raw):
-    """(name, value) of the top-level header block, unfolded, in order."""
-    block = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode()
-    out = []
-    for line in block.splitlines():
-        if line[:1] in (" ", "\t"):
-            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
-        else:
-            k, _, val = line.partition(":")
-            out.append((k, val.strip()))
-    return out
 
 
 def python_parts(msg):
