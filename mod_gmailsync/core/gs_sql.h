@@ -188,6 +188,20 @@ typedef struct {
 #define GS_SQL_MESSAGE_RAW_SLICE "gs_message_raw_slice" /* (offset from 0, length, user_id,
                                                            gmail_id) -> raw size, the slice in
                                                            hex; no row once the raw is gone */
+/* GET {prefix}/messages/{id} and /messages/{id}/attachments/{n} (issue 24): the owner's
+ * message as one JSON document, and an attachment's stored bytes read in slices. Attachments
+ * are numbered from 0 in the order of the MIME tree (GS_SQL_ATTACHMENT_N in gs_sql.c). */
+#define GS_SQL_MESSAGE_VIEW      "gs_message_view"      /* (body max characters, user_id,
+                                                           gmail_id) -> no row: no such message
+                                                           of this user; one row: the JSON */
+#define GS_SQL_ATTACHMENT_GET    "gs_attachment_get"    /* (n, user_id, gmail_id) -> no row: no
+                                                           such message; part_id NULL: no
+                                                           attachment n; else part_id, filename,
+                                                           mime type, stored, sha256 hex, blob
+                                                           size (NULL: no bytes stored) */
+#define GS_SQL_BLOB_SLICE        "gs_blob_slice"        /* (offset from 0, length, user_id,
+                                                           sha256 hex) -> blob size, the slice in
+                                                           hex; no row once the blob is gone */
 /* GET {prefix}/changes (sql/011): the user's change feed. */
 #define GS_SQL_CHANGES_PURGE     "gs_changes_purge"     /* (retention s, limit) -> changes
                                                            removed, users */

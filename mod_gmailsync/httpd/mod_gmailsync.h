@@ -241,8 +241,38 @@ int gs_httpd_handle_progress(request_rec *r, const gs_srv_conf_t *conf, const ch
 int gs_httpd_handle_status(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_cancel(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 /* The owner's task JSON (from p) from the board or the database: OK, HTTP_NOT_FOUND or 503. */
-/* GET {prefix}/messages/{id}/raw (mod_gmailsync_message.c) */
+/* GET {prefix}/messages/{id}/raw (mod_gmailsync_message.c), {prefix}/messages/{id}
+ * (mod_gmailsync_message_view.c), {prefix}/messages/{id}/attachments/{n} (arg: "{id}/{n}";
+ * mod_gmailsync_attachment.c). */
 int gs_httpd_handle_message_raw(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_message_view(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_attachment(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+/* The one 404 of an unknown, malformed or other user's message id ("no such message"). */
+int gs_httpd_message_not_found(request_rec *r);
+/* Logs the database failure (step `what`) and answers the documented 503. */
+int gs_httpd_message_db_unavailable(request_rec *r, gs_db_t *db, const char *what);
+/* Stored bytes read in slices by a statement of (offset, length, user_id, key) -> (size now,
+ * hex slice) and passed down the output filters one slice at a time; the status line and
+ * headers (Content-Length: size) are the caller's. A failure after the first byte cuts the
+ * connection (logged event=message.<event>_cut); returns OK. */
+typedef struct {
+    const char *statement;
+    const char *user_id;
+    const char *key;         /* the gmail_id, or the blob's sha256 in hex */
+    const char *message;     /* for the log */
+    const char *event;       /* "raw", "attachment" */
+} gs_httpd_slices_t;
+int gs_httpd_stream_slices(request_rec *r, const gs_httpd_slices_t *what, apr_off_t size);
+/* Who asks (*user_id) and the row of statement `label` run with ([first,] user_id, id): OK with
+ * *rows set; else *rows is NULL and the answer was sent (401, the 404 of a malformed id or of
+ * no row, 503), its status returned. The database connection is given back. */
+int gs_httpd_message_select(request_rec *r, const gs_srv_conf_t *conf, const char *id,
+                            const char *label, const char *first, const char **user_id,
+                            gs_db_rows_t **rows);
+/* A 200 download of size_text bytes (a decimal from the database) streamed with `what`:
+ * Content-Type, Content-Disposition, no-store, nosniff, no ranges; HEAD sends the headers. */
+int gs_httpd_send_download(request_rec *r, const gs_httpd_slices_t *what, const char *type,
+                           const char *disposition, const char *size_text);
 int gs_httpd_handle_changes(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
                        const char *task_id, json_object **task);

@@ -27,7 +27,8 @@ typedef int gs_route_fn(request_rec *r, const gs_srv_conf_t *conf, const char *a
 typedef struct {
     const char *path;        /* below the prefix; a trailing '/' matches one path segment */
     const char *suffix;      /* with a trailing '/': what must follow that segment ("/raw"),
-                              * or NULL for nothing */
+                              * or NULL for nothing; a suffix ending in '/' is followed by one
+                              * more segment, and the argument is then everything after path */
     const char *allow;       /* the Allow header for 405 */
     apr_int64_t methods;     /* AP_METHOD_BIT masks */
     int needs_enabled;       /* answered with 503 under `GmailSync Off` */
@@ -168,6 +169,10 @@ static const gs_route_t routes[] = {
       gs_httpd_handle_oauth_disconnect },
     { "/messages/", "/raw", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
       gs_httpd_handle_message_raw },
+    { "/messages/", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
+      gs_httpd_handle_message_view },
+    { "/messages/", "/attachments/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
+      gs_httpd_handle_attachment },
     { "/changes", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_changes },
     { NULL, NULL, NULL, 0, 0, 0, NULL }
 };
@@ -191,16 +196,36 @@ static const gs_route_t *find_route(request_rec *r, const gs_srv_conf_t *conf, c
 
         if (route->path[len - 1] == '/') {
             const char *slash;
+            size_t slen;
 
             if (strncmp(sub, route->path, len) || !sub[len] || sub[len] == '/') {
                 continue;
             }
             slash = ap_strchr_c(sub + len, '/');
-            if (!route->suffix ? slash != NULL : !slash || strcmp(slash, route->suffix)) {
+            if (!route->suffix) {
+                if (slash) {
+                    continue;
+                }
+                *arg = sub + len;
+                return route;
+            }
+            if (!slash) {
                 continue;
             }
-            *arg = route->suffix ? apr_pstrmemdup(r->pool, sub + len, (apr_size_t)(slash - sub - len))
-                                 : sub + len;
+            slen = strlen(route->suffix);
+            if (route->suffix[slen - 1] == '/') {
+                /* one more segment, not empty */
+                if (strncmp(slash, route->suffix, slen) || !slash[slen]
+                    || ap_strchr_c(slash + slen, '/')) {
+                    continue;
+                }
+                *arg = sub + len;
+                return route;
+            }
+            if (strcmp(slash, route->suffix)) {
+                continue;
+            }
+            *arg = apr_pstrmemdup(r->pool, sub + len, (apr_size_t)(slash - sub - len));
             return route;
         }
         if (!strcmp(sub, route->path)) {

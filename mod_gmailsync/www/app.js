@@ -821,6 +821,15 @@
     if (e.persisted) { loadStatus(); }
   });
 
+  // what the message view (message.js) shares: the strings, formats and the API prefix
+  window.GmailSyncPage = {
+    api: API,
+    t: t,
+    nf: nf,
+    when: when,
+    onLanguage: function (fn) { el.lang.addEventListener('change', fn); }
+  };
+
   readOAuthResult();
   setLanguage(pickLanguage(), false);
   loadStatus();

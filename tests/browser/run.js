@@ -617,6 +617,132 @@ pageTest('503 with Retry-After: "sync is paused, trying again in N s", then it r
   assert.equal(stack.tasks(user.user_id).length, 1);
 });
 
+// A loopback server that counts the requests the mail's HTML could make (an image, what a
+// script would fetch): none may arrive until the user asks for remote images.
+async function hitCounter() {
+  const http = require('node:http');
+  const hits = {};
+  const server = http.createServer((req, res) => {
+    hits[req.url] = (hits[req.url] || 0) + 1;
+    res.writeHead(200, { 'Content-Type': 'image/gif', 'Cache-Control': 'no-store' });
+    res.end(Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64'));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { hits, base: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+async function importMessage(user, raw) {
+  const resp = await fetch(`${stack.gmail}/_control/mailboxes/${encodeURIComponent(user.email)}/import?labelIds=INBOX`,
+                           { method: 'POST', headers: { 'Content-Type': 'message/rfc822' }, body: raw });
+  const text = await resp.text();
+  if (resp.status !== 201) { throw new Error(`import: ${resp.status} ${text}`); }
+  return JSON.parse(text).id;
+}
+
+pageTest('message view: the HTML body runs no script and loads no remote image until asked, an attachment downloads, another user\'s id is not found', async (session) => {
+  const counter = await hitCounter();
+  // the messages the sandboxed frame logs on purpose: the blocked script and the blocked image
+  session.allow(/Blocked script execution in 'about:(srcdoc|blank)'/);
+  // the other user's request for the id: 404
+  session.allow(/status of 404 \(Not Found\)/);
+  session.allow(/violates the following Content Security Policy directive: "img-src data:"/);
+  try {
+    const attachment = require('node:crypto').createHash('sha512').update('gmailsync browser').digest();
+    const b64 = (buf) => buf.toString('base64').replace(/(.{76})/g, '$1\r\n');
+    const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+    const html = `<p id="marker">Hello from the HTML body</p><img id="inline" alt="inline pixel" src="cid:pixel@view.test">`
+      + `<img id="remote" alt="remote pixel" src="${counter.base}/pixel.gif">`
+      + `<script>document.getElementById('marker').textContent = 'script ran';`
+      + `new Image().src = '${counter.base}/script-ran'; parent.document.title = 'pwned';</script>`
+      + `<img alt="handler" src="data:," onerror="new Image().src='${counter.base}/handler-ran'">`;
+    const raw = Buffer.from([
+      'From: =?UTF-8?B?5byg5LiJ?= <zhang@example.com>', 'To: you@example.test',
+      'Subject: =?UTF-8?B?5Lya6K6u6K6w5b2VIC0gbWVldGluZyBub3Rlcw==?=',
+      'Date: Tue, 05 Mar 2024 10:00:00 +0100', 'Message-ID: <browser-view@example.com>',
+      'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary=outer', '',
+      '--outer', 'Content-Type: multipart/alternative; boundary=alt', '',
+      '--alt', 'Content-Type: text/plain; charset=utf-8', '', 'Hello from the text body.', '',
+      '--alt', 'Content-Type: text/html; charset=utf-8', 'Content-Transfer-Encoding: base64', '',
+      b64(Buffer.from(html)), '--alt--', '',
+      '--outer', 'Content-Type: application/octet-stream',
+      "Content-Disposition: attachment; filename*=UTF-8''%E6%8A%A5%E5%91%8A%20%C3%A9t%C3%A9.bin",
+      'Content-Transfer-Encoding: base64', '', b64(attachment),
+      '--outer', 'Content-Type: image/gif', 'Content-ID: <pixel@view.test>',
+      'Content-Disposition: inline; filename=pixel.gif', 'Content-Transfer-Encoding: base64', '',
+      b64(gif), '--outer--', ''].join('\r\n'));
+    const alice = stack.addUser({ messages: 2 });
+    const bob = stack.addUser({ messages: 1 });
+    const id = await importMessage(alice, raw);
+    const page = await signIn(session, alice);
+    await page.click('#sync');
+    await waitState(page, 'SUCCEEDED', 30000);
+
+    await page.goto(stack.page + '#message/' + id);
+    await page.waitForFunction(() => document.getElementById('message-view').getAttribute('data-state') === 'loaded');
+    assert.equal(await page.isVisible('#sync'), false, 'the sync card is hidden while a message is open');
+    assert.equal(await page.textContent('#message-subject'), '会议记录 - meeting notes');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'message-subject');
+    assert.match(await page.textContent('#message-envelope'), /张三 <zhang@example\.com>/);
+    assert.equal(await page.textContent('#message-text'), 'Hello from the text body.\n');
+    // the HTML is only in the frame: sandboxed without scripts, in srcdoc with its own policy
+    assert.equal(await page.evaluate(() => document.getElementById('marker')), null);
+    const frame = page.frameLocator('#message-html');
+    const sandbox = await page.getAttribute('#message-html', 'sandbox');
+    assert.doesNotMatch(sandbox, /allow-scripts|allow-same-origin/);
+    assert.match(await page.getAttribute('#message-html', 'srcdoc'), /img-src data:">/);
+    await frame.locator('#marker').waitFor();
+    assert.equal(await frame.locator('#marker').textContent(), 'Hello from the HTML body');
+    assert.notEqual(await page.title(), 'pwned');
+    const remoteLoaded = () => frame.locator('#remote').evaluate((img) => img.complete && img.naturalWidth > 0);
+    assert.equal(await remoteLoaded(), false);
+    // the inline image (cid:) is there without asking: from the stored attachment
+    await waitFor('the inline image', () => frame.locator('#inline').evaluate((img) => img.complete
+      && img.naturalWidth === 1 && img.src.startsWith('data:image/gif;base64,')), 10000);
+    assert.deepEqual(counter.hits, {}, 'nothing reached the remote server before asking');
+    assert.match(await page.textContent('#message-images-note'), /Remote images are not shown/);
+    assert.deepEqual(await audit(page), [], 'accessibility of the message view');
+    await screenshot(page, ARTIFACTS, 'message', true);
+
+    // the keyboard asks for the remote images: the frame is drawn again with them
+    await page.focus('#message-images');
+    await page.keyboard.press('Enter');
+    await waitFor('the remote image', () => counter.hits['/pixel.gif'] >= 1, 10000);
+    await frame.locator('#remote').waitFor();
+    await page.waitForFunction(() => document.getElementById('message-images').hidden);
+    assert.match(await page.textContent('#message-images-note'), /Remote images are shown/);
+    assert.equal(await frame.locator('#marker').textContent(), 'Hello from the HTML body');
+    assert.equal(counter.hits['/script-ran'], undefined, 'the script never ran');
+    assert.equal(counter.hits['/handler-ran'], undefined, 'the event handler never ran');
+
+    // the attachment, from the keyboard: the bytes of the part, under its name
+    const link = page.locator('[data-testid="attachment-0"]');
+    assert.equal(await link.textContent(), '报告 été.bin');
+    await link.focus();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.keyboard.press('Enter')]);
+    assert.equal(download.suggestedFilename(), '报告 été.bin');
+    assert.deepEqual(fs.readFileSync(await download.path()), attachment);
+
+    // back to the sync page
+    await page.click('#message-back');
+    await page.waitForFunction(() => document.getElementById('message-view').hidden);
+    assert.equal(await page.isVisible('#sync'), true);
+
+    // another user's message id: "not found", in English and in Chinese
+    const other = await session.newPage();
+    await other.goto(stack.loginUrl(bob));
+    await loaded(other);
+    await other.goto(stack.page + '#message/' + id);
+    await other.waitForFunction(() => document.getElementById('message-view').getAttribute('data-state') === 'failed');
+    assert.equal(await other.textContent('#message-subject'), 'Message not found');
+    assert.equal(await other.isVisible('#message-html'), false);
+    await other.selectOption('#lang', 'zh-CN');
+    assert.equal(await other.textContent('#message-subject'), '找不到此邮件');
+    assert.deepEqual(await audit(other), [], 'accessibility of the not-found view');
+  } finally {
+    counter.close();
+  }
+});
+
 pageTest('the dark theme follows prefers-color-scheme and passes the audit', { colorScheme: 'dark' }, async (session) => {
   const user = stack.addUser({ messages: 10 });
   const page = await signIn(session, user);

@@ -167,6 +167,11 @@ def shaped_seeds():
                            ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "a;b"),
                            ("application/json;q=0, text/*;q=0.5", "\"quoted\""), ("*/*", "")):
         put("headers", accept + "\n" + cookie)
+    for name, mime_type in (("report.pdf", "application/pdf"), ("会议纪要 été.txt", "text/plain"),
+                            ('evil"\r\nX: 1\\..\\../x.html', "text/html"), ("", "image/SVG+xml"),
+                            ("😀" * 100, "IMAGE/PNG")):
+        put("download", name + "\n" + mime_type)
+    put("download", b"bad \xff\xfe\xc3(\xed\xa0\x80.bin\napplication/octet-stream")
     put("worker_conf", "db = postgresql://gmailsync:pw@127.0.0.1:5432/gmailsync\n"
                        "api_base = http://127.0.0.1:18081\ntoken_url = http://127.0.0.1:18081/token\n"
                        "client_id = cid\nclient_secret = secret\n"

@@ -25,5 +25,7 @@ Suite *gs_handoff_suite(void);
 /* message content (issue 22) */
 Suite *gs_mime_suite(void);
 Suite *gs_content_suite(void);
+/* the message view (issue 24) */
+Suite *gs_download_suite(void);
 
 #endif
