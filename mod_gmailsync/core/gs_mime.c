@@ -931,6 +931,103 @@ static const char *header_text(ctx_t *c, GMimeHeader *h)
     return pool_str(c->p, apr_array_pstrcat(c->scratch, out, 0));
 }
 
+/* The same GMime defect cuts display names in address lists, which GMime's own address parser
+ * decodes. Before that parser sees a value, each padded B-encoded word ("=?cs?B?...=?=") is
+ * rewritten as the Q-encoded word of the same bytes and charset ("=?cs?Q?=E9=95=BF?="), which
+ * GMime joins without loss; unpadded words and everything else are left as they are. The base64
+ * is decoded by GLib; the Q form writes every byte as "=XX", which RFC 2047 allows for any byte. */
+static const char *unpad_encoded_words(apr_pool_t *p, const char *raw)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    apr_array_header_t *out;
+    const char *s = raw, *copied = raw;
+
+    if (!raw || !strstr(raw, "=?=")) {
+        return raw;
+    }
+    out = apr_array_make(p, 8, sizeof(const char *));
+    while ((s = strstr(s, "=?")) != NULL) {
+        const char *cs = s + 2, *q = cs, *text, *end;
+        char *b64, *w;
+        guchar *bytes;
+        gsize n = 0, i;
+
+        while (*q && *q != '?' && *q != ' ' && *q != '\t' && q - cs < 64) {
+            q++;
+        }
+        if (*q != '?' || q == cs || (q[1] != 'B' && q[1] != 'b') || q[2] != '?') {
+            s += 2;
+            continue;
+        }
+        text = q + 3;
+        end = text + strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+        if (end[0] != '?' || end[1] != '=' || end == text || end[-1] != '=') {
+            s = text;
+            continue;
+        }
+        b64 = apr_pstrmemdup(p, text, (apr_size_t)(end - text));
+        bytes = g_base64_decode(b64, &n);
+        if (!bytes || !n) {
+            g_free(bytes);
+            s = end + 2;
+            continue;
+        }
+        APR_ARRAY_PUSH(out, const char *) = apr_pstrmemdup(p, copied, (apr_size_t)(s - copied));
+        w = apr_palloc(p, (apr_size_t)(q - s) + 3 + 3 * n + 3);
+        memcpy(w, s, (apr_size_t)(q - s));
+        APR_ARRAY_PUSH(out, const char *) = w;
+        w += q - s;
+        memcpy(w, "?Q?", 3);
+        w += 3;
+        for (i = 0; i < n; i++) {
+            *w++ = '=';
+            *w++ = hex[bytes[i] >> 4];
+            *w++ = hex[bytes[i] & 15];
+        }
+        memcpy(w, "?=", 3);
+        g_free(bytes);
+        s = copied = end + 2;
+    }
+    APR_ARRAY_PUSH(out, const char *) = copied;
+    return apr_array_pstrcat(p, out, 0);
+}
+
+/* The addresses of every header called name, in order, parsed by GMime from their raw values
+ * (after unpad_encoded_words). */
+static void add_addresses_of(ctx_t *c, apr_array_header_t *to, GMimeHeaderList *hl,
+                             const char *name, InternetAddressList *parsed)
+{
+    int i, n = hl ? g_mime_header_list_get_count(hl) : 0, padded = 0;
+
+    for (i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+        const char *raw = g_mime_header_get_raw_value(h);
+
+        if (!g_ascii_strcasecmp(g_mime_header_get_name(h), name) && raw && strstr(raw, "=?=")) {
+            padded = 1;
+            break;
+        }
+    }
+    if (!padded) {
+        add_addresses(c, to, parsed, 0);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
+        const char *raw = g_mime_header_get_raw_value(h);
+        InternetAddressList *list;
+
+        if (g_ascii_strcasecmp(g_mime_header_get_name(h), name) || !raw) {
+            continue;
+        }
+        list = internet_address_list_parse(c->po, unpad_encoded_words(c->scratch, raw));
+        if (list) {
+            add_addresses(c, to, list, 0);
+            g_object_unref(list);
+        }
+    }
+}
+
 static int hdr_cmp(const void *a, const void *b)
 {
     const hdr_at_t *x = a, *y = b;
@@ -1032,12 +1129,12 @@ static void read_envelope(ctx_t *c, GMimeMessage *msg)
             g_mime_references_free(refs);
         }
     }
-    add_addresses(c, m->from, g_mime_message_get_from(msg), 0);
-    add_addresses(c, m->to, g_mime_message_get_to(msg), 0);
-    add_addresses(c, m->cc, g_mime_message_get_cc(msg), 0);
-    add_addresses(c, m->bcc, g_mime_message_get_bcc(msg), 0);
-    add_addresses(c, m->reply_to, g_mime_message_get_reply_to(msg), 0);
-    add_addresses(c, m->sender, g_mime_message_get_sender(msg), 0);
+    add_addresses_of(c, m->from, hl, "From", g_mime_message_get_from(msg));
+    add_addresses_of(c, m->to, hl, "To", g_mime_message_get_to(msg));
+    add_addresses_of(c, m->cc, hl, "Cc", g_mime_message_get_cc(msg));
+    add_addresses_of(c, m->bcc, hl, "Bcc", g_mime_message_get_bcc(msg));
+    add_addresses_of(c, m->reply_to, hl, "Reply-To", g_mime_message_get_reply_to(msg));
+    add_addresses_of(c, m->sender, hl, "Sender", g_mime_message_get_sender(msg));
 }
 
 /* ------------------------------------------------------------------ GMime's own cost

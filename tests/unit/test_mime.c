@@ -263,6 +263,32 @@ START_TEST(padded_base64_words_in_a_row)
 }
 END_TEST
 
+/* The same defect in display names, which GMime's address parser decodes: a name in several
+ * padded words (one character split between two of them) comes out whole, in every role */
+START_TEST(padded_base64_words_in_display_names)
+{
+    const char *raw = "From: =?UTF-8?B?5byg5A==?= =?UTF-8?B?vJ/mmI4gKA==?=\r\n"
+                      " =?UTF-8?B?5YyX5Lqs5YiG5YWs5Y+4KQ==?= <Zhang@Example.CN>\r\n"
+                      "To: =?UTF-8?B?SGVsbG8=?= =?UTF-8?B?IHdvcmxk?= <a@example.com>,"
+                      " \"Plain, Name\" <b@example.com>\r\n"
+                      "Cc: =?UTF-8?B?SGVsbG8=?= <c@example.com>\r\n"
+                      "Cc: =?ISO-8859-1?B?UmVu6WU=?= =?ISO-8859-1?Q?_Dupr=E9?= <d@example.fr>\r\n"
+                      "Subject: s\r\n\r\nbody\r\n";
+    gs_mime_t *m = gs_mime_parse(pool, raw, strlen(raw), NULL);
+
+    ck_assert_int_eq(m->from->nelts, 1);
+    ck_assert_str_eq(ADDR(m->from, 0)->name, "张伟明 (北京分公司)");
+    ck_assert_str_eq(ADDR(m->from, 0)->normalized, "zhang@example.cn");
+    ck_assert_int_eq(m->to->nelts, 2);
+    ck_assert_str_eq(ADDR(m->to, 0)->name, "Hello world");
+    ck_assert_str_eq(ADDR(m->to, 1)->name, "Plain, Name");
+    ck_assert_str_eq(ADDR(m->to, 1)->address, "b@example.com");
+    ck_assert_int_eq(m->cc->nelts, 2);
+    ck_assert_str_eq(ADDR(m->cc, 0)->name, "Hello");
+    ck_assert_str_eq(ADDR(m->cc, 1)->name, "Renée Dupré");
+}
+END_TEST
+
 START_TEST(encoded_words)
 {
     gs_mime_t *m = parse_complete("rfc2047.eml");
@@ -771,6 +797,7 @@ Suite *gs_mime_suite(void)
     tcase_add_test(tc, fallback_list_is_configurable);
     tcase_add_test(tc, encoded_words);
     tcase_add_test(tc, padded_base64_words_in_a_row);
+    tcase_add_test(tc, padded_base64_words_in_display_names);
     tcase_add_test(tc, content_row);
     tcase_add_test(tc, duplicate_headers_in_order);
     tcase_add_test(tc, content_headers_keep_their_place);

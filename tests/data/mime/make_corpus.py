@@ -246,6 +246,20 @@ def main():
            "Subject: caf\xe9 8-bit".encode("latin-1"), "Content-Type: multipart/mixed"],
           "--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n--x--\r\n")
 
+    # 25. display names in several padded B-encoded words, in From, To and Cc (GMime 3.2.13 cut
+    # them at the first word's padding); cut between characters, as RFC 2047 requires
+    def split_words(text, cuts):
+        words, at = [], 0
+        for c in list(cuts) + [None]:
+            words.append("=?UTF-8?B?%s?=" % base64.b64encode(text[at:c].encode()).decode())
+            at = c
+        return "\r\n ".join(words)
+    write("padded_names.eml",
+          env("padded names", ["Cc: " + split_words("Renée Dupré-Lefèvre", (4, 9)) + " <renee@example.fr>",
+                               "Content-Type: text/plain; charset=UTF-8"],
+              frm=split_words("张伟明 (北京分公司)", (2, 5)) + " <zhang@example.cn>",
+              to=split_words("Hello world", (5,)) + " <hello@example.org>, \"Plain, Name\" <p@example.org>"),
+          "Names only.\n")
 
 if __name__ == "__main__":
     main()
