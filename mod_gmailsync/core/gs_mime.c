@@ -7,7 +7,8 @@
  * when none fits it is decoded with g_mime_utils_decode_8bit, GMime's best-effort decoder over
  * the same list. Nothing here decodes a charset or a transfer encoding by hand.
  *
- * GMime's objects live in a scratch subpool of the caller's pool: each is released by a pool
+ * The envelope (headers and addresses) is read in gs_mime_headers.c, HTML is rendered as text
+ * by gs_mime_html.c. GMime's objects live in a scratch subpool of the caller's pool: each is released by a pool
  * cleanup, and the subpool is destroyed before gs_mime_parse returns. The result is copied
  * into the caller's pool.
  */
@@ -17,8 +18,9 @@
 #include <apr_strings.h>
 #include <gmime/gmime.h>
 
+#include "gs_mime_html.h"
 #include "gs_mem.h"
-#include "gs_mime.h"
+#include "gs_mime_int.h"
 #include "gs_sha256.h"
 
 static const char *const default_fallback[] = { "UTF-8", "windows-1252", NULL };
@@ -109,7 +111,7 @@ static char *pool_utf8(apr_pool_t *p, const char *s, apr_size_t len)
     return out;
 }
 
-static char *pool_str(apr_pool_t *p, const char *s)
+char *gs_mime_pool_str(apr_pool_t *p, const char *s)
 {
     return s ? pool_utf8(p, s, strlen(s)) : NULL;
 }
@@ -131,23 +133,8 @@ static void to_lf(char *s)
     *w = '\0';
 }
 
-/* ------------------------------------------------------------------ the parse state */
 
-typedef struct {
-    apr_pool_t *p;              /* the result's */
-    apr_pool_t *scratch;        /* GMime's objects */
-    const gs_mime_opts_t *opts;
-    const char **fallback;      /* NULL-terminated */
-    GMimeParserOptions *po;
-    GMimeFormatOptions *fo;     /* writing a forwarded message: the source's line ends */
-    gs_mime_t *m;
-    int parts;
-    int stopped;                /* max_parts reached: visit no more */
-    int keep;                   /* an attachment has a source: GMime's objects stay until p goes */
-    apr_array_header_t *declared;   /* const char *: charsets the message's text parts declare */
-} ctx_t;
-
-static void set_error(ctx_t *c, const char *reason)
+void gs_mime_set_error(ctx_t *c, const char *reason)
 {
     c->m->state = GS_MIME_PARSE_ERROR;
     if (!c->m->reason) {
@@ -205,7 +192,7 @@ static void on_warning(gint64 offset, GMimeParserWarning errcode, const gchar *i
     (void)item;
     if (warning_is_error(errcode)) {
         if (!c->m->reason) {
-            set_error(c, offset < 0 ? warning_name(errcode)
+            gs_mime_set_error(c, offset < 0 ? warning_name(errcode)
                                     : apr_psprintf(c->scratch, "%s at byte %" APR_INT64_T_FMT,
                                                    warning_name(errcode), (apr_int64_t)offset));
         }
@@ -541,7 +528,7 @@ static void bodies_append(bodies_t *to, const bodies_t *from, int text, int html
 static char *lower(apr_pool_t *p, const char *s)
 {
     char *g = g_ascii_strdown(s ? s : "", -1);
-    char *r = pool_str(p, g);
+    char *r = gs_mime_pool_str(p, g);
 
     g_free(g);
     return r;
@@ -563,14 +550,14 @@ static void add_attachment(ctx_t *c, GMimeObject *obj, const char *path, int rel
     a->mime_type = lower(c->p, mt ? mt : "application/octet-stream");
     g_free(mt);
     if (GMIME_IS_PART(obj)) {
-        a->filename = pool_str(c->p, g_mime_part_get_filename(GMIME_PART(obj)));
+        a->filename = gs_mime_pool_str(c->p, g_mime_part_get_filename(GMIME_PART(obj)));
     }
     else {
         const char *fn = g_mime_object_get_content_disposition_parameter(obj, "filename");
 
-        a->filename = pool_str(c->p, fn ? fn : g_mime_object_get_content_type_parameter(obj, "name"));
+        a->filename = gs_mime_pool_str(c->p, fn ? fn : g_mime_object_get_content_type_parameter(obj, "name"));
     }
-    a->content_id = pool_str(c->p, g_mime_object_get_content_id(obj));
+    a->content_id = gs_mime_pool_str(c->p, g_mime_object_get_content_id(obj));
     a->disposition = disp ? lower(c->p, disp) : NULL;
     if (a->disposition && strcmp(a->disposition, "inline") != 0 && strcmp(a->disposition, "attachment") != 0) {
         a->disposition = NULL;   /* neither of RFC 2183's: as if none were declared */
@@ -759,11 +746,11 @@ static void walk(ctx_t *c, GMimeObject *obj, const char *path, int depth, bodies
     }
     if (++c->parts > c->opts->max_parts) {
         c->stopped = 1;
-        set_error(c, apr_psprintf(c->scratch, "more than %d MIME parts", c->opts->max_parts));
+        gs_mime_set_error(c, apr_psprintf(c->scratch, "more than %d MIME parts", c->opts->max_parts));
         return;
     }
     if (depth > c->opts->max_depth) {
-        set_error(c, apr_psprintf(c->scratch, "MIME nesting deeper than %d", c->opts->max_depth));
+        gs_mime_set_error(c, apr_psprintf(c->scratch, "MIME nesting deeper than %d", c->opts->max_depth));
         return;
     }
     if (GMIME_IS_MULTIPART(obj)) {
@@ -839,302 +826,6 @@ static const char *join(apr_pool_t *p, apr_array_header_t *pieces, int text)
     }
     (void)text;
     return apr_array_pstrcat(p, parts, '\0');
-}
-
-/* ------------------------------------------------------------------ addresses and headers */
-
-static void add_addresses(ctx_t *c, apr_array_header_t *to, InternetAddressList *list, int depth)
-{
-    int i, n;
-
-    if (!list || depth > 4) {
-        return;
-    }
-    n = internet_address_list_length(list);
-    for (i = 0; i < n && to->nelts < 10000; i++) {
-        InternetAddress *ia = internet_address_list_get_address(list, i);
-
-        if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
-            gs_mime_addr_t *a = apr_array_push(to);
-            const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
-            char *norm;
-
-            a->name = pool_str(c->p, internet_address_get_name(ia) ? internet_address_get_name(ia) : "");
-            a->address = pool_str(c->p, addr ? addr : "");
-            norm = g_utf8_strdown(a->address, -1);
-            a->normalized = pool_str(c->p, g_strstrip(norm));
-            g_free(norm);
-        }
-        else if (INTERNET_ADDRESS_IS_GROUP(ia)) {
-            add_addresses(c, to, internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)), depth + 1);
-        }
-    }
-}
-
-typedef struct {
-    GMimeHeader *h;
-    gint64 offset;   /* -1: unknown (then the list order) */
-    int seq;
-} hdr_at_t;
-
-/* A header's value, unfolded and RFC 2047 decoded to UTF-8 by GMime, one encoded word at a
- * time. GMime 3.2.13 (Debian's) joins adjacent B-encoded words of one charset before decoding
- * and stops at the first one's '=' padding: "=?UTF-8?B?SGVsbG8=?= =?UTF-8?B?IHdvcmxk?=" comes
- * out "Hello" (jstedfast/gmime#133, fixed after 3.2.13), and every long non-ASCII subject is
- * folded that way. So the raw value is cut at its white space and each piece is handed to
- * g_mime_utils_header_decode_text alone; the white space between two encoded words is dropped
- * (RFC 2047 section 6.2), other white space is kept, CR and LF of the folding go. A value
- * without "=?" is GMime's own. The decoding itself (base64, quoted-printable, charsets, the
- * fallback for 8-bit text) stays GMime's. */
-static const char *header_text(ctx_t *c, GMimeHeader *h)
-{
-    const char *raw = g_mime_header_get_raw_value(h), *s, *v;
-    apr_array_header_t *out;
-    int prev_word = 0, first = 1;
-
-    if (!raw || !strstr(raw, "=?")) {
-        v = g_mime_header_get_value(h);
-        return pool_str(c->p, v ? v : "");
-    }
-    out = apr_array_make(c->scratch, 16, sizeof(const char *));
-    for (s = raw; *s; ) {
-        const char *ws = s, *tok;
-        char *piece, *decoded;
-        int word;
-
-        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') {
-            s++;
-        }
-        tok = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') {
-            s++;
-        }
-        if (tok == s) {
-            break;          /* trailing white space */
-        }
-        word = s - tok >= 8 && tok[0] == '=' && tok[1] == '?' && s[-2] == '?' && s[-1] == '=';
-        if (!first && !(prev_word && word)) {
-            const char *w;
-            for (w = ws; w < tok; w++) {
-                if (*w == ' ' || *w == '\t') {
-                    APR_ARRAY_PUSH(out, const char *) = apr_pstrmemdup(c->scratch, w, 1);
-                }
-            }
-        }
-        piece = apr_pstrmemdup(c->scratch, tok, (apr_size_t)(s - tok));
-        decoded = g_mime_utils_header_decode_text(c->po, piece);
-        APR_ARRAY_PUSH(out, const char *) = apr_pstrdup(c->scratch, decoded ? decoded : piece);
-        g_free(decoded);
-        prev_word = word;
-        first = 0;
-    }
-    return pool_str(c->p, apr_array_pstrcat(c->scratch, out, 0));
-}
-
-/* The same GMime defect cuts display names in address lists, which GMime's own address parser
- * decodes. Before that parser sees a value, each padded B-encoded word ("=?cs?B?...=?=") is
- * rewritten as the Q-encoded word of the same bytes and charset ("=?cs?Q?=E9=95=BF?="), which
- * GMime joins without loss; unpadded words and everything else are left as they are. The base64
- * is decoded by GLib; the Q form writes every byte as "=XX", which RFC 2047 allows for any byte. */
-static const char *unpad_encoded_words(apr_pool_t *p, const char *raw)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    apr_array_header_t *out;
-    const char *s = raw, *copied = raw;
-
-    if (!raw || !strstr(raw, "=?=")) {
-        return raw;
-    }
-    out = apr_array_make(p, 8, sizeof(const char *));
-    while ((s = strstr(s, "=?")) != NULL) {
-        const char *cs = s + 2, *q = cs, *text, *end;
-        char *b64, *w;
-        guchar *bytes;
-        gsize n = 0, i;
-
-        while (*q && *q != '?' && *q != ' ' && *q != '\t' && q - cs < 64) {
-            q++;
-        }
-        if (*q != '?' || q == cs || (q[1] != 'B' && q[1] != 'b') || q[2] != '?') {
-            s += 2;
-            continue;
-        }
-        text = q + 3;
-        end = text + strspn(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
-        if (end[0] != '?' || end[1] != '=' || end == text || end[-1] != '=') {
-            s = text;
-            continue;
-        }
-        b64 = apr_pstrmemdup(p, text, (apr_size_t)(end - text));
-        bytes = g_base64_decode(b64, &n);
-        if (!bytes || !n) {
-            g_free(bytes);
-            s = end + 2;
-            continue;
-        }
-        APR_ARRAY_PUSH(out, const char *) = apr_pstrmemdup(p, copied, (apr_size_t)(s - copied));
-        w = apr_palloc(p, (apr_size_t)(q - s) + 3 + 3 * n + 3);
-        memcpy(w, s, (apr_size_t)(q - s));
-        APR_ARRAY_PUSH(out, const char *) = w;
-        w += q - s;
-        memcpy(w, "?Q?", 3);
-        w += 3;
-        for (i = 0; i < n; i++) {
-            *w++ = '=';
-            *w++ = hex[bytes[i] >> 4];
-            *w++ = hex[bytes[i] & 15];
-        }
-        memcpy(w, "?=", 3);
-        g_free(bytes);
-        s = copied = end + 2;
-    }
-    APR_ARRAY_PUSH(out, const char *) = copied;
-    return apr_array_pstrcat(p, out, 0);
-}
-
-/* The addresses of every header called name, in order, parsed by GMime from their raw values
- * (after unpad_encoded_words). */
-static void add_addresses_of(ctx_t *c, apr_array_header_t *to, GMimeHeaderList *hl,
-                             const char *name, InternetAddressList *parsed)
-{
-    int i, n = hl ? g_mime_header_list_get_count(hl) : 0, padded = 0;
-
-    for (i = 0; i < n; i++) {
-        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
-        const char *raw = g_mime_header_get_raw_value(h);
-
-        if (!g_ascii_strcasecmp(g_mime_header_get_name(h), name) && raw && strstr(raw, "=?=")) {
-            padded = 1;
-            break;
-        }
-    }
-    if (!padded) {
-        add_addresses(c, to, parsed, 0);
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        GMimeHeader *h = g_mime_header_list_get_header_at(hl, i);
-        const char *raw = g_mime_header_get_raw_value(h);
-        InternetAddressList *list;
-
-        if (g_ascii_strcasecmp(g_mime_header_get_name(h), name) || !raw) {
-            continue;
-        }
-        list = internet_address_list_parse(c->po, unpad_encoded_words(c->scratch, raw));
-        if (list) {
-            add_addresses(c, to, list, 0);
-            g_object_unref(list);
-        }
-    }
-}
-
-static int hdr_cmp(const void *a, const void *b)
-{
-    const hdr_at_t *x = a, *y = b;
-
-    if (x->offset >= 0 && y->offset >= 0 && x->offset != y->offset) {
-        return x->offset < y->offset ? -1 : 1;
-    }
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static void read_envelope(ctx_t *c, GMimeMessage *msg)
-{
-    gs_mime_t *m = c->m;
-    GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(msg));
-    int i, n = hl ? g_mime_header_list_get_count(hl) : 0;
-    const char *v;
-    GDateTime *dt;
-
-    /* GMime keeps the Content-* headers of the top-level message in its body part's list:
-     * both lists are merged back into the order of the message by their stream offsets */
-    {
-        GMimeObject *body = g_mime_message_get_mime_part(msg);
-        GMimeHeaderList *bl = body ? g_mime_object_get_header_list(body) : NULL;
-        int bn = bl ? g_mime_header_list_get_count(bl) : 0, total = 0, k;
-        hdr_at_t *all;
-
-        if (n > c->opts->max_headers || bn > c->opts->max_headers
-            || n + bn > c->opts->max_headers) {
-            set_error(c, apr_psprintf(c->scratch, "more than %d headers", c->opts->max_headers));
-            n = n > c->opts->max_headers ? c->opts->max_headers : n;
-            bn = bn > c->opts->max_headers ? c->opts->max_headers : bn;
-        }
-        all = apr_palloc(c->scratch, sizeof(hdr_at_t) * (apr_size_t)(n + bn + 1));
-        for (i = 0; i < n; i++) {
-            all[total].h = g_mime_header_list_get_header_at(hl, i);
-            all[total].offset = g_mime_header_get_offset(all[total].h);
-            all[total].seq = total;
-            total++;
-        }
-        for (i = 0; i < bn; i++) {
-            GMimeHeader *h = g_mime_header_list_get_header_at(bl, i);
-            gint64 off = g_mime_header_get_offset(h);
-
-            for (k = 0; k < n && off >= 0; k++) {   /* in both lists: once */
-                if (all[k].offset == off) {
-                    break;
-                }
-            }
-            if (off >= 0 && k < n) {
-                continue;
-            }
-            all[total].h = h;
-            all[total].offset = off;
-            all[total].seq = total;
-            total++;
-        }
-        qsort(all, (size_t)total, sizeof(hdr_at_t), hdr_cmp);
-        for (i = 0; i < total && i < c->opts->max_headers; i++) {
-            gs_mime_header_t *out = apr_array_push(m->headers);
-
-            out->name = pool_str(c->p, g_mime_header_get_name(all[i].h));
-            out->value = header_text(c, all[i].h);
-        }
-    }
-    m->message_id = pool_str(c->p, g_mime_message_get_message_id(msg));
-    {
-        GMimeHeader *sh = g_mime_header_list_get_header(hl, "Subject");
-        m->subject = sh ? header_text(c, sh) : NULL;
-    }
-    m->date_raw = pool_str(c->p, g_mime_object_get_header(GMIME_OBJECT(msg), "Date"));
-    dt = g_mime_message_get_date(msg);
-    if (dt && m->date_raw) {
-        m->has_date = 1;
-        m->date = (apr_time_t)g_date_time_to_unix(dt) * APR_USEC_PER_SEC
-                  + (apr_time_t)g_date_time_get_microsecond(dt);
-    }
-    v = g_mime_object_get_header(GMIME_OBJECT(msg), "In-Reply-To");
-    if (v) {
-        GMimeReferences *refs = g_mime_references_parse(c->po, v);
-
-        if (refs) {
-            if (g_mime_references_length(refs) > 0) {
-                m->in_reply_to = pool_str(c->p, g_mime_references_get_message_id(refs, 0));
-            }
-            g_mime_references_free(refs);
-        }
-    }
-    v = g_mime_object_get_header(GMIME_OBJECT(msg), "References");
-    if (v) {
-        GMimeReferences *refs = g_mime_references_parse(c->po, v);
-
-        if (refs) {
-            int k, len = g_mime_references_length(refs);
-
-            for (k = 0; k < len && k < 1000; k++) {
-                APR_ARRAY_PUSH(m->references, const char *) =
-                    pool_str(c->p, g_mime_references_get_message_id(refs, k));
-            }
-            g_mime_references_free(refs);
-        }
-    }
-    add_addresses_of(c, m->from, hl, "From", g_mime_message_get_from(msg));
-    add_addresses_of(c, m->to, hl, "To", g_mime_message_get_to(msg));
-    add_addresses_of(c, m->cc, hl, "Cc", g_mime_message_get_cc(msg));
-    add_addresses_of(c, m->bcc, hl, "Bcc", g_mime_message_get_bcc(msg));
-    add_addresses_of(c, m->reply_to, hl, "Reply-To", g_mime_message_get_reply_to(msg));
-    add_addresses_of(c, m->sender, hl, "Sender", g_mime_message_get_sender(msg));
 }
 
 /* ------------------------------------------------------------------ GMime's own cost
@@ -1232,12 +923,12 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     c.m = m;
     c.fallback = (const char **)(opts.fallback_charsets ? opts.fallback_charsets : default_fallback);
     if (len > opts.max_message_bytes) {
-        set_error(&c, apr_psprintf(p, "message of %" APR_SIZE_T_FMT " bytes is over the %"
+        gs_mime_set_error(&c, apr_psprintf(p, "message of %" APR_SIZE_T_FMT " bytes is over the %"
                                    APR_SIZE_T_FMT "-byte limit", len, opts.max_message_bytes));
         return m;
     }
     if (apr_pool_create(&c.scratch, p) != APR_SUCCESS) {
-        set_error(&c, "out of memory");
+        gs_mime_set_error(&c, "out of memory");
         return m;
     }
     c.declared = apr_array_make(c.scratch, 4, sizeof(const char *));
@@ -1263,7 +954,7 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
         double cost;
 
         if (over_parser_budget(raw, len, &cost)) {
-            set_error(&c, apr_psprintf(p, "too costly to parse (nested multiparts times boundary "
+            gs_mime_set_error(&c, apr_psprintf(p, "too costly to parse (nested multiparts times boundary "
                                        "lines: %.0f): headers only", cost));
             len = header_block(raw, len);
         }
@@ -1279,7 +970,7 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     }
     parser = stream ? pool_own(c.scratch, g_mime_parser_new_with_stream(stream)) : NULL;
     if (!parser) {
-        set_error(&c, "out of memory");
+        gs_mime_set_error(&c, "out of memory");
         apr_pool_destroy(c.scratch);
         return m;
     }
@@ -1287,11 +978,11 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     g_mime_parser_set_persist_stream(parser, TRUE);
     msg = pool_own(c.scratch, g_mime_parser_construct_message(parser, c.po));
     if (!msg) {
-        set_error(&c, "not a message (GMime found no header block)");
+        gs_mime_set_error(&c, "not a message (GMime found no header block)");
         apr_pool_destroy(c.scratch);
         return m;
     }
-    read_envelope(&c, msg);
+    gs_mime_read_envelope(&c, msg);
     collect_declared(&c, g_mime_message_get_mime_part(msg), 0);
     bodies_init(&c, &b);
     walk(&c, g_mime_message_get_mime_part(msg), "", 0, &b, 0);
@@ -1308,279 +999,4 @@ gs_mime_t *gs_mime_parse(apr_pool_t *p, const void *raw, apr_size_t len, const g
     /* else the attachments' sources read from GMime's objects: the scratch pool, a subpool of
      * p, goes with p */
     return m;
-}
-
-/* ------------------------------------------------------------------ HTML as text
- *
- * Neither GMime nor GLib renders HTML as text (GMime's HTML filter goes the other way), so this
- * is a small routine over the decoded UTF-8: one pass, no backtracking (a search for a closing
- * tag that fails is remembered, so hostile input stays linear), and the output never grows
- * past the input (every tag, reference and run of white space is at least as long as what it
- * becomes). Tested in tests/unit/test_mime.c.
- */
-
-typedef struct {
-    char *out;
-    apr_size_t n;
-    int space;     /* a collapsed space is pending */
-    int newlines;  /* line breaks at the end of the output (0..2) */
-} html_out_t;
-
-static void h_char(html_out_t *o, const char *s, apr_size_t len)
-{
-    if (o->space && o->n && !o->newlines) {
-        o->out[o->n++] = ' ';
-    }
-    o->space = 0;
-    memcpy(o->out + o->n, s, len);
-    o->n += len;
-    o->newlines = 0;
-}
-
-static void h_break(html_out_t *o, int lines)
-{
-    o->space = 0;
-    while (o->n && o->out[o->n - 1] == ' ') {
-        o->n--;
-    }
-    if (!o->n) {
-        return;
-    }
-    while (o->newlines < lines) {
-        o->out[o->n++] = '\n';
-        o->newlines++;
-    }
-}
-
-/* ASCII case-insensitive search for needle in s[from..len); len when absent. */
-static apr_size_t h_find(const char *s, apr_size_t len, apr_size_t from, const char *needle)
-{
-    apr_size_t nl = strlen(needle), i;
-
-    for (i = from; i + nl <= len; i++) {
-        if (g_ascii_strncasecmp(s + i, needle, nl) == 0) {
-            return i;
-        }
-    }
-    return len;
-}
-
-static const struct { const char *name; const char *utf8; } entities[] = {
-    { "amp", "&" }, { "lt", "<" }, { "gt", ">" }, { "quot", "\"" }, { "apos", "'" },
-    { "nbsp", " " }, { "copy", "\xc2\xa9" }, { "reg", "\xc2\xae" }, { "trade", "\xe2\x84\xa2" },
-    { "hellip", "\xe2\x80\xa6" }, { "mdash", "\xe2\x80\x94" }, { "ndash", "\xe2\x80\x93" },
-    { "lsquo", "\xe2\x80\x98" }, { "rsquo", "\xe2\x80\x99" }, { "ldquo", "\xe2\x80\x9c" },
-    { "rdquo", "\xe2\x80\x9d" }, { "laquo", "\xc2\xab" }, { "raquo", "\xc2\xbb" },
-    { "euro", "\xe2\x82\xac" }, { "pound", "\xc2\xa3" }, { "yen", "\xc2\xa5" },
-    { "cent", "\xc2\xa2" }, { "bull", "\xe2\x80\xa2" }, { "middot", "\xc2\xb7" },
-    { "deg", "\xc2\xb0" }, { "times", "\xc3\x97" }, { "shy", "" }, { "zwnj", "" }, { "zwj", "" },
-};
-
-/* A character reference at s[i] ('&'): its length, and its UTF-8 in buf; 0 when it is none. */
-static apr_size_t h_entity(const char *s, apr_size_t len, apr_size_t i, char *buf, apr_size_t *blen)
-{
-    apr_size_t j = i + 1, k;
-
-    if (j < len && s[j] == '#') {
-        gunichar u = 0;
-        int hex = (j + 1 < len && (s[j + 1] == 'x' || s[j + 1] == 'X')), digits = 0;
-
-        j += hex ? 2 : 1;
-        for (; j < len && digits < 8; j++, digits++) {
-            int d = hex ? g_ascii_xdigit_value(s[j]) : g_ascii_digit_value(s[j]);
-
-            if (d < 0) {
-                break;
-            }
-            u = u * (hex ? 16 : 10) + (gunichar)d;
-        }
-        if (!digits || j >= len || s[j] != ';') {
-            return 0;
-        }
-        if (u == 0 || u > 0x10FFFF || (u >= 0xD800 && u <= 0xDFFF)) {
-            u = 0xFFFD;
-        }
-        else if (u < 0x20 || u == 0x7F || u == 0xA0) {
-            u = ' ';
-        }
-        *blen = (apr_size_t)g_unichar_to_utf8(u, buf);
-        return j + 1 - i;
-    }
-    for (k = 0; k < sizeof(entities) / sizeof(entities[0]); k++) {
-        apr_size_t nl = strlen(entities[k].name);
-
-        if (j + nl < len && strncmp(s + j, entities[k].name, nl) == 0 && s[j + nl] == ';') {
-            *blen = strlen(entities[k].utf8);
-            memcpy(buf, entities[k].utf8, *blen);
-            return nl + 2;
-        }
-    }
-    return 0;
-}
-
-/* Elements that start a new line (block level), and those whose content is not text. */
-static int h_block(const char *name)
-{
-    static const char *const blocks[] = {
-        "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-        "blockquote", "pre", "hr", "section", "article", "header", "footer", "dd", "dt", "dl",
-        "address", "center", "form", "fieldset", "nav", "aside", "main", "figure", "tbody",
-        "thead", "tfoot", "caption", "body", "html",
-    };
-    apr_size_t i;
-
-    for (i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
-        if (g_ascii_strcasecmp(name, blocks[i]) == 0) {
-            return (strcmp(blocks[i], "p") == 0 || blocks[i][0] == 'h') ? 2 : 1;
-        }
-    }
-    return 0;
-}
-
-char *gs_mime_html_to_text(apr_pool_t *p, const char *s, apr_size_t len)
-{
-    static const char *const skipped[] = { "script", "style", "head", "title", "template" };
-    apr_size_t no_close[5] = { 0, 0, 0, 0, 0 };   /* 1 + the position where a search failed */
-    html_out_t o;
-    apr_size_t i = 0, pre = 0;
-    int comment_unclosed = 0;
-
-    o.out = apr_palloc(p, len + 2);
-    o.n = 0;
-    o.space = 0;
-    o.newlines = 0;
-    while (i < len) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (ch == '<') {
-            char name[16];
-            apr_size_t j = i + 1, nl = 0, k;
-            int closing = 0, quote = 0;
-
-            if (!comment_unclosed && i + 4 <= len && strncmp(s + i, "<!--", 4) == 0) {
-                apr_size_t end = h_find(s, len, i + 4, "-->");
-
-                if (end < len) {
-                    i = end + 3;
-                    continue;
-                }
-                comment_unclosed = 1;
-            }
-            if (j < len && s[j] == '/') {
-                closing = 1;
-                j++;
-            }
-            if (j >= len || !(g_ascii_isalpha(s[j]) || s[j] == '!' || s[j] == '?')) {
-                h_char(&o, "<", 1);      /* a lone '<' is text */
-                i++;
-                continue;
-            }
-            while (j < len && (g_ascii_isalnum(s[j]) || s[j] == '!' || s[j] == '?' || s[j] == '-')) {
-                if (nl < sizeof(name) - 1) {
-                    name[nl++] = s[j];
-                }
-                j++;
-            }
-            name[nl] = '\0';
-            for (; j < len; j++) {           /* the end of the tag, quoted values skipped */
-                if (quote) {
-                    if (s[j] == quote) {
-                        quote = 0;
-                    }
-                }
-                else if (s[j] == '"' || s[j] == '\'') {
-                    quote = s[j];
-                }
-                else if (s[j] == '>') {
-                    break;
-                }
-            }
-            if (j >= len) {
-                break;                       /* a tag unclosed at the end: dropped */
-            }
-            i = j + 1;
-            if (!closing) {
-                for (k = 0; k < sizeof(skipped) / sizeof(skipped[0]); k++) {
-                    if (g_ascii_strcasecmp(name, skipped[k]) == 0) {
-                        char close[16];
-                        apr_size_t end;
-
-                        if (no_close[k] && i >= no_close[k] - 1) {
-                            break;
-                        }
-                        apr_snprintf(close, sizeof(close), "</%s", skipped[k]);
-                        end = h_find(s, len, i, close);
-                        if (end >= len) {
-                            no_close[k] = i + 1;
-                            break;
-                        }
-                        i = end;             /* the closing tag is read as a tag next */
-                        break;
-                    }
-                }
-            }
-            if (g_ascii_strcasecmp(name, "pre") == 0) {
-                pre = closing ? (pre ? pre - 1 : 0) : pre + 1;
-            }
-            if (g_ascii_strcasecmp(name, "td") == 0 || g_ascii_strcasecmp(name, "th") == 0) {
-                if (!closing) {
-                    o.space = 1;
-                }
-            }
-            else if (g_ascii_strcasecmp(name, "li") == 0 && !closing) {
-                h_break(&o, 1);
-                h_char(&o, "- ", 2);
-            }
-            else if (g_ascii_strcasecmp(name, "br") == 0) {
-                h_break(&o, 0);              /* each <br> is a line break, two at most */
-                if (o.n && o.newlines < 2) {
-                    o.out[o.n++] = '\n';
-                    o.newlines++;
-                }
-            }
-            else if ((k = (apr_size_t)h_block(name)) != 0) {
-                h_break(&o, (int)k);
-            }
-            continue;
-        }
-        if (ch == '&') {
-            char buf[8];
-            apr_size_t blen = 0, used = h_entity(s, len, i, buf, &blen);
-
-            if (used) {
-                if (blen == 1 && buf[0] == ' ' && !pre) {
-                    o.space = 1;
-                }
-                else if (blen) {
-                    h_char(&o, buf, blen);
-                }
-                i += used;
-                continue;
-            }
-        }
-        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f') {
-            if (pre) {
-                if (ch == '\n') {
-                    o.out[o.n++] = '\n';
-                    o.newlines = o.newlines < 2 ? o.newlines + 1 : 2;
-                    o.space = 0;
-                }
-                else if (ch != '\r') {
-                    h_char(&o, " ", 1);
-                }
-            }
-            else {
-                o.space = 1;
-            }
-            i++;
-            continue;
-        }
-        h_char(&o, s + i, 1);
-        i++;
-    }
-    while (o.n && (o.out[o.n - 1] == '\n' || o.out[o.n - 1] == ' ')) {
-        o.n--;
-    }
-    o.out[o.n] = '\0';
-    return o.out;
 }

@@ -132,10 +132,7 @@ apr_status_t gs_mime_reader_open(gs_mime_reader_t **reader, apr_pool_t *p,
                                  const gs_mime_source_t *source);
 apr_status_t gs_mime_reader_read(gs_mime_reader_t *reader, void *buf, apr_size_t *len);
 
-/* A text rendering of decoded HTML (UTF-8) for search and previews: tags dropped, script,
- * style, head and comments dropped, block elements as line breaks, character references
- * decoded, white space collapsed. Linear in len; the result is at most len + 1 bytes. */
-char *gs_mime_html_to_text(apr_pool_t *p, const char *html, apr_size_t len);
+/* (A message without text/plain gets html_text from gs_mime_html_to_text, gs_mime_html.h.) */
 
 /* "complete" or "parse_error": the content_state values of migration 010. */
 const char *gs_mime_state_name(gs_mime_state_e state);

@@ -8,6 +8,7 @@
 #include <glib.h>
 
 #include "fuzz.h"
+#include "gs_mime_html.h"
 #include "gs_mime.h"
 #include "gs_sha256.h"
 

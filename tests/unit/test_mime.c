@@ -11,6 +11,7 @@
 
 #include "gs_content.h"
 #include "gs_json.h"
+#include "gs_mime_html.h"
 #include "gs_mime.h"
 #include "gs_sha256.h"
 #include "gs_sha256.h"
