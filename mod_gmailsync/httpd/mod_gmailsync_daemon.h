@@ -15,6 +15,7 @@
 #include "gs_db.h"
 #include "gs_handoff.h"
 #include "gs_log.h"
+#include "gs_queue.h"
 #include "mod_gmailsync.h"
 
 #define GS_DAEMON_STARTUP_ERROR 86
@@ -134,7 +135,11 @@ void gs_daemon_rescue_done(daemon_t *d, int ok);
 void gs_workers_claim_and_spawn(daemon_t *d);
 void gs_workers_reap(daemon_t *d, const char *code_if_running);
 void gs_workers_reconcile(daemon_t *d);
+/* What a worker wrote (mod_gmailsync_worker_lines.c); returns 0 at EOF */
 int gs_workers_drain(daemon_t *d, worker_t *w, int is_err);
+/* The worker's task on this host's live board: put (claim given) or updated, in state */
+void gs_workers_board_put(worker_t *w, const gs_claim_t *claim, const gs_board_line_t *line,
+                          const char *state);
 void gs_workers_count_strays(daemon_t *d);
 void gs_workers_check_ended(daemon_t *d);
 void gs_workers_kill_frozen(void *baton, const char *task_id, const char *user_id, long pid,

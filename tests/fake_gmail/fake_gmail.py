@@ -11,6 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import argparse  # noqa: E402
+import faulthandler  # noqa: E402
 import base64  # noqa: E402
 import email.utils  # noqa: E402
 import gc  # noqa: E402
@@ -1362,6 +1363,8 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # kill -USR1 PID writes every thread's stack to the fake's stderr (its log): what it is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.stdout.write(json.dumps({"fake_gmail": "ready", "url": "http://%s:%d" % (args.host, port), "port": port,
                                  "pid": os.getpid()}) + "\n")
     sys.stdout.flush()

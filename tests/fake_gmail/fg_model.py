@@ -15,6 +15,7 @@ import collections
 import hashlib
 import hmac
 import itertools
+import json
 import os
 import random
 import threading
@@ -72,6 +73,7 @@ class LRU:
 
 
 CONTENT_CACHE = LRU(2000)
+RawView = collections.namedtuple("RawView", "snippet size")    # message_dict's needs for raw
 RAW_SLOT = "raw-slot-6b1f0c"   # stands for a large raw field in render()
 RENDER_CACHE = LRU(60000)
 
@@ -671,7 +673,14 @@ class Mailbox:
     def render(self, msg, fmt, header_filter, pretty, fields=None):
         """Message resource as bytes.  header_filter: tuple of lower-case names or None."""
         if fields is not None or fmt in ("full", "raw"):
-            content = self.content(msg)
+            if fmt == "raw" and msg.raw is not None:
+                # an imported message's raw answer needs only its snippet and size, which its
+                # envelope keeps for good: hostile mail (10,000 parts, deep nesting) is parsed by
+                # the email package once, not again each time the bounded content cache forgot it
+                env = self.envelope(msg)
+                content = RawView(json.loads(env.snippet_json), env.size)
+            else:
+                content = self.content(msg)
             obj = self.message_dict(msg, content, fmt, header_filter)
             if fields is not None:
                 obj = apply_fields(obj, fields)
