@@ -19,7 +19,8 @@
 #include <apr_pools.h>
 #include <apr_time.h>
 
-#define GS_PUSH_TOKEN_MAX       8192      /* bytes of a compact JWS (Google's: ~1 KB) */
+#define GS_PUSH_TOKEN_MAX       4096      /* bytes of a compact JWS (Google's: ~1 KB; below httpd's
+                                           * LimitRequestFieldSize, so that the module's bound is met) */
 #define GS_PUSH_HEADER_MAX      1024      /* bytes of its base64url header */
 #define GS_PUSH_JWKS_MAX        (64 * 1024)
 #define GS_PUSH_JWKS_MAX_KEYS   16
