@@ -286,6 +286,27 @@ def test_a_push_during_a_running_sync_lands_in_a_follow_up(stack, push, gmail):
     assert db_ids(stack, user["user_id"]) == sorted(gmail.ids(user["email"]))
 
 
+
+def test_metrics_count_the_pushes_of_this_generation(stack, push, expect_log):
+    expect_log(REFUSED)
+    import re
+
+    def counters():
+        text = requests.get(stack.api + "/metrics", timeout=30).text
+        return {m.group(1): int(float(m.group(2))) for m in re.finditer(
+            r'^gmailsync_push_requests_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}, text
+    before, _ = counters()
+    user = stack.add_user(messages=1)
+    assert push.post("x.y.z", push.body(user["email"], 1)).status_code == 401
+    assert push.post(push.token(), push.body("nobody-%d@example.com" % time.time_ns(), 1)).status_code == 204
+    assert push.post(push.token(), push.body(user["email"], 10 ** 9)).status_code == 204
+    wait_for("the sync", lambda: idle(stack, user["user_id"]), 60)
+    after, text = counters()
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    assert delta == {"received": 3, "accepted": 1, "ignored": 1, "refused": 1}, delta
+    assert re.search(r"^gmailsync_push_unknown_address_total [1-9]", text, re.M)
+    assert re.search(r"^gmailsync_push_follow_ups_total [1-9]", text, re.M)   # the test above
+
 BAD_PUSH_DIRECTIVES = [
     "GmailSyncPushTopic gmail-push",
     "GmailSyncPushTopic projects/fake-project/topics/",
