@@ -124,6 +124,10 @@ static int refuse(request_rec *r, gs_push_verdict_t v)
                       "source=%s not_logged_since=%lu", gs_push_verdict_name(v),
                       r->useragent_ip ? r->useragent_ip : "-", quiet);
     }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=push.refused_quietly reason=%s",
+                      gs_push_verdict_name(v));
+    }
     apr_table_setn(r->headers_out, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
     return gs_httpd_send_problem(r, HTTP_UNAUTHORIZED, "push-token-refused",
                                  "the push's bearer token was refused");

@@ -11,9 +11,9 @@
   changes (and every mailbox does when `require_watch` is off).
 - The push simulator: one delivery thread POSTs {"message": {"data": base64({"emailAddress",
   "historyId"}), "messageId", "publishTime"}, "subscription"} with the token as Authorization:
-  Bearer to the configured endpoint; a non-2xx answer is retried with a backoff (as Pub/Sub does,
-  up to `max_attempts`); on request some are dropped, some delivered twice, and batches held and
-  delivered out of order.
+  Bearer to the configured endpoint; a non-2xx answer is retried with an exponential backoff
+  (as Pub/Sub does: 0.2 s doubling up to 10 s, up to `max_attempts`, 12); on request some are
+  dropped, some delivered twice, and batches held and delivered out of order.
 
 RSA signatures come from Debian's python3-cryptography (the rest of the fake is the standard
 library): without it the push endpoints answer 501 and say why.
@@ -82,7 +82,7 @@ class Push:
         self.drop = 0.0          # share of notifications never delivered
         self.duplicate = 0.0     # share delivered twice (the same messageId)
         self.reorder = 0         # hold this many and deliver them shuffled
-        self.max_attempts = 5
+        self.max_attempts = 12   # with the backoff below: about a minute of retries
         self.jwks_max_age = 300
         self.watch_ttl = WATCH_TTL
         self.token_ttl = 3600
@@ -275,7 +275,8 @@ class Push:
                                         "attempt": note["attempt"], "at": time.time()})
                 if not 200 <= status < 300 and note["attempt"] < self.max_attempts:
                     retry = dict(note)
-                    threading.Timer(min(0.1 * 2 ** note["attempt"], 2.0), self._requeue, (retry,)).start()
+                    # Pub/Sub's exponential backoff (its default: 10 s to 600 s), shortened
+                    threading.Timer(min(0.1 * 2 ** note["attempt"], 10.0), self._requeue, (retry,)).start()
 
     def _requeue(self, note):
         with self.lock:

@@ -287,6 +287,57 @@ def test_a_push_during_a_running_sync_lands_in_a_follow_up(stack, push, gmail):
 
 
 
+def test_duplicated_and_reordered_pushes_leave_the_mailbox_exact(stack, push, gmail):
+    users = [stack.add_user(messages=2) for _ in range(3)]
+    for user in users:
+        synced(stack, push, user)
+    push.config(enabled=True, duplicate=0.5, reorder=4)
+    try:
+        for i in range(4):
+            for user in users:
+                gmail.add(user["email"], 1)
+        push.control("flush")
+        for user in users:
+            wait_for("the mailbox of %s exact" % user["email"], lambda: idle(stack, user["user_id"])
+                     and db_ids(stack, user["user_id"]) == sorted(gmail.ids(user["email"])), 60)
+        st = push.state()
+        ours = [d for d in st["deliveries"] if d["email"] in {u["email"] for u in users}]
+        assert len(ours) > 12 and all(d["status"] == 204 for d in ours)          # duplicates among them
+        assert len({d["message_id"] for d in ours}) == 12
+    finally:
+        push.config(enabled=False, duplicate=0.0, reorder=0)
+
+
+def test_dropped_pushes_are_made_up_by_the_scheduled_sync(stack, push, gmail):
+    # AutoSync on: a mailbox whose push was lost is synced within the interval anyway. The
+    # accounts of other test files are unlinked meanwhile (some hold made-up tokens), as
+    # test_autosync does
+    from test_autosync import park_linked, unpark
+    parked = park_linked(stack)
+    users = [stack.add_user(messages=2) for _ in range(3)]
+    for user in users:
+        synced(stack, push, user)
+    stack.base_conf += "GmailSyncAutoSync 5s\n"
+    stack.reconfigure(None)
+    push.config(enabled=True, drop=0.3)
+    dropped = push.state()["dropped"]
+    try:
+        for i in range(10):     # until some push was lost (30 % each)
+            for user in users:
+                gmail.add(user["email"], 1)
+            if push.state()["dropped"] > dropped:
+                break
+        assert push.state()["dropped"] > dropped
+        t0 = time.monotonic()
+        for user in users:
+            wait_for("the mailbox of %s exact" % user["email"],
+                     lambda: db_ids(stack, user["user_id"]) == sorted(gmail.ids(user["email"])), 30)
+        assert time.monotonic() - t0 < 5 + 10   # the interval, its jitter, a sync
+    finally:
+        push.config(enabled=False, drop=0.0)
+        stack.base_conf = stack.base_conf.replace("GmailSyncAutoSync 5s\n", "")
+        stack.reconfigure(None)
+        unpark(stack, parked)
 def test_metrics_count_the_pushes_of_this_generation(stack, push, expect_log):
     expect_log(REFUSED)
     import re
