@@ -17,13 +17,14 @@ const gs_sql_stmt_t gs_sql_push_statements[] = {
       "   gmailsync.push_messages.expires_at)" },
     { GS_SQL_PUSH_ACCOUNTS,
       "SELECT user_id, (history_id IS NOT NULL AND history_id >= %s::numeric)::text"
-      " FROM gmailsync.accounts WHERE lower(email) = %s ORDER BY user_id" },
+      " FROM gmailsync.accounts WHERE lower(email) = %s AND refresh_token IS NOT NULL"
+      " ORDER BY user_id" },
     { GS_SQL_PUSH_FOLLOW_UP,
       "UPDATE gmailsync.accounts SET push_pending_since = COALESCE(push_pending_since, now())"
       " WHERE user_id = %s" },
     { GS_SQL_D_PUSH_PICK,
       "SELECT a.user_id FROM gmailsync.accounts a"
-      " WHERE a.push_pending_since IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gmailsync.sync_tasks t"
+      " WHERE a.push_pending_since IS NOT NULL AND a.refresh_token IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gmailsync.sync_tasks t"
       "   WHERE t.user_id = a.user_id AND t." GS_SQL_ACTIVE_PREDICATE ")"
       " ORDER BY a.push_pending_since LIMIT %s::integer"
       " FOR NO KEY UPDATE OF a SKIP LOCKED" },
