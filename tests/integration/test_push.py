@@ -59,6 +59,7 @@ def test_push_is_404_when_not_configured(stack):
     # first in the file: the module's push fixture (GmailSyncPushTopic) is not set up yet
     r = requests.post(stack.api + "/push", json={}, timeout=30)
     assert r.status_code == 404 and r.json()["status"] == 404, r.text
+    assert requests.get(stack.api + "/health", timeout=30).json()["push"] is None
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +336,9 @@ def test_metrics_count_the_pushes_of_this_generation(stack, push, expect_log):
     delta = {k: after[k] - before.get(k, 0) for k in after}
     assert delta == {"received": 3, "accepted": 1, "ignored": 1, "refused": 1}, delta
     assert re.search(r"^gmailsync_push_unknown_address_total [1-9]", text, re.M)
+    health = requests.get(stack.api + "/health", timeout=30).json()["push"]
+    assert health["topic"] == TOPIC and health["refused"] == after["refused"]
+    assert health["accepted"] == after["accepted"] and health["unknown_address"] >= 1
     # (the follow-ups of the tests above were counted by an earlier httpd generation)
     assert re.search(r"^gmailsync_push_follow_ups_total \d+$", text, re.M)
 
