@@ -155,13 +155,16 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *baton)
 
     if (n >= 5 && !strncmp(line, "HTTP/", 5)) {
         /* a new response (after a 100 Continue, say): forget the previous one's headers */
-        t->req->content_type = t->req->retry_after = NULL;
+        t->req->content_type = t->req->retry_after = t->req->cache_control = NULL;
     }
     else if ((v = header_value(t->p, line, n, "Content-Type"))) {
         t->req->content_type = v;
     }
     else if ((v = header_value(t->p, line, n, "Retry-After"))) {
         t->req->retry_after = v;
+    }
+    else if ((v = header_value(t->p, line, n, "Cache-Control"))) {
+        t->req->cache_control = v;
     }
     return n;
 }

@@ -59,6 +59,7 @@ typedef struct {
     apr_file_t *resp_file;           /* the spooled body (see spool), else NULL */
     apr_off_t resp_file_len;
     int too_large;                   /* refused for its size (transport_error says so) */
+    const char *cache_control;       /* response header, or NULL (the push's JWKS lifetime) */
 } gs_http_request_t;
 
 typedef struct {

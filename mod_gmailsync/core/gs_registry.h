@@ -46,6 +46,12 @@ typedef enum {
     GS_CTR_AUTOSYNC_STARTED,          /* tasks this host's scheduler created */
     GS_CTR_AUTOSYNC_SKIPPED,          /* due accounts it found started under the lock */
     GS_CTR_AUTOSYNC_ROUNDS,           /* its rounds that asked the database */
+    GS_CTR_PUSH_RECEIVED,             /* POST {prefix}/push requests (issue 26) */
+    GS_CTR_PUSH_ACCEPTED,             /* ... that started a sync, found one queued or set a follow-up */
+    GS_CTR_PUSH_IGNORED,              /* ... replays, known history ids, unknown addresses */
+    GS_CTR_PUSH_UNKNOWN,              /* ... of those, unknown addresses */
+    GS_CTR_PUSH_REFUSED,              /* ... refused: bad token (401) or body (400) */
+    GS_CTR_PUSH_FOLLOW_UPS,           /* follow-up syncs this host's daemon started */
     GS_CTR_MAX
 } gs_counter_t;
 

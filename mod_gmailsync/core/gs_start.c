@@ -16,6 +16,13 @@ static const char *millis(apr_pool_t *p, apr_interval_time_t t)
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out)
 {
+    return gs_start_sync_as(db, p, user_id, force_full, GS_TRIGGER_USER, opts, out);
+}
+
+apr_status_t gs_start_sync_as(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
+                              const char *trigger, const gs_start_opts_t *opts,
+                              gs_start_result_t *out)
+{
     const char *timeouts[2], *user[1] = { user_id }, *insert[3];
     gs_db_rows_t *rows;
     apr_status_t rv;
@@ -42,7 +49,7 @@ apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int 
     timeouts[1] = millis(p, opts->statement_timeout);
     insert[0] = user_id;
     insert[1] = force_full ? "true" : "false";
-    insert[2] = GS_TRIGGER_USER;
+    insert[2] = trigger;
 
     if (APR_SUCCESS != (rv = gs_db_begin(db, p))
         || APR_SUCCESS != (rv = gs_db_select(db, p, GS_SQL_START_TIMEOUTS, &rows, 2, timeouts))

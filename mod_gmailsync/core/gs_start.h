@@ -35,9 +35,16 @@ typedef struct {
 apr_status_t gs_start_sync(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
                            const gs_start_opts_t *opts, gs_start_result_t *out);
 
-/* Who started a task (sync_tasks.trigger, sql/007). */
+/* Who started a task (sync_tasks.trigger, sql/007; 'push' sql/013). */
 #define GS_TRIGGER_USER     "user"
 #define GS_TRIGGER_SCHEDULE "schedule"
+#define GS_TRIGGER_PUSH     "push"
+
+/* gs_start_sync with the task's trigger (GS_TRIGGER_*): a push starts through the same
+ * transaction as a click (gs_start_sync is this with GS_TRIGGER_USER). */
+apr_status_t gs_start_sync_as(gs_db_t *db, apr_pool_t *p, const char *user_id, int force_full,
+                              const char *trigger, const gs_start_opts_t *opts,
+                              gs_start_result_t *out);
 
 typedef struct {
     gs_start_opts_t start;      /* the timeouts of the round's transaction */

@@ -99,7 +99,8 @@ static int gs_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-    if (gs_httpd_worker_check(s, ptemp) != OK || gs_httpd_conf_check_connect(s, ptemp) != OK) {
+    if (gs_httpd_worker_check(s, ptemp) != OK || gs_httpd_conf_check_connect(s, ptemp) != OK
+        || gs_httpd_conf_check_push(s, ptemp) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return gs_httpd_dev_login_check(s, ptemp);
@@ -166,6 +167,7 @@ static int gs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp
 static void gs_child_init(apr_pool_t *p, server_rec *s)
 {
     gs_httpd_shm_child_init(p, s);
+    gs_httpd_push_child_init(p, s);
 }
 
 static int gs_handler_hook(request_rec *r)

@@ -64,6 +64,11 @@
 #define GS_DIR_CHANGE_RETENTION        "GmailSyncChangeRetention"
 #define GS_DIR_ATTACHMENT_MAX_SIZE     "GmailSyncAttachmentMaxSize"
 #define GS_DIR_STORE_RAW               "GmailSyncStoreRaw"
+#define GS_DIR_PUSH_TOPIC              "GmailSyncPushTopic"
+#define GS_DIR_PUSH_AUDIENCE           "GmailSyncPushAudience"
+#define GS_DIR_PUSH_SERVICE_ACCOUNT    "GmailSyncPushServiceAccount"
+#define GS_DIR_PUSH_JWKS               "GmailSyncPushJWKS"
+#define GS_DEFAULT_PUSH_JWKS           "https://www.googleapis.com/oauth2/v3/certs"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -128,6 +133,12 @@ typedef struct {
      * file's token>. Only the token's SHA-256 is kept (read at configuration, as root). */
     const char *health_token_file;
     const unsigned char *health_token_sha256;  /* GS_SHA256_DIGEST_LEN bytes; NULL: no token */
+    /* push notifications (issue 26): GmailSyncPushTopic enables POST {prefix}/push */
+    const char *push_topic;                /* projects/P/topics/T, or NULL: push off */
+    const char *push_audience;             /* NULL: this server's push URL */
+    const char *push_service_account;      /* the e-mail the push token must carry */
+    const char *push_jwks;                 /* the JWKS URL (default Google's certificates) */
+    struct gs_push_cache *push_cache;      /* per httpd child, made at child_init */
 } gs_srv_conf_t;
 
 extern module AP_MODULE_DECLARE_DATA gmailsync_module;
@@ -154,6 +165,22 @@ void gs_httpd_conf_read_secrets(apr_pool_t *pconf, server_rec *s);
 /* The check_config relations of the connect flow: GmailSyncRedirectURI names this server's
  * {prefix}/oauth/callback and comes with GmailSyncTokenKeyFile and GmailSyncClientId. */
 int gs_httpd_conf_check_connect(server_rec *s, apr_pool_t *ptemp);
+/* "file:line" of a server's definition, "(main server):0" for the main server. */
+const char *gs_httpd_server_where(apr_pool_t *p, const server_rec *vs);
+
+/* Push notifications (mod_gmailsync_push.c, mod_gmailsync_push_conf.c). */
+const char *gs_httpd_set_push_topic(cmd_parms *cmd, void *dconf, const char *arg);
+const char *gs_httpd_set_push_audience(cmd_parms *cmd, void *dconf, const char *arg);
+const char *gs_httpd_set_push_service_account(cmd_parms *cmd, void *dconf, const char *arg);
+const char *gs_httpd_set_push_jwks(cmd_parms *cmd, void *dconf, const char *arg);
+/* check_config: a topic needs a service account; the others need a topic. */
+int gs_httpd_conf_check_push(server_rec *s, apr_pool_t *ptemp);
+/* child_init: each server with a topic gets its JWKS cache. */
+void gs_httpd_push_child_init(apr_pool_t *p, server_rec *s);
+void gs_httpd_push_log_init(apr_pool_t *p);
+int gs_httpd_handle_push(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+/* Reads the request body (at most max bytes): OK, or the problem answered (*answered). */
+int gs_httpd_raw_body(request_rec *r, apr_size_t max, char **data, apr_size_t *len, int *answered);
 
 /* The request handler and its answers (mod_gmailsync_handler.c). */
 int gs_httpd_handler(request_rec *r);

@@ -47,11 +47,11 @@ static apr_status_t read_within(request_rec *r, apr_bucket_brigade *bb, apr_size
     return rv;
 }
 
-/* Reads at most GS_MAX_BODY bytes. Returns OK, the status to answer (400, 408, 413), or
+/* Reads at most max bytes. Returns OK, the status to answer (400, 408, 413), or
  * AP_FILTER_ERROR when HTTP_IN has already answered a malformed body (bad chunking, over
  * LimitRequestBody): ap_get_client_block() would hide that as -1 and a second answer would
  * follow the first on the wire. */
-static int read_body(request_rec *r, char **data, apr_size_t *len)
+static int read_body(request_rec *r, apr_size_t max, char **data, apr_size_t *len)
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     apr_bucket_brigade *bb;
@@ -69,16 +69,16 @@ static int read_body(request_rec *r, char **data, apr_size_t *len)
         if (apr_strtoff(&declared, cl, &end, 10) != APR_SUCCESS || *end || declared < 0) {
             return HTTP_BAD_REQUEST;
         }
-        if (declared > GS_MAX_BODY) {
+        if (declared > (apr_off_t)max) {
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
     }
-    buf = apr_palloc(r->pool, GS_MAX_BODY + 1);
+    buf = apr_palloc(r->pool, max + 1);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!seen_eos) {
         apr_bucket *b;
 
-        rv = read_within(r, bb, GS_MAX_BODY + 1 - total, deadline);
+        rv = read_within(r, bb, max + 1 - total, deadline);
         if (rv != APR_SUCCESS) {
             apr_brigade_destroy(bb);
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
@@ -98,7 +98,7 @@ static int read_body(request_rec *r, char **data, apr_size_t *len)
                 apr_brigade_destroy(bb);
                 return HTTP_BAD_REQUEST;
             }
-            if (n > GS_MAX_BODY - total) {
+            if (n > max - total) {
                 apr_brigade_destroy(bb);
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
@@ -119,7 +119,7 @@ int gs_httpd_discard_body(request_rec *r)
     char *data;
     apr_size_t len;
 
-    return read_body(r, &data, &len);
+    return read_body(r, GS_MAX_BODY, &data, &len);
 }
 
 /* For refusals before the body is read (origin, identity): the connection is closed rather
@@ -153,23 +153,20 @@ static int is_json_media_type(const char *ct)
     return len == strlen("application/json") && !strncasecmp(ct, "application/json", len);
 }
 
-int gs_httpd_json_body(request_rec *r, json_object **doc, int *answered)
+int gs_httpd_raw_body(request_rec *r, apr_size_t max, char **data, apr_size_t *len, int *answered)
 {
-    const char *err = NULL;
-    apr_size_t len;
-    char *data;
     int status;
 
     *answered = 1;
-    *doc = NULL;
-    if ((status = read_body(r, &data, &len)) != OK) {
+    if ((status = read_body(r, max, data, len)) != OK) {
         r->connection->keepalive = AP_CONN_CLOSE; /* do not read the rest of a refused body */
         if (status == AP_FILTER_ERROR) {
             return status;
         }
         if (status == HTTP_REQUEST_ENTITY_TOO_LARGE) {
             return gs_httpd_send_problem(r, status, "body-too-large",
-                                         "the request body is limited to 4096 bytes");
+                                         apr_psprintf(r->pool, "the request body is limited to "
+                                                      "%" APR_SIZE_T_FMT " bytes", max));
         }
         if (status == HTTP_REQUEST_TIME_OUT) {
             return gs_httpd_send_problem(r, status, "request-timeout",
@@ -178,6 +175,22 @@ int gs_httpd_json_body(request_rec *r, json_object **doc, int *answered)
         return gs_httpd_send_problem(r, HTTP_BAD_REQUEST, "bad-body",
                                      "the request body could not be read");
     }
+    *answered = 0;
+    return OK;
+}
+
+int gs_httpd_json_body(request_rec *r, json_object **doc, int *answered)
+{
+    const char *err = NULL;
+    apr_size_t len;
+    char *data;
+    int status;
+
+    *doc = NULL;
+    if ((status = gs_httpd_raw_body(r, GS_MAX_BODY, &data, &len, answered)) != OK || *answered) {
+        return status;
+    }
+    *answered = 1;
     if (len == 0) {
         *answered = 0;
         return OK;

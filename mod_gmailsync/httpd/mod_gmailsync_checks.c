@@ -180,14 +180,19 @@ void gs_httpd_conf_read_secrets(apr_pool_t *pconf, server_rec *s)
     }
 }
 
+const char *gs_httpd_server_where(apr_pool_t *p, const server_rec *vs)
+{
+    return apr_psprintf(p, "%s:%d", vs->defn_name ? vs->defn_name : "(main server)",
+                        vs->defn_line_number);
+}
+
 int gs_httpd_conf_check_connect(server_rec *s, apr_pool_t *ptemp)
 {
     server_rec *vs;
 
     for (vs = s; vs; vs = vs->next) {
         const gs_srv_conf_t *conf = gs_httpd_srv_conf(vs);
-        const char *where = apr_psprintf(ptemp, "%s:%d", vs->defn_name ? vs->defn_name
-                                         : "(main server)", vs->defn_line_number);
+        const char *where = gs_httpd_server_where(ptemp, vs);
         const char *path, *want, *why;
 
         if (!conf->redirect_uri) {

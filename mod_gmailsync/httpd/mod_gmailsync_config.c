@@ -156,6 +156,10 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK_PTR(worker_where);
     PICK_PTR(health_token_file);
     PICK_PTR(health_token_sha256);
+    PICK_PTR(push_topic);
+    PICK_PTR(push_audience);
+    PICK_PTR(push_service_account);
+    PICK_PTR(push_jwks);
     return conf;
 }
 
@@ -206,6 +210,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(change_retention, GS_DEFAULT_CHANGE_RETENTION);
         DEFAULT(attachment_max_size, GS_DEFAULT_ATTACHMENT_MAX_SIZE);
         DEFAULT(store_raw, 1);
+        DEFAULT_PTR(push_jwks, GS_DEFAULT_PUSH_JWKS);
     }
 }
 
@@ -702,5 +707,15 @@ const command_rec gs_httpd_cmds[] = {
     AP_INIT_TAKE1(GS_DIR_HEALTH_TOKEN_FILE, set_health_token_file, NULL, RSRC_CONF,
                   "file holding the bearer token that /health and /metrics then require "
                   "(Authorization: Bearer ...); a regular file not open to every user"),
+    AP_INIT_TAKE1(GS_DIR_PUSH_TOPIC, gs_httpd_set_push_topic, NULL, RSRC_CONF,
+                  "projects/PROJECT/topics/TOPIC: the Cloud Pub/Sub topic of Gmail's push "
+                  "notifications; enables POST {prefix}/push (needs " GS_DIR_PUSH_SERVICE_ACCOUNT ")"),
+    AP_INIT_TAKE1(GS_DIR_PUSH_AUDIENCE, gs_httpd_set_push_audience, NULL, RSRC_CONF,
+                  "the audience the push subscription's token is signed for (default: this "
+                  "server's {prefix}/push URL)"),
+    AP_INIT_TAKE1(GS_DIR_PUSH_SERVICE_ACCOUNT, gs_httpd_set_push_service_account, NULL, RSRC_CONF,
+                  "the service account e-mail the push subscription's token must carry"),
+    AP_INIT_TAKE1(GS_DIR_PUSH_JWKS, gs_httpd_set_push_jwks, NULL, RSRC_CONF,
+                  "URL of the keys that sign push tokens (default " GS_DEFAULT_PUSH_JWKS ")"),
     { NULL, { NULL }, NULL, 0, RAW_ARGS, NULL }
 };

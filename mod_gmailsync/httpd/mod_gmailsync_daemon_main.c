@@ -38,6 +38,7 @@
 #include "gs_log.h"
 #include "gs_queue.h"
 #include "gs_sql.h"
+#include "gs_push_start.h"
 #include "gs_start.h"
 #include "mod_gmailsync.h"
 #include "mod_gmailsync_daemon.h"
@@ -370,6 +371,30 @@ static int schedule_round(daemon_t *d, apr_time_t now)
     return res.started ? res.started->nelts : 0;
 }
 
+/* The push follow-ups (issue 26): accounts whose sync was RUNNING when a push came get one
+ * more sync once none is active, within this host's free workers. */
+static int push_round(daemon_t *d)
+{
+    const gs_srv_conf_t *c = d->conf;
+    gs_start_opts_t o = { apr_time_from_sec(1), apr_time_from_sec(10) };
+    apr_array_header_t *started;
+    long room = c->max_workers - d->running - d->strays;
+
+    if (!c->push_topic || !c->enabled || gs_daemon_should_exit || room <= 0
+        || !gs_daemon_ensure_db(d)) {
+        return 0;
+    }
+    if (gs_push_followups(d->db, d->tick, &o, room, &started) != APR_SUCCESS) {
+        GS_LOG_REPEAT(&d->log_schedule, GS_LOG_ERR, APR_SUCCESS, "event=push.follow_up_failed "
+                      "reason=\"%s\"", d->db->last_error ? d->db->last_error : "unknown");
+        return 0;
+    }
+    if (started->nelts) {
+        gs_httpd_count(GS_CTR_PUSH_FOLLOW_UPS, (apr_uint64_t)started->nelts);
+    }
+    return started->nelts;
+}
+
 /* httpd's parent is gone (kill -9, a crash): nobody will tell this daemon to stop, and a new
  * httpd must find neither it nor its workers. PR_SET_PDEATHSIG sends SIGINT (the stop) when the
  * parent dies; the kernel clears it when the credentials change (ap_run_drop_privileges), so it
@@ -501,7 +526,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         }
         if (now >= next_schedule || schedule_early(d, now)) {
             next_schedule = now + GS_SCHEDULE_INTERVAL;
-            if (schedule_round(d, now) > 0) {
+            if (schedule_round(d, now) + push_round(d) > 0) {
                 gs_workers_claim_and_spawn(d); /* its own tasks: no need to wait for the echo */
                 next_poll = now + GS_POLL_INTERVAL;
             }

@@ -174,6 +174,7 @@ static const gs_route_t routes[] = {
     { "/messages/", "/attachments/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
       gs_httpd_handle_attachment },
     { "/changes", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_changes },
+    { "/push", NULL, "POST", AP_METHOD_BIT << M_POST, 1, 1, gs_httpd_handle_push },
     { NULL, NULL, NULL, 0, 0, 0, NULL }
 };
 

@@ -414,6 +414,21 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     else {
         json_object_object_add(body, "auto_sync", NULL);
     }
+    /* push notifications (issue 26): this host's counters; null without GmailSyncPushTopic */
+    if (conf->push_topic) {
+        dbj = json_object_new_object();
+        gs_json_set_string(dbj, "topic", conf->push_topic);
+        gs_json_set_int(dbj, "received", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_RECEIVED));
+        gs_json_set_int(dbj, "accepted", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_ACCEPTED));
+        gs_json_set_int(dbj, "ignored", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_IGNORED));
+        gs_json_set_int(dbj, "unknown_address", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_UNKNOWN));
+        gs_json_set_int(dbj, "refused", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_REFUSED));
+        gs_json_set_int(dbj, "follow_ups", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
+        gs_json_set_object(body, "push", dbj);
+    }
+    else {
+        json_object_object_add(body, "push", NULL);
+    }
     gs_json_set_object(body, "alerts", alerts);
 
     dbj = json_object_new_object();

@@ -278,6 +278,27 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         as.oldest_age, (double)conf->stale_alert_after / APR_USEC_PER_SEC,
         as.interval ? as.late : 0.0, (double)conf->autosync_late_alert_after / APR_USEC_PER_SEC);
 
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_push_requests_total POST {prefix}/push on this host by outcome: "
+        "accepted (a sync started, found queued, or a follow-up set), ignored (a replay, a "
+        "history id the account has, an address no account has), refused (a bad token or body).\n"
+        "# TYPE gmailsync_push_requests_total counter\n"
+        "gmailsync_push_requests_total{outcome=\"received\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_push_requests_total{outcome=\"accepted\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_push_requests_total{outcome=\"ignored\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_push_requests_total{outcome=\"refused\"} %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_push_unknown_address_total Pushes of this host for an address no "
+        "account has (acknowledged, part of ignored).\n"
+        "# TYPE gmailsync_push_unknown_address_total counter\n"
+        "gmailsync_push_unknown_address_total %" APR_UINT64_T_FMT "\n"
+        "# HELP gmailsync_push_follow_ups_total Follow-up syncs this host's daemon started for "
+        "pushes that came while a sync ran.\n"
+        "# TYPE gmailsync_push_follow_ups_total counter\n"
+        "gmailsync_push_follow_ups_total %" APR_UINT64_T_FMT "\n",
+        gs_httpd_counter(GS_CTR_PUSH_RECEIVED), gs_httpd_counter(GS_CTR_PUSH_ACCEPTED),
+        gs_httpd_counter(GS_CTR_PUSH_IGNORED), gs_httpd_counter(GS_CTR_PUSH_REFUSED),
+        gs_httpd_counter(GS_CTR_PUSH_UNKNOWN), gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
+
     histogram(bb, r, "gmailsync_task_duration_seconds",
               "Duration of tasks finished in the last day (started to finished).", durations, 0);
     histogram(bb, r, "gmailsync_queue_latency_seconds",

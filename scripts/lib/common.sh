@@ -12,9 +12,9 @@ gs_is_root() { [ "$(id -u)" = 0 ]; }
 # Debian packages every script may need, by command or file they provide.
 GS_APT_PACKAGES=(
   build-essential autoconf pkg-config apache2 apache2-dev libaprutil1-dbd-pgsql
-  libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libgmime-3.0-dev check postgresql
+  libcurl4-openssl-dev libjson-c-dev libpq-dev libssl-dev libgmime-3.0-dev libcjose-dev check postgresql
   postgresql-contrib
-  python3-pytest python3-requests python3-psycopg2 python3-prometheus-client curl ca-certificates
+  python3-pytest python3-requests python3-psycopg2 python3-prometheus-client python3-cryptography curl ca-certificates
   valgrind
 )
 # scripts/fuzz and scripts/test's fuzz suite: Debian's clang with its libFuzzer runtime

@@ -33,6 +33,7 @@ import fg_import as I  # noqa: E402
 import fg_model as M  # noqa: E402
 import fg_oauth as O  # noqa: E402
 import fg_policy as P  # noqa: E402
+import fg_push  # noqa: E402
 from fg_json import dumps, parse_fields  # noqa: E402
 
 SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
@@ -46,6 +47,8 @@ METHOD_PARAMS = {
     "messages.get": {"format", "metadataHeaders"},
     "attachments.get": set(),
     "history.list": {"startHistoryId", "historyTypes", "labelId", "maxResults", "pageToken"},
+    "watch": set(),
+    "stop": set(),
 }
 FORMATS = {"minimal", "metadata", "full", "raw"}
 MAX_BODY = 32 * 1024 * 1024
@@ -119,6 +122,7 @@ class State:
         self.conns = threading.Condition()
         self.open_conns = 0
         self.control_conns = 0
+        self.push = fg_push.Push(self.stopping)     # Pub/Sub push notifications (issue 26)
 
     def api_conns(self):
         return self.open_conns - self.control_conns
@@ -196,6 +200,8 @@ def _route(path):
             return ("history.list", user, None, None)
         if head == "labels":
             return ("labels.list", user, None, None)
+        if head in ("watch", "stop"):
+            return (head, user, None, None)
     return None
 
 
@@ -304,7 +310,8 @@ class Api:
     # level: "top" or "part".  held: dict quota -> slots held (batch parts only).
     # locked: set of quotas whose lockout this batch already lengthened (batch parts only).
     # arrived: when the request reached the server (time.monotonic()): the quota is charged then.
-    def call(self, http_method, path, query, auth_header, level, held=None, locked=None, arrived=None):
+    def call(self, http_method, path, query, auth_header, level, held=None, locked=None, arrived=None,
+             body=b""):
         state = self.state
         route = _route(path)
         if route is None:
@@ -338,7 +345,10 @@ class Api:
             # the API is off in the client's Cloud project: every call of every mailbox
             state.stats.record(method, 403, email_lc, part=(level == "part"))
             return Reply(403, P.access_not_configured(pretty))
-        if http_method != "GET":
+        if method in ("watch", "stop"):
+            if http_method != "POST":
+                return Reply(404, _html_404(path), "text/html; charset=UTF-8")
+        elif http_method != "GET":
             state.stats.record(method, 403, email_lc, part=(level == "part"))
             return Reply(403, P.insufficient_scope(pretty))
 
@@ -386,7 +396,11 @@ class Api:
             return Reply(denied.status, P.quota_body(denied, cfg, pretty), headers=hdrs, fault=transport)
         try:
             try:
-                status, body = self.dispatch(method, mailbox, msg_id, att_id, params, pretty, fields, get_spec)
+                if method in ("watch", "stop"):
+                    status, body = self.watch_or_stop(method, mailbox, body, pretty)
+                else:
+                    status, body = self.dispatch(method, mailbox, msg_id, att_id, params, pretty, fields,
+                                                 get_spec)
             except ApiError as err:
                 status, body = err.status, err.body
             except M.InvalidArgument as err:
@@ -400,6 +414,25 @@ class Api:
             state.stats.record(method, status, email_lc, cost)
             return Reply(status, body, fault=transport)
         return Reply(status, body, fault=transport), (method, status, email_lc, cost)
+
+    def watch_or_stop(self, method, mailbox, body, pretty):
+        """users.watch ({"topicName", "labelIds", "labelFilterBehavior"} -> historyId,
+        expiration) and users.stop (204, empty), recorded by the push simulator (fg_push)."""
+        if method == "stop":
+            self.state.push.stop(mailbox.email_lc)
+            return 204, b""
+        try:
+            req = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            req = None
+        if not isinstance(req, dict) or not isinstance(req.get("topicName"), str):
+            raise ApiError(400, P.invalid_argument("Invalid topicName", "invalidArgument", pretty))
+        try:
+            answer = self.state.push.watch(mailbox.email_lc, req["topicName"], req.get("labelIds"),
+                                           mailbox.history_id)
+        except ValueError as err:
+            raise ApiError(400, P.invalid_argument(str(err), "invalidArgument", pretty))
+        return 200, (json.dumps(answer, indent=1) + "\n").encode()
 
     def dispatch(self, method, mailbox, msg_id, att_id, params, pretty, fields, get_spec):
         if method == "messages.get":
@@ -697,7 +730,7 @@ class Handler(BaseHTTPRequestHandler):
                 "Content-Type: %s\r\n" % ctype,
                 "Date: %s\r\n" % _http_date(),
                 "Server: ESF\r\n",
-                "Cache-Control: private\r\n",
+                "" if any(n.lower() == "cache-control" for n, _ in reply.headers) else "Cache-Control: private\r\n",
                 "X-Content-Type-Options: nosniff\r\n",
                 "Vary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n"]
         for name, value in reply.headers:
@@ -751,13 +784,15 @@ class Handler(BaseHTTPRequestHandler):
             api = path.startswith("/gmail/v1/") or path.startswith("/batch/gmail/v1")
             if path.startswith("/gmail/v1/"):
                 reply = state.api_top.call(http_method, path, query, self.headers.get("Authorization"), "top",
-                                           arrived=self._arrived)
+                                           arrived=self._arrived, body=body)
             elif path.startswith("/batch/gmail/v1"):
                 reply = self._batch(http_method, body)
             elif path in TOKEN_PATHS:
                 reply = self._token(http_method, body)
             elif path in O.AUTH_PATHS:
                 reply = self._authorize(http_method, query, body)
+            elif path == "/oauth2/v3/certs" and http_method == "GET":
+                reply = self._certs()
             elif path in ("/revoke", "/o/oauth2/revoke"):
                 reply = self._revoke(query, body)
             elif path.startswith("/_control/"):
@@ -776,6 +811,15 @@ class Handler(BaseHTTPRequestHandler):
             self._send(reply, api)
         except OSError:
             self.close_connection = True
+
+    def _certs(self):
+        """Google's JWKS of the keys that sign its OIDC tokens (push tokens among them)."""
+        try:
+            doc, cache_control = self.server.state.push.jwks()
+        except ValueError as err:
+            return Reply(501, P.status_error(501, message=str(err)))
+        return Reply(200, (json.dumps(doc, indent=2) + "\n").encode(), "application/json; charset=UTF-8",
+                     headers=[("Cache-Control", cache_control)])
 
     # --- batch ---------------------------------------------------------------------------
     def _batch(self, http_method, body):
@@ -1094,6 +1138,8 @@ def _control(state, http_method, parts, data, params):
         if http_method == "GET":
             return _json_reply(200, dict(state.oauth.consent))
         return _control_error(405, "GET or POST")
+    if head == "push":
+        return _json_reply(200, fg_push.control(state.push, http_method, parts, data))
     if head == "revocations" and http_method == "GET":
         return _json_reply(200, {"revocations": list(state.oauth.revocations)})
     if head == "issued" and http_method == "GET":
@@ -1173,11 +1219,13 @@ def _import(state, http_method, parts, params, body):
         internal_date = int(params["internalDate"])
     if parts[2] == "import":
         msg = mailbox.import_message(body, labels, internal_date)
+        state.push.changed(mailbox.email, msg.history_id)
         return _json_reply(201, {"id": msg.id, "threadId": msg.thread_id, "historyId": str(msg.history_id)})
     raws = I.split_mbox(body)
     if not raws:
         raise ValueError("the mbox holds no message")
     ids = [mailbox.import_message(raw, labels, internal_date).id for raw in raws]
+    state.push.changed(mailbox.email, mailbox.history_id)
     return _json_reply(201, {"ids": ids})
 
 
@@ -1228,15 +1276,18 @@ def _mailbox_action(state, mailbox, action, data):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1 or count > 1000000:
             raise ValueError("count must be a positive integer")
         ids, hid = mailbox.add_messages(count, data.get("labels"))
+        state.push.changed(mailbox.email, hid)
         return _json_reply(200, {"history_id": str(hid), "ids": ids})
     if action == "delete":
         deleted, missing, hid = mailbox.delete_messages(_ids_arg(data, mailbox))
+        state.push.changed(mailbox.email, hid)
         return _json_reply(200, {"history_id": str(hid), "ids": deleted, "missing": missing})
     if action == "labels":
         add, remove = data.get("add", []), data.get("remove", [])
         if not isinstance(add, list) or not isinstance(remove, list):
             raise ValueError("add and remove must be lists of label ids")
         changed, missing, hid = mailbox.relabel(_ids_arg(data, mailbox), add, remove)
+        state.push.changed(mailbox.email, hid)
         return _json_reply(200, {"history_id": str(hid), "ids": changed, "missing": missing})
     if action == "label-create":
         lid = mailbox.create_label(data.get("name"), data.get("color"))

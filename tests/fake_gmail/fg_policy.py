@@ -216,7 +216,7 @@ class TokenStore:
 # --- quotas ----------------------------------------------------------------------------------
 
 COSTS = {"getProfile": 1, "history.list": 2, "messages.list": 5, "messages.get": 5,
-         "labels.list": 1, "attachments.get": 5}
+         "labels.list": 1, "attachments.get": 5, "watch": 100, "stop": 50}
 
 
 class Quota:

@@ -1117,3 +1117,98 @@ def test_import_large_message_round_trips(server, box):
     assert att["filename"] == "" and att["body"]["size"] == len(payload)
     got = server.get("messages/%s/attachments/%s" % (mid, att["body"]["attachmentId"]), token).json()
     assert base64.urlsafe_b64decode(got["data"]) == payload
+
+
+# --- push notifications (issue 26) ----------------------------------------------------------
+
+def test_push_jwks_tokens_watch_stop_and_the_simulator(server, box):
+    import base64
+    import http.server
+    import json
+    import threading
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    mail, info, token = box
+    server.ctl("POST", "push/reset", expect=200)
+    certs = server.http.get(server.base + "/oauth2/v3/certs")
+    assert certs.status_code == 200 and certs.headers["Cache-Control"].startswith("public, max-age=")
+    keys = certs.json()["keys"]
+    assert keys and all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["kid"] for k in keys)
+
+    def b64d(s):
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+    def verify(tok, jwk):
+        head, claims, sig = tok.split(".")
+        pub = rsa.RSAPublicNumbers(int.from_bytes(b64d(jwk["e"]), "big"),
+                                   int.from_bytes(b64d(jwk["n"]), "big")).public_key()
+        pub.verify(b64d(sig), (head + "." + claims).encode(), padding.PKCS1v15(), hashes.SHA256())
+        return json.loads(b64d(head)), json.loads(b64d(claims))
+
+    server.ctl("POST", "push/config", {"audience": "aud-1", "service_account": "sa@p.iam.gserviceaccount.com"},
+               expect=200)
+    tok = server.ctl("POST", "push/token", {}, expect=200)["token"]
+    hdr, claims = verify(tok, keys[-1])
+    assert hdr["alg"] == "RS256" and hdr["kid"] == keys[-1]["kid"]
+    assert claims["iss"] == "https://accounts.google.com" and claims["aud"] == "aud-1"
+    assert claims["email"] == "sa@p.iam.gserviceaccount.com" and claims["email_verified"] is True
+    assert claims["exp"] - claims["iat"] == 3600
+    # rotation: the new key signs, the old one may stay published
+    new_kid = server.ctl("POST", "push/rotate", {"keep_old": True}, expect=200)["kid"]
+    kids = [k["kid"] for k in server.http.get(server.base + "/oauth2/v3/certs").json()["keys"]]
+    assert kids[-1] == new_kid and keys[-1]["kid"] in kids
+
+    # users.watch / users.stop: recorded; a bad topic is 400; GET is not a method
+    url = server.base + "/gmail/v1/users/me/"
+    auth = {"Authorization": "Bearer " + token}
+    bad = server.http.post(url + "watch", json={"topicName": "gmail"}, headers=auth)
+    assert bad.status_code == 400
+    w = server.http.post(url + "watch", json={"topicName": "projects/p/topics/t", "labelIds": ["INBOX"]},
+                         headers=auth)
+    assert w.status_code == 200 and int(w.json()["expiration"]) > time.time() * 1000
+    assert w.json()["historyId"] == server.ctl("GET", "mailboxes/" + mail)["history_id"]
+    assert server.http.get(url + "watch", headers=auth).status_code == 404
+    state = server.ctl("GET", "push/state", expect=200)
+    assert state["watches"][mail]["topic"] == "projects/p/topics/t"
+
+    # the simulator: a change of a watched mailbox is POSTed, signed, to the endpoint; a 503 is
+    # retried; a duplicate has the same messageId
+    got = []
+
+    class Endpoint(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            got.append((self.headers["Authorization"], body))
+            self.send_response(503 if len(got) == 1 else 204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    ep = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=ep.serve_forever, daemon=True).start()
+    try:
+        server.ctl("POST", "push/config", {"endpoint": "http://127.0.0.1:%d/push" % ep.server_address[1],
+                                          "enabled": True, "require_watch": True, "duplicate": 1.0},
+                   expect=200)
+        added = server.ctl("POST", "mailboxes/%s/messages" % mail, {"count": 1}, expect=200)
+        deadline = time.time() + 20
+        while len(got) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(got) >= 3, got          # one 503, its retry, the duplicate
+        auth_header, body = got[-1]
+        data = json.loads(base64.b64decode(body["message"]["data"]))
+        assert data == {"emailAddress": mail, "historyId": int(added["history_id"])}
+        assert len({b["message"]["messageId"] for _, b in got}) == 1
+        verify(auth_header[len("Bearer "):], server.http.get(server.base + "/oauth2/v3/certs").json()["keys"][-1])
+        deliveries = server.ctl("GET", "push/state", expect=200)["deliveries"]
+        assert [d["status"] for d in deliveries][:1] == [503]
+        # stop: no more notifications for the mailbox
+        assert server.http.post(url + "stop", headers=auth).status_code == 204
+        n = len(got)
+        server.ctl("POST", "mailboxes/%s/messages" % mail, {"count": 1}, expect=200)
+        assert server.ctl("GET", "push/state", expect=200)["published"] == 1 and len(got) == n
+    finally:
+        server.ctl("POST", "push/config", {"enabled": False, "duplicate": 0.0}, expect=200)
+        ep.shutdown()

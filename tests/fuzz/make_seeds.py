@@ -223,8 +223,32 @@ def content_seeds():
             "raw": base64.urlsafe_b64encode(raw).decode().rstrip("=")}))
 
 
+def push_seeds():
+    """fuzz_push: a push body, bearer tokens of the shapes the verify meets (RS256 with a kid,
+    alg none, HS256), a JWKS as Google serves it, Cache-Control values."""
+    def b64u(d):
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+    data = base64.b64encode(json.dumps({"emailAddress": "user@example.com",
+                                        "historyId": 9876543}).encode()).decode()
+    put("push", b"\x00" + json.dumps({"message": {"data": data, "messageId": "2070443601311540",
+                                                  "publishTime": "2026-12-07T17:00:00Z"},
+                                      "subscription": "projects/p/subscriptions/s"}).encode())
+    claims = b64u({"iss": "https://accounts.google.com", "aud": "https://push.example/push",
+                   "email": "push@p.iam.gserviceaccount.com", "email_verified": True,
+                   "iat": 1800000000, "exp": 1800003600, "sub": "1"})
+    for hdr in ({"alg": "RS256", "kid": "k1", "typ": "JWT"}, {"alg": "none"},
+                {"alg": "HS256", "kid": "k1"}, {"alg": "RS256", "kid": "other"}):
+        put("push", b"\x01" + (b64u(hdr) + "." + claims + "." + "A" * 342).encode())
+    put("push", b"\x02" + json.dumps({"keys": [
+        {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "k1", "e": "AQAB",
+         "n": base64.urlsafe_b64encode(bytes(range(256))).decode().rstrip("=")},
+        {"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}]}).encode())
+    for cc in ("public, max-age=19593, must-revalidate, no-transform", "no-store", "max-age=x"):
+        put("push", b"\x03" + cc.encode())
+
+
 SEEDERS = {"gmail": fake_gmail_seeds, "shaped": shaped_seeds, "mime": mime_seeds,
-           "content": content_seeds}
+           "content": content_seeds, "push": push_seeds}
 
 if __name__ == "__main__":
     # make_seeds.py [gmail|shaped|mime|content ...]: only those (default: all)

@@ -27,5 +27,7 @@ Suite *gs_mime_suite(void);
 Suite *gs_content_suite(void);
 /* the message view (issue 24) */
 Suite *gs_download_suite(void);
+/* push notifications (issue 26) */
+Suite *gs_push_suite(void);
 
 #endif
