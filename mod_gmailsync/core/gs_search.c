@@ -450,11 +450,12 @@ static int at_or(parser_t *ps)
            && (ps->end - ps->s == 2 || is_blank(ps->s[2]) || ps->s[2] == '(' || ps->s[2] == '"');
 }
 
-/* unary (OR unary)*: a term that holds nothing to search makes the whole OR match. */
+/* unary (OR unary)*: an alternative that holds nothing to search is left out (it pushed no
+ * value); NULL (*empty) when every one is. */
 static const char *parse_or(parser_t *ps, int *empty)
 {
     const char *sql = parse_unary(ps, empty), *next;
-    int any_empty = *empty, e;
+    int e;
 
     for (;;) {
         const char *save = ps->s;
@@ -469,16 +470,15 @@ static const char *parse_or(parser_t *ps, int *empty)
         ps->s += 2;
         skip_blanks(ps);
         if (ps->s >= ps->end || *ps->s == ')') {
-            break;    /* a trailing OR: a word Gmail would search for, nothing here */
+            break;    /* a trailing OR: nothing to join */
         }
         next = parse_unary(ps, &e);
-        any_empty |= e;
         if (next) {
             sql = sql ? apr_pstrcat(ps->p, "(", sql, " OR ", next, ")", NULL) : next;
         }
     }
-    *empty = any_empty;
-    return any_empty ? NULL : sql;
+    *empty = !sql;
+    return sql;
 }
 
 static const char *parse_and(parser_t *ps)

@@ -199,7 +199,8 @@ START_TEST(no_query_text_in_the_sql)
 {
     static const char *const hostile[] = {
         "'; DROP TABLE gmailsync.messages; --", "from:\"x') OR true --\"", "%s %d $1 \\",
-        "label:'", "subject:\"%%\"", "\"a\\\" OR 1=1\"", "-(-(-x))" };
+        "label:'", "subject:\"%%\"", "\"a\\\" OR 1=1\"", "-(-(-x))", "label:' OR ''='",
+        "(from:a OR !!!) OR - OR (-) ''" };
     apr_size_t i;
 
     for (i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
