@@ -62,7 +62,6 @@ CREATE TABLE gmailsync.message_search (
 CREATE INDEX message_search_doc ON gmailsync.message_search USING gin (user_id, doc);
 CREATE INDEX message_search_fields ON gmailsync.message_search
     USING gin (fields_lc gin_trgm_ops);
-CREATE INDEX message_search_date ON gmailsync.message_search (user_id, sort_date DESC, gmail_id DESC);
 
 -- (Re)indexes the messages named by (users[i], ids[i]) from what is stored: the messages row,
 -- its addresses, bodies and attachments, with the configuration cfg. A message without content

@@ -14,6 +14,8 @@ typedef struct {
     apr_array_header_t *args;
     apr_array_header_t *marks;
     int terms, depth, trash_ok;
+    /* the last word or phrase: its SQL and the same without COALESCE (see parse_and) */
+    const char *last_text, *last_strict;
     const char *err;
 } parser_t;
 
@@ -159,7 +161,12 @@ static const char *text_atom(parser_t *ps, const char *text, int phrase)
                                     NULL);
         sql = sql ? apr_pstrcat(ps->p, "(", sql, " && ", h, ")", NULL) : h;
     }
-    return sql ? apr_pstrcat(ps->p, "COALESCE(s.doc @@ ", sql, ", false)", NULL) : NULL;
+    if (!sql) {
+        return NULL;
+    }
+    ps->last_strict = apr_pstrcat(ps->p, "(s.doc @@ ", sql, ")", NULL);
+    ps->last_text = apr_pstrcat(ps->p, "COALESCE(s.doc @@ ", sql, ", false)", NULL);
+    return ps->last_text;
 }
 
 /* A LIKE pattern that finds value anywhere (its %, _ and \ taken literally). */
@@ -498,6 +505,12 @@ static const char *parse_and(parser_t *ps)
         next = parse_or(ps, &empty);
         if (ps->err) {
             return NULL;
+        }
+        /* a word or phrase every answer must match (not negated, not in an OR): without
+         * COALESCE, which makes the outer join to message_search an inner one, so that the
+         * planner can start from its GIN index (a message without a row matches no word) */
+        if (next && ps->depth == 0 && next == ps->last_text) {
+            next = ps->last_strict;
         }
         if (next) {
             sql = sql ? apr_pstrcat(ps->p, sql, " AND ", next, NULL) : next;

@@ -1,7 +1,8 @@
 /* mod_gmailsync_search.c -- the owner's mailbox, searched (issue 24, sql/012):
  *   GET|HEAD {prefix}/messages?q=QUERY&limit=N&cursor=C
  * The user's messages matching QUERY (gs_search.h; none: every message but the trash and spam),
- * newest first (internal date, then Gmail id, both descending), at most N (1-100, default 50):
+ * newest first (internal date, then Gmail id, both descending; a message without a date, which
+ * Gmail always gives, first), at most N (1-100, default 50):
  *   {"messages": [{"id","thread_id","date","from","subject","snippet","highlight","labels",
  *                  "has_attachments","unread","starred"}], "next_cursor": C or null}
  * C is opaque: the position after the page's last message (keyset pagination, stable while
@@ -59,13 +60,14 @@ APLOG_USE_MODULE(gmailsync);
     "   ORDER BY a.position LIMIT 1) fa ON true" \
     " WHERE m.user_id = %s AND m.deleted_at IS NULL" \
     " AND (%s::text IS NULL OR CASE WHEN %s::bigint IS NULL" \
-    "   THEN m.internal_date IS NULL AND m.gmail_id < %s" \
-    "   ELSE m.internal_date IS NULL" \
-    "     OR m.internal_date < 'epoch'::timestamptz + %s::bigint * interval '1 microsecond'" \
+    "   THEN m.internal_date IS NOT NULL OR m.gmail_id < %s" \
+    "   ELSE m.internal_date < 'epoch'::timestamptz + %s::bigint * interval '1 microsecond'" \
     "     OR (m.internal_date = 'epoch'::timestamptz + %s::bigint * interval '1 microsecond'" \
     "         AND m.gmail_id < %s) END)" \
     " AND ("
-#define SEARCH_TAIL ") ORDER BY m.internal_date DESC NULLS LAST, m.gmail_id DESC LIMIT %s::integer"
+/* (internal_date DESC puts NULL first, as the index messages_user_internal_date has it: the
+ * newest page is the first entries of that index) */
+#define SEARCH_TAIL ") ORDER BY m.internal_date DESC, m.gmail_id DESC LIMIT %s::integer"
 
 static int bad_request(request_rec *r, const char *detail)
 {

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import psycopg2
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_worker import ROOT, bench_env, dev, run_one  # noqa: E402
+from bench_worker import ROOT, dev, paused_stack, run_one  # noqa: E402
 
 HAN = ("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家"
        "学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见"
@@ -219,17 +218,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    env = bench_env(os.environ, "bench-search", ("19390", "19742", "19391"))
-    os.makedirs(env["GS_RUN_DIR"], exist_ok=True)
-    extra = os.path.join(env["GS_RUN_DIR"], "bench-search.conf")
-    with open(extra, "w") as f:
-        f.write("GmailSyncMaxWorkers 0\n")
-    env["GS_EXTRA_CONF"] = extra
-    dev(["up"], env)
+    env = paused_stack("bench-search", ("19390", "19742", "19391"))
     try:
-        for line in dev(["env"], env).splitlines():
-            k, _, v = shlex.split(line)[0].partition("=")
-            env[k] = v
         search_cost(env, args)
         if args.sync:
             sync_cost(env, args)

@@ -72,7 +72,7 @@ START_TEST(words_phrases_or_and_negation)
 {
     const gs_search_t *s = ok("report");
 
-    ck_assert_str_eq(s->where, "(COALESCE(s.doc @@ plainto_tsquery(%s::regconfig, %s), false))"
+    ck_assert_str_eq(s->where, "((s.doc @@ plainto_tsquery(%s::regconfig, %s)))"
                      " AND NOT (m.label_ids && ARRAY['TRASH', 'SPAM']::text[])");
     ck_assert_str_eq(argv_at(s, 0), "english");
     ck_assert_str_eq(argv_at(s, 1), "report");
@@ -91,7 +91,10 @@ START_TEST(words_phrases_or_and_negation)
     s = ok("a OR b c");
     ck_assert_ptr_nonnull(strstr(s->where, "((COALESCE(s.doc @@ plainto_tsquery(%s::regconfig, %s),"
                                  " false) OR COALESCE(s.doc @@ plainto_tsquery(%s::regconfig, %s),"
-                                 " false)) AND COALESCE"));
+                                 " false)) AND (s.doc @@ plainto_tsquery"));
+    /* inside a group, an OR or a negation: COALESCE (a message without a search row is NULL) */
+    ck_assert_ptr_nonnull(strstr(ok("-a")->where, "NOT COALESCE(s.doc @@"));
+    ck_assert_ptr_null(strstr(ok("(a)")->where, "COALESCE(s.doc @@"));
     /* a lower-case or is a word; a lone OR or - is nothing */
     ck_assert_int_eq(ok("a or b")->args->nelts, 6);
     ck_assert_int_eq(ok("OR")->args->nelts, 0);
