@@ -41,6 +41,10 @@ typedef struct {
 gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, const char *config,
                                const char **err);
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes: no overlong form, surrogate or
+ * code point past U+10FFFF, no NUL) and its code point in *cp, or 0. */
+apr_size_t gs_search_utf8_char(const unsigned char *s, apr_size_t n, apr_uint32_t *cp);
+
 /* Is name a text-search configuration name this module accepts: an SQL identifier (letters,
  * digits, _; not starting with a digit; at most 63 bytes), optionally schema-qualified
  * (schema.name)? */
