@@ -287,6 +287,12 @@ def test_the_answer_shape_and_highlight(stack, corpus):
     assert all(m["highlight"] == [] for m in r.json()["messages"])
     assert by_name["zh_gb18030"]["from"] == {"name": "李娜", "address": "li.na@example.cn"}
     assert by_name["zh_gb18030"]["subject"] == "季度报告"
+    head = requests.head(stack.api + "/messages", params={"q": "budget"}, timeout=30,
+                         cookies={"session": alice["session"]})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Cache-Control"] == "no-store"
+    post = requests.post(stack.api + "/messages", timeout=30, cookies={"session": alice["session"]})
+    assert post.status_code == 405 and "GET" in post.headers["Allow"]
     r, _ = search(stack, alice, "会议")
     (m,) = r.json()["messages"]
     assert [s["text"] for s in m["highlight"] if s["match"]], m
