@@ -187,10 +187,7 @@
     a.appendChild(snippet(m));
     var facts = span('mail-facts');
     if (m.has_attachments) {
-      var clip = span('mail-attachment');
-      clip.appendChild(span('mail-clip', '\uD83D\uDCCE'));
-      clip.firstChild.setAttribute('aria-hidden', 'true');
-      clip.appendChild(document.createTextNode(' ' + t('mail_attachment')));
+      var clip = span('mail-attachment', t('mail_attachment'));
       clip.setAttribute('data-testid', 'mail-attachment');
       facts.appendChild(clip);
     }

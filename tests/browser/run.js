@@ -36,13 +36,13 @@ after(async () => {
 // A test with a fresh browser context, checked for errors at the end.
 function pageTest(name, opts, fn) {
   if (typeof opts === 'function') { fn = opts; opts = {}; }
-  test(name, { timeout: opts.timeout || T, skip: opts.skip || Boolean(only && !only.test(name)) }, async () => {
+  test(name, { timeout: opts.timeout || T, skip: opts.skip || Boolean(only && !only.test(name)) }, async (t) => {
     const session = new Session(browser, opts);
     const logStart = stack.logSize();
     const expectedLog = [];
     let failed = null;
     try {
-      await fn(session, (re) => expectedLog.push(re));
+      await fn(session, (re) => expectedLog.push(re), t);
     } catch (e) {
       failed = e;
     }
