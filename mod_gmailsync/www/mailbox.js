@@ -350,11 +350,13 @@
     el.back.textContent = t(key);
   }
 
+  // /status on load, and again after a Disconnect (which may have deleted the messages)
   page.onStatus(function (signedIn) {
-    var first = L.signedIn === null;
     L.signedIn = signedIn;
     if (!signedIn) { L.request++; L.rows = []; L.next = null; L.loading = false; render(); announce(); return; }
-    if (first) { loadLabels(); load(''); }
+    if (!L.rows.length) { el.count.textContent = t('mail_loading'); }
+    loadLabels();
+    load(L.q);
   });
   page.onSynced(function () {
     if (L.signedIn) { loadLabels(); load(L.q); }
