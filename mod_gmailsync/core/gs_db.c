@@ -18,6 +18,7 @@ struct gs_db_conn_t {
     int backend_pid;           /* the backend they were prepared on (0: none yet) */
     const char *app_name;      /* the application_name its setup gave the session */
     const char *setup;         /* the setup it ran (a change runs the new one) */
+    int generated;             /* generated statements prepared for this session */
 };
 
 #define GS_DB_CONN_KEY "gmailsync:gs_db_conn"
@@ -176,6 +177,7 @@ static void conn_sync(gs_db_t *db)
     }
     apr_pool_clear(conn->pool);
     conn->prepared = apr_hash_make(conn->pool);
+    conn->generated = 0;
     conn->backend_pid = 0;
     conn->app_name = conn->setup = NULL;
     /* a conninfo that already names sessions as we do would make a reset session look like
@@ -224,13 +226,43 @@ static void before_use(gs_db_t *db, apr_pool_t *p)
     }
 }
 
-static apr_dbd_prepared_t *statement(gs_db_t *db, const char *label)
+/* A generated statement (gs_db_select_generated): prepared under its label for the session
+ * while the session has fewer than GS_DB_MAX_GENERATED of them; beyond, sent unprepared each
+ * time (apr_dbd's NULL label: PQexecParams, its values still parameters), in p. */
+static apr_dbd_prepared_t *generated(gs_db_t *db, apr_pool_t *p, const char *label,
+                                     const char *sql)
 {
     apr_dbd_prepared_t *stmt = apr_hash_get(db->conn->prepared, label, APR_HASH_KEY_STRING);
+    int named = db->conn->generated < GS_DB_MAX_GENERATED, rc;
+
+    if (stmt) {
+        return stmt;
+    }
+    rc = apr_dbd_prepare(db->driver, named ? db->conn->pool : p, db->handle, sql,
+                         named ? label : NULL, &stmt);
+    if (rc != 0) {
+        remember_error(db, rc);
+        return NULL;
+    }
+    if (named) {
+        apr_hash_set(db->conn->prepared, apr_pstrdup(db->conn->pool, label),
+                     APR_HASH_KEY_STRING, stmt);
+        db->conn->generated++;
+    }
+    return stmt;
+}
+
+static apr_dbd_prepared_t *statement(gs_db_t *db, apr_pool_t *p, const char *label,
+                                     const char *sql)
+{
+    apr_dbd_prepared_t *stmt;
     const gs_sql_stmt_t *def;
     int rc;
 
-    if (stmt) {
+    if (sql) {
+        return generated(db, p, label, sql);
+    }
+    if ((stmt = apr_hash_get(db->conn->prepared, label, APR_HASH_KEY_STRING))) {
         return stmt;
     }
     if (!(def = gs_sql_find(label))) {
@@ -369,8 +401,8 @@ typedef struct {
 
 /* Runs a catalogue statement, once more on a reset connection if the first attempt found the
  * connection broken (outside transactions; see gs_db.h). */
-static apr_status_t run(gs_db_t *db, apr_pool_t *p, const char *label, int is_select, int nargs,
-                        const char *const *args, run_out_t *out)
+static apr_status_t run(gs_db_t *db, apr_pool_t *p, const char *label, const char *sql,
+                        int is_select, int nargs, const char *const *args, run_out_t *out)
 {
     int attempt, rc = -1;
 
@@ -383,7 +415,7 @@ static apr_status_t run(gs_db_t *db, apr_pool_t *p, const char *label, int is_se
             return APR_EGENERAL;
         }
         before_use(db, p);
-        if ((stmt = statement(db, label))) {
+        if ((stmt = statement(db, p, label, sql))) {
             out->res = NULL;
             /* random access (seek=1) for selects: the whole result arrives at once and its
              * column count is known; sequential mode reports 0 columns before the first row */
@@ -409,7 +441,7 @@ apr_status_t gs_db_exec(gs_db_t *db, apr_pool_t *p, const char *label, int *affe
                         int nargs, const char *const *args)
 {
     run_out_t out = { 0, NULL };
-    apr_status_t rv = run(db, p, label, 0, nargs, args, &out);
+    apr_status_t rv = run(db, p, label, NULL, 0, nargs, args, &out);
 
     if (rv == APR_SUCCESS && affected) {
         *affected = out.nrows;
@@ -417,8 +449,24 @@ apr_status_t gs_db_exec(gs_db_t *db, apr_pool_t *p, const char *label, int *affe
     return rv;
 }
 
+static apr_status_t select_rows(gs_db_t *db, apr_pool_t *p, const char *label, const char *sql,
+                                gs_db_rows_t **prows, int nargs, const char *const *args);
+
 apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_rows_t **prows,
                           int nargs, const char *const *args)
+{
+    return select_rows(db, p, label, NULL, prows, nargs, args);
+}
+
+apr_status_t gs_db_select_generated(gs_db_t *db, apr_pool_t *p, const char *label,
+                                    const char *sql, gs_db_rows_t **prows, int nargs,
+                                    const char *const *args)
+{
+    return select_rows(db, p, label, sql, prows, nargs, args);
+}
+
+static apr_status_t select_rows(gs_db_t *db, apr_pool_t *p, const char *label, const char *sql,
+                                gs_db_rows_t **prows, int nargs, const char *const *args)
 {
     run_out_t out = { 0, NULL };
     apr_dbd_row_t *row = NULL;
@@ -427,7 +475,7 @@ apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_r
     apr_status_t rv;
     int col;
 
-    if ((rv = run(db, p, label, 1, nargs, args, &out)) != APR_SUCCESS) {
+    if ((rv = run(db, p, label, sql, 1, nargs, args, &out)) != APR_SUCCESS) {
         return rv;
     }
     rows = apr_pcalloc(p, sizeof *rows);

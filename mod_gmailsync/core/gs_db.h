@@ -94,6 +94,17 @@ apr_status_t gs_db_exec(gs_db_t *db, apr_pool_t *p, const char *label, int *affe
 apr_status_t gs_db_select(gs_db_t *db, apr_pool_t *p, const char *label, gs_db_rows_t **rows,
                           int nargs, const char *const *args);
 
+/* Generated statements (the search's, gs_search.h): SQL built by the code from fixed pieces
+ * only, never from input, whose values are all parameters. `label` names the statement (the
+ * caller derives it from the SQL: the same SQL, the same label; it must start with "gs_g_").
+ * It is prepared per backend session like a catalogue statement, and again after a reset; a
+ * session prepares at most this many of them, and runs further ones unprepared (their values
+ * still sent as parameters). */
+#define GS_DB_MAX_GENERATED 64
+apr_status_t gs_db_select_generated(gs_db_t *db, apr_pool_t *p, const char *label,
+                                    const char *sql, gs_db_rows_t **rows, int nargs,
+                                    const char *const *args);
+
 /* The cell at (row, col), or NULL when out of range or SQL NULL. */
 const char *gs_db_cell(const gs_db_rows_t *rows, int row, int col);
 

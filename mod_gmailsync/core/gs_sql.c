@@ -189,6 +189,18 @@ const gs_sql_stmt_t gs_sql_statements[] = {
       "UPDATE gmailsync.sync_tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now()"
       " WHERE t.task_id = %s::uuid AND t.user_id = %s AND t." GS_SQL_ACTIVE_PREDICATE
       " RETURNING " TASK_COLUMNS },
+    { GS_SQL_W_SEARCH_REFRESH,
+      "SELECT gmailsync.search_refresh(%s::regconfig, %s::text[], %s::text[])::text" },
+    { GS_SQL_SEARCH_TIMEBOX,
+      "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true)" },
+    { GS_SQL_LABELS_LIST,
+      /* the messages not deleted (nor in the trash or spam, as the default search) per label */
+      "SELECT COALESCE(json_agg(json_build_object('id', l.label_id, 'name', l.name,"
+      " 'type', l.type, 'messages', (SELECT count(*) FROM gmailsync.messages m"
+      "   WHERE m.user_id = l.user_id AND m.label_ids @> ARRAY[l.label_id]"
+      "   AND m.deleted_at IS NULL))"
+      " ORDER BY l.type, lower(l.name), l.label_id), '[]')::text"
+      " FROM gmailsync.labels l WHERE l.user_id = %s" },
     { GS_SQL_MESSAGE_RAW_SIZE,
       /* octet_length of a TOASTed value reads its header only, not the (lz4) bytes */
       "SELECT octet_length(r.raw)::text FROM gmailsync.messages m"

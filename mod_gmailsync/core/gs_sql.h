@@ -165,6 +165,17 @@ typedef struct {
 #define GS_SQL_W_RAW_APPEND      "gs_w_raw_append"      /* (piece bytea: 4 values, user_id,
                                                            gmail_id, length so far) */
 
+/* Search (issue 24, sql/012): */
+#define GS_SQL_W_SEARCH_REFRESH  "gs_w_search_refresh"  /* (config, users text[], ids text[]):
+                                                           the messages (re)indexed in
+                                                           message_search, in the content's
+                                                           transaction -> rows written */
+#define GS_SQL_SEARCH_TIMEBOX    "gs_search_timebox"    /* (ms): statement_timeout for the rest
+                                                           of this transaction (no lock
+                                                           timeout of its own) */
+#define GS_SQL_LABELS_LIST       "gs_labels_list"       /* (user_id) -> one row: the labels JSON
+                                                           array of GET {prefix}/labels */
+
 /* Task JSON columns (gs_taskview.h): task_id, state, mode, progress_percentage, processed, total,
  * error_code, error_message, created_at, started_at, heartbeat_at, finished_at (RFC 3339). */
 #define GS_SQL_TASK_GET          "gs_task_get"          /* (task_id, user_id) -> task columns */
@@ -264,7 +275,8 @@ const gs_sql_stmt_t *gs_sql_find(const char *label);
  * only the local stack turns on (and it always migrates). sql/010 (message content, issue 22)
  * has the columns and tables every message write of the worker names (content_state even with
  * GmailSyncContent metadata). sql/011 (labels, archive-mode deletions, issue 23): every sync
- * writes gmailsync.labels, and every message upsert clears deleted_at. */
-#define GS_SQL_MIN_SCHEMA 11
+ * writes gmailsync.labels, and every message upsert clears deleted_at. sql/012 (search, issue 24):
+ * the worker indexes every message it stores with content (gmailsync.search_refresh). */
+#define GS_SQL_MIN_SCHEMA 12
 
 #endif /* GS_SQL_H */

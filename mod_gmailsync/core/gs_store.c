@@ -144,6 +144,27 @@ apr_status_t gs_store_repair_finish(gs_task_t *t, apr_pool_t *p, const char *his
     return rv == APR_SUCCESS ? gs_task_exec(t, p, GS_SQL_W_FULL_FINISH, 0, NULL, 2, cursor) : rv;
 }
 
+apr_status_t gs_store_search_refresh(gs_task_t *t, apr_pool_t *p, const char *config,
+                                     const char *const *ids, int n)
+{
+    const char *args[3];
+    const char **users;
+    gs_db_rows_t *rows;
+    int i;
+
+    if (n <= 0) {
+        return APR_SUCCESS;
+    }
+    users = apr_palloc(p, sizeof(char *) * (apr_size_t)n);
+    for (i = 0; i < n; i++) {
+        users[i] = t->user_id;
+    }
+    args[0] = config ? config : "simple";
+    args[1] = gs_store_text_array(p, users, n);
+    args[2] = gs_store_text_array(p, ids, n);
+    return gs_task_select(t, p, GS_SQL_W_SEARCH_REFRESH, &rows, 3, args);
+}
+
 apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,
                              const char *rows_json, int nrows)
 {

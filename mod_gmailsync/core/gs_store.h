@@ -60,6 +60,12 @@ apr_status_t gs_store_repair_finish(gs_task_t *t, apr_pool_t *p, const char *his
                                     const char *const *ids, int n, gs_deletions_t mode,
                                     int *removed);
 
+/* (Re)indexes the user's messages `ids` for search (sql/012's gmailsync.search_refresh) with the
+ * text-search configuration `config`, from their stored content: inside the transaction that
+ * stored it. */
+apr_status_t gs_store_search_refresh(gs_task_t *t, apr_pool_t *p, const char *config,
+                                     const char *const *ids, int n);
+
 /* Upserts rows (a JSON array of gs_gmail_message_row objects), one statement. gen and seen_by
  * are the full-sync stamps (NULL for incremental syncs). GS_ELOST if the lease is gone. */
 apr_status_t gs_store_upsert(gs_task_t *t, apr_pool_t *p, const char *gen, const char *seen_by,

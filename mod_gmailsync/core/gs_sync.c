@@ -140,6 +140,7 @@ typedef struct {
 static apr_status_t content_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
 {
     content_txn_t *c = baton;
+    const char **ids;
     gs_content_opts_t o;
     apr_status_t rv;
     int i;
@@ -151,13 +152,22 @@ static apr_status_t content_txn(gs_sync_t *s, apr_pool_t *p, void *baton)
     if ((rv = gs_task_hold(s->task, p)) != APR_SUCCESS) {
         return rv;
     }
+    ids = apr_palloc(p, sizeof(char *) * (apr_size_t)(c->raws->nelts + 1));
     for (i = 0; i < c->raws->nelts; i++) {
-        rv = gs_content_store(s->task, p, &o, c->ctx->gen, c->ctx->seen_by,
-                              json_object_array_get_idx(c->rows, (size_t)i),
+        json_object *row = json_object_array_get_idx(c->rows, (size_t)i);
+
+        rv = gs_content_store(s->task, p, &o, c->ctx->gen, c->ctx->seen_by, row,
                               &APR_ARRAY_IDX(c->raws, i, gs_gmail_raw_t), &c->result);
         if (rv != APR_SUCCESS) {
             return rv;
         }
+        ids[i] = json_object_get_string(json_object_object_get(row, "id"));
+    }
+    /* the search index of the messages, from what was just stored (sql/012), in the same
+     * transaction: a message is searchable exactly when its content is committed */
+    if ((rv = gs_store_search_refresh(s->task, p, s->conf->search_config, ids, c->raws->nelts))
+        != APR_SUCCESS) {
+        return rv;
     }
     /* parsing a batch of large or hostile messages can take seconds (more under a loaded
      * machine or a sanitizer): beat again before the commit, so that the beat the daemon sees

@@ -13,13 +13,15 @@
 #include <openssl/crypto.h>
 
 #include "gs_secretfile.h"
+#include "gs_search.h"
 #include "gs_worker_conf.h"
 
 /* A configuration or secret file larger than this is a mistake, not a configuration. */
 #define MAX_CONF_BYTES (64 * 1024)
 
 typedef enum { K_STRING, K_URL, K_SECRET_FILE, K_MODE, K_INT, K_DURATION, K_LOG_LEVEL, K_TOKEN_KEY,
-               K_TOKEN_KEY_FILE, K_CHOICE, K_SIZE, K_ON_OFF } kind_t;
+               K_TOKEN_KEY_FILE, K_CHOICE, K_SIZE, K_ON_OFF,
+               K_SEARCH_CONFIG } kind_t;
 
 typedef struct {
     const char *name;
@@ -61,6 +63,7 @@ static const key_t_ keys[] = {
     { "deletions", K_CHOICE, F(deletions), 0, 0, 0, gs_deletions_names },
     { "attachment_max_size", K_SIZE, F(attachment_max_size), 0, 0, 0, NULL },
     { "store_raw", K_ON_OFF, F(store_raw), 0, 0, 0, NULL },
+    { "search_config", K_SEARCH_CONFIG, F(search_config), 0, 0, 0, NULL },
     { "host", K_STRING, F(host), 0, 0, 0, NULL },
     { "log_level", K_LOG_LEVEL, F(debug), 0, 0, 0, NULL },
     { NULL, K_STRING, 0, 0, 0, 0, NULL }
@@ -92,6 +95,7 @@ gs_worker_conf_t *gs_worker_conf_make(apr_pool_t *p)
     conf->attachments = GS_ATTACH_STORE;
     conf->attachment_max_size = GS_DEFAULT_ATTACHMENT_MAX_SIZE;
     conf->store_raw = 1;
+    conf->search_config = GS_SEARCH_DEFAULT_CONFIG;
     return conf;
 }
 
@@ -288,6 +292,13 @@ static apr_status_t apply(gs_worker_conf_t *conf, apr_pool_t *p, const key_t_ *k
         }
         *why = "expected on or off";
         return APR_EINVAL;
+    case K_SEARCH_CONFIG:
+        if (!gs_search_config_valid(value)) {
+            *why = "a text-search configuration name: an identifier, optionally schema-qualified";
+            return APR_EINVAL;
+        }
+        *(const char **)field = apr_pstrdup(p, value);
+        return APR_SUCCESS;
     case K_LOG_LEVEL:
         if (!strcmp(value, "info") || !strcmp(value, "debug")) {
             conf->debug = !strcmp(value, "debug");

@@ -66,6 +66,8 @@ typedef struct {
     apr_int64_t attachment_max_size; /* larger attachments keep metadata and hash only
                                         (GmailSyncAttachmentMaxSize) */
     int store_raw;                   /* keep the raw message (GmailSyncStoreRaw) */
+    const char *search_config;       /* text-search configuration of the search index
+                                        (GmailSyncSearchConfig; default simple) */
     const char *host;                /* recorded as sync_tasks.worker_host */
     int debug;                       /* log_level = debug */
 } gs_worker_conf_t;

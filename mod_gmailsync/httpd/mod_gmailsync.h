@@ -64,6 +64,7 @@
 #define GS_DIR_CHANGE_RETENTION        "GmailSyncChangeRetention"
 #define GS_DIR_ATTACHMENT_MAX_SIZE     "GmailSyncAttachmentMaxSize"
 #define GS_DIR_STORE_RAW               "GmailSyncStoreRaw"
+#define GS_DIR_SEARCH_CONFIG           "GmailSyncSearchConfig"
 
 /* Where conf/gmailsync.conf serves the sync page (mod_gmailsync/www). */
 #define GS_PAGE_PATH                   "/gmailsync/"
@@ -123,6 +124,7 @@ typedef struct {
     apr_interval_time_t change_retention;  /* GmailSyncChangeRetention (main server) */
     apr_int64_t attachment_max_size;       /* GmailSyncAttachmentMaxSize, bytes */
     int store_raw;                         /* GmailSyncStoreRaw */
+    const char *search_config;             /* GmailSyncSearchConfig (validated) */
     const char *worker_where;              /* "file:line" of GmailSyncWorker, NULL: default */
     /* GmailSyncHealthTokenFile: /health and /metrics answer only Authorization: Bearer <the
      * file's token>. Only the token's SHA-256 is kept (read at configuration, as root). */
@@ -273,6 +275,9 @@ int gs_httpd_message_select(request_rec *r, const gs_srv_conf_t *conf, const cha
  * Content-Type, Content-Disposition, no-store, nosniff, no ranges; HEAD sends the headers. */
 int gs_httpd_send_download(request_rec *r, const gs_httpd_slices_t *what, const char *type,
                            const char *disposition, const char *size_text);
+/* GET {prefix}/messages (search) and {prefix}/labels (mod_gmailsync_search.c, issue 24) */
+int gs_httpd_handle_search(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+int gs_httpd_handle_labels(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_handle_changes(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
 int gs_httpd_load_task(request_rec *r, apr_pool_t *p, gs_db_t **db, const char *user_id,
                        const char *task_id, json_object **task);

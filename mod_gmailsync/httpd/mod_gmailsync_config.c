@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "gs_sha256.h"
+#include "gs_search.h"
 #include "gs_secretfile.h"
 #include "mod_gmailsync.h"
 
@@ -153,6 +154,7 @@ void *gs_httpd_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     PICK(change_retention);
     PICK(attachment_max_size);
     PICK(store_raw);
+    PICK_PTR(search_config);
     PICK_PTR(worker_where);
     PICK_PTR(health_token_file);
     PICK_PTR(health_token_sha256);
@@ -206,6 +208,7 @@ void gs_httpd_conf_finalize(server_rec *s)
         DEFAULT(change_retention, GS_DEFAULT_CHANGE_RETENTION);
         DEFAULT(attachment_max_size, GS_DEFAULT_ATTACHMENT_MAX_SIZE);
         DEFAULT(store_raw, 1);
+        DEFAULT_PTR(search_config, GS_SEARCH_DEFAULT_CONFIG);
     }
 }
 
@@ -302,6 +305,17 @@ static const char *set_store_raw(cmd_parms *cmd, void *dconf, int flag)
 {
     (void)dconf;
     gs_httpd_srv_conf(cmd->server)->store_raw = flag ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_search_config(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    (void)dconf;
+    if (!gs_search_config_valid(arg)) {
+        return bad_value(cmd, arg, "a text-search configuration name (simple, english, "
+                         "myschema.myconfig): an identifier, optionally schema-qualified");
+    }
+    gs_httpd_srv_conf(cmd->server)->search_config = apr_pstrdup(cmd->pool, arg);
     return NULL;
 }
 
@@ -662,6 +676,9 @@ const command_rec gs_httpd_cmds[] = {
                   "(default 25M)"),
     AP_INIT_FLAG(GS_DIR_STORE_RAW, set_store_raw, NULL, RSRC_CONF,
                  "On|Off: keep each message's raw RFC 822 bytes (the .eml export; default On)"),
+    AP_INIT_TAKE1(GS_DIR_SEARCH_CONFIG, set_search_config, NULL, RSRC_CONF,
+                  "the text-search configuration of the search index and of queries "
+                  "(simple, english, schema.name; default simple)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_SUCCESS_RATE, set_percent, &success_rate_offset, RSRC_CONF,
                   "alert when the success rate falls below this percentage (default 95)"),
     AP_INIT_TAKE1(GS_DIR_ALERT_MEAN_DURATION, set_duration, &mean_dur_bounds, RSRC_CONF,

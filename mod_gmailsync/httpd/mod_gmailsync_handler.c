@@ -173,6 +173,8 @@ static const gs_route_t routes[] = {
       gs_httpd_handle_message_view },
     { "/messages/", "/attachments/", "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0,
       gs_httpd_handle_attachment },
+    { "/messages", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_search },
+    { "/labels", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_labels },
     { "/changes", NULL, "GET, HEAD", AP_METHOD_BIT << M_GET, 0, 0, gs_httpd_handle_changes },
     { NULL, NULL, NULL, 0, 0, 0, NULL }
 };

@@ -233,6 +233,7 @@ static const char *worker_config(daemon_t *d, apr_pool_t *p)
         "deletions = ", gs_deletions_name((gs_deletions_t)c->deletions), "\n",
         "attachment_max_size = ", apr_off_t_toa(p, (apr_off_t)c->attachment_max_size), "\n",
         "store_raw = ", c->store_raw ? "on" : "off", "\n",
+        "search_config = ", c->search_config, "\n",
         "host = ", d->host, "\n", NULL);
 }
 

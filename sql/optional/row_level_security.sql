@@ -41,7 +41,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['messages', 'message_addresses', 'message_bodies',
                              'message_attachments', 'attachment_blobs', 'message_raw', 'labels',
-                             'threads', 'changes', 'change_seq']
+                             'threads', 'changes', 'change_seq', 'message_search']
     LOOP
         CONTINUE WHEN to_regclass(format('gmailsync.%I', t)) IS NULL;
         EXECUTE format('ALTER TABLE gmailsync.%I ENABLE ROW LEVEL SECURITY', t);

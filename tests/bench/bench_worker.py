@@ -55,6 +55,23 @@ def bench_env(environ, name, ports):
     return env
 
 
+def paused_stack(name, ports):
+    """Brings the bench's stack up (bench_env) with its daemon paused: the bench runs the worker
+    itself, and the daemon must not claim its tasks. Returns the environment, with the stack's
+    (gmailsync-dev env)."""
+    env = bench_env(os.environ, name, ports)
+    os.makedirs(env["GS_RUN_DIR"], exist_ok=True)
+    extra = os.path.join(env["GS_RUN_DIR"], name + ".conf")
+    with open(extra, "w") as f:
+        f.write("GmailSyncMaxWorkers 0\n")
+    env["GS_EXTRA_CONF"] = extra
+    dev(["up"], env)
+    for line in dev(["env"], env).splitlines():
+        k, _, v = shlex.split(line)[0].partition("=")
+        env[k] = v
+    return env
+
+
 def dev(args, env):
     return subprocess.run([DEV] + args, env=env, check=True, capture_output=True, text=True).stdout
 
@@ -442,19 +459,9 @@ def main():
         if "--max-concurrent" not in given:
             args.max_concurrent = 25
 
-    env = bench_env(os.environ, "bench-worker", ("19380", "19732", "19381"))
-    # the bench runs the worker itself: the stack's daemon must not claim its tasks
-    os.makedirs(env["GS_RUN_DIR"], exist_ok=True)
-    extra = os.path.join(env["GS_RUN_DIR"], "bench-worker.conf")
-    with open(extra, "w") as f:
-        f.write("GmailSyncMaxWorkers 0\n")
-    env["GS_EXTRA_CONF"] = extra
+    env = paused_stack("bench-worker", ("19380", "19732", "19381"))
     largest = 0
-    dev(["up"], env)
     try:
-        for line in dev(["env"], env).splitlines():
-            k, _, v = shlex.split(line)[0].partition("=")
-            env[k] = v
         if args.mix or args.big:
             results = []
             if args.mix:

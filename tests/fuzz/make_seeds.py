@@ -162,6 +162,11 @@ def shaped_seeds():
                           ("https://[::1]:8443", "[::1]"), ("null", "example.com"),
                           ("http://xn--bcher-kva.example:80", "*.example")):
         put("origin", origin + "\n" + other)
+    for query, snippet in (("report", "The Report and reports"), ("\"made schedule\" -all", "made made schedule all"),
+                           ("会议纪要 OR 会", "请看会议纪要和会议"), ("from:bob label:\"My label\" has:attachment", "x"),
+                           ("(a OR -b) before:2024/02/29 larger:10K older_than:7d in:anywhere", "a b"),
+                           ("'; DROP TABLE x; --", "DROP"), ("foo:bar", "")):
+        put("query", query + "\n" + snippet)
     for accept, cookie in (("application/json", "0123456789abcdefABCDEF_-0123456789abcdefghi"),
                            ("text/event-stream", "session-token"),
                            ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "a;b"),

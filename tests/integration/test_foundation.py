@@ -149,6 +149,7 @@ def test_all_directives_accept_good_values(stack, tmp_path):
         GmailSyncStoreRaw Off
         GmailSyncDeletions keep
         GmailSyncChangeRetention 30d
+        GmailSyncSearchConfig pg_catalog.english
         """))
     assert proc.returncode == 0, proc.stderr
 
@@ -202,6 +203,9 @@ BAD_DIRECTIVES = [
     ("GmailSyncDeletions archive", "GmailSyncDeletions"),
     ("GmailSyncChangeRetention 10s", "GmailSyncChangeRetention"),
     ("GmailSyncChangeRetention 31d", "GmailSyncChangeRetention"),
+    ("GmailSyncSearchConfig english;drop", "GmailSyncSearchConfig"),
+    ("GmailSyncSearchConfig a.b.c", "GmailSyncSearchConfig"),
+    ("GmailSyncSearchConfig 1simple", "GmailSyncSearchConfig"),
 ]
 
 

@@ -123,7 +123,8 @@ def test_the_application_role_sees_only_the_named_users_rows_in_every_table(stac
     alice, bob = users
     tables = user_tables(stack)
     mail = ("messages", "message_addresses", "message_bodies", "message_attachments",
-            "attachment_blobs", "message_raw", "labels", "threads", "changes", "change_seq")
+            "attachment_blobs", "message_raw", "labels", "threads", "changes", "change_seq",
+            "message_search")
     assert set(mail + VIEWS) <= set(tables), tables
     readable = set()
     for table in tables:

@@ -52,6 +52,7 @@ START_TEST(defaults_match_the_directives)
     ck_assert(c->attachment_max_size == 25 * 1024 * 1024);
     ck_assert_int_eq(c->store_raw, 1);
     ck_assert_int_eq(c->deletions, GS_DELETIONS_DELETE);       /* issue 23 */
+    ck_assert_str_eq(c->search_config, "simple");               /* issue 24 */
 }
 END_TEST
 
@@ -88,6 +89,7 @@ START_TEST(parses_every_key)
         "attachment_max_size = 512K\n"
         "store_raw = off\n"
         "deletions = keep\n"
+        "search_config = pg_catalog.english\n"
         "log_level = debug";
 
     ck_assert_int_eq(parse(c, text, &err), APR_SUCCESS);
@@ -109,6 +111,7 @@ START_TEST(parses_every_key)
     ck_assert(c->attachment_max_size == 512 * 1024);
     ck_assert_int_eq(c->store_raw, 0);
     ck_assert_int_eq(c->deletions, GS_DELETIONS_KEEP);
+    ck_assert_str_eq(c->search_config, "pg_catalog.english");
     /* token_key repeats: the first line is the current key, the order is kept */
     ck_assert_ptr_nonnull(c->token_keys);
     ck_assert_int_eq(c->token_keys->keys->nelts, 2);
@@ -133,7 +136,8 @@ START_TEST(rejects_mistakes_without_echoing_values)
         "token_key_file = /nonexistent/keys\n", "token_key_file = -\n",
         "content = all\n", "attachments = none\n", "attachment_max_size = 25G\n",
         "attachment_max_size = 1.5M\n", "attachment_max_size =\n", "store_raw = yes\n",
-        "deletions = archive\n", "deletions =\n",
+        "deletions = archive\n", "deletions =\n", "search_config = a;b\n",
+        "search_config = a.b.c\n", "search_config =\n",
     };
     size_t i;
 

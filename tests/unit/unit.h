@@ -27,5 +27,6 @@ Suite *gs_mime_suite(void);
 Suite *gs_content_suite(void);
 /* the message view (issue 24) */
 Suite *gs_download_suite(void);
+Suite *gs_search_suite(void);
 
 #endif

@@ -36,6 +36,7 @@ int main(void)
     srunner_add_suite(runner, gs_mime_suite());
     srunner_add_suite(runner, gs_content_suite());
     srunner_add_suite(runner, gs_download_suite());
+    srunner_add_suite(runner, gs_search_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);

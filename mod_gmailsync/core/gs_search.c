@@ -1,0 +1,734 @@
+/* gs_search.c -- see gs_search.h */
+#include <string.h>
+
+#include <apr_base64.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include "gs_search.h"
+
+typedef struct {
+    apr_pool_t *p;
+    const char *s, *end;     /* the query left to read */
+    const char *config;
+    apr_array_header_t *args;
+    apr_array_header_t *marks;
+    int terms, depth, trash_ok;
+    /* the last word or phrase: its SQL and the same without COALESCE (see parse_and) */
+    const char *last_text, *last_strict;
+    const char *err;
+} parser_t;
+
+/* Han characters, as gmailsync.search_cjk counts them (sql/012). */
+static int is_han(apr_uint32_t c)
+{
+    return (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF)
+           || (c >= 0xF900 && c <= 0xFAFF);
+}
+
+/* The length of the valid UTF-8 sequence at s (at most n bytes) and its code point, or 0. */
+static apr_size_t utf8_char(const unsigned char *s, apr_size_t n, apr_uint32_t *cp)
+{
+    apr_size_t len, i;
+    apr_uint32_t c;
+
+    if (n == 0) {
+        return 0;
+    }
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return s[0] ? 1 : 0;
+    }
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+        c = s[0] & 0x1F;
+    }
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        c = s[0] & 0x0F;
+    }
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        c = s[0] & 0x07;
+    }
+    else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) || (len == 4 && (c < 0x10000
+                                                                               || c > 0x10FFFF))) {
+        return 0;
+    }
+    *cp = c;
+    return len;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static const char *arg(parser_t *ps, const char *value)
+{
+    APR_ARRAY_PUSH(ps->args, const char *) = value;
+    return "%s";
+}
+
+static int fail(parser_t *ps, const char *msg)
+{
+    if (!ps->err) {
+        ps->err = msg;
+    }
+    return 0;
+}
+
+/* Splits text into what the word parser reads (Han characters blanked) and the Han runs as the
+ * index stores them: each run of two or more as its overlapping pairs, in order, a lone
+ * character as itself. Either may come back empty. */
+static void split_han(apr_pool_t *p, const char *text, const char **words, const char **han,
+                      int *has_word)
+{
+    apr_size_t n = strlen(text), i = 0, len;
+    char *w = apr_palloc(p, n + 1);
+    apr_array_header_t *pairs = apr_array_make(p, 8, sizeof(const char *));
+    const char *run = NULL, *prev = NULL;
+    int run_len = 0;
+    apr_uint32_t c;
+
+    *has_word = 0;
+    while (i <= n) {
+        len = i < n ? utf8_char((const unsigned char *)text + i, n - i, &c) : 0;
+        if (i < n && len && is_han(c)) {
+            memset(w + i, ' ', len);
+            if (prev) {
+                APR_ARRAY_PUSH(pairs, const char *) = apr_pstrmemdup(p, prev,
+                    (apr_size_t)(text + i + len - prev));
+            }
+            else {
+                run = text + i;
+            }
+            prev = text + i;
+            run_len++;
+            i += len;
+            continue;
+        }
+        if (run && run_len == 1) {
+            APR_ARRAY_PUSH(pairs, const char *) = apr_pstrmemdup(p, run,
+                                                                 (apr_size_t)(text + i - run));
+        }
+        run = prev = NULL;
+        run_len = 0;
+        if (i == n) {
+            break;
+        }
+        if (!len) {
+            len = 1;
+        }
+        memcpy(w + i, text + i, len);
+        if (len > 1 || apr_isalnum(text[i])) {
+            *has_word = 1;
+        }
+        i += len;
+    }
+    w[n] = '\0';
+    *words = w;
+    *han = apr_array_pstrcat(p, pairs, ' ');
+}
+
+/* A word or a phrase against the text-search vector: NULL when it holds nothing to search. */
+static const char *text_atom(parser_t *ps, const char *text, int phrase)
+{
+    const char *words, *han, *sql = NULL;
+    int has_word;
+
+    split_han(ps->p, text, &words, &han, &has_word);
+    if (has_word) {
+        /* (one placeholder after the other: their values are pushed in the same order) */
+        arg(ps, ps->config);
+        arg(ps, words);
+        sql = phrase ? "phraseto_tsquery(%s::regconfig, %s)" : "plainto_tsquery(%s::regconfig, %s)";
+    }
+    if (*han) {
+        const char *h = apr_pstrcat(ps->p, "phraseto_tsquery('simple', ", arg(ps, han), ")",
+                                    NULL);
+        sql = sql ? apr_pstrcat(ps->p, "(", sql, " && ", h, ")", NULL) : h;
+    }
+    if (!sql) {
+        return NULL;
+    }
+    ps->last_strict = apr_pstrcat(ps->p, "(s.doc @@ ", sql, ")", NULL);
+    ps->last_text = apr_pstrcat(ps->p, "COALESCE(s.doc @@ ", sql, ", false)", NULL);
+    return ps->last_text;
+}
+
+/* A LIKE pattern that finds value anywhere (its %, _ and \ taken literally). */
+static const char *contains_pattern(apr_pool_t *p, const char *value)
+{
+    char *out = apr_palloc(p, strlen(value) * 2 + 3), *o = out;
+
+    *o++ = '%';
+    for (; *value; value++) {
+        if (*value == '%' || *value == '_' || *value == '\\') {
+            *o++ = '\\';
+        }
+        *o++ = *value;
+    }
+    *o++ = '%';
+    *o = '\0';
+    return out;
+}
+
+/* YYYY/MM/DD or YYYY-MM-DD (month and day of one or two digits) -> "YYYY-MM-DDT00:00:00Z". */
+static const char *parse_date(apr_pool_t *p, const char *v)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y = 0, m = 0, d = 0, i, k;
+    char sep;
+
+    for (i = 0; i < 4; i++) {
+        if (!apr_isdigit(v[i])) {
+            return NULL;
+        }
+        y = y * 10 + (v[i] - '0');
+    }
+    sep = v[4];
+    if (sep != '/' && sep != '-') {
+        return NULL;
+    }
+    for (i = 5, k = 0; apr_isdigit(v[i]) && k < 2; i++, k++) {
+        m = m * 10 + (v[i] - '0');
+    }
+    if (!k || v[i] != sep) {
+        return NULL;
+    }
+    for (i++, k = 0; apr_isdigit(v[i]) && k < 2; i++, k++) {
+        d = d * 10 + (v[i] - '0');
+    }
+    if (!k || v[i] || y < 1000 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1]
+        || (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))) {
+        return NULL;
+    }
+    return apr_psprintf(p, "%04d-%02d-%02dT00:00:00Z", y, m, d);
+}
+
+/* A whole number of 1 to 9 digits followed by one of `units` (or nothing when units has ""):
+ * *n and the unit's index, or -1. */
+static int parse_amount(const char *v, const char *const *units, long *n)
+{
+    int i, digits = 0;
+
+    *n = 0;
+    for (; apr_isdigit(*v) && digits < 10; v++, digits++) {
+        *n = *n * 10 + (*v - '0');
+    }
+    if (!digits || digits > 9) {
+        return -1;
+    }
+    for (i = 0; units[i]; i++) {
+        if (!strcasecmp(v, units[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static const char *const label_sql =
+    "EXISTS (SELECT 1 FROM gmailsync.labels l WHERE l.user_id = m.user_id"
+    " AND l.label_id = ANY (m.label_ids) AND (lower(l.name) = lower(%s)"
+    " OR replace(lower(l.name), ' ', '-') = lower(%s)))";
+
+/* An operator and its value: the SQL, NULL with ps->err on a bad one. */
+static const char *operator_atom(parser_t *ps, const char *op, const char *v)
+{
+    apr_pool_t *p = ps->p;
+    static const char *const fields[][2] = {
+        { "from", "s.from_lc" }, { "to", "s.to_lc" }, { "cc", "s.cc_lc" },
+        { "subject", "s.subject_lc" }, { "filename", "s.filenames_lc" }, { NULL, NULL } };
+    static const char *const ages[] = { "d", "m", "y", NULL };
+    static const char *const age_names[] = { " days", " months", " years" };
+    static const char *const sizes[] = { "", "k", "m", NULL };
+    static const long size_units[] = { 1, 1024, 1024 * 1024 };
+    long n;
+    int i;
+
+    if (!*v) {
+        fail(ps, apr_psprintf(p, "the operator %s: needs a value", op));
+        return NULL;
+    }
+    for (i = 0; fields[i][0]; i++) {
+        if (!strcmp(op, fields[i][0])) {
+            return apr_pstrcat(p, "COALESCE(", fields[i][1], " LIKE lower(",
+                               arg(ps, contains_pattern(p, v)), "), false)", NULL);
+        }
+    }
+    if (!strcmp(op, "label")) {
+        arg(ps, v);
+        arg(ps, v);
+        return label_sql;
+    }
+    if (!strcmp(op, "has")) {
+        if (!strcasecmp(v, "attachment") || !strcasecmp(v, "attachments")) {
+            return "COALESCE(m.has_attachments, false)";
+        }
+    }
+    else if (!strcmp(op, "is")) {
+        if (!strcasecmp(v, "unread")) {
+            return "('UNREAD' = ANY (m.label_ids))";
+        }
+        if (!strcasecmp(v, "starred")) {
+            return "('STARRED' = ANY (m.label_ids))";
+        }
+    }
+    else if (!strcmp(op, "in")) {
+        static const char *const boxes[][2] = {
+            { "inbox", "('INBOX' = ANY (m.label_ids))" }, { "sent", "('SENT' = ANY (m.label_ids))" },
+            { "trash", "('TRASH' = ANY (m.label_ids))" }, { "spam", "('SPAM' = ANY (m.label_ids))" },
+            { "anywhere", "true" }, { NULL, NULL } };
+        for (i = 0; boxes[i][0]; i++) {
+            if (!strcasecmp(v, boxes[i][0])) {
+                if (i >= 2) {
+                    ps->trash_ok = 1;
+                }
+                return boxes[i][1];
+            }
+        }
+    }
+    else if (!strcmp(op, "before") || !strcmp(op, "after")) {
+        const char *d = parse_date(p, v);
+        if (d) {
+            return apr_pstrcat(p, "(m.internal_date ", *op == 'b' ? "<" : ">=", " ",
+                               arg(ps, d), "::timestamptz)", NULL);
+        }
+        fail(ps, apr_psprintf(p, "%s:%s is not a date: write YYYY/MM/DD or YYYY-MM-DD", op, v));
+        return NULL;
+    }
+    else if (!strcmp(op, "older_than") || !strcmp(op, "newer_than")) {
+        if ((i = parse_amount(v, ages, &n)) >= 0 && n <= 100000) {
+            return apr_pstrcat(p, "(m.internal_date ", *op == 'o' ? "<" : ">", " now() - ",
+                               arg(ps, apr_psprintf(p, "%ld%s", n, age_names[i])),
+                               "::interval)", NULL);
+        }
+        fail(ps, apr_psprintf(p, "%s:%s is not an age: write a number and d, m or y (7d)", op,
+                              v));
+        return NULL;
+    }
+    else if (!strcmp(op, "larger") || !strcmp(op, "smaller")) {
+        if ((i = parse_amount(v, sizes, &n)) >= 0) {
+            return apr_pstrcat(p, "(COALESCE(m.raw_size, m.size_estimate) ",
+                               *op == 'l' ? ">" : "<", " ",
+                               arg(ps, apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                                    (apr_int64_t)n * size_units[i])),
+                               "::bigint)", NULL);
+        }
+        fail(ps, apr_psprintf(p, "%s:%s is not a size: write bytes, or a number with K or M",
+                              op, v));
+        return NULL;
+    }
+    else {
+        fail(ps, apr_psprintf(p, "unknown operator %s: (known: from, to, cc, subject, label, "
+                              "has, filename, is, in, before, after, older_than, newer_than, "
+                              "larger, smaller)", op));
+        return NULL;
+    }
+    fail(ps, apr_psprintf(p, "unknown value in %s:%s", op, v));
+    return NULL;
+}
+
+static void skip_blanks(parser_t *ps)
+{
+    while (ps->s < ps->end && is_blank(*ps->s)) {
+        ps->s++;
+    }
+}
+
+/* A quoted string from ps->s (at the quote) to the next quote or the end. */
+static const char *quoted(parser_t *ps)
+{
+    const char *start = ++ps->s, *q = memchr(start, '"', (apr_size_t)(ps->end - start));
+    const char *stop = q ? q : ps->end;
+
+    ps->s = q ? q + 1 : ps->end;
+    return apr_pstrmemdup(ps->p, start, (apr_size_t)(stop - start));
+}
+
+static int ends_word(char c)
+{
+    return is_blank(c) || c == '(' || c == ')' || c == '"';
+}
+
+static const char *parse_and(parser_t *ps);
+
+/* A term, "phrase", operator or ( group ); NULL with no ps->err: nothing to search. */
+static const char *parse_primary(parser_t *ps, int negated, int *empty)
+{
+    const char *start, *colon, *word, *sql;
+
+    *empty = 0;
+    if (++ps->terms > GS_SEARCH_MAX_TERMS) {
+        fail(ps, apr_psprintf(ps->p, "too many terms: at most %d", GS_SEARCH_MAX_TERMS));
+        return NULL;
+    }
+    if (*ps->s == '(') {
+        if (++ps->depth > GS_SEARCH_MAX_DEPTH) {
+            fail(ps, apr_psprintf(ps->p, "parentheses nested too deep: at most %d",
+                                  GS_SEARCH_MAX_DEPTH));
+            return NULL;
+        }
+        ps->s++;
+        sql = parse_and(ps);
+        ps->depth--;
+        skip_blanks(ps);
+        if (ps->s < ps->end && *ps->s == ')') {
+            ps->s++;
+        }
+        *empty = !sql && !ps->err;
+        return sql;
+    }
+    if (*ps->s == '"') {
+        word = quoted(ps);
+        if (!negated && *word) {
+            APR_ARRAY_PUSH(ps->marks, const char *) = word;
+        }
+        sql = text_atom(ps, word, 1);
+        *empty = !sql;
+        return sql;
+    }
+    start = ps->s;
+    while (ps->s < ps->end && !ends_word(*ps->s) && *ps->s != ':') {
+        ps->s++;
+    }
+    colon = ps->s < ps->end && *ps->s == ':' ? ps->s : NULL;
+    if (colon && colon > start) {
+        const char *op = apr_pstrmemdup(ps->p, start, (apr_size_t)(colon - start)), *v;
+        const char *c;
+
+        for (c = op; *c && (apr_islower(*c) || *c == '_'); c++) {
+        }
+        if (!*c) {
+            ps->s = colon + 1;
+            if (ps->s < ps->end && *ps->s == '"') {
+                v = quoted(ps);
+            }
+            else {
+                const char *vs = ps->s;
+                while (ps->s < ps->end && !ends_word(*ps->s)) {
+                    ps->s++;
+                }
+                v = apr_pstrmemdup(ps->p, vs, (apr_size_t)(ps->s - vs));
+            }
+            return operator_atom(ps, op, v);
+        }
+    }
+    while (ps->s < ps->end && !ends_word(*ps->s)) {
+        ps->s++;
+    }
+    word = apr_pstrmemdup(ps->p, start, (apr_size_t)(ps->s - start));
+    if (!negated && *word) {
+        APR_ARRAY_PUSH(ps->marks, const char *) = word;
+    }
+    sql = text_atom(ps, word, 0);
+    *empty = !sql;
+    return sql;
+}
+
+static const char *parse_unary(parser_t *ps, int *empty)
+{
+    const char *sql;
+
+    if (*ps->s == '-' && ps->s + 1 < ps->end && !is_blank(ps->s[1]) && ps->s[1] != ')') {
+        ps->s++;
+        sql = parse_primary(ps, 1, empty);
+        return sql ? apr_pstrcat(ps->p, "NOT ", sql, NULL) : NULL;
+    }
+    return parse_primary(ps, 0, empty);
+}
+
+static int at_or(parser_t *ps)
+{
+    return ps->end - ps->s >= 2 && ps->s[0] == 'O' && ps->s[1] == 'R'
+           && (ps->end - ps->s == 2 || is_blank(ps->s[2]) || ps->s[2] == '(' || ps->s[2] == '"');
+}
+
+/* unary (OR unary)*: an alternative that holds nothing to search is left out (it pushed no
+ * value); NULL (*empty) when every one is. */
+static const char *parse_or(parser_t *ps, int *empty)
+{
+    const char *sql = parse_unary(ps, empty), *next;
+    int e;
+
+    for (;;) {
+        const char *save = ps->s;
+        if (ps->err) {
+            return NULL;
+        }
+        skip_blanks(ps);
+        if (!at_or(ps)) {
+            ps->s = save;
+            break;
+        }
+        ps->s += 2;
+        skip_blanks(ps);
+        if (ps->s >= ps->end || *ps->s == ')') {
+            break;    /* a trailing OR: nothing to join */
+        }
+        next = parse_unary(ps, &e);
+        if (next) {
+            sql = sql ? apr_pstrcat(ps->p, "(", sql, " OR ", next, ")", NULL) : next;
+        }
+    }
+    *empty = !sql;
+    return sql;
+}
+
+static const char *parse_and(parser_t *ps)
+{
+    const char *sql = NULL, *next;
+    int empty;
+
+    for (;;) {
+        skip_blanks(ps);
+        if (ps->s >= ps->end || *ps->s == ')' || ps->err) {
+            break;
+        }
+        if (at_or(ps)) {
+            ps->s += 2;    /* a leading OR: nothing to join */
+            continue;
+        }
+        next = parse_or(ps, &empty);
+        if (ps->err) {
+            return NULL;
+        }
+        /* a word or phrase every answer must match (not negated, not in an OR): without
+         * COALESCE, which makes the outer join to message_search an inner one, so that the
+         * planner can start from its GIN index (a message without a row matches no word) */
+        if (next && ps->depth == 0 && next == ps->last_text) {
+            next = ps->last_strict;
+        }
+        if (next) {
+            sql = sql ? apr_pstrcat(ps->p, sql, " AND ", next, NULL) : next;
+        }
+    }
+    return sql;
+}
+
+gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, const char *config,
+                               const char **err)
+{
+    parser_t ps;
+    gs_search_t *out;
+    const char *sql, *where;
+    apr_size_t i, n;
+    apr_uint32_t c;
+
+    if (len > GS_SEARCH_MAX_BYTES) {
+        *err = apr_psprintf(p, "the query is too long: at most %d bytes", GS_SEARCH_MAX_BYTES);
+        return NULL;
+    }
+    for (i = 0; i < len; i += n) {
+        if (!(n = utf8_char((const unsigned char *)q + i, len - i, &c))) {
+            *err = q[i] ? "the query is not valid UTF-8" : "the query holds a NUL character";
+            return NULL;
+        }
+    }
+    memset(&ps, 0, sizeof ps);
+    ps.p = p;
+    ps.s = q;
+    ps.end = q + len;
+    ps.config = config;
+    ps.args = apr_array_make(p, 8, sizeof(const char *));
+    ps.marks = apr_array_make(p, 4, sizeof(const char *));
+    where = NULL;
+    while (ps.s < ps.end) {
+        sql = parse_and(&ps);
+        if (ps.err) {
+            *err = ps.err;
+            return NULL;
+        }
+        if (sql) {
+            where = where ? apr_pstrcat(p, where, " AND ", sql, NULL) : sql;
+        }
+        if (ps.s < ps.end && *ps.s == ')') {
+            ps.s++;     /* an unmatched ): ignored, as Gmail does */
+        }
+    }
+    out = apr_pcalloc(p, sizeof *out);
+    out->args = ps.args;
+    out->marks = ps.marks;
+    out->terms = ps.terms;
+    /* the trash and spam only when asked for */
+    out->where = apr_pstrcat(p, where ? "(" : "", where ? where : "", where ? ") AND " : "",
+                             ps.trash_ok ? "true"
+                                         : "NOT (m.label_ids && ARRAY['TRASH', 'SPAM']::text[])",
+                             NULL);
+    return out;
+}
+
+int gs_search_config_valid(const char *name)
+{
+    int parts = 0, len;
+
+    if (!name) {
+        return 0;
+    }
+    for (;;) {
+        if (!(apr_isalpha(*name) || *name == '_')) {
+            return 0;
+        }
+        for (len = 0; apr_isalnum(*name) || *name == '_'; name++, len++) {
+        }
+        if (len > 63 || ++parts > 2) {
+            return 0;
+        }
+        if (!*name) {
+            return 1;
+        }
+        if (*name++ != '.') {
+            return 0;
+        }
+    }
+}
+
+/* Does the mark match at s (n bytes left)? Its length, or 0. */
+static apr_size_t mark_at(const char *snippet, const char *s, apr_size_t n, const char *mark)
+{
+    apr_size_t len = strlen(mark), i;
+
+    if (!len || len > n) {
+        return 0;
+    }
+    if (apr_isalnum(mark[0]) && s > snippet && apr_isalnum(s[-1])) {
+        return 0;    /* an ASCII word matches at the start of a word */
+    }
+    for (i = 0; i < len; i++) {
+        if (apr_tolower((unsigned char)s[i]) != apr_tolower((unsigned char)mark[i])) {
+            return 0;
+        }
+    }
+    return len;
+}
+
+apr_array_header_t *gs_search_highlight(apr_pool_t *p, const char *snippet,
+                                        const apr_array_header_t *marks)
+{
+    apr_array_header_t *out = apr_array_make(p, 4, sizeof(gs_search_segment_t));
+    apr_size_t n = strlen(snippet), i = 0, plain = 0, best, m, step;
+    apr_uint32_t c;
+    int k;
+
+    while (i < n) {
+        best = 0;
+        for (k = 0; marks && k < marks->nelts; k++) {
+            m = mark_at(snippet, snippet + i, n - i, APR_ARRAY_IDX(marks, k, const char *));
+            if (m > best) {
+                best = m;
+            }
+        }
+        if (!best) {
+            step = utf8_char((const unsigned char *)snippet + i, n - i, &c);
+            i += step ? step : 1;
+            continue;
+        }
+        if (i > plain) {
+            gs_search_segment_t *seg = apr_array_push(out);
+            seg->text = apr_pstrmemdup(p, snippet + plain, i - plain);
+            seg->match = 0;
+        }
+        {
+            gs_search_segment_t *seg = apr_array_push(out);
+            seg->text = apr_pstrmemdup(p, snippet + i, best);
+            seg->match = 1;
+        }
+        i += best;
+        plain = i;
+    }
+    if (n > plain) {
+        gs_search_segment_t *seg = apr_array_push(out);
+        seg->text = apr_pstrmemdup(p, snippet + plain, n - plain);
+        seg->match = 0;
+    }
+    return out;
+}
+
+const char *gs_search_cursor_make(apr_pool_t *p, const char *date_us, const char *id)
+{
+    const char *plain = apr_pstrcat(p, "1:", date_us ? date_us : "", ":", id, NULL);
+    int len = (int)strlen(plain);
+    char *out = apr_palloc(p, (apr_size_t)apr_base64_encode_len(len));
+    char *c;
+
+    apr_base64_encode(out, plain, len);
+    for (c = out; *c; c++) {
+        if (*c == '+') {
+            *c = '-';
+        }
+        else if (*c == '/') {
+            *c = '_';
+        }
+        else if (*c == '=') {
+            *c = '\0';
+            break;
+        }
+    }
+    return out;
+}
+
+int gs_search_cursor_parse(apr_pool_t *p, const char *cursor, const char **date_us,
+                           const char **id)
+{
+    apr_size_t n = strlen(cursor), i;
+    char *b64, *plain, *colon;
+    const char *d;
+    int len;
+
+    if (n == 0 || n > 400) {
+        return 0;
+    }
+    b64 = apr_palloc(p, n + 4);
+    for (i = 0; i < n; i++) {
+        char c = cursor[i];
+        if (!(apr_isalnum(c) || c == '-' || c == '_')) {
+            return 0;
+        }
+        b64[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    while (i % 4) {
+        b64[i++] = '=';
+    }
+    b64[i] = '\0';
+    plain = apr_palloc(p, (apr_size_t)apr_base64_decode_len(b64) + 1);
+    len = apr_base64_decode(plain, b64);
+    plain[len] = '\0';
+    if (len < 4 || strlen(plain) != (apr_size_t)len || strncmp(plain, "1:", 2)
+        || !(colon = strchr(plain + 2, ':'))) {
+        return 0;
+    }
+    *colon = '\0';
+    d = plain + 2;
+    if (*d == '-' ? !d[1] : 0) {
+        return 0;
+    }
+    for (i = *d == '-' ? 1 : 0; d[i]; i++) {
+        if (!apr_isdigit(d[i]) || i > 19) {
+            return 0;
+        }
+    }
+    for (i = 0; colon[1 + i]; i++) {
+        if (!(apr_isalnum(colon[1 + i]) || colon[1 + i] == '-' || colon[1 + i] == '_')) {
+            return 0;
+        }
+    }
+    if (i == 0 || i > 256) {
+        return 0;
+    }
+    *date_us = *d ? d : NULL;
+    *id = colon + 1;
+    return 1;
+}
