@@ -9,6 +9,8 @@ const assert = require('node:assert/strict');
 const path = require('node:path');
 const fs = require('node:fs');
 const { test } = require('node:test');
+const { spawn } = require('node:child_process');
+const { waitFor } = require('./lib/stack');
 
 // The GB18030 bytes of the words below (node encodes only UTF-8); the test checks that they
 // decode to those words before it uses them.
@@ -106,11 +108,30 @@ function register(h) {
     return true;
   }
 
+  // A psql session that holds ACCESS EXCLUSIVE on the search index until release().
+  async function holdIndexLock() {
+    const psql = spawn('psql', [stack.dsn, '-XAtq', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    psql.stdout.on('data', (d) => { out += d; });
+    psql.stderr.on('data', (d) => { out += d; });
+    const exited = new Promise((resolve) => psql.on('exit', resolve));
+    psql.stdin.write("BEGIN;\nLOCK TABLE gmailsync.message_search IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+    await waitFor('the lock on the index', () => out.includes('locked') || psql.exitCode !== null, 10000);
+    assert.ok(out.includes('locked'), `psql: ${out}`);
+    return {
+      release: async () => {
+        psql.stdin.end('ROLLBACK;\n');
+        await exited;
+      },
+    };
+  }
+
   const noOverflow = (page) => page.evaluate(() => document.documentElement.scrollWidth
     <= document.documentElement.clientWidth);
 
-  pageTest('mailbox: newest first, a word and a Chinese search (UTF-8, GB18030) with marks, a label, a refused query, Back to the row, axe in en and zh-CN, a phone\'s width', { timeout: 120000 }, async (session, expectLog, t) => {
+  pageTest('mailbox: newest first, a word and a Chinese search (UTF-8, GB18030) with marks, a label, a refused query (400) and one past its time box (422), Back to the row, axe in en and zh-CN, a phone\'s width', { timeout: 120000 }, async (session, expectLog, t) => {
     session.allow(/status of 400 \(Bad Request\)/);
+    session.allow(/status of 422 \(Unprocessable Entity\)/);
     const user = stack.addUser({ messages: 0 });
     const falcon = (await stack.control('POST', `/_control/mailboxes/${encodeURIComponent(user.email)}/label-create`,
                                         { name: '出差 Trip' })).id;
@@ -185,6 +206,18 @@ function register(h) {
     assert.equal(await page.getAttribute('#mail-q', 'aria-invalid'), 'true');
     assert.match(await page.textContent('#mail-count'), /This search cannot be understood\. .*nosuchop/);
     assert.deepEqual(await audit(page), [], 'accessibility of the refused query');
+    // a search past its time box (a lock held on the index: it cannot finish, whatever the
+    // machine's speed) is a 422: "too expensive, narrow the search"
+    const lock = await holdIndexLock();
+    try {
+      list = await searchFor(page, 'budget');
+    } finally {
+      await lock.release();
+    }
+    assert.deepEqual(list, []);
+    assert.equal(await page.textContent('#mail-error-title'), 'This search is too expensive');
+    assert.match(await page.textContent('#mail-error-text'), /^Narrow the search/);
+    assert.equal(await page.getAttribute('#mail-q', 'aria-invalid'), null, 'the query itself is fine');
     await searchFor(page, '');
     assert.equal(await page.isVisible('#mail-error'), false);
     assert.equal(await page.getAttribute('#mail-q', 'aria-invalid'), null);
