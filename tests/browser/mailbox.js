@@ -258,7 +258,7 @@ function register(h) {
     await screenshot(page, ARTIFACTS, 'mailbox-narrow', true);
   });
 
-  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row', async (session, expectLog, t) => {
+  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row, the focus kept when a sync redraws the list', async (session, expectLog, t) => {
     // the fake's generated mail has HTML with scripts: the sandboxed frame blocks them, and says so
     session.allow(/Blocked script execution in 'about:(srcdoc|blank)'/);
     const user = stack.addUser({ messages: 30 });
@@ -299,6 +299,21 @@ function register(h) {
     assert.equal(await page.isVisible('#mail-more'), false, 'no More after the last page');
     assert.equal(await page.textContent('#mail-count'), 'The newest messages: 30.');
     assert.deepEqual(await audit(page), []);
+    // a sync that brings new mail draws the list again under the focus: it stays on its message
+    await page.focus(`[data-testid="mail-row"][data-id="${want[3]}"]`);
+    const added = await stack.control('POST', `/_control/mailboxes/${encodeURIComponent(user.email)}/messages`, { count: 2 });
+    await page.evaluate(() => document.getElementById('sync').click());   // a click that leaves the focus
+    await page.waitForFunction((id) => document.getElementById('task-id').textContent !== id
+      && document.getElementById('bar').getAttribute('data-state') === 'SUCCEEDED', await page.textContent('#task-id'));
+    await page.waitForFunction((ids) => {
+      const first = document.querySelector('[data-testid="mail-row"]');
+      return first && ids.includes(first.getAttribute('data-id'));
+    }, added.ids);
+    const now = await settled(page);
+    assert.deepEqual(new Set(now.slice(0, 2)), new Set(added.ids));
+    assert.deepEqual(now.slice(2), want.slice(0, 23));
+    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('data-id')), want[3]);
+    assert.equal(await page.textContent('#mail-count'), 'The newest messages: 25 shown, more below.');
   });
 
   test('the docs screenshot of the mailbox view exists', { skip: Boolean(h.only && !h.only.test('docs')) }, () => {
