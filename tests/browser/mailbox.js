@@ -56,7 +56,7 @@ function register(h) {
     const ids = {};
     ids.F = await importMessage(user, plain('Mallory <m@example.org>',
       '<b>bold</b> & <img src=x onerror="document.title=1">', 'Thu, 01 Feb 2024 10:00:00 +0000',
-      'Markup in a subject is text.', 'f'));
+      'Markup in a subject is text.', 'f'), 'SENT');
     ids.A = await importMessage(user, plain('Alice Smith <alice@example.com>', 'Quarterly budget review',
       'Fri, 01 Mar 2024 10:00:00 +0000', 'Please read the budget before Friday.', 'a'),
       `INBOX,${falcon}`);
@@ -196,6 +196,15 @@ function register(h) {
     assert.deepEqual(await settled(page), [ids.E]);
     await page.selectOption('#mail-label', '');
     await page.waitForFunction(() => document.getElementById('mail-q').value === 'beijing');
+    // a system label, by its Gmail name
+    await page.fill('#mail-q', '');
+    await page.selectOption('#mail-label', 'SENT');
+    await page.waitForFunction(() => document.getElementById('mail-q').value === 'label:"SENT"');
+    assert.deepEqual(await settled(page), [ids.F]);
+    assert.deepEqual((await rows(page))[0].labels, ['Sent']);
+    assert.equal(await page.$eval('#mail-label', (s) => s.selectedOptions[0].textContent), 'Sent (1)');
+    await page.selectOption('#mail-label', '');
+    await page.waitForFunction(() => document.getElementById('mail-q').value === '');
 
     // a query the language refuses: its problem's words, the box marked invalid, no rows
     list = await searchFor(page, 'nosuchop:thing');
