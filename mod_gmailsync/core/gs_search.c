@@ -14,7 +14,8 @@ typedef struct {
     apr_array_header_t *args;
     apr_array_header_t *marks;
     int terms, depth, trash_ok;
-    /* the last word or phrase: its SQL and the same without COALESCE (see parse_and) */
+    /* the last word, phrase or field operator: its SQL and the same without COALESCE (see
+     * parse_and) */
     const char *last_text, *last_strict;
     const char *err;
 } parser_t;
@@ -74,6 +75,17 @@ static apr_size_t utf8_char(const unsigned char *s, apr_size_t n, apr_uint32_t *
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* The length of the blank at s (an ASCII one, or U+3000, the ideographic space Chinese and
+ * Japanese keyboards type), or 0. */
+static apr_size_t blank_at(const char *s, const char *end)
+{
+    if (s < end && is_blank(*s)) {
+        return 1;
+    }
+    return end - s >= 3 && (unsigned char)s[0] == 0xE3 && (unsigned char)s[1] == 0x80
+           && (unsigned char)s[2] == 0x80 ? 3 : 0;
 }
 
 static const char *arg(parser_t *ps, const char *value)
@@ -265,8 +277,15 @@ static const char *operator_atom(parser_t *ps, const char *op, const char *v)
     }
     for (i = 0; fields[i][0]; i++) {
         if (!strcmp(op, fields[i][0])) {
-            return apr_pstrcat(p, "COALESCE(", fields[i][1], " LIKE lower(",
-                               arg(ps, contains_pattern(p, v)), "), false)", NULL);
+            /* fields_lc holds every field (the trigram index): it finds the candidates, the
+             * field itself decides; at the top (parse_and) without COALESCE, as a word */
+            const char *like = apr_pstrcat(p, "s.fields_lc LIKE lower(%s) AND ", fields[i][1],
+                                           " LIKE lower(%s)", NULL);
+            arg(ps, contains_pattern(p, v));
+            arg(ps, contains_pattern(p, v));
+            ps->last_strict = apr_pstrcat(p, "(", like, ")", NULL);
+            ps->last_text = apr_pstrcat(p, "COALESCE(", like, ", false)", NULL);
+            return ps->last_text;
         }
     }
     if (!strcmp(op, "label")) {
@@ -344,8 +363,10 @@ static const char *operator_atom(parser_t *ps, const char *op, const char *v)
 
 static void skip_blanks(parser_t *ps)
 {
-    while (ps->s < ps->end && is_blank(*ps->s)) {
-        ps->s++;
+    apr_size_t n;
+
+    while ((n = blank_at(ps->s, ps->end))) {
+        ps->s += n;
     }
 }
 
@@ -359,9 +380,9 @@ static const char *quoted(parser_t *ps)
     return apr_pstrmemdup(ps->p, start, (apr_size_t)(stop - start));
 }
 
-static int ends_word(char c)
+static int ends_word(const char *s, const char *end)
 {
-    return is_blank(c) || c == '(' || c == ')' || c == '"';
+    return blank_at(s, end) || *s == '(' || *s == ')' || *s == '"';
 }
 
 static const char *parse_and(parser_t *ps);
@@ -402,7 +423,7 @@ static const char *parse_primary(parser_t *ps, int negated, int *empty)
         return sql;
     }
     start = ps->s;
-    while (ps->s < ps->end && !ends_word(*ps->s) && *ps->s != ':') {
+    while (ps->s < ps->end && !ends_word(ps->s, ps->end) && *ps->s != ':') {
         ps->s++;
     }
     colon = ps->s < ps->end && *ps->s == ':' ? ps->s : NULL;
@@ -419,7 +440,7 @@ static const char *parse_primary(parser_t *ps, int negated, int *empty)
             }
             else {
                 const char *vs = ps->s;
-                while (ps->s < ps->end && !ends_word(*ps->s)) {
+                while (ps->s < ps->end && !ends_word(ps->s, ps->end)) {
                     ps->s++;
                 }
                 v = apr_pstrmemdup(ps->p, vs, (apr_size_t)(ps->s - vs));
@@ -427,7 +448,7 @@ static const char *parse_primary(parser_t *ps, int negated, int *empty)
             return operator_atom(ps, op, v);
         }
     }
-    while (ps->s < ps->end && !ends_word(*ps->s)) {
+    while (ps->s < ps->end && !ends_word(ps->s, ps->end)) {
         ps->s++;
     }
     word = apr_pstrmemdup(ps->p, start, (apr_size_t)(ps->s - start));
@@ -443,7 +464,8 @@ static const char *parse_unary(parser_t *ps, int *empty)
 {
     const char *sql;
 
-    if (*ps->s == '-' && ps->s + 1 < ps->end && !is_blank(ps->s[1]) && ps->s[1] != ')') {
+    if (*ps->s == '-' && ps->s + 1 < ps->end && !blank_at(ps->s + 1, ps->end)
+        && ps->s[1] != ')') {
         ps->s++;
         sql = parse_primary(ps, 1, empty);
         return sql ? apr_pstrcat(ps->p, "NOT ", sql, NULL) : NULL;
@@ -454,7 +476,8 @@ static const char *parse_unary(parser_t *ps, int *empty)
 static int at_or(parser_t *ps)
 {
     return ps->end - ps->s >= 2 && ps->s[0] == 'O' && ps->s[1] == 'R'
-           && (ps->end - ps->s == 2 || is_blank(ps->s[2]) || ps->s[2] == '(' || ps->s[2] == '"');
+           && (ps->end - ps->s == 2 || blank_at(ps->s + 2, ps->end) || ps->s[2] == '('
+               || ps->s[2] == '"');
 }
 
 /* unary (OR unary)*: an alternative that holds nothing to search is left out (it pushed no
@@ -506,7 +529,7 @@ static const char *parse_and(parser_t *ps)
         if (ps->err) {
             return NULL;
         }
-        /* a word or phrase every answer must match (not negated, not in an OR): without
+        /* a word, phrase or field every answer must match (not negated, not in an OR): without
          * COALESCE, which makes the outer join to message_search an inner one, so that the
          * planner can start from its GIN index (a message without a row matches no word) */
         if (next && ps->depth == 0 && next == ps->last_text) {

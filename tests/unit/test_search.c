@@ -116,6 +116,10 @@ START_TEST(han_runs_become_pairs)
     ck_assert_int_eq(s->args->nelts, 3);
     ck_assert_str_eq(argv_at(s, 1), "Gmail      ");   /* each Han byte blanked */
     ck_assert_str_eq(argv_at(s, 2), "邮件");
+    /* the ideographic space separates words */
+    s = ok("会议\xe3\x80\x80纪要");
+    ck_assert_int_eq(s->args->nelts, 2);
+    ck_assert_str_eq(argv_at(s, 1), "纪要");
     s = ok("\"中文 邮件\"");
     ck_assert_str_eq(argv_at(s, 0), "中文 邮件");
 }
@@ -125,8 +129,11 @@ START_TEST(operators)
 {
     const gs_search_t *s = ok("from:Bob@Example.com");
 
-    ck_assert_ptr_nonnull(strstr(s->where, "COALESCE(s.from_lc LIKE lower(%s), false)"));
+    ck_assert_ptr_nonnull(strstr(s->where, "(s.fields_lc LIKE lower(%s) AND s.from_lc LIKE"
+                                 " lower(%s))"));
     ck_assert_str_eq(argv_at(s, 0), "%Bob@Example.com%");
+    ck_assert_str_eq(argv_at(s, 1), "%Bob@Example.com%");
+    ck_assert_ptr_nonnull(strstr(ok("-from:x")->where, "NOT COALESCE(s.fields_lc LIKE"));
     ck_assert_str_eq(argv_at(ok("subject:100%_off\\"), 0), "%100\\%\\_off\\\\%");
     s = ok("label:\"My label\" has:attachment is:unread is:starred in:inbox in:sent");
     ck_assert_str_eq(argv_at(s, 0), "My label");
@@ -147,7 +154,7 @@ START_TEST(operators)
     ck_assert_str_eq(argv_at(s, 2), "100");
     s = ok("filename:报告.pdf cc:carol to:\"a b\"");
     ck_assert_str_eq(argv_at(s, 0), "%报告.pdf%");
-    ck_assert_str_eq(argv_at(s, 2), "%a b%");
+    ck_assert_str_eq(argv_at(s, 4), "%a b%");
     /* an upper-case or digit prefix is not an operator: a word (10:30, HTTP:) */
     ck_assert_int_eq(ok("10:30")->args->nelts, 2);
 }
