@@ -267,7 +267,7 @@ function register(h) {
     await screenshot(page, ARTIFACTS, 'mailbox-narrow', true);
   });
 
-  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row, the focus kept when a sync redraws the list', async (session, expectLog, t) => {
+  pageTest('mailbox, keyboard only: the list after a sync, Tab order, Enter opens a row, More pages on with the focus on the first new row, Back to the row, the focus kept when a sync redraws the list', { timeout: 120000 }, async (session, expectLog, t) => {
     // the fake's generated mail has HTML with scripts: the sandboxed frame blocks them, and says so
     session.allow(/Blocked script execution in 'about:(srcdoc|blank)'/);
     const user = stack.addUser({ messages: 30 });
@@ -311,9 +311,10 @@ function register(h) {
     // a sync that brings new mail draws the list again under the focus: it stays on its message
     await page.focus(`[data-testid="mail-row"][data-id="${want[3]}"]`);
     const added = await stack.control('POST', `/_control/mailboxes/${encodeURIComponent(user.email)}/messages`, { count: 2 });
+    const before = await page.textContent('#task-id');
     await page.evaluate(() => document.getElementById('sync').click());   // a click that leaves the focus
     await page.waitForFunction((id) => document.getElementById('task-id').textContent !== id
-      && document.getElementById('bar').getAttribute('data-state') === 'SUCCEEDED', await page.textContent('#task-id'));
+      && document.getElementById('bar').getAttribute('data-state') === 'SUCCEEDED', before, { timeout: 60000 });
     await page.waitForFunction((ids) => {
       const first = document.querySelector('[data-testid="mail-row"]');
       return first && ids.includes(first.getAttribute('data-id'));
