@@ -192,7 +192,11 @@ const gs_sql_stmt_t gs_sql_statements[] = {
     { GS_SQL_W_SEARCH_REFRESH,
       "SELECT gmailsync.search_refresh(%s::regconfig, %s::text[], %s::text[])::text" },
     { GS_SQL_SEARCH_TIMEBOX,
-      "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true)" },
+      /* custom plans: how many messages a word matches decides the plan (walk the newest
+       * first for a frequent word, the GIN index for a rare one), which a generic plan cannot
+       * know; the statement stays prepared (parsed once per session) */
+      "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true),"
+      " set_config('plan_cache_mode', 'force_custom_plan', true)" },
     { GS_SQL_LABELS_LIST,
       /* the messages not deleted (nor in the trash or spam, as the default search) per label */
       "SELECT COALESCE(json_agg(json_build_object('id', l.label_id, 'name', l.name,"

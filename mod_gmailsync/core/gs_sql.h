@@ -172,7 +172,7 @@ typedef struct {
                                                            transaction -> rows written */
 #define GS_SQL_SEARCH_TIMEBOX    "gs_search_timebox"    /* (ms): statement_timeout for the rest
                                                            of this transaction (no lock
-                                                           timeout of its own) */
+                                                           timeout of its own), custom plans */
 #define GS_SQL_LABELS_LIST       "gs_labels_list"       /* (user_id) -> one row: the labels JSON
                                                            array of GET {prefix}/labels */
 

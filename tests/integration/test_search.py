@@ -451,3 +451,19 @@ def test_the_index_is_capped_and_weighted(stack, corpus):
                       " FROM gmailsync.message_search WHERE user_id = %s AND gmail_id = %s",
                       (alice["user_id"], alice["ids"]["en_report"]))
     assert got == [(True, True, True, True)]
+
+
+def test_many_query_shapes_each_a_statement_of_its_own(stack, corpus):
+    """120 query shapes (a session prepares 64 of them, then runs the others unprepared, their
+    values still parameters): a word said k times, negated k times, or with k from: operators,
+    answers what the word says once."""
+    alice, _ = corpus
+    once = {
+        "budget": set(names(alice, search(stack, alice, "budget", limit=100)[0])),
+        "-budget": set(names(alice, search(stack, alice, "-budget", limit=100)[0])),
+        "from:builder": set(names(alice, search(stack, alice, "from:builder", limit=100)[0])),
+    }
+    for k in range(1, 41):
+        for q, want in once.items():
+            r, _ = search(stack, alice, " ".join([q] * k), limit=100)
+            assert set(names(alice, r)) == want, (q, k)
