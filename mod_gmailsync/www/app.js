@@ -24,6 +24,7 @@
   var SSE_STALE_MS = 8000;         // no event for this long: check with one poll
   var OAUTH_RESULTS = { connected: 1, access_denied: 1, invalid_state: 1, exchange_failed: 1,
                         authorization_failed: 1 };
+  var listeners = { status: [], synced: [] };   // the mailbox view's (mailbox.js)
   var reduceMotion = window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 
   var $ = function (id) { return document.getElementById(id); };
@@ -174,6 +175,7 @@
         S.signedIn = true;
         S.status = r.json;
         S.hasAccount = hasAccount(r.json);
+        tell('status', true);
         var task = r.json.task;
         if (task && (ACTIVE[task.state] || (S.task && S.task.task_id === task.task_id))) {
           attach(task);
@@ -185,6 +187,10 @@
     }, function () {
       showProblem({ kind: 'network', retry: loadStatus });
     });
+  }
+
+  function tell(what, arg) {
+    listeners[what].forEach(function (fn) { fn(arg); });
   }
 
   function hasAccount(status) {
@@ -276,6 +282,7 @@
   function handleHttpProblem(r, again) {
     if (r.status === 401) {
       S.signedIn = false;
+      tell('status', false);
       showProblem({ kind: 'http', status: 401 });
     } else if (r.status === 409) {
       S.hasAccount = false;
@@ -359,6 +366,7 @@
     if (task.state === 'SUCCEEDED') {
       announce(t('announce_succeeded', { n: nf(task.processed || 0) }));
       hideProblem();
+      tell('synced', task);
     } else {
       var code = task.error && task.error.code ? task.error.code : (task.state === 'STUCK' ? 'stuck' : 'unknown');
       showProblem({ kind: 'task', state: task.state, code: code,
@@ -827,7 +835,11 @@
     t: t,
     nf: nf,
     when: when,
-    onLanguage: function (fn) { el.lang.addEventListener('change', fn); }
+    onLanguage: function (fn) { el.lang.addEventListener('change', fn); },
+    // the mailbox view: fn(signedIn) after each /status on load, fn(task) when a sync succeeds
+    onStatus: function (fn) { listeners.status.push(fn); },
+    onSynced: function (fn) { listeners.synced.push(fn); },
+    lang: function () { return S.lang; }
   };
 
   readOAuthResult();

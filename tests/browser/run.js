@@ -36,13 +36,13 @@ after(async () => {
 // A test with a fresh browser context, checked for errors at the end.
 function pageTest(name, opts, fn) {
   if (typeof opts === 'function') { fn = opts; opts = {}; }
-  test(name, { timeout: opts.timeout || T, skip: opts.skip || Boolean(only && !only.test(name)) }, async () => {
+  test(name, { timeout: opts.timeout || T, skip: opts.skip || Boolean(only && !only.test(name)) }, async (t) => {
     const session = new Session(browser, opts);
     const logStart = stack.logSize();
     const expectedLog = [];
     let failed = null;
     try {
-      await fn(session, (re) => expectedLog.push(re));
+      await fn(session, (re) => expectedLog.push(re), t);
     } catch (e) {
       failed = e;
     }
@@ -631,8 +631,8 @@ async function hitCounter() {
   return { hits, base: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
-async function importMessage(user, raw) {
-  const resp = await fetch(`${stack.gmail}/_control/mailboxes/${encodeURIComponent(user.email)}/import?labelIds=INBOX`,
+async function importMessage(user, raw, labelIds) {
+  const resp = await fetch(`${stack.gmail}/_control/mailboxes/${encodeURIComponent(user.email)}/import?labelIds=${labelIds || 'INBOX'}`,
                            { method: 'POST', headers: { 'Content-Type': 'message/rfc822' }, body: raw });
   const text = await resp.text();
   if (resp.status !== 201) { throw new Error(`import: ${resp.status} ${text}`); }
@@ -753,6 +753,10 @@ pageTest('the dark theme follows prefers-color-scheme and passes the audit', { c
   assert.deepEqual(await audit(page), []);
   await screenshot(page, ARTIFACTS, 'done-dark');
 });
+
+// the mailbox view (mailbox.js)
+require('./mailbox').register({ pageTest, stack, signIn, waitState, importMessage, audit, screenshot,
+                                ARTIFACTS, ROOT, only });
 
 test('the README screenshot of the page mid-sync exists', { skip: Boolean(only && !only.test('README')) }, () => {
   const f = path.join(ROOT, 'docs', 'sync-page-running.png');

@@ -96,7 +96,7 @@ def test_the_page_is_served_with_its_security_headers(stack, http):
     assert r.headers["Referrer-Policy"] == "same-origin"
     assert "<script" in r.text and "<script>" not in r.text and " style=" not in r.text
     for name, ctype in (("app.js", "text/javascript"), ("i18n.js", "text/javascript"),
-                        ("message.js", "text/javascript"),
+                        ("message.js", "text/javascript"), ("mailbox.js", "text/javascript"),
                         ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")):
         a = http.get(stack.base_url + "/gmailsync/" + name, timeout=10)
         assert a.status_code == 200 and a.headers["Content-Type"].startswith(ctype), name
@@ -326,7 +326,8 @@ def test_make_install_ships_the_page_and_points_the_conf_at_it(stack, tmp_path):
     found = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs]
     www = [f for f in found if f"/mod_gmailsync/{version}/www/" in f]
     names = sorted(os.path.basename(f) for f in www)
-    assert names == ["app.js", "favicon.svg", "i18n.js", "index.html", "message.js", "style.css"], names
+    assert names == ["app.js", "favicon.svg", "i18n.js", "index.html", "mailbox.js", "message.js",
+                     "style.css"], names
     conf = [f for f in found if f.endswith(f"/mod_gmailsync/{version}/conf/gmailsync.conf")][0]
     text = open(conf).read()
     www_dir = os.path.dirname(www[0])[len(str(dest)):]
