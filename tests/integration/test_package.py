@@ -301,3 +301,36 @@ def make_mailbox(stack, token, messages):
 
 def state(stack, task):
     return stack.query("SELECT state FROM gmailsync.sync_tasks WHERE task_id = %s", (task,))[0][0]
+
+
+def test_fresh_site_keep_versions_and_remove(debs, root):
+    """Without DBDParams the module is installed, not enabled (httpd would refuse to start);
+    an upgrade keeps the last GS_KEEP_VERSIONS releases the package installed; remove takes them
+    away and keeps the conffiles."""
+    old_v, new_v = debs["old_version"], debs["new_version"]
+    p = root.run("dpkg", "-i", debs["old"], timeout=600)
+    assert "installed, not enabled" in p.stdout + p.stderr
+    assert not root.exists("/etc/apache2/mods-enabled/gmailsync.load")
+    # two older releases the package had installed before
+    root.sh("set -e; for v in 0.0.1 0.0.2; do mkdir -p /usr/libexec/mod_gmailsync/$v "
+            "/usr/share/mod_gmailsync/$v; done; "
+            f"printf '0.0.1\\n0.0.2\\n{old_v}\\n' >/var/lib/gmailsync/package-releases")
+    root.run("dpkg", "-i", debs["new"], timeout=600)
+    kept = root.run("cat", "/var/lib/gmailsync/package-releases").stdout.split()
+    assert kept == ["0.0.2", old_v, new_v]
+    for d in ("/usr/libexec/mod_gmailsync", "/usr/share/mod_gmailsync"):
+        assert not root.exists(f"{d}/0.0.1")
+        for v in ("0.0.2", old_v, new_v):
+            assert root.exists(f"{d}/{v}")
+    assert f"Define GMAILSYNC_VERSION {new_v}" in root.run(
+        "cat", "/etc/apache2/gmailsync/active-version.conf").stdout
+
+    root.run("dpkg", "--remove", PKG, timeout=600)
+    for v in ("0.0.2", old_v, new_v):
+        for d in ("/usr/libexec/mod_gmailsync", "/usr/share/mod_gmailsync"):
+            assert not root.exists(f"{d}/{v}"), (d, v)
+    for path in ("/usr/lib/mod_gmailsync", "/usr/sbin/gmailsync-admin",
+                 "/usr/lib/apache2/modules/mod_gmailsync.so"):
+        assert not root.exists(path), path
+    for conffile in ("/etc/apache2/mods-available/gmailsync.conf", "/etc/default/gmailsync"):
+        assert root.exists(conffile)
