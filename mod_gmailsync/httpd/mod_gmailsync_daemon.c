@@ -173,6 +173,14 @@ static apr_status_t daemon_notify_end(void *data)
             kill(ctx->proc->pid, SIGHUP);
         }
     }
+    /* httpd stops: the daemon (no longer root) may not have been allowed to remove its
+     * socket from the runtime directory; the parent is (a restart keeps it: the next
+     * generation's daemon rebinds the same name) */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_EXITING && ctx->sockname
+        && unlink(ctx->sockname) != 0 && errno != ENOENT) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ctx->s,
+                     "event=daemon.socket_unlink_failed path=%s", ctx->sockname);
+    }
     if (daemon_ctx == ctx) {
         daemon_ctx = NULL;
     }

@@ -545,12 +545,19 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
         }
     }
     close(d->listen_fd);
-    unlink(ctx->sockname);
     if (parent_gone(ctx)) {
         gs_daemon_should_stop = 1;
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ctx->s, "event=daemon.parent_gone "
                      "parent=%d: stopping the workers and the daemon, as httpd's stop would",
                      (int)ctx->parent);
+    }
+    /* on a restart the next generation's daemon binds the same name (the parent's pid) and
+     * may already have: only a stop removes it. Without privileges (DefaultRuntimeDir owned by
+     * root) this fails; httpd's parent removes it then (daemon_notify_end) */
+    if (gs_daemon_should_stop && unlink(ctx->sockname) != 0 && errno != ENOENT
+        && errno != EACCES && errno != EPERM) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, ctx->s,
+                     "event=daemon.socket_unlink_failed path=%s", ctx->sockname);
     }
     if (gs_daemon_should_stop) {
         gs_workers_stop(d);

@@ -39,6 +39,23 @@ class Failure(Exception):
     """An error to report in one line and exit 1 with."""
 
 
+# What a child process (apachectl, httpd -t, envvars, gmailsync-activate) gets of our
+# environment: the search path, the locale, Debian's APACHE_* settings and the sanitizers'
+# options. Nothing else: the caller's environment may hold GS_PG_DSN or PGPASSWORD with a
+# password, which httpd would pass on to every CGI and worker and show in /proc/PID/environ.
+CHILD_ENV_NAMES = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "TERM",
+                   "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "LD_PRELOAD")
+
+
+def child_env(**extra):
+    """A child's environment: CHILD_ENV_NAMES, LC_* and APACHE_* of ours, then extra."""
+    env = {k: v for k, v in os.environ.items()
+           if k in CHILD_ENV_NAMES or k.startswith(("LC_", "APACHE_"))}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(extra)
+    return env
+
+
 def say(prog, msg, err=False):
     print(f"{prog}: {msg}", file=sys.stderr if err else sys.stdout, flush=True)
 
@@ -165,7 +182,7 @@ class Httpd:
 
     def __init__(self, args):
         self.args = args
-        self.env = dict(os.environ, APACHE_CONFDIR=args.confdir)
+        self.env = child_env(APACHE_CONFDIR=args.confdir)
         if args.httpd:
             root = args.server_root or args.confdir
             self.base = [args.httpd, "-d", root] + (["-f", args.httpd_conf]

@@ -342,7 +342,8 @@ def load_test(httpd, v, live, with_worker):
                     + (f'GmailSyncWorker "{v.worker}"\n' if with_worker else ""))
         try:
             p = subprocess.run([httpd.binary(), "-d", d, "-f", conf, "-t"], capture_output=True,
-                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+                               text=True, timeout=60, stdin=subprocess.DEVNULL,
+                               env=gs_ops.child_env())
         except (OSError, subprocess.TimeoutExpired) as e:
             return False, str(e)
         return p.returncode == 0, (p.stdout + p.stderr).strip()
@@ -357,7 +358,7 @@ def activate(args, target, previous):
     if previous:
         cmd += ["--previous", previous]
     p = subprocess.run(cmd + [target], capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, env=gs_ops.child_env())
     if p.returncode != 0:
         raise Failure(f"activation failed: {(p.stdout + p.stderr).strip()}")
 

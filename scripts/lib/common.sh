@@ -16,6 +16,7 @@ GS_APT_PACKAGES=(
   postgresql-contrib
   python3-pytest python3-requests python3-psycopg2 python3-prometheus-client python3-cryptography curl ca-certificates
   valgrind
+  debhelper dpkg-dev lintian man-db
 )
 # scripts/fuzz and scripts/test's fuzz suite: Debian's clang with its libFuzzer runtime
 GS_APT_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
