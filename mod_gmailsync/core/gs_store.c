@@ -11,27 +11,32 @@ const char *gs_store_text_array(apr_pool_t *p, const char *const *ids, int n)
 {
     apr_size_t len = 3;
     char *out, *o;
+    const char *c;
     int i;
 
     for (i = 0; i < n; i++) {
-        len += strlen(ids[i]) + 3;
+        len += 2 * strlen(ids[i]) + 3;     /* every character escaped at worst */
     }
     o = out = apr_palloc(p, len);
     *o++ = '{';
     for (i = 0; i < n; i++) {
-        apr_size_t l = strlen(ids[i]);
         if (i) {
             *o++ = ',';
         }
         *o++ = '"';
-        memcpy(o, ids[i], l);
-        o += l;
+        for (c = ids[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') {
+                *o++ = '\\';           /* PostgreSQL's array syntax: a backslash quotes the next */
+            }
+            *o++ = *c;
+        }
         *o++ = '"';
     }
     *o++ = '}';
     *o = '\0';
     return out;
 }
+
 
 /* apr_dbd's pgsql driver hands SQL NULL out as "" (PQgetvalue); no column read here can
  * legitimately be empty, so "" is NULL. */

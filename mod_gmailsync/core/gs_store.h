@@ -93,7 +93,8 @@ apr_status_t gs_store_advance_cursor(gs_task_t *t, apr_pool_t *p, const char *hi
 apr_status_t gs_store_full_finish(gs_task_t *t, apr_pool_t *p, const char *history_id,
                                   gs_deletions_t mode, int *removed);
 
-/* "{a,b,c}" for ids that gs_gmail_valid_id accepted (no quoting needed, quoted anyway). */
+/* A PostgreSQL text[] literal of any strings: "{\"a\",\"b\"}", each element double-quoted with its
+ * double quotes and backslashes escaped (Gmail ids need none; user ids may hold both). */
 const char *gs_store_text_array(apr_pool_t *p, const char *const *ids, int n);
 
 #endif /* GS_STORE_H */

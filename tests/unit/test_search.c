@@ -7,6 +7,7 @@
 #include <check.h>
 
 #include "gs_search.h"
+#include "gs_store.h"
 #include "unit.h"
 
 static apr_pool_t *pool;
@@ -287,6 +288,18 @@ START_TEST(cursors)
 }
 END_TEST
 
+/* the worker indexes with gmailsync.search_refresh(config, users text[], ids text[]): a user id
+ * with quotes and backslashes (test_security's) must stay one element of the array literal */
+START_TEST(text_array_literals_quote_any_user_id)
+{
+    const char *ids[3] = { "sqli-2-\" OR 1=1 --", "back\\slash", "18c0ffee" };
+
+    ck_assert_str_eq(gs_store_text_array(pool, ids, 3),
+                     "{\"sqli-2-\\\" OR 1=1 --\",\"back\\\\slash\",\"18c0ffee\"}");
+    ck_assert_str_eq(gs_store_text_array(pool, ids, 0), "{}");
+}
+END_TEST
+
 Suite *gs_search_suite(void)
 {
     Suite *s = suite_create("gs_search");
@@ -296,6 +309,7 @@ Suite *gs_search_suite(void)
     tcase_add_test(tc, no_query_is_everything_but_trash_and_spam);
     tcase_add_test(tc, words_phrases_or_and_negation);
     tcase_add_test(tc, han_runs_become_pairs);
+    tcase_add_test(tc, text_array_literals_quote_any_user_id);
     tcase_add_test(tc, operators);
     tcase_add_test(tc, errors_name_what_is_wrong);
     tcase_add_test(tc, bounds);
