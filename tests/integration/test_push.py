@@ -64,6 +64,10 @@ def test_push_is_404_when_not_configured(stack):
 
 @pytest.fixture(scope="module")
 def push(stack):
+    # with push on the daemon watches every linked account (test_push_watch.py): the accounts
+    # other test files left behind (some with made-up tokens) are unlinked for this module
+    from test_autosync import park_linked, unpark
+    parked = park_linked(stack)
     p = Push(stack)
     p.control("reset")
     p.config(endpoint=p.url, audience=AUD, service_account=SA, enabled=False, require_watch=False,
@@ -75,6 +79,7 @@ def push(stack):
     p.config(enabled=False)
     stack.base_conf = ""
     stack.reconfigure(None)
+    unpark(stack, parked)
 
 
 def tasks(stack, user_id):
