@@ -136,6 +136,7 @@ apr_status_t gs_watch_parse(apr_pool_t *p, const gs_http_request_t *req, const c
     }
     if (!(*history_id = digits(p, doc, "historyId"))
         || !(*expiration_ms = digits(p, doc, "expiration"))) {
+        *history_id = *expiration_ms = NULL;
         *why = "watch answer without a historyId and an expiration";
         return APR_EINVAL;
     }
