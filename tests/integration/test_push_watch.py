@@ -77,7 +77,7 @@ def watching(stack):
     yield stack
     stack.base_conf = ""
     stack.reconfigure(None)
-    push_config(stack, watch_ttl=WEEK, require_watch=False)
+    push_config(stack, watch_ttl=WEEK, require_watch=True)   # the fake's defaults
     Gmail(stack.gmail_url).clear_faults()
     unpark(stack, parked)
 
