@@ -20,7 +20,7 @@ const gs_sql_stmt_t gs_sql_watch_statements[] = {
       "   WHERE refresh_token IS NOT NULL"
       "   AND (watch_retry_at IS NULL OR watch_retry_at <= now())"
       "   AND (watch_expires_at IS NULL OR watch_renewed_at IS NULL"
-      "        OR now() >= " GS_WATCH_RENEW_AT ")"
+      "        OR watch_email IS DISTINCT FROM email OR now() >= " GS_WATCH_RENEW_AT ")"
       "   ORDER BY watch_expires_at NULLS FIRST, user_id LIMIT %s::integer"
       "   FOR NO KEY UPDATE SKIP LOCKED)"
       " RETURNING a.user_id, a.email, a.refresh_token,"
@@ -30,7 +30,8 @@ const gs_sql_stmt_t gs_sql_watch_statements[] = {
       "   (a.watch_expires_at IS NOT NULL)::text, a.watch_failures::text" },
     { GS_SQL_D_WATCH_OK,
       "UPDATE gmailsync.accounts SET watch_expires_at = to_timestamp(%s::double precision / 1000),"
-      " watch_renewed_at = now(), watch_history_id = %s::numeric, watch_error = NULL,"
+      " watch_renewed_at = now(), watch_history_id = %s::numeric, watch_email = email,"
+      " watch_error = NULL,"
       " watch_failures = 0, watch_retry_at = NULL"
       " WHERE user_id = %s AND refresh_token IS NOT NULL" },
     { GS_SQL_D_WATCH_FAILED,

@@ -102,6 +102,21 @@ def test_every_linked_account_is_watched_and_renewed_before_it_lapses(watching):
         assert error is None and failures == 0
 
 
+def test_an_account_linked_to_another_address_is_watched_again_at_once(watching):
+    stack = watching
+    push_config(stack, watch_ttl=3600)        # nothing is due by its time meanwhile
+    user = stack.add_user(messages=1)
+    wait_for("the watch", lambda: account(stack, user["user_id"])[0] is not None, 30)
+    n = len(calls(stack, user["email"], "watch"))
+    # the account's address changes (a link again to another mailbox; here the same one in
+    # capitals, which the fake's tokens still open)
+    stack.query("UPDATE gmailsync.accounts SET email = upper(email) WHERE user_id = %s RETURNING 1",
+                (user["user_id"],))
+    wait_for("a new watch", lambda: len(calls(stack, user["email"], "watch")) == n + 1, 30)
+    wait_for("the address recorded", lambda: stack.query(
+        "SELECT watch_email = email FROM gmailsync.accounts WHERE user_id = %s", (user["user_id"],))[0][0], 10)
+
+
 def test_a_refused_watch_is_retried_with_backoff_and_logged_once(watching, expect_log):
     stack = watching
     expect_log(FAILED)
