@@ -17,6 +17,7 @@
 #include "gs_db.h"
 #include "gs_http.h"
 
+#define GS_WATCH_MIN_SCHEMA   14                 /* sql/014: the watch columns */
 #define GS_WATCH_UNITS        100
 #define GS_WATCH_STOP_UNITS   50
 #define GS_WATCH_RENEW_AFTER  "86400"            /* seconds: renew a day after the grant */

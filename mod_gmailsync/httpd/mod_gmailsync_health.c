@@ -276,7 +276,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
         || gs_health_liveness(r, db, &lv) != APR_SUCCESS || gs_health_autosync_stats(r, db, &as) != APR_SUCCESS
-        || (conf->push_topic && gs_watch_stats(db, r->pool, &ws) != APR_SUCCESS)
+        || (conf->push_topic && schema_version >= GS_WATCH_MIN_SCHEMA
+            && gs_watch_stats(db, r->pool, &ws) != APR_SUCCESS)
         || gs_db_commit(db) != APR_SUCCESS) {
         return gs_health_db_unavailable(r, db);
     }
@@ -428,7 +429,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         gs_json_set_int(dbj, "unknown_address", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_UNKNOWN));
         gs_json_set_int(dbj, "refused", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_REFUSED));
         gs_json_set_int(dbj, "follow_ups", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
-        /* the watches (sql/014, every host) and this host's calls */
+        /* the watches (sql/014, every host) and this host's calls; null before migration 014 */
         wj = json_object_new_object();
         gs_json_set_int(wj, "watched", ws.watched);
         gs_json_set_int(wj, "due", ws.due);
@@ -439,7 +440,13 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         gs_json_set_int(wj, "granted", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_WATCHES));
         gs_json_set_int(wj, "failed", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_WATCH_FAILURES));
         gs_json_set_int(wj, "stopped", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_STOPS));
-        gs_json_set_object(dbj, "watches", wj);
+        if (schema_version >= GS_WATCH_MIN_SCHEMA) {
+            gs_json_set_object(dbj, "watches", wj);
+        }
+        else {
+            json_object_put(wj);
+            json_object_object_add(dbj, "watches", NULL);
+        }
         gs_json_set_object(body, "push", dbj);
     }
     else {

@@ -117,7 +117,7 @@ static void push_watch_metrics(apr_bucket_brigade *bb, const gs_watch_stats_t *w
 int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     static const double start_bounds[] = GS_START_BUCKETS;
-    gs_db_rows_t *totals, *durations, *versions, *mailbox, *latencies = NULL;
+    gs_db_rows_t *totals, *durations, *versions, *mailbox, *latencies = NULL, *version = NULL;
     gs_watch_stats_t ws;
     gs_liveness_t lv;
     gs_autosync_stats_t as;
@@ -146,6 +146,9 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         || mailbox->nrows != 1
         || gs_health_liveness(r, db, &lv) != APR_SUCCESS || gs_health_autosync_stats(r, db, &as) != APR_SUCCESS
         || (conf->push_topic
+            && (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
+                || version->nrows != 1 || !gs_db_cell(version, 0, 0)))
+        || (conf->push_topic && atol(gs_db_cell(version, 0, 0)) >= GS_WATCH_MIN_SCHEMA
             && (gs_watch_stats(db, r->pool, &ws) != APR_SUCCESS
                 || gs_db_select(db, r->pool, GS_SQL_PUSH_LATENCIES, &latencies, 0, NULL)
                    != APR_SUCCESS))
@@ -344,7 +347,7 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         gs_httpd_counter(GS_CTR_PUSH_IGNORED), gs_httpd_counter(GS_CTR_PUSH_REFUSED),
         gs_httpd_counter(GS_CTR_PUSH_UNKNOWN), gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
 
-    if (conf->push_topic) {
+    if (latencies) {   /* push on, schema 014 or later */
         push_watch_metrics(bb, &ws, latencies);
     }
     histogram(bb, r, "gmailsync_task_duration_seconds",
