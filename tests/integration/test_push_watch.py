@@ -142,6 +142,29 @@ def test_a_refused_watch_is_retried_with_backoff_and_logged_once(watching, expec
     assert account(stack, user["user_id"])[2:] == (None, 0)
 
 
+def test_an_unanswered_watch_times_out_and_is_retried(watching, expect_log):
+    # Gmail hangs: the daemon's request gives up after its 5 s timeout, the account (and the
+    # daemon's next rounds) wait the backoff, then the watch is asked again and granted
+    stack = watching
+    expect_log(FAILED)
+    push_config(stack, watch_ttl=3600)
+    gmail = Gmail(stack.gmail_url)
+    email = "stalled-watch-%d@example.com" % time.time_ns()
+    gmail.fault(method="watch", mode="stall", seconds=30, email=email, count=1)
+    start = stack.log_size()
+    user = stack.add_user(messages=1, email=email)
+    # (the fake granted the first one, but its answer never came: asked again)
+    wait_for("the watch asked again and recorded", lambda: len(calls(stack, email, "watch")) == 2
+             and account(stack, user["user_id"])[0] == granted(stack, email)[-1]["expiration"], 60)
+    attempts = [c["at"] for c in calls(stack, email, "watch")]
+    assert len(attempts) == 2 and len(granted(stack, email)) == 2, attempts
+    assert 5 + 2 - 0.5 <= attempts[1] - attempts[0] < 5 + 2 + 3, attempts     # timeout + backoff
+    failed = [line for line in stack.log_since(start).splitlines()
+              if re.search(FAILED, line) and user["user_id"] in line]
+    assert len(failed) == 1 and "[gmailsync:warn" in failed[0], failed
+    assert account(stack, user["user_id"])[2:] == (None, 0)
+
+
 def test_disconnect_stops_the_watch(watching):
     stack = watching
     push_config(stack, watch_ttl=3600)
