@@ -52,6 +52,9 @@ typedef enum {
     GS_CTR_PUSH_UNKNOWN,              /* ... of those, unknown addresses */
     GS_CTR_PUSH_REFUSED,              /* ... refused: bad token (401) or body (400) */
     GS_CTR_PUSH_FOLLOW_UPS,           /* follow-up syncs this host's daemon started */
+    GS_CTR_PUSH_WATCHES,              /* users.watch calls of this host that Gmail granted */
+    GS_CTR_PUSH_WATCH_FAILURES,       /* ... that failed (refused, unreachable, no token) */
+    GS_CTR_PUSH_STOPS,                /* users.stop calls of this host's disconnects */
     GS_CTR_MAX
 } gs_counter_t;
 

@@ -775,5 +775,10 @@ const gs_sql_stmt_t *gs_sql_find(const char *label)
             return s;
         }
     }
+    for (s = gs_sql_watch_statements; s->label; s++) {
+        if (!strcmp(s->label, label)) {
+            return s;
+        }
+    }
     return NULL;
 }

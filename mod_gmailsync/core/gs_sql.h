@@ -261,6 +261,8 @@ typedef struct {
 extern const gs_sql_stmt_t gs_sql_statements[];
 /* Push notifications' statements (gs_sql_push.c, labels in gs_push_start.h), same terminator. */
 extern const gs_sql_stmt_t gs_sql_push_statements[];
+/* The watches' statements (gs_watch.c, labels in gs_watch.h, sql/014), same terminator. */
+extern const gs_sql_stmt_t gs_sql_watch_statements[];
 
 /* Labels starting with these are run only by the worker or the daemon. */
 #define GS_SQL_WORKER_PREFIX "gs_w_"

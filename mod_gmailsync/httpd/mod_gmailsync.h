@@ -11,6 +11,7 @@
 
 #include "gs_config.h"
 #include "gs_db.h"
+#include "gs_http.h"
 #include "gs_json.h"
 #include "gs_registry.h"
 #include "gs_tokenbox.h"
@@ -181,6 +182,14 @@ int gs_httpd_conf_check_push(server_rec *s, apr_pool_t *ptemp);
 void gs_httpd_push_child_init(apr_pool_t *p, server_rec *s);
 void gs_httpd_push_log_init(apr_pool_t *p);
 int gs_httpd_handle_push(request_rec *r, const gs_srv_conf_t *conf, const char *arg);
+/* users.stop for an account being disconnected (its refresh token, before it is revoked): a
+ * fresh access token from the token endpoint, then the stop. 1 when Gmail confirmed it; a
+ * failure is logged (event=push.stop_failed), the watch then lapses by itself. */
+/* Sends one request of a request thread to Google (mod_gmailsync_oauth.c); the connection to
+ * the database is given back while it waits. */
+apr_status_t gs_httpd_perform_one(request_rec *r, gs_http_request_t *req, const char **err);
+int gs_httpd_push_stop_watch(request_rec *r, const gs_srv_conf_t *conf, const char *user_id,
+                             const char *refresh_token);
 /* Reads the request body (at most max bytes): OK, or the problem answered (*answered). */
 int gs_httpd_raw_body(request_rec *r, apr_size_t max, char **data, apr_size_t *len, int *answered);
 

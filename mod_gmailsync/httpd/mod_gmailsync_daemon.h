@@ -117,6 +117,12 @@ typedef struct {
     apr_time_t sched_tokens_at;
     int sched_more;
     int sched_running;
+    /* the watches of push notifications (mod_gmailsync_watch.c) */
+    struct gs_http_t *watch_http;  /* made at the first round */
+    apr_time_t watch_next;         /* the next round */
+    apr_time_t watch_pause_until;  /* Gmail or the token endpoint was unreachable: no round */
+    int watch_unreachable;         /* consecutive rounds that found it unreachable */
+    gs_log_repeat_t log_watch;
 } daemon_t;
 
 extern volatile sig_atomic_t gs_daemon_should_exit;   /* restart: leave workers */
@@ -130,6 +136,10 @@ int gs_daemon_ensure_db(daemon_t *d);
 /* Publishes the outcome of a claim or rescue round for /health (shared memory). */
 void gs_daemon_claim_done(daemon_t *d, int ok);
 void gs_daemon_rescue_done(daemon_t *d, int ok);
+
+/* One round of users.watch calls (mod_gmailsync_watch.c), when due: returns at once without
+ * GmailSyncPushTopic. */
+void gs_daemon_watch_round(daemon_t *d, apr_time_t now);
 
 /* Workers (mod_gmailsync_workers.c). */
 void gs_workers_claim_and_spawn(daemon_t *d);

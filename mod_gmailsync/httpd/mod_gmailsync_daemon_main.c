@@ -540,6 +540,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
             gs_httpd_registry_tasks_sweep(now - GS_BOARD_LINGER);
             next_rescue = now + GS_RESCUE_INTERVAL;
         }
+        gs_daemon_watch_round(d, now);
         if (now >= next_purge) {
             next_purge = now + (purge_changes(d) ? GS_RESCUE_INTERVAL : GS_PURGE_INTERVAL);
         }
@@ -568,6 +569,7 @@ int gs_daemon_main(gs_daemon_ctx_t *ctx)
     GS_LOG_REPEAT_END(&d->log_reconcile);
     GS_LOG_REPEAT_END(&d->log_schedule);
     GS_LOG_REPEAT_END(&d->log_listen);
+    GS_LOG_REPEAT_END(&d->log_watch);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, ctx->s, "event=daemon.exit reason=%s workers=%d",
                  gs_daemon_should_stop ? "stop" : "restart", d->running);
     if (d->db) {

@@ -40,6 +40,7 @@
 #include "gs_json.h"
 #include "gs_sha256.h"
 #include "gs_sql.h"
+#include "gs_watch.h"
 #include "mod_gmailsync.h"
 #include "mod_gmailsync_health.h"
 
@@ -227,8 +228,9 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                  *versions;
     gs_liveness_t lv;
     gs_autosync_stats_t as;
+    gs_watch_stats_t ws;
     double queued_after, stale_after, late_after;
-    json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts;
+    json_object *body, *dbj, *tasks, *stuck_list, *metrics, *alerts, *runj, *list, *counts, *wj;
     apr_int64_t running_count = 0;
     double success = 0, errors = 0, mean = 0;
     apr_int64_t created, succeeded, failed, stuck_n;
@@ -249,6 +251,7 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
                                      GS_DIR_HEALTH_TOKEN_FILE " set, to a caller who sends its "
                                      "token; without ?detail=1 this answers counts and alerts");
     }
+    memset(&ws, 0, sizeof ws);
     if (!(db = gs_httpd_request_db(r))) {
         return gs_health_db_unavailable(r, NULL);
     }
@@ -273,6 +276,8 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         || gs_db_select(db, r->pool, GS_SQL_RUNNING_VERSIONS, &versions, 0, NULL)
                != APR_SUCCESS
         || gs_health_liveness(r, db, &lv) != APR_SUCCESS || gs_health_autosync_stats(r, db, &as) != APR_SUCCESS
+        || (conf->push_topic && schema_version >= GS_WATCH_MIN_SCHEMA
+            && gs_watch_stats(db, r->pool, &ws) != APR_SUCCESS)
         || gs_db_commit(db) != APR_SUCCESS) {
         return gs_health_db_unavailable(r, db);
     }
@@ -424,6 +429,24 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
         gs_json_set_int(dbj, "unknown_address", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_UNKNOWN));
         gs_json_set_int(dbj, "refused", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_REFUSED));
         gs_json_set_int(dbj, "follow_ups", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
+        /* the watches (sql/014, every host) and this host's calls; null before migration 014 */
+        wj = json_object_new_object();
+        gs_json_set_int(wj, "watched", ws.watched);
+        gs_json_set_int(wj, "due", ws.due);
+        gs_json_set_int(wj, "lapsed", ws.lapsed);
+        gs_json_set_int(wj, "unwatched", ws.unwatched);
+        gs_json_set_int(wj, "failing", ws.failing);
+        gs_json_set_int(wj, "max_failures", ws.max_failures);
+        gs_json_set_int(wj, "granted", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_WATCHES));
+        gs_json_set_int(wj, "failed", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_WATCH_FAILURES));
+        gs_json_set_int(wj, "stopped", (apr_int64_t)gs_httpd_counter(GS_CTR_PUSH_STOPS));
+        if (schema_version >= GS_WATCH_MIN_SCHEMA) {
+            gs_json_set_object(dbj, "watches", wj);
+        }
+        else {
+            json_object_put(wj);
+            json_object_object_add(dbj, "watches", NULL);
+        }
         gs_json_set_object(body, "push", dbj);
     }
     else {

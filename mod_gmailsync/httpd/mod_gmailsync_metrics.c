@@ -18,6 +18,7 @@
 #include "gs_board.h"
 #include "gs_db.h"
 #include "gs_sql.h"
+#include "gs_watch.h"
 #include "mod_gmailsync.h"
 #include "mod_gmailsync_health.h"
 
@@ -45,11 +46,12 @@ static const char *gs_prom_label(apr_pool_t *p, const char *v)
     return out;
 }
 
-static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, const char *help,
-                      const gs_db_rows_t *rows, int col)
+#define GS_HIST_BUCKETS 10
+
+static void histogram_in(apr_bucket_brigade *bb, const char *name, const char *help,
+                         const gs_db_rows_t *rows, int col, const double *bounds)
 {
-    static const double bounds[] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600 };
-    apr_uint64_t counts[sizeof bounds / sizeof bounds[0]] = { 0 };
+    apr_uint64_t counts[GS_HIST_BUCKETS] = { 0 };
     double sum = 0;
     unsigned b;
     int i;
@@ -58,26 +60,65 @@ static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, 
         const char *cell = gs_db_cell(rows, i, col);
         double v = cell ? atof(cell) : 0;
         sum += v;
-        for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+        for (b = 0; b < GS_HIST_BUCKETS; b++) {
             if (v <= bounds[b]) {
                 counts[b]++;
             }
         }
     }
     apr_brigade_printf(bb, NULL, NULL, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    for (b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+    for (b = 0; b < GS_HIST_BUCKETS; b++) {
         apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"%g\"} %" APR_UINT64_T_FMT "\n", name,
                            bounds[b], counts[b]);
     }
     apr_brigade_printf(bb, NULL, NULL, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %.3f\n%s_count %d\n",
                        name, rows->nrows, name, sum, name, rows->nrows);
+}
+
+static void histogram(apr_bucket_brigade *bb, request_rec *r, const char *name, const char *help,
+                      const gs_db_rows_t *rows, int col)
+{
+    static const double bounds[GS_HIST_BUCKETS] = { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600 };
+
     (void)r;
+    histogram_in(bb, name, help, rows, col, bounds);
+}
+
+/* The watches of push notifications (sql/014) and the push-to-sync latency of the last day. */
+static void push_watch_metrics(apr_bucket_brigade *bb, const gs_watch_stats_t *ws,
+                               const gs_db_rows_t *latencies)
+{
+    static const double bounds[GS_HIST_BUCKETS] = { 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60 };
+
+    apr_brigade_printf(bb, NULL, NULL,
+        "# HELP gmailsync_push_watches Linked accounts by the state of their Gmail watch "
+        "(every host): watched (not lapsed), due (at or past the renewal time, lapsed included), "
+        "lapsed, unwatched (never watched yet), failing (the last attempt failed).\n"
+        "# TYPE gmailsync_push_watches gauge\n"
+        "gmailsync_push_watches{state=\"watched\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_push_watches{state=\"due\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_push_watches{state=\"lapsed\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_push_watches{state=\"unwatched\"} %" APR_INT64_T_FMT "\n"
+        "gmailsync_push_watches{state=\"failing\"} %" APR_INT64_T_FMT "\n"
+        "# HELP gmailsync_push_watch_calls_total users.watch and users.stop calls of this host "
+        "by outcome.\n"
+        "# TYPE gmailsync_push_watch_calls_total counter\n"
+        "gmailsync_push_watch_calls_total{outcome=\"granted\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_push_watch_calls_total{outcome=\"failed\"} %" APR_UINT64_T_FMT "\n"
+        "gmailsync_push_watch_calls_total{outcome=\"stopped\"} %" APR_UINT64_T_FMT "\n",
+        ws->watched, ws->due, ws->lapsed, ws->unwatched, ws->failing,
+        gs_httpd_counter(GS_CTR_PUSH_WATCHES), gs_httpd_counter(GS_CTR_PUSH_WATCH_FAILURES),
+        gs_httpd_counter(GS_CTR_PUSH_STOPS));
+    histogram_in(bb, "gmailsync_push_to_sync_seconds", "From a push's arrival (its task's "
+                 "creation) to that sync's RUNNING, push-started tasks of the last day.",
+                 latencies, 0, bounds);
 }
 
 int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     static const double start_bounds[] = GS_START_BUCKETS;
-    gs_db_rows_t *totals, *durations, *versions, *mailbox;
+    gs_db_rows_t *totals, *durations, *versions, *mailbox, *latencies = NULL, *version = NULL;
+    gs_watch_stats_t ws;
     gs_liveness_t lv;
     gs_autosync_stats_t as;
     apr_bucket_brigade *bb;
@@ -104,6 +145,13 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         || gs_db_select(db, r->pool, GS_SQL_METRICS_MAILBOX, &mailbox, 0, NULL) != APR_SUCCESS
         || mailbox->nrows != 1
         || gs_health_liveness(r, db, &lv) != APR_SUCCESS || gs_health_autosync_stats(r, db, &as) != APR_SUCCESS
+        || (conf->push_topic
+            && (gs_db_select(db, r->pool, GS_SQL_SCHEMA_VERSION, &version, 0, NULL) != APR_SUCCESS
+                || version->nrows != 1 || !gs_db_cell(version, 0, 0)))
+        || (conf->push_topic && atol(gs_db_cell(version, 0, 0)) >= GS_WATCH_MIN_SCHEMA
+            && (gs_watch_stats(db, r->pool, &ws) != APR_SUCCESS
+                || gs_db_select(db, r->pool, GS_SQL_PUSH_LATENCIES, &latencies, 0, NULL)
+                   != APR_SUCCESS))
         || gs_db_commit(db) != APR_SUCCESS) {
         return gs_health_db_unavailable(r, db);
     }
@@ -299,6 +347,9 @@ int gs_httpd_handle_metrics(request_rec *r, const gs_srv_conf_t *conf, const cha
         gs_httpd_counter(GS_CTR_PUSH_IGNORED), gs_httpd_counter(GS_CTR_PUSH_REFUSED),
         gs_httpd_counter(GS_CTR_PUSH_UNKNOWN), gs_httpd_counter(GS_CTR_PUSH_FOLLOW_UPS));
 
+    if (latencies) {   /* push on, schema 014 or later */
+        push_watch_metrics(bb, &ws, latencies);
+    }
     histogram(bb, r, "gmailsync_task_duration_seconds",
               "Duration of tasks finished in the last day (started to finished).", durations, 0);
     histogram(bb, r, "gmailsync_queue_latency_seconds",

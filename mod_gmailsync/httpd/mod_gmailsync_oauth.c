@@ -36,6 +36,7 @@
 #include "gs_oauth.h"
 #include "gs_sql.h"
 #include "gs_tokenbox.h"
+#include "gs_watch.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -373,7 +374,7 @@ static const char *stored_token(request_rec *r, const gs_srv_conf_t *conf, const
 }
 
 /* Sends one request; the connection to the database is given back while it waits. */
-static apr_status_t perform(request_rec *r, gs_http_request_t *req, const char **err)
+apr_status_t gs_httpd_perform_one(request_rec *r, gs_http_request_t *req, const char **err)
 {
     gs_http_t *http;
     apr_status_t rv;
@@ -393,7 +394,7 @@ static int revoke_token(request_rec *r, const gs_srv_conf_t *conf, const char *u
     gs_http_request_t *req = gs_connect_revoke_request(r->pool, conf->revoke_url, token);
     const char *err = NULL;
 
-    if (perform(r, req, &err) != APR_SUCCESS || req->status != 200) {
+    if (gs_httpd_perform_one(r, req, &err) != APR_SUCCESS || req->status != 200) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=oauth.revoke_failed user=%s "
                       "status=%d reason=\"%s\"", gs_log_value(r->pool, user_id), req->status,
                       err ? err : req->transport_error ? req->transport_error
@@ -550,7 +551,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
     /* the code exchange (RFC 6749 4.1.3 with RFC 7636 4.5) */
     req = gs_connect_exchange_request(r->pool, conf->token_url, conf->client_id,
                                       conf->client_secret, conf->redirect_uri, cp.code, verifier);
-    if (perform(r, req, &err) != APR_SUCCESS) {
+    if (gs_httpd_perform_one(r, req, &err) != APR_SUCCESS) {
         return connect_failed(r, user_id, "http_client", HTTP_SERVICE_UNAVAILABLE,
                               "token-endpoint-unavailable", RESULT_EXCHANGE,
                               "the token endpoint cannot be reached now: connect again shortly");
@@ -598,7 +599,7 @@ int gs_httpd_handle_oauth_callback(request_rec *r, const gs_srv_conf_t *conf, co
 
     /* whose mailbox it is */
     req = gs_connect_profile_request(r->pool, conf->api_base, o->access_token);
-    if (perform(r, req, &err) != APR_SUCCESS
+    if (gs_httpd_perform_one(r, req, &err) != APR_SUCCESS
         || !(email = gs_connect_profile_email(r->pool, req, &why))) {
         if (!err && req->status == 200) {
             /* Gmail answered, with nothing this server may store (an address with a control
@@ -642,7 +643,7 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
     const char *timeouts[2] = { GS_OAUTH_LOCK_MS, GS_OAUTH_STATEMENT_MS };
     const char *user_id = NULL, *user[1], *refresh, *access, *why = NULL;
     const char *cancelled = NULL;
-    gs_db_rows_t *rows, *account = NULL;
+    gs_db_rows_t *rows, *account = NULL, *watch = NULL;
     json_object *doc, *body;
     gs_id_result_t who;
     gs_db_t *db = NULL;
@@ -679,6 +680,8 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
                                              timeouts))
         || APR_SUCCESS != (rv = gs_db_select(db, r->pool, GS_SQL_START_LOCK, &rows, 1, user))
         || APR_SUCCESS != (rv = gs_db_select(db, r->pool, GS_SQL_CANCEL_ACTIVE, &rows, 1, user))
+        || (conf->push_topic
+            && APR_SUCCESS != (rv = gs_db_select(db, r->pool, GS_SQL_WATCH_LIVE, &watch, 1, user)))
         || APR_SUCCESS != (rv = gs_db_select(db, r->pool, GS_SQL_OAUTH_UNLINK, &account, 1,
                                              user))
         || (delete_messages
@@ -703,6 +706,10 @@ int gs_httpd_handle_oauth_disconnect(request_rec *r, const gs_srv_conf_t *conf,
                                &why);
         access = refresh ? NULL : stored_token(r, conf, "access_token", user_id,
                                                gs_db_cell(account, 0, 1), &why);
+        /* the watch is stopped while the refresh token still works (issue 26) */
+        if (refresh && watch && watch->nrows == 1 && !strcmp(gs_db_cell(watch, 0, 0), "true")) {
+            gs_httpd_push_stop_watch(r, conf, user_id, refresh);
+        }
         if (refresh || access) {
             revoked = revoke_token(r, conf, user_id, refresh ? refresh : access);
         }

@@ -19,10 +19,13 @@
 #include <http_log.h>
 #include <http_protocol.h>
 
+#include "gs_connect.h"
 #include "gs_log.h"
+#include "gs_oauth.h"
 #include "gs_push_msg.h"
 #include "gs_push_start.h"
 #include "gs_push_token.h"
+#include "gs_watch.h"
 #include "mod_gmailsync.h"
 
 APLOG_USE_MODULE(gmailsync);
@@ -225,4 +228,39 @@ int gs_httpd_handle_push(request_rec *r, const gs_srv_conf_t *conf, const char *
                   res.accounts, res.started->nelts, msg.history_id,
                   apr_time_as_msec(apr_time_now() - t0));
     return no_content(r);
+}
+
+/* ------------------------------------------------------------------ stop (disconnect) */
+
+int gs_httpd_push_stop_watch(request_rec *r, const gs_srv_conf_t *conf, const char *user_id,
+                             const char *refresh_token)
+{
+    gs_oauth_t *o = gs_oauth_make(r->pool, conf->token_url, conf->client_id,
+                                  conf->client_secret, refresh_token);
+    gs_http_request_t *req = gs_oauth_refresh_request(o, r->pool);
+    const char *err = NULL, *why = NULL, *new_refresh = NULL;
+    long expires_in = 0;
+
+    if (gs_httpd_perform_one(r, req, &err) != APR_SUCCESS
+        || gs_oauth_parse(o, r->pool, req, apr_time_now(), &expires_in, &new_refresh, &why)
+           != GS_OAUTH_OK) {
+        why = err ? err : why ? why : "no access token";
+    }
+    else {
+        req = gs_watch_stop_request(r->pool, conf->api_base, o->access_token);
+        if (gs_httpd_perform_one(r, req, &err) != APR_SUCCESS || req->status < 200
+            || req->status > 299) {
+            why = err ? err : req->transport_error ? req->transport_error
+                : apr_psprintf(r->pool, "stop answered %d", req->status);
+        }
+    }
+    if (why) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "event=push.stop_failed user=%s "
+                      "reason=\"%s\"", gs_log_value(r->pool, user_id), why);
+        return 0;
+    }
+    gs_httpd_count(GS_CTR_PUSH_STOPS, 1);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "event=push.stop user=%s",
+                  gs_log_value(r->pool, user_id));
+    return 1;
 }

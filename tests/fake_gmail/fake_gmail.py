@@ -348,6 +348,7 @@ class Api:
         if method in ("watch", "stop"):
             if http_method != "POST":
                 return Reply(404, _html_404(path), "text/html; charset=UTF-8")
+            self.state.push.called(method, email_lc)   # every call, refused ones too
         elif http_method != "GET":
             state.stats.record(method, 403, email_lc, part=(level == "part"))
             return Reply(403, P.insufficient_scope(pretty))

@@ -373,7 +373,7 @@ def charge(quota, cost, config, now=None):
 # --- faults ----------------------------------------------------------------------------------
 
 FAULT_METHODS = {"messages.get", "messages.list", "history.list", "getProfile", "batch", "token", "*",
-                 "labels.list", "attachments.get"}
+                 "labels.list", "attachments.get", "watch", "stop"}
 FAULT_MODES = {"status", "latency", "stall", "stall_body", "reset", "truncate", "malformed"}
 
 

@@ -88,6 +88,7 @@ class Push:
         self.token_ttl = 3600
         self.watches = {}        # email (lower case) -> {"topic", "expiration" ms, "label_ids"}
         self.watch_log = []      # {"op": "watch"|"stop", "email", "at", ...}
+        self.watch_calls = []    # every call as it arrived, refused ones too: {"op", "email", "at"}
         self.queue = []          # notifications waiting for delivery
         self.held = []           # for reordering
         self.deliveries = []     # {"message_id", "email", "history_id", "status", "attempt", "at"}
@@ -187,8 +188,13 @@ class Push:
         with self.lock:
             self.watches[email_lc] = {"topic": topic, "expiration": expiration, "label_ids": label_ids}
             self.watch_log.append({"op": "watch", "email": email_lc, "topic": topic,
-                                   "expiration": expiration, "at": time.time()})
+                                   "label_ids": label_ids, "expiration": expiration, "at": time.time()})
         return {"historyId": str(history_id), "expiration": str(expiration)}
+
+    def called(self, method, email_lc):
+        """Every users.watch / users.stop call as it arrives (before faults and quota)."""
+        with self.lock:
+            self.watch_calls.append({"op": method, "email": email_lc, "at": time.time()})
 
     def stop(self, email_lc):
         with self.lock:
@@ -288,7 +294,8 @@ class Push:
             return {"published": self.published, "dropped": self.dropped, "queued": len(self.queue),
                     "held": len(self.held), "deliveries": list(self.deliveries),
                     "jwks_fetches": self.jwks_fetches, "kids": [k.kid for k in self.keys],
-                    "watches": dict(self.watches), "watch_log": list(self.watch_log)}
+                    "watches": dict(self.watches), "watch_log": list(self.watch_log),
+                    "watch_calls": list(self.watch_calls)}
 
 
 def control(push, http_method, parts, data):
@@ -322,6 +329,7 @@ def control(push, http_method, parts, data):
             push.deliveries = []
             push.watches = {}
             push.watch_log = []
+            push.watch_calls = []
             push.queue = []
             push.held = []
             push.published = push.dropped = push.jwks_fetches = 0

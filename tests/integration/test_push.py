@@ -4,6 +4,7 @@ and nothing started, key rotation followed without a restart, a push that starts
 and known history ids ignored, a burst of pushes that starts at most two syncs, and a push during
 a running sync that lands in a follow-up sync."""
 import concurrent.futures
+import os
 import time
 
 import pytest
@@ -64,6 +65,10 @@ def test_push_is_404_when_not_configured(stack):
 
 @pytest.fixture(scope="module")
 def push(stack):
+    # with push on the daemon watches every linked account (test_push_watch.py): the accounts
+    # other test files left behind (some with made-up tokens) are unlinked for this module
+    from test_autosync import park_linked, unpark
+    parked = park_linked(stack)
     p = Push(stack)
     p.control("reset")
     p.config(endpoint=p.url, audience=AUD, service_account=SA, enabled=False, require_watch=False,
@@ -75,6 +80,7 @@ def push(stack):
     p.config(enabled=False)
     stack.base_conf = ""
     stack.reconfigure(None)
+    unpark(stack, parked)
 
 
 def tasks(stack, user_id):
@@ -246,7 +252,9 @@ def test_a_push_during_a_running_sync_lands_in_a_follow_up(stack, push, gmail):
     user = stack.add_user(messages=3)
     synced(stack, push, user)
     token = push.token()
-    for round_ in range(5):
+    # issue 26's acceptance asks for 100 rounds: GS_PUSH_FOLLOW_UP_ROUNDS=100 (short by default)
+    rounds = int(os.environ.get("GS_PUSH_FOLLOW_UP_ROUNDS", "5"))
+    for round_ in range(rounds):
         n = len(tasks(stack, user["user_id"]))
         first = gmail.add(user["email"], 1)[0]
         hid = int(gmail.mailbox(user["email"])["history_id"])

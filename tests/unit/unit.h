@@ -29,6 +29,7 @@ Suite *gs_content_suite(void);
 Suite *gs_download_suite(void);
 /* push notifications (issue 26) */
 Suite *gs_push_suite(void);
+Suite *gs_watch_suite(void);
 Suite *gs_search_suite(void);
 
 #endif

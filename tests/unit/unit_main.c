@@ -38,6 +38,7 @@ int main(void)
     srunner_add_suite(runner, gs_download_suite());
     /* push notifications (issue 26) */
     srunner_add_suite(runner, gs_push_suite());
+    srunner_add_suite(runner, gs_watch_suite());
     srunner_add_suite(runner, gs_search_suite());
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
