@@ -72,7 +72,26 @@ static int kid_acceptable(const char *kid)
     return 1;
 }
 
-/* Imports one JWKS entry; NULL when it is not an RS256 signing key with a kid. */
+/* Is s what cjose's base64url decoder may be given: non-empty, only the base64url alphabet
+ * (no '=' padding), and not 4n + 1 characters long? Its decoder asserts on some other input
+ * instead of failing (found by fuzz_push, in a token and in a JWK's "n"). */
+static int b64url_plausible(const char *s)
+{
+    const char *c;
+
+    if (!s || !*s || strlen(s) % 4 == 1) {
+        return 0;
+    }
+    for (c = s; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '-' && *c != '_') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Imports one JWKS entry; NULL when it is not an RS256 signing key with a kid: a public RSA
+ * key, its "n" and "e" plausible base64url, no private member (which cjose would decode too). */
 static cjose_jwk_t *import_key(apr_pool_t *p, json_object *entry, const char **kid)
 {
     const char *kty, *use, *alg, *text;
@@ -87,8 +106,20 @@ static cjose_jwk_t *import_key(apr_pool_t *p, json_object *entry, const char **k
     alg = member_string(entry, "alg");
     *kid = member_string(entry, "kid");
     if (!kty || strcmp(kty, "RSA") != 0 || (use && strcmp(use, "sig") != 0)
-        || (alg && strcmp(alg, "RS256") != 0) || !kid_acceptable(*kid)) {
+        || (alg && strcmp(alg, "RS256") != 0) || !kid_acceptable(*kid)
+        || !b64url_plausible(member_string(entry, "n"))
+        || !b64url_plausible(member_string(entry, "e"))) {
         return NULL;
+    }
+    {
+        static const char *const private_members[] = { "d", "p", "q", "dp", "dq", "qi", "oth", "k" };
+        size_t m;
+
+        for (m = 0; m < sizeof private_members / sizeof private_members[0]; m++) {
+            if (json_object_object_get_ex(entry, private_members[m], NULL)) {
+                return NULL;
+            }
+        }
     }
     text = gs_json_to_string(p, entry);
     if (!text || !(jwk = cjose_jwk_import(text, strlen(text), &cerr))) {
