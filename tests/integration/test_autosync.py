@@ -20,13 +20,42 @@ AUTO_CONF = "GmailSyncAutoSync 3s\nGmailSyncAutoSyncBackoffMax 20s\nGmailSyncMax
 FAILURES = r"event=task\.failed|error=(internal|auth_revoked)|auth_revoked|task\.succeeded"
 
 
-def park_linked(stack):
+def busy(stack):
+    """The syncs queued, running or owed to a push (schema 13 on) of linked accounts."""
+    return stack.query("SELECT t.user_id, t.state FROM gmailsync.sync_tasks t WHERE t.state IN"
+                       " ('CREATED', 'RUNNING') UNION ALL SELECT a.user_id, 'push follow-up'"
+                       " FROM gmailsync.accounts a WHERE a.refresh_token IS NOT NULL"
+                       " AND to_jsonb(a) ->> 'push_pending_since' IS NOT NULL")
+
+
+def park_linked(stack, timeout=60):
     """Unlinks every linked account (the scheduler then sees none of them); returns what
-    unpark() needs to link them again."""
-    return stack.query("UPDATE gmailsync.accounts a SET refresh_token = NULL, access_token ="
-                       " NULL FROM gmailsync.accounts o WHERE a.user_id = o.user_id AND"
-                       " o.refresh_token IS NOT NULL RETURNING a.user_id, o.refresh_token,"
-                       " o.access_token")
+    unpark() needs to link them again. A worker that starts after the park finds no token and
+    fails with auth_revoked, so the park waits until no sync is queued, running or owed to a
+    push (an earlier test's follow-up). The park and a last look at the tasks share one
+    transaction: its row locks wait for a scheduler's or a push pick's transaction, and if that
+    made a task, the park is rolled back, never seen, and tried again. Past the deadline it
+    parks anyway."""
+    deadline = time.monotonic() + timeout
+    while True:
+        while busy(stack) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        conn = stack.db()
+        conn.autocommit = False
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("UPDATE gmailsync.accounts a SET refresh_token = NULL, access_token ="
+                            " NULL FROM gmailsync.accounts o WHERE a.user_id = o.user_id AND"
+                            " o.refresh_token IS NOT NULL RETURNING a.user_id, o.refresh_token,"
+                            " o.access_token")
+                parked = cur.fetchall()
+                cur.execute("SELECT 1 FROM gmailsync.sync_tasks WHERE state IN ('CREATED', 'RUNNING')")
+                if cur.fetchall() and time.monotonic() < deadline:
+                    conn.rollback()
+                    continue
+            return parked
+        finally:
+            conn.close()
 
 
 def unpark(stack, parked):
