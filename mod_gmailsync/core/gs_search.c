@@ -15,7 +15,10 @@ typedef struct {
     int terms, depth, trash_ok;
     /* the last word, phrase or field operator: its SQL and the same without COALESCE (see
      * parse_and) */
-    const char *last_text, *last_strict;
+    const char *last_text, *last_strict, *last_walk;
+    int last_first, last_n;  /* the placeholders of the last word, phrase or field atom */
+    const char *strict;      /* the atoms every answer must match, on s alone (or NULL) */
+    apr_array_header_t *strict_args;
     const char *err;
 } parser_t;
 
@@ -160,6 +163,7 @@ static const char *text_atom(parser_t *ps, const char *text, int phrase)
     int has_word;
 
     split_han(ps->p, text, &words, &han, &has_word);
+    ps->last_first = ps->args->nelts;
     if (has_word) {
         /* (one placeholder after the other: their values are pushed in the same order) */
         arg(ps, ps->config);
@@ -174,7 +178,10 @@ static const char *text_atom(parser_t *ps, const char *text, int phrase)
     if (!sql) {
         return NULL;
     }
+    ps->last_n = ps->args->nelts - ps->last_first;
     ps->last_strict = apr_pstrcat(ps->p, "(s.doc @@ ", sql, ")", NULL);
+    /* (@@ as the function behind it: no index can take it) */
+    ps->last_walk = apr_pstrcat(ps->p, "ts_match_vq(s.doc, ", sql, ")", NULL);
     ps->last_text = apr_pstrcat(ps->p, "COALESCE(s.doc @@ ", sql, ", false)", NULL);
     return ps->last_text;
 }
@@ -279,9 +286,13 @@ static const char *operator_atom(parser_t *ps, const char *op, const char *v)
              * field itself decides; at the top (parse_and) without COALESCE, as a word */
             const char *like = apr_pstrcat(p, "s.fields_lc LIKE lower(%s) AND ", fields[i][1],
                                            " LIKE lower(%s)", NULL);
+            ps->last_first = ps->args->nelts;
+            ps->last_n = 2;
             arg(ps, contains_pattern(p, v));
             arg(ps, contains_pattern(p, v));
             ps->last_strict = apr_pstrcat(p, "(", like, ")", NULL);
+            ps->last_walk = apr_pstrcat(p, "(textlike(s.fields_lc, lower(%s)) AND textlike(",
+                                        fields[i][1], ", lower(%s)))", NULL);
             ps->last_text = apr_pstrcat(p, "COALESCE(", like, ", false)", NULL);
             return ps->last_text;
         }
@@ -383,7 +394,7 @@ static int ends_word(const char *s, const char *end)
     return blank_at(s, end) || *s == '(' || *s == ')' || *s == '"';
 }
 
-static const char *parse_and(parser_t *ps);
+static const char *parse_and(parser_t *ps, const char **walk);
 
 /* A term, "phrase", operator or ( group ); NULL with no ps->err: nothing to search. */
 static const char *parse_primary(parser_t *ps, int negated, int *empty)
@@ -402,7 +413,7 @@ static const char *parse_primary(parser_t *ps, int negated, int *empty)
             return NULL;
         }
         ps->s++;
-        sql = parse_and(ps);
+        sql = parse_and(ps, NULL);
         ps->depth--;
         skip_blanks(ps);
         if (ps->s < ps->end && *ps->s == ')') {
@@ -509,9 +520,11 @@ static const char *parse_or(parser_t *ps, int *empty)
     return sql;
 }
 
-static const char *parse_and(parser_t *ps)
+/* The terms of one AND; *walk (when asked for) gets the same with its strict atoms in a form no
+ * index can take, for the plan that walks the newest messages (gs_search_t). */
+static const char *parse_and(parser_t *ps, const char **walk)
 {
-    const char *sql = NULL, *next;
+    const char *sql = NULL, *sql_walk = NULL, *next, *next_walk;
     int empty;
 
     for (;;) {
@@ -523,7 +536,7 @@ static const char *parse_and(parser_t *ps)
             ps->s += 2;    /* a leading OR: nothing to join */
             continue;
         }
-        next = parse_or(ps, &empty);
+        next = next_walk = parse_or(ps, &empty);
         if (ps->err) {
             return NULL;
         }
@@ -531,13 +544,36 @@ static const char *parse_and(parser_t *ps)
          * COALESCE, which makes the outer join to message_search an inner one, so that the
          * planner can start from its GIN index (a message without a row matches no word) */
         if (next && ps->depth == 0 && next == ps->last_text) {
+            int k;
+
             next = ps->last_strict;
+            next_walk = ps->last_walk;
+            /* and the same again on its own, for the capped look-up of the candidates
+             * (mod_gmailsync_search.c) */
+            ps->strict = ps->strict ? apr_pstrcat(ps->p, ps->strict, " AND ", next, NULL) : next;
+            for (k = 0; k < ps->last_n; k++) {
+                APR_ARRAY_PUSH(ps->strict_args, const char *) =
+                    APR_ARRAY_IDX(ps->args, ps->last_first + k, const char *);
+            }
         }
         if (next) {
             sql = sql ? apr_pstrcat(ps->p, sql, " AND ", next, NULL) : next;
+            sql_walk = sql_walk ? apr_pstrcat(ps->p, sql_walk, " AND ", next_walk, NULL)
+                                : next_walk;
         }
     }
+    if (walk) {
+        *walk = sql_walk;
+    }
     return sql;
+}
+
+/* The expression (NULL: none) and the trash and spam left out unless asked for. */
+static const char *with_folders(apr_pool_t *p, const char *expr, int trash_ok)
+{
+    return apr_pstrcat(p, expr ? "(" : "", expr ? expr : "", expr ? ") AND " : "",
+                       trash_ok ? "true" : "NOT (m.label_ids && ARRAY['TRASH', 'SPAM']::text[])",
+                       NULL);
 }
 
 gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, const char *config,
@@ -545,7 +581,7 @@ gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, con
 {
     parser_t ps;
     gs_search_t *out;
-    const char *sql, *where;
+    const char *sql, *sql_walk, *where, *walk = NULL;
     apr_size_t i, n;
     apr_uint32_t c;
 
@@ -566,15 +602,17 @@ gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, con
     ps.config = config;
     ps.args = apr_array_make(p, 8, sizeof(const char *));
     ps.marks = apr_array_make(p, 4, sizeof(const char *));
+    ps.strict_args = apr_array_make(p, 4, sizeof(const char *));
     where = NULL;
     while (ps.s < ps.end) {
-        sql = parse_and(&ps);
+        sql = parse_and(&ps, &sql_walk);
         if (ps.err) {
             *err = ps.err;
             return NULL;
         }
         if (sql) {
             where = where ? apr_pstrcat(p, where, " AND ", sql, NULL) : sql;
+            walk = walk ? apr_pstrcat(p, walk, " AND ", sql_walk, NULL) : sql_walk;
         }
         if (ps.s < ps.end && *ps.s == ')') {
             ps.s++;     /* an unmatched ): ignored, as Gmail does */
@@ -584,10 +622,9 @@ gs_search_t *gs_search_compile(apr_pool_t *p, const char *q, apr_size_t len, con
     out->args = ps.args;
     out->marks = ps.marks;
     out->terms = ps.terms;
-    /* the trash and spam only when asked for */
-    out->where = apr_pstrcat(p, where ? "(" : "", where ? where : "", where ? ") AND " : "",
-                             ps.trash_ok ? "true"
-                                         : "NOT (m.label_ids && ARRAY['TRASH', 'SPAM']::text[])",
-                             NULL);
+    out->strict = ps.strict;
+    out->strict_args = ps.strict_args;
+    out->where = with_folders(p, where, ps.trash_ok);
+    out->walk = with_folders(p, walk, ps.trash_ok);
     return out;
 }

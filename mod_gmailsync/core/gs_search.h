@@ -33,6 +33,13 @@ typedef struct {
     apr_array_header_t *marks;   /* const char *: the words and phrases to mark in a snippet
                                   * (those not under a negation), lower case for ASCII */
     int terms;                   /* the terms and operators read */
+    const char *strict;          /* NULL, or what every answer must match on the search row
+                                  * alone (s.): the words, phrases and from:/to:/cc:/subject:/
+                                  * filename: values outside OR, negation and parentheses, which
+                                  * the GIN indexes find; already part of where */
+    apr_array_header_t *strict_args; /* const char *: the values of its placeholders */
+    const char *walk;            /* where, its strict atoms in a form no index takes (the same
+                                  * placeholders): for the plan that walks the newest first */
 } gs_search_t;
 
 /* Compiles the query q[0..len) (any bytes: NUL or invalid UTF-8 is an error) with the

@@ -196,7 +196,10 @@ const gs_sql_stmt_t gs_sql_statements[] = {
        * first for a frequent word, the GIN index for a rare one), which a generic plan cannot
        * know; the statement stays prepared (parsed once per session) */
       "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', '0', true),"
-      " set_config('plan_cache_mode', 'force_custom_plan', true)" },
+      " set_config('plan_cache_mode', 'force_custom_plan', true),"
+      /* and no parallel workers: a page of one user's mail is not worth starting them (about
+       * 10 ms), nor taking the database's cores from other requests */
+      " set_config('max_parallel_workers_per_gather', '0', true)" },
     { GS_SQL_LABELS_LIST,
       /* the messages not deleted (nor in the trash or spam, as the default search) per label */
       "SELECT COALESCE(json_agg(json_build_object('id', l.label_id, 'name', l.name,"

@@ -39,9 +39,11 @@ APLOG_USE_MODULE(gmailsync);
 /* No search runs longer than this inside PostgreSQL (a request answers within a second). */
 #define GS_SEARCH_TIMEBOX_MS    "800"
 
-/* The page query around the compiled expression. Placeholders: user, the cursor (present,
- * date us, id, date us, date us, id), the expression's own, limit. */
-#define SEARCH_HEAD \
+/* The page query: the ids of the page first (the innermost query, around the compiled
+ * expression), then their columns, so that the sender and the label names are looked up for
+ * the page's messages only. Placeholders of the ids: user, the cursor (present, date us, id,
+ * date us, date us, id), then the expression's own, then the limit. */
+#define SEARCH_PAGE_HEAD \
     "SELECT m.gmail_id, m.thread_id," \
     " to_char(m.internal_date AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
     " (extract(epoch FROM m.internal_date) * 1000000)::bigint::text," \
@@ -53,11 +55,16 @@ APLOG_USE_MODULE(gmailsync);
     "    LEFT JOIN gmailsync.labels l ON l.user_id = m.user_id AND l.label_id = x.id)::text," \
     " COALESCE(m.has_attachments, false)::text, ('UNREAD' = ANY (m.label_ids))::text," \
     " ('STARRED' = ANY (m.label_ids))::text" \
-    " FROM gmailsync.messages m" \
-    " LEFT JOIN gmailsync.message_search s ON s.user_id = m.user_id AND s.gmail_id = m.gmail_id" \
+    " FROM ("
+#define SEARCH_PAGE_TAIL \
+    ") p JOIN gmailsync.messages m ON m.user_id = p.user_id AND m.gmail_id = p.gmail_id" \
     " LEFT JOIN LATERAL (SELECT a.name, a.address FROM gmailsync.message_addresses a" \
     "   WHERE a.user_id = m.user_id AND a.gmail_id = m.gmail_id AND a.role = 'from'" \
     "   ORDER BY a.position LIMIT 1) fa ON true" \
+    " ORDER BY m.internal_date DESC, m.gmail_id DESC"
+#define SEARCH_IDS "SELECT m.user_id, m.gmail_id, m.internal_date"
+#define SEARCH_WHERE \
+    " LEFT JOIN gmailsync.message_search s ON s.user_id = m.user_id AND s.gmail_id = m.gmail_id" \
     " WHERE m.user_id = %s AND m.deleted_at IS NULL" \
     " AND (%s::text IS NULL OR CASE WHEN %s::bigint IS NULL" \
     "   THEN m.internal_date IS NOT NULL OR m.gmail_id < %s" \
@@ -67,7 +74,31 @@ APLOG_USE_MODULE(gmailsync);
     " AND ("
 /* (internal_date DESC puts NULL first, as the index messages_user_internal_date has it: the
  * newest page is the first entries of that index) */
-#define SEARCH_TAIL ") ORDER BY m.internal_date DESC, m.gmail_id DESC LIMIT %s::integer"
+#define SEARCH_ORDER ") ORDER BY m.internal_date DESC, m.gmail_id DESC LIMIT %s::integer"
+#define SEARCH_PLAIN SEARCH_PAGE_HEAD SEARCH_IDS " FROM gmailsync.messages m" SEARCH_WHERE
+
+/* A query with words, phrases or field values that every answer must match (gs_search_t's
+ * strict) runs one of two plans, chosen at run time by how many messages match those: the
+ * planner cannot know, as it estimates every word outside its statistics at the same share.
+ * The candidates are looked up in the GIN indexes, at most GS_SEARCH_CAP + 1 of them. If there
+ * are at most GS_SEARCH_CAP, only they are joined and sorted (a rare word: a walk through the
+ * newest messages would read the whole mailbox to find a few); else the newest messages are
+ * walked, testing each, until the page is full (a frequent word: a short walk, where sorting
+ * every match would not be), with the expression in its walking form (gs_search_t's walk), so
+ * that the planner does not take the GIN index again. The branch not taken is never run (its
+ * one-time filter is false). Placeholders: user and strict's own, then the ids' twice. */
+#define GS_SEARCH_CAP "2000"
+#define SEARCH_CAPPED_HEAD \
+    "WITH c AS MATERIALIZED (SELECT s.gmail_id FROM gmailsync.message_search s" \
+    "   WHERE s.user_id = %s AND "
+#define SEARCH_CAPPED_FEW \
+    " LIMIT " GS_SEARCH_CAP " + 1)," \
+    " k AS MATERIALIZED (SELECT count(*) > " GS_SEARCH_CAP " AS many FROM c) " SEARCH_PAGE_HEAD \
+    "(" SEARCH_IDS " FROM c JOIN gmailsync.messages m ON m.gmail_id = c.gmail_id" SEARCH_WHERE \
+    "NOT (SELECT many FROM k)) AND ("
+#define SEARCH_CAPPED_MANY \
+    ") UNION ALL (" SEARCH_IDS " FROM gmailsync.messages m" SEARCH_WHERE \
+    "(SELECT many FROM k)) AND ("
 
 static int bad_request(request_rec *r, const char *detail)
 {
@@ -202,6 +233,27 @@ static json_object *message_json(apr_pool_t *p, const gs_db_rows_t *rows, int i,
     return o;
 }
 
+/* The values of one page query's placeholders (SEARCH_WHERE's, the expression's, the limit)
+ * from args[at]; returns the index after them. */
+static int page_args(const char **args, int at, const gs_search_t *q, const char *user_id,
+                     const char *after_id, const char *date_us, const char *limit)
+{
+    int i;
+
+    args[at++] = user_id;
+    args[at++] = after_id ? "1" : NULL;
+    args[at++] = date_us;
+    args[at++] = after_id;
+    args[at++] = date_us;
+    args[at++] = date_us;
+    args[at++] = after_id;
+    for (i = 0; i < q->args->nelts; i++) {
+        args[at++] = APR_ARRAY_IDX(q->args, i, const char *);
+    }
+    args[at++] = limit;
+    return at;
+}
+
 /* A failed search: the time box (422) or the database (503). */
 static int search_failed(request_rec *r, gs_db_t *db, apr_time_t started)
 {
@@ -223,7 +275,7 @@ static int search_failed(request_rec *r, gs_db_t *db, apr_time_t started)
 int gs_httpd_handle_search(request_rec *r, const gs_srv_conf_t *conf, const char *arg)
 {
     const char *user_id = NULL, *q = NULL, *limit_text = NULL, *cursor = NULL, *label;
-    const char *date_us = NULL, *after_id = NULL, *sql, *err = NULL, **args;
+    const char *date_us = NULL, *after_id = NULL, *sql, *err = NULL, **args, *page_limit;
     apr_size_t qlen = 0, ilen;
     unsigned char digest[GS_SHA256_DIGEST_LEN];
     char hex[65];
@@ -261,23 +313,30 @@ int gs_httpd_handle_search(request_rec *r, const gs_srv_conf_t *conf, const char
     if (!db && !(db = gs_httpd_request_db(r))) {
         return gs_httpd_identify_failed(r, GS_ID_DB_UNAVAILABLE);
     }
-    sql = apr_pstrcat(r->pool, SEARCH_HEAD, compiled->where, SEARCH_TAIL, NULL);
+    page_limit = apr_ltoa(r->pool, limit + 1);
+    if (!compiled->strict) {
+        sql = apr_pstrcat(r->pool, SEARCH_PLAIN, compiled->where, SEARCH_ORDER, SEARCH_PAGE_TAIL,
+                          NULL);
+        args = apr_palloc(r->pool, sizeof(char *) * (apr_size_t)(8 + compiled->args->nelts));
+        n = page_args(args, 0, compiled, user_id, after_id, date_us, page_limit);
+    }
+    else {
+        sql = apr_pstrcat(r->pool, SEARCH_CAPPED_HEAD, compiled->strict, SEARCH_CAPPED_FEW,
+                          compiled->where, SEARCH_ORDER, SEARCH_CAPPED_MANY, compiled->walk,
+                          SEARCH_ORDER, ")" SEARCH_PAGE_TAIL, NULL);
+        args = apr_palloc(r->pool, sizeof(char *) * (apr_size_t)(1 + compiled->strict_args->nelts
+                                                                 + 2 * (8 + compiled->args->nelts)));
+        args[0] = user_id;
+        for (i = 0; i < compiled->strict_args->nelts; i++) {
+            args[1 + i] = APR_ARRAY_IDX(compiled->strict_args, i, const char *);
+        }
+        n = 1 + compiled->strict_args->nelts;
+        n = page_args(args, n, compiled, user_id, after_id, date_us, page_limit);
+        n = page_args(args, n, compiled, user_id, after_id, date_us, page_limit);
+    }
     gs_sha256(sql, strlen(sql), digest);
     gs_sha256_hex(digest, hex);
     label = apr_pstrcat(r->pool, "gs_g_search_", apr_pstrndup(r->pool, hex, 24), NULL);
-    n = 8 + compiled->args->nelts;
-    args = apr_palloc(r->pool, sizeof(char *) * (apr_size_t)n);
-    args[0] = user_id;
-    args[1] = after_id ? "1" : NULL;
-    args[2] = date_us;
-    args[3] = after_id;
-    args[4] = date_us;
-    args[5] = date_us;
-    args[6] = after_id;
-    for (i = 0; i < compiled->args->nelts; i++) {
-        args[7 + i] = APR_ARRAY_IDX(compiled->args, i, const char *);
-    }
-    args[n - 1] = apr_ltoa(r->pool, limit + 1);
     started = apr_time_now();
     {
         const char *ms = GS_SEARCH_TIMEBOX_MS;

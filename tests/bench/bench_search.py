@@ -84,6 +84,13 @@ def generate(cur, users, total, share):
                 {"u": user, "w": words, "h": HAN, "a": start, "b": start + size - 1})
             cur.connection.commit()
     cur.execute("SET session_replication_role = origin")
+    # the labels' names, as a sync stores them (label: finds a label by its name)
+    cur.execute("INSERT INTO gmailsync.labels (user_id, label_id, name, type) SELECT u, l, n, t"
+                " FROM unnest(%s::text[]) u, (SELECT 'Label_' || i, 'Label_' || i, 'user'"
+                "  FROM generate_series(0, 19) i UNION ALL VALUES ('INBOX', 'INBOX', 'system'),"
+                "  ('SENT', 'SENT', 'system'), ('UNREAD', 'UNREAD', 'system')) AS x (l, n, t)"
+                " ON CONFLICT DO NOTHING", (users,))
+    cur.connection.commit()
     return counts
 
 
@@ -152,7 +159,8 @@ def search_cost(env, args):
         cur.execute("DELETE FROM gmailsync.messages WHERE user_id = ANY (%s)", (user_ids,))
         conn.commit()
         t0 = time.monotonic()
-        counts = generate(cur, user_ids, args.messages, 0.1)
+        counts = generate(cur, user_ids, args.messages, args.largest / args.messages
+                          if args.largest else 0.1)
         print("generated %d messages over %d users (the largest: %d) in %.0f s"
               % (args.messages, args.users, counts[0], time.monotonic() - t0), flush=True)
         n, secs = index(cur, user_ids)
@@ -216,6 +224,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--users", type=int, default=5)
+    ap.add_argument("--largest", type=int, default=0,
+                    help="messages of the largest user (default: 10 %% of --messages)")
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--sync", type=int, default=2000, help="messages per sync (0: no sync cost)")
     ap.add_argument("--rounds", type=int, default=1)

@@ -10,37 +10,54 @@ static const char *const fixed_words[] = {
     "COALESCE", "NOT", "OR", "AND", "ARRAY", "TRASH", "SPAM", "INBOX", "SENT", "UNREAD",
     "STARRED", "EXISTS", "SELECT", "FROM", "WHERE", "ANY", "LIKE", NULL };
 
+/* sql has exactly nargs placeholders and no upper-case word but the fixed ones: the query's
+ * text never reaches the SQL */
+static void check_sql(const char *sql, int nargs)
+{
+    const char *s;
+    size_t n = 0, i;
+
+    for (s = sql; (s = strstr(s, "%s")); s += 2) {
+        n++;
+    }
+    if (n != (size_t)nargs) {
+        abort();
+    }
+    for (s = sql; *s; s++) {
+        if (*s >= 'A' && *s <= 'Z' && (s == sql || !(s[-1] >= 'A' && s[-1] <= 'Z'))) {
+            int known = 0;
+            for (i = 0; fixed_words[i]; i++) {
+                size_t w = strlen(fixed_words[i]);
+                if (!strncmp(s, fixed_words[i], w) && !(s[w] >= 'A' && s[w] <= 'Z')) {
+                    known = 1;
+                }
+            }
+            if (!known) {
+                abort();
+            }
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p = fuzz_pool();
     char *text = fuzz_cstr(p, data, size), *snippet = fuzz_split(text);
-    const char *err = NULL, *s, *d = NULL, *id = NULL;
+    const char *err = NULL, *d = NULL, *id = NULL;
     const gs_search_t *q;
     apr_array_header_t *segs;
-    size_t n = 0, i, len = 0;
+    size_t i, len = 0;
 
     q = gs_search_compile(p, (const char *)data, size, "simple", &err);
     if (q) {
-        for (s = q->where; (s = strstr(s, "%s")); s += 2) {
-            n++;
+        /* the plan that walks takes the same values as where; the candidates' look-up its own */
+        check_sql(q->where, q->args->nelts);
+        check_sql(q->walk, q->args->nelts);
+        if (q->strict) {
+            check_sql(q->strict, q->strict_args->nelts);
         }
-        if (n != (size_t)q->args->nelts) {
+        else if (q->strict_args->nelts) {
             abort();
-        }
-        /* no upper-case word but the fixed ones: the query's text never reaches the SQL */
-        for (s = q->where; *s; s++) {
-            if (*s >= 'A' && *s <= 'Z' && (s == q->where || !(s[-1] >= 'A' && s[-1] <= 'Z'))) {
-                int known = 0;
-                for (i = 0; fixed_words[i]; i++) {
-                    size_t w = strlen(fixed_words[i]);
-                    if (!strncmp(s, fixed_words[i], w) && !(s[w] >= 'A' && s[w] <= 'Z')) {
-                        known = 1;
-                    }
-                }
-                if (!known) {
-                    abort();
-                }
-            }
         }
         segs = gs_search_highlight(p, snippet, q->marks);
         for (i = 0; i < (size_t)segs->nelts; i++) {

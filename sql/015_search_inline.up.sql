@@ -1,0 +1,12 @@
+-- 015: the search vector kept in the row (issue 24). Expand-only: a storage setting, no
+-- column or index changes, so the previous release runs on it unchanged.
+--
+-- A search for a frequent word walks the user's newest messages and tests each one's vector
+-- (mod_gmailsync_search.c). A vector is a few kilobytes and compresses poorly, so with the
+-- default storage nearly every one lives in the TOAST table and each test costs a TOAST index
+-- look-up and two more pages: about three times the time of a vector read from its row. MAIN
+-- keeps it in the row (PostgreSQL still moves one out when a row cannot fit in a page).
+-- The setting applies to rows written from now on; rows indexed before stay where they are
+-- until the message is indexed again or the table is rewritten (VACUUM FULL
+-- gmailsync.message_search, which locks the table while it runs: docs/operations.md).
+ALTER TABLE gmailsync.message_search ALTER COLUMN doc SET STORAGE MAIN;
