@@ -142,3 +142,45 @@ def test_database_settings_never_on_argv(stack, tmp_path):
     assert p.returncode == 1 and "cannot connect" in p.stderr
     password = psycopg2.extensions.parse_dsn(bad).get("password")
     assert password and password not in p.stdout + p.stderr
+
+
+def test_reindex_with_another_configuration(stack, paused_daemon):
+    """After GmailSyncSearchConfig changes, `reindex` indexes again the messages made with
+    another configuration (only those, unless --all), in batches; a bad configuration is an
+    error that changes nothing."""
+    from email.message import EmailMessage
+    from test_message_content import import_message
+    from test_message_view import sync
+    user = stack.add_user(messages=0)
+    for i in range(3):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "a@example.test", user["email"], "note %d" % i
+        msg.set_content("The quarterly reports were running late")
+        import_message(stack, user["email"], msg.as_bytes())
+    sync(stack, user)
+
+    def lexemes():
+        return stack.query("SELECT config::text, tsvector_to_array(doc) FROM"
+                           " gmailsync.message_search WHERE user_id = %s", (user["user_id"],))
+    assert [c for c, _ in lexemes()] == ["simple"] * 3
+    assert all({"the", "reports", "running"} <= set(words) for _, words in lexemes())
+
+    p = admin(stack, "reindex", "--user", user["user_id"], "--config", "nosuchconfig")
+    assert p.returncode == 1 and "no text-search configuration 'nosuchconfig'" in p.stderr, p.stderr
+    assert [c for c, _ in lexemes()] == ["simple"] * 3
+
+    p = admin(stack, "reindex", "--user", user["user_id"], "--config", "english", "--batch", "2")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("reindexed 3 messages with english")
+    assert "reindexed 2 of 3" in p.stderr and "reindexed 3 of 3" in p.stderr
+    got = lexemes()
+    assert [c for c, _ in got] == ["english"] * 3
+    assert all({"report", "run"} <= set(words) and "the" not in words for _, words in got)
+    # nothing left to do; --all does it again
+    p = admin(stack, "reindex", "--user", user["user_id"], "--config", "english", "--quiet")
+    assert p.returncode == 0 and p.stdout.startswith("reindexed 0 messages") and not p.stderr
+    p = admin(stack, "reindex", "--user", user["user_id"], "--config", "english", "--all")
+    assert p.returncode == 0 and p.stdout.startswith("reindexed 3 messages"), p.stdout
+    # back to the stack's configuration
+    p = admin(stack, "reindex", "--user", user["user_id"], "--config", "simple", "--quiet")
+    assert p.returncode == 0 and [c for c, _ in lexemes()] == ["simple"] * 3
