@@ -17,6 +17,10 @@ typedef struct {
 
 /* The predicate of the partial unique index sync_tasks_one_active_per_user. Statements that
  * rely on the index (ON CONFLICT targets) must repeat it exactly. */
+/* RFC 3339 in UTC with milliseconds, from a timestamptz expression. */
+#define GS_SQL_RFC3339(expr) \
+    "to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
 #define GS_SQL_ACTIVE_PREDICATE "state IN ('CREATED', 'RUNNING')"
 
 /* First key of the transaction-level advisory lock that serialises starts per user ('GMSY'). */
@@ -259,6 +263,8 @@ typedef struct {
 
 /* The statement catalogue, terminated by an entry whose label is NULL. */
 extern const gs_sql_stmt_t gs_sql_statements[];
+/* The statements that read and index the owner's mail (gs_sql_mailbox.c), same terminator. */
+extern const gs_sql_stmt_t gs_sql_mailbox_statements[];
 /* Push notifications' statements (gs_sql_push.c, labels in gs_push_start.h), same terminator. */
 extern const gs_sql_stmt_t gs_sql_push_statements[];
 /* The watches' statements (gs_watch.c, labels in gs_watch.h, sql/014), same terminator. */
