@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 
@@ -299,7 +300,30 @@ class OtherHttpd:
         self.log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         self.api = f"http://127.0.0.1:{port}/api/gmail/sync"
 
+    def strays(self):
+        """The processes of an httpd of this configuration still running: one left by an
+        interrupted run (its test never reached stop()). Its pid file may be gone (a start that
+        failed on the busy port removes it), so they are found by their command line."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if self.conf.encode() in args and b"-d" in args:
+                found.append(int(pid))
+        return found
+
     def start(self):
+        strays = self.strays()
+        if strays:
+            for pid in strays:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            wait_for("an earlier run's httpd of %s to stop" % self.dir, lambda: not self.strays(), 30)
         subprocess.run([self.stack.httpd_bin, "-d", self.dir, "-f", self.conf, "-k", "start"],
                        check=True, timeout=30)
 
