@@ -398,6 +398,12 @@ int gs_httpd_handle_health(request_rec *r, const gs_srv_conf_t *conf, const char
     METRIC("autosync_late_s", as.late, as.interval > 0, late_after,
            conf->autosync_late_alert_after > 0 && as.late > late_after);
 #undef METRIC
+    /* push configured on a schema without its tables and columns (sql/013, 014: the module
+     * runs on schema 12 and up): every push would fail, no watch is renewed */
+    if (conf->push_topic && schema_version < GS_WATCH_MIN_SCHEMA) {
+        json_object_array_add(alerts, json_object_new_string("push_schema"));
+        degraded = 1;
+    }
     gs_json_set_object(body, "metrics", metrics);
 
     /* the daemon's schedule (main server's GmailSyncAutoSync); null when Off */

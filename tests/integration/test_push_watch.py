@@ -208,3 +208,29 @@ def test_health_and_metrics_count_the_watches(watching):
     assert metric(text, "gmailsync_push_watch_calls_total", '{outcome="granted"}') == health["granted"]
     assert metric(text, "gmailsync_push_to_sync_seconds_count") >= 0
     assert "# TYPE gmailsync_push_to_sync_seconds histogram" in text
+
+
+def test_health_alerts_when_push_runs_on_a_schema_without_it(watching):
+    """The module runs on schema 12 and up; push needs 013 and 014. Push configured on an older
+    schema is an alert, push_schema, and /health says degraded (the migrations' records of 014
+    and later hidden for the test, the tables left as they are)."""
+    stack = watching
+
+    def health():
+        r = requests.get(stack.api + "/health", timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+    assert "push_schema" not in health()["alerts"]
+    stack.query("CREATE TABLE gmailsync.schema_migrations_hidden AS SELECT * FROM"
+                " gmailsync.schema_migrations WHERE version >= 14")
+    try:
+        stack.query("DELETE FROM gmailsync.schema_migrations WHERE version >= 14")
+        body = health()
+        assert body["database"]["schema_version"] == 13
+        assert body["status"] == "degraded" and "push_schema" in body["alerts"], body["alerts"]
+        assert body["push"]["watches"] is None
+    finally:
+        stack.query("INSERT INTO gmailsync.schema_migrations SELECT * FROM"
+                    " gmailsync.schema_migrations_hidden")
+        stack.query("DROP TABLE gmailsync.schema_migrations_hidden")
+    assert "push_schema" not in health()["alerts"]
