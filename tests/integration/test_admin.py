@@ -184,3 +184,37 @@ def test_reindex_with_another_configuration(stack, paused_daemon):
     # back to the stack's configuration
     p = admin(stack, "reindex", "--user", user["user_id"], "--config", "simple", "--quiet")
     assert p.returncode == 0 and [c for c, _ in lexemes()] == ["simple"] * 3
+
+
+def test_link_to_another_address_starts_over_and_cancels_the_previous_sync(stack, paused_daemon):
+    """As the module's own link: the cursor and a pending full sync belong to the mailbox. The
+    same address again (in another case) keeps them; another address clears them and cancels
+    the sync of the previous one, in one transaction."""
+    from gsworker import new_task
+    user = "adm-" + secrets.token_hex(4)
+    token_a, token_b = ("1//admin-" + secrets.token_urlsafe(24) for _ in range(2))
+    email_a, email_b = mailbox(stack, 3, token_a), mailbox(stack, 2, token_b)
+    p = admin(stack, "link", user, "--email", email_a, stdin=token_a + "\n", from_config=True)
+    assert p.returncode == 0, p.stderr
+    stack.query("UPDATE gmailsync.accounts SET history_id = 1234, last_full_sync_at = now(),"
+                " full_sync_task = gen_random_uuid(), full_sync_history_id = 1200,"
+                " full_sync_started_at = now() WHERE user_id = %s RETURNING 1", (user,))
+    task_id = new_task(stack, user)
+
+    def cursor():
+        return stack.query("SELECT history_id, last_full_sync_at IS NOT NULL, full_sync_task IS NOT"
+                           " NULL, full_sync_history_id, full_sync_started_at IS NOT NULL FROM"
+                           " gmailsync.accounts WHERE user_id = %s", (user,))[0]
+
+    p = admin(stack, "link", user, "--email", email_a.upper(), stdin=token_a + "\n", from_config=True)
+    assert p.returncode == 0 and "full one" not in p.stdout, p.stdout + p.stderr
+    assert cursor() == (1234, True, True, 1200, True)
+    assert task_state(stack, task_id) == "CREATED"
+
+    p = admin(stack, "link", user, "--email", email_b, stdin=token_b + "\n", from_config=True)
+    assert p.returncode == 0, p.stderr
+    assert f"it was linked to {email_a.upper()}: the next sync is a full one; cancelled task {task_id}" \
+        in p.stdout, p.stdout
+    assert cursor() == (None, False, False, None, False)
+    assert task_state(stack, task_id) == "CANCELLED"
+    assert stack.query("SELECT email FROM gmailsync.accounts WHERE user_id = %s", (user,))[0][0] == email_b
