@@ -75,6 +75,11 @@ static int kid_acceptable(const char *kid)
 /* Is s what cjose's base64url decoder may be given: non-empty, only the base64url alphabet
  * (no '=' padding), and not 4n + 1 characters long? Its decoder asserts on some other input
  * instead of failing (found by fuzz_push, in a token and in a JWK's "n"). */
+static int b64url_char(char c)
+{
+    return apr_isalnum(c) || c == '-' || c == '_';
+}
+
 static int b64url_plausible(const char *s)
 {
     const char *c;
@@ -83,7 +88,7 @@ static int b64url_plausible(const char *s)
         return 0;
     }
     for (c = s; *c; c++) {
-        if (!apr_isalnum(*c) && *c != '-' && *c != '_') {
+        if (!b64url_char(*c)) {
             return 0;
         }
     }
@@ -209,7 +214,7 @@ static apr_size_t compact_shape(const char *token, apr_size_t len)
                 return 0;
             }
         }
-        else if (!apr_isalnum(c) && c != '-' && c != '_') {
+        else if (!b64url_char(c)) {
             return 0;
         }
     }

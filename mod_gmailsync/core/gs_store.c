@@ -37,7 +37,6 @@ const char *gs_store_text_array(apr_pool_t *p, const char *const *ids, int n)
     return out;
 }
 
-
 /* apr_dbd's pgsql driver hands SQL NULL out as "" (PQgetvalue); no column read here can
  * legitimately be empty, so "" is NULL. */
 static const char *cell(const gs_db_rows_t *rows, int row, int col)
