@@ -115,6 +115,32 @@ def import_mbox(gmail, email, chunks):
     return n
 
 
+def new_task(env, user, email, refresh):
+    """The account (its refresh token sealed) and a CREATED task for it; returns the task id."""
+    sealed = seal(env, user, refresh)
+    with psycopg2.connect(env["GS_PG_DSN"]) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO gmailsync.accounts (user_id, email, refresh_token) VALUES (%s, %s, %s)",
+                    (user, email, sealed))
+        cur.execute("INSERT INTO gmailsync.sync_tasks (user_id) VALUES (%s) RETURNING task_id", (user,))
+        task = str(cur.fetchone()[0])
+    conn.close()
+    return task
+
+
+def worker_conf(env, quota, parallel, content=None):
+    """The worker's configuration (its stdin) for the stack: quota 0 is unpaced."""
+    gmail = env["GS_GMAIL_URL"]
+    with open(os.path.join(env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
+        secret = f.read().strip()
+    conf = ("db = %s\napi_base = %s\ntoken_url = %s/token\nclient_id = %s\nclient_secret = %s\n"
+            "token_key_file = %s\nquota_units = %d\nparallel = %d\nprogress_interval = 1s\n"
+            % (env["GS_PG_DSN"], gmail, gmail, env["GS_CLIENT_ID"], secret, env["GS_TOKEN_KEY_FILE"],
+               quota or 0, parallel))
+    if content:
+        conf += "content = %s\n" % content
+    return conf
+
+
 def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, concurrent=0,
             content=None, mbox=None, batch_size=None, deadline=900):
     gmail, dsn = env["GS_GMAIL_URL"], env["GS_PG_DSN"]
@@ -133,21 +159,8 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
                                "max_concurrent_per_user": concurrent})
     if latency:
         control(gmail, "/faults", {"method": "*", "mode": "latency", "seconds": latency, "count": -1})
-    sealed = seal(env, user, refresh)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO gmailsync.accounts (user_id, email, refresh_token) VALUES (%s, %s, %s)",
-                    (user, email, sealed))
-        cur.execute("INSERT INTO gmailsync.sync_tasks (user_id) VALUES (%s) RETURNING task_id", (user,))
-        task = str(cur.fetchone()[0])
-    conn.close()
-    with open(os.path.join(env["GS_RUN_DIR"], "secrets", "client_secret")) as f:
-        secret = f.read().strip()
-    conf = ("db = %s\napi_base = %s\ntoken_url = %s/token\nclient_id = %s\nclient_secret = %s\n"
-            "token_key_file = %s\nquota_units = %d\nparallel = %d\nprogress_interval = 1s\n"
-            % (dsn, gmail, gmail, env["GS_CLIENT_ID"], secret, env["GS_TOKEN_KEY_FILE"], quota or 0,
-               parallel))
-    if content:
-        conf += "content = %s\n" % content
+    task = new_task(env, user, email, refresh)
+    conf = worker_conf(env, quota, parallel, content)
     if batch_size:
         # one batch of giant answers: the fake builds (and compresses) it whole before its first
         # byte, as Gmail does not; give it the time

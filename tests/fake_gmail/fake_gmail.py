@@ -1248,7 +1248,11 @@ def _create_mailbox(state, data):
     prerender = data.get("prerender", state.config.prerender)
     if not isinstance(prerender, bool):
         raise ValueError("prerender must be a boolean")
-    mailbox = M.Mailbox(email_addr, count, seed, refresh, spam_trash, state.config.history_retention, prerender)
+    text = data.get("text", "sentences")
+    if not isinstance(text, str):
+        raise ValueError("text must be a string")
+    mailbox = M.Mailbox(email_addr, count, seed, refresh, spam_trash, state.config.history_retention, prerender,
+                        text)
     email_lc = email_addr.lower()
     with state.lock:
         state.mailboxes[email_lc] = mailbox

@@ -75,6 +75,45 @@ def _sentence_pool():
 SENTENCES = _sentence_pool()
 
 
+# --- the "wide" text of a mailbox made for search (tests/bench/bench_search.py) -------------
+# Subjects and bodies drawn word by word from a vocabulary of about 4,000 words, a word k with a
+# probability falling with k (k = len * random()^3: real text draws its frequent words far more
+# often), and a third of the messages with 80 Chinese characters: words of every frequency, so
+# that a word query can match a handful of messages or a third of the mailbox.
+WIDE_BASE = ("invoice meeting report quarterly schedule attached regards thanks budget review "
+             "project update deadline contract proposal client travel hotel flight dinner lunch "
+             "payment receipt order shipping delivery account password security team office "
+             "holiday vacation photo family weekend party birthday newsletter sale discount offer "
+             "event conference agenda minutes summary draft final version approval request").split()
+_SYLLABLES = "ka lo mi ne su ta ri ve do pa zu fi go ha je".split()
+WIDE_WORDS = WIDE_BASE + ["".join(_SYLLABLES[(k // 15 ** j) % 15] for j in range(3 + k % 2))
+                          for k in range(4000)]
+HAN = ("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家"
+       "学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见"
+       "经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明其种声全工己话")
+TEXT_KINDS = ("sentences", "wide")
+
+
+def _wide_words(rng, n):
+    words, size = WIDE_WORDS, len(WIDE_WORDS)
+    return " ".join([words[int(rng.random() ** 3 * size)] for _ in range(n)])
+
+
+def wide_subject(key, root_index):
+    rng = random.Random("%s|wsubject|%d" % (key, root_index))
+    return _wide_words(rng, 6 + root_index % 5)
+
+
+def _wide_text(rng, index):
+    """120-319 words in lines of 12, and 80 Chinese characters in every third message."""
+    n = 120 + index % 200
+    words = _wide_words(rng, n).split(" ")
+    lines = [" ".join(words[i:i + 12]) for i in range(0, n, 12)]
+    if index % 3 == 0:
+        lines.append("".join(HAN[int(rng.random() * len(HAN))] for _ in range(80)))
+    return "\r\n".join(lines) + "\r\n"
+
+
 def subject_for(key, root_index, kind):
     """The thread's subject (replies prefix 'Re: ')."""
     rng = random.Random("%s|subject|%d" % (key, root_index))
@@ -394,11 +433,13 @@ def _qp_len_estimate(nbytes, ascii_bytes):
     return int(ascii_bytes * 1.03 + (nbytes - ascii_bytes) * 3) + 2
 
 
-def envelope(key, owner_email, owner_name, skel):
-    """The envelope of a message skeleton (see fg_model.Message); deterministic."""
+def envelope(key, owner_email, owner_name, skel, text="sentences"):
+    """The envelope of a message skeleton (see fg_model.Message); deterministic. text: the
+    mailbox's kind of text (TEXT_KINDS)."""
     rng = random.Random("%s|env|%d" % (key, skel.index))
     kind = skel.flags & SUBJ_MASK
-    subject = subject_for(key, skel.root, kind)
+    wide = text == "wide"
+    subject = wide_subject(key, skel.root) if wide else subject_for(key, skel.root, kind)
     if skel.parent >= 0:
         subject = "Re: " + subject
     contact = _contact(rng)
@@ -430,7 +471,7 @@ def envelope(key, owner_email, owner_name, skel):
         headers.append(("Cc", cc[0]))
         raw_values["Cc"] = cc[1]
 
-    text = _body_text(rng, kind, subject)
+    text = _wide_text(rng, skel.index) if wide else _body_text(rng, kind, subject)
     nbytes = len(text.encode("utf-8"))
     ascii_text = text.isascii()
     ascii_bytes = nbytes if ascii_text else len(text.encode("ascii", "ignore"))
@@ -468,10 +509,10 @@ def envelope(key, owner_email, owner_name, skel):
     return Envelope(headers, raw_values, snippet_of(text), size, mime, plan, text)
 
 
-def generate(key, owner_email, owner_name, skel, env=None):
+def generate(key, owner_email, owner_name, skel, env=None, text="sentences"):
     """Full content: trace headers + the envelope's headers, and the MIME tree with bodies."""
     if env is None or env.text is None:
-        env = envelope(key, owner_email, owner_name, skel)
+        env = envelope(key, owner_email, owner_name, skel, text)
     cte_text, alt_boundary, mixed_boundary, attachment, contact, sent = env.plan
     rng = random.Random("%s|trace|%d" % (key, skel.index))
     headers = []

@@ -141,9 +141,13 @@ def _owner_name(email):
 
 
 class Mailbox:
-    def __init__(self, email, count, seed, refresh_token, spam_trash=0, retention=0, prerender=False):
+    def __init__(self, email, count, seed, refresh_token, spam_trash=0, retention=0, prerender=False,
+                 text="sentences"):
         if count < 0 or count > 2000000:
             raise InvalidArgument("messages must be between 0 and 2000000")
+        if text not in C.TEXT_KINDS:
+            raise InvalidArgument("text must be one of %s" % ", ".join(C.TEXT_KINDS))
+        self.text = text
         self.email = email
         self.email_lc = email.lower()
         self.seed = seed
@@ -649,7 +653,7 @@ class Mailbox:
             if msg.raw is not None:
                 env = I.envelope(self.content(msg))
             else:
-                env = C.envelope(self.key, self.email, self.owner_name, msg)
+                env = C.envelope(self.key, self.email, self.owner_name, msg, self.text)
             # Escaped once, kept as one string ("lower\x01"name"\x01"value" entries joined by \x00;
             # JSON text never holds raw control characters): a metadata answer is then a join of
             # ready pieces, and a cached envelope costs ~1 KB instead of a few hundred objects.
@@ -666,7 +670,7 @@ class Mailbox:
             if msg.raw is not None:
                 content = I.content(msg.raw)
             else:
-                content = C.generate(self.key, self.email, self.owner_name, msg)
+                content = C.generate(self.key, self.email, self.owner_name, msg, text=self.text)
             CONTENT_CACHE.put(ckey, content)
         return content
 

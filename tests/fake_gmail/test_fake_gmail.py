@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -303,6 +304,37 @@ def test_non_ascii_and_long_subjects_round_trip_as_utf8(server):
     assert len(seen["long"]) > 1000 and len(seen["long_non_ascii"]) > 1000
     html = server.get("messages/" + samples["html_chars"], token, format="metadata", metadataHeaders="Subject")
     assert b"\\u003c" in html.content or b"\\u0026" in html.content   # Google escapes <>&=' in JSON
+
+
+def test_wide_text_draws_words_of_every_frequency(server):
+    """{"text": "wide"}: bodies and subjects from the ~4,000-word vocabulary, Chinese in every
+    third body, the sizeEstimate still within 1 % of the raw bytes; an unknown kind is a 400."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fg_content
+    vocab = set(fg_content.WIDE_WORDS)
+    info = server.mailbox("wide@example.com", messages=90, seed=5, text="wide")
+    token = server.token(info["refresh_token"])
+    ids, _ = all_ids(server, token)
+    words, chinese = set(), 0
+    for mid in ids:
+        doc = server.get("messages/" + mid, token, format="raw").json()
+        raw = base64.urlsafe_b64decode(doc["raw"])
+        assert abs(len(raw) - doc["sizeEstimate"]) <= 0.01 * len(raw) + 40
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        subject = str(parsed["Subject"]).removeprefix("Re: ").split()
+        assert subject and set(subject) <= vocab
+        body = parsed.get_body(("plain",)).get_content().split()
+        latin = [w for w in body if w.isascii()]
+        assert len(latin) >= 120 and set(latin) <= vocab
+        han = [w for w in body if not w.isascii()]
+        assert all(set(w) <= set(fg_content.HAN) for w in han)
+        chinese += bool(han)
+        words |= set(latin)
+    assert 20 <= chinese <= 40                       # every third message
+    assert len(words) > 1000                          # not the 130 words of the default text
+    bad = server.http.post(server.base + "/_control/mailboxes",
+                           json={"email": "w2@example.com", "text": "poems"})
+    assert bad.status_code == 400 and "text must be one of" in bad.text
 
 
 def test_large_message_has_megabytes(server):
