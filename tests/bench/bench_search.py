@@ -57,9 +57,10 @@ def counts_of(users, total, share):
     return counts
 
 
-def fill_from_fake(env, users, counts, jobs):
+def fill_from_fake(env, users, counts, jobs, deadline=3600):
     """Each user's mailbox made by the fake ("text": "wide") and synced by a worker of its own
-    (content = full), `jobs` at a time; the fake's mailbox is dropped once synced."""
+    (content = full), `jobs` at a time; the fake's mailbox is dropped once synced. A sync that
+    takes more than `deadline` seconds ends the bench."""
     worker = os.path.join(ROOT, os.environ.get("GS_WORKER_BIN", "build/gmailsync-worker"))
     gmail = env["GS_GMAIL_URL"]
     conf = worker_conf(env, 0, 2, "full")
@@ -82,6 +83,10 @@ def fill_from_fake(env, users, counts, jobs):
             running[proc] = (user, email, n, task, time.monotonic())
         for proc in list(running):
             if proc.poll() is None:
+                if time.monotonic() - running[proc][4] > deadline:
+                    proc.kill()
+                    sys.exit("bench_search: the sync of %s took more than %d s"
+                             % (running[proc][0], deadline))
                 continue
             user, email, n, task, started = running.pop(proc)
             control(gmail, "/mailboxes/" + email, method="DELETE")

@@ -13,7 +13,12 @@ ru_maxrss from wait4), progress writes, Gmail calls and quota units per message,
 one attachment of 100 KB-5 MB, log-uniform; one message with a 25 MB attachment) and syncs them
 with each `content` given, printing messages/s, the worker's CPU per message, the raw bytes per
 message as PostgreSQL stores them (pg_column_size, lz4 where the server has it) against their
-length, the rate the worker's CPU alone would allow (messages per CPU second), and the worker's peak RSS (VmHWM, from its end line). --big N syncs N messages of 25 MB
+length, the rate the worker's CPU alone would allow (messages per CPU second), PostgreSQL's CPU
+per message (all of its processes: the worker's backend, WAL writer, checkpointer) and the rate
+the two together would allow on 2 cores (2 / their CPU per message: the machine's ceiling,
+whatever the fake costs), PostgreSQL's floor (its CPU to write the same raw and attachment bytes
+once more with one INSERT ... SELECT each, nothing else), and the worker's peak RSS (VmHWM, from
+its end line). --big N syncs N messages of 25 MB
 in one batch (content = full) and prints the same. Each sync has a deadline (--deadline).
 
 It brings up its own stack with scripts/gmailsync-dev under $GS_BENCH_RUN_DIR or $GS_RUN_DIR
@@ -95,6 +100,70 @@ def vm_hwm_kb(pid):
     return None
 
 
+def _stat(pid):
+    """(ppid, utime + stime, cutime + cstime) of a process, in seconds; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, \
+        (int(fields[13]) + int(fields[14])) / tick
+
+
+def pg_cpu_seconds(env, children=None):
+    """The CPU the stack's PostgreSQL has used: the postmaster's, that of the children it reaped
+    (the backends of connections closed since), and that of its live children (backends,
+    checkpointer, WAL writer, autovacuum). Differences of two readings are what a sync cost it.
+    A backend whose client has gone is waited for (5 s at most) until the postmaster has reaped
+    it: while it exits its CPU is in neither place. `children`: the live children's count
+    before, to wait for."""
+    try:
+        with open(os.path.join(env["GS_RUN_DIR"], "pg", "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+    except (OSError, ValueError):
+        return None
+    deadline = time.monotonic() + 5
+    while True:
+        own = _stat(postmaster)
+        if own is None:
+            return None
+        live = [st for st in (_stat(int(n)) for n in os.listdir("/proc") if n.isdigit())
+                if st and st[0] == postmaster]
+        if children is None or len(live) <= children or time.monotonic() > deadline:
+            return own[1] + own[2] + sum(st[1] for st in live), len(live)
+        time.sleep(0.05)
+
+
+def pg_write_floor(env, user):
+    """PostgreSQL's CPU (seconds) to write the user's stored raw messages and attachment bytes
+    once more and nothing else: one INSERT ... SELECT of each into a table of one bytea column
+    with the same compression (lz4 where the server has it), logged like the real ones, in one
+    transaction. A floor under what storing a sync's bytes costs the server, whoever sends them."""
+    conn = psycopg2.connect(env["GS_PG_ADMIN_DSN"].rsplit("/", 1)[0] + "/gmailsync")
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS public.bench_write_floor")
+            cur.execute("CREATE TABLE public.bench_write_floor (b bytea)")
+            cur.execute("SELECT attcompression FROM pg_attribute WHERE attrelid ="
+                        " 'gmailsync.message_raw'::regclass AND attname = 'raw'")
+            if cur.fetchone()[0] == "l":
+                cur.execute("ALTER TABLE public.bench_write_floor ALTER b SET COMPRESSION lz4")
+        before = (pg_cpu_seconds(env) or (None,))[0]
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO public.bench_write_floor SELECT raw FROM gmailsync.message_raw"
+                        " WHERE user_id = %s", (user,))
+            cur.execute("INSERT INTO public.bench_write_floor SELECT bytes"
+                        " FROM gmailsync.attachment_blobs WHERE user_id = %s", (user,))
+        after = (pg_cpu_seconds(env) or (None,))[0]
+        with conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE public.bench_write_floor")
+    finally:
+        conn.close()
+    return after - before if before is not None and after is not None else None
+
+
 def seal(env, user, token):
     """The refresh token sealed under the stack's key (the worker refuses plaintext rows)."""
     p = subprocess.run([os.path.join(ROOT, "build", "gmailsync-tokens"), "seal", "--key-file",
@@ -166,6 +235,7 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         # byte, as Gmail does not; give it the time
         conf += "batch_size = %d\ntimeout = 600s\nlow_speed_time = 300s\n" % batch_size
     control(gmail, "/stats/reset", {})
+    pg_before, pg_children = pg_cpu_seconds(env) or (None, None)
     start = time.monotonic()
     proc = subprocess.Popen([worker, "--task", task, "--config", "-"], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -207,6 +277,7 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
             break
         time.sleep(0.02)
     elapsed = time.monotonic() - start
+    pg_after = (pg_cpu_seconds(env, pg_children) or (None,))[0]
     reader.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = "".join(stderr_chunks)
@@ -234,6 +305,7 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
                     " coalesce(sum(pg_column_size(bytes)), 0) FROM gmailsync.attachment_blobs"
                     " WHERE user_id = %s", (user,))
         blobs, blob_len, blob_stored = cur.fetchone()
+        floor = pg_write_floor(env, user) if raws or blobs else None
         for table in ("message_raw", "attachment_blobs", "message_bodies", "message_attachments",
                       "message_addresses", "messages"):
             cur.execute("DELETE FROM gmailsync.%s WHERE user_id = %%s" % table, (user,))
@@ -262,6 +334,15 @@ def run_one(env, worker, messages, parallel, latency, quota, server_quota=None, 
         # the rate the worker's own CPU allows (one core, the fake and PostgreSQL aside)
         "cpu_bound_msgs_per_s": round(messages / (usage.ru_utime + usage.ru_stime), 1)
         if usage and usage.ru_utime + usage.ru_stime > 0 else None,
+        # PostgreSQL's CPU during the sync (its backends, WAL writer, checkpointer; autovacuum
+        # too if it ran), and the rate both together would allow on this machine's 2 cores if
+        # nothing else ran and their work were shared perfectly: the ceiling here
+        "pg_cpu_us_per_message": round((pg_after - pg_before) * 1e6 / max(messages, 1))
+        if pg_before is not None and pg_after is not None else None,
+        "two_core_bound_msgs_per_s": round(2 * messages / (usage.ru_utime + usage.ru_stime
+                                                           + pg_after - pg_before), 1)
+        if usage and pg_before is not None and pg_after is not None else None,
+        "pg_floor_us_per_message": round(floor * 1e6 / max(messages, 1)) if floor else None,
         "peak_rss_mb": round(int(fields.get("peak_rss_kb", 0)) / 1024, 1),
         "raw_kb_per_message": round(raw_len / 1024 / max(messages, 1), 1),
         "raw_stored_kb_per_message": round(raw_stored / 1024 / max(messages, 1), 1),
@@ -357,7 +438,9 @@ def big_messages(n):
 
 def print_content(results):
     cols = ["messages", "content", "state", "seconds", "messages_per_s", "cpu_us_per_message",
-            "cpu_bound_msgs_per_s", "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
+            "cpu_bound_msgs_per_s", "pg_cpu_us_per_message", "pg_floor_us_per_message",
+            "two_core_bound_msgs_per_s",
+            "raw_kb_per_message", "raw_stored_kb_per_message", "blob_kb_per_message",
             "blob_stored_kb_per_message", "spooled", "batch_size_end", "peak_rss_mb", "vmhwm_mb"]
     print("  ".join(cols))
     for r in results:
