@@ -271,9 +271,11 @@ def search_cost(env, args):
                 " pg_relation_size('gmailsync.message_search'),"
                 " pg_relation_size('gmailsync.message_search_doc'),"
                 " pg_relation_size('gmailsync.message_search_fields')"
+                " + COALESCE(pg_relation_size(to_regclass("
+                "'gmailsync.message_search_fields_user')), 0)"
                 " FROM gmailsync.message_search")
     rows, total, heap, gin, trgm = cur.fetchone()
-    print("index size per message: %.0f bytes in all (table %.0f, tsvector GIN %.0f, trigram GIN"
+    print("index size per message: %.0f bytes in all (table %.0f, tsvector GIN %.0f, trigram GINs"
           " %.0f; %d rows)" % (total / rows, heap / rows, gin / rows, trgm / rows, rows))
     conn.close()
     api = env["GS_BASE_URL"] + "/api/gmail/sync"
