@@ -56,7 +56,7 @@ BUILD_DIR = os.path.join(ROOT, os.environ.get("GS_TEST_BUILD_DIR", "build"))
 SANITIZE = os.environ.get("GS_SANITIZE") == "1"
 
 # what a database outage legitimately writes to the error log, on every side
-OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile)_failed|event=daemon\.db_unavailable"
+OUTAGE_LOG = (r"\[dbd:|event=daemon\.(claim|rescue|reconcile|listen)_failed|event=daemon\.db_unavailable"
               r"|event=db\.waiting|event=task\.fail_deferred|event=(session\.lookup|progress\.db"
               r"|status\.db|health\.db|start|cancel\.db)_?\w*|event=task\.(failed|unrecorded)"
               r"|event=health\.\w+|terminating connection|server closed the connection"
