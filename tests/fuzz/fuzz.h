@@ -21,12 +21,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static apr_pool_t *fuzz_root;
 
+/* A harness's own setup, run once before the first input (libFuzzer's -timeout counts per
+ * input): defined by the harnesses that need one. */
+void fuzz_setup(void) __attribute__((weak));
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     if (apr_initialize() != APR_SUCCESS || apr_pool_create(&fuzz_root, NULL) != APR_SUCCESS) {
         abort();
+    }
+    if (fuzz_setup) {
+        fuzz_setup();
     }
     return 0;
 }
